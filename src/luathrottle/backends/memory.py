@@ -1,0 +1,203 @@
+"""The embedded backend: the very same Lua files, run in-process by lupa.
+
+``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
+keyspace written in Lua (GET, SET with PX, DEL, PTTL, TIME) so that a script
+call never crosses back into Python. Keys expire lazily when read, and every
+call also sweeps a few expired keys, as Redis does.
+
+One lock makes every script call atomic, so one backend is safe to share
+between threads and between asyncio tasks (a call never awaits). State is per
+process: use Redis when several processes must share limits.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lupa.lua51 as lupa
+
+from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.exceptions import BackendError
+from luathrottle.scripts import Script
+
+__all__ = ["MemoryBackend"]
+
+_KEYSPACE = """
+local data, expires = {}, {}
+local now = 0
+local cursor = nil
+local SWEEP = 20
+
+local function expired(key)
+  local at = expires[key]
+  if at and at <= now then
+    data[key], expires[key] = nil, nil
+    return true
+  end
+  return false
+end
+
+local function sweep()
+  if cursor ~= nil and expires[cursor] == nil then
+    cursor = nil
+  end
+  for _ = 1, SWEEP do
+    local key = next(expires, cursor)
+    if key == nil then
+      cursor = nil
+      return
+    end
+    cursor = key
+    expired(key)
+  end
+end
+
+local commands = {}
+function commands.GET(key)
+  if expired(key) then return false end
+  local value = data[key]
+  if value == nil then return false end
+  return value
+end
+function commands.SET(key, value, option, ttl)
+  data[key] = tostring(value)
+  expires[key] = nil
+  if option ~= nil then
+    if string.upper(option) ~= 'PX' or tonumber(ttl) == nil then
+      error('ERR memory backend supports only SET key value [PX ms]')
+    end
+    expires[key] = now + tonumber(ttl) * 1000
+  end
+  return {ok = 'OK'}
+end
+function commands.DEL(...)
+  local deleted = 0
+  for _, key in ipairs({...}) do
+    if not expired(key) and data[key] ~= nil then
+      deleted = deleted + 1
+    end
+    data[key], expires[key] = nil, nil
+  end
+  return deleted
+end
+function commands.PTTL(key)
+  if expired(key) or data[key] == nil then return -2 end
+  local at = expires[key]
+  if at == nil then return -1 end
+  return math.floor((at - now + 999) / 1000)
+end
+function commands.TIME()
+  local seconds = math.floor(now / 1000000)
+  return {tostring(seconds), tostring(now - seconds * 1000000)}
+end
+
+redis = {}
+function redis.call(name, ...)
+  local command = commands[string.upper(name)]
+  if command == nil then
+    error('ERR unknown command ' .. tostring(name) .. ' in the memory backend')
+  end
+  return command(...)
+end
+
+local function run_script(script, clock_us, nkeys, ...)
+  now = clock_us
+  sweep()
+  local keys, args = {}, {}
+  for i = 1, select('#', ...) do
+    local value = select(i, ...)
+    if i <= nkeys then keys[i] = value else args[i - nkeys] = value end
+  end
+  return unpack(script(keys, args))
+end
+
+local function run_command(clock_us, ...)
+  now = clock_us
+  return redis.call(...)
+end
+
+return run_script, run_command
+"""
+
+
+class MemoryBackend(SyncBackend, AsyncBackend):
+    """An in-process store that runs the Lua scripts through lupa.
+
+    Serves sync and async limiters alike. Its TIME is ``clock``, so a test
+    can move the embedded server's time exactly as it moves a real one's.
+
+    Args:
+        clock: returns the current time in seconds; ``time.time`` by default.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        self._clock = clock
+        self._lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+        self._run_script, self._run_command = self._lua.execute(_KEYSPACE)
+        self._compiled: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _now_us(self) -> int:
+        if self._clock is None:
+            return time.time_ns() // 1000
+        return round(self._clock() * 1_000_000)
+
+    def _function(self, script: Script) -> Any:
+        function = self._compiled.get(script.sha)
+        if function is None:
+            function = self._lua.eval(f"function(KEYS, ARGV)\n{script.source}\nend")
+            self._compiled[script.sha] = function
+        return function
+
+    def run_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str]
+    ) -> list[int]:
+        """Run ``script`` atomically in the embedded Lua."""
+        now = self._now_us()
+        with self._lock:
+            try:
+                reply = self._run_script(
+                    self._function(script), now, len(keys), *keys, *args
+                )
+            except lupa.LuaError as exc:
+                raise BackendError(f"{script.name}: {exc}") from exc
+        # Redis turns Lua numbers into integers by truncation; so do we.
+        return [int(value) for value in reply]
+
+    def command(self, *args: str | int) -> Any:
+        """Run one keyspace command (GET, SET, DEL, PTTL, TIME), as in Redis."""
+        now = self._now_us()
+        with self._lock:
+            try:
+                return self._run_command(now, *args)
+            except lupa.LuaError as exc:
+                raise BackendError(f"{args[0]}: {exc}") from exc
+
+    def delete_keys(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``."""
+        if keys:
+            self.command("DEL", *keys)
+
+    def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
+        """Compile the algorithm's script into the embedded Lua."""
+        with self._lock:
+            self._function(algorithm.script)
+
+    async def arun_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str]
+    ) -> list[int]:
+        """Run ``script``; it never blocks on I/O, so it never awaits."""
+        return self.run_script(script, keys, args)
+
+    async def adelete_keys(self, keys: Sequence[str]) -> None:
+        """Delete ``keys``."""
+        self.delete_keys(keys)
+
+    async def ainitialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
+        """Compile the algorithm's script into the embedded Lua."""
+        self.initialize_algorithm(algorithm)
+
+    def __repr__(self) -> str:
+        return "MemoryBackend()"

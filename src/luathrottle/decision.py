@@ -1,0 +1,129 @@
+"""Decisions: what a script call answered, decoded without any I/O."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from luathrottle.rates import Limit
+
+__all__ = ["COST_EXCEEDS_LIMIT", "LIMIT_EXCEEDED", "Decision", "LimitDecision"]
+
+#: ``Decision.reason`` when a limit is used up for now.
+LIMIT_EXCEEDED = "limit_exceeded"
+#: ``Decision.reason`` when the cost of one hit is more than a limit holds.
+COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
+
+_REASONS = {1: None, 0: LIMIT_EXCEEDED, -1: COST_EXCEEDS_LIMIT}
+_FIELDS_PER_LIMIT = 5
+_MICROSECONDS = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDecision:
+    """How one limit judged one call.
+
+    Attributes:
+        limit: the limit, with its name.
+        allowed: whether this limit alone admits the hit.
+        remaining: units left after the call (nothing is consumed unless every
+            limit admits).
+        reset_after: seconds until the whole quota is back.
+        retry_after: seconds until the hit would fit; None when it fits now,
+            or when it can never fit (``reason`` says so).
+        reason: None when allowed, else ``LIMIT_EXCEEDED`` or
+            ``COST_EXCEEDS_LIMIT``.
+    """
+
+    limit: Limit
+    allowed: bool
+    remaining: int
+    reset_after: float
+    retry_after: float | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to one hit or peek over every limit of one identity.
+
+    The top-level fields describe the limit that matters most: when the hit
+    is denied, the denying limit with the longest wait; when it is admitted,
+    the limit with the fewest units left.
+
+    Attributes:
+        allowed: whether every limit admits the hit.
+        limit: ``max_requests`` of the limit that matters most.
+        remaining: units left on that limit.
+        reset_after: seconds until that limit's whole quota is back.
+        retry_after: seconds until the hit would fit; None when allowed, or
+            when the cost can never fit.
+        reason: None when allowed, else why not.
+        limits: the decision of each limit, in the order they were given.
+    """
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after: float
+    retry_after: float | None
+    reason: str | None
+    limits: tuple[LimitDecision, ...]
+
+    @classmethod
+    def from_reply(cls, limits: Sequence[Limit], reply: Sequence[int]) -> "Decision":
+        """Decode a script's reply: five integers per limit, in order.
+
+        Raises:
+            ValueError: the reply does not have five integers per limit.
+        """
+        if len(reply) != _FIELDS_PER_LIMIT * len(limits):
+            raise ValueError(
+                f"script reply has {len(reply)} fields for {len(limits)} limits"
+            )
+        decisions = tuple(
+            _limit_decision(limit, reply, _FIELDS_PER_LIMIT * index)
+            for index, limit in enumerate(limits)
+        )
+        return cls.combine(decisions)
+
+    @classmethod
+    def combine(cls, decisions: Sequence[LimitDecision]) -> "Decision":
+        """One decision over several limits: allowed only if all allow.
+
+        Raises:
+            ValueError: ``decisions`` is empty.
+        """
+        if not decisions:
+            raise ValueError("decisions must hold at least one limit decision")
+        denied = [item for item in decisions if not item.allowed]
+        if denied:
+            main = max(denied, key=_wait)
+        else:
+            main = min(decisions, key=lambda item: (item.remaining, -item.reset_after))
+        return cls(
+            allowed=not denied,
+            limit=main.limit.max_requests,
+            remaining=main.remaining,
+            reset_after=main.reset_after,
+            retry_after=main.retry_after,
+            reason=main.reason,
+            limits=tuple(decisions),
+        )
+
+
+def _wait(decision: LimitDecision) -> float:
+    if decision.retry_after is None:
+        return float("inf")
+    return decision.retry_after
+
+
+def _limit_decision(limit: Limit, reply: Sequence[int], start: int) -> LimitDecision:
+    status, _, remaining, reset_us, retry_us = reply[start : start + _FIELDS_PER_LIMIT]
+    reason = _REASONS[int(status)]
+    return LimitDecision(
+        limit=limit,
+        allowed=reason is None,
+        remaining=max(int(remaining), 0),
+        reset_after=int(reset_us) / _MICROSECONDS,
+        retry_after=int(retry_us) / _MICROSECONDS if reason == LIMIT_EXCEEDED else None,
+        reason=reason,
+    )

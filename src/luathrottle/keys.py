@@ -1,0 +1,65 @@
+"""State keys: namespaced, hashed, and one hash tag per identity.
+
+A key looks like ``lt:fixed_window.1:{Q2xh...}:b3Ro...:5/60``:
+
+- the prefix, then the script's name and version, so a new state layout
+  never reads keys an older one wrote;
+- the identity, hashed, as the hash tag: keys are bounded in length, carry
+  no personal data, and no client-chosen value can pick or break the tag;
+- the scope (a view and throttle name, say), hashed, when there is one, so
+  that scopes never share a counter;
+- the limit, so each limit has its own counter.
+
+All keys of one identity share the hash tag, whatever their scope, so one
+script call on one Redis Cluster slot decides all of its limits.
+"""
+
+import base64
+import hashlib
+from collections.abc import Sequence
+
+from luathrottle.rates import Limit
+from luathrottle.scripts import Script
+
+__all__ = ["check_prefix", "hash_identity", "state_keys"]
+
+_DIGEST_BYTES = 12
+
+
+def hash_identity(*parts: str) -> str:
+    """A short, URL-safe digest of ``parts`` that keeps them apart.
+
+    Lone surrogates and NUL bytes are hashed like any other character.
+    """
+    digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+    for part in parts:
+        encoded = part.encode("utf-8", "surrogatepass")
+        digest.update(len(encoded).to_bytes(8, "big"))
+        digest.update(encoded)
+    return base64.urlsafe_b64encode(digest.digest()).decode()
+
+
+def state_keys(
+    prefix: str, script: Script, scope: str, identity: str, limits: Sequence[Limit]
+) -> list[str]:
+    """The state key of every limit of ``identity`` within ``scope``."""
+    base = f"{prefix}:{script.name}.{script.version}:{{{hash_identity(identity)}}}"
+    if scope:
+        base = f"{base}:{hash_identity(scope)}"
+    return [f"{base}:{limit.max_requests}/{limit.duration}" for limit in limits]
+
+
+def check_prefix(prefix: object) -> str:
+    """Validate a key prefix: a short, non-empty string without braces.
+
+    Raises:
+        TypeError, ValueError: naming ``prefix``.
+    """
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, got {type(prefix).__name__} {prefix!r}")
+    if not prefix or len(prefix) > 64 or any(c in prefix for c in "{} \t\r\n"):
+        raise ValueError(
+            "prefix must be 1 to 64 characters without braces or white space, "
+            f"got {prefix!r}"
+        )
+    return prefix

@@ -1,0 +1,165 @@
+"""The standalone API: ``Limiter`` and ``AsyncLimiter``.
+
+Both twins share ``_BaseLimiter``, which validates the configuration and
+packs and decodes calls without I/O; each method of a twin is one backend
+call between the two.
+"""
+
+
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
+from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.decision import Decision
+from luathrottle.keys import check_prefix, state_keys
+from luathrottle.rates import LimitSpec, parse_limits
+
+__all__ = ["AsyncLimiter", "Limiter", "default_memory_backend"]
+
+_BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+
+_DEFAULT_MEMORY = MemoryBackend()
+
+
+def default_memory_backend() -> MemoryBackend:
+    """The process-wide ``MemoryBackend`` that limiters use by default."""
+    return _DEFAULT_MEMORY
+
+
+class _Call:
+    __slots__ = ("args", "keys")
+
+    def __init__(self, keys: list[str], args: list[str]) -> None:
+        self.keys = keys
+        self.args = args
+
+
+class _BaseLimiter(Generic[_BackendT]):
+    _backend_type: type[SyncBackend] | type[AsyncBackend]
+
+    def __init__(
+        self,
+        max_requests: int | LimitSpec | Iterable[LimitSpec],
+        duration_in_seconds: int | None = None,
+        *,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        backend: _BackendT | None = None,
+        prefix: str = "lt",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.limits = parse_limits(max_requests, duration_in_seconds)
+        self.algorithm = SimpleRate() if algorithm is None else algorithm
+        if not isinstance(self.algorithm, BaseThrottleAlgorithm):
+            raise TypeError(
+                "algorithm must be a BaseThrottleAlgorithm such as SimpleRate() "
+                f"or LeakyBucket(), got {self.algorithm!r}"
+            )
+        self.algorithm.check_limits(self.limits)
+        self.script = self.algorithm.script
+        self.backend: _BackendT = _DEFAULT_MEMORY if backend is None else backend  # type: ignore[assignment]
+        if not isinstance(self.backend, self._backend_type):
+            raise TypeError(
+                f"backend must be a {self._backend_type.__name__} for "
+                f"{type(self).__name__}, got {self.backend!r}"
+            )
+        self.prefix = check_prefix(prefix)
+        if clock is not None and not callable(clock):
+            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+        self.clock = clock
+
+    def _call(self, key: str, mode: Mode, cost: int = 1) -> _Call:
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+        if not key:
+            raise ValueError("key must not be empty")
+        if isinstance(cost, bool) or not isinstance(cost, int):
+            raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
+        if cost < 1:
+            raise ValueError(f"cost must be at least 1, got {cost!r}")
+        now_us = None if self.clock is None else round(self.clock() * 1_000_000)
+        return _Call(
+            state_keys(self.prefix, self.script, "", key, self.limits),
+            self.algorithm.pack_args(mode, cost, now_us, self.limits),
+        )
+
+    def _keys(self, key: str) -> list[str]:
+        return self._call(key, "peek").keys
+
+    def __repr__(self) -> str:
+        limits = ", ".join(repr(limit.name) for limit in self.limits)
+        return f"{type(self).__name__}([{limits}], algorithm={self.algorithm!r})"
+
+
+class Limiter(_BaseLimiter[SyncBackend]):
+    """Limits how often each key may act, on a sync backend.
+
+    Args:
+        max_requests: an int with ``duration_in_seconds``, or limits as
+            strings (``"5/minute"``, ``"100/10s"``), ``Limit`` objects or
+            ``(max_requests, duration)`` pairs; one call checks them all.
+        duration_in_seconds: the window for an int ``max_requests``; a
+            ``Rate`` or a number of seconds.
+        algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
+        backend: where state lives; the process-wide ``MemoryBackend`` by
+            default, or ``SyncRedis(client)``.
+        prefix: the start of every key this limiter writes.
+        clock: returns the time in seconds; by default the server's clock is
+            used, which keeps app servers' clock skew out of decisions.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+
+    _backend_type = SyncBackend
+
+    def hit(self, key: str, cost: int = 1) -> Decision:
+        """Spend ``cost`` for ``key`` if every limit admits it.
+
+        Returns:
+            The decision; when it is denied, nothing was spent.
+
+        Raises:
+            BackendError: the store failed.
+        """
+        call = self._call(key, "hit", cost)
+        reply = self.backend.run_script(self.script, call.keys, call.args)
+        return Decision.from_reply(self.limits, reply)
+
+    def peek(self, key: str, cost: int = 1) -> Decision:
+        """Whether a hit of ``cost`` would be admitted now, spending nothing."""
+        call = self._call(key, "peek", cost)
+        reply = self.backend.run_script(self.script, call.keys, call.args)
+        return Decision.from_reply(self.limits, reply)
+
+    def reset(self, key: str) -> None:
+        """Forget everything ``key`` has spent."""
+        self.backend.delete_keys(self._keys(key))
+
+
+class AsyncLimiter(_BaseLimiter[AsyncBackend]):
+    """``Limiter`` for asyncio, on ``AsyncRedis`` or ``MemoryBackend``.
+
+    Takes the same arguments as ``Limiter``; its methods are awaitables.
+    """
+
+    _backend_type = AsyncBackend
+
+    async def hit(self, key: str, cost: int = 1) -> Decision:
+        """Spend ``cost`` for ``key`` if every limit admits it."""
+        call = self._call(key, "hit", cost)
+        reply = await self.backend.arun_script(self.script, call.keys, call.args)
+        return Decision.from_reply(self.limits, reply)
+
+    async def peek(self, key: str, cost: int = 1) -> Decision:
+        """Whether a hit of ``cost`` would be admitted now, spending nothing."""
+        call = self._call(key, "peek", cost)
+        reply = await self.backend.arun_script(self.script, call.keys, call.args)
+        return Decision.from_reply(self.limits, reply)
+
+    async def reset(self, key: str) -> None:
+        """Forget everything ``key`` has spent."""
+        await self.backend.adelete_keys(self._keys(key))
+
+

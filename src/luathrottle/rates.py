@@ -1,0 +1,151 @@
+"""Rates and limits: how many requests, over how many seconds."""
+
+import enum
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["Limit", "Rate", "parse_limits"]
+
+#: Lua numbers are doubles: integers stay exact up to 2**53.
+_MAX_EXACT = 2**53
+#: Durations are microseconds inside the scripts.
+_MAX_DURATION = _MAX_EXACT // 1_000_000
+
+
+class Rate(enum.IntEnum):
+    """Common durations, in seconds. A plain number of seconds works too."""
+
+    second = 1
+    minute = 60
+    hour = 60 * 60
+    day = 24 * 60 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``max_requests`` units of cost every ``duration`` seconds.
+
+    Args:
+        max_requests: requests admitted per window, an int of at least 1.
+        duration: the window in seconds, an int (or ``Rate``) of at least 1.
+        name: how headers and logs call this limit; ``"5/60s"`` by default.
+
+    Raises:
+        TypeError: an argument is not an int (bools and floats included).
+        ValueError: an argument is below 1 or too large to stay exact.
+    """
+
+    max_requests: int
+    duration: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        _check_count("max_requests", self.max_requests, _MAX_EXACT)
+        _check_count("duration_in_seconds", self.duration, _MAX_DURATION)
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a str, got {self.name!r}")
+        object.__setattr__(self, "duration", int(self.duration))
+        if not self.name:
+            object.__setattr__(
+                self, "name", f"{self.max_requests}/{self.duration}s"
+            )
+
+
+def _check_count(argument: str, value: object, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{argument} must be an int, got {type(value).__name__} {value!r}"
+        )
+    if not 1 <= value <= maximum:
+        raise ValueError(f"{argument} must be between 1 and {maximum}, got {value!r}")
+
+
+_UNITS = {
+    "s": 1,
+    "sec": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+}
+_LIMIT_TEXT = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*")
+
+
+def _parse_text(text: str) -> Limit:
+    match = _LIMIT_TEXT.fullmatch(text.lower())
+    if match is None or match.group(3) not in _UNITS:
+        raise ValueError(
+            f"limit {text!r} is not of the form '5/minute' or '100/10s' "
+            f"(units: {', '.join(sorted(_UNITS))})"
+        )
+    count, multiple, unit = match.groups()
+    return Limit(int(count), int(multiple or 1) * _UNITS[unit])
+
+
+LimitSpec = str | Limit | tuple[int, int]
+
+
+def parse_limits(
+    max_requests: int | LimitSpec | Iterable[LimitSpec],
+    duration_in_seconds: int | None = None,
+) -> tuple[Limit, ...]:
+    """Read the limits a limiter or throttle was given.
+
+    Args:
+        max_requests: an int (with ``duration_in_seconds``), a string such as
+            ``"5/minute"`` or ``"100/10s"``, a ``Limit``, a ``(max_requests,
+            duration)`` pair, or an iterable of strings, limits and pairs.
+        duration_in_seconds: the window for an int ``max_requests``.
+
+    Returns:
+        The limits, in the order given.
+
+    Raises:
+        TypeError, ValueError: naming the argument that is wrong.
+    """
+    if isinstance(max_requests, int) and not isinstance(max_requests, bool):
+        if duration_in_seconds is None:
+            raise TypeError("duration_in_seconds is required with an int max_requests")
+        return (Limit(max_requests, duration_in_seconds),)
+    if duration_in_seconds is not None:
+        raise TypeError(
+            "duration_in_seconds goes only with an int max_requests, "
+            f"not with {max_requests!r}"
+        )
+    if isinstance(max_requests, str | Limit | tuple):
+        return (_parse_one(max_requests),)
+    if not isinstance(max_requests, Iterable):
+        raise TypeError(
+            f"max_requests must be an int, a limit string or a list of them, "
+            f"got {type(max_requests).__name__} {max_requests!r}"
+        )
+    limits = tuple(_parse_one(spec) for spec in max_requests)
+    if not limits:
+        raise ValueError("max_requests must hold at least one limit, got none")
+    names = [limit.name for limit in limits]
+    windows = [(limit.max_requests, limit.duration) for limit in limits]
+    if len(set(names)) != len(names) or len(set(windows)) != len(windows):
+        raise ValueError(f"max_requests holds the same limit twice: {names}")
+    return limits
+
+
+def _parse_one(spec: object) -> Limit:
+    if isinstance(spec, Limit):
+        return spec
+    if isinstance(spec, str):
+        return _parse_text(spec)
+    if isinstance(spec, tuple) and len(spec) == 2:
+        return Limit(spec[0], spec[1])
+    raise TypeError(
+        f"max_requests holds {spec!r}; each limit must be a string such as "
+        "'5/minute', a Limit, or a (max_requests, duration) pair"
+    )

@@ -1,0 +1,95 @@
+"""The registry of Lua scripts: the algorithms themselves.
+
+Each file in ``lua/`` starts with a header naming the script and its
+version::
+
+    -- luathrottle script: fixed_window
+    -- version: 1
+
+The registry reads every file once, at import, and knows each script's name,
+version, source and SHA1. Backends run scripts by SHA1 and load the source
+when the server does not know it yet.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+__all__ = ["Script", "all_scripts", "get_script"]
+
+_HEADER = re.compile(r"-- luathrottle script: (\w+)\n-- version: (\d+)\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """One Lua script, as the registry read it.
+
+    Attributes:
+        name: the file name without ``.lua``, as its header names it.
+        version: the header's version; part of every key the script writes.
+        source: the Lua text sent to the server.
+        sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
+    """
+
+    name: str
+    version: int
+    source: str = field(repr=False)
+    sha: str
+
+    @classmethod
+    def from_source(cls, source: str, *, filename: str) -> "Script":
+        """Read a script's header and hash its source.
+
+        Raises:
+            ValueError: the header is missing or names another file.
+        """
+        header = _HEADER.match(source)
+        if header is None:
+            raise ValueError(f"{filename} lacks the luathrottle script header")
+        name, version = header.group(1), int(header.group(2))
+        if f"{name}.lua" != filename:
+            raise ValueError(f"{filename} names itself {name!r} in its header")
+        sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+        return cls(name=name, version=version, source=source, sha=sha)
+
+
+def _lua_directory() -> Path:
+    """Where the scripts are: inside the installed package, or in a checkout."""
+    packaged = Path(str(resources.files("luathrottle") / "lua"))
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "lua"
+
+
+def _load_all() -> dict[str, Script]:
+    scripts = {}
+    for path in sorted(_lua_directory().glob("*.lua")):
+        script = Script.from_source(path.read_text(), filename=path.name)
+        scripts[script.name] = script
+    if not scripts:
+        raise RuntimeError(f"no Lua scripts found in {_lua_directory()}")
+    return scripts
+
+
+_SCRIPTS = _load_all()
+
+
+def get_script(name: str) -> Script:
+    """The script called ``name``.
+
+    Raises:
+        ValueError: no script has that name.
+    """
+    try:
+        return _SCRIPTS[name]
+    except KeyError:
+        raise ValueError(
+            f"no Lua script named {name!r}; known: {', '.join(_SCRIPTS)}"
+        ) from None
+
+
+def all_scripts() -> tuple[Script, ...]:
+    """Every script, sorted by name."""
+    return tuple(_SCRIPTS.values())

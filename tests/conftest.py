@@ -1,0 +1,156 @@
+"""The test harness: a real redis-server on a port the harness picks.
+
+Set LUATHROTTLE_REDIS_URL to use a server that is already running. Without
+it the harness starts its own throwaway redis-server on a free loopback
+port. When neither works, real-Redis tests skip on a developer's machine
+but fail under CI, so they never skip silently there.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import fakeredis
+import pytest
+import redis
+import redis.asyncio
+
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server process this harness owns, stopped and started at will."""
+
+    def __init__(self, binary: str, directory: str) -> None:
+        self.binary = binary
+        self.directory = directory
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on {self.url}")
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=15)
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of a real, running redis-server."""
+    url = os.environ.get("LUATHROTTLE_REDIS_URL")
+    if url:
+        yield url
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must install it (see .ci/run)")
+        pytest.skip(message)
+    with tempfile.TemporaryDirectory() as directory:
+        server = RedisServer(binary, directory)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator["redis.Redis[bytes]"]:
+    """A client of the real server, on an emptied database."""
+    client: redis.Redis[bytes] = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def async_redis_client(redis_url: str) -> AsyncIterator["redis.asyncio.Redis[bytes]"]:
+    """An asyncio client of the real server, on an emptied database."""
+    client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+SYNC_BACKENDS = ["memory", "fakeredis", "redis"]
+
+
+@pytest.fixture(params=SYNC_BACKENDS)
+def sync_backend(request: pytest.FixtureRequest):
+    """Each sync backend in turn: embedded, fakeredis, real Redis."""
+    if request.param == "memory":
+        return MemoryBackend()
+    if request.param == "fakeredis":
+        return SyncRedis(fakeredis.FakeRedis())
+    return SyncRedis(request.getfixturevalue("redis_client"))
+
+
+@pytest.fixture(params=SYNC_BACKENDS)
+def async_backend(request: pytest.FixtureRequest):
+    """Each async backend in turn: embedded, fakeredis, real Redis."""
+    if request.param == "memory":
+        return MemoryBackend()
+    if request.param == "fakeredis":
+        return AsyncRedis(fakeredis.FakeAsyncRedis())
+    return AsyncRedis(request.getfixturevalue("async_redis_client"))
+
+
+class Clock:
+    """A clock that moves only when told to, for the limiter's clock option."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
