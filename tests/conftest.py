@@ -75,26 +75,50 @@ class RedisServer:
             self.process = None
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    """The URL of a real, running redis-server."""
+_SERVER: RedisServer | None = None
+_SKIP_REASON = ""
+
+
+def _start_redis() -> str:
+    """Start the session's redis-server, or return the configured URL."""
+    global _SERVER, _SKIP_REASON
     url = os.environ.get("LUATHROTTLE_REDIS_URL")
     if url:
-        yield url
-        return
+        return url
     binary = shutil.which("redis-server")
     if binary is None:
-        message = "redis-server is not installed"
+        _SKIP_REASON = "redis-server is not installed"
+        return "redis://127.0.0.1:1/0"
+    _SERVER = RedisServer(binary, tempfile.mkdtemp(prefix="luathrottle-redis-"))
+    _SERVER.start()
+    return _SERVER.url
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    from django_settings import build_settings
+
+    url = _start_redis()
+    os.environ["LUATHROTTLE_REDIS_URL"] = url
+    if not settings.configured:
+        settings.configure(**build_settings(url))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _SERVER is not None:
+        _SERVER.stop()
+        shutil.rmtree(_SERVER.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of the real redis-server the session runs."""
+    if _SKIP_REASON:
         if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must install it (see .ci/run)")
-        pytest.skip(message)
-    with tempfile.TemporaryDirectory() as directory:
-        server = RedisServer(binary, directory)
-        server.start()
-        try:
-            yield server.url
-        finally:
-            server.stop()
+            pytest.fail(f"{_SKIP_REASON}; CI must install it (see .ci/run)")
+        pytest.skip(_SKIP_REASON)
+    return os.environ["LUATHROTTLE_REDIS_URL"]
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Django throttling over the Lua core."""
