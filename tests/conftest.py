@@ -46,11 +46,16 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.directory,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -61,9 +66,9 @@ class RedisServer:
             try:
                 client.ping()
                 break
-            except redis.ConnectionError:
+            except redis.ConnectionError as exc:
                 if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on {self.url}")
+                    raise RuntimeError(f"no redis-server on {self.url}") from exc
                 time.sleep(0.05)
             finally:
                 client.close()
@@ -131,7 +136,9 @@ def redis_client(redis_url: str) -> Iterator["redis.Redis[bytes]"]:
 
 
 @pytest.fixture
-async def async_redis_client(redis_url: str) -> AsyncIterator["redis.asyncio.Redis[bytes]"]:
+async def async_redis_client(
+    redis_url: str,
+) -> AsyncIterator["redis.asyncio.Redis[bytes]"]:
     """An asyncio client of the real server, on an emptied database."""
     client: redis.asyncio.Redis[bytes] = redis.asyncio.Redis.from_url(redis_url)
     await client.flushdb()
@@ -146,7 +153,7 @@ SYNC_BACKENDS = ["memory", "fakeredis", "redis"]
 def sync_backend(request: pytest.FixtureRequest):
     """Each sync backend in turn: embedded, fakeredis, real Redis."""
     if request.param == "memory":
-        return MemoryBackend()
+        return MemoryBackend(clock=request.getfixturevalue("clock"))
     if request.param == "fakeredis":
         return SyncRedis(fakeredis.FakeRedis())
     return SyncRedis(request.getfixturevalue("redis_client"))
@@ -156,7 +163,7 @@ def sync_backend(request: pytest.FixtureRequest):
 def async_backend(request: pytest.FixtureRequest):
     """Each async backend in turn: embedded, fakeredis, real Redis."""
     if request.param == "memory":
-        return MemoryBackend()
+        return MemoryBackend(clock=request.getfixturevalue("clock"))
     if request.param == "fakeredis":
         return AsyncRedis(fakeredis.FakeAsyncRedis())
     return AsyncRedis(request.getfixturevalue("async_redis_client"))

@@ -5,7 +5,6 @@ packs and decodes calls without I/O; each method of a twin is one backend
 call between the two.
 """
 
-
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -58,7 +57,7 @@ class _BaseLimiter(Generic[_BackendT]):
             )
         self.algorithm.check_limits(self.limits)
         self.script = self.algorithm.script
-        self.backend: _BackendT = _DEFAULT_MEMORY if backend is None else backend  # type: ignore[assignment]
+        self.backend: _BackendT = _DEFAULT_MEMORY if backend is None else backend
         if not isinstance(self.backend, self._backend_type):
             raise TypeError(
                 f"backend must be a {self._backend_type.__name__} for "
@@ -66,7 +65,9 @@ class _BaseLimiter(Generic[_BackendT]):
             )
         self.prefix = check_prefix(prefix)
         if clock is not None and not callable(clock):
-            raise TypeError(f"clock must be a callable returning seconds, got {clock!r}")
+            raise TypeError(
+                f"clock must be a callable returning seconds, got {clock!r}"
+            )
         self.clock = clock
 
     def _call(self, key: str, mode: Mode, cost: int = 1) -> _Call:
@@ -161,5 +162,3 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
         await self.backend.adelete_keys(self._keys(key))
-
-

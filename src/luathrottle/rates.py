@@ -47,9 +47,7 @@ class Limit:
             raise TypeError(f"name must be a str, got {self.name!r}")
         object.__setattr__(self, "duration", int(self.duration))
         if not self.name:
-            object.__setattr__(
-                self, "name", f"{self.max_requests}/{self.duration}s"
-            )
+            object.__setattr__(self, "name", f"{self.max_requests}/{self.duration}s")
 
 
 def _check_count(argument: str, value: object, maximum: int) -> None:

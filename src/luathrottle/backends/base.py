@@ -32,12 +32,16 @@ class SyncBackend(abc.ABC):
         """Delete ``keys``, present or not."""
         raise NotImplementedError("SyncBackend subclasses must define delete_keys()")
 
+    @abc.abstractmethod
     def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
         """Prepare the algorithm's script here, ahead of the first call.
 
-        Optional: a script the store does not know yet is loaded on first
-        use anyway.
+        Running a script the store does not know yet loads it anyway; this
+        only moves that work out of the first request.
         """
+        raise NotImplementedError(
+            "SyncBackend subclasses must define initialize_algorithm()"
+        )
 
 
 class AsyncBackend(abc.ABC):
@@ -59,5 +63,9 @@ class AsyncBackend(abc.ABC):
         """Delete ``keys``, present or not."""
         raise NotImplementedError("AsyncBackend subclasses must define adelete_keys()")
 
+    @abc.abstractmethod
     async def ainitialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
         """Prepare the algorithm's script here, ahead of the first call."""
+        raise NotImplementedError(
+            "AsyncBackend subclasses must define ainitialize_algorithm()"
+        )

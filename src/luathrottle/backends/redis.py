@@ -7,7 +7,6 @@ the caller never sees NOSCRIPT. Every other Redis error becomes a
 """
 
 from collections.abc import Sequence
-from typing import Any
 
 import redis
 import redis.asyncio
@@ -30,7 +29,7 @@ class SyncRedis(SyncBackend):
         client: a ``redis.Redis`` connected to the server.
     """
 
-    def __init__(self, client: "redis.Redis[Any]") -> None:
+    def __init__(self, client: redis.Redis) -> None:
         if not isinstance(client, redis.Redis):
             raise TypeError(
                 f"client must be a redis.Redis, got {type(client).__name__}"
@@ -76,7 +75,7 @@ class AsyncRedis(AsyncBackend):
         client: a ``redis.asyncio.Redis`` connected to the server.
     """
 
-    def __init__(self, client: "redis.asyncio.Redis[Any]") -> None:
+    def __init__(self, client: redis.asyncio.Redis) -> None:
         if not isinstance(client, redis.asyncio.Redis):
             raise TypeError(
                 f"client must be a redis.asyncio.Redis, got {type(client).__name__}"
