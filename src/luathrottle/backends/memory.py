@@ -1,7 +1,7 @@
 """The embedded backend: the very same Lua files, run in-process by lupa.
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
-keyspace written in Lua (GET, SET with PX, DEL, PTTL, TIME) so that a script
+keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that a script
 call never crosses back into Python. Keys expire lazily when read, and every
 call also sweeps a few expired keys, as Redis does.
 
@@ -88,6 +88,11 @@ function commands.PTTL(key)
   if at == nil then return -1 end
   return math.floor((at - now + 999) / 1000)
 end
+function commands.DBSIZE()
+  local size = 0
+  for _ in pairs(data) do size = size + 1 end
+  return size
+end
 function commands.TIME()
   local seconds = math.floor(now / 1000000)
   return {tostring(seconds), tostring(now - seconds * 1000000)}
@@ -167,13 +172,17 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         return [int(value) for value in reply]
 
     def command(self, *args: str | int) -> Any:
-        """Run one keyspace command (GET, SET, DEL, PTTL, TIME), as in Redis."""
+        """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
+        Redis; DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
         with self._lock:
             try:
-                return self._run_command(now, *args)
+                reply = self._run_command(now, *args)
             except lupa.LuaError as exc:
                 raise BackendError(f"{args[0]}: {exc}") from exc
+            if lupa.lua_type(reply) == "table":
+                return list(reply.values())
+            return reply
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""

@@ -1,0 +1,75 @@
+"""The embedded backend: the same Lua, its keyspace, threads and tasks."""
+
+import asyncio
+import threading
+
+import pytest
+
+from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limiter
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.scripts import Script
+
+
+def test_keyspace_commands_behave_as_in_redis(clock):
+    backend = MemoryBackend(clock=clock)
+    assert backend.command("GET", "k") is False
+    backend.command("SET", "k", "v", "PX", 1500)
+    assert (backend.command("GET", "k"), backend.command("PTTL", "k")) == ("v", 1500)
+    clock.advance(1.5)
+    assert backend.command("PTTL", "k") == -2
+    backend.command("SET", "k", "v")
+    assert backend.command("PTTL", "k") == -1
+    assert backend.command("DEL", "k", "missing") == 1
+    assert backend.command("TIME") == ["1700000001", "500000"]
+
+
+def test_unknown_commands_and_script_errors_are_backend_errors():
+    backend = MemoryBackend()
+    with pytest.raises(BackendError, match="unknown command"):
+        backend.command("FLUSHALL")
+    broken = Script.from_source(
+        "-- luathrottle script: broken\n-- version: 1\nreturn redis.call('NOPE')",
+        filename="broken.lua",
+    )
+    with pytest.raises(BackendError, match="broken"):
+        backend.run_script(broken, [], [])
+
+
+def test_expired_keys_are_swept_without_being_read(clock):
+    backend = MemoryBackend(clock=clock)
+    limiter = Limiter(1, 1, backend=backend, clock=clock)
+    for index in range(200):
+        limiter.hit(f"client-{index}")
+    assert backend.command("DBSIZE") == 200
+    clock.advance(2)
+    for _ in range(15):
+        limiter.peek("someone-else")
+    assert backend.command("DBSIZE") == 0
+
+
+def test_threads_admit_exactly_the_limit():
+    backend = MemoryBackend()
+    limiter = Limiter(100, 3600, algorithm=LeakyBucket(), backend=backend)
+    admitted = []
+
+    def worker():
+        admitted.extend(limiter.hit("shared").allowed for _ in range(50))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert admitted.count(True) == 100 and len(admitted) == 400
+
+
+async def test_tasks_admit_exactly_the_limit():
+    limiter = AsyncLimiter(30, 3600, backend=MemoryBackend())
+    results = await asyncio.gather(*(limiter.hit("shared") for _ in range(100)))
+    assert sum(decision.allowed for decision in results) == 30
+
+
+def test_backends_do_not_share_state():
+    one = Limiter(1, 60, backend=MemoryBackend())
+    two = Limiter(1, 60, backend=MemoryBackend())
+    assert one.hit("k").allowed and two.hit("k").allowed
