@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 import redis
 import redis.asyncio
@@ -59,8 +60,10 @@ def _server(url: str | None) -> Iterator[str]:
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as directory:
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--dir", directory],
+            [
+                *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", directory),
+            ],
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=port)
@@ -82,18 +85,27 @@ def _sync_cases(url: str) -> dict[str, Callable[[], object]]:
     memory = MemoryBackend()
     cases: dict[str, Callable[[], object]] = {"redis-py PING (floor)": client.ping}
     for algorithm in (SimpleRate(), LeakyBucket()):
-        for limits in (["1000000/hour"], ["1000000/second", "1000000/minute", "1000000/hour"]):
+        for limits in (
+            ["1000000/hour"],
+            ["1000000/second", "1000000/minute", "1000000/hour"],
+        ):
             label = f"{type(algorithm).__name__}, {len(limits)} limit(s)"
-            for backend_name, backend in (("MemoryBackend", memory), ("SyncRedis", SyncRedis(client))):
+            for backend_name, backend in (
+                ("MemoryBackend", memory),
+                ("SyncRedis", SyncRedis(client)),
+            ):
                 limiter = Limiter(limits, algorithm=algorithm, backend=backend)
-                cases[f"{backend_name} hit: {label}"] = lambda limiter=limiter: limiter.hit("bench")
+                cases[f"{backend_name} hit: {label}"] = partial(limiter.hit, "bench")
     return cases
 
 
 async def _async_cases(url: str, n: int) -> dict[str, float]:
     client = redis.asyncio.Redis.from_url(url)
     limiter = AsyncLimiter("1000000/hour", backend=AsyncRedis(client))
-    results: dict[str, list[float]] = {"async PING (floor)": [], "AsyncRedis hit: SimpleRate, 1 limit(s)": []}
+    results: dict[str, list[float]] = {
+        "async PING (floor)": [],
+        "AsyncRedis hit: SimpleRate, 1 limit(s)": [],
+    }
     for _ in range(ROUNDS):
         results["async PING (floor)"].append(await _async_per_op_us(client.ping, n))
         results["AsyncRedis hit: SimpleRate, 1 limit(s)"].append(

@@ -8,7 +8,9 @@ from luathrottle import LeakyBucket, Limiter, SimpleRate
 from luathrottle.backends.redis import SyncRedis
 
 
-def hit_from_threads(url: str, algorithm: str, key: str, threads: int, hits: int) -> int:
+def hit_from_threads(
+    url: str, algorithm: str, key: str, threads: int, hits: int
+) -> int:
     """Hit ``key`` ``hits`` times from each of ``threads`` threads; count admissions."""
     client = redis.Redis.from_url(url)
     limiter = Limiter(

@@ -30,13 +30,15 @@ def test_scripts_list_prints_name_version_and_sha():
 def test_check_fails_until_load_then_passes(redis_url, redis_client):
     redis_client.script_flush()
     status, output = run("scripts", "check", "--url", redis_url)
-    assert status == 1 and output.count("MISSING") == len(all_scripts())
+    assert status == 1
+    assert output.count("MISSING") == len(all_scripts())
     status, output = run("scripts", "load", "--url", redis_url)
     assert status == 0
     assert all(script.sha in output for script in all_scripts())
     assert redis_client.script_exists(*(s.sha for s in all_scripts())) == [True] * 2
     status, output = run("scripts", "check", "--url", redis_url)
-    assert status == 0 and "MISSING" not in output
+    assert status == 0
+    assert "MISSING" not in output
 
 
 def test_check_reports_an_unreachable_server(capsys):
@@ -50,22 +52,29 @@ def test_demo_on_the_embedded_backend_goes_past_the_limit():
     assert status == 0
     assert output.count("HTTP/1.1 200 OK") == 3
     assert output.count("HTTP/1.1 429 Too Many Requests") == 2
-    assert "X-RateLimit-Remaining: 0" in output and "Retry-After: 10" in output
+    assert "X-RateLimit-Remaining: 0" in output
+    assert "Retry-After: 10" in output
 
 
 def test_demo_against_redis(redis_url, redis_client):
     status, output = run("demo", "--redis", redis_url)
-    assert status == 0 and output.count("429 Too Many Requests") == 2
+    assert status == 0
+    assert output.count("429 Too Many Requests") == 2
 
 
 @pytest.mark.parametrize(
     "command",
-    [["luathrottle", "scripts", "list"], [sys.executable, str(ROOT / "scripts" / "preload_lua.py"), "list"]],
+    [
+        ["luathrottle", "scripts", "list"],
+        [sys.executable, str(ROOT / "scripts" / "preload_lua.py"), "list"],
+    ],
 )
 def test_console_script_and_preload_twin(command):
     if command[0] == "luathrottle":
         command[0] = str(Path(sys.executable).with_name("luathrottle"))
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=True)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=True
+    )
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         "fixed_window",
         "leaky_bucket",

@@ -4,14 +4,16 @@ import asyncio
 import multiprocessing
 
 import pytest
-from concurrency_worker import hit_from_threads
 
+from concurrency_worker import hit_from_threads
 from luathrottle import AsyncLimiter, LeakyBucket, SimpleRate
 from luathrottle.backends.redis import AsyncRedis
 
 
 @pytest.mark.parametrize("algorithm", ["simple", "leaky"])
-def test_processes_and_threads_admit_exactly_the_limit(redis_url, redis_client, algorithm):
+def test_processes_and_threads_admit_exactly_the_limit(
+    redis_url, redis_client, algorithm
+):
     context = multiprocessing.get_context("spawn")
     with context.Pool(4) as pool:
         counts = pool.starmap(

@@ -51,7 +51,9 @@ def denied_one_per_minute(reset_us):
 
 
 def test_seed_x_ratelimit_and_retry_after():
-    headers = collect_headers([XRateLimit(), RetryAfter()], denied_one_per_minute(59_200_000))
+    headers = collect_headers(
+        [XRateLimit(), RetryAfter()], denied_one_per_minute(59_200_000)
+    )
     assert headers == {
         "X-RateLimit-Limit": "1",
         "X-RateLimit-Remaining": "0",
@@ -80,9 +82,12 @@ def test_seed_ietf_draft_headers_for_two_throttles():
         "RateLimit-Policy": '1;w=1;name="per-second", 5;w=60;name="per-minute"',
         "RateLimit": '"per-second";r=0;t=1, "per-minute";r=4;t=60',
     }
-    assert RateLimitIETFDraft(current_draft=True).provide_headers(decisions)[
-        "RateLimit-Policy"
-    ] == '"per-second";q=1;w=1, "per-minute";q=5;w=60'
+    assert (
+        RateLimitIETFDraft(current_draft=True).provide_headers(decisions)[
+            "RateLimit-Policy"
+        ]
+        == '"per-second";q=1;w=1, "per-minute";q=5;w=60'
+    )
 
 
 def test_header_specs_follow_the_seed():
@@ -99,7 +104,10 @@ def test_header_specs_follow_the_seed():
         "required": True,
         "schema": {"type": "string"},
     }
-    assert sorted(RateLimitIETFDraft().provide_headers_specs()) == ["RateLimit", "RateLimit-Policy"]
+    assert sorted(RateLimitIETFDraft().provide_headers_specs()) == [
+        "RateLimit",
+        "RateLimit-Policy",
+    ]
 
 
 def test_no_decisions_no_headers():

@@ -26,7 +26,9 @@ def pttl(backend, key):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 def test_admits_exactly_the_limit(sync_backend, clock, algorithm):
-    limiter = Limiter(3, Rate.minute, algorithm=algorithm, backend=sync_backend, clock=clock)
+    limiter = Limiter(
+        3, Rate.minute, algorithm=algorithm, backend=sync_backend, clock=clock
+    )
     decisions = [limiter.hit("k") for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
@@ -77,7 +79,9 @@ def test_denied_hit_consumes_nothing_on_any_limit(sync_backend, clock, algorithm
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
-def test_multi_limit_decision_names_the_limit_that_matters(sync_backend, clock, algorithm):
+def test_multi_limit_decision_names_the_limit_that_matters(
+    sync_backend, clock, algorithm
+):
     limiter = Limiter(
         ["2/second", "3/minute"], algorithm=algorithm, backend=sync_backend, clock=clock
     )
@@ -131,7 +135,9 @@ def test_cost_spends_several_units(sync_backend, clock, algorithm):
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 def test_cost_above_the_limit_is_a_denial_with_a_reason(sync_backend, clock, algorithm):
-    limiter = Limiter(["5/minute", "50/hour"], algorithm=algorithm, backend=sync_backend, clock=clock)
+    limiter = Limiter(
+        ["5/minute", "50/hour"], algorithm=algorithm, backend=sync_backend, clock=clock
+    )
     decision = limiter.hit("k", cost=6)
     assert (decision.allowed, decision.reason, decision.retry_after) == (
         False,
@@ -144,7 +150,9 @@ def test_cost_above_the_limit_is_a_denial_with_a_reason(sync_backend, clock, alg
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 def test_reset_forgets_the_key(sync_backend, clock, algorithm):
-    limiter = Limiter(["1/minute", "2/hour"], algorithm=algorithm, backend=sync_backend, clock=clock)
+    limiter = Limiter(
+        ["1/minute", "2/hour"], algorithm=algorithm, backend=sync_backend, clock=clock
+    )
     limiter.hit("k")
     limiter.hit("other")
     limiter.reset("k")
@@ -157,7 +165,9 @@ def test_reset_forgets_the_key(sync_backend, clock, algorithm):
     [(SimpleRate(), [1000, 60_000]), (LeakyBucket(), [500, 15_000])],
     ids=repr,
 )
-def test_keys_expire_when_their_state_is_spent(sync_backend, clock, algorithm, expected_ms):
+def test_keys_expire_when_their_state_is_spent(
+    sync_backend, clock, algorithm, expected_ms
+):
     """A window lives until it ends; one request in a bucket until it drains."""
     limiter = Limiter(
         ["2/second", "4/minute"], algorithm=algorithm, backend=sync_backend, clock=clock
@@ -197,7 +207,10 @@ def test_server_time_is_used_without_a_clock(sync_backend):
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 async def test_async_limiter_matches_the_sync_one(async_backend, clock, algorithm):
     limiter = AsyncLimiter(
-        ["2/second", "3/minute"], algorithm=algorithm, backend=async_backend, clock=clock
+        ["2/second", "3/minute"],
+        algorithm=algorithm,
+        backend=async_backend,
+        clock=clock,
     )
     assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True, True, False]
     assert (await limiter.peek("k")).remaining == 0
@@ -216,7 +229,9 @@ def test_noscript_is_recovered_after_script_flush(redis_client, clock):
     assert limiter.hit("k").remaining == 0
 
 
-async def test_async_noscript_is_recovered_after_script_flush(async_redis_client, clock):
+async def test_async_noscript_is_recovered_after_script_flush(
+    async_redis_client, clock
+):
     from luathrottle.backends.redis import AsyncRedis
 
     limiter = AsyncLimiter(2, 60, backend=AsyncRedis(async_redis_client), clock=clock)

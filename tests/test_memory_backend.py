@@ -60,7 +60,8 @@ def test_threads_admit_exactly_the_limit():
         thread.start()
     for thread in threads:
         thread.join(timeout=60)
-    assert admitted.count(True) == 100 and len(admitted) == 400
+    assert admitted.count(True) == 100
+    assert len(admitted) == 400
 
 
 async def test_tasks_admit_exactly_the_limit():
@@ -72,4 +73,5 @@ async def test_tasks_admit_exactly_the_limit():
 def test_backends_do_not_share_state():
     one = Limiter(1, 60, backend=MemoryBackend())
     two = Limiter(1, 60, backend=MemoryBackend())
-    assert one.hit("k").allowed and two.hit("k").allowed
+    assert one.hit("k").allowed
+    assert two.hit("k").allowed

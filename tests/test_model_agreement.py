@@ -12,9 +12,9 @@ import itertools
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from models import FixedWindowModel, LeakyBucketModel
 
 from luathrottle import Decision, LeakyBucket, Limit, Limiter, SimpleRate
+from models import FixedWindowModel, LeakyBucketModel
 
 _counter = itertools.count()
 

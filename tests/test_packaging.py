@@ -24,7 +24,9 @@ def test_wheel_ships_the_lua_scripts(tmp_path):
         timeout=300,
     )
     wheel = next(tmp_path.glob("luathrottle-*.whl"))
-    subprocess.run([python, "-m", "pip", "install", "-q", wheel], check=True, timeout=300)
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", wheel], check=True, timeout=300
+    )
     result = subprocess.run(
         [python, "-c", PROGRAM],
         cwd=tmp_path,

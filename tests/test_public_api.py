@@ -25,11 +25,19 @@ def test_top_level_exports_are_pinned():
 
 
 def public_methods(cls):
-    return {name for name, _ in inspect.getmembers(cls, callable) if not name.startswith("_")}
+    return {
+        name
+        for name, _ in inspect.getmembers(cls, callable)
+        if not name.startswith("_")
+    }
 
 
 def test_limiter_twins_expose_the_same_methods():
-    assert public_methods(Limiter) == public_methods(AsyncLimiter) == {"hit", "peek", "reset"}
+    assert (
+        public_methods(Limiter)
+        == public_methods(AsyncLimiter)
+        == {"hit", "peek", "reset"}
+    )
     for name in ("hit", "peek", "reset"):
         assert inspect.iscoroutinefunction(getattr(AsyncLimiter, name))
         assert inspect.signature(getattr(Limiter, name)) == inspect.signature(
@@ -40,4 +48,8 @@ def test_limiter_twins_expose_the_same_methods():
 def test_redis_twins_expose_the_same_methods():
     sync_names = public_methods(SyncRedis)
     async_names = {name.removeprefix("a") for name in public_methods(AsyncRedis)}
-    assert sync_names == async_names == {"run_script", "delete_keys", "initialize_algorithm"}
+    assert (
+        sync_names
+        == async_names
+        == {"run_script", "delete_keys", "initialize_algorithm"}
+    )

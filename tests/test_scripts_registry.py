@@ -23,7 +23,9 @@ def test_lua_files_follow_the_house_rules(script):
     assert source.startswith(f"-- luathrottle script: {script.name}\n-- version: ")
     for section in ("KEYS[i]", "ARGV[1]", "Reply:"):
         assert section in source
-    code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("--"))
+    code = "\n".join(
+        line for line in source.splitlines() if not line.lstrip().startswith("--")
+    )
     assignments = re.findall(r"^(\w+)\s*=", code, flags=re.MULTILINE)
     assert assignments == [], f"globals assigned: {assignments}"
 
@@ -35,7 +37,9 @@ def test_unknown_script_is_named():
 
 def test_header_must_name_the_file():
     with pytest.raises(ValueError, match="names itself"):
-        Script.from_source("-- luathrottle script: a\n-- version: 1\n", filename="b.lua")
+        Script.from_source(
+            "-- luathrottle script: a\n-- version: 1\n", filename="b.lua"
+        )
     with pytest.raises(ValueError, match="lacks"):
         Script.from_source("return 1", filename="b.lua")
 
@@ -46,7 +50,8 @@ def test_keys_carry_script_version_and_share_one_hash_tag():
     assert all(key.startswith(f"lt:fixed_window.{script.version}:{{") for key in keys)
     tags = {re.search(r"\{(.*?)\}", key).group(1) for key in keys}
     assert len(tags) == 1
-    assert keys[0].endswith(":1/1") and keys[1].endswith(":5/60")
+    assert keys[0].endswith(":1/1")
+    assert keys[1].endswith(":5/60")
 
 
 def test_scope_is_outside_the_hash_tag_and_isolates():
@@ -58,12 +63,14 @@ def test_scope_is_outside_the_hash_tag_and_isolates():
 
 
 @pytest.mark.parametrize(
-    "identity", ["x" * 10_000, "{tag}", "}{", "\x00nul", "unicodé ☃", "\ud800 surrogate"]
+    "identity",
+    ["x" * 10_000, "{tag}", "}{", "\x00nul", "unicodé ☃", "\ud800 surrogate"],
 )
 def test_any_identity_gives_a_bounded_key_with_a_clean_tag(identity):
     key = state_keys("lt", get_script("fixed_window"), "", identity, [Limit(1, 1)])[0]
     assert len(key) < 64
-    assert key.count("{") == 1 and key.count("}") == 1
+    assert key.count("{") == 1
+    assert key.count("}") == 1
 
 
 def test_identity_hashes_keep_parts_apart():
