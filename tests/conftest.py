@@ -19,6 +19,7 @@ import pytest
 import redis
 import redis.asyncio
 
+from cluster_harness import LocalCluster
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
@@ -185,3 +186,11 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(redis_url: str) -> Iterator[LocalCluster]:
+    """A real cluster: three primaries, each with one replica."""
+    cluster = LocalCluster(primaries=3, replicas_per_primary=1).start()
+    yield cluster
+    cluster.stop()

@@ -5,11 +5,16 @@ on a server, for deploys; ``luathrottle demo`` shows a limiter at work.
 """
 
 import argparse
+import functools
+import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 import redis
+import redis.cluster
+import redis.sentinel
 
 from luathrottle.backends.base import SyncBackend
 from luathrottle.backends.memory import MemoryBackend
@@ -21,8 +26,43 @@ from luathrottle.scripts import all_scripts
 __all__ = ["main"]
 
 
+_TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+
+Runner = Callable[..., Any]
+
+
 def _connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis.from_url(url, **_TIMEOUTS)
+
+
+def _address(client: redis.Redis) -> str:
+    kwargs = client.connection_pool.connection_kwargs
+    return str(kwargs.get("path") or f"{kwargs['host']}:{kwargs['port']}")
+
+
+def _primaries(args: argparse.Namespace) -> list[tuple[str, Runner]]:
+    """Each primary the scripts must be on, with a way to run commands there.
+
+    ``--cluster``: every primary of the cluster ``--url`` belongs to.
+    ``--sentinel NAME``: the primary the Sentinel at ``--url`` names NAME.
+    Otherwise: the one server at ``--url``.
+    """
+    if args.cluster:
+        cluster = redis.cluster.RedisCluster.from_url(args.url, **_TIMEOUTS)
+        return [
+            (node.name, functools.partial(cluster.execute_command, target_nodes=node))
+            for node in sorted(cluster.get_primaries(), key=lambda node: node.name)
+        ]
+    if args.sentinel:
+        address = urllib.parse.urlsplit(args.url)
+        sentinel = redis.sentinel.Sentinel(
+            [(address.hostname, address.port or 26379)], **_TIMEOUTS
+        )
+        host, port = sentinel.discover_master(args.sentinel)
+        primary = sentinel.master_for(args.sentinel, **_TIMEOUTS)
+        return [(f"{host}:{port}", primary.execute_command)]
+    client = _connect(args.url)
+    return [(_address(client), client.execute_command)]
 
 
 def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
@@ -32,21 +72,23 @@ def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _scripts_load(args: argparse.Namespace, out: TextIO) -> int:
-    client = _connect(args.url)
-    for script in all_scripts():
-        sha = client.script_load(script.source)
-        print(f"loaded {script.name}\tv{script.version}\t{sha}", file=out)
+    for node, run in _primaries(args):
+        for script in all_scripts():
+            sha = run("SCRIPT LOAD", script.source)
+            sha = sha.decode() if isinstance(sha, bytes) else sha
+            print(f"{node}\tloaded\t{script.name}\tv{script.version}\t{sha}", file=out)
     return 0
 
 
 def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
-    client = _connect(args.url)
     scripts = all_scripts()
-    present = client.script_exists(*(script.sha for script in scripts))
     missing = 0
-    for script, exists in zip(scripts, present, strict=True):
-        print(f"{'ok' if exists else 'MISSING'}\t{script.name}\t{script.sha}", file=out)
-        missing += not exists
+    for node, run in _primaries(args):
+        present = run("SCRIPT EXISTS", *(script.sha for script in scripts))
+        for script, exists in zip(scripts, present, strict=True):
+            state = "ok" if exists else "MISSING"
+            print(f"{node}\t{state}\t{script.name}\t{script.sha}", file=out)
+            missing += not exists
     return 1 if missing else 0
 
 
@@ -81,7 +123,19 @@ def _parser() -> argparse.ArgumentParser:
         ("check", "exit 1 when any script is missing on the server"),
     ):
         action = actions.add_parser(name, help=text)
-        action.add_argument("--url", required=True, help="redis://host:port/db")
+        action.add_argument(
+            "--url",
+            required=True,
+            help="redis://, rediss:// or unix:// URL of the server, of any "
+            "cluster node with --cluster, or of a Sentinel with --sentinel",
+        )
+        topology = action.add_mutually_exclusive_group()
+        topology.add_argument(
+            "--cluster", action="store_true", help="act on every cluster primary"
+        )
+        topology.add_argument(
+            "--sentinel", metavar="NAME", help="act on the primary Sentinel calls NAME"
+        )
 
     demo = commands.add_parser(
         "demo", help="hit one key past its limit and show the headers"
@@ -112,6 +166,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except redis.RedisError as exc:
         print(f"luathrottle: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader (say, `| head`) left: stop quietly, as Unix tools do.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
 
 
 if __name__ == "__main__":

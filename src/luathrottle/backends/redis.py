@@ -4,12 +4,19 @@ Both twins send one EVALSHA per decision. When the server does not know the
 script (a restart, SCRIPT FLUSH, a failover) they load it and retry once, so
 the caller never sees NOSCRIPT. Every other Redis error becomes a
 ``BackendError`` with the cause chained.
+
+On Redis Cluster, EVALSHA goes to the primary that owns the keys' slot (all
+keys of one call share a hash tag, so one slot) and never to a replica,
+whatever the client's replica settings, because it may write; redis-py
+follows MOVED and ASK redirections, and SCRIPT LOAD reaches every primary.
 """
 
 from collections.abc import Sequence
 
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 from redis.exceptions import NoScriptError, RedisError
 
 from luathrottle.algorithms import BaseThrottleAlgorithm
@@ -17,22 +24,30 @@ from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script
 
-__all__ = ["AsyncRedis", "SyncRedis"]
+__all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
+
+#: Clients the sync backend accepts: one server (a Sentinel-managed primary
+#: from ``Sentinel.master_for`` is one too) or a Redis Cluster.
+SyncClient = redis.Redis | redis.cluster.RedisCluster
+#: Clients the async backend accepts.
+AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
 class SyncRedis(SyncBackend):
-    """Runs the scripts on a Redis-compatible server through ``redis.Redis``.
+    """Runs the scripts on a Redis-compatible server through redis-py.
 
     Atomic across processes and machines: every decision is one script call.
 
     Args:
-        client: a ``redis.Redis`` connected to the server.
+        client: a ``redis.Redis`` (a Sentinel-managed primary included) or a
+            ``redis.cluster.RedisCluster``.
     """
 
-    def __init__(self, client: redis.Redis) -> None:
-        if not isinstance(client, redis.Redis):
+    def __init__(self, client: SyncClient) -> None:
+        if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
             raise TypeError(
-                f"client must be a redis.Redis, got {type(client).__name__}"
+                "client must be a redis.Redis or redis.cluster.RedisCluster, "
+                f"got {type(client).__name__}"
             )
         self.client = client
 
@@ -68,17 +83,21 @@ class SyncRedis(SyncBackend):
 
 
 class AsyncRedis(AsyncBackend):
-    """Runs the scripts on a Redis-compatible server through
-    ``redis.asyncio.Redis``.
+    """Runs the scripts on a Redis-compatible server through redis-py's
+    asyncio client.
 
     Args:
-        client: a ``redis.asyncio.Redis`` connected to the server.
+        client: a ``redis.asyncio.Redis`` (a Sentinel-managed primary
+            included) or a ``redis.asyncio.cluster.RedisCluster``.
     """
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        if not isinstance(client, redis.asyncio.Redis):
+    def __init__(self, client: AsyncClient) -> None:
+        if not isinstance(
+            client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
+        ):
             raise TypeError(
-                f"client must be a redis.asyncio.Redis, got {type(client).__name__}"
+                "client must be a redis.asyncio.Redis or "
+                f"redis.asyncio.cluster.RedisCluster, got {type(client).__name__}"
             )
         self.client = client
 
