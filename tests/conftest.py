@@ -8,10 +8,7 @@ but fail under CI, so they never skip silently there.
 
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import fakeredis
@@ -22,64 +19,7 @@ import redis.asyncio
 from cluster_harness import LocalCluster
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class RedisServer:
-    """A redis-server process this harness owns, stopped and started at will."""
-
-    def __init__(self, binary: str, directory: str) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.directory,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_timeout=1)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError as exc:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"no redis-server on {self.url}") from exc
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=15)
-            self.process = None
-
+from servers import RedisServer
 
 _SERVER: RedisServer | None = None
 _SKIP_REASON = ""

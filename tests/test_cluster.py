@@ -10,12 +10,15 @@ from collections import Counter
 import pytest
 import redis.asyncio.cluster
 import redis.cluster
+from django.http import HttpResponse
 
 from cluster_harness import LocalCluster
 from cluster_worker import hit_keys_from_threads
 from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limit, Limiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.cli import main
+from luathrottle.django import SyncThrottle, throttle
+from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.keys import state_keys
 from luathrottle.scripts import all_scripts, get_script
 
@@ -282,3 +285,60 @@ class Traffic:
                         self.admitted[key] += 1
                     elif self.recovered.is_set():
                         self.denied_after_recovery.add(key)
+
+
+class HeaderKey(BaseThrottleCacheKey):
+    """Counts requests by the X-Client header, before auth."""
+
+    def __init__(self):
+        super().__init__(runs_before_auth=True, name="client")
+
+    def __call__(self, request):
+        return request.headers.get("X-Client")
+
+
+def header_keyed_view(backend):
+    @throttle(
+        SyncThrottle(3, 60, backend=backend),
+        SyncThrottle(2, 60, backend=backend, cache_key=HeaderKey()),
+    )
+    def view(request):
+        return HttpResponse("inside")
+
+    return view
+
+
+CLIENTS = ("a", "a", "a", "b", "b")
+
+
+def test_one_stage_with_identities_on_several_slots(rf, cluster_client):
+    """IP- and header-keyed throttles of one stage land on different slots:
+    each identity is its own script call, both sent in one pipeline."""
+    view = header_keyed_view(SyncRedis(cluster_client))
+    primaries = cluster_client.get_primaries()
+    cluster_client.config_resetstat(target_nodes=primaries)
+    statuses = [
+        view(rf.get("/", REMOTE_ADDR="203.0.113.9", HTTP_X_CLIENT=client)).status_code
+        for client in CLIENTS
+    ]
+    # Across slots a request is not all or nothing: "a" is denied by its own
+    # limit on the third request, yet that request counts against the IP,
+    # which then denies the fourth.
+    assert statuses == [200, 200, 429, 429, 429]
+    stats = cluster_client.info("commandstats", target_nodes=primaries)
+    calls = sum(
+        node.get("cmdstat_evalsha", {}).get("calls", 0) for node in stats.values()
+    )
+    assert calls == 10  # two script calls per request, never CROSSSLOT
+
+
+def test_one_server_keeps_identities_of_a_stage_in_one_call(rf, redis_client):
+    """On one server the same stage is one script call, all or nothing."""
+    view = header_keyed_view(SyncRedis(redis_client))
+    redis_client.config_resetstat()
+    statuses = [
+        view(rf.get("/", REMOTE_ADDR="203.0.113.9", HTTP_X_CLIENT=client)).status_code
+        for client in CLIENTS
+    ]
+    assert statuses == [200, 200, 429, 200, 429]
+    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 5

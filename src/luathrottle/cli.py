@@ -1,15 +1,19 @@
 """The ``luathrottle`` command: script operations and the demo.
 
 ``luathrottle scripts list|load|check`` preloads and checks the Lua scripts
-on a server, for deploys; ``luathrottle demo`` shows a limiter at work.
+on a server, for deploys; ``luathrottle demo`` shows a limiter at work, and
+``luathrottle demo --seed`` replays the Django seed's sessions against the
+example project.
 """
 
 import argparse
 import functools
+import importlib
 import os
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 import redis
@@ -93,6 +97,8 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    if args.seed:
+        return _demo_seed(args, out)
     if args.redis:
         backend: SyncBackend = SyncRedis(_connect(args.redis))
         label = f"Redis at {args.redis}"
@@ -108,6 +114,101 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         print(f"\nrequest {attempt}: HTTP/1.1 {status}", file=out)
         for name, value in collect_headers(providers, decision.limits).items():
             print(f"{name}: {value}", file=out)
+    return 0
+
+
+_SEED_HOST = "127.0.0.1:8000"
+_SEED_SETTINGS = "seed_project.settings_embedded"
+_RATE_LIMIT_HEADERS = frozenset(
+    {
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+        "retry-after",
+        "ratelimit-policy",
+        "ratelimit",
+    }
+)
+
+
+class _SeedError(Exception):
+    """Why ``demo --seed`` cannot run; printed as it is."""
+
+
+def _seed_root(project: str) -> Path:
+    root = Path(project).resolve()
+    if not (root / "seed_project" / "settings_embedded.py").is_file():
+        raise _SeedError(
+            f"no example project at {root / 'seed_project'}: run from the "
+            "repository's root, or pass --project with the directory that "
+            "holds seed_project/ (the repository's examples/)"
+        )
+    return root
+
+
+def _seed_sessions(root: Path) -> Any:
+    """Set Django up on the example's embedded settings; return its sessions."""
+    try:
+        import django
+        from django.conf import settings
+    except ImportError as exc:
+        raise _SeedError(
+            "demo --seed needs Django: pip install 'luathrottle[django]'"
+        ) from exc
+    if settings.configured:
+        raise _SeedError(
+            "demo --seed sets Django up itself, and Django is already "
+            "configured in this process; run it in a process of its own"
+        )
+    sys.path.insert(0, str(root))
+    os.environ["DJANGO_SETTINGS_MODULE"] = _SEED_SETTINGS
+    django.setup()
+    return importlib.import_module("seed_project.sessions").SESSIONS
+
+
+def _curl(step: Any) -> str:
+    url = f"http://{_SEED_HOST}{step.path}"
+    if "?" in url:
+        url = f"'{url}'"
+    dump = " -D -" if step.show_headers else ""
+    return f"$ curl {url}{dump} -X {step.method}"
+
+
+def _print_response(step: Any, response: Any, out: TextIO) -> None:
+    """The response as the seed shows it: with ``-D -`` the status line and
+    headers, rate-limit ones first; then the body, when it is an error's."""
+    if step.show_headers:
+        print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}", file=out)
+        headers = list(response.headers.items())
+        headers.sort(key=lambda item: item[0].lower() not in _RATE_LIMIT_HEADERS)
+        for name, value in headers:
+            print(f"{name}: {value}", file=out)
+    if response.status_code >= 400:
+        print(response.content.decode("utf-8", "replace"), file=out)
+
+
+def _demo_seed(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        root = _seed_root(args.project)
+        sessions = _seed_sessions(root)
+    except _SeedError as exc:
+        print(f"luathrottle: {exc}", file=sys.stderr)
+        return 2
+    from django.test import Client
+
+    client = Client(HTTP_HOST=_SEED_HOST)
+    print(
+        f"# The seed's sessions, replayed in-process against {root / 'seed_project'}"
+        f" ({_SEED_SETTINGS}: caches in memory, no Redis; no date or server "
+        "headers, as no server runs).",
+        file=out,
+    )
+    for session in sessions:
+        note = "" if session.in_seed else " (not in the seed)"
+        print(f"\n# {session.title}{note}", file=out)
+        for step in session.steps:
+            print(_curl(step), file=out)
+            _print_response(step, client.generic(step.method, step.path), out)
     return 0
 
 
@@ -138,9 +239,31 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     demo = commands.add_parser(
-        "demo", help="hit one key past its limit and show the headers"
+        "demo",
+        help="hit one key past its limit and show the headers",
+        description="Hit one key past its limit and show the headers; with "
+        "--seed, replay the sessions of the Django seed's throttling chapter "
+        "against the example project instead.",
     )
-    demo.add_argument("--redis", metavar="URL", help="run against this Redis instead")
+    mode = demo.add_mutually_exclusive_group()
+    mode.add_argument("--redis", metavar="URL", help="run against this Redis instead")
+    mode.add_argument(
+        "--seed",
+        action="store_true",
+        help='replay the seed\'s "Run result" sessions against the example '
+        "project's views, in-process with Django's test client and caches in "
+        "memory (no Redis, no server), printed as the seed prints them: "
+        "the curl command, then with -D - the status line and headers, and "
+        "the body of error responses; needs Django",
+    )
+    demo.add_argument(
+        "--project",
+        metavar="PATH",
+        default="examples",
+        help="with --seed: the directory that holds seed_project/, which is "
+        "not part of the installed package (default: examples, relative to "
+        "the current directory, so run from the repository's root)",
+    )
     return parser
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["check_prefix", "hash_identity", "state_keys"]
+__all__ = ["check_prefix", "hash_identity", "hash_tag", "state_keys"]
 
 _DIGEST_BYTES = 12
 
@@ -47,6 +47,12 @@ def state_keys(
     if scope:
         base = f"{base}:{hash_identity(scope)}"
     return [f"{base}:{limit.max_requests}/{limit.duration}" for limit in limits]
+
+
+def hash_tag(key: str) -> str:
+    """The hash tag of a key ``state_keys`` built: keys with equal tags share
+    a Redis Cluster slot, so one script call can take them together."""
+    return key.partition("{")[2].partition("}")[0]
 
 
 def check_prefix(prefix: object) -> str:

@@ -12,6 +12,8 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
+from luathrottle.exceptions import BackendError
+from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.keys import check_prefix, state_keys
 from luathrottle.rates import LimitSpec, parse_limits
 
@@ -47,6 +49,7 @@ class _BaseLimiter(Generic[_BackendT]):
         backend: _BackendT | None = None,
         prefix: str = "lt",
         clock: Callable[[], float] | None = None,
+        on_failure: OnFailure = "raise",
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
@@ -69,6 +72,7 @@ class _BaseLimiter(Generic[_BackendT]):
                 f"clock must be a callable returning seconds, got {clock!r}"
             )
         self.clock = clock
+        self.on_failure = check_on_failure(on_failure)
 
     def _call(self, key: str, mode: Mode, cost: int = 1) -> _Call:
         if not isinstance(key, str):
@@ -87,6 +91,20 @@ class _BaseLimiter(Generic[_BackendT]):
 
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys
+
+    def _before_call(self) -> None:
+        if self.backend.breaker is not None:
+            self.backend.breaker.before_call()
+
+    def _succeeded(self, reply: list[int]) -> Decision:
+        if self.backend.breaker is not None:
+            self.backend.breaker.succeeded()
+        return Decision.from_reply(self.limits, reply)
+
+    def _failed(self, call: _Call, error: BackendError) -> Decision:
+        where = f"{self.script.name} {call.keys[0]}"
+        breaker = self.backend.breaker
+        return guarded_failure(breaker, self.on_failure, self.limits, error, where)
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(limit.name) for limit in self.limits)
@@ -108,6 +126,9 @@ class Limiter(_BaseLimiter[SyncBackend]):
         prefix: the start of every key this limiter writes.
         clock: returns the time in seconds; by default the server's clock is
             used, which keeps app servers' clock skew out of decisions.
+        on_failure: when the store fails, ``"raise"`` (default) the
+            ``BackendError``, ``"allow"`` the hit, or ``"deny"`` it; the
+            decision's ``reason`` is then ``"store_unavailable"``.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -122,21 +143,29 @@ class Limiter(_BaseLimiter[SyncBackend]):
             The decision; when it is denied, nothing was spent.
 
         Raises:
-            BackendError: the store failed.
+            BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        call = self._call(key, "hit", cost)
-        reply = self.backend.run_script(self.script, call.keys, call.args)
-        return Decision.from_reply(self.limits, reply)
+        return self._decide(self._call(key, "hit", cost))
 
     def peek(self, key: str, cost: int = 1) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        call = self._call(key, "peek", cost)
-        reply = self.backend.run_script(self.script, call.keys, call.args)
-        return Decision.from_reply(self.limits, reply)
+        return self._decide(self._call(key, "peek", cost))
 
     def reset(self, key: str) -> None:
-        """Forget everything ``key`` has spent."""
+        """Forget everything ``key`` has spent.
+
+        Raises:
+            BackendError: the store failed, whatever ``on_failure`` says.
+        """
         self.backend.delete_keys(self._keys(key))
+
+    def _decide(self, call: _Call) -> Decision:
+        try:
+            self._before_call()
+            reply = self.backend.run_script(self.script, call.keys, call.args)
+        except BackendError as error:
+            return self._failed(call, error)
+        return self._succeeded(reply)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -149,16 +178,20 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
 
     async def hit(self, key: str, cost: int = 1) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it."""
-        call = self._call(key, "hit", cost)
-        reply = await self.backend.arun_script(self.script, call.keys, call.args)
-        return Decision.from_reply(self.limits, reply)
+        return await self._decide(self._call(key, "hit", cost))
 
     async def peek(self, key: str, cost: int = 1) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        call = self._call(key, "peek", cost)
-        reply = await self.backend.arun_script(self.script, call.keys, call.args)
-        return Decision.from_reply(self.limits, reply)
+        return await self._decide(self._call(key, "peek", cost))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
         await self.backend.adelete_keys(self._keys(key))
+
+    async def _decide(self, call: _Call) -> Decision:
+        try:
+            self._before_call()
+            reply = await self.backend.arun_script(self.script, call.keys, call.args)
+        except BackendError as error:
+            return self._failed(call, error)
+        return self._succeeded(reply)

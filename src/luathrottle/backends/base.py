@@ -1,4 +1,4 @@
-"""What a backend does: run one script call, delete keys, prepare scripts.
+"""What a backend does: run script calls, delete keys, prepare scripts.
 
 Backends only move bytes. They hold no state per algorithm or limiter, so one
 backend object serves every limiter and throttle at once.
@@ -8,13 +8,23 @@ import abc
 from collections.abc import Sequence
 
 from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.failures import CircuitBreaker
 from luathrottle.scripts import Script
 
-__all__ = ["AsyncBackend", "SyncBackend"]
+__all__ = ["AsyncBackend", "ScriptCall", "SyncBackend"]
+
+#: One script call: the script, its KEYS and its ARGV.
+ScriptCall = tuple[Script, Sequence[str], Sequence[str]]
 
 
 class SyncBackend(abc.ABC):
     """A store that sync limiters and throttles run scripts on."""
+
+    #: True when one script call may only take keys of one hash slot, as on
+    #: Redis Cluster; callers then split calls by hash tag.
+    single_slot_calls: bool = False
+    #: Trips when the store keeps failing; None for stores that cannot fail.
+    breaker: CircuitBreaker | None = None
 
     @abc.abstractmethod
     def run_script(
@@ -26,6 +36,17 @@ class SyncBackend(abc.ABC):
             BackendError: the store failed; the cause is chained.
         """
         raise NotImplementedError("SyncBackend subclasses must define run_script()")
+
+    def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run several script calls, each atomic on its own, not together.
+
+        Backends that can send them in one round trip (a Redis pipeline) do;
+        this default runs them in turn.
+
+        Raises:
+            BackendError: the store failed; calls before the failure ran.
+        """
+        return [self.run_script(*call) for call in calls]
 
     @abc.abstractmethod
     def delete_keys(self, keys: Sequence[str]) -> None:
@@ -47,6 +68,12 @@ class SyncBackend(abc.ABC):
 class AsyncBackend(abc.ABC):
     """A store that async limiters and throttles run scripts on."""
 
+    #: True when one script call may only take keys of one hash slot, as on
+    #: Redis Cluster; callers then split calls by hash tag.
+    single_slot_calls: bool = False
+    #: Trips when the store keeps failing; None for stores that cannot fail.
+    breaker: CircuitBreaker | None = None
+
     @abc.abstractmethod
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -57,6 +84,10 @@ class AsyncBackend(abc.ABC):
             BackendError: the store failed; the cause is chained.
         """
         raise NotImplementedError("AsyncBackend subclasses must define arun_script()")
+
+    async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run several script calls, each atomic on its own, not together."""
+        return [await self.arun_script(*call) for call in calls]
 
     @abc.abstractmethod
     async def adelete_keys(self, keys: Sequence[str]) -> None:

@@ -1,17 +1,19 @@
 """Redis backends: EVALSHA over redis-py, sync and async.
 
 Both twins send one EVALSHA per decision. When the server does not know the
-script (a restart, SCRIPT FLUSH, a failover) they load it and retry once, so
-the caller never sees NOSCRIPT. Every other Redis error becomes a
-``BackendError`` with the cause chained.
+script (a restart, SCRIPT FLUSH, a failover) they retry once with EVAL, which
+runs the source and leaves it loaded, so the caller never sees NOSCRIPT.
+Every other Redis error becomes a ``BackendError`` with the cause chained.
 
 On Redis Cluster, EVALSHA goes to the primary that owns the keys' slot (all
 keys of one call share a hash tag, so one slot) and never to a replica,
 whatever the client's replica settings, because it may write; redis-py
-follows MOVED and ASK redirections, and SCRIPT LOAD reaches every primary.
+follows MOVED and ASK redirections, and EVAL reloads a script on whichever
+node lacks it.
 """
 
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import redis
 import redis.asyncio
@@ -20,8 +22,9 @@ import redis.cluster
 from redis.exceptions import NoScriptError, RedisError
 
 from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.exceptions import BackendError
+from luathrottle.failures import CircuitBreaker
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
@@ -33,6 +36,61 @@ SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
+def _breaker(breaker: CircuitBreaker | Literal[False] | None) -> CircuitBreaker | None:
+    if breaker is None:
+        return CircuitBreaker()
+    if breaker is False:
+        return None
+    if not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker or False, got {breaker!r}")
+    return breaker
+
+
+def _timeout(timeout: object) -> float:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
+    if not 0 < timeout <= 60:
+        raise ValueError(f"timeout must be above 0 and at most 60, got {timeout!r}")
+    return float(timeout)
+
+
+def _queue(pipe: Any, calls: Sequence[ScriptCall], *, by_source: bool) -> None:
+    for script, keys, args in calls:
+        # execute_command: ClusterPipeline blocks its evalsha() helper, as it
+        # cannot know that all keys of one call share a slot; ours do.
+        if by_source:
+            pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
+        else:
+            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+
+
+def _unknown_scripts(
+    calls: Sequence[ScriptCall], replies: Sequence[object]
+) -> list[int]:
+    """Indexes of the pipelined calls the server did not have the script for;
+    any other error in the replies is raised as a ``BackendError``."""
+    missing = []
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            missing.append(index)
+        elif isinstance(reply, Exception):
+            raise BackendError(f"{calls[index][0].name}: {reply}") from reply
+    return missing
+
+
+def _merge(
+    calls: Sequence[ScriptCall],
+    replies: list[Any],
+    missing: Sequence[int],
+    rerun: Sequence[Any],
+) -> list[list[int]]:
+    """The first pipeline's replies, with the reruns in place of NOSCRIPT."""
+    _unknown_scripts([calls[index] for index in missing], rerun)
+    for index, reply in zip(missing, rerun, strict=True):
+        replies[index] = reply
+    return replies
+
+
 class SyncRedis(SyncBackend):
     """Runs the scripts on a Redis-compatible server through redis-py.
 
@@ -40,29 +98,81 @@ class SyncRedis(SyncBackend):
 
     Args:
         client: a ``redis.Redis`` (a Sentinel-managed primary included) or a
-            ``redis.cluster.RedisCluster``.
+            ``redis.cluster.RedisCluster``. Give it a ``socket_timeout`` and
+            ``socket_connect_timeout`` (``from_url`` does), or a stalled
+            server stalls requests for as long as the OS lets it.
+        breaker: trips after repeated failures; a new ``CircuitBreaker()``
+            by default, ``False`` for none.
     """
 
-    def __init__(self, client: SyncClient) -> None:
+    def __init__(
+        self,
+        client: SyncClient,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
         if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
             raise TypeError(
                 "client must be a redis.Redis or redis.cluster.RedisCluster, "
                 f"got {type(client).__name__}"
             )
         self.client = client
+        self.single_slot_calls = isinstance(client, redis.cluster.RedisCluster)
+        self.breaker = _breaker(breaker)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.5,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> "SyncRedis":
+        """A backend on a new client for ``url``, with bounded timeouts.
+
+        Args:
+            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+            timeout: seconds to connect, and to wait for each reply.
+            breaker: as for the constructor.
+        """
+        client = redis.Redis.from_url(
+            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
+        )
+        return cls(client, breaker=breaker)
 
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        """Run ``script`` with EVALSHA, loading it once on NOSCRIPT."""
+        """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
         try:
             try:
                 return self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
             except NoScriptError:
-                self.client.script_load(script.source)
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                # EVAL runs the source and caches it in one step, which no
+                # SCRIPT FLUSH can split as it could SCRIPT LOAD and EVALSHA.
+                return self.client.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-any-return]
         except RedisError as exc:
             raise BackendError(f"{script.name}: {exc}") from exc
+
+    def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run the calls in one pipeline (one round trip per node), then rerun
+        with EVAL only the calls that met NOSCRIPT."""
+        try:
+            replies = self._pipeline(calls)
+            missing = _unknown_scripts(calls, replies)
+            rerun = self._pipeline([calls[i] for i in missing], by_source=True)
+        except RedisError as exc:
+            raise BackendError(f"pipeline: {exc}") from exc
+        return _merge(calls, replies, missing, rerun)
+
+    def _pipeline(
+        self, calls: Sequence[ScriptCall], *, by_source: bool = False
+    ) -> list[Any]:
+        if not calls:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        _queue(pipe, calls, by_source=by_source)
+        return pipe.execute(raise_on_error=False)
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
@@ -88,10 +198,17 @@ class AsyncRedis(AsyncBackend):
 
     Args:
         client: a ``redis.asyncio.Redis`` (a Sentinel-managed primary
-            included) or a ``redis.asyncio.cluster.RedisCluster``.
+            included) or a ``redis.asyncio.cluster.RedisCluster``, with
+            timeouts, as for ``SyncRedis``.
+        breaker: as for ``SyncRedis``.
     """
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
         if not isinstance(
             client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
         ):
@@ -100,19 +217,55 @@ class AsyncRedis(AsyncBackend):
                 f"redis.asyncio.cluster.RedisCluster, got {type(client).__name__}"
             )
         self.client = client
+        self.single_slot_calls = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self.breaker = _breaker(breaker)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.5,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> "AsyncRedis":
+        """A backend on a new asyncio client for ``url``, with bounded
+        timeouts; see ``SyncRedis.from_url``."""
+        client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
+        )
+        return cls(client, breaker=breaker)
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        """Run ``script`` with EVALSHA, loading it once on NOSCRIPT."""
+        """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
         try:
             try:
                 return await self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
             except NoScriptError:
-                await self.client.script_load(script.source)
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                return await self.client.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-any-return]
         except RedisError as exc:
             raise BackendError(f"{script.name}: {exc}") from exc
+
+    async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run the calls in one pipeline (one round trip per node), then rerun
+        with EVAL only the calls that met NOSCRIPT."""
+        try:
+            replies = await self._pipeline(calls)
+            missing = _unknown_scripts(calls, replies)
+            rerun = await self._pipeline([calls[i] for i in missing], by_source=True)
+        except RedisError as exc:
+            raise BackendError(f"pipeline: {exc}") from exc
+        return _merge(calls, replies, missing, rerun)
+
+    async def _pipeline(
+        self, calls: Sequence[ScriptCall], *, by_source: bool = False
+    ) -> list[Any]:
+        if not calls:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        _queue(pipe, calls, by_source=by_source)
+        return await pipe.execute(raise_on_error=False)
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""

@@ -1,0 +1,172 @@
+"""``settings.LUATHROTTLE``: the settings-level throttles and the policy on
+unsafe caches.
+
+::
+
+    LUATHROTTLE = {
+        "throttling": [
+            (SyncThrottle(100, Rate.minute), AsyncThrottle(100, Rate.minute)),
+            SyncThrottle(1000, Rate.day, cache_key=UserPk()),
+        ],
+        "allow_unsafe_cache": True,
+    }
+
+An entry of ``throttling`` is a throttle, or a pair of twins of which each
+view takes the one of its kind. ``allow_unsafe_cache`` is True (warn, the
+default), False (raise) or None (do not check).
+
+The settings are read when first needed and again after they change.
+"""
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
+
+__all__ = ["Config", "Problem", "get_config", "problems"]
+
+Entry = SyncThrottle | AsyncThrottle | tuple[BaseThrottle[Any], BaseThrottle[Any]]
+
+_KEYS = frozenset({"throttling", "allow_unsafe_cache"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What is wrong with the settings.
+
+    Attributes:
+        code: the system check's id, without the ``luathrottle.`` prefix.
+        detail: what is wrong, naming the culprit.
+    """
+
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Config:
+    """The settings, validated.
+
+    Attributes:
+        throttling: the entries of ``LUATHROTTLE["throttling"]``.
+        allow_unsafe_cache: the settings-level policy on unsafe caches.
+    """
+
+    throttling: tuple[Entry, ...]
+    allow_unsafe_cache: bool | None
+
+    def throttles_for(
+        self, *, is_async: bool, view: str
+    ) -> tuple[BaseThrottle[Any], ...]:
+        """The settings-level throttles that guard ``view``.
+
+        Raises:
+            ImproperlyConfigured: an entry has no throttle of the view's kind.
+        """
+        kind = AsyncThrottle if is_async else SyncThrottle
+        chosen: list[BaseThrottle[Any]] = []
+        for index, entry in enumerate(self.throttling):
+            twins = entry if isinstance(entry, tuple) else (entry,)
+            fitting = [item for item in twins if isinstance(item, kind)]
+            if not fitting:
+                raise ImproperlyConfigured(
+                    f"LUATHROTTLE['throttling'][{index}] is {entry!r}, which "
+                    f"cannot guard the {'async' if is_async else 'sync'} view "
+                    f"{view}; give a (SyncThrottle, AsyncThrottle) pair"
+                )
+            chosen.append(fitting[0])
+        return tuple(chosen)
+
+
+def _raw() -> object:
+    return getattr(settings, "LUATHROTTLE", {})
+
+
+def _entry_problem(index: int, entry: object) -> Problem | None:
+    where = f"LUATHROTTLE['throttling'][{index}]"
+    if isinstance(entry, SyncThrottle | AsyncThrottle):
+        return None
+    if not isinstance(entry, tuple):
+        return Problem(
+            "E002",
+            f"{where} is {entry!r}; entries must be throttles or "
+            "(SyncThrottle, AsyncThrottle) pairs",
+        )
+    kinds = sorted(type(item).__name__ for item in entry)
+    if kinds != ["AsyncThrottle", "SyncThrottle"]:
+        return Problem(
+            "E003",
+            f"{where} is {entry!r}; a pair must hold one SyncThrottle and "
+            "one AsyncThrottle",
+        )
+    return None
+
+
+def problems(raw: object) -> list[Problem]:
+    """Everything wrong with a value of ``LUATHROTTLE``, in order."""
+    if not isinstance(raw, dict):
+        return [Problem("E001", f"LUATHROTTLE must be a dict, got {raw!r}")]
+    found = [
+        Problem("E001", f"LUATHROTTLE has an unknown key {key!r}")
+        for key in raw
+        if key not in _KEYS
+    ]
+    policy = raw.get("allow_unsafe_cache", True)
+    if policy is not True and policy is not False and policy is not None:
+        found.append(
+            Problem(
+                "E001",
+                "LUATHROTTLE['allow_unsafe_cache'] must be True, False or None, "
+                f"got {policy!r}",
+            )
+        )
+    throttling = raw.get("throttling", ())
+    if not isinstance(throttling, list | tuple):
+        found.append(
+            Problem(
+                "E001",
+                f"LUATHROTTLE['throttling'] must be a list, got {throttling!r}",
+            )
+        )
+        return found
+    for index, entry in enumerate(throttling):
+        problem = _entry_problem(index, entry)
+        if problem is not None:
+            found.append(problem)
+    return found
+
+
+_cached: Config | None = None
+
+
+def get_config() -> Config:
+    """The validated settings, read once until they change.
+
+    Raises:
+        ImproperlyConfigured: naming the first thing that is wrong.
+    """
+    global _cached
+    if _cached is None:
+        raw = _raw()
+        found = problems(raw)
+        if found:
+            raise ImproperlyConfigured(found[0].detail)
+        raw = cast(dict[str, Any], raw)
+        _cached = Config(
+            throttling=tuple(raw.get("throttling", ())),
+            allow_unsafe_cache=raw.get("allow_unsafe_cache", True),
+        )
+    return _cached
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    global _cached
+    if setting in ("LUATHROTTLE", "CACHES"):
+        _cached = None
+
+
+setting_changed.connect(_forget, dispatch_uid="luathrottle.django.conf")

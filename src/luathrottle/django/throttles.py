@@ -1,0 +1,445 @@
+"""Throttles: one limit, a cache key, a backend and response headers.
+
+The centre of a throttle does no I/O and knows no view: ``call()`` turns a
+request and a scope into a state key, and ``ThrottleOutcome`` carries what
+the script answered. The twins differ only in ``hit_all()``, which runs
+the calls of one stage: one script call for all the throttles that share a
+backend, an algorithm and a clock, since the scripts decide several keys,
+each with its own limit, all or nothing. On Redis Cluster a call can only
+take keys of one slot, so there it is one call per identity, and the calls
+go out in one pipeline: each identity's limits stay all or nothing, but a
+request one identity denies may still count against another's.
+"""
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, TypeVar, cast
+
+from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
+from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.decision import Decision, LimitDecision
+from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
+from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+from luathrottle.keys import hash_tag, state_keys
+from luathrottle.rates import Limit
+from luathrottle.scripts import Script
+
+__all__ = [
+    "AsyncThrottle",
+    "BaseThrottle",
+    "SyncThrottle",
+    "ThrottleCall",
+    "ThrottleOutcome",
+    "ThrottlingReport",
+    "forget_outcomes",
+    "headers_for",
+    "record_outcomes",
+]
+
+_BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+
+#: The start of every state key a throttle writes.
+KEY_PREFIX = "lt"
+_OUTCOMES_ATTRIBUTE = "_luathrottle_outcomes"
+_MAX_SCOPE = 200
+# Clients' reprs can run to a page; messages name the backend's type instead.
+_MAX_BACKEND_REPR = 60
+_MEMORY_UNSAFE = (
+    "MemoryBackend keeps its state in each process: N processes admit up to "
+    "N times the limit"
+)
+
+
+@functools.cache
+def _default_sync_backend() -> SyncDjangoCache:
+    return SyncDjangoCache()
+
+
+@functools.cache
+def _default_async_backend() -> AsyncDjangoCache:
+    return AsyncDjangoCache()
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleCall:
+    """One throttle's part of a stage: the state key it counts on.
+
+    Attributes:
+        throttle: the throttle.
+        key: the state key of this request's identity within the scope.
+    """
+
+    throttle: "BaseThrottle[Any]"
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleOutcome:
+    """How one throttle judged one request.
+
+    Attributes:
+        throttle: the throttle.
+        decision: its limit's decision; when another throttle of the same
+            script call denied, nothing was counted.
+    """
+
+    throttle: "BaseThrottle[Any]"
+    decision: LimitDecision
+
+
+def _check_scope(scope: object) -> str | None:
+    if scope is None:
+        return None
+    if not isinstance(scope, str):
+        raise TypeError(f"scope must be a str, got {type(scope).__name__} {scope!r}")
+    if not scope or len(scope) > _MAX_SCOPE or not scope.isprintable():
+        raise ValueError(
+            f"scope must be 1 to {_MAX_SCOPE} printable characters, got {scope!r}"
+        )
+    return scope
+
+
+def _check_headers(
+    response_headers: Iterable[BaseResponseHeadersProvider] | None,
+) -> tuple[BaseResponseHeadersProvider, ...]:
+    if response_headers is None:
+        return (XRateLimit(), RetryAfter())
+    providers = tuple(response_headers)
+    for provider in providers:
+        if not isinstance(provider, BaseResponseHeadersProvider):
+            raise TypeError(
+                "response_headers must hold BaseResponseHeadersProvider objects "
+                f"such as XRateLimit(), got {provider!r}"
+            )
+    return providers
+
+
+class BaseThrottle(Generic[_BackendT]):
+    """What both twins share: configuration, keys, headers and specs.
+
+    Args:
+        max_requests: requests admitted per window, an int of at least 1.
+        duration_in_seconds: the window, a ``Rate`` or a number of seconds.
+        cache_key: who requests count against; ``RemoteAddr()`` by default.
+        backend: where state lives; the Django cache ``"default"`` by
+            default, else a Django cache backend, ``SyncRedis``/``AsyncRedis``
+            or ``MemoryBackend``.
+        algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
+        response_headers: header providers; ``[XRateLimit(), RetryAfter()]``
+            by default, ``[]`` for none.
+        scope: share this throttle's counters with every throttle of the
+            same scope and cache key name, on any view; by default each view
+            counts on its own.
+        clock: returns the time in seconds; by default the store's clock.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+
+    _backend_type: ClassVar[type[SyncBackend] | type[AsyncBackend]]
+    _default_backend: ClassVar[Callable[[], SyncBackend | AsyncBackend]]
+
+    def __init__(
+        self,
+        max_requests: int,
+        duration_in_seconds: int,
+        *,
+        cache_key: BaseThrottleCacheKey | None = None,
+        backend: _BackendT | None = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        scope: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.cache_key = RemoteAddr() if cache_key is None else cache_key
+        if not isinstance(self.cache_key, BaseThrottleCacheKey):
+            raise TypeError(
+                "cache_key must be a BaseThrottleCacheKey such as RemoteAddr(), "
+                f"got {self.cache_key!r}"
+            )
+        self.limit = Limit(max_requests, duration_in_seconds, name=self.cache_key.name)
+        self.algorithm = SimpleRate() if algorithm is None else algorithm
+        if not isinstance(self.algorithm, BaseThrottleAlgorithm):
+            raise TypeError(
+                "algorithm must be a BaseThrottleAlgorithm such as SimpleRate(), "
+                f"got {self.algorithm!r}"
+            )
+        self.algorithm.check_limits((self.limit,))
+        self.backend: _BackendT = cast(
+            _BackendT, type(self)._default_backend() if backend is None else backend
+        )
+        if not isinstance(self.backend, self._backend_type):
+            raise TypeError(
+                f"backend must be a {self._backend_type.__name__} for "
+                f"{type(self).__name__}, got {self.backend!r}"
+            )
+        self.response_headers = _check_headers(response_headers)
+        self.scope = _check_scope(scope)
+        if clock is not None and not callable(clock):
+            raise TypeError(
+                f"clock must be a callable returning seconds, got {clock!r}"
+            )
+        self.clock = clock
+
+    @property
+    def script(self) -> Script:
+        """The script this throttle's algorithm runs."""
+        return self.algorithm.script
+
+    def call(self, request: Any, view_scope: str) -> ThrottleCall | None:
+        """The state key ``request`` counts on, or None to skip this throttle.
+
+        Args:
+            request: what the cache key reads.
+            view_scope: names the view; ignored when the throttle has its
+                own ``scope``.
+
+        Raises:
+            TypeError: the cache key returned something else than a str.
+        """
+        identity = self.cache_key(request)
+        if identity is None:
+            return None
+        if not isinstance(identity, str):
+            raise TypeError(
+                f"{self.cache_key!r} returned {type(identity).__name__}; cache "
+                "keys must return a str or None"
+            )
+        scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
+        keys = state_keys(KEY_PREFIX, self.script, scope, identity, (self.limit,))
+        return ThrottleCall(self, keys[0])
+
+    def check_backend(self) -> None:
+        """Check that the backend's Django cache exists, if it uses one.
+
+        Raises:
+            ValueError: naming the cache alias missing from ``CACHES``.
+        """
+        if isinstance(self.backend, SyncDjangoCache | AsyncDjangoCache):
+            self.backend.check_cache_name()
+
+    def unsafe_reason(self) -> str | None:
+        """Why the backend cannot keep this limit exact, or None if it can.
+
+        Raises:
+            ValueError: the backend's Django cache is not in ``CACHES``.
+        """
+        if isinstance(self.backend, SyncDjangoCache | AsyncDjangoCache):
+            self.check_backend()
+            return self.backend.unsafe_reason()
+        if isinstance(self.backend, MemoryBackend):
+            return _MEMORY_UNSAFE
+        return None
+
+    def provide_response_specs(self) -> dict[str, dict[str, Any]]:
+        """The OpenAPI response this throttle can answer with: a 429.
+
+        Returns:
+            ``{"429": response object}``, its schema a reference to
+            ``ErrorModel``, with the headers of every provider.
+        """
+        response: dict[str, Any] = {
+            "description": "Raised when throttling rate was hit",
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorModel"}
+                }
+            },
+        }
+        headers: dict[str, Any] = {}
+        for provider in self.response_headers:
+            headers.update(provider.provide_headers_specs())
+        if headers:
+            response["headers"] = dict(sorted(headers.items()))
+        return {"429": response}
+
+    def __repr__(self) -> str:
+        backend = repr(self.backend)
+        if len(backend) > _MAX_BACKEND_REPR:
+            backend = f"{type(self.backend).__name__}(...)"
+        return (
+            f"{type(self).__name__}({self.limit.max_requests}, "
+            f"{self.limit.duration}, cache_key={self.cache_key!r}, "
+            f"backend={backend}, algorithm={self.algorithm!r})"
+        )
+
+
+class _Batch:
+    """Calls that one script call decides, all or nothing: same backend,
+    algorithm and clock, and on Redis Cluster the same identity too, whose
+    keys share a hash tag and so a slot."""
+
+    def __init__(self, first: ThrottleCall) -> None:
+        self.throttle = first.throttle
+        self.calls = [first]
+
+    def accepts(self, call: ThrottleCall) -> bool:
+        other = call.throttle
+        return (
+            _backend_identity(other.backend) == _backend_identity(self.throttle.backend)
+            and other.algorithm == self.throttle.algorithm
+            and other.clock is self.throttle.clock
+            and (
+                not self.throttle.backend.single_slot_calls
+                or hash_tag(call.key) == hash_tag(self.calls[0].key)
+            )
+        )
+
+    def script_call(self) -> ScriptCall:
+        clock = self.throttle.clock
+        now_us = None if clock is None else round(clock() * 1_000_000)
+        limits = [call.throttle.limit for call in self.calls]
+        args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
+        return self.throttle.script, [call.key for call in self.calls], args
+
+    def outcomes(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
+        limits = [call.throttle.limit for call in self.calls]
+        decision = Decision.from_reply(limits, reply)
+        return [
+            ThrottleOutcome(call.throttle, item)
+            for call, item in zip(self.calls, decision.limits, strict=True)
+        ]
+
+
+def _backend_identity(backend: object) -> object:
+    # Django cache backends are cheap handles on an alias: two of them on
+    # one alias are one store, and belong in one script call.
+    if isinstance(backend, SyncDjangoCache | AsyncDjangoCache):
+        return (type(backend), backend.cache_name)
+    return backend
+
+
+def _batches(
+    kind: type["BaseThrottle[Any]"], calls: Iterable[ThrottleCall]
+) -> list[_Batch]:
+    batches: list[_Batch] = []
+    for call in calls:
+        if not isinstance(call.throttle, kind):
+            raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
+        batch = next((item for item in batches if item.accepts(call)), None)
+        if batch is None:
+            batches.append(_Batch(call))
+        else:
+            batch.calls.append(call)
+    return batches
+
+
+def _by_backend(batches: Iterable[_Batch]) -> list[list[_Batch]]:
+    """Batches grouped by store: each group costs one round trip (a pipeline
+    on Redis), though each batch stays its own atomic script call."""
+    groups: dict[object, list[_Batch]] = {}
+    for batch in batches:
+        groups.setdefault(_backend_identity(batch.throttle.backend), []).append(batch)
+    return list(groups.values())
+
+
+def _outcomes(
+    batches: Sequence[_Batch], replies: Sequence[Sequence[int]]
+) -> list[ThrottleOutcome]:
+    return [
+        outcome
+        for batch, reply in zip(batches, replies, strict=True)
+        for outcome in batch.outcomes(reply)
+    ]
+
+
+class SyncThrottle(BaseThrottle[SyncBackend]):
+    """A throttle for sync views; see ``BaseThrottle`` for the arguments."""
+
+    _backend_type = SyncBackend
+    _default_backend = _default_sync_backend
+
+    @classmethod
+    def hit_all(cls, calls: Iterable[ThrottleCall]) -> list[ThrottleOutcome]:
+        """Count one hit on every call: one script call per shared backend.
+
+        Returns:
+            One outcome per call, grouped by script call.
+
+        Raises:
+            TypeError: a call belongs to another kind of throttle.
+            BackendError: the store failed.
+        """
+        outcomes: list[ThrottleOutcome] = []
+        for batches in _by_backend(_batches(cls, calls)):
+            backend = cast(SyncBackend, batches[0].throttle.backend)
+            replies = backend.run_scripts([batch.script_call() for batch in batches])
+            outcomes.extend(_outcomes(batches, replies))
+        return outcomes
+
+
+class AsyncThrottle(BaseThrottle[AsyncBackend]):
+    """A throttle for async views; see ``BaseThrottle`` for the arguments."""
+
+    _backend_type = AsyncBackend
+    _default_backend = _default_async_backend
+
+    @classmethod
+    async def hit_all(cls, calls: Iterable[ThrottleCall]) -> list[ThrottleOutcome]:
+        """Count one hit on every call: one script call per shared backend."""
+        outcomes: list[ThrottleOutcome] = []
+        for batches in _by_backend(_batches(cls, calls)):
+            backend = cast(AsyncBackend, batches[0].throttle.backend)
+            script_calls = [batch.script_call() for batch in batches]
+            replies = await backend.arun_scripts(script_calls)
+            outcomes.extend(_outcomes(batches, replies))
+        return outcomes
+
+
+def headers_for(outcomes: Iterable[ThrottleOutcome]) -> dict[str, str]:
+    """The headers of ``outcomes``: each provider over its throttles' decisions.
+
+    Equal providers of several throttles make one set of headers, so
+    ``RateLimitIETFDraft`` lists every throttle that uses it.
+    """
+    groups: list[tuple[BaseResponseHeadersProvider, list[LimitDecision]]] = []
+    for outcome in outcomes:
+        for provider in outcome.throttle.response_headers:
+            group = next((item for item in groups if item[0] == provider), None)
+            if group is None:
+                groups.append((provider, [outcome.decision]))
+            else:
+                group[1].append(outcome.decision)
+    headers: dict[str, str] = {}
+    for provider, decisions in groups:
+        headers.update(provider.provide_headers(decisions))
+    return headers
+
+
+def record_outcomes(request: Any, outcomes: Iterable[ThrottleOutcome]) -> None:
+    """Keep ``outcomes`` on ``request``, for ``ThrottlingReport``."""
+    recorded: list[ThrottleOutcome] = getattr(request, _OUTCOMES_ATTRIBUTE, [])
+    setattr(request, _OUTCOMES_ATTRIBUTE, [*recorded, *outcomes])
+
+
+def forget_outcomes(request: Any) -> None:
+    """Start ``request`` over, before its throttles run."""
+    setattr(request, _OUTCOMES_ATTRIBUTE, [])
+
+
+class ThrottlingReport:
+    """The rate-limit headers of every throttle the request went through.
+
+    Reads what the request's throttles already decided, so it asks no cache
+    anything. Throttles that a cache key skipped, or that a stage never
+    reached, are not in it.
+
+    Args:
+        request: the request being served.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.outcomes: tuple[ThrottleOutcome, ...] = tuple(
+            getattr(request, _OUTCOMES_ATTRIBUTE, ())
+        )
+
+    def report(self) -> dict[str, str]:
+        """The headers, for sync views."""
+        return headers_for(self.outcomes)
+
+    async def areport(self) -> dict[str, str]:
+        """The headers, for async views."""
+        return headers_for(self.outcomes)

@@ -1,0 +1,505 @@
+"""SyncDjangoCache and AsyncDjangoCache on every kind of Django cache.
+
+Caches come from tests/django_settings.py: "default" (locmem), "redis"
+(Django's RedisCache, KEY_PREFIX "site", VERSION 3, db 1), "django_redis"
+(db 2), "dummy" and "database". Time moves through the limiter's clock.
+"""
+
+import asyncio
+import hashlib
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import caches
+from django.core.management import call_command
+from django.db import connection
+from django.test import override_settings
+
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
+    LeakyBucket,
+    Limiter,
+    SimpleRate,
+)
+from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends.django_cache import (
+    AsyncDjangoCache,
+    SyncDjangoCache,
+    UnsafeCacheBackendWarning,
+)
+from luathrottle.keys import state_keys
+from luathrottle.scripts import Script
+
+ALGORITHMS = [SimpleRate(), LeakyBucket()]
+REDIS_DBS = {"redis": 1, "django_redis": 2}
+CACHE_KINDS = ["default", "redis", "django_redis", "database"]
+
+
+def raw_client(redis_url, alias):
+    base = redis_url.rsplit("/", 1)[0]
+    return redis.Redis.from_url(f"{base}/{REDIS_DBS[alias]}")
+
+
+def prepare_cache(request, alias):
+    """Empty the cache behind ``alias``, with what it needs to exist."""
+    if alias in REDIS_DBS:
+        client = raw_client(request.getfixturevalue("redis_url"), alias)
+        client.flushdb()
+        client.close()
+    elif alias == "database":
+        # Transactional: async calls reach the table from another thread.
+        request.getfixturevalue("transactional_db")
+        call_command("createcachetable", verbosity=0)
+    caches[alias].clear()
+    return alias
+
+
+@pytest.fixture(params=CACHE_KINDS)
+def cache_alias(request):
+    return prepare_cache(request, request.param)
+
+
+@pytest.fixture(params=list(REDIS_DBS))
+def redis_cache(request):
+    """A Redis-backed alias, emptied, and a raw client on its database."""
+    prepare_cache(request, request.param)
+    client = raw_client(request.getfixturevalue("redis_url"), request.param)
+    yield request.param, client
+    client.close()
+
+
+@pytest.fixture
+async def async_backends():
+    """Builds AsyncDjangoCache objects and closes their clients afterwards."""
+    made = []
+
+    def build(alias):
+        made.append(AsyncDjangoCache(alias))
+        return made[-1]
+
+    yield build
+    for backend in made:
+        await backend.aclose()
+
+
+def run_async(alias, scenario):
+    """Await ``scenario(AsyncDjangoCache(alias))`` from this sync test.
+
+    As when Django serves an async view under WSGI, the cache's async
+    methods come back to this thread through sync_to_async; so the
+    database cache sees the test database, which lives in this thread.
+    """
+
+    async def main():
+        backend = AsyncDjangoCache(alias)
+        try:
+            return await scenario(backend)
+        finally:
+            await backend.aclose()
+
+    return async_to_sync(main)()
+
+
+def command_calls(client):
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): stat["calls"] for name, stat in stats.items()
+    }
+
+
+def calls_delta(before, after):
+    names = set(before) | set(after)
+    delta = {name: after.get(name, 0) - before.get(name, 0) for name in names}
+    return {name: n for name, n in delta.items() if n and name != "info"}
+
+
+# --- admitting exactly the limit -------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
+def test_sync_admits_exactly_the_limit(cache_alias, algorithm, clock):
+    limiter = Limiter(
+        3, 60, algorithm=algorithm, backend=SyncDjangoCache(cache_alias), clock=clock
+    )
+    decisions = [limiter.hit("k") for _ in range(5)]
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
+def test_async_admits_exactly_the_limit(cache_alias, algorithm, clock):
+    async def scenario(backend):
+        limiter = AsyncLimiter(3, 60, algorithm=algorithm, backend=backend, clock=clock)
+        return [await limiter.hit("k") for _ in range(5)]
+
+    decisions = run_async(cache_alias, scenario)
+    assert [d.allowed for d in decisions] == [True, True, True, False, False]
+    assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
+def test_server_time_is_used_without_a_clock(cache_alias, algorithm):
+    limiter = Limiter(
+        2, 3600, algorithm=algorithm, backend=SyncDjangoCache(cache_alias)
+    )
+    assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+    assert 3500 < limiter.peek("k").reset_after <= 3600
+
+
+def test_window_resets_when_the_clock_moves(cache_alias, clock):
+    limiter = Limiter(2, 60, backend=SyncDjangoCache(cache_alias), clock=clock)
+    assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+    clock.advance(59)
+    assert not limiter.hit("k").allowed
+    clock.advance(1)
+    assert limiter.hit("k").allowed
+
+
+def test_peek_spends_nothing_and_reset_forgets(cache_alias, clock):
+    limiter = Limiter(2, 60, backend=SyncDjangoCache(cache_alias), clock=clock)
+    assert [limiter.peek("k").remaining for _ in range(3)] == [2, 2, 2]
+    limiter.hit("k")
+    limiter.hit("k")
+    assert not limiter.peek("k").allowed
+    limiter.reset("k")
+    assert limiter.hit("k").remaining == 1
+
+
+def test_async_reset_forgets(cache_alias, clock):
+    async def scenario(backend):
+        limiter = AsyncLimiter(1, 60, backend=backend, clock=clock)
+        allowed = [(await limiter.hit("k")).allowed for _ in range(2)]
+        await limiter.reset("k")
+        return [*allowed, (await limiter.hit("k")).allowed]
+
+    assert run_async(cache_alias, scenario) == [True, False, True]
+
+
+def test_one_backend_serves_many_algorithms_and_limiters(cache_alias, clock):
+    shared = {"backend": SyncDjangoCache(cache_alias), "clock": clock}
+    limiters = [
+        (2, Limiter(2, 60, **shared)),
+        (3, Limiter(3, 60, algorithm=LeakyBucket(), **shared)),
+        (1, Limiter(["1/minute", "5/hour"], **shared)),
+        (4, Limiter(4, 60, prefix="other", **shared)),
+    ]
+    for _ in range(5):
+        for _, limiter in limiters:
+            limiter.hit("k")
+    assert [limiter.peek("k").remaining for _, limiter in limiters] == [0, 0, 0, 0]
+    fresh = [limiter.peek("other-key").remaining for _, limiter in limiters]
+    assert fresh == [limit for limit, _ in limiters]
+
+
+def test_async_backend_serves_many_limiters(cache_alias, clock):
+    async def scenario(backend):
+        simple = AsyncLimiter(2, 60, backend=backend, clock=clock)
+        leaky = AsyncLimiter(
+            3, 60, algorithm=LeakyBucket(), backend=backend, clock=clock
+        )
+        return [
+            [(await lim.hit("k")).allowed for _ in range(4)] for lim in (simple, leaky)
+        ]
+
+    results = run_async(cache_alias, scenario)
+    assert results == [[True, True, False, False], [True, True, True, False]]
+
+
+# --- Redis-backed caches: keys, round trips, NOSCRIPT -----------------------
+
+
+def test_keys_carry_the_cache_prefix_and_version(redis_cache, clock):
+    alias, client = redis_cache
+    limiter = Limiter(
+        ["3/minute", "10/hour"], backend=SyncDjangoCache(alias), clock=clock
+    )
+    limiter.hit("k")
+    core_keys = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    prefix = {"redis": "site:3:", "django_redis": "dr:1:"}[alias]
+    stored = sorted(key.decode() for key in client.keys("*"))
+    assert stored == sorted(prefix + key for key in core_keys)
+    assert all(0 < client.pttl(key) <= 3_600_000 for key in stored)
+
+
+async def test_async_keys_carry_the_cache_prefix_and_version(
+    redis_cache, clock, async_backends
+):
+    alias, client = redis_cache
+    limiter = AsyncLimiter(3, 60, backend=async_backends(alias), clock=clock)
+    await limiter.hit("k")
+    [core_key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    assert client.keys("*") == [caches[alias].make_key(core_key).encode()]
+
+
+def test_one_hit_is_one_evalsha(redis_cache, clock):
+    alias, client = redis_cache
+    limiter = Limiter(3, 60, backend=SyncDjangoCache(alias), clock=clock)
+    limiter.hit("k")  # connects and loads the script
+    before = command_calls(client)
+    assert limiter.hit("k").remaining == 1
+    # GET and SET are the script's own calls, counted by the server too.
+    assert calls_delta(before, command_calls(client)) == {
+        "evalsha": 1,
+        "get": 1,
+        "set": 1,
+    }
+
+
+async def test_one_async_hit_is_one_evalsha(redis_cache, clock, async_backends):
+    alias, client = redis_cache
+    limiter = AsyncLimiter(3, 60, backend=async_backends(alias), clock=clock)
+    await limiter.hit("k")
+    before = command_calls(client)
+    assert (await limiter.hit("k")).remaining == 1
+    assert calls_delta(before, command_calls(client)) == {
+        "evalsha": 1,
+        "get": 1,
+        "set": 1,
+    }
+
+
+def test_noscript_is_recovered_after_script_flush(redis_cache, clock):
+    alias, client = redis_cache
+    backend = SyncDjangoCache(alias)
+    limiter = Limiter(2, 60, backend=backend, clock=clock)
+    backend.initialize_algorithm(limiter.algorithm)
+    assert client.script_exists(limiter.script.sha) == [True]
+    assert limiter.hit("k").allowed
+    client.script_flush()
+    assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+    assert client.script_exists(limiter.script.sha) == [True]
+
+
+async def test_async_noscript_is_recovered_after_script_flush(
+    redis_cache, clock, async_backends
+):
+    alias, client = redis_cache
+    backend = async_backends(alias)
+    limiter = AsyncLimiter(2, 60, backend=backend, clock=clock)
+    await backend.ainitialize_algorithm(limiter.algorithm)
+    assert client.script_exists(limiter.script.sha) == [True]
+    client.script_flush()
+    assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True, True, False]
+
+
+def test_async_client_is_per_event_loop(redis_cache, clock):
+    alias, _ = redis_cache
+    backend = AsyncDjangoCache(alias)
+    limiter = AsyncLimiter(3, 60, backend=backend, clock=clock)
+
+    async def hit_and_close():
+        allowed = (await limiter.hit("k")).allowed
+        await backend.aclose()
+        return allowed
+
+    # A client shared between loops would fail in the second loop.
+    assert [asyncio.run(hit_and_close()) for _ in range(4)] == [True] * 3 + [False]
+
+
+def hashed_key(key, prefix, version):
+    return hashlib.sha256(f"{prefix}:{version}:{key}".encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"KEY_PREFIX": "{site}"}, {"KEY_FUNCTION": hashed_key}],
+    ids=["braced-prefix", "hashing-key-function"],
+)
+def test_key_transforms_may_not_break_the_hash_tag(redis_url, clock, options):
+    base = redis_url.rsplit("/", 1)[0]
+    broken = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": f"{base}/1",
+        **options,
+    }
+    with override_settings(CACHES={**settings.CACHES, "broken": broken}):
+        limiter = Limiter(3, 60, backend=SyncDjangoCache("broken"), clock=clock)
+        with pytest.raises(ValueError, match=r"cache 'broken' .*hash tag"):
+            limiter.hit("k")
+
+
+# --- the in-process path -----------------------------------------------------
+
+PROBE = Script.from_source(
+    "-- luathrottle script: probe\n-- version: 1\n"
+    "local deleted = redis.call('DEL', KEYS[1], KEYS[2])\n"
+    "redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])\n"
+    "redis.call('SET', KEYS[4], 'forever')\n"
+    "local time = redis.call('TIME')\n"
+    "return {deleted, tonumber(time[1]), redis.call('GET', KEYS[3])}\n",
+    filename="probe.lua",
+)
+
+
+def test_staged_keyspace_serves_get_set_del_and_time(request):
+    alias = prepare_cache(request, "database")
+    cache = caches[alias]
+    cache.set("gone", "x")
+    keys = ["gone", "absent", "short", "kept"]
+    now = datetime.now(UTC)
+    reply = SyncDjangoCache(alias).run_script(PROBE, keys, ["42", "10001"])
+    assert reply[0] == 1
+    assert abs(reply[1] - now.timestamp()) < 60
+    assert reply[2] == 42
+    assert cache.get_many(keys) == {"short": "42", "kept": "forever"}
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT cache_key, expires FROM luathrottle_cache")
+        expires = {key: value for key, value in cursor.fetchall()}
+    # PX 10001 ms is kept for 11 whole seconds (the table drops fractions of
+    # a second, so 10 would expire by now + 10); no PX is kept for good.
+    short = (expires[cache.make_key("short")].replace(tzinfo=UTC) - now).total_seconds()
+    assert 10 < short < 60
+    assert expires[cache.make_key("kept")].year == 9999
+
+
+@pytest.mark.parametrize("alias", ["default", "database"])
+def test_async_staged_keyspace_writes_back(request, alias):
+    cache = caches[prepare_cache(request, alias)]
+    keys = ["gone", "absent", "short", "kept"]
+
+    async def scenario(backend):
+        await cache.aset("gone", "x")
+        reply = await backend.arun_script(PROBE, keys, ["7", "60000"])
+        return reply, await cache.aget_many(keys)
+
+    reply, stored = run_async(alias, scenario)
+    assert (reply[0], reply[2]) == (1, 7)
+    assert stored == {"short": "7", "kept": "forever"}
+
+
+def test_a_foreign_value_is_a_backend_error(clock):
+    limiter = Limiter(3, 60, backend=SyncDjangoCache(), clock=clock)
+    [key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    caches["default"].set(key, 5)
+    with pytest.raises(BackendError, match="holds a int"):
+        limiter.hit("k")
+    caches["default"].delete(key)
+
+
+def test_a_script_error_is_a_backend_error():
+    broken = Script.from_source(
+        "-- luathrottle script: broken\n-- version: 1\n"
+        "return redis.call('INCR', KEYS[1])\n",
+        filename="broken.lua",
+    )
+    with pytest.raises(BackendError, match="unknown command INCR"):
+        SyncDjangoCache().run_script(broken, ["x"], [])
+
+
+def test_dummy_cache_admits_every_hit(clock):
+    """DummyCache stores nothing, so every hit sees a fresh window."""
+    limiter = Limiter(3, 60, backend=SyncDjangoCache("dummy"), clock=clock)
+    decisions = [limiter.hit("k") for _ in range(10)]
+    assert all(d.allowed for d in decisions)
+    assert {d.remaining for d in decisions} == {2}
+
+
+async def test_async_dummy_cache_admits_every_hit(clock, async_backends):
+    limiter = AsyncLimiter(3, 60, backend=async_backends("dummy"), clock=clock)
+    assert all([(await limiter.hit("k")).allowed for _ in range(10)])
+
+
+def test_threads_of_one_process_admit_exactly_the_limit():
+    from concurrent.futures import ThreadPoolExecutor
+
+    caches["default"].clear()
+    limiter = Limiter(40, 3600, backend=SyncDjangoCache())
+    with ThreadPoolExecutor(8) as pool:
+        admitted = list(pool.map(lambda _: limiter.hit("k").allowed, range(200)))
+    assert admitted.count(True) == 40
+
+
+async def test_tasks_of_one_loop_admit_exactly_the_limit(async_backends):
+    caches["default"].clear()
+    limiter = AsyncLimiter(40, 3600, backend=async_backends("default"))
+    results = await asyncio.gather(*(limiter.hit("k") for _ in range(120)))
+    assert sum(d.allowed for d in results) == 40
+
+
+# --- safety, configuration, API ----------------------------------------------
+
+
+@pytest.mark.parametrize("twin", [SyncDjangoCache, AsyncDjangoCache])
+@pytest.mark.parametrize(
+    ("alias", "reason"),
+    [
+        ("redis", None),
+        ("django_redis", None),
+        ("default", "LocMemCache keeps its data in each process"),
+        ("dummy", "DummyCache stores nothing"),
+        ("database", "DatabaseCache cannot run a script atomically"),
+    ],
+)
+def test_unsafe_reason(twin, alias, reason):
+    found = twin(alias).unsafe_reason()
+    if reason is None:
+        assert found is None
+    else:
+        assert reason in found
+
+
+def test_file_cache_is_unsafe(tmp_path):
+    file_cache = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(tmp_path),
+    }
+    with override_settings(CACHES={**settings.CACHES, "file": file_cache}):
+        assert "FileBasedCache cannot run" in SyncDjangoCache("file").unsafe_reason()
+
+
+def test_warning_class():
+    assert issubclass(UnsafeCacheBackendWarning, UserWarning)
+    assert "Final" in UnsafeCacheBackendWarning.__doc__
+
+
+@pytest.mark.parametrize("twin", [SyncDjangoCache, AsyncDjangoCache])
+def test_cache_name_is_validated(twin):
+    with pytest.raises(TypeError, match="cache_name must be a str"):
+        twin(5)
+    with pytest.raises(ValueError, match="cache_name must not be empty"):
+        twin("")
+    twin("redis").check_cache_name()
+    missing = twin("nope")  # resolved lazily: building it is fine
+    with pytest.raises(
+        ValueError, match=r"cache_name 'nope' is not in settings.CACHES"
+    ):
+        missing.check_cache_name()
+    with pytest.raises(ValueError, match="'nope'"):
+        missing.unsafe_reason()
+
+
+def test_twins_are_backends_with_the_same_api():
+    assert issubclass(SyncDjangoCache, SyncBackend)
+    assert issubclass(AsyncDjangoCache, AsyncBackend)
+
+    def public(cls):
+        return {name for name in dir(cls) if not name.startswith("_")}
+
+    async_names = {name.removeprefix("a") for name in public(AsyncDjangoCache)}
+    # aclose() closes the asyncio clients; Django owns the sync ones.
+    assert async_names - {"close"} == public(SyncDjangoCache)
+    assert repr(AsyncDjangoCache("redis")) == "AsyncDjangoCache('redis')"
+
+
+def test_exports():
+    from luathrottle.backends import django_cache
+
+    assert sorted(django_cache.__all__) == [
+        "AsyncDjangoCache",
+        "SyncDjangoCache",
+        "UnsafeCacheBackendWarning",
+    ]
+
+
+def test_importing_luathrottle_does_not_import_django():
+    code = (
+        "import sys, luathrottle, luathrottle.backends;"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'django'], 'django'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,229 @@
+"""When the store fails: policies, the circuit breaker, and recovery on a
+real redis-server that the tests stop, start, flush and slow down."""
+
+import logging
+import shutil
+import threading
+import time
+
+import pytest
+import redis
+
+from luathrottle import AsyncLimiter, BackendError, Limiter
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.failures import (
+    STORE_UNAVAILABLE,
+    CircuitBreaker,
+    CircuitOpenError,
+)
+from servers import RedisServer, free_port
+from tcp_proxy import TcpProxy
+
+
+class Ticks:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def server(redis_url, tmp_path):
+    server = RedisServer(shutil.which("redis-server"), str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
+
+
+def dead_url():
+    """A URL nothing listens on: a free port, bound and released."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+def test_breaker_opens_after_failures_in_a_row_and_tries_once_after_cool_off():
+    ticks = Ticks()
+    breaker = CircuitBreaker(failures=3, cool_off=5, clock=ticks)
+    for _ in range(2):
+        breaker.before_call()
+        breaker.failed()
+    breaker.before_call()
+    breaker.succeeded()  # a success resets the count
+    for _ in range(3):
+        breaker.before_call()
+        breaker.failed()
+    assert breaker.state == "open"
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()
+    assert breaker.retry_after() == 5
+    ticks.now += 5
+    assert breaker.state == "half-open"
+    breaker.before_call()  # the one trial call
+    with pytest.raises(CircuitOpenError):
+        breaker.before_call()  # no second caller while the trial runs
+    breaker.failed()
+    assert breaker.state == "open"
+    ticks.now += 5
+    breaker.before_call()
+    breaker.succeeded()
+    assert breaker.state == "closed"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "culprit"),
+    [
+        ({"failures": 0}, ValueError, "failures"),
+        ({"failures": 1.5}, TypeError, "failures"),
+        ({"cool_off": 0}, ValueError, "cool_off"),
+        ({"cool_off": "5"}, TypeError, "cool_off"),
+    ],
+)
+def test_bad_breaker_arguments(kwargs, error, culprit):
+    with pytest.raises(error, match=culprit):
+        CircuitBreaker(**kwargs)
+
+
+def test_bad_failure_policy_is_named():
+    with pytest.raises(ValueError, match="on_failure"):
+        Limiter(1, 60, on_failure="ignore")
+
+
+@pytest.mark.parametrize(("on_failure", "allowed"), [("allow", True), ("deny", False)])
+def test_policy_decides_when_the_store_is_down(on_failure, allowed, caplog):
+    limiter = Limiter(
+        5, 60, backend=SyncRedis.from_url(dead_url()), on_failure=on_failure
+    )
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        decision = limiter.hit("alice")
+    assert (decision.allowed, decision.reason) == (allowed, STORE_UNAVAILABLE)
+    assert (decision.retry_after is None) is allowed
+    assert "alice" not in caplog.text  # keys are hashed in logs
+    assert "luathrottle store failed" in caplog.text
+
+
+def test_raise_policy_raises_chained():
+    limiter = Limiter(5, 60, backend=SyncRedis.from_url(dead_url()))
+    with pytest.raises(BackendError) as caught:
+        limiter.hit("k")
+    assert isinstance(caught.value.__cause__, redis.ConnectionError)
+
+
+def test_open_breaker_never_calls_the_store(server):
+    proxy = TcpProxy(server.port)
+    ticks = Ticks()
+    breaker = CircuitBreaker(failures=2, cool_off=30, clock=ticks)
+    backend = SyncRedis.from_url(proxy.url, timeout=0.2, breaker=breaker)
+    limiter = Limiter(5, 60, backend=backend, on_failure="allow")
+    assert limiter.hit("k").reason is None
+    proxy.delay = 2.0  # replies now come after the client's timeout
+    for _ in range(2):
+        assert limiter.hit("k").reason == STORE_UNAVAILABLE
+    assert breaker.state == "open"
+    proxy.delay = 0.0
+    before = proxy.sent_chunks
+    for _ in range(50):
+        assert limiter.hit("k").reason == STORE_UNAVAILABLE
+    assert proxy.sent_chunks == before
+    ticks.now += 30  # one cool-off later the trial call goes through
+    assert limiter.hit("k").reason is None
+    assert breaker.state == "closed"
+    proxy.close()
+
+
+def test_a_slow_store_costs_no_more_than_the_timeout(server):
+    proxy = TcpProxy(server.port)
+    proxy.delay = 5.0
+    limiter = Limiter(
+        5, 60, backend=SyncRedis.from_url(proxy.url, timeout=0.2), on_failure="allow"
+    )
+    started = time.monotonic()
+    decision = limiter.hit("k")
+    elapsed = time.monotonic() - started
+    assert decision.reason == STORE_UNAVAILABLE
+    assert elapsed < 2.5  # bounded by the 0.2 s timeout, not the 5 s delay
+    proxy.close()
+
+
+async def test_async_slow_store_costs_no_more_than_the_timeout(server):
+    proxy = TcpProxy(server.port)
+    proxy.delay = 5.0
+    backend = AsyncRedis.from_url(proxy.url, timeout=0.2)
+    limiter = AsyncLimiter(5, 60, backend=backend, on_failure="deny")
+    started = time.monotonic()
+    decision = await limiter.hit("k")
+    assert time.monotonic() - started < 2.5
+    assert (decision.allowed, decision.reason) == (False, STORE_UNAVAILABLE)
+    await backend.client.aclose()
+    proxy.close()
+
+
+def test_redis_killed_mid_traffic_then_restarted(server):
+    """No caller sees an error while the server is down, and limiting comes
+    back within one breaker cool-off after it returns."""
+    ticks = Ticks()
+    breaker = CircuitBreaker(failures=3, cool_off=10, clock=ticks)
+    backend = SyncRedis.from_url(server.url, timeout=0.5, breaker=breaker)
+    limiter = Limiter(1000, 3600, backend=backend, on_failure="allow")
+    reasons, errors = [], []
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            try:
+                reasons.append(limiter.hit("k").reason)
+            except Exception as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_until(lambda: len(reasons) > 20)
+        server.stop()
+        wait_until(lambda: breaker.state == "open")
+        server.start()
+        served = len(reasons)
+        wait_until(lambda: len(reasons) > served + 20)  # still short-circuited
+        assert breaker.state == "open"
+        ticks.now += 10
+        wait_until(lambda: breaker.state == "closed")
+        recovered = len(reasons)
+        wait_until(lambda: len(reasons) > recovered + 20)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == []
+    assert STORE_UNAVAILABLE in reasons
+    assert set(reasons[recovered + 5 :]) == {None}
+
+
+def test_script_flush_under_traffic_reaches_no_caller(server):
+    client = redis.Redis.from_url(server.url)
+    limiter = Limiter(10_000, 3600, backend=SyncRedis(client))
+    errors = []
+
+    def traffic():
+        for _ in range(300):
+            try:
+                limiter.hit("k")
+            except BackendError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for _ in range(20):
+        client.script_flush()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert limiter.peek("k").remaining == 10_000 - 900
+    client.close()
+
+
+def wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
