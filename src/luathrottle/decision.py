@@ -73,7 +73,8 @@ class Decision:
         """Decode a script's reply: five integers per limit, in order.
 
         Raises:
-            ValueError: the reply does not have five integers per limit.
+            ValueError: the reply does not have five integers per limit, or
+                has a status no script gives.
         """
         if len(reply) != _FIELDS_PER_LIMIT * len(limits):
             raise ValueError(
@@ -118,7 +119,9 @@ def _wait(decision: LimitDecision) -> float:
 
 def _limit_decision(limit: Limit, reply: Sequence[int], start: int) -> LimitDecision:
     status, _, remaining, reset_us, retry_us = reply[start : start + _FIELDS_PER_LIMIT]
-    reason = _REASONS[int(status)]
+    if status not in _REASONS:
+        raise ValueError(f"script reply has status {status!r} for limit {limit.name}")
+    reason = _REASONS[status]
     return LimitDecision(
         limit=limit,
         allowed=reason is None,

@@ -31,6 +31,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitOpenError",
     "OnFailure",
+    "breaker_option",
     "check_on_failure",
     "fallback_decision",
     "guarded_failure",
@@ -159,6 +160,22 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"CircuitBreaker(failures={self.failures}, cool_off={self.cool_off})"
+
+
+def breaker_option(breaker: object) -> "CircuitBreaker | None":
+    """Read a backend's ``breaker`` argument: None for a new default
+    breaker, False for none, or a ``CircuitBreaker``.
+
+    Raises:
+        TypeError: naming ``breaker``.
+    """
+    if breaker is None:
+        return CircuitBreaker()
+    if breaker is False:
+        return None
+    if not isinstance(breaker, CircuitBreaker):
+        raise TypeError(f"breaker must be a CircuitBreaker or False, got {breaker!r}")
+    return breaker
 
 
 def fallback_decision(

@@ -53,6 +53,7 @@ from luathrottle.backends._lua import EmbeddedLua, LuaError
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.exceptions import BackendError
+from luathrottle.failures import CircuitBreaker, breaker_option
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncDjangoCache", "SyncDjangoCache", "UnsafeCacheBackendWarning"]
@@ -137,8 +138,8 @@ def _sync_redis(cache: BaseCache, kind: _RedisKind, key: str | None) -> SyncRedi
     """The cache's own client for writes, as a ``SyncRedis``."""
     raw: Any = cache
     if kind == "django":
-        return SyncRedis(raw._cache.get_client(key, write=True))
-    return SyncRedis(raw.client.get_client(write=True))
+        return SyncRedis(raw._cache.get_client(key, write=True), breaker=False)
+    return SyncRedis(raw.client.get_client(write=True), breaker=False)
 
 
 # Options of Django's RedisCache that name sync-only classes or do not
@@ -187,7 +188,7 @@ def _async_redis(cache: BaseCache, kind: _RedisKind, cache_name: str) -> AsyncRe
         url, options = _django_location(cache)
     else:
         url, options = _django_redis_location(cache, cache_name)
-    return AsyncRedis(redis.asyncio.Redis.from_url(url, **options))
+    return AsyncRedis(redis.asyncio.Redis.from_url(url, **options), breaker=False)
 
 
 class _PerLoop(Generic[_T]):
@@ -329,7 +330,12 @@ def _check_set_many(cache_name: str, failed: Sequence[str]) -> None:
 class _DjangoCacheBase:
     """What both twins share: the alias, the lookups, the embedded Lua."""
 
-    def __init__(self, cache_name: str = "default") -> None:
+    def __init__(
+        self,
+        cache_name: str = "default",
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
         if not isinstance(cache_name, str):
             raise TypeError(
                 f"cache_name must be a str, got {type(cache_name).__name__} "
@@ -338,6 +344,7 @@ class _DjangoCacheBase:
         if not cache_name:
             raise ValueError("cache_name must not be empty")
         self.cache_name = cache_name
+        self.breaker = breaker_option(breaker)
         self._staging_lua: _Staging | None = None
 
     def check_cache_name(self) -> None:
@@ -390,6 +397,8 @@ class SyncDjangoCache(_DjangoCacheBase, SyncBackend):
 
     Args:
         cache_name: an alias of ``settings.CACHES``, looked up at each call.
+        breaker: trips after repeated failures; a new ``CircuitBreaker()``
+            by default, ``False`` for none.
 
     Raises:
         TypeError: ``cache_name`` is not a str.
@@ -476,14 +485,21 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
 
     Args:
         cache_name: an alias of ``settings.CACHES``, looked up at each call.
+        breaker: trips after repeated failures; a new ``CircuitBreaker()``
+            by default, ``False`` for none.
 
     Raises:
         TypeError: ``cache_name`` is not a str.
         ValueError: ``cache_name`` is empty.
     """
 
-    def __init__(self, cache_name: str = "default") -> None:
-        super().__init__(cache_name)
+    def __init__(
+        self,
+        cache_name: str = "default",
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
+        super().__init__(cache_name, breaker=breaker)
         self._clients: _PerLoop[AsyncRedis] = _PerLoop()
 
     def _redis(self, cache: BaseCache, kind: _RedisKind) -> AsyncRedis:

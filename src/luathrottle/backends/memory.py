@@ -18,6 +18,7 @@ from typing import Any
 import lupa.lua51 as lupa
 
 from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.backends._lua import EmbeddedLua, LuaError
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script
@@ -26,13 +27,12 @@ __all__ = ["MemoryBackend"]
 
 _KEYSPACE = """
 local data, expires = {}, {}
-local now = 0
 local cursor = nil
 local SWEEP = 20
 
 local function expired(key)
   local at = expires[key]
-  if at and at <= now then
+  if at and at <= clock.now then
     data[key], expires[key] = nil, nil
     return true
   end
@@ -54,21 +54,15 @@ local function sweep()
   end
 end
 
-local commands = {}
 function commands.GET(key)
-  if expired(key) then return false end
-  local value = data[key]
-  if value == nil then return false end
-  return value
+  if expired(key) or data[key] == nil then return false end
+  return data[key]
 end
 function commands.SET(key, value, option, ttl)
   data[key] = tostring(value)
   expires[key] = nil
   if option ~= nil then
-    if string.upper(option) ~= 'PX' or tonumber(ttl) == nil then
-      error('ERR memory backend supports only SET key value [PX ms]')
-    end
-    expires[key] = now + tonumber(ttl) * 1000
+    expires[key] = clock.now + px_ms(option, ttl) * 1000
   end
   return {ok = 'OK'}
 end
@@ -86,40 +80,22 @@ function commands.PTTL(key)
   if expired(key) or data[key] == nil then return -2 end
   local at = expires[key]
   if at == nil then return -1 end
-  return math.floor((at - now + 999) / 1000)
+  return math.floor((at - clock.now + 999) / 1000)
 end
 function commands.DBSIZE()
   local size = 0
   for _ in pairs(data) do size = size + 1 end
   return size
 end
-function commands.TIME()
-  local seconds = math.floor(now / 1000000)
-  return {tostring(seconds), tostring(now - seconds * 1000000)}
-end
-
-redis = {}
-function redis.call(name, ...)
-  local command = commands[string.upper(name)]
-  if command == nil then
-    error('ERR unknown command ' .. tostring(name) .. ' in the memory backend')
-  end
-  return command(...)
-end
 
 local function run_script(script, clock_us, nkeys, ...)
-  now = clock_us
+  clock.now = clock_us
   sweep()
-  local keys, args = {}, {}
-  for i = 1, select('#', ...) do
-    local value = select(i, ...)
-    if i <= nkeys then keys[i] = value else args[i - nkeys] = value end
-  end
-  return unpack(script(keys, args))
+  return unpack(call_script(script, nkeys, ...))
 end
 
 local function run_command(clock_us, ...)
-  now = clock_us
+  clock.now = clock_us
   return redis.call(...)
 end
 
@@ -139,22 +115,14 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
-        self._lua = lupa.LuaRuntime(unpack_returned_tuples=True)
-        self._run_script, self._run_command = self._lua.execute(_KEYSPACE)
-        self._compiled: dict[str, Any] = {}
+        self._lua = EmbeddedLua("memory", _KEYSPACE)
+        self._run_script, self._run_command = self._lua.entry_points
         self._lock = threading.Lock()
 
     def _now_us(self) -> int:
         if self._clock is None:
             return time.time_ns() // 1000
         return round(self._clock() * 1_000_000)
-
-    def _function(self, script: Script) -> Any:
-        function = self._compiled.get(script.sha)
-        if function is None:
-            function = self._lua.eval(f"function(KEYS, ARGV)\n{script.source}\nend")
-            self._compiled[script.sha] = function
-        return function
 
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -164,12 +132,11 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         with self._lock:
             try:
                 reply = self._run_script(
-                    self._function(script), now, len(keys), *keys, *args
+                    self._lua.function(script), now, len(keys), *keys, *args
                 )
-            except lupa.LuaError as exc:
+            except LuaError as exc:
                 raise BackendError(f"{script.name}: {exc}") from exc
-        # Redis turns Lua numbers into integers by truncation; so do we.
-        return [int(value) for value in reply]
+        return self._lua.integers(reply)
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
@@ -178,7 +145,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         with self._lock:
             try:
                 reply = self._run_command(now, *args)
-            except lupa.LuaError as exc:
+            except LuaError as exc:
                 raise BackendError(f"{args[0]}: {exc}") from exc
             if lupa.lua_type(reply) == "table":
                 return list(reply.values())
@@ -192,7 +159,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
         """Compile the algorithm's script into the embedded Lua."""
         with self._lock:
-            self._function(algorithm.script)
+            self._lua.function(algorithm.script)
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]

@@ -24,7 +24,7 @@ from redis.exceptions import NoScriptError, RedisError
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.exceptions import BackendError
-from luathrottle.failures import CircuitBreaker
+from luathrottle.failures import CircuitBreaker, breaker_option
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
@@ -34,16 +34,6 @@ __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 #: Clients the async backend accepts.
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-
-
-def _breaker(breaker: CircuitBreaker | Literal[False] | None) -> CircuitBreaker | None:
-    if breaker is None:
-        return CircuitBreaker()
-    if breaker is False:
-        return None
-    if not isinstance(breaker, CircuitBreaker):
-        raise TypeError(f"breaker must be a CircuitBreaker or False, got {breaker!r}")
-    return breaker
 
 
 def _timeout(timeout: object) -> float:
@@ -118,7 +108,7 @@ class SyncRedis(SyncBackend):
             )
         self.client = client
         self.single_slot_calls = isinstance(client, redis.cluster.RedisCluster)
-        self.breaker = _breaker(breaker)
+        self.breaker = breaker_option(breaker)
 
     @classmethod
     def from_url(
@@ -218,7 +208,7 @@ class AsyncRedis(AsyncBackend):
             )
         self.client = client
         self.single_slot_calls = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self.breaker = _breaker(breaker)
+        self.breaker = breaker_option(breaker)
 
     @classmethod
     def from_url(

@@ -1,5 +1,5 @@
-"""``settings.LUATHROTTLE``: the settings-level throttles and the policy on
-unsafe caches.
+"""``settings.LUATHROTTLE``: the settings-level throttles, the policy on
+unsafe caches, and the failure policy.
 
 ::
 
@@ -9,11 +9,15 @@ unsafe caches.
             SyncThrottle(1000, Rate.day, cache_key=UserPk()),
         ],
         "allow_unsafe_cache": True,
+        "on_failure": "allow",
     }
 
 An entry of ``throttling`` is a throttle, or a pair of twins of which each
 view takes the one of its kind. ``allow_unsafe_cache`` is True (warn, the
-default), False (raise) or None (do not check).
+default), False (raise) or None (do not check). ``on_failure`` is what
+throttles that set no policy do when their store fails: ``"allow"`` the
+request (the default: a dead store must not take the site down; every
+failure is logged and signalled), ``"deny"`` it with a 503, or ``"raise"``.
 
 The settings are read when first needed and again after they change.
 """
@@ -26,12 +30,13 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
+from luathrottle.failures import OnFailure, check_on_failure
 
 __all__ = ["Config", "Problem", "get_config", "problems"]
 
 Entry = SyncThrottle | AsyncThrottle | tuple[BaseThrottle[Any], BaseThrottle[Any]]
 
-_KEYS = frozenset({"throttling", "allow_unsafe_cache"})
+_KEYS = frozenset({"throttling", "allow_unsafe_cache", "on_failure"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +59,12 @@ class Config:
     Attributes:
         throttling: the entries of ``LUATHROTTLE["throttling"]``.
         allow_unsafe_cache: the settings-level policy on unsafe caches.
+        on_failure: the failure policy of throttles that set none.
     """
 
     throttling: tuple[Entry, ...]
     allow_unsafe_cache: bool | None
+    on_failure: OnFailure
 
     def throttles_for(
         self, *, is_async: bool, view: str
@@ -124,6 +131,10 @@ def problems(raw: object) -> list[Problem]:
                 f"got {policy!r}",
             )
         )
+    try:
+        check_on_failure(raw.get("on_failure", "allow"))
+    except ValueError as exc:
+        found.append(Problem("E001", f"LUATHROTTLE['on_failure']: {exc}"))
     throttling = raw.get("throttling", ())
     if not isinstance(throttling, list | tuple):
         found.append(
@@ -159,6 +170,7 @@ def get_config() -> Config:
         _cached = Config(
             throttling=tuple(raw.get("throttling", ())),
             allow_unsafe_cache=raw.get("allow_unsafe_cache", True),
+            on_failure=raw.get("on_failure", "allow"),
         )
     return _cached
 

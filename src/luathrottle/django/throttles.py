@@ -22,6 +22,8 @@ from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision, LimitDecision
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
+from luathrottle.exceptions import BackendError
+from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
 from luathrottle.keys import hash_tag, state_keys
 from luathrottle.rates import Limit
@@ -84,10 +86,14 @@ class ThrottleOutcome:
         throttle: the throttle.
         decision: its limit's decision; when another throttle of the same
             script call denied, nothing was counted.
+        key: the state key counted on: hashed, never the raw identity.
+        error: what the store did, when the failure policy decided instead.
     """
 
     throttle: "BaseThrottle[Any]"
     decision: LimitDecision
+    key: str
+    error: BackendError | None = None
 
 
 def _check_scope(scope: object) -> str | None:
@@ -107,6 +113,11 @@ def _check_headers(
 ) -> tuple[BaseResponseHeadersProvider, ...]:
     if response_headers is None:
         return (XRateLimit(), RetryAfter())
+    if not isinstance(response_headers, Iterable):
+        raise TypeError(
+            "response_headers must be a list of header providers such as "
+            f"[XRateLimit()], got {response_headers!r}"
+        )
     providers = tuple(response_headers)
     for provider in providers:
         if not isinstance(provider, BaseResponseHeadersProvider):
@@ -134,6 +145,8 @@ class BaseThrottle(Generic[_BackendT]):
             same scope and cache key name, on any view; by default each view
             counts on its own.
         clock: returns the time in seconds; by default the store's clock.
+        on_failure: when the store fails, ``"allow"`` the request, ``"deny"``
+            it (503), or ``"raise"``; by default ``LUATHROTTLE["on_failure"]``.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -153,6 +166,7 @@ class BaseThrottle(Generic[_BackendT]):
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
+        on_failure: OnFailure | None = None,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -183,6 +197,7 @@ class BaseThrottle(Generic[_BackendT]):
                 f"clock must be a callable returning seconds, got {clock!r}"
             )
         self.clock = clock
+        self.on_failure = None if on_failure is None else check_on_failure(on_failure)
 
     @property
     def script(self) -> Script:
@@ -298,8 +313,29 @@ class _Batch:
     def outcomes(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
         limits = [call.throttle.limit for call in self.calls]
         decision = Decision.from_reply(limits, reply)
+        return self._as_outcomes(decision)
+
+    def fallback(
+        self, error: BackendError, on_failure: OnFailure
+    ) -> list[ThrottleOutcome]:
+        """What the failure policy decides for these calls, the store failed.
+
+        Raises:
+            BackendError: ``error``, when the policy is ``"raise"``.
+        """
+        limits = [call.throttle.limit for call in self.calls]
+        breaker = self.throttle.backend.breaker
+        names = ", ".join(
+            f"{call.throttle.cache_key.name} {call.key}" for call in self.calls
+        )
+        decision = guarded_failure(breaker, on_failure, limits, error, names)
+        return self._as_outcomes(decision, error)
+
+    def _as_outcomes(
+        self, decision: Decision, error: BackendError | None = None
+    ) -> list[ThrottleOutcome]:
         return [
-            ThrottleOutcome(call.throttle, item)
+            ThrottleOutcome(call.throttle, item, call.key, error)
             for call, item in zip(self.calls, decision.limits, strict=True)
         ]
 
@@ -336,14 +372,38 @@ def _by_backend(batches: Iterable[_Batch]) -> list[list[_Batch]]:
     return list(groups.values())
 
 
+def _before_call(batches: Sequence[_Batch]) -> None:
+    breaker = batches[0].throttle.backend.breaker
+    if breaker is not None:
+        breaker.before_call()
+
+
 def _outcomes(
     batches: Sequence[_Batch], replies: Sequence[Sequence[int]]
 ) -> list[ThrottleOutcome]:
+    breaker = batches[0].throttle.backend.breaker
+    if breaker is not None:
+        breaker.succeeded()
     return [
         outcome
         for batch, reply in zip(batches, replies, strict=True)
         for outcome in batch.outcomes(reply)
     ]
+
+
+_STRICTEST_FIRST: tuple[OnFailure, ...] = ("raise", "deny", "allow")
+
+
+def _fallback(
+    batches: Sequence[_Batch], error: BackendError, default: OnFailure
+) -> list[ThrottleOutcome]:
+    """The failure policy's outcomes; throttles that share a failed store
+    and disagree on the policy get the strictest of theirs."""
+    chosen = {
+        call.throttle.on_failure or default for batch in batches for call in batch.calls
+    }
+    policy = next(item for item in _STRICTEST_FIRST if item in chosen)
+    return [outcome for batch in batches for outcome in batch.fallback(error, policy)]
 
 
 class SyncThrottle(BaseThrottle[SyncBackend]):
@@ -353,20 +413,33 @@ class SyncThrottle(BaseThrottle[SyncBackend]):
     _default_backend = _default_sync_backend
 
     @classmethod
-    def hit_all(cls, calls: Iterable[ThrottleCall]) -> list[ThrottleOutcome]:
-        """Count one hit on every call: one script call per shared backend.
+    def hit_all(
+        cls, calls: Iterable[ThrottleCall], *, on_failure: OnFailure = "raise"
+    ) -> list[ThrottleOutcome]:
+        """Count one hit on every call: one round trip per shared backend.
+
+        Args:
+            calls: the calls of one stage.
+            on_failure: the policy for throttles that set none.
 
         Returns:
             One outcome per call, grouped by script call.
 
         Raises:
             TypeError: a call belongs to another kind of throttle.
-            BackendError: the store failed.
+            BackendError: the store failed and the policy is ``"raise"``.
         """
         outcomes: list[ThrottleOutcome] = []
         for batches in _by_backend(_batches(cls, calls)):
             backend = cast(SyncBackend, batches[0].throttle.backend)
-            replies = backend.run_scripts([batch.script_call() for batch in batches])
+            try:
+                _before_call(batches)
+                replies = backend.run_scripts(
+                    [batch.script_call() for batch in batches]
+                )
+            except BackendError as error:
+                outcomes.extend(_fallback(batches, error, on_failure))
+                continue
             outcomes.extend(_outcomes(batches, replies))
         return outcomes
 
@@ -378,13 +451,20 @@ class AsyncThrottle(BaseThrottle[AsyncBackend]):
     _default_backend = _default_async_backend
 
     @classmethod
-    async def hit_all(cls, calls: Iterable[ThrottleCall]) -> list[ThrottleOutcome]:
-        """Count one hit on every call: one script call per shared backend."""
+    async def hit_all(
+        cls, calls: Iterable[ThrottleCall], *, on_failure: OnFailure = "raise"
+    ) -> list[ThrottleOutcome]:
+        """Count one hit on every call: one round trip per shared backend."""
         outcomes: list[ThrottleOutcome] = []
         for batches in _by_backend(_batches(cls, calls)):
             backend = cast(AsyncBackend, batches[0].throttle.backend)
             script_calls = [batch.script_call() for batch in batches]
-            replies = await backend.arun_scripts(script_calls)
+            try:
+                _before_call(batches)
+                replies = await backend.arun_scripts(script_calls)
+            except BackendError as error:
+                outcomes.extend(_fallback(batches, error, on_failure))
+                continue
             outcomes.extend(_outcomes(batches, replies))
         return outcomes
 

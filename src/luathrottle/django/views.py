@@ -7,6 +7,11 @@ A request goes through three stages, each of which can end it:
 2. authentication: the ``auth`` hooks, of which one must accept, or 401;
 3. every other throttle, or 429.
 
+When a store fails, the failure policy decides: ``"allow"`` lets the
+request on, ``"deny"`` answers 503 (with ``Retry-After``), ``"raise"`` lets
+the ``BackendError`` out. Denials and failures are sent as signals
+(``luathrottle.django.signals``).
+
 Throttles come from three levels that join, and all must pass: settings
 (``LUATHROTTLE["throttling"]``), the view class (``throttling``), and the
 handler (``@throttle(...)``). Each stage makes one script call per backend
@@ -34,6 +39,7 @@ from django.views import View
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.conf import get_config
+from luathrottle.django.signals import request_throttled, store_failed
 from luathrottle.django.throttles import (
     AsyncThrottle,
     BaseThrottle,
@@ -49,12 +55,16 @@ from luathrottle.django.throttles import (
 __all__ = [
     "NOT_AUTHENTICATED_BODY",
     "TOO_MANY_REQUESTS_BODY",
+    "UNAVAILABLE_BODY",
     "UNSET",
     "ThrottledView",
     "throttle",
 ]
 
 TOO_MANY_REQUESTS_BODY = b'{"detail":[{"msg":"Too many requests","type":"ratelimit"}]}'
+UNAVAILABLE_BODY = (
+    b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
+)
 NOT_AUTHENTICATED_BODY = b'{"detail":[{"msg":"Not authenticated","type":"security"}]}'
 
 
@@ -218,11 +228,40 @@ def _json(body: bytes, status: int, headers: dict[str, str]) -> HttpResponse:
     return response
 
 
-def _denied(outcomes: Sequence[ThrottleOutcome]) -> HttpResponse | None:
+def _denied(
+    request: HttpRequest, outcomes: Sequence[ThrottleOutcome]
+) -> HttpResponse | None:
+    record_outcomes(request, outcomes)
+    _announce(request, outcomes)
     denied = [item for item in outcomes if not item.decision.allowed]
     if not denied:
         return None
+    if any(item.error is not None for item in denied):
+        return _json(UNAVAILABLE_BODY, 503, headers_for(denied))
     return _json(TOO_MANY_REQUESTS_BODY, 429, headers_for(denied))
+
+
+def _announce(request: HttpRequest, outcomes: Sequence[ThrottleOutcome]) -> None:
+    for item in outcomes:
+        if item.error is None and item.decision.allowed:
+            continue
+        arguments: dict[str, Any] = {
+            "request": request,
+            "throttle": item.throttle,
+            "key_name": item.throttle.cache_key.name,
+            "state_key": item.key,
+            "decision": item.decision,
+        }
+        if item.error is None:
+            request_throttled.send(type(item.throttle), **arguments)
+        else:
+            on_failure = "allow" if item.decision.allowed else "deny"
+            store_failed.send(
+                type(item.throttle),
+                error=item.error,
+                on_failure=on_failure,
+                **arguments,
+            )
 
 
 def _calls(request: HttpRequest, stage: Sequence[_Bound]) -> list[ThrottleCall]:
@@ -234,9 +273,8 @@ def _sync_stage(request: HttpRequest, stage: Sequence[_Bound]) -> HttpResponse |
     calls = _calls(request, stage)
     if not calls:
         return None
-    outcomes = SyncThrottle.hit_all(calls)
-    record_outcomes(request, outcomes)
-    return _denied(outcomes)
+    outcomes = SyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
+    return _denied(request, outcomes)
 
 
 async def _async_stage(
@@ -245,9 +283,8 @@ async def _async_stage(
     calls = _calls(request, stage)
     if not calls:
         return None
-    outcomes = await AsyncThrottle.hit_all(calls)
-    record_outcomes(request, outcomes)
-    return _denied(outcomes)
+    outcomes = await AsyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
+    return _denied(request, outcomes)
 
 
 def _not_authenticated() -> HttpResponse:
