@@ -29,8 +29,9 @@ class LimitDecision:
         reset_after: seconds until the whole quota is back.
         retry_after: seconds until the hit would fit; None when it fits now,
             or when it can never fit (``reason`` says so).
-        reason: None when allowed, else ``LIMIT_EXCEEDED`` or
-            ``COST_EXCEEDS_LIMIT``.
+        reason: None when the store admitted the hit; else
+            ``LIMIT_EXCEEDED``, ``COST_EXCEEDS_LIMIT``, or
+            ``"store_unavailable"`` when the failure policy decided.
     """
 
     limit: Limit
@@ -56,7 +57,8 @@ class Decision:
         reset_after: seconds until that limit's whole quota is back.
         retry_after: seconds until the hit would fit; None when allowed, or
             when the cost can never fit.
-        reason: None when allowed, else why not.
+        reason: None when the store admitted the hit, else why not (or
+            ``"store_unavailable"`` when the failure policy decided).
         limits: the decision of each limit, in the order they were given.
     """
 
