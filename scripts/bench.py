@@ -9,19 +9,15 @@ ratio to the PING floor measured on the same connection in the same run.
 
 import argparse
 import asyncio
-import shutil
-import socket
 import statistics
-import subprocess
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from functools import partial
 
 import redis
 import redis.asyncio
 
+from _redis_server import redis_url
 from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -45,39 +41,6 @@ async def _async_per_op_us(function: Callable[[], Awaitable[object]], n: int) ->
 
 def _median(samples: list[float]) -> float:
     return statistics.median(samples)
-
-
-@contextmanager
-def _server(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed; pass --url")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with tempfile.TemporaryDirectory() as directory:
-        process = subprocess.Popen(
-            [
-                *(binary, "--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        try:
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def _sync_cases(url: str) -> dict[str, Callable[[], object]]:
@@ -120,7 +83,7 @@ def main() -> None:
     parser.add_argument("--url", help="an existing server; default: start one")
     parser.add_argument("--n", type=int, default=20_000, help="operations per round")
     args = parser.parse_args()
-    with _server(args.url) as url:
+    with redis_url(args.url) as url:
         cases = _sync_cases(url)
         samples: dict[str, list[float]] = {name: [] for name in cases}
         for _ in range(ROUNDS):

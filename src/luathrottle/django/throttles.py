@@ -182,6 +182,7 @@ class BaseThrottle(Generic[_BackendT]):
                 f"got {self.algorithm!r}"
             )
         self.algorithm.check_limits((self.limit,))
+        self.script: Script = self.algorithm.script
         self.backend: _BackendT = cast(
             _BackendT, type(self)._default_backend() if backend is None else backend
         )
@@ -198,11 +199,6 @@ class BaseThrottle(Generic[_BackendT]):
             )
         self.clock = clock
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
-
-    @property
-    def script(self) -> Script:
-        """The script this throttle's algorithm runs."""
-        return self.algorithm.script
 
     def call(self, request: Any, view_scope: str) -> ThrottleCall | None:
         """The state key ``request`` counts on, or None to skip this throttle.

@@ -1,0 +1,366 @@
+"""Exactness under load: processes, threads and asyncio tasks racing on keys.
+
+Usage: python scripts/torture.py [--backend redis|memory] [--url URL]
+           [--algorithm simple|leaky|all] [--mode sync|async|all]
+           [--processes N] [--workers M] [--keys K] [--limit L] [--hits H]
+           [--json] [--verbose]
+
+Each of N processes runs M threads (sync) or M asyncio tasks (async), and
+every worker makes H attempts on each of K keys, interleaved. Each key has
+one limit of L requests that can neither reset nor leak during the run, so
+exactly min(L, N * M * H) attempts per key must be admitted: more is
+over-admission, fewer under-admission, and either makes the exit status 1.
+
+Decisions use the server's clock. Without --url a throwaway redis-server is
+started on a free loopback port. The memory backend lives in one process,
+so it takes --processes 1 only. Each run writes under a prefix of its own and
+deletes its keys when it ends.
+"""
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing.synchronize import Barrier
+
+import redis
+import redis.asyncio
+
+from _redis_server import redis_url
+from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, SimpleRate
+from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+
+#: Long enough that no window resets during a run; for LeakyBucket at
+#: --limit L, one request leaks every 10**7 / L seconds (over 3 hours at 900).
+DURATION = 10**7
+#: LeakyBucket keeps max_requests * duration_in_seconds within 9,007,199,254.
+MAX_LEAKY_LIMIT = 9_007_199_254 // DURATION
+#: Bounds every wait: children starting on a loaded machine, then a whole run.
+START_TIMEOUT = 120.0
+RUN_TIMEOUT = 1800.0
+
+ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
+    "simple": SimpleRate,
+    "leaky": LeakyBucket,
+}
+MODES = ("sync", "async")
+
+#: Set in each child process, so that all children start hitting together.
+_start: Barrier | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every process of one run does: picklable, for spawned children."""
+
+    backend: str
+    url: str
+    algorithm: str
+    mode: str
+    workers: int
+    keys: tuple[str, ...]
+    limit: int
+    hits: int
+    prefix: str
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    """Admissions of one key."""
+
+    key: str
+    allowed: int
+    expected: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One (algorithm, mode) run, with admissions per key and in total."""
+
+    algorithm: str
+    mode: str
+    seconds: float
+    keys: tuple[KeyResult, ...]
+
+    @property
+    def allowed(self) -> int:
+        """Admissions over all keys."""
+        return sum(item.allowed for item in self.keys)
+
+    @property
+    def expected(self) -> int:
+        """Admissions an exact limiter makes over all keys."""
+        return sum(item.expected for item in self.keys)
+
+    @property
+    def over(self) -> int:
+        """Admissions beyond the limit, summed per key so keys never cancel."""
+        return sum(max(item.allowed - item.expected, 0) for item in self.keys)
+
+    @property
+    def under(self) -> int:
+        """Admissions an exact limiter makes that this run refused."""
+        return sum(max(item.expected - item.allowed, 0) for item in self.keys)
+
+    def summary(self) -> dict[str, object]:
+        """The run as JSON-ready data."""
+        return {
+            "algorithm": self.algorithm,
+            "mode": self.mode,
+            "allowed": self.allowed,
+            "expected": self.expected,
+            "over": self.over,
+            "under": self.under,
+            "seconds": round(self.seconds, 3),
+            "keys": [asdict(item) for item in self.keys],
+        }
+
+
+def _limit_and_algorithm(job: Job) -> tuple[Limit, BaseThrottleAlgorithm]:
+    return Limit(job.limit, DURATION), ALGORITHMS[job.algorithm]()
+
+
+def _rotated(job: Job, worker: int) -> list[tuple[int, str]]:
+    """The keys in the order one worker hits them: each worker starts at
+    another key, so that every key sees contention from the first hit."""
+    order = list(enumerate(job.keys))
+    shift = worker % len(order)
+    return order[shift:] + order[:shift]
+
+
+def _sum_columns(rows: Sequence[Sequence[int]]) -> list[int]:
+    return [sum(column) for column in zip(*rows, strict=True)]
+
+
+def _sync_worker(
+    limiter: Limiter, job: Job, worker: int, start: threading.Barrier
+) -> list[int]:
+    counts, order = [0] * len(job.keys), _rotated(job, worker)
+    start.wait(START_TIMEOUT)
+    for _ in range(job.hits):
+        for index, key in order:
+            counts[index] += limiter.hit(key).allowed
+    return counts
+
+
+def _sync_attempts(job: Job) -> list[int]:
+    """Admissions per key of ``job.workers`` threads in this process."""
+    limit, algorithm = _limit_and_algorithm(job)
+    client = None if job.backend == "memory" else redis.Redis.from_url(job.url)
+    backend = MemoryBackend() if client is None else SyncRedis(client)
+    limiter = Limiter([limit], algorithm=algorithm, backend=backend, prefix=job.prefix)
+    start = threading.Barrier(job.workers)
+    try:
+        with ThreadPoolExecutor(job.workers) as pool:
+            futures = [
+                pool.submit(_sync_worker, limiter, job, worker, start)
+                for worker in range(job.workers)
+            ]
+            return _sum_columns([future.result(RUN_TIMEOUT) for future in futures])
+    finally:
+        if client is not None:
+            client.close()
+
+
+async def _async_worker(limiter: AsyncLimiter, job: Job, worker: int) -> list[int]:
+    counts, order = [0] * len(job.keys), _rotated(job, worker)
+    for _ in range(job.hits):
+        for index, key in order:
+            counts[index] += (await limiter.hit(key)).allowed
+    return counts
+
+
+async def _async_attempts(job: Job) -> list[int]:
+    """Admissions per key of ``job.workers`` tasks on one event loop."""
+    limit, algorithm = _limit_and_algorithm(job)
+    client = None if job.backend == "memory" else redis.asyncio.Redis.from_url(job.url)
+    backend = MemoryBackend() if client is None else AsyncRedis(client)
+    limiter = AsyncLimiter(
+        [limit], algorithm=algorithm, backend=backend, prefix=job.prefix
+    )
+    try:
+        workers = [_async_worker(limiter, job, worker) for worker in range(job.workers)]
+        return _sum_columns(await asyncio.gather(*workers))
+    finally:
+        if client is not None:
+            await client.aclose()
+
+
+def run_job(job: Job) -> list[int]:
+    """Run one process's share of a run; return its admissions per key."""
+    if _start is not None:
+        _start.wait(START_TIMEOUT)
+    if job.mode == "sync":
+        return _sync_attempts(job)
+    return asyncio.run(_async_attempts(job))
+
+
+def _join_start(barrier: Barrier) -> None:
+    global _start
+    _start = barrier
+
+
+def _delete_keys(job: Job) -> None:
+    """Remove what a Redis run wrote: its windows would outlive it by months."""
+    limit, algorithm = _limit_and_algorithm(job)
+    client = redis.Redis.from_url(job.url)
+    try:
+        backend = SyncRedis(client)
+        limiter = Limiter(
+            [limit], algorithm=algorithm, backend=backend, prefix=job.prefix
+        )
+        for key in job.keys:
+            limiter.reset(key)
+    finally:
+        client.close()
+
+
+def run(job: Job, processes: int, pool: Executor | None) -> RunResult:
+    """Run ``job`` in ``processes`` processes (in this one when ``pool`` is
+    None) and compare the admissions with those of an exact limiter."""
+    began = time.monotonic()
+    if pool is None:
+        counts = run_job(job)
+    else:
+        futures = [pool.submit(run_job, job) for _ in range(processes)]
+        counts = _sum_columns([future.result(RUN_TIMEOUT) for future in futures])
+    seconds = time.monotonic() - began
+    if job.backend == "redis":
+        _delete_keys(job)
+    expected = min(job.limit, processes * job.workers * job.hits)
+    return RunResult(
+        algorithm=job.algorithm,
+        mode=job.mode,
+        seconds=seconds,
+        keys=tuple(
+            KeyResult(key, count, expected)
+            for key, count in zip(job.keys, counts, strict=True)
+        ),
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", choices=("redis", "memory"), default="redis")
+    parser.add_argument("--url", help="an existing server; default: start one")
+    parser.add_argument("--algorithm", choices=(*ALGORITHMS, "all"), default="all")
+    parser.add_argument("--mode", choices=(*MODES, "all"), default="all")
+    parser.add_argument("--processes", type=_positive, default=4)
+    parser.add_argument("--workers", type=_positive, default=8)
+    parser.add_argument("--keys", type=_positive, default=5)
+    parser.add_argument("--limit", type=_positive, default=100)
+    parser.add_argument(
+        "--hits", type=_positive, default=50, help="attempts per worker per key"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--verbose", action="store_true", help="print every key")
+    return parser
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.backend == "memory" and args.processes > 1:
+        parser.error("the memory backend keeps state in one process: use --processes 1")
+    if args.backend == "memory" and args.url:
+        parser.error("--url goes with --backend redis only")
+    if args.algorithm in ("leaky", "all") and args.limit > MAX_LEAKY_LIMIT:
+        parser.error(
+            f"LeakyBucket takes --limit up to {MAX_LEAKY_LIMIT} at a duration "
+            f"of {DURATION} s; use --algorithm simple for larger limits"
+        )
+    return args
+
+
+def _jobs(args: argparse.Namespace, url: str) -> list[Job]:
+    algorithms = list(ALGORITHMS) if args.algorithm == "all" else [args.algorithm]
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    token = uuid.uuid4().hex[:12]
+    return [
+        Job(
+            backend=args.backend,
+            url=url,
+            algorithm=algorithm,
+            mode=mode,
+            workers=args.workers,
+            keys=tuple(f"key{index}" for index in range(args.keys)),
+            limit=args.limit,
+            hits=args.hits,
+            prefix=f"torture.{token}.{algorithm}.{mode}",
+        )
+        for algorithm in algorithms
+        for mode in modes
+    ]
+
+
+def _run_all(jobs: Sequence[Job], processes: int) -> list[RunResult]:
+    if processes == 1:
+        return [run(job, 1, None) for job in jobs]
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(processes)
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_join_start, initargs=(start,)
+    ) as pool:
+        return [run(job, processes, pool) for job in jobs]
+
+
+def _exact(results: Sequence[RunResult]) -> bool:
+    return all(result.over == result.under == 0 for result in results)
+
+
+def _report(args: argparse.Namespace, results: Sequence[RunResult]) -> None:
+    if args.json:
+        names = ("backend", "processes", "workers", "keys", "limit", "hits")
+        report = {name: getattr(args, name) for name in names}
+        runs = [result.summary() for result in results]
+        print(json.dumps({**report, "ok": _exact(results), "runs": runs}))
+        return
+    attempts = args.processes * args.workers * args.hits
+    print(
+        f"{args.backend}: {args.processes} processes x {args.workers} workers, "
+        f"{args.keys} keys, limit {args.limit}, {attempts} attempts per key"
+    )
+    for result in results:
+        print(
+            f"{result.algorithm} {result.mode}: allowed {result.allowed} "
+            f"expected {result.expected} (over {result.over}, "
+            f"under {result.under}) in {result.seconds:.2f} s"
+        )
+        if args.verbose:
+            for item in result.keys:
+                print(f"  {item.key}: allowed {item.allowed} expected {item.expected}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the torture test; return 0 when every key admitted exactly its
+    expected count, 1 otherwise."""
+    args = _parse(argv)
+    if args.backend == "memory":
+        results = _run_all(_jobs(args, ""), args.processes)
+    else:
+        with redis_url(args.url) as url:
+            results = _run_all(_jobs(args, url), args.processes)
+    _report(args, results)
+    return 0 if _exact(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

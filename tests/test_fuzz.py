@@ -1,0 +1,348 @@
+"""Fuzzing the paths from a caller's arguments to a script call and back.
+
+Whatever goes in, the limit parser and the limiters' constructors raise only
+ValueError or TypeError; keys stay short, ASCII and tagged once whatever the
+identity; arguments reach the script as strings; replies decode or raise
+ValueError; and random hits on the embedded backend never raise.
+"""
+
+import itertools
+import time
+
+import pytest
+import redis
+import redis.asyncio
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from luathrottle import (
+    AsyncLimiter,
+    Decision,
+    LeakyBucket,
+    Limit,
+    Limiter,
+    SimpleRate,
+)
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.decision import COST_EXCEEDS_LIMIT, LIMIT_EXCEEDED
+from luathrottle.keys import hash_identity, hash_tag, state_keys
+from luathrottle.rates import parse_limits
+from luathrottle.scripts import all_scripts
+
+FUZZ = settings(max_examples=300, deadline=None)
+#: For the tests whose examples hold 10,000-character identities.
+FUZZ_LONG = settings(max_examples=150, deadline=None)
+
+UNITS = ["s", "sec", "m", "minute", "hours", "d", "days", "ms", "y", ""]
+#: Strings a limit parser meets: near-misses of "5/minute" and anything else.
+limit_texts = st.one_of(
+    st.text(max_size=30),
+    st.builds(
+        "{}{}/{}{}{}".format,
+        st.sampled_from(["", " ", "\t"]),
+        st.integers(-3, 10**20),
+        st.sampled_from(["", "0", "1", "10", "\u0663", "99999999999"]),
+        st.sampled_from([*UNITS, *(unit.upper() for unit in UNITS)]),
+        st.sampled_from(["", " ", "\n", "x"]),
+    ),
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.binary(max_size=4),
+    limit_texts,
+)
+#: Limits as a caller writes them, so that a good share of inputs parse.
+good_specs = st.one_of(
+    st.builds(
+        "{}/{}{}".format,
+        st.integers(1, 10**6),
+        st.sampled_from(["", "1", "10"]),
+        st.sampled_from(["s", "minute", "h", "days"]),
+    ),
+    st.builds(Limit, st.integers(1, 1000), st.integers(1, 10**6)),
+    st.tuples(st.integers(1, 1000), st.integers(1, 10**6)),
+)
+specs = st.one_of(
+    good_specs,
+    limit_texts,
+    st.tuples(scalars, scalars),
+    st.tuples(st.integers(0, 1000), st.integers(0, 10**10)),
+    st.tuples(scalars),
+    st.tuples(scalars, scalars, scalars),
+)
+anything = st.one_of(
+    scalars,
+    specs,
+    st.lists(st.one_of(specs, scalars), max_size=4),
+    st.lists(st.one_of(specs, scalars), max_size=4).map(tuple),
+    st.dictionaries(limit_texts, scalars, max_size=2),
+)
+#: (max_requests, duration_in_seconds): mostly well formed, so that both the
+#: accepting and the refusing paths get their share.
+limit_arguments = st.one_of(
+    st.tuples(good_specs, st.none()),
+    st.tuples(st.lists(good_specs, min_size=1, max_size=3), st.none()),
+    st.tuples(st.integers(1, 10**6), st.integers(1, 10**6)),
+    st.tuples(
+        anything,
+        st.one_of(st.none(), st.integers(), st.floats(), st.booleans(), limit_texts),
+    ),
+)
+
+
+@FUZZ
+@given(arguments=limit_arguments)
+def test_parse_limits_raises_only_value_or_type_errors(arguments):
+    max_requests, duration = arguments
+    try:
+        limits = parse_limits(max_requests, duration)
+    except (ValueError, TypeError):
+        return
+    assert limits
+    assert all(isinstance(limit, Limit) for limit in limits)
+    # Each limit's name and its (max_requests, duration) pair read back alike.
+    assert parse_limits([limit.name for limit in limits]) == limits
+    pairs = [(limit.max_requests, limit.duration) for limit in limits]
+    assert parse_limits(pairs) == limits
+
+
+MEMORY = MemoryBackend()
+# Clients that never connect: building a limiter does no I/O.
+SYNC_REDIS = SyncRedis(redis.Redis())
+ASYNC_REDIS = AsyncRedis(redis.asyncio.Redis())
+algorithms = st.one_of(
+    st.sampled_from([None, SimpleRate(), LeakyBucket()]),
+    st.sampled_from(["simple", SimpleRate, LeakyBucket, 0]),
+)
+backends = st.one_of(
+    st.sampled_from([None, MEMORY, SYNC_REDIS, ASYNC_REDIS]),
+    st.sampled_from(["redis", object(), redis.Redis]),
+)
+prefixes = st.one_of(
+    st.just("lt"),
+    st.sampled_from(["a" * 64, "a" * 65, "a{", "a b", "", "\x00"]),
+    st.text(max_size=70),
+    st.none(),
+    st.integers(),
+)
+clocks = st.one_of(
+    st.sampled_from([None, time.time]), st.sampled_from([5, "now", MemoryBackend])
+)
+
+
+@FUZZ
+@given(
+    limiter_type=st.sampled_from([Limiter, AsyncLimiter]),
+    arguments=limit_arguments,
+    algorithm=algorithms,
+    backend=backends,
+    prefix=prefixes,
+    clock=clocks,
+)
+def test_limiters_reject_bad_arguments_with_value_or_type_errors(
+    limiter_type, arguments, algorithm, backend, prefix, clock
+):
+    max_requests, duration = arguments
+    try:
+        limiter = limiter_type(
+            max_requests,
+            duration,
+            algorithm=algorithm,
+            backend=backend,
+            prefix=prefix,
+            clock=clock,
+        )
+    except (ValueError, TypeError):
+        return
+    assert limiter.limits == parse_limits(max_requests, duration)
+
+
+any_character = st.characters(exclude_categories=())
+identities = st.one_of(
+    st.text(any_character, min_size=1, max_size=40),
+    st.sampled_from(
+        ["\x00", "a\x00b", "\ud800", "\udfff", "\ud83d\ude00", "😀", "{", "}", "{}"]
+    ),
+    st.sampled_from(["}{", "{a}", "{{a}}", "lt:x:{y}", " ", "\n", "\u0131", "\u0130"]),
+    # 10,000 characters, built from a short random piece.
+    st.text(any_character, min_size=1, max_size=8).map(
+        lambda piece: (piece * 10_000)[:10_000]
+    ),
+)
+scopes = st.one_of(st.just(""), identities)
+key_limits = [Limit(5, 60), Limit(100, 86_400)]
+
+
+@FUZZ
+@given(identity=identities, scope=scopes, script=st.sampled_from(all_scripts()))
+def test_keys_are_bounded_ascii_and_tagged_once(identity, scope, script):
+    keys = state_keys("lt", script, scope, identity, key_limits)
+    # The same shape as the keys of the plainest identity and scope.
+    plain = state_keys("lt", script, "s" if scope else "", "x", key_limits)
+    for key, plain_key in zip(keys, plain, strict=True):
+        assert len(key) == len(plain_key) < 100
+        assert key.isascii()
+        assert key.count("{") == key.count("}") == 1
+        assert hash_tag(key) == hash_identity(identity)
+
+
+@FUZZ_LONG
+@given(
+    pairs=st.lists(st.tuples(identities, scopes), min_size=2, max_size=12, unique=True)
+)
+def test_distinct_identities_and_scopes_never_share_keys(pairs):
+    script = all_scripts()[0]
+    keys = [
+        state_keys("lt", script, scope, identity, key_limits)
+        for identity, scope in pairs
+    ]
+    assert len({tuple(item) for item in keys}) == len(pairs)
+    identities_seen = list(dict.fromkeys(identity for identity, _ in pairs))
+    digests = {hash_identity(identity) for identity in identities_seen}
+    assert len(digests) == len(identities_seen)
+
+
+@FUZZ_LONG
+@given(
+    parts=st.lists(st.lists(identities, max_size=3).map(tuple), max_size=8, unique=True)
+)
+@example(parts=[("ab", "c"), ("a", "bc"), ("abc",), ("", "abc"), ("abc", ""), ()])
+def test_hash_identity_keeps_parts_apart(parts):
+    digests = {hash_identity(*item) for item in parts}
+    assert len(digests) == len(parts)
+
+
+limits_lists = st.lists(
+    st.builds(Limit, st.integers(1, 2**53), st.integers(1, 9_007_199_254)),
+    min_size=1,
+    max_size=4,
+)
+
+
+@FUZZ
+@given(
+    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+    mode=st.sampled_from(["hit", "peek"]),
+    cost=st.integers(1, 2**64),
+    now_us=st.one_of(st.none(), st.integers(0, 2**62)),
+    limits=limits_lists,
+)
+def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limits):
+    args = algorithm.pack_args(mode, cost, now_us, limits)
+    assert all(type(arg) is str for arg in args)
+    assert args[:3] == [mode, str(cost), "" if now_us is None else str(now_us)]
+    numbers = [int(arg) for arg in args[3:]]
+    assert numbers == [
+        n for limit in limits for n in (limit.max_requests, limit.duration)
+    ]
+
+
+reply_integers = st.integers(-(2**63), 2**63 - 1)
+reply_limits = st.lists(
+    st.builds(Limit, st.integers(1, 10**6), st.integers(1, 10**6)),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda limit: (limit.max_requests, limit.duration),
+)
+
+
+@FUZZ
+@given(limits=reply_limits, reply=st.lists(reply_integers, max_size=20))
+def test_replies_of_the_wrong_length_raise_value_error(limits, reply):
+    if len(reply) == 5 * len(limits):
+        reply = reply[:-1]
+    with pytest.raises(ValueError, match="fields"):
+        Decision.from_reply(limits, reply)
+
+
+def replies(statuses):
+    """Replies of the right length for some limits, with their statuses."""
+    return reply_limits.flatmap(
+        lambda limits: st.tuples(
+            st.just(limits),
+            st.lists(
+                st.tuples(statuses, *[reply_integers] * 4),
+                min_size=len(limits),
+                max_size=len(limits),
+            ),
+        )
+    )
+
+
+REASONS = {1: None, 0: LIMIT_EXCEEDED, -1: COST_EXCEEDS_LIMIT}
+
+
+@FUZZ
+@given(case=replies(st.sampled_from([1, 0, -1])))
+def test_replies_of_known_statuses_decode(case):
+    limits, fields = case
+    decision = Decision.from_reply(limits, [n for item in fields for n in item])
+    assert decision.allowed == all(item[0] == 1 for item in fields)
+    for one, item in zip(decision.limits, fields, strict=True):
+        assert one.reason == REASONS[item[0]]
+        assert one.remaining >= 0
+        assert (one.retry_after is None) == (item[0] != 0)
+
+
+@FUZZ
+@given(case=replies(reply_integers.filter(lambda status: status not in REASONS)))
+def test_replies_of_unknown_statuses_raise_value_error(case):
+    limits, fields = case
+    with pytest.raises(ValueError, match="status"):
+        Decision.from_reply(limits, [n for item in fields for n in item])
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# One embedded store for every example (a fresh Lua runtime each would cost
+# most of the test's time); each example writes under a prefix of its own.
+CLOCK = ManualClock()
+SHARED_MEMORY = MemoryBackend(clock=CLOCK)
+PREFIXES = (f"fuzz{number}" for number in itertools.count())
+
+operations = st.tuples(
+    st.sampled_from(["hit", "hit", "peek", "reset"]),
+    st.one_of(identities, st.sampled_from(["a", "b"])),
+    st.one_of(st.integers(1, 5), st.integers(1, 2**64)),
+    st.integers(0, 120_000_000),
+)
+memory_limits = st.lists(
+    st.builds(Limit, st.integers(1, 50), st.integers(1, 3600)),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda limit: (limit.max_requests, limit.duration),
+)
+
+
+@FUZZ
+@given(
+    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+    limits=memory_limits,
+    ops=st.lists(operations, max_size=30),
+)
+def test_random_hits_on_the_memory_backend_never_raise(algorithm, limits, ops):
+    limiter = Limiter(
+        limits, algorithm=algorithm, backend=SHARED_MEMORY, prefix=next(PREFIXES)
+    )
+    for operation, identity, cost, step_us in ops:
+        CLOCK.now += step_us / 1_000_000
+        if operation == "reset":
+            limiter.reset(identity)
+            continue
+        decision = getattr(limiter, operation)(identity, cost)
+        assert len(decision.limits) == len(limits)
+        assert all(
+            0 <= one.remaining <= one.limit.max_requests for one in decision.limits
+        )
+        if cost > max(limit.max_requests for limit in limits):
+            assert decision.reason == COST_EXCEEDS_LIMIT
