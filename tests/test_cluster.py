@@ -342,3 +342,32 @@ def test_one_server_keeps_identities_of_a_stage_in_one_call(rf, redis_client):
     ]
     assert statuses == [200, 200, 429, 200, 429]
     assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 5
+
+
+def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):
+    """Move the slot of an identity to another primary mid-use: the limiter
+    follows ASK while the slot migrates and MOVED after, counting on."""
+    limiter = Limiter(5, 3600, backend=SyncRedis(cluster_client))
+    key = limiter._keys("migrating")[0]
+    assert [limiter.hit("migrating").allowed for _ in range(2)] == [True, True]
+    slot = cluster_client.keyslot(key)
+    source = cluster_client.get_node_from_key(key)
+    target = next(n for n in cluster_client.get_primaries() if n.name != source.name)
+    ids = {
+        name: info["node_id"] for name, info in cluster_client.cluster_nodes().items()
+    }
+    with (
+        redis_cluster.client(source.port) as src,
+        redis_cluster.client(target.port) as dst,
+    ):
+        dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source.name])
+        src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target.name])
+        src.execute_command(
+            "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", key
+        )
+        assert limiter.hit("migrating").remaining == 2  # via ASK
+        for port in redis_cluster.primary_ports():
+            with redis_cluster.client(port) as node:
+                node.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.name])
+    assert [limiter.hit("migrating").allowed for _ in range(3)] == [True, True, False]
+    assert cluster_client.get_node_from_key(key).name == target.name
