@@ -1,7 +1,11 @@
-"""Decisions: what a script call answered, decoded without any I/O."""
+"""Decisions: what a script call answered, decoded without any I/O.
+
+Decisions are named tuples: immutable values, and cheap to build, which
+matters since every request builds several.
+"""
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from luathrottle.rates import Limit
 
@@ -17,8 +21,7 @@ _FIELDS_PER_LIMIT = 5
 _MICROSECONDS = 1_000_000
 
 
-@dataclass(frozen=True, slots=True)
-class LimitDecision:
+class LimitDecision(NamedTuple):
     """How one limit judged one call.
 
     Attributes:
@@ -42,8 +45,7 @@ class LimitDecision:
     reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The answer to one hit or peek over every limit of one identity.
 
     The top-level fields describe the limit that matters most: when the hit
@@ -82,10 +84,10 @@ class Decision:
             raise ValueError(
                 f"script reply has {len(reply)} fields for {len(limits)} limits"
             )
-        decisions = tuple(
+        decisions = [
             _limit_decision(limit, reply, _FIELDS_PER_LIMIT * index)
             for index, limit in enumerate(limits)
-        )
+        ]
         return cls.combine(decisions)
 
     @classmethod
@@ -95,22 +97,30 @@ class Decision:
         Raises:
             ValueError: ``decisions`` is empty.
         """
-        if not decisions:
+        if len(decisions) == 1:
+            main = decisions[0]
+        elif not decisions:
             raise ValueError("decisions must hold at least one limit decision")
-        denied = [item for item in decisions if not item.allowed]
-        if denied:
-            main = max(denied, key=_wait)
         else:
-            main = min(decisions, key=lambda item: (item.remaining, -item.reset_after))
+            main = _main(decisions)
         return cls(
-            allowed=not denied,
-            limit=main.limit.max_requests,
-            remaining=main.remaining,
-            reset_after=main.reset_after,
-            retry_after=main.retry_after,
-            reason=main.reason,
-            limits=tuple(decisions),
+            main.allowed,
+            main.limit.max_requests,
+            main.remaining,
+            main.reset_after,
+            main.retry_after,
+            main.reason,
+            tuple(decisions),
         )
+
+
+def _main(decisions: Sequence[LimitDecision]) -> LimitDecision:
+    """The limit that speaks for all: the denying one with the longest wait,
+    else the one with the fewest units left (and the latest reset)."""
+    denied = [item for item in decisions if not item.allowed]
+    if denied:
+        return max(denied, key=_wait)
+    return min(decisions, key=lambda item: (item.remaining, -item.reset_after))
 
 
 def _wait(decision: LimitDecision) -> float:
@@ -125,10 +135,10 @@ def _limit_decision(limit: Limit, reply: Sequence[int], start: int) -> LimitDeci
         raise ValueError(f"script reply has status {status!r} for limit {limit.name}")
     reason = _REASONS[status]
     return LimitDecision(
-        limit=limit,
-        allowed=reason is None,
-        remaining=max(int(remaining), 0),
-        reset_after=int(reset_us) / _MICROSECONDS,
-        retry_after=int(retry_us) / _MICROSECONDS if reason == LIMIT_EXCEEDED else None,
-        reason=reason,
+        limit,
+        reason is None,
+        max(int(remaining), 0),
+        int(reset_us) / _MICROSECONDS,
+        int(retry_us) / _MICROSECONDS if reason == LIMIT_EXCEEDED else None,
+        reason,
     )

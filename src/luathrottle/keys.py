@@ -15,6 +15,7 @@ script call on one Redis Cluster slot decides all of its limits.
 """
 
 import base64
+import functools
 import hashlib
 from collections.abc import Sequence
 
@@ -24,6 +25,9 @@ from luathrottle.scripts import Script
 __all__ = ["check_prefix", "hash_identity", "hash_tag", "state_keys"]
 
 _DIGEST_BYTES = 12
+#: Identities hashed recently are remembered, short ones only, so a stream
+#: of long hostile identities cannot grow the cache's memory.
+_CACHED_LENGTH = 256
 
 
 def hash_identity(*parts: str) -> str:
@@ -31,12 +35,21 @@ def hash_identity(*parts: str) -> str:
 
     Lone surrogates and NUL bytes are hashed like any other character.
     """
+    if sum(len(part) for part in parts) <= _CACHED_LENGTH:
+        return _cached_digest(parts)
+    return _digest(parts)
+
+
+def _digest(parts: tuple[str, ...]) -> str:
     digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
     for part in parts:
         encoded = part.encode("utf-8", "surrogatepass")
         digest.update(len(encoded).to_bytes(8, "big"))
         digest.update(encoded)
     return base64.urlsafe_b64encode(digest.digest()).decode()
+
+
+_cached_digest = functools.lru_cache(maxsize=4096)(_digest)
 
 
 def state_keys(

@@ -1,16 +1,16 @@
 """The embedded backend: the very same Lua files, run in-process by lupa.
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
-keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that a script
-call never crosses back into Python. Keys expire lazily when read, and every
-call also sweeps a few expired keys, as Redis does.
+keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that
+a script call never crosses back into Python. Keys expire lazily when read,
+and every call also sweeps a few expired keys, as Redis does.
 
-One lock makes every script call atomic, so one backend is safe to share
-between threads and between asyncio tasks (a call never awaits). State is per
-process: use Redis when several processes must share limits.
+Each script call is one call into the Lua runtime, which lupa holds a lock
+for, so calls are atomic and one backend is safe to share between threads
+and between asyncio tasks (a call never awaits). State is per process: use
+Redis when several processes must share limits.
 """
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -117,7 +117,6 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         self._clock = clock
         self._lua = EmbeddedLua("memory", _KEYSPACE)
         self._run_script, self._run_command = self._lua.entry_points
-        self._lock = threading.Lock()
 
     def _now_us(self) -> int:
         if self._clock is None:
@@ -129,27 +128,25 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     ) -> list[int]:
         """Run ``script`` atomically in the embedded Lua."""
         now = self._now_us()
-        with self._lock:
-            try:
-                reply = self._run_script(
-                    self._lua.function(script), now, len(keys), *keys, *args
-                )
-            except LuaError as exc:
-                raise BackendError(f"{script.name}: {exc}") from exc
+        try:
+            reply = self._run_script(
+                self._lua.function(script), now, len(keys), *keys, *args
+            )
+        except LuaError as exc:
+            raise BackendError(f"{script.name}: {exc}") from exc
         return self._lua.integers(reply)
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
         Redis; DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
-        with self._lock:
-            try:
-                reply = self._run_command(now, *args)
-            except LuaError as exc:
-                raise BackendError(f"{args[0]}: {exc}") from exc
-            if lupa.lua_type(reply) == "table":
-                return list(reply.values())
-            return reply
+        try:
+            reply = self._run_command(now, *args)
+        except LuaError as exc:
+            raise BackendError(f"{args[0]}: {exc}") from exc
+        if lupa.lua_type(reply) == "table":
+            return list(reply.values())
+        return reply
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
@@ -158,8 +155,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
         """Compile the algorithm's script into the embedded Lua."""
-        with self._lock:
-            self._lua.function(algorithm.script)
+        self._lua.function(algorithm.script)
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
