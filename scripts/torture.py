@@ -40,13 +40,14 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
 #: Long enough that no window resets during a run; for LeakyBucket at
-#: --limit L, one request leaks every 10**7 / L seconds (over 3 hours at 900).
+#: --limit L, one request leaks every 10**7 / L seconds.
 DURATION = 10**7
-#: LeakyBucket keeps max_requests * duration_in_seconds within 9,007,199,254.
-MAX_LEAKY_LIMIT = 9_007_199_254 // DURATION
 #: Bounds every wait: children starting on a loaded machine, then a whole run.
 START_TIMEOUT = 120.0
 RUN_TIMEOUT = 1800.0
+#: The largest LeakyBucket limit of which not one request leaks during the
+#: longest run, so that the expected count stays exact.
+MAX_LEAKY_LIMIT = int(DURATION // RUN_TIMEOUT)
 
 ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "simple": SimpleRate,

@@ -16,7 +16,7 @@ def ceil_div(a: int, b: int) -> int:
 
 @dataclass
 class FixedWindowModel:
-    # key -> (window_end_us, count)
+    # key -> (window_end_us, count); the script keeps the end in whole ms
     state: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def call(self, keys, limits, cost, now, consume):
@@ -34,7 +34,8 @@ class FixedWindowModel:
         ):
             if consume and admitted:
                 count += cost
-                end = end if end is not None else now + duration * 1_000_000
+                if end is None:
+                    end = (now + duration * 1_000_000) // 1000 * 1000
                 self.state[key] = (end, count)
             reset = 0 if end is None else end - now
             reply += [status, limit, limit - count, reset, reset if status == 0 else 0]
@@ -47,24 +48,21 @@ class FixedWindowModel:
 
 @dataclass
 class LeakyBucketModel:
-    # key -> (level, updated_us)
-    state: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # key -> empty_at_us: when the bucket will have drained empty. Each
+    # request drains in ceil(duration_us / limit) microseconds.
+    state: dict[str, int] = field(default_factory=dict)
 
     def call(self, keys, limits, cost, now, consume):
         views = []
         for key, (limit, duration) in zip(keys, limits, strict=True):
-            unit = duration * 1_000_000
-            level = 0
-            if key in self.state:
-                stored, updated = self.state[key]
-                elapsed = min(max(now - updated, 0), unit)
-                level = max(stored - elapsed * limit, 0)
+            drain = ceil_div(duration * 1_000_000, limit)
+            level = max(self.state.get(key, now) - now, 0)
             retry = 0
             if cost > limit:
                 status = -1
-            elif level + cost * unit > limit * unit:
+            elif level + cost * drain > limit * drain:
                 status = 0
-                retry = ceil_div(level + cost * unit - limit * unit, limit)
+                retry = level + cost * drain - limit * drain
             else:
                 status = 1
             views.append((level, status, retry))
@@ -73,19 +71,12 @@ class LeakyBucketModel:
         for key, (limit, duration), (level, status, retry) in zip(
             keys, limits, views, strict=True
         ):
-            unit = duration * 1_000_000
+            drain = ceil_div(duration * 1_000_000, limit)
             if consume and admitted:
-                level += cost * unit
-                self.state[key] = (level, now)
-            reply += [
-                status,
-                limit,
-                (limit * unit - level) // unit,
-                ceil_div(level, limit),
-                retry,
-            ]
+                level += cost * drain
+                self.state[key] = now + level
+            reply += [status, limit, (limit * drain - level) // drain, level, retry]
         return reply
 
     def ttl_ms(self, key, limit, now):
-        level, updated = self.state[key]
-        return ceil_div(ceil_div(level - (now - updated) * limit, limit), 1000)
+        return ceil_div(self.state[key] - now, 1000)

@@ -207,7 +207,7 @@ SESSIONS = (
     Session(
         "Algorithms: LeakyBucket",
         denied_after("/api/leaky-bucket/sync/", 1, ONE_PER_MINUTE),
-        stored={"*leaky_bucket*": 1},
+        stored={"*:lb2:*": 1},
     ),
     Session(
         "Algorithms: LeakyBucket on a login endpoint",

@@ -47,7 +47,7 @@ def test_header_must_name_the_file():
 def test_keys_carry_script_version_and_share_one_hash_tag():
     script = get_script("fixed_window")
     keys = state_keys("lt", script, "", "user-1", [Limit(1, 1), Limit(5, 60)])
-    assert all(key.startswith(f"lt:fixed_window.{script.version}:{{") for key in keys)
+    assert all(key.startswith(f"lt:fw{script.version}:{{") for key in keys)
     tags = {re.search(r"\{(.*?)\}", key).group(1) for key in keys}
     assert len(tags) == 1
     assert keys[0].endswith(":1/1")

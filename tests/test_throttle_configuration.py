@@ -134,15 +134,6 @@ LIMITS = [
     case("duration-huge", ValueError, WINDOW, ST, 1, 10**10),
     case("duration-str", TypeError, WINDOW, ST, 1, "60"),
     case("duration-none", TypeError, WINDOW, ST, 1, None),
-    case(
-        "leaky-bucket-inexact",
-        ValueError,
-        "LeakyBucket cannot keep limit",
-        ST,
-        10**6,
-        10**6,
-        algorithm=LeakyBucket(),
-    ),
 ]
 
 ALGORITHMS = [

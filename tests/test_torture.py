@@ -101,7 +101,7 @@ def test_wrong_admissions_fail_the_run(torture, capsys, monkeypatch, allowed, wr
     [
         ["--backend", "memory", "--processes", "2"],
         ["--backend", "memory", "--url", "redis://127.0.0.1:1/0"],
-        ["--algorithm", "leaky", "--limit", "901"],
+        ["--algorithm", "leaky", "--limit", "5556"],
         ["--workers", "0"],
     ],
 )

@@ -15,8 +15,6 @@ __all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "Mode", "SimpleRate"]
 
 Mode = Literal["hit", "peek"]
 
-_MAX_EXACT = 2**53
-
 
 class BaseThrottleAlgorithm:
     """An algorithm is a Lua script that follows luathrottle's calling
@@ -75,21 +73,8 @@ class LeakyBucket(BaseThrottleAlgorithm):
     duration, so traffic is smoothed and windows have no boundary burst.
 
     Retry-after is the real time until the next hit fits, and reset-after the
-    time until the bucket is empty.
+    time until the bucket is empty. Each request drains in a whole number of
+    microseconds, rounded up, so the leak is never faster than the rate.
     """
 
     script_name = "leaky_bucket"
-
-    def check_limits(self, limits: Sequence[Limit]) -> None:
-        """Reject limits whose scaled capacity would not stay exact.
-
-        Raises:
-            ValueError: ``max_requests * duration_in_seconds`` is above 9e9.
-        """
-        for limit in limits:
-            if limit.max_requests * limit.duration * 1_000_000 > _MAX_EXACT:
-                raise ValueError(
-                    f"LeakyBucket cannot keep limit {limit.name} exact: "
-                    "max_requests * duration_in_seconds must be at most "
-                    f"{_MAX_EXACT // 1_000_000}; use a shorter duration"
-                )

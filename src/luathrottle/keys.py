@@ -1,9 +1,9 @@
 """State keys: namespaced, hashed, and one hash tag per identity.
 
-A key looks like ``lt:fixed_window.1:{Q2xh...}:b3Ro...:5/60``:
+A key looks like ``lt:fw2:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
-- the prefix, then the script's name and version, so a new state layout
-  never reads keys an older one wrote;
+- the prefix, then the script's key tag (the initials of its name, and its
+  version), so a new state layout never reads keys an older one wrote;
 - the identity, hashed, as the hash tag: keys are bounded in length, carry
   no personal data, and no client-chosen value can pick or break the tag;
 - the scope (a view and throttle name, say), hashed, when there is one, so
@@ -24,29 +24,37 @@ from luathrottle.scripts import Script
 
 __all__ = ["check_prefix", "hash_identity", "hash_tag", "state_keys"]
 
-_DIGEST_BYTES = 12
+# 9 bytes (72 bits) name an identity: finding another identity with the same
+# digest as a given one takes about 2**72 tries. Scopes are chosen by the
+# developer, not by clients, and 8 bytes keep them apart.
+_IDENTITY_BYTES = 9
+_SCOPE_BYTES = 8
 #: Identities hashed recently are remembered, short ones only, so a stream
 #: of long hostile identities cannot grow the cache's memory.
 _CACHED_LENGTH = 256
 
 
-def hash_identity(*parts: str) -> str:
+def hash_identity(*parts: str, size: int = _IDENTITY_BYTES) -> str:
     """A short, URL-safe digest of ``parts`` that keeps them apart.
 
     Lone surrogates and NUL bytes are hashed like any other character.
+
+    Args:
+        parts: the strings to hash, kept apart from each other.
+        size: the digest's length in bytes, before base64.
     """
     if sum(len(part) for part in parts) <= _CACHED_LENGTH:
-        return _cached_digest(parts)
-    return _digest(parts)
+        return _cached_digest(parts, size)
+    return _digest(parts, size)
 
 
-def _digest(parts: tuple[str, ...]) -> str:
-    digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
+def _digest(parts: tuple[str, ...], size: int) -> str:
+    digest = hashlib.blake2b(digest_size=size)
     for part in parts:
         encoded = part.encode("utf-8", "surrogatepass")
         digest.update(len(encoded).to_bytes(8, "big"))
         digest.update(encoded)
-    return base64.urlsafe_b64encode(digest.digest()).decode()
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 _cached_digest = functools.lru_cache(maxsize=4096)(_digest)
@@ -56,9 +64,9 @@ def state_keys(
     prefix: str, script: Script, scope: str, identity: str, limits: Sequence[Limit]
 ) -> list[str]:
     """The state key of every limit of ``identity`` within ``scope``."""
-    base = f"{prefix}:{script.name}.{script.version}:{{{hash_identity(identity)}}}"
+    base = f"{prefix}:{script.key_tag}:{{{hash_identity(identity)}}}"
     if scope:
-        base = f"{base}:{hash_identity(scope)}"
+        base = f"{base}:{hash_identity(scope, size=_SCOPE_BYTES)}"
     return [f"{base}:{limit.max_requests}/{limit.duration}" for limit in limits]
 
 

@@ -38,6 +38,14 @@ class Script:
     source: str = field(repr=False)
     sha: str
 
+    @property
+    def key_tag(self) -> str:
+        """The script in its keys: the initials of its name and its version,
+        ``fw2`` for ``fixed_window`` version 2; short, since every key of
+        every identity carries it."""
+        initials = "".join(word[0] for word in self.name.split("_") if word)
+        return f"{initials}{self.version}"
+
     @classmethod
     def from_source(cls, source: str, *, filename: str) -> "Script":
         """Read a script's header and hash its source.
@@ -70,6 +78,9 @@ def _load_all() -> dict[str, Script]:
         scripts[script.name] = script
     if not scripts:
         raise RuntimeError(f"no Lua scripts found in {_lua_directory()}")
+    tags = [script.key_tag for script in scripts.values()]
+    if len(set(tags)) != len(tags):
+        raise RuntimeError(f"two Lua scripts share a key tag: {sorted(tags)}")
     return scripts
 
 

@@ -12,8 +12,8 @@ follows MOVED and ASK redirections, and EVAL reloads a script on whichever
 node lacks it.
 """
 
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Sequence
+from typing import Any, Literal, cast
 
 import redis
 import redis.asyncio
@@ -42,6 +42,10 @@ def _timeout(timeout: object) -> float:
     if not 0 < timeout <= 60:
         raise ValueError(f"timeout must be above 0 and at most 60, got {timeout!r}")
     return float(timeout)
+
+
+# redis-py annotates its sync and async clients' commands with one type.
+_Reply = Awaitable[list[int]]
 
 
 def _queue(pipe: Any, calls: Sequence[ScriptCall], *, by_source: bool) -> None:
@@ -136,13 +140,14 @@ class SyncRedis(SyncBackend):
         """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
         try:
             try:
-                return self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                reply = self.client.evalsha(script.sha, len(keys), *keys, *args)
             except NoScriptError:
                 # EVAL runs the source and caches it in one step, which no
                 # SCRIPT FLUSH can split as it could SCRIPT LOAD and EVALSHA.
-                return self.client.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                reply = self.client.eval(script.source, len(keys), *keys, *args)
         except RedisError as exc:
             raise BackendError(f"{script.name}: {exc}") from exc
+        return cast(list[int], reply)
 
     def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run the calls in one pipeline (one round trip per node), then rerun
@@ -231,11 +236,16 @@ class AsyncRedis(AsyncBackend):
         """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
         try:
             try:
-                return await self.client.evalsha(script.sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                reply = await cast(
+                    _Reply, self.client.evalsha(script.sha, len(keys), *keys, *args)
+                )
             except NoScriptError:
-                return await self.client.eval(script.source, len(keys), *keys, *args)  # type: ignore[no-any-return]
+                reply = await cast(
+                    _Reply, self.client.eval(script.source, len(keys), *keys, *args)
+                )
         except RedisError as exc:
             raise BackendError(f"{script.name}: {exc}") from exc
+        return reply
 
     async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run the calls in one pipeline (one round trip per node), then rerun
