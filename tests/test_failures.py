@@ -227,3 +227,26 @@ def wait_until(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_dead_store_script_runs():
+    """scripts/dead_store.py measures; here it only has to keep working."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "dead_store.py"
+    result = subprocess.run(
+        [sys.executable, script, "--n", "20", "--timeout", "0.05"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = result.stdout.splitlines()[1:]
+    assert [row.split()[:2] for row in rows] == [
+        ["refused", "yes"],
+        ["refused", "no"],
+        ["black", "hole"],
+        ["black", "hole"],
+    ]
