@@ -372,3 +372,11 @@ def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):
                 node.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target.name])
     assert [limiter.hit("migrating").allowed for _ in range(3)] == [True, True, False]
     assert cluster_client.get_node_from_key(key).name == target.name
+
+
+def test_cluster_backends_have_no_breaker_unless_given(cluster_client):
+    from luathrottle.failures import CircuitBreaker
+
+    assert SyncRedis(cluster_client).breaker is None
+    breaker = CircuitBreaker()
+    assert SyncRedis(cluster_client, breaker=breaker).breaker is breaker

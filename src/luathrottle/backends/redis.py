@@ -36,6 +36,14 @@ SyncClient = redis.Redis | redis.cluster.RedisCluster
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
 
 
+def _breaker_for(
+    cluster: bool, breaker: CircuitBreaker | Literal[False] | None
+) -> CircuitBreaker | None:
+    if cluster and breaker is None:
+        return None
+    return breaker_option(breaker)
+
+
 def _timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
         raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
@@ -96,7 +104,10 @@ class SyncRedis(SyncBackend):
             ``socket_connect_timeout`` (``from_url`` does), or a stalled
             server stalls requests for as long as the OS lets it.
         breaker: trips after repeated failures; a new ``CircuitBreaker()``
-            by default, ``False`` for none.
+            by default, ``False`` for none. A cluster client gets none by
+            default: one breaker for the whole cluster would stop the healthy
+            primaries too while one fails over, and redis-py already moves
+            to the new primary on its own.
     """
 
     def __init__(
@@ -112,7 +123,7 @@ class SyncRedis(SyncBackend):
             )
         self.client = client
         self.single_slot_calls = isinstance(client, redis.cluster.RedisCluster)
-        self.breaker = breaker_option(breaker)
+        self.breaker = _breaker_for(self.single_slot_calls, breaker)
 
     @classmethod
     def from_url(
@@ -213,7 +224,7 @@ class AsyncRedis(AsyncBackend):
             )
         self.client = client
         self.single_slot_calls = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self.breaker = breaker_option(breaker)
+        self.breaker = _breaker_for(self.single_slot_calls, breaker)
 
     @classmethod
     def from_url(
