@@ -1,103 +1,212 @@
-"""Microseconds per decision, next to a bare redis-py PING in the same run.
+"""luathrottle's benchmark (issue #6): the floor, luathrottle, its peers and
+a real ASGI server, in one process and session, on one loopback Redis.
 
-Usage: python scripts/bench.py [--url redis://127.0.0.1:6379/0] [--n 20000]
+Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
+           [--rounds R] [--n N] [--skip-e2e] [--e2e-seconds S]
+           [--loader auto|wrk|python]
 
 Without --url it starts a throwaway redis-server on a free loopback port.
-Each case runs in several rounds; the median round is reported, with the
-ratio to the PING floor measured on the same connection in the same run.
+Every case runs in rounds of N operations, interleaved with the others; the
+median round is reported with min and max, as a ratio to the redis-py PING
+measured on the same connection in the same run, with the Redis commands,
+round trips, Lua time and memory it cost (see ``_bench_measure``). The
+peers (``pip install -e '.[bench]'``) are skipped with a note when missing.
+
+Writes results.json, results.md and chart.png to --out (docs/benchmarks by
+default; --smoke runs tiny N and one round, into a temporary directory
+unless --out is given, and checks no target). Speed is judged from these
+outputs, never from tests.
 """
 
 import argparse
 import asyncio
-import statistics
-import time
-from collections.abc import Awaitable, Callable
-from functools import partial
+import datetime
+import importlib.metadata
+import os
+import platform
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
 
 import redis
 import redis.asyncio
 
+from _bench_cases import floor_cases, luathrottle_cases
+from _bench_django import configure, django_cases
+from _bench_e2e import E2EResult, Loader, run_e2e
+from _bench_measure import Case, CaseResult, Runner
+from _bench_peers import peer_cases
+from _bench_report import write_outputs
 from _redis_server import redis_url
-from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
-from luathrottle.backends.memory import MemoryBackend
-from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
-ROUNDS = 5
-
-
-def _per_op_us(function: Callable[[], object], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        function()
-    return (time.perf_counter() - start) / n * 1e6
-
-
-async def _async_per_op_us(function: Callable[[], Awaitable[object]], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        await function()
-    return (time.perf_counter() - start) / n * 1e6
+ROOT = Path(__file__).resolve().parents[1]
+DISTRIBUTIONS = (
+    "luathrottle",
+    "redis",
+    "hiredis",
+    "lupa",
+    "django",
+    "uvicorn",
+    "limits",
+    "django-modern-rest",
+    "django-ratelimit",
+    "djangorestframework",
+    "matplotlib",
+)
 
 
-def _median(samples: list[float]) -> float:
-    return statistics.median(samples)
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="an existing redis:// server; default: start one")
+    parser.add_argument("--smoke", action="store_true", help="tiny N, one round")
+    parser.add_argument("--out", type=Path, help="default: docs/benchmarks")
+    parser.add_argument("--rounds", type=int, help="rounds per case (default 7)")
+    parser.add_argument("--n", type=int, help="operations per round (default 2000)")
+    parser.add_argument("--skip-e2e", action="store_true", help="no ASGI server")
+    parser.add_argument("--e2e-seconds", type=float, help="per path and round")
+    parser.add_argument("--e2e-rounds", type=int, help="default 3")
+    parser.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
+    args = parser.parse_args()
+    smoke = args.smoke
+    args.n = args.n or (30 if smoke else 2000)
+    args.rounds = args.rounds or (1 if smoke else 7)
+    args.e2e_seconds = args.e2e_seconds or (1.0 if smoke else 5.0)
+    args.e2e_rounds = args.e2e_rounds or (1 if smoke else 3)
+    if args.n < 1 or args.rounds < 1 or args.e2e_rounds < 1 or args.e2e_seconds <= 0:
+        parser.error("--n, --rounds, --e2e-rounds and --e2e-seconds must be positive")
+    return args
 
 
-def _sync_cases(url: str) -> dict[str, Callable[[], object]]:
-    client = redis.Redis.from_url(url)
-    memory = MemoryBackend()
-    cases: dict[str, Callable[[], object]] = {"redis-py PING (floor)": client.ping}
-    for algorithm in (SimpleRate(), LeakyBucket()):
-        for limits in (
-            ["1000000/hour"],
-            ["1000000/second", "1000000/minute", "1000000/hour"],
-        ):
-            label = f"{type(algorithm).__name__}, {len(limits)} limit(s)"
-            for backend_name, backend in (
-                ("MemoryBackend", memory),
-                ("SyncRedis", SyncRedis(client)),
-            ):
-                limiter = Limiter(limits, algorithm=algorithm, backend=backend)
-                cases[f"{backend_name} hit: {label}"] = partial(limiter.hit, "bench")
-    return cases
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
-async def _async_cases(url: str, n: int) -> dict[str, float]:
-    client = redis.asyncio.Redis.from_url(url)
-    limiter = AsyncLimiter("1000000/hour", backend=AsyncRedis(client))
-    results: dict[str, list[float]] = {
-        "async PING (floor)": [],
-        "AsyncRedis hit: SimpleRate, 1 limit(s)": [],
+def _versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {}
+    for name in DISTRIBUTIONS:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def _meta(args: argparse.Namespace, url: str, client: redis.Redis) -> dict[str, Any]:
+    server: Any = client.info("server")
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu": _cpu_model(),
+            "nproc": os.cpu_count(),
+            "load_before": _load(),
+        },
+        "python": platform.python_version(),
+        "redis_version": server.get("redis_version"),
+        "redis": urllib.parse.urlsplit(url).netloc.rsplit("@", 1)[-1],
+        "versions": _versions(),
+        "smoke": args.smoke,
+        "n": args.n,
+        "rounds": args.rounds,
+        "notes": [],
     }
-    for _ in range(ROUNDS):
-        results["async PING (floor)"].append(await _async_per_op_us(client.ping, n))
-        results["AsyncRedis hit: SimpleRate, 1 limit(s)"].append(
-            await _async_per_op_us(lambda: limiter.hit("bench"), n)
+
+
+def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], list[str]]:
+    configure(url)
+    peers, skipped = peer_cases(url, client)
+    cases = [
+        *floor_cases(client, aclient),
+        *luathrottle_cases(client, aclient),
+        *django_cases(client),
+        *peers,
+    ]
+    return cases, skipped
+
+
+def _micro(
+    url: str, args: argparse.Namespace, meta: dict[str, Any]
+) -> list[CaseResult]:
+    client: redis.Redis = redis.Redis.from_url(url)
+    aclient: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url)
+    loop = asyncio.new_event_loop()
+    runner = Runner(url, loop)
+    try:
+        cases, skipped = _cases(url, client, aclient)
+        meta["notes"].extend(skipped)
+        meta["notes"].extend(
+            f"{case.label}: {case.note}" for case in cases if case.note
         )
-    await client.aclose()
-    return {name: _median(samples) for name, samples in results.items()}
+        return runner.run(cases, args.n, args.rounds)
+    finally:
+        loop.run_until_complete(aclient.aclose())
+        loop.close()
+        runner.close()
+        client.close()
+
+
+def _e2e(
+    url: str, args: argparse.Namespace, meta: dict[str, Any], out: Path
+) -> list[E2EResult]:
+    loader = Loader(args.loader)
+    meta["e2e"] = {
+        "loader": loader.name,
+        "seconds": args.e2e_seconds,
+        "rounds": args.e2e_rounds,
+    }
+    if loader.note:
+        meta["notes"].append(loader.note)
+    with tempfile.TemporaryDirectory() as directory:
+        return run_e2e(
+            url,
+            loader,
+            args.e2e_seconds,
+            args.e2e_rounds,
+            Path(directory) / "uvicorn.log",
+        )
+
+
+def _print(targets: list[Any], out: Path) -> None:
+    for target in targets:
+        measured = "-" if target.measured is None else f"{target.measured:.2f}"
+        print(f"{target.verdict():>12}  {measured:>8}  {target.name}")
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'chart.png'}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--url", help="an existing server; default: start one")
-    parser.add_argument("--n", type=int, default=20_000, help="operations per round")
-    args = parser.parse_args()
+    args = _arguments()
+    out: Path = args.out or (
+        Path(tempfile.mkdtemp(prefix="luathrottle-bench-"))
+        if args.smoke
+        else ROOT / "docs" / "benchmarks"
+    )
     with redis_url(args.url) as url:
-        cases = _sync_cases(url)
-        samples: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(ROUNDS):
-            for name, function in cases.items():
-                samples[name].append(_per_op_us(function, args.n))
-        medians = {name: _median(values) for name, values in samples.items()}
-        async_medians = asyncio.run(_async_cases(url, args.n))
-    floor = medians["redis-py PING (floor)"]
-    async_floor = async_medians["async PING (floor)"]
-    print(f"{'case':<52} {'us/op':>8} {'x floor':>8}")
-    for name, value in medians.items():
-        print(f"{name:<52} {value:8.2f} {value / floor:8.2f}")
-    for name, value in async_medians.items():
-        print(f"{name:<52} {value:8.2f} {value / async_floor:8.2f}")
+        client: redis.Redis = redis.Redis.from_url(url)
+        meta = _meta(args, url, client)
+        client.close()
+        results = _micro(url, args, meta)
+        e2e_results = [] if args.skip_e2e else _e2e(url, args, meta, out)
+    meta["machine"]["load_after"] = _load()
+    if args.skip_e2e:
+        meta["notes"].append("end to end skipped (--skip-e2e)")
+    if args.smoke:
+        meta["notes"].append("smoke run: tiny N, one round; the figures mean nothing")
+    targets = write_outputs(out, meta, results, e2e_results)
+    _print(targets, out)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -81,3 +82,11 @@ class RedisSentinel(RedisServer):
 
     def command(self) -> list[str]:
         return [self.binary, self.config, "--sentinel"]
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
+    """Wait, at most ``timeout`` seconds, for ``condition`` to hold."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

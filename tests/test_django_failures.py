@@ -13,7 +13,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from luathrottle.django.signals import request_throttled, store_failed
 from luathrottle.failures import STORE_UNAVAILABLE, CircuitBreaker
-from servers import RedisServer, free_port
+from servers import RedisServer, free_port, wait_until
 
 UNAVAILABLE = b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
 
@@ -154,12 +154,3 @@ def test_redis_stopped_under_traffic_answers_no_500(
     assert set(statuses[:down]) <= {200, while_down}
     assert statuses[0] == 200
     assert set(statuses[down:]) == {while_down}
-
-
-def wait_until(condition, timeout=30.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)

@@ -1,0 +1,125 @@
+"""The floor (redis-py PING and a trivial EVALSHA) and luathrottle's own
+standalone cases: SimpleRate and LeakyBucket, 1 and 3 limits per call, on
+SyncRedis, AsyncRedis and MemoryBackend (sync and async)."""
+
+from collections.abc import Iterator
+from functools import partial
+from itertools import count
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from _bench_measure import Case
+from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
+from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+
+__all__ = ["floor_cases", "luathrottle_cases"]
+
+#: Never denied within a run: every timed hit is an admitted hit.
+LIMITS = {1: ["1000000/hour"], 3: ["1000000/second", "1000000/minute", "1000000/hour"]}
+ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
+    "simple": SimpleRate,
+    "leaky": LeakyBucket,
+}
+_TRIVIAL = "return 1"
+_probes = count()
+
+
+def _fresh(prefix: str) -> str:
+    return f"probe:{prefix}:{next(_probes)}"
+
+
+def floor_cases(client: redis.Redis, aclient: redis.asyncio.Redis) -> list[Case]:
+    """PING and ``EVALSHA`` of ``return 1``, on the clients the cases use."""
+    sha = str(client.script_load(_TRIVIAL))
+    # redis-py types the asyncio client's commands as sync-or-async.
+    async_ping: Any = aclient.ping
+    async_evalsha: Any = partial(aclient.evalsha, sha, 0)
+    return [
+        Case("floor.sync.ping", "redis-py PING", "floor", op=client.ping),
+        Case(
+            "floor.sync.evalsha",
+            "redis-py EVALSHA 'return 1'",
+            "floor",
+            op=partial(client.evalsha, sha, 0),
+        ),
+        Case(
+            "floor.async.ping",
+            "redis-py async PING",
+            "floor",
+            "async",
+            aop=async_ping,
+        ),
+        Case(
+            "floor.async.evalsha",
+            "redis-py async EVALSHA 'return 1'",
+            "floor",
+            "async",
+            aop=async_evalsha,
+        ),
+    ]
+
+
+def _sync(key: str, label: str, limiter: Limiter, redis_backed: bool) -> Case:
+    return Case(
+        key,
+        label,
+        "luathrottle",
+        op=partial(limiter.hit, f"bench:{key}"),
+        probe=lambda: limiter.hit(_fresh(key)),
+        limits=len(limiter.limits),
+        uses_redis=redis_backed,
+    )
+
+
+def _async(key: str, label: str, limiter: AsyncLimiter, redis_backed: bool) -> Case:
+    return Case(
+        key,
+        label,
+        "luathrottle",
+        "async",
+        aop=partial(limiter.hit, f"bench:{key}"),
+        aprobe=lambda: limiter.hit(_fresh(key)),
+        limits=len(limiter.limits),
+        uses_redis=redis_backed,
+    )
+
+
+def luathrottle_cases(
+    client: redis.Redis, aclient: redis.asyncio.Redis
+) -> Iterator[Case]:
+    """Every algorithm, limit count and backend, sync and async."""
+    memory = MemoryBackend()
+    sync_redis = SyncRedis(client)
+    async_redis = AsyncRedis(aclient)
+    for name, algorithm in ALGORITHMS.items():
+        for size, limits in LIMITS.items():
+            title = f"{algorithm.__name__}, {size} limit{'s' if size > 1 else ''}"
+            tail = f"{name}.{size}"
+            yield _sync(
+                f"lt.sync_redis.{tail}",
+                f"SyncRedis hit: {title}",
+                Limiter(limits, algorithm=algorithm(), backend=sync_redis),
+                True,
+            )
+            yield _async(
+                f"lt.async_redis.{tail}",
+                f"AsyncRedis hit: {title}",
+                AsyncLimiter(limits, algorithm=algorithm(), backend=async_redis),
+                True,
+            )
+            yield _sync(
+                f"lt.memory.{tail}",
+                f"MemoryBackend hit: {title}",
+                Limiter(limits, algorithm=algorithm(), backend=memory),
+                False,
+            )
+            yield _async(
+                f"lt.async_memory.{tail}",
+                f"MemoryBackend async hit: {title}",
+                AsyncLimiter(limits, algorithm=algorithm(), backend=memory),
+                False,
+            )

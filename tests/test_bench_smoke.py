@@ -1,0 +1,128 @@
+"""The benchmark keeps working: ``scripts/bench.py --smoke`` runs against the
+harness's Redis and writes every case with numbers. No thresholds and no
+timing: speed is judged from the benchmark's output, never from tests.
+
+Peers (the ``bench`` extra) are optional: a missing one must be reported as
+skipped, and its cases are then not expected.
+"""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "scripts" / "bench.py"
+#: A database of the harness's server that no other test uses or flushes.
+BENCH_DB = 12
+
+pytestmark = pytest.mark.redis
+
+OWN_CASES = {
+    "floor.sync.ping",
+    "floor.sync.evalsha",
+    "floor.async.ping",
+    "floor.async.evalsha",
+    *(
+        f"lt.{backend}.{algorithm}.{size}"
+        for backend in ("sync_redis", "async_redis", "memory", "async_memory")
+        for algorithm in ("simple", "leaky")
+        for size in (1, 3)
+    ),
+    "django.plain",
+    *(
+        f"lt_django.{backend}.{size}"
+        for backend in ("redis", "cache")
+        for size in (1, 3)
+    ),
+}
+PEER_CASES = {
+    "limits": (
+        ("limits", "redis"),
+        {
+            f"limits.{where}.{name}"
+            for where in ("memory", "redis")
+            for name in ("fixed", "moving", "sliding")
+        },
+    ),
+    "dmr": (
+        ("dmr", "msgspec"),
+        {"dmr.plain", *(f"dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3))},
+    ),
+    "django-ratelimit": (("django_ratelimit",), {"ratelimit.cache.1"}),
+    "drf": (("rest_framework",), {"drf.plain", "drf.cache.1"}),
+}
+E2E_PATHS = {"none/", "memory/1/", "memory/3/", "redis/1/", "redis/3/", "cache/3/"}
+
+
+def bench_url(redis_url: str) -> str:
+    parts = urllib.parse.urlsplit(redis_url)
+    if parts.scheme not in ("redis", "rediss"):
+        pytest.skip(f"the benchmark needs a redis:// URL, got {redis_url}")
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
+
+
+def run_bench(redis_url: str, out: Path, *extra: str) -> dict:
+    completed = subprocess.run(
+        [
+            *(sys.executable, str(BENCH), "--smoke", "--n", "5"),
+            *("--url", bench_url(redis_url), "--out", str(out), *extra),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    for name in ("results.json", "results.md"):
+        assert (out / name).is_file(), name
+    return json.loads((out / "results.json").read_text())
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def expected_cases(notes: list[str]) -> set[str]:
+    expected = set(OWN_CASES)
+    for peer, (modules, keys) in PEER_CASES.items():
+        if all(importlib.util.find_spec(module) for module in modules):
+            expected |= keys
+        else:
+            assert any(note.startswith(f"{peer}: skipped") for note in notes), peer
+    return expected
+
+
+def test_smoke_without_e2e(redis_url, tmp_path):
+    document = run_bench(redis_url, tmp_path, "--skip-e2e")
+    cases = {case["key"]: case for case in document["cases"]}
+    assert set(cases) >= expected_cases(document["meta"]["notes"])
+    for key, case in cases.items():
+        assert is_number(case["us_per_op"]["median"]), key
+        assert is_number(case["ratio_to_floor"]), key
+        assert all(is_number(value) for value in case["us_per_op"]["rounds"]), key
+    for key in ("floor.sync.ping", "lt.sync_redis.simple.3", "lt_django.redis.3"):
+        redis_figures = cases[key]["redis"]
+        assert is_number(redis_figures["commands_per_op"]), key
+        assert is_number(redis_figures["round_trips_per_op"]), key
+    assert is_number(cases["lt.sync_redis.simple.1"]["redis"]["lua_us_per_call"])
+    assert len(document["targets"]) == 7
+    assert document["e2e"] == []
+
+
+def test_smoke_e2e(redis_url, tmp_path):
+    document = run_bench(redis_url, tmp_path, "--e2e-seconds", "0.5")
+    paths = {result["path"]: result for result in document["e2e"]}
+    assert set(paths) == E2E_PATHS
+    for path, result in paths.items():
+        assert result["requests"] > 0, path
+        assert result["errors"] == 0, path
+        assert is_number(result["rps"]["median"]), path
+        assert is_number(result["p99_ms"]), path
+    assert document["meta"]["e2e"]["loader"]
