@@ -7,6 +7,7 @@ state key, so keys stay short and hold no personal data.
 """
 
 import abc
+import functools
 import hashlib
 import ipaddress
 import re
@@ -248,8 +249,20 @@ def _remote_addr(request: Any) -> str | None:
     value = request.META.get("REMOTE_ADDR")
     if not isinstance(value, str) or not value.strip():
         return None
-    address = _parse(value.strip())
-    return value if address is None else address.compressed
+    text = value.strip()
+    # Parsing an address costs more than the rest of a throttle's key, and a
+    # site sees the same addresses again and again: remember short ones.
+    normalize = _cached_normalize if len(text) <= _CACHED_LENGTH else _normalize
+    return normalize(text) or value
+
+
+def _normalize(text: str) -> str | None:
+    address = _parse(text)
+    return None if address is None else address.compressed
+
+
+_CACHED_LENGTH = 64
+_cached_normalize = functools.lru_cache(maxsize=4096)(_normalize)
 
 
 def _parse(text: str) -> Address | None:
