@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 2
+-- version: 3
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first
 -- admitted hit and admits at most max_requests units of cost until it ends.
@@ -12,12 +12,12 @@
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
 --
--- State of a limit: the window's end in milliseconds followed by the count,
--- zero-padded to as many digits as max_requests has ("1764300000000004"
--- is 4 hits of a limit below 10 in a window ending at 1764300000000 ms),
--- expiring when the window ends. Up to 999999 requests this is a number of
--- at most 19 digits, which Redis keeps as a 64-bit integer: 8 bytes instead
--- of a string.
+-- State of a limit: the window's end, in milliseconds since EPOCH_MS,
+-- followed by the count zero-padded to as many digits as max_requests has
+-- ("960000000003": 3 hits of a limit below 10, in a window ending 96e9 ms
+-- after EPOCH_MS), expiring when the window ends. Until 2055 and up to
+-- 9999999 requests per window this is a number of at most 19 digits, which
+-- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -41,6 +41,9 @@ local function ceil_div(a, b)
   return -floor_div(-a, b)
 end
 
+-- Counting from here rather than from 1970 saves two digits per state.
+local EPOCH_MS = 1700000000000
+
 local consume = ARGV[1] == 'hit'
 local cost = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
@@ -57,7 +60,7 @@ for i = 1, #KEYS do
   local count, window_end = 0, nil
   local state = redis.call('GET', KEYS[i])
   if state then
-    local stored_end = tonumber(string.sub(state, 1, -width - 1)) * 1000
+    local stored_end = (tonumber(string.sub(state, 1, -width - 1)) + EPOCH_MS) * 1000
     if stored_end > now then
       window_end = stored_end
       count = tonumber(string.sub(state, -width))
@@ -85,7 +88,7 @@ for i = 1, #KEYS do
     end
     local width = string.len(ARGV[2 + 2 * i])
     redis.call('SET', KEYS[i],
-      string.format('%d%0' .. width .. 'd', window_end / 1000, count),
+      string.format('%d%0' .. width .. 'd', window_end / 1000 - EPOCH_MS, count),
       'PX', ceil_div(window_end - now, 1000))
   end
   local reset_after, retry_after = 0, 0

@@ -243,7 +243,7 @@ HOSTILE_IDENTITIES = [
     "e\u0301",
     "\u00e9",
     "\r\nSet-Cookie: x",
-    "lt:fw2:{a}:b:1/60",
+    "lt:fw3:{a}:b:1/60",
 ]
 
 

@@ -1,6 +1,6 @@
 """State keys: namespaced, hashed, and one hash tag per identity.
 
-A key looks like ``lt:fw2:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
+A key looks like ``lt:fw3:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
 - the prefix, then the script's key tag (the initials of its name, and its
   version), so a new state layout never reads keys an older one wrote;
