@@ -31,20 +31,16 @@ class Script:
         version: the header's version; part of every key the script writes.
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
+        key_tag: the script in its keys: the initials of its name and its
+            version, ``fw3`` for ``fixed_window`` version 3; short, since
+            every key of every identity carries it.
     """
 
     name: str
     version: int
     source: str = field(repr=False)
     sha: str
-
-    @property
-    def key_tag(self) -> str:
-        """The script in its keys: the initials of its name and its version,
-        ``fw2`` for ``fixed_window`` version 2; short, since every key of
-        every identity carries it."""
-        initials = "".join(word[0] for word in self.name.split("_") if word)
-        return f"{initials}{self.version}"
+    key_tag: str
 
     @classmethod
     def from_source(cls, source: str, *, filename: str) -> "Script":
@@ -60,7 +56,14 @@ class Script:
         if f"{name}.lua" != filename:
             raise ValueError(f"{filename} names itself {name!r} in its header")
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-        return cls(name=name, version=version, source=source, sha=sha)
+        initials = "".join(word[0] for word in name.split("_") if word)
+        return cls(
+            name=name,
+            version=version,
+            source=source,
+            sha=sha,
+            key_tag=f"{initials}{version}",
+        )
 
 
 def _lua_directory() -> Path:

@@ -287,16 +287,16 @@ class _Batch:
         self.throttle = first.throttle
         self.calls = [first]
 
-    def accepts(self, call: ThrottleCall) -> bool:
-        other = call.throttle
+    @staticmethod
+    def key(call: ThrottleCall) -> tuple[object, ...]:
+        """Calls with equal keys go in one batch."""
+        throttle = call.throttle
+        tag = hash_tag(call.key) if throttle.backend.single_slot_calls else ""
         return (
-            _backend_identity(other.backend) == _backend_identity(self.throttle.backend)
-            and other.algorithm == self.throttle.algorithm
-            and other.clock is self.throttle.clock
-            and (
-                not self.throttle.backend.single_slot_calls
-                or hash_tag(call.key) == hash_tag(self.calls[0].key)
-            )
+            _backend_identity(throttle.backend),
+            throttle.algorithm,
+            id(throttle.clock),
+            tag,
         )
 
     def script_call(self) -> ScriptCall:
@@ -347,16 +347,16 @@ def _backend_identity(backend: object) -> object:
 def _batches(
     kind: type["BaseThrottle[Any]"], calls: Iterable[ThrottleCall]
 ) -> list[_Batch]:
-    batches: list[_Batch] = []
+    batches: dict[tuple[object, ...], _Batch] = {}
     for call in calls:
         if not isinstance(call.throttle, kind):
             raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
-        batch = next((item for item in batches if item.accepts(call)), None)
-        if batch is None:
-            batches.append(_Batch(call))
+        key = _Batch.key(call)
+        if key in batches:
+            batches[key].calls.append(call)
         else:
-            batch.calls.append(call)
-    return batches
+            batches[key] = _Batch(call)
+    return list(batches.values())
 
 
 def _by_backend(batches: Iterable[_Batch]) -> list[list[_Batch]]:
@@ -471,16 +471,14 @@ def headers_for(outcomes: Iterable[ThrottleOutcome]) -> dict[str, str]:
     Equal providers of several throttles make one set of headers, so
     ``RateLimitIETFDraft`` lists every throttle that uses it.
     """
-    groups: list[tuple[BaseResponseHeadersProvider, list[LimitDecision]]] = []
+    # Providers compare by value, so equal ones of several throttles meet
+    # in one entry; dicts keep the order they were first seen in.
+    groups: dict[BaseResponseHeadersProvider, list[LimitDecision]] = {}
     for outcome in outcomes:
         for provider in outcome.throttle.response_headers:
-            group = next((item for item in groups if item[0] == provider), None)
-            if group is None:
-                groups.append((provider, [outcome.decision]))
-            else:
-                group[1].append(outcome.decision)
+            groups.setdefault(provider, []).append(outcome.decision)
     headers: dict[str, str] = {}
-    for provider, decisions in groups:
+    for provider, decisions in groups.items():
         headers.update(provider.provide_headers(decisions))
     return headers
 
