@@ -326,6 +326,8 @@ def run():
         ([SyncThrottle(1, 60)], [E001]),
         ({"throttle": []}, [E001]),
         ({"allow_unsafe_cache": "no"}, [E001]),
+        ({"on_failure": "ignore"}, [E001]),
+        ({"on_failure": "deny"}, []),
     ],
     ids=[
         "empty",
@@ -341,6 +343,8 @@ def run():
         "not-a-dict",
         "unknown-key",
         "bad-policy",
+        "bad-failure-policy",
+        "failure-policy",
     ],
 )
 def test_system_check(value, expected):

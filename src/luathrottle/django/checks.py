@@ -19,8 +19,9 @@ __all__ = ["E001", "E002", "E003", "E004", "E005", "W001", "check_settings"]
 E001 = Error(
     "LUATHROTTLE is malformed.",
     hint=(
-        "LUATHROTTLE is a dict with the keys 'throttling' (a list) and "
-        "'allow_unsafe_cache' (True, False or None)."
+        "LUATHROTTLE is a dict with the keys 'throttling' (a list), "
+        "'allow_unsafe_cache' (True, False or None) and 'on_failure' "
+        "('allow', 'deny' or 'raise')."
     ),
     id="luathrottle.E001",
 )
