@@ -175,16 +175,15 @@ def _curl(step: Any) -> str:
 
 
 def _print_response(step: Any, response: Any, out: TextIO) -> None:
-    """The response as the seed shows it: with ``-D -`` the status line and
-    headers, rate-limit ones first; then the body, when it is an error's."""
+    """The response as curl shows it in the seed: with ``-D -`` the status
+    line and headers, rate-limit ones first; then the body."""
     if step.show_headers:
         print(f"HTTP/1.1 {response.status_code} {response.reason_phrase}", file=out)
         headers = list(response.headers.items())
         headers.sort(key=lambda item: item[0].lower() not in _RATE_LIMIT_HEADERS)
         for name, value in headers:
             print(f"{name}: {value}", file=out)
-    if response.status_code >= 400:
-        print(response.content.decode("utf-8", "replace"), file=out)
+    print(response.content.decode("utf-8", "replace"), file=out)
 
 
 def _demo_seed(args: argparse.Namespace, out: TextIO) -> int:
@@ -254,7 +253,7 @@ def _parser() -> argparse.ArgumentParser:
         "project's views, in-process with Django's test client and caches in "
         "memory (no Redis, no server), printed as the seed prints them: "
         "the curl command, then with -D - the status line and headers, and "
-        "the body of error responses; needs Django",
+        "the body; needs Django",
     )
     demo.add_argument(
         "--project",
