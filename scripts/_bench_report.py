@@ -19,7 +19,7 @@ FLOORS = {"sync": "floor.sync.ping", "async": "floor.async.ping"}
 
 @dataclass
 class Target:
-    """One of issue #6's targets: a ratio or figure measured in this run."""
+    """One of the performance targets: a ratio or figure measured in this run."""
 
     name: str
     measured: float | None
@@ -88,7 +88,7 @@ def _round_trips(cases: dict[str, CaseResult], e2e: dict[str, E2EResult]) -> Tar
 def evaluate_targets(
     results: list[CaseResult], e2e_results: list[E2EResult]
 ) -> list[Target]:
-    """Every target of issue #6, measured in this run."""
+    """Every performance target, measured in this run."""
     cases = {case.key: case for case in results}
     e2e = {result.path: result for result in e2e_results}
     ours_on_redis = [
@@ -263,7 +263,7 @@ def markdown(
         f"{meta['rounds']} rounds; load average {machine['load_before']} "
         f"before, {machine['load_after']} after.",
         "",
-        "## Targets (issue #6), ratios within this run",
+        "## Targets, ratios within this run",
         "",
         "| target | measured | limit | verdict | detail |",
         "|---|---|---|---|---|",

@@ -1,4 +1,4 @@
-"""luathrottle's benchmark (issue #6): the floor, luathrottle, its peers and
+"""luathrottle's benchmark: the floor, luathrottle, its peers and
 a real ASGI server, in one process and session, on one loopback Redis.
 
 Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
