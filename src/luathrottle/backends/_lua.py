@@ -34,7 +34,8 @@ end
 
 redis = {}
 function redis.call(name, ...)
-  local command = commands[string.upper(name)]
+  -- Scripts name commands in capitals; only others pay for upper().
+  local command = commands[name] or commands[string.upper(name)]
   if command == nil then
     error('ERR unknown command ' .. tostring(name) .. ' in the ' .. BACKEND ..
       ' backend')
@@ -43,7 +44,7 @@ function redis.call(name, ...)
 end
 
 local function px_ms(option, ttl)
-  if string.upper(option) ~= 'PX' or tonumber(ttl) == nil then
+  if (option ~= 'PX' and string.upper(option) ~= 'PX') or tonumber(ttl) == nil then
     error('ERR ' .. BACKEND .. ' backend supports only SET key value [PX ms]')
   end
   return tonumber(ttl)
