@@ -17,16 +17,12 @@ from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.keys import check_prefix, state_keys
 from luathrottle.rates import LimitSpec, parse_limits
 
-__all__ = ["AsyncLimiter", "Limiter", "default_memory_backend"]
+__all__ = ["AsyncLimiter", "Limiter"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 
+#: The process-wide store of limiters given no backend.
 _DEFAULT_MEMORY = MemoryBackend()
-
-
-def default_memory_backend() -> MemoryBackend:
-    """The process-wide ``MemoryBackend`` that limiters use by default."""
-    return _DEFAULT_MEMORY
 
 
 class _Call:
