@@ -9,6 +9,7 @@ from luathrottle import (
     AsyncLimiter,
     BackendError,
     LeakyBucket,
+    Limit,
     Limiter,
     Rate,
     SimpleRate,
@@ -259,3 +260,21 @@ def test_a_dead_server_is_a_backend_error():
     with pytest.raises(BackendError) as caught:
         limiter.hit("k")
     assert isinstance(caught.value.__cause__, redis.ConnectionError)
+
+
+def test_copies_and_replacements_leave_each_other_alone(sync_backend, clock):
+    """A backend keeps nothing per algorithm or limiter: preparing another
+    algorithm, copying a limiter or replacing it changes no other one."""
+    import copy
+
+    original = Limiter(2, 60, backend=sync_backend, clock=clock)
+    sync_backend.initialize_algorithm(SimpleRate())
+    copied = copy.copy(original)
+    replacement = Limiter(
+        5, 60, algorithm=LeakyBucket(), backend=sync_backend, clock=clock
+    )
+    sync_backend.initialize_algorithm(LeakyBucket())
+    assert original.hit("k").remaining == 1
+    assert replacement.hit("k").remaining == 4  # its own script, its own keys
+    assert copied.hit("k").remaining == 0  # a copy is the same limiter
+    assert (original.limits, original.algorithm) == ((Limit(2, 60),), SimpleRate())
