@@ -1,8 +1,9 @@
-"""Sentinel-managed primaries and Unix-socket URLs, on real servers."""
+"""Sentinel-managed primaries, Unix-socket and TLS URLs, on real servers."""
 
 import io
 import os
 import shutil
+import subprocess
 
 import pytest
 import redis
@@ -13,7 +14,7 @@ from luathrottle import AsyncLimiter, Limiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.cli import main
 from luathrottle.scripts import all_scripts
-from servers import RedisSentinel, RedisServer
+from servers import RedisSentinel, RedisServer, free_port
 
 
 @pytest.fixture
@@ -80,3 +81,44 @@ def test_unix_socket_urls(server):
     limiter = Limiter(1, 60, backend=SyncRedis(client))
     assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
     client.close()
+
+
+@pytest.fixture
+def tls_url(redis_url, tmp_path):
+    """A rediss:// URL of a TLS-only port on a server of its own."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        if os.environ.get("CI"):
+            pytest.fail("openssl is missing; CI needs it for the TLS test")
+        pytest.skip("openssl is missing")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    tls_port = free_port()
+    server = RedisServer(
+        shutil.which("redis-server"),
+        str(tmp_path),
+        *("--tls-port", str(tls_port), "--tls-cert-file", str(cert)),
+        *("--tls-key-file", str(key), "--tls-ca-cert-file", str(cert)),
+        *("--tls-auth-clients", "no"),
+    )
+    server.start()
+    yield f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={cert}&ssl_cert_reqs=required"
+    server.stop()
+
+
+def test_rediss_urls(tls_url):
+    status, output = cli("scripts", "load", "--url", tls_url)
+    assert status == 0
+    assert output.count("\tloaded\t") == len(all_scripts())
+    limiter = Limiter(1, 60, backend=SyncRedis.from_url(tls_url))
+    assert [limiter.hit("k").allowed for _ in range(2)] == [True, False]
+    limiter.backend.client.close()
