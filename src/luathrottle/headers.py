@@ -49,7 +49,9 @@ class BaseResponseHeadersProvider(abc.ABC):
         )
 
     def __eq__(self, other: object) -> bool:
-        return type(self) is type(other) and vars(self) == vars(other)
+        return self is other or (
+            type(self) is type(other) and vars(self) == vars(other)
+        )
 
     def __hash__(self) -> int:
         return hash(type(self))

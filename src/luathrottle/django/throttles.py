@@ -13,8 +13,7 @@ request one identity denies may still count against another's.
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -65,8 +64,7 @@ def _default_async_backend() -> AsyncDjangoCache:
     return AsyncDjangoCache()
 
 
-@dataclass(frozen=True, slots=True)
-class ThrottleCall:
+class ThrottleCall(NamedTuple):
     """One throttle's part of a stage: the state key it counts on.
 
     Attributes:
@@ -78,8 +76,7 @@ class ThrottleCall:
     key: str
 
 
-@dataclass(frozen=True, slots=True)
-class ThrottleOutcome:
+class ThrottleOutcome(NamedTuple):
     """How one throttle judged one request.
 
     Attributes:
@@ -108,11 +105,15 @@ def _check_scope(scope: object) -> str | None:
     return scope
 
 
+#: One pair for every throttle, so that their headers group at once.
+_DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
+
+
 def _check_headers(
     response_headers: Iterable[BaseResponseHeadersProvider] | None,
 ) -> tuple[BaseResponseHeadersProvider, ...]:
     if response_headers is None:
-        return (XRateLimit(), RetryAfter())
+        return _DEFAULT_HEADERS
     if not isinstance(response_headers, Iterable):
         raise TypeError(
             "response_headers must be a list of header providers such as "
@@ -126,6 +127,16 @@ def _check_headers(
                 f"such as XRateLimit(), got {provider!r}"
             )
     return providers
+
+
+def _state_key(script: Script, limit: Limit, scope: str, identity: str) -> str:
+    return state_keys(KEY_PREFIX, script, scope, identity, (limit,))[0]
+
+
+# A site sees the same identities again and again; long ones, which only
+# hostile clients send, are not remembered, so the cache stays small.
+_CACHED_IDENTITY = 256
+_cached_state_key = functools.lru_cache(maxsize=4096)(_state_key)
 
 
 class BaseThrottle(Generic[_BackendT]):
@@ -199,6 +210,12 @@ class BaseThrottle(Generic[_BackendT]):
             )
         self.clock = clock
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
+        # Throttles with equal batch identities can share one script call.
+        self.batch_identity = (
+            _backend_identity(self.backend),
+            self.algorithm,
+            id(clock),
+        )
 
     def call(self, request: Any, view_scope: str) -> ThrottleCall | None:
         """The state key ``request`` counts on, or None to skip this throttle.
@@ -220,8 +237,13 @@ class BaseThrottle(Generic[_BackendT]):
                 "keys must return a str or None"
             )
         scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
-        keys = state_keys(KEY_PREFIX, self.script, scope, identity, (self.limit,))
-        return ThrottleCall(self, keys[0])
+        if len(identity) > _CACHED_IDENTITY:
+            return ThrottleCall(
+                self, _state_key(self.script, self.limit, scope, identity)
+            )
+        return ThrottleCall(
+            self, _cached_state_key(self.script, self.limit, scope, identity)
+        )
 
     def check_backend(self) -> None:
         """Check that the backend's Django cache exists, if it uses one.
@@ -292,12 +314,7 @@ class _Batch:
         """Calls with equal keys go in one batch."""
         throttle = call.throttle
         tag = hash_tag(call.key) if throttle.backend.single_slot_calls else ""
-        return (
-            _backend_identity(throttle.backend),
-            throttle.algorithm,
-            id(throttle.clock),
-            tag,
-        )
+        return (throttle.batch_identity, tag)
 
     def script_call(self) -> ScriptCall:
         clock = self.throttle.clock
@@ -364,7 +381,7 @@ def _by_backend(batches: Iterable[_Batch]) -> list[list[_Batch]]:
     on Redis), though each batch stays its own atomic script call."""
     groups: dict[object, list[_Batch]] = {}
     for batch in batches:
-        groups.setdefault(_backend_identity(batch.throttle.backend), []).append(batch)
+        groups.setdefault(batch.throttle.batch_identity[0], []).append(batch)
     return list(groups.values())
 
 
