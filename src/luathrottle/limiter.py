@@ -5,7 +5,7 @@ packs and decodes calls without I/O; each method of a twin is one backend
 call between the two.
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -28,7 +28,7 @@ _DEFAULT_MEMORY = MemoryBackend()
 class _Call:
     __slots__ = ("args", "keys")
 
-    def __init__(self, keys: list[str], args: list[str]) -> None:
+    def __init__(self, keys: list[str], args: Sequence[str]) -> None:
         self.keys = keys
         self.args = args
 
@@ -69,6 +69,12 @@ class _BaseLimiter(Generic[_BackendT]):
             )
         self.clock = clock
         self.on_failure = check_on_failure(on_failure)
+        # A hit of cost 1 on the server's clock, the usual call, always
+        # packs to the same arguments.
+        self._usual_args: dict[Mode, tuple[str, ...]] = {
+            "hit": tuple(self.algorithm.pack_args("hit", 1, None, self.limits)),
+            "peek": tuple(self.algorithm.pack_args("peek", 1, None, self.limits)),
+        }
 
     def _call(self, key: str, mode: Mode, cost: int = 1) -> _Call:
         if not isinstance(key, str):
@@ -79,11 +85,11 @@ class _BaseLimiter(Generic[_BackendT]):
             raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
+        keys = state_keys(self.prefix, self.script, "", key, self.limits)
+        if cost == 1 and self.clock is None:
+            return _Call(keys, self._usual_args[mode])
         now_us = None if self.clock is None else round(self.clock() * 1_000_000)
-        return _Call(
-            state_keys(self.prefix, self.script, "", key, self.limits),
-            self.algorithm.pack_args(mode, cost, now_us, self.limits),
-        )
+        return _Call(keys, self.algorithm.pack_args(mode, cost, now_us, self.limits))
 
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys

@@ -51,10 +51,12 @@ local function px_ms(option, ttl)
 end
 
 local function call_script(script, nkeys, ...)
-  local keys, args = {}, {}
-  for i = 1, select('#', ...) do
-    local value = select(i, ...)
-    if i <= nkeys then keys[i] = value else args[i - nkeys] = value end
+  local all, keys, args = {...}, {}, {}
+  for i = 1, nkeys do
+    keys[i] = all[i]
+  end
+  for i = nkeys + 1, #all do
+    args[i - nkeys] = all[i]
   end
   return script(keys, args)
 end
