@@ -13,7 +13,7 @@ node lacks it.
 """
 
 from collections.abc import Awaitable, Sequence
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -93,7 +93,59 @@ def _merge(
     return replies
 
 
-class SyncRedis(SyncBackend):
+_ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
+
+
+class _RedisBackend(Generic[_ClientT]):
+    """What both twins share: the client, its checks and the breaker."""
+
+    _plain: ClassVar[type[Any]]
+    _cluster: ClassVar[type[Any]]
+
+    def __init__(
+        self,
+        client: _ClientT,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> None:
+        if not isinstance(client, self._plain | self._cluster):
+            raise TypeError(
+                f"client must be a {_qualified(self._plain)} or "
+                f"{_qualified(self._cluster)}, got {type(client).__name__}"
+            )
+        self.client = client
+        self.single_slot_calls = isinstance(client, self._cluster)
+        self.breaker = _breaker_for(self.single_slot_calls, breaker)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        timeout: float = 0.5,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+    ) -> Self:
+        """A backend on a new client for ``url``, with bounded timeouts.
+
+        Args:
+            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+            timeout: seconds to connect, and to wait for each reply.
+            breaker: as for the constructor.
+        """
+        client = cls._plain.from_url(
+            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
+        )
+        return cls(client, breaker=breaker)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.client!r})"
+
+
+def _qualified(cls: type[Any]) -> str:
+    return f"{cls.__module__.replace('.client', '')}.{cls.__name__}"
+
+
+class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
     """Runs the scripts on a Redis-compatible server through redis-py.
 
     Atomic across processes and machines: every decision is one script call.
@@ -110,40 +162,8 @@ class SyncRedis(SyncBackend):
             to the new primary on its own.
     """
 
-    def __init__(
-        self,
-        client: SyncClient,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-    ) -> None:
-        if not isinstance(client, redis.Redis | redis.cluster.RedisCluster):
-            raise TypeError(
-                "client must be a redis.Redis or redis.cluster.RedisCluster, "
-                f"got {type(client).__name__}"
-            )
-        self.client = client
-        self.single_slot_calls = isinstance(client, redis.cluster.RedisCluster)
-        self.breaker = _breaker_for(self.single_slot_calls, breaker)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout: float = 0.5,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-    ) -> "SyncRedis":
-        """A backend on a new client for ``url``, with bounded timeouts.
-
-        Args:
-            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
-            timeout: seconds to connect, and to wait for each reply.
-            breaker: as for the constructor.
-        """
-        client = redis.Redis.from_url(
-            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
-        )
-        return cls(client, breaker=breaker)
+    _plain = redis.Redis
+    _cluster = redis.cluster.RedisCluster
 
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -178,7 +198,7 @@ class SyncRedis(SyncBackend):
             return []
         pipe = self.client.pipeline(transaction=False)
         _queue(pipe, calls, by_source=by_source)
-        return pipe.execute(raise_on_error=False)
+        return cast(list[Any], pipe.execute(raise_on_error=False))
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
@@ -194,11 +214,8 @@ class SyncRedis(SyncBackend):
         except RedisError as exc:
             raise BackendError(f"SCRIPT LOAD: {exc}") from exc
 
-    def __repr__(self) -> str:
-        return f"SyncRedis({self.client!r})"
 
-
-class AsyncRedis(AsyncBackend):
+class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     """Runs the scripts on a Redis-compatible server through redis-py's
     asyncio client.
 
@@ -209,37 +226,8 @@ class AsyncRedis(AsyncBackend):
         breaker: as for ``SyncRedis``.
     """
 
-    def __init__(
-        self,
-        client: AsyncClient,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-    ) -> None:
-        if not isinstance(
-            client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-        ):
-            raise TypeError(
-                "client must be a redis.asyncio.Redis or "
-                f"redis.asyncio.cluster.RedisCluster, got {type(client).__name__}"
-            )
-        self.client = client
-        self.single_slot_calls = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self.breaker = _breaker_for(self.single_slot_calls, breaker)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout: float = 0.5,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-    ) -> "AsyncRedis":
-        """A backend on a new asyncio client for ``url``, with bounded
-        timeouts; see ``SyncRedis.from_url``."""
-        client = redis.asyncio.Redis.from_url(
-            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
-        )
-        return cls(client, breaker=breaker)
+    _plain = redis.asyncio.Redis
+    _cluster = redis.asyncio.cluster.RedisCluster
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -276,7 +264,7 @@ class AsyncRedis(AsyncBackend):
             return []
         pipe = self.client.pipeline(transaction=False)
         _queue(pipe, calls, by_source=by_source)
-        return await pipe.execute(raise_on_error=False)
+        return cast(list[Any], await pipe.execute(raise_on_error=False))
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
@@ -291,6 +279,3 @@ class AsyncRedis(AsyncBackend):
             await self.client.script_load(algorithm.script.source)
         except RedisError as exc:
             raise BackendError(f"SCRIPT LOAD: {exc}") from exc
-
-    def __repr__(self) -> str:
-        return f"AsyncRedis({self.client!r})"
