@@ -7,6 +7,7 @@ started again at will, and keeps its files in a directory of its own.
 import os
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 
@@ -90,3 +91,35 @@ def wait_until(condition: Callable[[], object], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+class Traffic:
+    """Threads that call ``call(index)`` over and over until the block ends,
+    keeping what each call returns in ``results`` and raises in ``errors``."""
+
+    def __init__(self, call: Callable[[int], object], threads: int = 3) -> None:
+        self.results: list[object] = []
+        self.errors: list[BaseException] = []
+        self._call = call
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(index,))
+            for index in range(threads)
+        ]
+
+    def _run(self, index: int) -> None:
+        while not self._stop.is_set():
+            try:
+                self.results.append(self._call(index))
+            except Exception as exc:
+                self.errors.append(exc)
+
+    def __enter__(self) -> "Traffic":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)

@@ -2,7 +2,6 @@
 and a real redis-server stopped under traffic."""
 
 import shutil
-import threading
 
 import pytest
 from django.http import HttpResponse
@@ -13,7 +12,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from luathrottle.django.signals import request_throttled, store_failed
 from luathrottle.failures import STORE_UNAVAILABLE, CircuitBreaker
-from servers import RedisServer, free_port, wait_until
+from servers import RedisServer, Traffic, free_port, wait_until
 
 UNAVAILABLE = b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
 
@@ -124,33 +123,21 @@ def test_redis_stopped_under_traffic_answers_no_500(
     breaker = CircuitBreaker(failures=2, cool_off=3600)
     backend = SyncRedis.from_url(server.url, timeout=0.5, breaker=breaker)
     view = view_with(SyncThrottle(10_000, 3600, backend=backend, on_failure=on_failure))
-    statuses, errors = [], []
-    stop = threading.Event()
 
-    def traffic(address):
-        while not stop.is_set():
-            try:
-                statuses.append(view(rf.get("/", REMOTE_ADDR=address)).status_code)
-            except Exception as exc:
-                errors.append(exc)
+    def request(index):
+        return view(rf.get("/", REMOTE_ADDR=f"192.0.2.{index}")).status_code
 
-    threads = [
-        threading.Thread(target=traffic, args=(f"192.0.2.{n}",)) for n in range(3)
-    ]
-    for thread in threads:
-        thread.start()
     try:
-        wait_until(lambda: len(statuses) > 30)
-        server.stop()
-        wait_until(lambda: breaker.state == "open")
-        down = len(statuses)
-        wait_until(lambda: len(statuses) > down + 30)
+        with Traffic(request) as traffic:
+            statuses = traffic.results
+            wait_until(lambda: len(statuses) > 30)
+            server.stop()
+            wait_until(lambda: breaker.state == "open")
+            down = len(statuses)
+            wait_until(lambda: len(statuses) > down + 30)
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
         server.stop()
-    assert errors == []
+    assert traffic.errors == []
     assert set(statuses[:down]) <= {200, while_down}
     assert statuses[0] == 200
     assert set(statuses[down:]) == {while_down}

@@ -16,7 +16,7 @@ from luathrottle.failures import (
     CircuitBreaker,
     CircuitOpenError,
 )
-from servers import RedisServer, free_port, wait_until
+from servers import RedisServer, Traffic, free_port, wait_until
 from tcp_proxy import TcpProxy
 
 
@@ -164,20 +164,8 @@ def test_redis_killed_mid_traffic_then_restarted(server):
     breaker = CircuitBreaker(failures=3, cool_off=10, clock=ticks)
     backend = SyncRedis.from_url(server.url, timeout=0.5, breaker=breaker)
     limiter = Limiter(1000, 3600, backend=backend, on_failure="allow")
-    reasons, errors = [], []
-    stop = threading.Event()
-
-    def traffic():
-        while not stop.is_set():
-            try:
-                reasons.append(limiter.hit("k").reason)
-            except Exception as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=traffic) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    try:
+    with Traffic(lambda _: limiter.hit("k").reason) as traffic:
+        reasons = traffic.results
         wait_until(lambda: len(reasons) > 20)
         server.stop()
         wait_until(lambda: breaker.state == "open")
@@ -186,11 +174,7 @@ def test_redis_killed_mid_traffic_then_restarted(server):
         wait_until(lambda: breaker.state == "closed")
         recovered = len(reasons)
         wait_until(lambda: len(reasons) > recovered + 20)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-    assert errors == []
+    assert traffic.errors == []
     assert STORE_UNAVAILABLE in reasons
     assert set(reasons[recovered + 5 :]) == {None}
 
