@@ -26,83 +26,84 @@
 --   reset_after_us  time until the whole quota is back (0 when unused)
 --   retry_after_us  time until this hit would fit (0 when it fits now)
 
-local function floor_div(a, b)
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then
-    return q - 1
-  elseif r >= b then
-    return q + 1
-  end
-  return q
-end
-
-local function ceil_div(a, b)
-  return -floor_div(-a, b)
-end
-
 -- Counting from here rather than from 1970 saves two digits per state.
 local EPOCH_MS = 1700000000000
+-- Integers below 2^53 are exact as Lua numbers. A state below it is split
+-- into end and count, and written, by arithmetic rather than by cutting and
+-- joining strings; math.floor and math.ceil divide such integers exactly.
+local EXACT = 9007199254740992
 
 local consume = ARGV[1] == 'hit'
-local cost = tonumber(ARGV[2])
+-- Arithmetic reads a numeric string as tonumber does, without a call.
+local cost = ARGV[2] + 0
 local now = tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  now = time[1] * 1000000 + time[2]
 end
 
-local limits, counts, ends, statuses = {}, {}, {}, {}
-local admitted = true
+-- The reply is filled in as the limits are read, and the writes read back
+-- what they need from it, so that no table is built per limit. It starts
+-- with room for one limit, as a table grown one field at a time is
+-- reallocated at every power of two.
+local reply, admitted = {0, 0, 0, 0, 0}, true
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 + 2 * i])
-  local width = string.len(ARGV[2 + 2 * i])
-  local count, window_end = 0, nil
+  local max_requests = ARGV[2 + 2 * i]
+  local limit = max_requests + 0
+  local count, reset_after = 0, 0
   local state = redis.call('GET', KEYS[i])
   if state then
-    local stored_end = (tonumber(string.sub(state, 1, -width - 1)) + EPOCH_MS) * 1000
-    if stored_end > now then
-      window_end = stored_end
-      count = tonumber(string.sub(state, -width))
+    local number, scale = state + 0, 10 ^ #max_requests
+    local window_end, used
+    if number >= 0 and number < EXACT then
+      used = number % scale
+      window_end = ((number - used) / scale + EPOCH_MS) * 1000
+    else
+      window_end = (string.sub(state, 1, -#max_requests - 1) + EPOCH_MS) * 1000
+      used = string.sub(state, -#max_requests) + 0
+    end
+    if window_end > now then
+      count, reset_after = used, window_end - now
     end
   end
-  local status = 1
+  local status, retry_after = 1, 0
   if cost > limit then
-    status = -1
+    status, admitted = -1, false
   elseif count + cost > limit then
-    status = 0
-  end
-  if status ~= 1 then
-    admitted = false
-  end
-  limits[i], counts[i], ends[i], statuses[i] = limit, count, window_end, status
-end
-
-local reply = {}
-for i = 1, #KEYS do
-  local count, window_end = counts[i], ends[i]
-  if consume and admitted then
-    count = count + cost
-    if not window_end then
-      window_end = floor_div(now + tonumber(ARGV[3 + 2 * i]) * 1000000, 1000) * 1000
-    end
-    local width = string.len(ARGV[2 + 2 * i])
-    redis.call('SET', KEYS[i],
-      string.format('%d%0' .. width .. 'd', window_end / 1000 - EPOCH_MS, count),
-      'PX', ceil_div(window_end - now, 1000))
-  end
-  local reset_after, retry_after = 0, 0
-  if window_end then
-    reset_after = window_end - now
-  end
-  if statuses[i] == 0 then
-    retry_after = reset_after
+    status, retry_after, admitted = 0, reset_after, false
   end
   local base = 5 * (i - 1)
-  reply[base + 1] = statuses[i]
-  reply[base + 2] = limits[i]
-  reply[base + 3] = limits[i] - count
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = limit - count
   reply[base + 4] = reset_after
   reply[base + 5] = retry_after
+end
+
+if consume and admitted then
+  for i = 1, #KEYS do
+    local base = 5 * (i - 1)
+    local max_requests = ARGV[2 + 2 * i]
+    local count = reply[base + 2] - reply[base + 3] + cost
+    local reset_after = reply[base + 4]
+    -- Only a live window has time left: otherwise this hit opens one.
+    if reset_after == 0 then
+      local duration_us = ARGV[3 + 2 * i] * 1000000
+      reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
+    end
+    local window = (now + reset_after) / 1000 - EPOCH_MS
+    local scale = 10 ^ #max_requests
+    local state = window * scale + count
+    -- The digits the format below would give, whenever window and count fit
+    -- side by side in one exact number.
+    if window > 0 and count < scale and state < EXACT then
+      state = string.format('%d', state)
+    else
+      state = string.format('%d%0' .. #max_requests .. 'd', window, count)
+    end
+    redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
+    reply[base + 3] = reply[base + 3] - cost
+    reply[base + 4] = reset_after
+  end
 end
 return reply

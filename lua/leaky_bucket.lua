@@ -30,66 +30,55 @@
 --   reset_after_us  time until the bucket is empty
 --   retry_after_us  time until this hit would fit (0 when it fits now)
 
-local function floor_div(a, b)
-  local q = math.floor(a / b)
-  local r = a - q * b
-  if r < 0 then
-    return q - 1
-  elseif r >= b then
-    return q + 1
-  end
-  return q
-end
-
-local function ceil_div(a, b)
-  return -floor_div(-a, b)
-end
-
 local consume = ARGV[1] == 'hit'
-local cost = tonumber(ARGV[2])
+-- Arithmetic reads a numeric string as tonumber does, without a call.
+local cost = ARGV[2] + 0
 local now = tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  now = time[1] * 1000000 + time[2]
 end
 
-local limits, drains, levels, statuses, retries = {}, {}, {}, {}, {}
-local admitted = true
+-- The reply is filled in as the limits are read, and the writes read back
+-- what they need from it, so that no table is built per limit. It starts
+-- with room for one limit, as a table grown one field at a time is
+-- reallocated at every power of two. Divisions round with math.ceil and
+-- math.floor, exact for integers below 2^53.
+local reply, admitted = {0, 0, 0, 0, 0}, true
 for i = 1, #KEYS do
-  local limit = tonumber(ARGV[2 + 2 * i])
-  local drain = ceil_div(tonumber(ARGV[3 + 2 * i]) * 1000000, limit)
-  local level = 0
-  local empty_at = tonumber(redis.call('GET', KEYS[i]))
-  if empty_at then
-    level = math.max(empty_at - now, 0)
+  local limit = ARGV[2 + 2 * i] + 0
+  local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
+  local level = tonumber(redis.call('GET', KEYS[i]))
+  if level and level > now then
+    level = level - now
+  else
+    level = 0
   end
   local status, retry_after = 1, 0
   if cost > limit then
-    status = -1
+    status, admitted = -1, false
   elseif level + cost * drain > limit * drain then
-    status = 0
+    status, admitted = 0, false
     retry_after = level + cost * drain - limit * drain
   end
-  if status ~= 1 then
-    admitted = false
-  end
-  limits[i], drains[i], levels[i] = limit, drain, level
-  statuses[i], retries[i] = status, retry_after
+  local base = 5 * (i - 1)
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = math.floor((limit * drain - level) / drain)
+  reply[base + 4] = level
+  reply[base + 5] = retry_after
 end
 
-local reply = {}
-for i = 1, #KEYS do
-  local limit, drain, level = limits[i], drains[i], levels[i]
-  if consume and admitted then
-    level = level + cost * drain
+if consume and admitted then
+  for i = 1, #KEYS do
+    local base = 5 * (i - 1)
+    local limit = reply[base + 2]
+    local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
+    local level = reply[base + 4] + cost * drain
     redis.call('SET', KEYS[i], string.format('%d', now + level),
-      'PX', ceil_div(level, 1000))
+      'PX', math.ceil(level / 1000))
+    reply[base + 3] = math.floor((limit * drain - level) / drain)
+    reply[base + 4] = level
   end
-  local base = 5 * (i - 1)
-  reply[base + 1] = statuses[i]
-  reply[base + 2] = limit
-  reply[base + 3] = floor_div(limit * drain - level, drain)
-  reply[base + 4] = level
-  reply[base + 5] = retries[i]
 end
 return reply

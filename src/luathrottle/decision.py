@@ -9,7 +9,14 @@ from typing import NamedTuple
 
 from luathrottle.rates import Limit
 
-__all__ = ["COST_EXCEEDS_LIMIT", "LIMIT_EXCEEDED", "Decision", "LimitDecision"]
+__all__ = [
+    "COST_EXCEEDS_LIMIT",
+    "LIMIT_EXCEEDED",
+    "Decision",
+    "LimitDecision",
+    "deciding_limit",
+    "decode_reply",
+]
 
 #: ``Decision.reason`` when a limit is used up for now.
 LIMIT_EXCEEDED = "limit_exceeded"
@@ -80,15 +87,7 @@ class Decision(NamedTuple):
             ValueError: the reply does not have five integers per limit, or
                 has a status no script gives.
         """
-        if len(reply) != _FIELDS_PER_LIMIT * len(limits):
-            raise ValueError(
-                f"script reply has {len(reply)} fields for {len(limits)} limits"
-            )
-        decisions = [
-            _limit_decision(limit, reply, _FIELDS_PER_LIMIT * index)
-            for index, limit in enumerate(limits)
-        ]
-        return cls.combine(decisions)
+        return cls.combine(decode_reply(limits, reply))
 
     @classmethod
     def combine(cls, decisions: Sequence[LimitDecision]) -> "Decision":
@@ -97,12 +96,7 @@ class Decision(NamedTuple):
         Raises:
             ValueError: ``decisions`` is empty.
         """
-        if len(decisions) == 1:
-            main = decisions[0]
-        elif not decisions:
-            raise ValueError("decisions must hold at least one limit decision")
-        else:
-            main = _main(decisions)
+        main = deciding_limit(decisions)
         return cls(
             main.allowed,
             main.limit.max_requests,
@@ -114,13 +108,49 @@ class Decision(NamedTuple):
         )
 
 
-def _main(decisions: Sequence[LimitDecision]) -> LimitDecision:
+def decode_reply(limits: Sequence[Limit], reply: Sequence[int]) -> list[LimitDecision]:
+    """Each limit's decision in a script's reply, without combining them.
+
+    Raises:
+        ValueError: the reply does not have five integers per limit, or has
+            a status no script gives.
+    """
+    if len(reply) != _FIELDS_PER_LIMIT * len(limits):
+        raise ValueError(
+            f"script reply has {len(reply)} fields for {len(limits)} limits"
+        )
+    return [
+        _limit_decision(limit, reply, _FIELDS_PER_LIMIT * index)
+        for index, limit in enumerate(limits)
+    ]
+
+
+def deciding_limit(decisions: Sequence[LimitDecision]) -> LimitDecision:
     """The limit that speaks for all: the denying one with the longest wait,
-    else the one with the fewest units left (and the latest reset)."""
-    denied = [item for item in decisions if not item.allowed]
-    if denied:
-        return max(denied, key=_wait)
-    return min(decisions, key=lambda item: (item.remaining, -item.reset_after))
+    else the one with the fewest units left (and the latest reset).
+
+    Raises:
+        ValueError: ``decisions`` is empty.
+    """
+    if not decisions:
+        raise ValueError("decisions must hold at least one limit decision")
+    # A loop rather than min() and max() with key functions: this runs for
+    # every request and every header provider, mostly over a few limits.
+    main = decisions[0]
+    for item in decisions[1:]:
+        if main.allowed:
+            if (
+                not item.allowed
+                or item.remaining < main.remaining
+                or (
+                    item.remaining == main.remaining
+                    and item.reset_after > main.reset_after
+                )
+            ):
+                main = item
+        elif not item.allowed and _wait(item) > _wait(main):
+            main = item
+    return main
 
 
 def _wait(decision: LimitDecision) -> float:

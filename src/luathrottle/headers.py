@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from luathrottle.decision import Decision, LimitDecision
+from luathrottle.decision import LimitDecision, deciding_limit
 
 __all__ = [
     "BaseResponseHeadersProvider",
@@ -65,9 +65,9 @@ class XRateLimit(BaseResponseHeadersProvider):
         """The three headers, or none when there is no decision."""
         if not decisions:
             return {}
-        main = Decision.combine(decisions)
+        main = deciding_limit(decisions)
         return {
-            "X-RateLimit-Limit": str(main.limit),
+            "X-RateLimit-Limit": str(main.limit.max_requests),
             "X-RateLimit-Remaining": str(main.remaining),
             "X-RateLimit-Reset": _seconds(main.reset_after),
         }
@@ -94,7 +94,7 @@ class RetryAfter(BaseResponseHeadersProvider):
         """``Retry-After`` when denied and a wait can help; else nothing."""
         if not decisions:
             return {}
-        main = Decision.combine(decisions)
+        main = deciding_limit(decisions)
         if main.retry_after is None:
             return {}
         return {"Retry-After": _seconds(main.retry_after)}

@@ -22,7 +22,14 @@ from collections.abc import Sequence
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["check_prefix", "hash_identity", "hash_tag", "state_keys"]
+__all__ = [
+    "check_prefix",
+    "hash_identity",
+    "hash_tag",
+    "identity_digest",
+    "key_frame",
+    "state_keys",
+]
 
 # 9 bytes (72 bits) name an identity: finding another identity with the same
 # digest as a given one takes about 2**72 tries. Scopes are chosen by the
@@ -60,14 +67,41 @@ def _digest(parts: tuple[str, ...], size: int) -> str:
 _cached_digest = functools.lru_cache(maxsize=4096)(_digest)
 
 
+def identity_digest(identity: str) -> str:
+    """``hash_identity(identity)``, the hash tag of every key of ``identity``.
+
+    Every request hashes one, so short ones are remembered by a cache keyed
+    on the string alone, the cheapest key an ``lru_cache`` can have.
+    """
+    if len(identity) <= _CACHED_LENGTH:
+        return _cached_identity_digest(identity)
+    return _digest((identity,), _IDENTITY_BYTES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_identity_digest(identity: str) -> str:
+    return _digest((identity,), _IDENTITY_BYTES)
+
+
+def key_frame(prefix: str, script: Script, scope: str, limit: Limit) -> tuple[str, str]:
+    """What surrounds the identity in the state key of ``limit`` within
+    ``scope``: ``head + identity_digest(identity) + tail`` is that key.
+
+    A limiter or a throttle builds its frames once and then only pays for the
+    identity's digest on each call.
+    """
+    scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
+    head = f"{prefix}:{script.key_tag}:{{"
+    return head, f"}}{scope_part}:{limit.max_requests}/{limit.duration}"
+
+
 def state_keys(
     prefix: str, script: Script, scope: str, identity: str, limits: Sequence[Limit]
 ) -> list[str]:
     """The state key of every limit of ``identity`` within ``scope``."""
-    base = f"{prefix}:{script.key_tag}:{{{hash_identity(identity)}}}"
-    if scope:
-        base = f"{base}:{hash_identity(scope, size=_SCOPE_BYTES)}"
-    return [f"{base}:{limit.max_requests}/{limit.duration}" for limit in limits]
+    digest = identity_digest(identity)
+    frames = (key_frame(prefix, script, scope, limit) for limit in limits)
+    return [head + digest + tail for head, tail in frames]
 
 
 def hash_tag(key: str) -> str:

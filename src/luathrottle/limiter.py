@@ -14,7 +14,7 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
 from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
-from luathrottle.keys import check_prefix, state_keys
+from luathrottle.keys import check_prefix, identity_digest, key_frame
 from luathrottle.rates import LimitSpec, parse_limits
 
 __all__ = ["AsyncLimiter", "Limiter"]
@@ -63,6 +63,9 @@ class _BaseLimiter(Generic[_BackendT]):
                 f"{type(self).__name__}, got {self.backend!r}"
             )
         self.prefix = check_prefix(prefix)
+        self._frames = [
+            key_frame(self.prefix, self.script, "", limit) for limit in self.limits
+        ]
         if clock is not None and not callable(clock):
             raise TypeError(
                 f"clock must be a callable returning seconds, got {clock!r}"
@@ -85,7 +88,8 @@ class _BaseLimiter(Generic[_BackendT]):
             raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
-        keys = state_keys(self.prefix, self.script, "", key, self.limits)
+        digest = identity_digest(key)
+        keys = [head + digest + tail for head, tail in self._frames]
         if cost == 1 and self.clock is None:
             return _Call(keys, self._usual_args[mode])
         now_us = None if self.clock is None else round(self.clock() * 1_000_000)

@@ -51,12 +51,10 @@ local function px_ms(option, ttl)
 end
 
 local function call_script(script, nkeys, ...)
-  local all, keys, args = {...}, {}, {}
-  for i = 1, nkeys do
-    keys[i] = all[i]
-  end
-  for i = nkeys + 1, #all do
-    args[i - nkeys] = all[i]
+  local keys, args = {...}, {}
+  for i = nkeys + 1, #keys do
+    args[i - nkeys] = keys[i]
+    keys[i] = nil
   end
   return script(keys, args)
 end

@@ -3,7 +3,8 @@
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
 keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that
 a script call never crosses back into Python. Keys expire lazily when read,
-and every call also sweeps a few expired keys, as Redis does.
+and every script call also sweeps two keys for each key it names, so expired
+keys never make up more than half of the keyspace.
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
@@ -19,7 +20,7 @@ import lupa.lua51 as lupa
 
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends._lua import EmbeddedLua, LuaError
-from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script
 
@@ -28,7 +29,11 @@ __all__ = ["MemoryBackend"]
 _KEYSPACE = """
 local data, expires = {}, {}
 local cursor = nil
-local SWEEP = 20
+-- A call sweeps this many keys for each key it names. It writes at most one
+-- key per name, so expired keys are found faster than calls can add keys (at
+-- worst half the keyspace is expired), and a call costs the same however
+-- large the keyspace grows.
+local SWEEP_PER_KEY = 2
 
 local function expired(key)
   local at = expires[key]
@@ -39,11 +44,11 @@ local function expired(key)
   return false
 end
 
-local function sweep()
+local function sweep(count)
   if cursor ~= nil and expires[cursor] == nil then
     cursor = nil
   end
-  for _ = 1, SWEEP do
+  for _ = 1, count do
     local key = next(expires, cursor)
     if key == nil then
       cursor = nil
@@ -90,7 +95,7 @@ end
 
 local function run_script(script, clock_us, nkeys, ...)
   clock.now = clock_us
-  sweep()
+  sweep(SWEEP_PER_KEY * nkeys)
   return unpack(call_script(script, nkeys, ...))
 end
 
@@ -162,6 +167,10 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     ) -> list[int]:
         """Run ``script``; it never blocks on I/O, so it never awaits."""
         return self.run_script(script, keys, args)
+
+    async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run several script calls, each atomic on its own, not together."""
+        return self.run_scripts(calls)
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""

@@ -19,12 +19,12 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
-from luathrottle.decision import Decision, LimitDecision
+from luathrottle.decision import LimitDecision, decode_reply
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.exceptions import BackendError
 from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
-from luathrottle.keys import hash_tag, state_keys
+from luathrottle.keys import hash_tag, identity_digest, key_frame
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
@@ -129,16 +129,6 @@ def _check_headers(
     return providers
 
 
-def _state_key(script: Script, limit: Limit, scope: str, identity: str) -> str:
-    return state_keys(KEY_PREFIX, script, scope, identity, (limit,))[0]
-
-
-# A site sees the same identities again and again; long ones, which only
-# hostile clients send, are not remembered, so the cache stays small.
-_CACHED_IDENTITY = 256
-_cached_state_key = functools.lru_cache(maxsize=4096)(_state_key)
-
-
 class BaseThrottle(Generic[_BackendT]):
     """What both twins share: configuration, keys, headers and specs.
 
@@ -210,6 +200,8 @@ class BaseThrottle(Generic[_BackendT]):
             )
         self.clock = clock
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
+        # The state key's frame on each view the throttle counts for.
+        self._frames: dict[str, tuple[str, str]] = {}
         # Throttles with equal batch identities can share one script call.
         self.batch_identity = (
             _backend_identity(self.backend),
@@ -236,14 +228,12 @@ class BaseThrottle(Generic[_BackendT]):
                 f"{self.cache_key!r} returned {type(identity).__name__}; cache "
                 "keys must return a str or None"
             )
-        scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
-        if len(identity) > _CACHED_IDENTITY:
-            return ThrottleCall(
-                self, _state_key(self.script, self.limit, scope, identity)
-            )
-        return ThrottleCall(
-            self, _cached_state_key(self.script, self.limit, scope, identity)
-        )
+        frame = self._frames.get(view_scope)
+        if frame is None:
+            scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
+            frame = key_frame(KEY_PREFIX, self.script, scope, self.limit)
+            self._frames[view_scope] = frame
+        return ThrottleCall(self, frame[0] + identity_digest(identity) + frame[1])
 
     def check_backend(self) -> None:
         """Check that the backend's Django cache exists, if it uses one.
@@ -325,8 +315,7 @@ class _Batch:
 
     def outcomes(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
         limits = [call.throttle.limit for call in self.calls]
-        decision = Decision.from_reply(limits, reply)
-        return self._as_outcomes(decision)
+        return self._as_outcomes(decode_reply(limits, reply))
 
     def fallback(
         self, error: BackendError, on_failure: OnFailure
@@ -342,14 +331,14 @@ class _Batch:
             f"{call.throttle.cache_key.name} {call.key}" for call in self.calls
         )
         decision = guarded_failure(breaker, on_failure, limits, error, names)
-        return self._as_outcomes(decision, error)
+        return self._as_outcomes(decision.limits, error)
 
     def _as_outcomes(
-        self, decision: Decision, error: BackendError | None = None
+        self, decisions: Sequence[LimitDecision], error: BackendError | None = None
     ) -> list[ThrottleOutcome]:
         return [
             ThrottleOutcome(call.throttle, item, call.key, error)
-            for call, item in zip(self.calls, decision.limits, strict=True)
+            for call, item in zip(self.calls, decisions, strict=True)
         ]
 
 
@@ -369,10 +358,11 @@ def _batches(
         if not isinstance(call.throttle, kind):
             raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
         key = _Batch.key(call)
-        if key in batches:
-            batches[key].calls.append(call)
-        else:
+        batch = batches.get(key)
+        if batch is None:
             batches[key] = _Batch(call)
+        else:
+            batch.calls.append(call)
     return list(batches.values())
 
 
@@ -502,8 +492,11 @@ def headers_for(outcomes: Iterable[ThrottleOutcome]) -> dict[str, str]:
 
 def record_outcomes(request: Any, outcomes: Iterable[ThrottleOutcome]) -> None:
     """Keep ``outcomes`` on ``request``, for ``ThrottlingReport``."""
-    recorded: list[ThrottleOutcome] = getattr(request, _OUTCOMES_ATTRIBUTE, [])
-    setattr(request, _OUTCOMES_ATTRIBUTE, [*recorded, *outcomes])
+    recorded: list[ThrottleOutcome] | None = getattr(request, _OUTCOMES_ATTRIBUTE, None)
+    if recorded is None:
+        setattr(request, _OUTCOMES_ATTRIBUTE, list(outcomes))
+    else:
+        recorded.extend(outcomes)
 
 
 def forget_outcomes(request: Any) -> None:

@@ -232,8 +232,13 @@ def _denied(
     request: HttpRequest, outcomes: Sequence[ThrottleOutcome]
 ) -> HttpResponse | None:
     record_outcomes(request, outcomes)
-    _announce(request, outcomes)
-    denied = [item for item in outcomes if not item.decision.allowed]
+    notable = [
+        item for item in outcomes if item.error is not None or not item.decision.allowed
+    ]
+    if not notable:
+        return None
+    _announce(request, notable)
+    denied = [item for item in notable if not item.decision.allowed]
     if not denied:
         return None
     if any(item.error is not None for item in denied):
@@ -241,10 +246,9 @@ def _denied(
     return _json(TOO_MANY_REQUESTS_BODY, 429, headers_for(denied))
 
 
-def _announce(request: HttpRequest, outcomes: Sequence[ThrottleOutcome]) -> None:
-    for item in outcomes:
-        if item.error is None and item.decision.allowed:
-            continue
+def _announce(request: HttpRequest, notable: Sequence[ThrottleOutcome]) -> None:
+    """Send a signal for each denial and each failure the policy decided."""
+    for item in notable:
         arguments: dict[str, Any] = {
             "request": request,
             "throttle": item.throttle,
