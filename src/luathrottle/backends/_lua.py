@@ -101,4 +101,4 @@ class EmbeddedLua:
 
         Redis turns Lua numbers into integers by truncation; so do we.
         """
-        return [int(value) for value in values]
+        return list(map(int, values))

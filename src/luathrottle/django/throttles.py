@@ -203,9 +203,10 @@ class BaseThrottle(Generic[_BackendT]):
         # The state key's frame on each view the throttle counts for.
         self._frames: dict[str, tuple[str, str]] = {}
         # Throttles with equal batch identities can share one script call.
+        # Algorithms are equal when their types are, and types hash faster.
         self.batch_identity = (
             _backend_identity(self.backend),
-            self.algorithm,
+            type(self.algorithm),
             id(clock),
         )
 
@@ -295,9 +296,9 @@ class _Batch:
     algorithm and clock, and on Redis Cluster the same identity too, whose
     keys share a hash tag and so a slot."""
 
-    def __init__(self, first: ThrottleCall) -> None:
-        self.throttle = first.throttle
-        self.calls = [first]
+    def __init__(self, calls: list[ThrottleCall]) -> None:
+        self.throttle = calls[0].throttle
+        self.calls = calls
 
     @staticmethod
     def key(call: ThrottleCall) -> tuple[object, ...]:
@@ -353,14 +354,24 @@ def _backend_identity(backend: object) -> object:
 def _batches(
     kind: type["BaseThrottle[Any]"], calls: Iterable[ThrottleCall]
 ) -> list[_Batch]:
-    batches: dict[tuple[object, ...], _Batch] = {}
-    for call in calls:
+    listed = list(calls)
+    for call in listed:
         if not isinstance(call.throttle, kind):
             raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
+    if not listed:
+        return []
+    first = listed[0].throttle
+    if not first.backend.single_slot_calls and all(
+        call.throttle.batch_identity == first.batch_identity for call in listed
+    ):
+        # The usual stage: one store, one algorithm, one script call.
+        return [_Batch(listed)]
+    batches: dict[tuple[object, ...], _Batch] = {}
+    for call in listed:
         key = _Batch.key(call)
         batch = batches.get(key)
         if batch is None:
-            batches[key] = _Batch(call)
+            batches[key] = _Batch([call])
         else:
             batch.calls.append(call)
     return list(batches.values())
