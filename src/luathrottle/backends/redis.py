@@ -182,7 +182,10 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
 
     def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run the calls in one pipeline (one round trip per node), then rerun
-        with EVAL only the calls that met NOSCRIPT."""
+        with EVAL only the calls that met NOSCRIPT. A lone call, the usual
+        stage, skips the pipeline's bookkeeping."""
+        if len(calls) == 1:
+            return [self.run_script(*calls[0])]
         try:
             replies = self._pipeline(calls)
             missing = _unknown_scripts(calls, replies)
@@ -248,7 +251,10 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
 
     async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run the calls in one pipeline (one round trip per node), then rerun
-        with EVAL only the calls that met NOSCRIPT."""
+        with EVAL only the calls that met NOSCRIPT. A lone call, the usual
+        stage, skips the pipeline's bookkeeping."""
+        if len(calls) == 1:
+            return [await self.arun_script(*calls[0])]
         try:
             replies = await self._pipeline(calls)
             missing = _unknown_scripts(calls, replies)
