@@ -25,7 +25,14 @@ from luathrottle import (
 )
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from luathrottle.decision import COST_EXCEEDS_LIMIT, LIMIT_EXCEEDED
+from luathrottle.decision import (
+    COST_EXCEEDS_LIMIT,
+    LIMIT_EXCEEDED,
+    LimitDecision,
+    deciding_limit,
+)
+from luathrottle.django import SyncThrottle
+from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.keys import hash_identity, hash_tag, state_keys
 from luathrottle.rates import parse_limits
 from luathrottle.scripts import all_scripts
@@ -188,6 +195,74 @@ def test_keys_are_bounded_ascii_and_tagged_once(identity, scope, script):
         assert key.isascii()
         assert key.count("{") == key.count("}") == 1
         assert hash_tag(key) == hash_identity(identity)
+
+
+def speaking_limit(decisions):
+    """The limit a combined decision describes, as documented: the denying
+    one with the longest wait, else the one with the fewest units left and
+    then the latest reset; the first of equals."""
+    denied = [item for item in decisions if not item.allowed]
+    if denied:
+        return max(denied, key=lambda item: wait(item.retry_after))
+    return min(decisions, key=lambda item: (item.remaining, -item.reset_after))
+
+
+def wait(retry_after):
+    return float("inf") if retry_after is None else retry_after
+
+
+limit_decisions = st.builds(
+    LimitDecision,
+    limit=st.sampled_from(key_limits),
+    allowed=st.booleans(),
+    remaining=st.integers(0, 3),
+    reset_after=st.sampled_from([0.0, 1.5, 60.0]),
+    retry_after=st.sampled_from([None, 0.5, 60.0]),
+    reason=st.none(),
+)
+
+
+@FUZZ
+@given(decisions=st.lists(limit_decisions, min_size=1, max_size=6))
+def test_the_deciding_limit_is_the_documented_one(decisions):
+    assert deciding_limit(decisions) is speaking_limit(decisions)
+    assert Decision.combine(decisions).limits == tuple(decisions)
+
+
+@FUZZ
+@given(
+    identity=identities,
+    prefix=st.sampled_from(["lt", "app", "a:b"]),
+    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+)
+def test_limiters_key_every_identity_as_state_keys_does(identity, prefix, algorithm):
+    limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
+    expected = state_keys(prefix, algorithm.script, "", identity, key_limits)
+    assert limiter._keys(identity) == expected
+    assert limiter._keys(identity) == expected  # and again, from the caches
+
+
+@FUZZ
+@given(identity=identities, view=identities, scope=st.sampled_from([None, "shared"]))
+def test_throttles_key_every_identity_as_state_keys_does(identity, view, scope):
+    class Fixed(BaseThrottleCacheKey):
+        def __call__(self, request):
+            return identity
+
+    throttle = SyncThrottle(
+        5,
+        60,
+        cache_key=Fixed(runs_before_auth=True, name="Fixed"),
+        scope=scope,
+        backend=MemoryBackend(),
+    )
+    expected = state_keys(
+        "lt", throttle.script, f"{scope or view}\x00Fixed", identity, [throttle.limit]
+    )
+    for _ in range(2):  # the second call builds the key from the cached frame
+        call = throttle.call(None, view)
+        assert call is not None
+        assert [call.key] == expected
 
 
 @FUZZ_LONG

@@ -80,3 +80,21 @@ async def test_async_cluster_pipeline_spans_slots(redis_cluster):
     assert remaining(await backend.arun_scripts(calls())) == [1, 1, 1]
     assert remaining(await backend.arun_scripts(calls())) == [0, 0, 0]
     await client.aclose()
+
+
+def test_a_lone_call_skips_the_pipeline_and_survives_noscript(redis_client):
+    backend = SyncRedis(redis_client)
+    redis_client.script_flush()
+    call = script_call(LeakyBucket(), "dave")
+    assert remaining(backend.run_scripts([call])) == [1]
+    assert redis_client.script_exists(call[0].sha) == [True]
+    assert remaining(backend.run_scripts([call])) == [0]
+
+
+async def test_async_lone_call_survives_noscript(async_redis_client):
+    backend = AsyncRedis(async_redis_client)
+    await async_redis_client.script_flush()
+    call = script_call(SimpleRate(), "erin")
+    assert remaining(await backend.arun_scripts([call])) == [1]
+    assert await async_redis_client.script_exists(call[0].sha) == [True]
+    assert remaining(await backend.arun_scripts([call])) == [0]

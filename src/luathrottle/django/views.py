@@ -331,14 +331,22 @@ async def _arun(
 ) -> HttpResponseBase:
     forget_outcomes(request)
     before, after = endpoint.stages()
-    response: HttpResponseBase | None = await _async_stage(request, before)
-    if response is None and not await _authenticated(request, endpoint.auth):
+    # Each stage and hook is a coroutine to create and await, so the ones
+    # with nothing to do are skipped.
+    response: HttpResponseBase | None = None
+    if before:
+        response = await _async_stage(request, before)
+    if (
+        response is None
+        and endpoint.auth
+        and not await _authenticated(request, endpoint.auth)
+    ):
         response = _not_authenticated()
-    if response is None and after and hasattr(request, "auser"):
-        # After-auth keys read request.user synchronously; resolve it here so
-        # they never query the database from the event loop.
-        request.user = await request.auser()
-    if response is None:
+    if response is None and after:
+        if hasattr(request, "auser"):
+            # After-auth keys read request.user synchronously; resolve it
+            # here so they never query the database from the event loop.
+            request.user = await request.auser()
         response = await _async_stage(request, after)
     if response is None:
         response = await view()
