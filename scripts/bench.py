@@ -67,14 +67,14 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--n", type=int, help="operations per round (default 2000)")
     parser.add_argument("--skip-e2e", action="store_true", help="no ASGI server")
     parser.add_argument("--e2e-seconds", type=float, help="per path and round")
-    parser.add_argument("--e2e-rounds", type=int, help="default 5")
+    parser.add_argument("--e2e-rounds", type=int, help="default 9")
     parser.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
     args = parser.parse_args()
     smoke = args.smoke
     args.n = args.n or (30 if smoke else 2000)
     args.rounds = args.rounds or (1 if smoke else 7)
-    args.e2e_seconds = args.e2e_seconds or (1.0 if smoke else 4.0)
-    args.e2e_rounds = args.e2e_rounds or (1 if smoke else 5)
+    args.e2e_seconds = args.e2e_seconds or (1.0 if smoke else 3.0)
+    args.e2e_rounds = args.e2e_rounds or (1 if smoke else 9)
     if args.n < 1 or args.rounds < 1 or args.e2e_rounds < 1 or args.e2e_seconds <= 0:
         parser.error("--n, --rounds, --e2e-rounds and --e2e-seconds must be positive")
     return args
