@@ -296,9 +296,9 @@ class _Batch:
     algorithm and clock, and on Redis Cluster the same identity too, whose
     keys share a hash tag and so a slot."""
 
-    def __init__(self, calls: list[ThrottleCall]) -> None:
-        self.throttle = calls[0].throttle
-        self.calls = calls
+    def __init__(self, first: ThrottleCall) -> None:
+        self.throttle = first.throttle
+        self.calls = [first]
 
     @staticmethod
     def key(call: ThrottleCall) -> tuple[object, ...]:
@@ -354,24 +354,14 @@ def _backend_identity(backend: object) -> object:
 def _batches(
     kind: type["BaseThrottle[Any]"], calls: Iterable[ThrottleCall]
 ) -> list[_Batch]:
-    listed = list(calls)
-    for call in listed:
+    batches: dict[tuple[object, ...], _Batch] = {}
+    for call in calls:
         if not isinstance(call.throttle, kind):
             raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
-    if not listed:
-        return []
-    first = listed[0].throttle
-    if not first.backend.single_slot_calls and all(
-        call.throttle.batch_identity == first.batch_identity for call in listed
-    ):
-        # The usual stage: one store, one algorithm, one script call.
-        return [_Batch(listed)]
-    batches: dict[tuple[object, ...], _Batch] = {}
-    for call in listed:
         key = _Batch.key(call)
         batch = batches.get(key)
         if batch is None:
-            batches[key] = _Batch([call])
+            batches[key] = _Batch(call)
         else:
             batch.calls.append(call)
     return list(batches.values())
