@@ -1,6 +1,8 @@
 """End to end: ``bench_app`` served by uvicorn (one worker, loopback, a free
-port) and loaded by wrk, or by an asyncio HTTP/1.1 keep-alive client when
-wrk is not installed (``apt-get install -y wrk`` on Debian).
+port) and loaded by wrk, or by an asyncio HTTP/1.1 keep-alive client built
+on h11 when wrk is not installed (``apt-get install -y wrk`` on Debian).
+Both count the same things: a request is a whole response read, and an
+error is a response whose status is not 2xx or 3xx, or a broken connection.
 
 Each path is loaded in rounds, interleaved with the other paths; a round
 gives requests per second and the p50 and p99 latency, and the Redis
@@ -23,9 +25,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h11
 import redis
 
-from _bench_measure import RedisStats, redis_delta, snapshot
+from _bench_measure import RedisStats, progress, redis_delta, snapshot
 
 __all__ = ["PATHS", "E2EResult", "Loader", "run_e2e"]
 
@@ -109,22 +112,24 @@ def _stop(process: "subprocess.Popen[bytes]") -> None:
 
 
 @contextmanager
-def serve(url: str, log: Path) -> Iterator[int]:
-    """Run uvicorn on ``bench_app`` and yield its port once it answers."""
+def serve(
+    app: str, directory: Path, log: Path, env: dict[str, str] | None = None
+) -> Iterator[int]:
+    """Run uvicorn on ``app`` (``module:attribute``, importable from
+    ``directory``) and yield its port once ``/health/`` answers 200."""
     pythonpath = os.pathsep.join(
-        filter(None, [str(SCRIPTS), os.environ.get("PYTHONPATH")])
+        filter(None, [str(directory), os.environ.get("PYTHONPATH")])
     )
-    env = {**os.environ, "PYTHONPATH": pythonpath, "BENCH_REDIS_URL": url}
-    env["DJANGO_SETTINGS_MODULE"] = "bench_app.settings"
+    env = {**os.environ, **(env or {}), "PYTHONPATH": pythonpath}
     port = _free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "uvicorn", "bench_app.asgi:application"),
+                *(sys.executable, "-m", "uvicorn", app),
                 *("--host", "127.0.0.1", "--port", str(port)),
                 *("--log-level", "warning", "--no-access-log"),
             ],
-            cwd=SCRIPTS,
+            cwd=directory,
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -165,46 +170,100 @@ def _wrk(port: int, path: str, seconds: float) -> Load:
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s)", output)
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{output}")
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    statuses = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
+        output,
+    )
+    errors = int(statuses.group(1)) if statuses else 0
+    if sockets:
+        errors += sum(int(count) for count in sockets.groups())
     return Load(
         requests=int(done.group(1)),
         seconds=float(done.group(2)) * _UNITS[done.group(3)] / 1e3,
         p50_ms=_latency_ms(output, "50"),
         p99_ms=_latency_ms(output, "99"),
-        errors=int(errors.group(1)) if errors else 0,
+        errors=errors,
     )
 
 
-async def _connection(
-    port: int, request: bytes, deadline: float, latencies: list[float]
+def _bytes(data: bytes | None) -> bytes:
+    # h11 returns None only for ConnectionClosed, which a client never sends.
+    assert data is not None
+    return data
+
+
+async def _status(connection: h11.Connection, reader: asyncio.StreamReader) -> int:
+    """Read one whole response, whatever its framing; return its status."""
+    status = 0
+    while True:
+        event = connection.next_event()
+        if event is h11.NEED_DATA:
+            connection.receive_data(await reader.read(65536))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.EndOfMessage):
+            return status
+        elif isinstance(event, h11.ConnectionClosed):
+            raise ConnectionError("the server closed the connection mid-response")
+
+
+async def _keep_alive(
+    port: int, target: str, deadline: float, latencies: list[float]
 ) -> int:
+    """Send requests on one connection until the deadline, or until the server
+    closes it; return how many answered with a status wrk counts as an error."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    connection = h11.Connection(h11.CLIENT)
+    request = h11.Request(
+        method="GET", target=target, headers=[("Host", f"127.0.0.1:{port}")]
+    )
     errors = 0
     try:
         while time.perf_counter() < deadline:
             start = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
-            await reader.readexactly(int(length.group(1)) if length else 0)
+            writer.write(
+                _bytes(connection.send(request))
+                + _bytes(connection.send(h11.EndOfMessage()))
+            )
+            status = await _status(connection, reader)
             latencies.append(time.perf_counter() - start)
-            errors += not head.startswith(b"HTTP/1.1 200")
+            errors += not 200 <= status < 400
+            if connection.their_state is not h11.DONE:
+                break  # the server said Connection: close
+            connection.start_next_cycle()
     finally:
         writer.close()
     return errors
 
 
+async def _client(
+    port: int, target: str, deadline: float, latencies: list[float]
+) -> int:
+    """One of the loader's connections, reconnecting as wrk does; a failed
+    connection or a broken response counts as one error, as a socket error
+    does in wrk's output."""
+    errors = 0
+    while time.perf_counter() < deadline:
+        try:
+            errors += await _keep_alive(port, target, deadline, latencies)
+        except (OSError, h11.ProtocolError):
+            errors += 1
+    return errors
+
+
 async def _python_load(port: int, path: str, seconds: float) -> Load:
-    request = f"GET /{path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     latencies: list[float] = []
     start = time.perf_counter()
     errors = await asyncio.gather(
         *(
-            _connection(port, request, start + seconds, latencies)
+            _client(port, f"/{path}", start + seconds, latencies)
             for _ in range(CONNECTIONS)
         )
     )
     elapsed = time.perf_counter() - start
+    if not latencies:
+        raise RuntimeError(f"no response from /{path} in {seconds} s")
     latencies.sort()
     return Load(
         requests=len(latencies),
@@ -226,7 +285,7 @@ class Loader:
         self.name = (
             f"wrk (1 thread, {CONNECTIONS} connections)"
             if use_wrk
-            else f"asyncio HTTP/1.1 keep-alive client ({CONNECTIONS} connections)"
+            else f"h11 keep-alive client ({CONNECTIONS} connections)"
         )
         self.note = "" if has_wrk else "wrk is not installed (apt-get install -y wrk)"
         self._wrk = use_wrk
@@ -244,10 +303,14 @@ def run_e2e(
     results = {path: E2EResult(path, *spec) for path, spec in PATHS.items()}
     stats_client: redis.Redis = redis.Redis.from_url(url)
     try:
-        with serve(url, log) as port:
-            for path in PATHS:  # warm up: imports, connections, scripts
+        env = {"BENCH_REDIS_URL": url, "DJANGO_SETTINGS_MODULE": "bench_app.settings"}
+        with serve("bench_app.asgi:application", SCRIPTS, log, env) as port:
+            for number, path in enumerate(PATHS, 1):
+                # Warm up: imports, connections, scripts.
+                progress(f"end to end {number}/{len(PATHS)}: {PATHS[path][0]}")
                 loader.load(port, path, min(seconds, 1.0))
-            for _ in range(rounds):
+            for round_number in range(1, rounds + 1):
+                progress(f"end-to-end round {round_number}/{rounds}")
                 for path, result in results.items():
                     before = snapshot(stats_client)
                     result.loads.append(loader.load(port, path, seconds))

@@ -14,6 +14,7 @@ A probe then makes one operation for a fresh identity and sums the
 import asyncio
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,7 +22,15 @@ from typing import Any
 
 import redis
 
-__all__ = ["Case", "CaseResult", "RedisStats", "Runner", "redis_delta", "snapshot"]
+__all__ = [
+    "Case",
+    "CaseResult",
+    "RedisStats",
+    "Runner",
+    "progress",
+    "redis_delta",
+    "snapshot",
+]
 
 SyncOp = Callable[[], object]
 AsyncOp = Callable[[], Awaitable[object]]
@@ -117,6 +126,11 @@ class CaseResult:
         return self.memory_bytes / self.limits
 
 
+def progress(line: str) -> None:
+    """Say on stderr what the benchmark starts now; stdout keeps the results."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def snapshot(client: redis.Redis) -> tuple[dict[str, Any], int]:
     """The server's commandstats and its count of reads from clients."""
     info: Any = client.info("commandstats")
@@ -173,12 +187,18 @@ class Runner:
         return _time_sync(case.op, n)
 
     def run(self, cases: list[Case], n: int, rounds: int) -> list[CaseResult]:
-        """Warm every case up, then time ``rounds`` rounds of ``n`` ops each."""
-        for case in cases:
+        """Warm every case up, then time ``rounds`` rounds of ``n`` ops each.
+
+        Prints a line on stderr as each case first starts and as each round
+        starts, so a long run shows where it is.
+        """
+        for number, case in enumerate(cases, 1):
+            progress(f"case {number}/{len(cases)}: {case.label}")
             self._run_once(case, WARMUP)
         samples: dict[str, list[float]] = {case.key: [] for case in cases}
         stats = {case.key: RedisStats() for case in cases}
-        for _ in range(rounds):
+        for round_number in range(1, rounds + 1):
+            progress(f"round {round_number}/{rounds} of {len(cases)} cases")
             for case in cases:
                 gc.collect()
                 before = snapshot(self.stats_client)

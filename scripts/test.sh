@@ -1,25 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite, set-up included: redis-server, a venv with the dev
-# extra, then lint, types and tests. The tests start their own redis-server
-# on a free loopback port unless LUATHROTTLE_REDIS_URL names one.
+# The whole test suite, set-up included: the system tools, a venv with the
+# dev and bench extras, then lint, types and tests. The tests start their
+# own redis-server on a free loopback port unless LUATHROTTLE_REDIS_URL
+# names one. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v openssl >/dev/null || missing+=(openssl)  # the TLS test's certificate
-if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    echo "missing: sudo apt-get install -y ${missing[*]}" >&2
-    exit 1
-  fi
-fi
+step() { echo "==> [$1/6] $2"; }
 
+step 1 "system tools"
+bash scripts/system_tools.sh
+step 2 "creating .venv"
 python3 -m venv .venv
+step 3 "installing luathrottle with the dev and bench extras into .venv (about 2 minutes on a fresh machine)"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+step 4 "ruff check and ruff format --check"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+step 5 "mypy --strict"
 .venv/bin/mypy
+step 6 "pytest (about 2 minutes)"
 .venv/bin/python -m pytest "$@"
