@@ -8,6 +8,7 @@ call between the two.
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
+from luathrottle._clock import check_clock, microseconds
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.memory import MemoryBackend
@@ -66,11 +67,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self._frames = [
             key_frame(self.prefix, self.script, "", limit) for limit in self.limits
         ]
-        if clock is not None and not callable(clock):
-            raise TypeError(
-                f"clock must be a callable returning seconds, got {clock!r}"
-            )
-        self.clock = clock
+        self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
         # A hit of cost 1 on the server's clock, the usual call, always
         # packs to the same arguments.
@@ -92,7 +89,7 @@ class _BaseLimiter(Generic[_BackendT]):
         keys = [head + digest + tail for head, tail in self._frames]
         if cost == 1 and self.clock is None:
             return _Call(keys, self._usual_args[mode])
-        now_us = None if self.clock is None else round(self.clock() * 1_000_000)
+        now_us = None if self.clock is None else microseconds(self.clock)
         return _Call(keys, self.algorithm.pack_args(mode, cost, now_us, self.limits))
 
     def _keys(self, key: str) -> list[str]:

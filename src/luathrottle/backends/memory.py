@@ -18,6 +18,7 @@ from typing import Any
 
 import lupa.lua51 as lupa
 
+from luathrottle._clock import check_clock, microseconds
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends._lua import EmbeddedLua, LuaError
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -119,14 +120,14 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        self._clock = clock
+        self._clock = check_clock(clock)
         self._lua = EmbeddedLua("memory", _KEYSPACE)
         self._run_script, self._run_command = self._lua.entry_points
 
     def _now_us(self) -> int:
         if self._clock is None:
             return time.time_ns() // 1000
-        return round(self._clock() * 1_000_000)
+        return microseconds(self._clock)
 
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]

@@ -15,6 +15,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
+from luathrottle._clock import check_clock, microseconds
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
@@ -194,11 +195,7 @@ class BaseThrottle(Generic[_BackendT]):
             )
         self.response_headers = _check_headers(response_headers)
         self.scope = _check_scope(scope)
-        if clock is not None and not callable(clock):
-            raise TypeError(
-                f"clock must be a callable returning seconds, got {clock!r}"
-            )
-        self.clock = clock
+        self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         # The state key's frame on each view the throttle counts for.
         self._frames: dict[str, tuple[str, str]] = {}
@@ -309,7 +306,7 @@ class _Batch:
 
     def script_call(self) -> ScriptCall:
         clock = self.throttle.clock
-        now_us = None if clock is None else round(clock() * 1_000_000)
+        now_us = None if clock is None else microseconds(clock)
         limits = [call.throttle.limit for call in self.calls]
         args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
         return self.throttle.script, [call.key for call in self.calls], args
