@@ -35,8 +35,10 @@ class LimitDecision(NamedTuple):
         limit: the limit, with its name.
         allowed: whether this limit alone admits the hit.
         remaining: units left after the call (nothing is consumed unless every
-            limit admits).
-        reset_after: seconds until the whole quota is back.
+            limit admits); None when the store did not decide (the failure
+            policy did), since then nothing is known of the quota.
+        reset_after: seconds until the whole quota is back; None when the
+            store did not decide.
         retry_after: seconds until the hit would fit; None when it fits now,
             or when it can never fit (``reason`` says so).
         reason: None when the store admitted the hit; else
@@ -46,8 +48,8 @@ class LimitDecision(NamedTuple):
 
     limit: Limit
     allowed: bool
-    remaining: int
-    reset_after: float
+    remaining: int | None
+    reset_after: float | None
     retry_after: float | None
     reason: str | None
 
@@ -62,8 +64,11 @@ class Decision(NamedTuple):
     Attributes:
         allowed: whether every limit admits the hit.
         limit: ``max_requests`` of the limit that matters most.
-        remaining: units left on that limit.
-        reset_after: seconds until that limit's whole quota is back.
+        remaining: units left on that limit; None when the store did not
+            decide (``reason`` is then ``"store_unavailable"``), and header
+            providers then send no quota headers.
+        reset_after: seconds until that limit's whole quota is back; None
+            when the store did not decide.
         retry_after: seconds until the hit would fit; None when allowed, or
             when the cost can never fit.
         reason: None when the store admitted the hit, else why not (or
@@ -73,8 +78,8 @@ class Decision(NamedTuple):
 
     allowed: bool
     limit: int
-    remaining: int
-    reset_after: float
+    remaining: int | None
+    reset_after: float | None
     retry_after: float | None
     reason: str | None
     limits: tuple[LimitDecision, ...]
@@ -139,18 +144,24 @@ def deciding_limit(decisions: Sequence[LimitDecision]) -> LimitDecision:
     main = decisions[0]
     for item in decisions[1:]:
         if main.allowed:
-            if (
-                not item.allowed
-                or item.remaining < main.remaining
-                or (
-                    item.remaining == main.remaining
-                    and item.reset_after > main.reset_after
-                )
-            ):
+            if not item.allowed or _fewer_left(item, main):
                 main = item
         elif not item.allowed and _wait(item) > _wait(main):
             main = item
     return main
+
+
+def _fewer_left(item: LimitDecision, main: LimitDecision) -> bool:
+    """Whether ``item`` has less quota left than ``main``, or as little with a
+    later reset. A decision the store did not make knows nothing of the
+    quota, so it never speaks for one that the store made."""
+    if item.remaining is None or item.reset_after is None:
+        return False
+    if main.remaining is None or main.reset_after is None:
+        return True
+    return item.remaining < main.remaining or (
+        item.remaining == main.remaining and item.reset_after > main.reset_after
+    )
 
 
 def _wait(decision: LimitDecision) -> float:

@@ -203,8 +203,8 @@ def fallback_decision(
         LimitDecision(
             limit=limit,
             allowed=allowed,
-            remaining=0,
-            reset_after=0.0,
+            remaining=None,
+            reset_after=None,
             retry_after=None if allowed else max(retry_after, 1.0),
             reason=STORE_UNAVAILABLE,
         )

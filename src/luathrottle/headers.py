@@ -3,6 +3,11 @@
 A provider turns the decisions of one request's limits into headers, and
 describes those headers for OpenAPI. Times are rounded up to whole seconds:
 a client told to wait too little would only be refused again.
+
+Decisions that the store did not make (the failure policy did, and their
+``remaining`` is None) tell nothing of the quota, so no quota header speaks
+for them: a fail-open response must not tell clients to back off when
+nothing was counted. A fail-closed one still says when to retry.
 """
 
 import abc
@@ -29,6 +34,11 @@ def _spec(description: str) -> HeaderSpec:
 
 def _seconds(value: float) -> str:
     return str(math.ceil(value))
+
+
+def _decided(decisions: Sequence[LimitDecision]) -> list[LimitDecision]:
+    """The decisions the store made, which alone know the quota."""
+    return [item for item in decisions if item.remaining is not None]
 
 
 class BaseResponseHeadersProvider(abc.ABC):
@@ -62,14 +72,15 @@ class XRateLimit(BaseResponseHeadersProvider):
     that matters most: the denying one, else the one with least left."""
 
     def provide_headers(self, decisions: Sequence[LimitDecision]) -> dict[str, str]:
-        """The three headers, or none when there is no decision."""
-        if not decisions:
+        """The three headers, or none when the store made no decision."""
+        decided = _decided(decisions)
+        if not decided:
             return {}
-        main = deciding_limit(decisions)
+        main = deciding_limit(decided)
         return {
             "X-RateLimit-Limit": str(main.limit.max_requests),
             "X-RateLimit-Remaining": str(main.remaining),
-            "X-RateLimit-Reset": _seconds(main.reset_after),
+            "X-RateLimit-Reset": _seconds(main.reset_after or 0.0),
         }
 
     def provide_headers_specs(self) -> dict[str, HeaderSpec]:
@@ -139,15 +150,17 @@ class RateLimitIETFDraft(BaseResponseHeadersProvider):
         return f"{limit.max_requests};w={limit.duration};name={_quoted(limit.name)}"
 
     def provide_headers(self, decisions: Sequence[LimitDecision]) -> dict[str, str]:
-        """Both headers over every decision, or none without decisions."""
-        if not decisions:
+        """Both headers over every decision the store made, or none."""
+        decided = _decided(decisions)
+        if not decided:
             return {}
         states = (
-            f"{_quoted(item.limit.name)};r={item.remaining};t={_seconds(item.reset_after)}"
-            for item in decisions
+            f"{_quoted(item.limit.name)};r={item.remaining};"
+            f"t={_seconds(item.reset_after or 0.0)}"
+            for item in decided
         )
         return {
-            "RateLimit-Policy": ", ".join(self._policy(item) for item in decisions),
+            "RateLimit-Policy": ", ".join(self._policy(item) for item in decided),
             "RateLimit": ", ".join(states),
         }
 
