@@ -1,14 +1,17 @@
 """The luathrottle command, in-process and as the installed console script."""
 
 import io
+import shutil
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from luathrottle.cli import main
 from luathrottle.scripts import all_scripts
+from servers import RedisSentinel, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,3 +82,141 @@ def test_console_script_and_preload_twin(command):
         "fixed_window",
         "leaky_bucket",
     ]
+
+
+# Failures, as a shell or a health check sees them: the installed console
+# script and ``python -m luathrottle`` in processes of their own.
+
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("luathrottle"))
+PYTHON_M = (sys.executable, "-m", "luathrottle")
+
+
+def shell(*argv, command=(CONSOLE_SCRIPT,), cwd=None):
+    return subprocess.run(
+        [*command, *argv], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
+
+
+def assert_one_line_error(result, status, *fragments):
+    assert result.returncode == status, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("luathrottle: error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture(scope="module")
+def dead_url():
+    """A loopback port nothing listens on."""
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["scripts", "check", "--url", "notaurl"], ["--url 'notaurl'", "redis://"]),
+        (["scripts", "check", "--url", "http://127.0.0.1:6379/0"], ["--url 'http"]),
+        (["scripts", "load", "--url", "redis://127.0.0.1:99999/0"], ["Port"]),
+        (["demo", "--redis", "notaurl"], ["--redis 'notaurl'"]),
+        (["scripts", "check"], ["--url", "see luathrottle scripts check -h"]),
+        (["bogus"], ["invalid choice: 'bogus'"]),
+        (["scripts", "check", "--url", "redis://127.0.0.1:1/0", "--bogus"], []),
+        (["scripts", "check", "--url", "redis:///0", "--sentinel", "m"], ["host"]),
+    ],
+    ids=[
+        "not-a-url",
+        "http-url",
+        "port-out-of-range",
+        "demo-not-a-url",
+        "missing-url",
+        "unknown-command",
+        "unknown-option",
+        "sentinel-without-host",
+    ],
+)
+def test_usage_errors_exit_2_in_one_line(argv, fragments):
+    assert_one_line_error(shell(*argv), 2, *fragments)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragments"),
+    [
+        (["scripts", "check", "--url", "{url}"], ["connecting to", "refused"]),
+        (["scripts", "load", "--url", "{url}", "--cluster"], ["Cluster"]),
+        (
+            ["scripts", "check", "--url", "{url}", "--sentinel", "mymaster"],
+            ["cannot reach the Sentinel"],
+        ),
+        (["demo", "--redis", "{url}"], ["{url}", "refused"]),
+        (["scripts", "load", "--url", "unix:///nonexistent/redis.sock"], ["sock"]),
+    ],
+    ids=["check", "cluster", "sentinel", "demo", "unix-socket"],
+)
+def test_unreachable_servers_exit_2_in_one_line(dead_url, argv, fragments):
+    argv = [item.format(url=dead_url) for item in argv]
+    fragments = [item.format(url=dead_url) for item in fragments]
+    assert_one_line_error(shell(*argv), 2, *fragments)
+
+
+def test_servers_of_the_wrong_kind_exit_2_in_one_line(redis_url):
+    # The harness's server is neither a Sentinel nor a cluster node.
+    result = shell("scripts", "check", "--url", redis_url, "--sentinel", "mymaster")
+    assert_one_line_error(result, 2, "is not a Sentinel")
+    result = shell("scripts", "check", "--url", redis_url, "--cluster")
+    assert_one_line_error(result, 2, "luathrottle: error: ")
+
+
+def test_an_unknown_sentinel_name_exits_2_in_one_line(redis_url, tmp_path):
+    primary_port = urllib.parse.urlsplit(redis_url).port
+    sentinel = RedisSentinel(
+        shutil.which("redis-server"), str(tmp_path), primary_port, "primary"
+    )
+    sentinel.start()
+    try:
+        url = f"redis://127.0.0.1:{sentinel.port}"
+        result = shell("scripts", "check", "--url", url, "--sentinel", "other")
+    finally:
+        sentinel.stop()
+    assert_one_line_error(
+        result, 2, "knows no primary named 'other'", "(it knows: primary)"
+    )
+
+
+def test_missing_scripts_exit_1_then_0_after_load(redis_url, redis_client):
+    redis_client.script_flush()
+    for command in ((CONSOLE_SCRIPT,), PYTHON_M):
+        result = shell("scripts", "check", "--url", redis_url, command=command)
+        assert_one_line_error(result, 1, "missing", "scripts load")
+        assert result.stdout.count("\tMISSING\t") == len(all_scripts())
+    loaded = shell("scripts", "load", "--url", redis_url)
+    assert (loaded.returncode, loaded.stderr) == (0, "")
+    for command in ((CONSOLE_SCRIPT,), PYTHON_M):
+        result = shell("scripts", "check", "--url", redis_url, command=command)
+        assert (result.returncode, result.stderr) == (0, "")
+        assert result.stdout.count("\tok\t") == len(all_scripts())
+
+
+def test_python_m_and_the_preload_twin_fail_as_the_console_script_does():
+    for command in (
+        PYTHON_M,
+        (sys.executable, str(ROOT / "scripts" / "preload_lua.py")),
+    ):
+        prefix = () if "preload_lua.py" in command[-1] else ("scripts",)
+        result = shell(*prefix, "check", "--url", "notaurl", command=command)
+        assert_one_line_error(result, 2, "--url 'notaurl'")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["scripts", "check", "--help"]])
+def test_help_is_plain_text_and_lists_the_exit_statuses(argv):
+    result = shell(*argv)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert "``" not in result.stdout
+    assert "\nexit status:\n" in result.stdout
+    for line in (
+        "  0  success",
+        "  1  check: a script is missing",
+        "  2  usage or configuration error",
+    ):
+        assert f"\n{line}" in result.stdout

@@ -249,3 +249,21 @@ def test_demo_help_documents_seed_and_project(capsys):
     assert "--project PATH" in text
     assert "no Redis" in text
     assert "default: examples, relative to the current directory" in text
+
+
+def test_demo_replays_the_seeds_leaky_bucket_run_result():
+    """The chapter's LeakyBucket example has a "Run result": one request,
+    answered ``"inside"``. The demo shows it as a session of the seed."""
+    result, _ = run_demo(cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("\n\n")
+    leaky = [b for b in blocks if b.startswith("# Algorithms: LeakyBucket")]
+    assert leaky[0].splitlines() == [
+        "# Algorithms: LeakyBucket",
+        "$ curl http://127.0.0.1:8000/api/leaky-bucket/sync/ -X GET",
+        '"inside"',
+    ]
+    # The login example has no "Run result" in the chapter.
+    assert leaky[1].startswith(
+        "# Algorithms: LeakyBucket on a login endpoint (not in the seed)\n"
+    )

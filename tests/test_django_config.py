@@ -312,7 +312,7 @@ def run():
     [
         ({}, []),
         ({"throttling": [SyncThrottle(1, 60)]}, [W001]),
-        ({"throttling": [SyncThrottle(1, 60), AsyncThrottle(1, 60)]}, [W001]),
+        ({"throttling": [SyncThrottle(1, 60), AsyncThrottle(1, 60)]}, [W001, W001]),
         ({"throttling": [SyncThrottle(1, 60)], "allow_unsafe_cache": False}, [E005]),
         ({"throttling": [SyncThrottle(1, 60)], "allow_unsafe_cache": None}, []),
         ({"throttling": [SyncThrottle(1, 60, backend=SyncDjangoCache("redis"))]}, []),
@@ -349,4 +349,71 @@ def run():
 )
 def test_system_check(value, expected):
     with override_settings(LUATHROTTLE=value):
-        assert run() == expected
+        found = run()
+    assert [(m.level, m.id, m.hint) for m in found] == [
+        (m.level, m.id, m.hint) for m in expected
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [
+        (
+            {"throttling": [SyncThrottle(1, 60), "5/minute"]},
+            ["LUATHROTTLE['throttling'][1] is '5/minute'"],
+        ),
+        (
+            {"throttling": [(SyncThrottle(1, 60), SyncThrottle(2, 60))]},
+            ["LUATHROTTLE['throttling'][0] is (SyncThrottle(1, 60"],
+        ),
+        (
+            {"throttle": [], "allow_unsafe_cache": "no"},
+            [
+                "unknown key 'throttle'",
+                "LUATHROTTLE['allow_unsafe_cache'] must be True, False or None, "
+                "got 'no'",
+            ],
+        ),
+        (
+            {"on_failure": "ignore"},
+            ["LUATHROTTLE['on_failure']: ", "'ignore'"],
+        ),
+        (
+            {
+                "throttling": [
+                    SyncThrottle(1, 60, backend=SyncDjangoCache("redis")),
+                    (
+                        SyncThrottle(1, 60, backend=SyncDjangoCache("redis")),
+                        AsyncThrottle(1, 60, backend=AsyncDjangoCache("gone")),
+                    ),
+                ]
+            },
+            ["LUATHROTTLE['throttling'][1]: ", "'gone'"],
+        ),
+        (
+            {
+                "throttling": [
+                    SyncThrottle(1, 60, backend=SyncDjangoCache("redis")),
+                    SyncThrottle(1, 60, backend=SyncDjangoCache("dummy")),
+                ]
+            },
+            ["LUATHROTTLE['throttling'][1] stores", "DummyCache"],
+        ),
+    ],
+    ids=[
+        "not-a-throttle",
+        "bad-pair",
+        "bad-keys",
+        "bad-failure-policy",
+        "unknown-alias",
+        "unsafe-cache",
+    ],
+)
+def test_system_check_messages_name_the_entry(value, named):
+    """Each message carries the detail that names the bad entry."""
+    with override_settings(LUATHROTTLE=value):
+        found = run()
+    text = " ".join(message.msg for message in found)
+    for fragment in named:
+        assert fragment in text
+    assert all(message.msg.endswith(".") for message in found)

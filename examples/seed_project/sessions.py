@@ -1,10 +1,9 @@
 """The requests of the seed's "Run result" blocks, on this project's paths.
 
 ``luathrottle demo --seed`` replays them and prints each the way the seed
-does: ``curl ... -D -`` steps show the status line and headers, and error
-bodies are shown, successful ones are not. Sessions marked ``in_seed=False``
-show examples whose seed section has no "Run result" (or, for the leaky
-bucket, one request more than the seed shows).
+does: ``curl ... -D -`` steps show the status line and headers, then every
+step shows the body. Sessions marked ``in_seed=False`` show examples whose
+seed section has no "Run result".
 """
 
 from dataclasses import dataclass
@@ -89,11 +88,8 @@ SESSIONS: tuple[Session, ...] = (
         _denied_at("/api/redis-client/sync/", 1),
         in_seed=False,
     ),
-    Session(
-        "Algorithms: LeakyBucket",
-        _denied_at("/api/leaky-bucket/sync/", 1),
-        in_seed=False,
-    ),
+    # The seed shows this example's first request only.
+    Session("Algorithms: LeakyBucket", (Step("/api/leaky-bucket/sync/"),)),
     Session(
         "Algorithms: LeakyBucket on a login endpoint",
         _denied_at("/api/login/sync/", 5, method="POST"),

@@ -15,8 +15,7 @@ stay exact with any number of workers::
 import os
 from typing import Any
 
-from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
-from luathrottle.rates import Rate
+from luathrottle.django import AsyncThrottle, Rate, SyncThrottle
 
 REDIS_URL = os.environ.get("LUATHROTTLE_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -2,7 +2,7 @@
 
 Limits are exact within one process only, so serve this with one worker;
 ``luathrottle demo --seed`` uses it in-process. The project's Redis client
-example falls back to the embedded ``MemoryBackend`` here.
+example falls back to its ``'redis'`` cache, in memory here.
 """
 
 from seed_project import settings as _base

@@ -4,7 +4,6 @@ import os
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
-from django.views.decorators.csrf import csrf_exempt
 
 from seed_project.views import customizing, defining, execution, headers, reports
 
@@ -27,8 +26,7 @@ urlpatterns = [
     path("api/cache-name/sync/", customizing.CacheNameController.as_view()),
     path("api/redis-client/sync/", customizing.RedisClientController.as_view()),
     path("api/leaky-bucket/sync/", customizing.LeakyBucketController.as_view()),
-    # An API endpoint without cookies: no CSRF token to check.
-    path("api/login/sync/", csrf_exempt(customizing.LoginController.as_view())),
+    path("api/login/sync/", customizing.LoginController.as_view()),
     # Throttling execution
     path("api/after-auth/sync/", execution.AfterAuthController.as_view()),
     path("api/after-auth/async/", execution.AsyncAfterAuthController.as_view()),

@@ -4,6 +4,10 @@
 on a server, for deploys; ``luathrottle demo`` shows a limiter at work, and
 ``luathrottle demo --seed`` replays the Django seed's sessions against the
 example project.
+
+Every failure is one line on standard error, ``luathrottle: error: ...``,
+and its exit status says what kind it is (see ``EXIT_STATUS``), so that a
+health check can tell a missing script from a server it cannot reach.
 """
 
 import argparse
@@ -14,25 +18,54 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import redis
 import redis.cluster
+import redis.connection
+import redis.exceptions
 import redis.sentinel
 
 from luathrottle.backends.base import SyncBackend
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
+from luathrottle.exceptions import BackendError
 from luathrottle.headers import RetryAfter, XRateLimit, collect_headers
 from luathrottle.limiter import Limiter
 from luathrottle.scripts import all_scripts
 
-__all__ = ["main"]
+__all__ = ["EXIT_STATUS", "main"]
 
+#: What each exit status means, as ``--help`` prints it.
+EXIT_STATUS = """exit status:
+  0  success (for check: every script is on every primary)
+  1  check: a script is missing on a server
+  2  usage or configuration error: bad arguments, a malformed --url or
+     --redis, a server, cluster or Sentinel that cannot be reached, an
+     unknown Sentinel name
+every error is one line on standard error: luathrottle: error: ..."""
+
+_DESCRIPTION = """Exact rate limiting with Lua scripts.
+
+  luathrottle scripts list|load|check   preload and check the Lua scripts
+  luathrottle demo                      a limiter at work; --seed replays
+                                        the Django seed's sessions"""
 
 _TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
 Runner = Callable[..., Any]
+
+
+class _UsageError(Exception):
+    """A bad argument found after parsing; exit status 2."""
+
+
+def _check_url(option: str, url: str) -> None:
+    """Reject what is no Redis URL before any connection is tried."""
+    try:
+        redis.connection.parse_url(url)
+    except ValueError as exc:
+        raise _UsageError(f"{option} {url!r}: {exc}") from exc
 
 
 def _connect(url: str) -> redis.Redis:
@@ -58,15 +91,35 @@ def _primaries(args: argparse.Namespace) -> list[tuple[str, Runner]]:
             for node in sorted(cluster.get_primaries(), key=lambda node: node.name)
         ]
     if args.sentinel:
-        address = urllib.parse.urlsplit(args.url)
-        sentinel = redis.sentinel.Sentinel(
-            [(address.hostname, address.port or 26379)], **_TIMEOUTS
-        )
-        host, port = sentinel.discover_master(args.sentinel)
-        primary = sentinel.master_for(args.sentinel, **_TIMEOUTS)
-        return [(f"{host}:{port}", primary.execute_command)]
+        return [_sentinel_primary(args.url, args.sentinel)]
     client = _connect(args.url)
     return [(_address(client), client.execute_command)]
+
+
+def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
+    address = urllib.parse.urlsplit(url)
+    if not address.hostname:
+        raise _UsageError(f"--url {url!r}: a Sentinel URL needs a host")
+    where = f"{address.hostname}:{address.port or 26379}"
+    sentinel = redis.sentinel.Sentinel(
+        [(address.hostname, address.port or 26379)], **_TIMEOUTS
+    )
+    try:
+        # discover_master() hides why it failed: ask the one Sentinel directly.
+        masters = sentinel.sentinels[0].sentinel_masters()
+    except redis.ConnectionError as exc:
+        raise _UsageError(f"cannot reach the Sentinel at {where}: {exc}") from exc
+    except redis.ResponseError as exc:
+        raise _UsageError(f"{where} is not a Sentinel: {exc}") from exc
+    if name not in masters:
+        known = ", ".join(sorted(masters)) or "none"
+        raise _UsageError(
+            f"the Sentinel at {where} knows no primary named {name!r} "
+            f"(it knows: {known})"
+        )
+    host, port = sentinel.discover_master(name)
+    primary = sentinel.master_for(name, **_TIMEOUTS)
+    return (f"{host}:{port}", primary.execute_command)
 
 
 def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
@@ -93,13 +146,21 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
             state = "ok" if exists else "MISSING"
             print(f"{node}\t{state}\t{script.name}\t{script.sha}", file=out)
             missing += not exists
-    return 1 if missing else 0
+    if not missing:
+        return 0
+    print(
+        f"luathrottle: error: {missing} script(s) missing; run luathrottle "
+        "scripts load with the same options",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.seed:
         return _demo_seed(args, out)
     if args.redis:
+        _check_url("--redis", args.redis)
         backend: SyncBackend = SyncRedis(_connect(args.redis))
         label = f"Redis at {args.redis}"
     else:
@@ -191,8 +252,7 @@ def _demo_seed(args: argparse.Namespace, out: TextIO) -> int:
         root = _seed_root(args.project)
         sessions = _seed_sessions(root)
     except _SeedError as exc:
-        print(f"luathrottle: {exc}", file=sys.stderr)
-        return 2
+        raise _UsageError(str(exc)) from exc
     from django.test import Client
 
     client = Client(HTTP_HOST=_SEED_HOST)
@@ -211,18 +271,42 @@ def _demo_seed(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` and where to find help on one line; exit 2."""
+        self.exit(2, f"luathrottle: error: {_one_line(message)} (see {self.prog} -h)\n")
+
+
+def _subparser(commands: Any, name: str, text: str, **kwargs: Any) -> Any:
+    return commands.add_parser(
+        name,
+        help=text,
+        description=kwargs.pop("description", text[0].upper() + text[1:] + "."),
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="luathrottle", description=__doc__)
+    parser = _Parser(
+        prog="luathrottle",
+        description=_DESCRIPTION,
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    scripts = commands.add_parser("scripts", help="list, load or check the Lua scripts")
+    scripts = _subparser(commands, "scripts", "list, load or check the Lua scripts")
     actions = scripts.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="print each script's name, version and SHA1")
+    _subparser(actions, "list", "print each script's name, version and SHA1")
     for name, text in (
         ("load", "SCRIPT LOAD every script and print the SHAs"),
-        ("check", "exit 1 when any script is missing on the server"),
+        ("check", "print whether each script is on the server; exit 1 if any is not"),
     ):
-        action = actions.add_parser(name, help=text)
+        action = _subparser(actions, name, text)
         action.add_argument(
             "--url",
             required=True,
@@ -237,11 +321,12 @@ def _parser() -> argparse.ArgumentParser:
             "--sentinel", metavar="NAME", help="act on the primary Sentinel calls NAME"
         )
 
-    demo = commands.add_parser(
+    demo = _subparser(
+        commands,
         "demo",
-        help="hit one key past its limit and show the headers",
-        description="Hit one key past its limit and show the headers; with "
-        "--seed, replay the sessions of the Django seed's throttling chapter "
+        "hit one key past its limit and show the headers",
+        description="Hit one key past its limit and show the headers; with\n"
+        "--seed, replay the sessions of the Django seed's throttling chapter\n"
         "against the example project instead.",
     )
     mode = demo.add_mutually_exclusive_group()
@@ -274,20 +359,38 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, TextIO], i
 }
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _fail(text: str) -> int:
+    print(f"luathrottle: error: {_one_line(text)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the command line; returns the exit status.
+    """Run the command line; returns the exit status (see ``EXIT_STATUS``).
 
     Args:
         argv: the arguments after the program name; ``sys.argv`` by default.
         out: where to print; standard output by default.
+
+    Raises:
+        SystemExit: for ``--help`` (0) and usage errors (2), as argparse does.
     """
     args = _parser().parse_args(argv)
     handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     try:
+        if getattr(args, "url", None) is not None:
+            _check_url("--url", args.url)
         return handler(args, sys.stdout if out is None else out)
-    except redis.RedisError as exc:
-        print(f"luathrottle: {exc}", file=sys.stderr)
-        return 2
+    except _UsageError as exc:
+        return _fail(str(exc))
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        return _fail(str(exc) or type(exc).__name__)
+    except BackendError as exc:
+        # The demo's limiter wraps the store's error; its text names the cause.
+        return _fail(f"{args.redis}: {exc}")
     except BrokenPipeError:
         # The reader (say, `| head`) left: stop quietly, as Unix tools do.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115

@@ -3,13 +3,13 @@
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import csrf_exempt
 
-from luathrottle.algorithms import LeakyBucket
-from luathrottle.backends.base import SyncBackend
-from luathrottle.backends.django_cache import SyncDjangoCache
-from luathrottle.backends.memory import MemoryBackend
-from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import Rate, SyncThrottle, ThrottledView
+from luathrottle.django.algorithms import LeakyBucket
+from luathrottle.django.backends import BaseThrottleSyncBackend, SyncDjangoCache
+from luathrottle.django.backends.redis import SyncRedis
 from seed_project.views import to_response
 
 
@@ -37,11 +37,11 @@ class CacheNameController(ThrottledView):
         return to_response("inside")
 
 
-def _redis_client_backend() -> SyncBackend:
+def _redis_client_backend() -> BaseThrottleSyncBackend:
     cache = caches["redis"]
     if not isinstance(cache, RedisCache):
-        # settings_embedded has no Redis: the embedded backend stands in.
-        return MemoryBackend()
+        # settings_embedded has no Redis: the cache itself stands in.
+        return SyncDjangoCache(cache_name="redis")
     # If `CACHES['redis']` with `django.core.cache.backends.redis.RedisCache`
     # backend is defined in `settings.py`:
     redis_client = cache._cache.get_client()
@@ -76,7 +76,10 @@ class LeakyBucketController(ThrottledView):
         return to_response("inside")
 
 
-# Seed (algorithms): LeakyBucket on an abuse-sensitive endpoint.
+# Seed (algorithms): LeakyBucket on an abuse-sensitive endpoint. An API
+# endpoint without cookies has no CSRF token to check; without the exemption
+# CsrfViewMiddleware answers every POST 403 before the throttle runs.
+@method_decorator(csrf_exempt, name="dispatch")
 class LoginController(ThrottledView):
     throttling = (
         SyncThrottle(

@@ -3,7 +3,7 @@
 from django.http import HttpRequest, HttpResponse
 
 from luathrottle.django import AsyncThrottle, Rate, SyncThrottle, ThrottledView
-from luathrottle.headers import RateLimitIETFDraft, XRateLimit
+from luathrottle.django.headers import RateLimitIETFDraft, XRateLimit
 from seed_project.views import to_response
 
 

@@ -19,7 +19,7 @@ from luathrottle.django import (
     throttle,
 )
 from luathrottle.django.cache_keys import RemoteAddr
-from luathrottle.headers import RateLimitIETFDraft
+from luathrottle.django.headers import RateLimitIETFDraft
 from seed_project.views import to_response
 
 _draft_headers: Final = RateLimitIETFDraft()

@@ -1,7 +1,10 @@
 """Django throttling over the Lua core.
 
 Cache keys live in ``luathrottle.django.cache_keys``, authentication hooks
-in ``luathrottle.django.auth``, header providers in ``luathrottle.headers``.
+in ``luathrottle.django.auth``, header providers in
+``luathrottle.django.headers``, algorithms in ``luathrottle.django.algorithms``
+and backends in ``luathrottle.django.backends``: the modules of the throttling
+chapter, with ``dmr.throttling`` renamed ``luathrottle.django``.
 """
 
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning

@@ -7,14 +7,16 @@ __all__ = ["LuathrottleConfig"]
 
 
 class LuathrottleConfig(AppConfig):
-    """Registers the settings checks (tag ``luathrottle``)."""
+    """Registers the system checks (tag ``luathrottle``; the URLconf's also
+    under ``urls``)."""
 
     name = "luathrottle.django"
     label = "luathrottle"
     verbose_name = "luathrottle"
 
     def ready(self) -> None:
-        """Register ``check_settings``."""
-        from luathrottle.django.checks import check_settings
+        """Register ``check_settings`` and ``check_views``."""
+        from luathrottle.django.checks import check_settings, check_views
 
         checks.register(check_settings, "luathrottle")
+        checks.register(check_views, "luathrottle", checks.Tags.urls)

@@ -1,20 +1,38 @@
-"""System checks of ``settings.LUATHROTTLE``, run by ``manage.py check``.
+"""System checks, run by ``manage.py check``: ``settings.LUATHROTTLE`` and
+the URLconf's view classes.
 
-Views check their own throttles when they are built; these checks cover
-what the settings declare for every view. Each message is reported once,
-whatever the number of entries it applies to.
+Views check their own throttles when they are built; ``check_settings``
+covers what the settings declare for every view, one message per entry at
+fault, naming it. ``check_views`` finds throttling attributes on view
+classes that are no ``ThrottledView``, where nothing would read them.
+
+The constants below are the kinds of message: each reported message has
+the id and hint of one of them, and a text that names the culprit.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
+from django.urls import URLPattern, URLResolver, get_resolver
 
 from luathrottle.django.conf import get_config, problems
 from luathrottle.django.throttles import BaseThrottle
+from luathrottle.django.views import ThrottledView
 
-__all__ = ["E001", "E002", "E003", "E004", "E005", "W001", "check_settings"]
+__all__ = [
+    "E001",
+    "E002",
+    "E003",
+    "E004",
+    "E005",
+    "E006",
+    "VIEW_ATTRIBUTES",
+    "W001",
+    "check_settings",
+    "check_views",
+]
 
 E001 = Error(
     "LUATHROTTLE is malformed.",
@@ -57,7 +75,32 @@ W001 = Warning(
     id="luathrottle.W001",
 )
 
+E006 = Error(
+    "A view class sets throttling attributes but is not a ThrottledView, so "
+    "its throttles never run.",
+    hint="Derive the view class from luathrottle.django.ThrottledView.",
+    id="luathrottle.E006",
+)
+
+#: The class attributes only ``ThrottledView`` reads.
+VIEW_ATTRIBUTES = (
+    "throttling",
+    "throttling_allow_unsafe_cache",
+    "throttling_headers_on_every_response",
+)
+
 _BY_CODE = {"E001": E001, "E002": E002, "E003": E003}
+
+
+def _naming(kind: CheckMessage, detail: str, obj: object = None) -> CheckMessage:
+    """A message of ``kind`` whose text is ``detail``, naming the culprit."""
+    return CheckMessage(
+        kind.level,
+        detail if detail.endswith(".") else detail + ".",
+        hint=kind.hint,
+        obj=obj,
+        id=kind.id,
+    )
 
 
 def _unique(messages: Iterable[CheckMessage]) -> list[CheckMessage]:
@@ -68,23 +111,30 @@ def _unique(messages: Iterable[CheckMessage]) -> list[CheckMessage]:
     return found
 
 
-def _throttles() -> list[BaseThrottle[Any]]:
-    found: list[BaseThrottle[Any]] = []
-    for entry in get_config().throttling:
-        found.extend(entry if isinstance(entry, tuple) else (entry,))
-    return found
+def _throttles() -> Iterator[tuple[str, BaseThrottle[Any]]]:
+    # Twins of a pair share their entry's name, so that a problem both have
+    # is reported once.
+    for index, entry in enumerate(get_config().throttling):
+        for item in entry if isinstance(entry, tuple) else (entry,):
+            yield f"LUATHROTTLE['throttling'][{index}]", item
 
 
 def _cache_message(
-    throttle: BaseThrottle[Any], policy: bool | None
+    where: str, throttle: BaseThrottle[Any], policy: bool | None
 ) -> CheckMessage | None:
     try:
         throttle.check_backend()
-    except ValueError:
-        return E004
-    if policy is None or throttle.unsafe_reason() is None:
+    except ValueError as exc:
+        return _naming(E004, f"{where}: {exc}")
+    if policy is None:
         return None
-    return W001 if policy else E005
+    reason = throttle.unsafe_reason()
+    if reason is None:
+        return None
+    return _naming(
+        W001 if policy else E005,
+        f"{where} stores its state in a cache that cannot keep limits exact: {reason}",
+    )
 
 
 def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
@@ -93,11 +143,62 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     Returns:
         ``E001``-``E003`` when the settings are malformed; otherwise
         ``E004`` for unknown cache aliases and ``W001`` (or ``E005`` when
-        ``allow_unsafe_cache`` is False) for unsafe caches.
+        ``allow_unsafe_cache`` is False) for unsafe caches. Each message
+        names the entry at fault.
     """
     found = problems(getattr(settings, "LUATHROTTLE", {}))
     if found:
-        return _unique(_BY_CODE[problem.code] for problem in found)
+        return _unique(
+            _naming(_BY_CODE[problem.code], problem.detail) for problem in found
+        )
     policy = get_config().allow_unsafe_cache
-    messages = (_cache_message(throttle, policy) for throttle in _throttles())
+    messages = (_cache_message(where, item, policy) for where, item in _throttles())
     return _unique(message for message in messages if message is not None)
+
+
+def _view_classes(patterns: Iterable[object]) -> Iterator[type]:
+    """The class of each class-based view the patterns route to, includes
+    followed."""
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _view_classes(pattern.url_patterns)
+        elif isinstance(pattern, URLPattern):
+            view: Any = pattern.callback
+            # Decorators made with functools.wraps keep view_class; others
+            # may still expose the view they wrap.
+            while view is not None and not hasattr(view, "view_class"):
+                view = getattr(view, "__wrapped__", None)
+            if view is not None and isinstance(view.view_class, type):
+                yield view.view_class
+
+
+def _dotted(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def check_views(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Check the view classes the root URLconf routes to.
+
+    Returns:
+        ``E006`` for each view class that sets one of ``VIEW_ATTRIBUTES``
+        without deriving from ``ThrottledView``, naming the class and the
+        attributes: such throttles would never run, silently.
+    """
+    messages: list[CheckMessage] = []
+    seen: set[type] = set()
+    for cls in _view_classes(get_resolver().url_patterns):
+        if cls in seen or issubclass(cls, ThrottledView):
+            continue
+        seen.add(cls)
+        found = [name for name in VIEW_ATTRIBUTES if hasattr(cls, name)]
+        if found:
+            names = ", ".join(found)
+            messages.append(
+                _naming(
+                    E006,
+                    f"{_dotted(cls)} sets {names} but does not derive from "
+                    "ThrottledView, so its throttles never run",
+                    obj=_dotted(cls),
+                )
+            )
+    return messages

@@ -1,0 +1,10 @@
+"""Algorithms under the name the throttling chapter imports them by.
+
+``from dmr.throttling.algorithms import LeakyBucket`` ports as
+``from luathrottle.django.algorithms import LeakyBucket``. The algorithms
+live in ``luathrottle.algorithms``; these are the same objects.
+"""
+
+from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
+
+__all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"]
