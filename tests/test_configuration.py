@@ -54,7 +54,8 @@ def test_a_sync_backend_is_rejected_by_the_async_limiter():
 
     from luathrottle.backends.redis import SyncRedis
 
-    with pytest.raises(TypeError, match="backend must be a AsyncBackend"):
+    expected = "backend must be an AsyncBackend for AsyncLimiter, got "
+    with pytest.raises(TypeError, match=rf"^{expected}luathrottle\.backends\.redis"):
         AsyncLimiter(5, 60, backend=SyncRedis(redis.Redis()))
 
 

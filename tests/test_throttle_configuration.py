@@ -151,13 +151,14 @@ BACKENDS = [
     case(
         "async-backend-for-sync",
         TypeError,
-        "backend must be a SyncBackend for SyncThrottle, got AsyncRedis",
+        "backend must be a SyncBackend for SyncThrottle, got "
+        "luathrottle.backends.redis.AsyncRedis",
         lambda: SyncThrottle(1, 60, backend=async_store()),
     ),
     case(
         "sync-backend-for-async",
         TypeError,
-        "AsyncBackend for AsyncThrottle, got SyncRedis",
+        "an AsyncBackend for AsyncThrottle, got luathrottle.backends.redis.SyncRedis",
         lambda: AsyncThrottle(1, 60, backend=sync_store()),
     ),
     case(

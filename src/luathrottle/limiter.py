@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 
 from luathrottle._clock import check_clock, microseconds
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
-from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
@@ -58,11 +58,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self.algorithm.check_limits(self.limits)
         self.script = self.algorithm.script
         self.backend: _BackendT = _DEFAULT_MEMORY if backend is None else backend
-        if not isinstance(self.backend, self._backend_type):
-            raise TypeError(
-                f"backend must be a {self._backend_type.__name__} for "
-                f"{type(self).__name__}, got {self.backend!r}"
-            )
+        check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.prefix = check_prefix(prefix)
         self._frames = [
             key_frame(self.prefix, self.script, "", limit) for limit in self.limits

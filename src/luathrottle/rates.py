@@ -5,7 +5,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Limit", "Rate", "parse_limits"]
+__all__ = ["Limit", "Rate", "parse_limit", "parse_limits"]
 
 #: Lua numbers are doubles: integers stay exact up to 2**53.
 _MAX_EXACT = 2**53
@@ -115,6 +115,10 @@ def parse_limits(
             raise TypeError("duration_in_seconds is required with an int max_requests")
         return (Limit(max_requests, duration_in_seconds),)
     if duration_in_seconds is not None:
+        if not isinstance(max_requests, str | Iterable):
+            # A float or a bool where an int belongs: the count is wrong,
+            # not the duration beside it.
+            _check_count("max_requests", max_requests, _MAX_EXACT)
         raise TypeError(
             "duration_in_seconds goes only with an int max_requests, "
             f"not with {max_requests!r}"
@@ -134,6 +138,26 @@ def parse_limits(
     if len(set(names)) != len(names) or len(set(windows)) != len(windows):
         raise ValueError(f"max_requests holds the same limit twice: {names}")
     return limits
+
+
+def parse_limit(
+    max_requests: int | LimitSpec | Iterable[LimitSpec],
+    duration_in_seconds: int | None = None,
+) -> Limit:
+    """Read the one limit a throttle was given, in any form ``parse_limits``
+    reads.
+
+    Raises:
+        TypeError, ValueError: naming the argument that is wrong, or when
+            ``max_requests`` holds several limits.
+    """
+    limits = parse_limits(max_requests, duration_in_seconds)
+    if len(limits) != 1:
+        raise ValueError(
+            f"max_requests must be one limit, got {len(limits)}: "
+            f"{[limit.name for limit in limits]}; give each its own throttle"
+        )
+    return limits[0]
 
 
 def _parse_one(spec: object) -> Limit:

@@ -7,11 +7,12 @@ backend object serves every limiter and throttle at once.
 import abc
 from collections.abc import Sequence
 
+from luathrottle._text import indefinite
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.failures import CircuitBreaker
 from luathrottle.scripts import Script
 
-__all__ = ["AsyncBackend", "ScriptCall", "SyncBackend"]
+__all__ = ["AsyncBackend", "ScriptCall", "SyncBackend", "check_backend_kind"]
 
 #: One script call: the script, its KEYS and its ARGV.
 ScriptCall = tuple[Script, Sequence[str], Sequence[str]]
@@ -99,4 +100,17 @@ class AsyncBackend(abc.ABC):
         """Prepare the algorithm's script here, ahead of the first call."""
         raise NotImplementedError(
             "AsyncBackend subclasses must define ainitialize_algorithm()"
+        )
+
+
+def check_backend_kind(backend: object, kind: type, owner: str) -> None:
+    """Check that ``backend`` is of the ``kind`` that ``owner`` runs on.
+
+    Raises:
+        TypeError: naming ``backend``, what it is and what ``owner`` needs.
+    """
+    if not isinstance(backend, kind):
+        raise TypeError(
+            f"backend must be {indefinite(kind.__name__)} for {owner}, got "
+            f"{type(backend).__module__}.{type(backend).__qualname__}"
         )

@@ -111,7 +111,7 @@ class _RedisBackend(Generic[_ClientT]):
         if not isinstance(client, self._plain | self._cluster):
             raise TypeError(
                 f"client must be a {_qualified(self._plain)} or "
-                f"{_qualified(self._cluster)}, got {type(client).__name__}"
+                f"{_qualified(self._cluster)}, got {_qualified(type(client))}"
             )
         self.client = client
         self.single_slot_calls = isinstance(client, self._cluster)

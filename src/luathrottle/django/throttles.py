@@ -17,7 +17,12 @@ from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
 
 from luathrottle._clock import check_clock, microseconds
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
-from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle.backends.base import (
+    AsyncBackend,
+    ScriptCall,
+    SyncBackend,
+    check_backend_kind,
+)
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import LimitDecision, decode_reply
@@ -26,7 +31,7 @@ from luathrottle.exceptions import BackendError
 from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
 from luathrottle.keys import hash_tag, identity_digest, key_frame
-from luathrottle.rates import Limit
+from luathrottle.rates import Limit, LimitSpec, parse_limit
 from luathrottle.scripts import Script
 
 __all__ = [
@@ -134,8 +139,12 @@ class BaseThrottle(Generic[_BackendT]):
     """What both twins share: configuration, keys, headers and specs.
 
     Args:
-        max_requests: requests admitted per window, an int of at least 1.
-        duration_in_seconds: the window, a ``Rate`` or a number of seconds.
+        max_requests: requests admitted per window, an int of at least 1;
+            or the whole limit in any form ``Limiter`` takes for one limit:
+            ``"5/minute"``, ``(5, Rate.minute)`` or ``Limit(5, 60)``. The
+            limit is named after the cache key, as headers show it.
+        duration_in_seconds: the window, a ``Rate`` or a number of seconds;
+            only with an int ``max_requests``.
         cache_key: who requests count against; ``RemoteAddr()`` by default.
         backend: where state lives; the Django cache ``"default"`` by
             default, else a Django cache backend, ``SyncRedis``/``AsyncRedis``
@@ -159,8 +168,8 @@ class BaseThrottle(Generic[_BackendT]):
 
     def __init__(
         self,
-        max_requests: int,
-        duration_in_seconds: int,
+        max_requests: int | LimitSpec,
+        duration_in_seconds: int | None = None,
         *,
         cache_key: BaseThrottleCacheKey | None = None,
         backend: _BackendT | None = None,
@@ -176,7 +185,8 @@ class BaseThrottle(Generic[_BackendT]):
                 "cache_key must be a BaseThrottleCacheKey such as RemoteAddr(), "
                 f"got {self.cache_key!r}"
             )
-        self.limit = Limit(max_requests, duration_in_seconds, name=self.cache_key.name)
+        limit = parse_limit(max_requests, duration_in_seconds)
+        self.limit = Limit(limit.max_requests, limit.duration, name=self.cache_key.name)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
             raise TypeError(
@@ -188,11 +198,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.backend: _BackendT = cast(
             _BackendT, type(self)._default_backend() if backend is None else backend
         )
-        if not isinstance(self.backend, self._backend_type):
-            raise TypeError(
-                f"backend must be a {self._backend_type.__name__} for "
-                f"{type(self).__name__}, got {self.backend!r}"
-            )
+        check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.response_headers = _check_headers(response_headers)
         self.scope = _check_scope(scope)
         self.clock = check_clock(clock)

@@ -36,6 +36,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views import View
 
+from luathrottle._text import indefinite
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.conf import get_config
@@ -115,8 +116,8 @@ def _check_throttles(label: str, is_async: bool, throttles: Iterable[object]) ->
             )
         if not isinstance(item, expected):
             raise ImproperlyConfigured(
-                f"{label} is {_kind(is_async)} view, but {item!r} is a "
-                f"{type(item).__name__}; use {expected.__name__}"
+                f"{label} is {_kind(is_async)} view, but {item!r} is "
+                f"{indefinite(type(item).__name__)}; use {expected.__name__}"
             )
         try:
             item.check_backend()
