@@ -7,7 +7,8 @@
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
 -- ARGV[1]          "hit" consumes the cost, "peek" only reads
--- ARGV[2]          cost of the hit, an integer >= 1
+-- ARGV[2]          cost of the hit, an integer from 1 to the largest
+--                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds

@@ -268,6 +268,10 @@ class _Staged:
     deletes: list[str]
 
 
+#: Ints this wide or wider are no state of ours.
+_MAX_INT = 2**64
+
+
 def _as_state(key: str, value: object) -> str:
     """A cached value as the string a script reads, as a Redis-backed cache
     would hold it: a str as it is, an int as its digits (the script decides
@@ -280,13 +284,10 @@ def _as_state(key: str, value: object) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
-        # Wider ints are no state of ours, and Python refuses to write ints
-        # of thousands of digits; "" is a state no script reads.
+        # Python refuses to write ints of thousands of digits; "" is a state
+        # no script reads.
         return str(value) if -_MAX_INT < value < _MAX_INT else ""
     raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
-
-
-_MAX_INT = 2**64
 
 
 def _timeout(ms: Any) -> int | None:
