@@ -7,7 +7,8 @@
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
 -- ARGV[1]          "hit" consumes the cost, "peek" only reads
--- ARGV[2]          cost of the hit, an integer >= 1
+-- ARGV[2]          cost of the hit, an integer from 1 to the largest
+--                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
@@ -17,7 +18,15 @@
 -- ("960000000003": 3 hits of a limit below 10, in a window ending 96e9 ms
 -- after EPOCH_MS), expiring when the window ends. Until 2055 and up to
 -- 9999999 requests per window this is a number of at most 19 digits, which
--- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
+-- Redis keeps as a 64-bit integer, 8 bytes, instead of a string. Windows
+-- that end before EPOCH_MS (clocks before November 2023) start with a '-'.
+--
+-- A state the script cannot read as its own was written by someone else:
+-- another format (anything but an optional '-' and digits, too short, too
+-- long), a count above max_requests, or a window ending more than its
+-- duration plus SKEW_US after now. It counts as absent, so the next
+-- admitted hit overwrites it with a state that expires, and the reply names
+-- its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -25,6 +34,8 @@
 --   remaining       units left in the window after this call
 --   reset_after_us  time until the whole quota is back (0 when unused)
 --   retry_after_us  time until this hit would fit (0 when it fits now)
+-- then, only when there are any, the index (from 1, in KEYS order) of each
+-- limit whose state was unreadable.
 
 -- Counting from here rather than from 1970 saves two digits per state.
 local EPOCH_MS = 1700000000000
@@ -32,6 +43,13 @@ local EPOCH_MS = 1700000000000
 -- into end and count, and written, by arithmetic rather than by cutting and
 -- joining strings; math.floor and math.ceil divide such integers exactly.
 local EXACT = 9007199254740992
+-- A window may end this much beyond now plus its duration: the margin lets
+-- clients whose clocks (the clock= option) disagree by up to a minute share
+-- windows.
+local SKEW_US = 60000000
+-- Digits of a window, in milliseconds since EPOCH_MS, and its sign: enough
+-- for the next 30,000 years.
+local WINDOW_DIGITS = 16
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -45,24 +63,41 @@ end
 -- The reply is filled in as the limits are read, and the writes read back
 -- what they need from it, so that no table is built per limit. It starts
 -- with room for one limit, as a table grown one field at a time is
--- reallocated at every power of two.
-local reply, admitted = {0, 0, 0, 0, 0}, true
+-- reallocated at every power of two. Unreadable states are rare, so their
+-- list is only made when one turns up.
+local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
 for i = 1, #KEYS do
   local max_requests = ARGV[2 + 2 * i]
   local limit = max_requests + 0
   local count, reset_after = 0, 0
   local state = redis.call('GET', KEYS[i])
   if state then
-    local number, scale = state + 0, 10 ^ #max_requests
+    local digits = #max_requests
     local window_end, used
-    if number >= 0 and number < EXACT then
-      used = number % scale
-      window_end = ((number - used) / scale + EPOCH_MS) * 1000
-    else
-      window_end = (string.sub(state, 1, -#max_requests - 1) + EPOCH_MS) * 1000
-      used = string.sub(state, -#max_requests) + 0
+    -- Checked before any arithmetic, which raises an error on a string that
+    -- is no number and reads "inf", "0x1f" or " 5" as numbers.
+    if #state > digits and #state <= digits + WINDOW_DIGITS
+        and string.find(state, '^%-?%d+$') then
+      local number, scale = state + 0, 10 ^ digits
+      if number >= 0 and number < EXACT then
+        used = number % scale
+        window_end = ((number - used) / scale + EPOCH_MS) * 1000
+      else
+        local window = string.sub(state, 1, -digits - 1)
+        if window ~= '-' then
+          window_end = (window + EPOCH_MS) * 1000
+          used = string.sub(state, -digits) + 0
+        end
+      end
+      if window_end and (used > limit or
+          window_end > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US) then
+        window_end = nil
+      end
     end
-    if window_end > now then
+    if not window_end then
+      unreadable = unreadable or {}
+      unreadable[#unreadable + 1] = i
+    elseif window_end > now then
       count, reset_after = used, window_end - now
     end
   end
@@ -104,6 +139,11 @@ if consume and admitted then
     redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
     reply[base + 3] = reply[base + 3] - cost
     reply[base + 4] = reset_after
+  end
+end
+if unreadable then
+  for j = 1, #unreadable do
+    reply[#reply + 1] = unreadable[j]
   end
 end
 return reply

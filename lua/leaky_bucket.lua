@@ -14,7 +14,8 @@
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
 -- ARGV[1]          "hit" consumes the cost, "peek" only reads
--- ARGV[2]          cost of the hit, an integer >= 1
+-- ARGV[2]          cost of the hit, an integer from 1 to the largest
+--                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
@@ -23,12 +24,25 @@
 -- have drained empty, expiring then. A number of 16 digits, which Redis
 -- keeps as a 64-bit integer.
 --
+-- A state the script cannot read as its own was written by someone else:
+-- anything but 1 to 16 digits, or a bucket that would take longer to drain
+-- than a full one plus SKEW_US. It counts as absent (an empty bucket), so
+-- the next admitted hit overwrites it with a state that expires, and the
+-- reply names its limit.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
 --   remaining       whole requests that fit after this call
 --   reset_after_us  time until the bucket is empty
 --   retry_after_us  time until this hit would fit (0 when it fits now)
+-- then, only when there are any, the index (from 1, in KEYS order) of each
+-- limit whose state was unreadable.
+
+-- A bucket may drain this much longer than a full one: the margin lets
+-- clients whose clocks (the clock= option) disagree by up to a minute share
+-- buckets.
+local SKEW_US = 60000000
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -43,16 +57,26 @@ end
 -- what they need from it, so that no table is built per limit. It starts
 -- with room for one limit, as a table grown one field at a time is
 -- reallocated at every power of two. Divisions round with math.ceil and
--- math.floor, exact for integers below 2^53.
-local reply, admitted = {0, 0, 0, 0, 0}, true
+-- math.floor, exact for integers below 2^53. Unreadable states are rare,
+-- so their list is only made when one turns up.
+local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
 for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
   local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
-  local level = tonumber(redis.call('GET', KEYS[i]))
-  if level and level > now then
-    level = level - now
-  else
-    level = 0
+  local level = 0
+  local state = redis.call('GET', KEYS[i])
+  if state then
+    -- Checked before any arithmetic, which raises an error on a string that
+    -- is no number and reads "inf", "0x1f" or " 5" as numbers.
+    local empty_at = #state <= 16 and string.find(state, '^%d+$') and state + 0
+    if empty_at and empty_at - now <= limit * drain + SKEW_US then
+      if empty_at > now then
+        level = empty_at - now
+      end
+    else
+      unreadable = unreadable or {}
+      unreadable[#unreadable + 1] = i
+    end
   end
   local status, retry_after = 1, 0
   if cost > limit then
@@ -79,6 +103,11 @@ if consume and admitted then
       'PX', math.ceil(level / 1000))
     reply[base + 3] = math.floor((limit * drain - level) / drain)
     reply[base + 4] = level
+  end
+end
+if unreadable then
+  for j = 1, #unreadable do
+    reply[#reply + 1] = unreadable[j]
   end
 end
 return reply

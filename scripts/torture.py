@@ -3,13 +3,21 @@
 Usage: python scripts/torture.py [--backend redis|memory] [--url URL]
            [--algorithm simple|leaky|all] [--mode sync|async|all]
            [--processes N] [--workers M] [--keys K] [--limit L] [--hits H]
-           [--json] [--verbose]
+           [--garbage] [--json] [--verbose]
 
 Each of N processes runs M threads (sync) or M asyncio tasks (async), and
 every worker makes H attempts on each of K keys, interleaved. Each key has
 one limit of L requests that can neither reset nor leak during the run, so
 exactly min(L, N * M * H) attempts per key must be admitted: more is
 over-admission, fewer under-admission, and either makes the exit status 1.
+
+With --garbage, a thread overwrites the keys under test with garbage (strings
+no script writes: "abc", "", "inf", "nan", "1e300", thirty nines...) while the
+run goes on. The scripts treat such a state as absent, so each overwrite may
+let a key admit up to L more: the expected count of a key is then what the
+store itself counted, read back atomically as each overwrite replaces it
+(each such count capped at L). Admitting more than that is over-admission,
+and any error a hit raises fails the run too.
 
 Decisions use the server's clock. Without --url a throwaway redis-server is
 started on a free loopback port. The memory backend lives in one process,
@@ -19,16 +27,19 @@ deletes its keys when it ends.
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import multiprocessing
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
+from typing import cast
 
 import redis
 import redis.asyncio
@@ -38,6 +49,8 @@ from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, SimpleRate
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.keys import state_keys
+from luathrottle.scripts import Script
 
 #: Long enough that no window resets during a run; for LeakyBucket at
 #: --limit L, one request leaks every 10**7 / L seconds.
@@ -57,6 +70,37 @@ MODES = ("sync", "async")
 
 #: Set in each child process, so that all children start hitting together.
 _start: Barrier | None = None
+#: The memory backend of each in-process run, by prefix: its workers and its
+#: garbage writer share it.
+_MEMORY: dict[str, MemoryBackend] = {}
+
+#: What --garbage writes: strings no script of ours writes, in turn.
+GARBAGE = ("abc", "", "-5", "inf", "nan", "1e300", "9" * 30, "+5", " 5", "0x1f")
+#: Pause between two garbage writes; bounds their number per run too.
+GARBAGE_PAUSE = 0.001
+MAX_GARBAGE_WRITES = 100_000
+#: Swaps a key's state for garbage in one atomic call, and replies with the
+#: units the replaced state held: 0 when it was absent or the garbage written
+#: last (ARGV[2]), else the count of a fixed window, or the requests a leaky
+#: bucket holds (ARGV[4] is the drain of one, and none leaks during a run).
+#: A second 0 follows, as the embedded backend takes replies of two or more.
+SWAP = Script.from_source(
+    """-- luathrottle script: torture_swap
+-- version: 1
+local state = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if not state or state == ARGV[2] then
+  return {0, 0}
+end
+if ARGV[3] == 'simple' then
+  return {tonumber(string.sub(state, -#ARGV[5])), 0}
+end
+local time = redis.call('TIME')
+local level = state - (time[1] * 1000000 + time[2])
+return {math.max(math.ceil(level / ARGV[4]), 0), 0}
+""",
+    filename="torture_swap.lua",
+)
 
 
 @dataclass(frozen=True)
@@ -72,15 +116,19 @@ class Job:
     limit: int
     hits: int
     prefix: str
+    garbage: bool = False
 
 
 @dataclass(frozen=True)
 class KeyResult:
-    """Admissions of one key."""
+    """Admissions of one key, the errors its hits raised, and how often
+    garbage replaced its state."""
 
     key: str
     allowed: int
     expected: int
+    errors: int = 0
+    garbage_writes: int = 0
 
 
 @dataclass(frozen=True)
@@ -112,6 +160,21 @@ class RunResult:
         """Admissions an exact limiter makes that this run refused."""
         return sum(max(item.expected - item.allowed, 0) for item in self.keys)
 
+    @property
+    def errors(self) -> int:
+        """Hits that raised instead of deciding."""
+        return sum(item.errors for item in self.keys)
+
+    @property
+    def garbage_writes(self) -> int:
+        """Times garbage replaced a key's state."""
+        return sum(item.garbage_writes for item in self.keys)
+
+    @property
+    def exact(self) -> bool:
+        """No over- or under-admission, and no error."""
+        return self.over == self.under == self.errors == 0
+
     def summary(self) -> dict[str, object]:
         """The run as JSON-ready data."""
         return {
@@ -121,6 +184,8 @@ class RunResult:
             "expected": self.expected,
             "over": self.over,
             "under": self.under,
+            "errors": self.errors,
+            "garbage_writes": self.garbage_writes,
             "seconds": round(self.seconds, 3),
             "keys": [asdict(item) for item in self.keys],
         }
@@ -145,19 +210,28 @@ def _sum_columns(rows: Sequence[Sequence[int]]) -> list[int]:
 def _sync_worker(
     limiter: Limiter, job: Job, worker: int, start: threading.Barrier
 ) -> list[int]:
-    counts, order = [0] * len(job.keys), _rotated(job, worker)
+    size, order = len(job.keys), _rotated(job, worker)
+    counts = [0] * (2 * size)
     start.wait(START_TIMEOUT)
     for _ in range(job.hits):
         for index, key in order:
-            counts[index] += limiter.hit(key).allowed
+            try:
+                counts[index] += limiter.hit(key).allowed
+            except Exception:
+                counts[size + index] += 1
     return counts
 
 
+def _memory(job: Job) -> MemoryBackend:
+    return _MEMORY.setdefault(job.prefix, MemoryBackend())
+
+
 def _sync_attempts(job: Job) -> list[int]:
-    """Admissions per key of ``job.workers`` threads in this process."""
+    """Admissions per key of ``job.workers`` threads in this process, then
+    the errors per key."""
     limit, algorithm = _limit_and_algorithm(job)
     client = None if job.backend == "memory" else redis.Redis.from_url(job.url)
-    backend = MemoryBackend() if client is None else SyncRedis(client)
+    backend = _memory(job) if client is None else SyncRedis(client)
     limiter = Limiter([limit], algorithm=algorithm, backend=backend, prefix=job.prefix)
     start = threading.Barrier(job.workers)
     try:
@@ -173,18 +247,23 @@ def _sync_attempts(job: Job) -> list[int]:
 
 
 async def _async_worker(limiter: AsyncLimiter, job: Job, worker: int) -> list[int]:
-    counts, order = [0] * len(job.keys), _rotated(job, worker)
+    size, order = len(job.keys), _rotated(job, worker)
+    counts = [0] * (2 * size)
     for _ in range(job.hits):
         for index, key in order:
-            counts[index] += (await limiter.hit(key)).allowed
+            try:
+                counts[index] += (await limiter.hit(key)).allowed
+            except Exception:
+                counts[size + index] += 1
     return counts
 
 
 async def _async_attempts(job: Job) -> list[int]:
-    """Admissions per key of ``job.workers`` tasks on one event loop."""
+    """Admissions per key of ``job.workers`` tasks on one event loop, then
+    the errors per key."""
     limit, algorithm = _limit_and_algorithm(job)
     client = None if job.backend == "memory" else redis.asyncio.Redis.from_url(job.url)
-    backend = MemoryBackend() if client is None else AsyncRedis(client)
+    backend = _memory(job) if client is None else AsyncRedis(client)
     limiter = AsyncLimiter(
         [limit], algorithm=algorithm, backend=backend, prefix=job.prefix
     )
@@ -197,12 +276,29 @@ async def _async_attempts(job: Job) -> list[int]:
 
 
 def run_job(job: Job) -> list[int]:
-    """Run one process's share of a run; return its admissions per key."""
+    """Run one process's share of a run; return its admissions per key, then
+    its errors per key."""
     if _start is not None:
         _start.wait(START_TIMEOUT)
-    if job.mode == "sync":
-        return _sync_attempts(job)
-    return asyncio.run(_async_attempts(job))
+    with _quiet(job.garbage):
+        if job.mode == "sync":
+            return _sync_attempts(job)
+        return asyncio.run(_async_attempts(job))
+
+
+@contextlib.contextmanager
+def _quiet(garbage: bool) -> Iterator[None]:
+    """Every hit after a garbage write warns, as it should: under --garbage,
+    luathrottle's warnings are muted while the hits run, as the run counts
+    what matters instead."""
+    logger = logging.getLogger("luathrottle")
+    level = logger.level
+    if garbage:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _join_start(barrier: Barrier) -> None:
@@ -225,26 +321,98 @@ def _delete_keys(job: Job) -> None:
         client.close()
 
 
+class GarbageWriter:
+    """A thread that keeps replacing the state of a job's keys with garbage,
+    and adds up what the store had counted in each state it replaced.
+
+    Each write swaps one key's state in one atomic script call, so no hit
+    falls between reading what the state held and replacing it.
+    """
+
+    def __init__(self, job: Job) -> None:
+        limit, algorithm = _limit_and_algorithm(job)
+        self.job = job
+        self.keys = [
+            state_keys(job.prefix, algorithm.script, "", key, [limit])[0]
+            for key in job.keys
+        ]
+        self.counted = [0] * len(job.keys)
+        self.writes = [0] * len(job.keys)
+        self._last = [""] * len(job.keys)
+        self._drain = -(-DURATION * 1_000_000 // job.limit)
+        self._client = (
+            None
+            if job.backend == "memory"
+            else redis.Redis(connection_pool=redis.ConnectionPool.from_url(job.url))
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run)
+
+    def _swap(self, index: int, garbage: str, final: bool = False) -> None:
+        args = [garbage, self._last[index], self.job.algorithm]
+        args += [str(self._drain), str(self.job.limit)]
+        key = self.keys[index]
+        if self._client is None:
+            held, _ = _MEMORY[self.job.prefix].run_script(SWAP, [key], args)
+        else:
+            reply = self._client.eval(SWAP.source, 1, key, *args)
+            held, _ = cast(list[int], reply)
+        self.counted[index] += min(held, self.job.limit)
+        self._last[index] = garbage
+        self.writes[index] += not final
+
+    def _run(self) -> None:
+        for write in range(MAX_GARBAGE_WRITES):
+            self._swap(write % len(self.keys), GARBAGE[write % len(GARBAGE)])
+            if self._stop.wait(GARBAGE_PAUSE):
+                return
+
+    def __enter__(self) -> "GarbageWriter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(RUN_TIMEOUT)
+        # What the last states held counts too.
+        for index in range(len(self.keys)):
+            self._swap(index, GARBAGE[0], final=True)
+        if self._client is not None:
+            self._client.close()
+
+
 def run(job: Job, processes: int, pool: Executor | None) -> RunResult:
     """Run ``job`` in ``processes`` processes (in this one when ``pool`` is
     None) and compare the admissions with those of an exact limiter."""
     began = time.monotonic()
-    if pool is None:
-        counts = run_job(job)
-    else:
-        futures = [pool.submit(run_job, job) for _ in range(processes)]
-        counts = _sum_columns([future.result(RUN_TIMEOUT) for future in futures])
+    if job.backend == "memory":
+        _memory(job)
+    writer = GarbageWriter(job) if job.garbage else None
+    with writer or contextlib.nullcontext():
+        if pool is None:
+            counts = run_job(job)
+        else:
+            futures = [pool.submit(run_job, job) for _ in range(processes)]
+            counts = _sum_columns([future.result(RUN_TIMEOUT) for future in futures])
     seconds = time.monotonic() - began
     if job.backend == "redis":
         _delete_keys(job)
-    expected = min(job.limit, processes * job.workers * job.hits)
+    _MEMORY.pop(job.prefix, None)
+    size = len(job.keys)
+    if writer is None:
+        expected = [min(job.limit, processes * job.workers * job.hits)] * size
+        writes = [0] * size
+    else:
+        expected, writes = writer.counted, writer.writes
     return RunResult(
         algorithm=job.algorithm,
         mode=job.mode,
         seconds=seconds,
         keys=tuple(
-            KeyResult(key, count, expected)
-            for key, count in zip(job.keys, counts, strict=True)
+            KeyResult(key, count, wanted, errors, written)
+            for key, count, errors, wanted, written in zip(
+                job.keys, counts[:size], counts[size:], expected, writes, strict=True
+            )
         ),
     )
 
@@ -270,6 +438,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=_positive, default=100)
     parser.add_argument(
         "--hits", type=_positive, default=50, help="attempts per worker per key"
+    )
+    parser.add_argument(
+        "--garbage",
+        action="store_true",
+        help="keep writing garbage into the keys under test while it runs",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--verbose", action="store_true", help="print every key")
@@ -306,6 +479,7 @@ def _jobs(args: argparse.Namespace, url: str) -> list[Job]:
             limit=args.limit,
             hits=args.hits,
             prefix=f"torture.{token}.{algorithm}.{mode}",
+            garbage=args.garbage,
         )
         for algorithm in algorithms
         for mode in modes
@@ -324,12 +498,12 @@ def _run_all(jobs: Sequence[Job], processes: int) -> list[RunResult]:
 
 
 def _exact(results: Sequence[RunResult]) -> bool:
-    return all(result.over == result.under == 0 for result in results)
+    return all(result.exact for result in results)
 
 
 def _report(args: argparse.Namespace, results: Sequence[RunResult]) -> None:
     if args.json:
-        names = ("backend", "processes", "workers", "keys", "limit", "hits")
+        names = ("backend", "processes", "workers", "keys", "limit", "hits", "garbage")
         report = {name: getattr(args, name) for name in names}
         runs = [result.summary() for result in results]
         print(json.dumps({**report, "ok": _exact(results), "runs": runs}))
@@ -343,7 +517,8 @@ def _report(args: argparse.Namespace, results: Sequence[RunResult]) -> None:
         print(
             f"{result.algorithm} {result.mode}: allowed {result.allowed} "
             f"expected {result.expected} (over {result.over}, "
-            f"under {result.under}) in {result.seconds:.2f} s"
+            f"under {result.under}, errors {result.errors}, "
+            f"garbage writes {result.garbage_writes}) in {result.seconds:.2f} s"
         )
         if args.verbose:
             for item in result.keys:

@@ -376,8 +376,8 @@ def test_async_staged_keyspace_writes_back(request, alias):
 def test_a_foreign_value_is_a_backend_error(clock):
     limiter = Limiter(3, 60, backend=SyncDjangoCache(), clock=clock)
     [key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
-    caches["default"].set(key, 5)
-    with pytest.raises(BackendError, match="holds a int"):
+    caches["default"].set(key, {"count": 5})
+    with pytest.raises(BackendError, match="holds a dict"):
         limiter.hit("k")
     caches["default"].delete(key)
 

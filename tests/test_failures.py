@@ -8,8 +8,10 @@ import time
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from luathrottle import AsyncLimiter, BackendError, Limiter
+from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limiter, SimpleRate
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.failures import (
     STORE_UNAVAILABLE,
@@ -224,3 +226,53 @@ def test_dead_store_script_runs():
         ["black", "hole"],
         ["black", "hole"],
     ]
+
+
+@pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)
+@pytest.mark.parametrize("retries", [0, 3], ids=["no-retry", "retry"])
+def test_killed_connections_never_over_admit(server, algorithm, retries):
+    """``CLIENT KILL TYPE normal`` in a loop while threads hit one key.
+
+    A script whose reply dies with its connection may have run: the client
+    sees an error (or redis-py retries the call, which runs the script once
+    more), yet the hit is stored. That errs on the strict side only: the
+    admissions the clients saw never exceed the limit, and the stored count
+    is at least that many.
+    """
+    limit = 300
+    client = redis.Redis.from_url(
+        server.url,
+        socket_timeout=2,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), retries),
+    )
+    limiter = Limiter(
+        # Neither resets nor leaks a whole request while the test runs.
+        limit,
+        10**6,
+        algorithm=algorithm,
+        backend=SyncRedis(client, breaker=False),
+    )
+    admin = redis.Redis.from_url(server.url, socket_timeout=2)
+    killed = kills = 0
+    deadline = time.monotonic() + 20
+    with Traffic(lambda _: limiter.hit("k"), threads=4) as traffic:
+        decisions = traffic.results
+        while kills < 400 and time.monotonic() < deadline:
+            killed += admin.client_kill_filter(_type="normal", skipme=True)
+            kills += 1
+            denied = sum(not decision.allowed for decision in decisions)
+            if kills >= 30 and denied >= 20:
+                break
+            time.sleep(0.002)  # lets some calls through between the kills
+    stored = limit - limiter.peek("k").remaining
+    admitted = sum(decision.allowed for decision in decisions)
+    admin.close()
+    client.close()
+    assert killed > 0
+    assert all(isinstance(error, BackendError) for error in traffic.errors)
+    if retries == 0:
+        assert traffic.errors, "no call met a killed connection"
+    assert any(not decision.allowed for decision in decisions)
+    assert admitted <= limit
+    assert stored == limit >= admitted

@@ -17,6 +17,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 SMALL = ["--workers", "3", "--keys", "4", "--limit", "20"]
 IN_PROCESS = ["--backend", "memory", "--processes", "1", *SMALL, "--hits", "10"]
 MODES = ("sync", "async")
+# Long enough runs that garbage lands between hits: 600 attempts per key.
+GARBAGE = [*SMALL, "--hits", "200", "--garbage"]
 
 
 @pytest.fixture
@@ -56,6 +58,43 @@ def test_processes_threads_and_tasks_on_redis_admit_exactly(redis_url, redis_cli
     assert result.returncode == 0, result.stdout + result.stderr
     assert_exact(json.loads(result.stdout))
     assert redis_client.dbsize() == 0  # each run deletes what it wrote
+
+
+def assert_exact_under_garbage(report):
+    """Each key admitted exactly what the store counted between garbage
+    writes, no hit raised, and garbage did replace states while the run went
+    on."""
+    assert report["ok"] is True
+    assert report["garbage"] is True
+    assert len(report["runs"]) == 4
+    for run in report["runs"]:
+        assert (run["over"], run["under"], run["errors"]) == (0, 0, 0), run
+        assert run["garbage_writes"] > 0, run
+        assert all(key["allowed"] == key["expected"] for key in run["keys"]), run
+
+
+@pytest.mark.redis
+def test_garbage_in_the_keys_under_test_on_redis(redis_url, redis_client):
+    result = subprocess.run(
+        [
+            *(sys.executable, str(SCRIPTS / "torture.py"), "--url", redis_url),
+            *("--processes", "2", *GARBAGE, "--json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_exact_under_garbage(json.loads(result.stdout))
+    assert redis_client.dbsize() == 0
+
+
+def test_garbage_in_the_keys_under_test_on_the_memory_backend(torture, capsys):
+    argv = ["--backend", "memory", "--processes", "1", *GARBAGE]
+    status, report = run_in_process(torture, capsys, *argv)
+    assert status == 0
+    assert_exact_under_garbage(report)
 
 
 def test_threads_and_tasks_on_the_memory_backend_admit_exactly(torture, capsys):
@@ -110,3 +149,16 @@ def test_settings_that_cannot_be_exact_are_refused(torture, capsys, argv):
         torture.main(argv)
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_admissions_the_store_never_counted_fail_a_garbage_run(
+    torture, capsys, monkeypatch
+):
+    hit, ahit = fixed(True)
+    monkeypatch.setattr(torture.Limiter, "hit", hit)
+    monkeypatch.setattr(torture.AsyncLimiter, "hit", ahit)
+    status, report = run_in_process(torture, capsys, *IN_PROCESS, "--garbage")
+    assert status == 1
+    assert report["ok"] is False
+    for run in report["runs"]:
+        assert run["over"] == run["allowed"] == 4 * 30

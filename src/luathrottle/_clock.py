@@ -1,9 +1,11 @@
 """Client clocks: checked when a limiter is built, and at every reading.
 
 A clock returns seconds since 1970. The scripts count time in microseconds
-from 2023-11-14 on (see ``lua/fixed_window.lua``), and a clock that returns
-milliseconds or microseconds by mistake would put every hit in a window of
-its own, so readings outside a sane range are refused rather than used.
+from 2023-11-14 on (see ``lua/fixed_window.lua``), exactly while a time plus
+the longest duration (ten years) stays below 2**53 microseconds, which holds
+until about 2245; and a clock that returns milliseconds or microseconds by
+mistake would put every hit in a window of its own. Readings outside
+2023-11-14 to 2200 are refused rather than used.
 """
 
 import math
@@ -15,8 +17,8 @@ Clock = Callable[[], float]
 
 #: 2023-11-14T22:13:20Z, where the scripts' own epoch starts.
 EARLIEST = 1_700_000_000
-#: 3000-01-01T00:00:00Z.
-LATEST = 32_503_680_000
+#: 2200-01-01T00:00:00Z.
+LATEST = 7_258_118_400
 
 
 def check_clock(clock: object) -> Clock | None:
@@ -40,7 +42,7 @@ def microseconds(clock: Clock) -> int:
 
     Raises:
         ValueError: naming ``clock``, when it returned something that is not
-            a finite number of seconds between 2023-11-14 and the year 3000.
+            a finite number of seconds between 2023-11-14 and the year 2200.
     """
     now = clock()
     if (
@@ -51,7 +53,7 @@ def microseconds(clock: Clock) -> int:
     ):
         raise ValueError(
             f"clock must return seconds since 1970 between {EARLIEST} (2023-11-14) "
-            f"and {LATEST} (the year 3000), got {now!r}; a clock in milliseconds "
+            f"and {LATEST} (the year 2200), got {now!r}; a clock in milliseconds "
             "or microseconds gives numbers far past that"
         )
     return round(now * 1_000_000)

@@ -8,7 +8,7 @@ rest, on whichever backend runs it.
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
-from luathrottle.rates import Limit
+from luathrottle.rates import Limit, check_limit_count
 from luathrottle.scripts import Script, get_script
 
 __all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "Mode", "SimpleRate"]
@@ -32,17 +32,27 @@ class BaseThrottleAlgorithm:
         return get_script(self.script_name)
 
     def check_limits(self, limits: Sequence[Limit]) -> None:
-        """Reject limits this algorithm cannot decide exactly.
+        """Reject limits this algorithm cannot decide exactly, and more
+        limits than one call decides (``MAX_LIMITS``).
+
+        Subclasses that check more call this too.
 
         Raises:
             ValueError: naming the limit.
         """
+        check_limit_count(len(limits), "max_requests")
 
     def pack_args(
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
-        """The ARGV of one call, as every script of ours reads it."""
-        args = [mode, str(cost), "" if now_us is None else str(now_us)]
+        """The ARGV of one call, as every script of ours reads it.
+
+        A cost above every limit is sent as the largest limit plus one: each
+        limit then decides exactly as for the real cost (it exceeds them
+        all), and the script's arithmetic stays exact however large the cost.
+        """
+        most = max(limit.max_requests for limit in limits) + 1
+        args = [mode, str(min(cost, most)), "" if now_us is None else str(now_us)]
         for limit in limits:
             args.append(str(limit.max_requests))
             args.append(str(limit.duration))
@@ -74,7 +84,33 @@ class LeakyBucket(BaseThrottleAlgorithm):
 
     Retry-after is the real time until the next hit fits, and reset-after the
     time until the bucket is empty. Each request drains in a whole number of
-    microseconds, rounded up, so the leak is never faster than the rate.
+    microseconds, rounded up, so the leak is never faster than the rate. A
+    limit must leave each request at least ``MIN_DRAIN_US`` (100 µs), that
+    is at most 10,000 requests per second of its duration, so that this
+    rounding slows the rate by less than 1%.
     """
 
     script_name = "leaky_bucket"
+    #: The shortest drain per request, in microseconds, a limit may ask for.
+    MIN_DRAIN_US: ClassVar[int] = 100
+
+    def check_limits(self, limits: Sequence[Limit]) -> None:
+        """Reject more limits than one call decides, and rates so fast that
+        rounding each request's drain up to a whole microsecond would slow
+        them by 1% or more.
+
+        Raises:
+            ValueError: naming ``max_requests`` and the limit.
+        """
+        super().check_limits(limits)
+        for limit in limits:
+            most = limit.duration * 1_000_000 // self.MIN_DRAIN_US
+            if limit.max_requests > most:
+                raise ValueError(
+                    f"max_requests of limit {limit.name!r} must be at most "
+                    f"{most} for LeakyBucket over {limit.duration} s: each "
+                    f"request must drain in at least {self.MIN_DRAIN_US} µs "
+                    "(10,000 requests per second), so that rounding its "
+                    "drain up to a whole microsecond slows the rate by less "
+                    "than 1%"
+                )

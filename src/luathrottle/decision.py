@@ -2,8 +2,14 @@
 
 Decisions are named tuples: immutable values, and cheap to build, which
 matters since every request builds several.
+
+A script's reply may name, after its fields, limits whose state it could not
+read as its own (someone else wrote the key); the script treated that state
+as absent, and ``decode_reply`` logs each one on the ``luathrottle`` logger,
+with the hashed state key only.
 """
 
+import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -26,6 +32,8 @@ COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
 _REASONS = {1: None, 0: LIMIT_EXCEEDED, -1: COST_EXCEEDS_LIMIT}
 _FIELDS_PER_LIMIT = 5
 _MICROSECONDS = 1_000_000
+
+logger = logging.getLogger("luathrottle")
 
 
 class LimitDecision(NamedTuple):
@@ -85,14 +93,20 @@ class Decision(NamedTuple):
     limits: tuple[LimitDecision, ...]
 
     @classmethod
-    def from_reply(cls, limits: Sequence[Limit], reply: Sequence[int]) -> "Decision":
-        """Decode a script's reply: five integers per limit, in order.
+    def from_reply(
+        cls,
+        limits: Sequence[Limit],
+        reply: Sequence[int],
+        keys: Sequence[str] | None = None,
+    ) -> "Decision":
+        """Decode a script's reply: five integers per limit, in order, then
+        the limits whose state was unreadable, if any (see ``decode_reply``).
 
         Raises:
             ValueError: the reply does not have five integers per limit, or
                 has a status no script gives.
         """
-        return cls.combine(decode_reply(limits, reply))
+        return cls.combine(decode_reply(limits, reply, keys))
 
     @classmethod
     def combine(cls, decisions: Sequence[LimitDecision]) -> "Decision":
@@ -113,21 +127,56 @@ class Decision(NamedTuple):
         )
 
 
-def decode_reply(limits: Sequence[Limit], reply: Sequence[int]) -> list[LimitDecision]:
+def decode_reply(
+    limits: Sequence[Limit],
+    reply: Sequence[int],
+    keys: Sequence[str] | None = None,
+) -> list[LimitDecision]:
     """Each limit's decision in a script's reply, without combining them.
 
+    After five integers per limit, a reply may list the limits (numbered
+    from 1, in order) whose state the script could not read as its own and
+    treated as absent. Each is logged as a warning, naming its state key
+    from ``keys`` when given (keys are hashed, never raw identities), else
+    the limit.
+
     Raises:
-        ValueError: the reply does not have five integers per limit, or has
-            a status no script gives.
+        ValueError: the reply does not have five integers per limit, has a
+            status no script gives, or lists limits it does not have.
     """
-    if len(reply) != _FIELDS_PER_LIMIT * len(limits):
-        raise ValueError(
-            f"script reply has {len(reply)} fields for {len(limits)} limits"
-        )
+    fields = _FIELDS_PER_LIMIT * len(limits)
+    if len(reply) != fields:
+        _log_unreadable(limits, reply, fields, keys)
     return [
         _limit_decision(limit, reply, _FIELDS_PER_LIMIT * index)
         for index, limit in enumerate(limits)
     ]
+
+
+def _log_unreadable(
+    limits: Sequence[Limit],
+    reply: Sequence[int],
+    fields: int,
+    keys: Sequence[str] | None,
+) -> None:
+    listed = [int(index) for index in reply[fields:]]
+    # Each limit at most once, in order, as the scripts list them.
+    ordered = all(
+        earlier < later for earlier, later in zip([0, *listed], listed, strict=False)
+    )
+    if not listed or not ordered or listed[-1] > len(limits):
+        raise ValueError(
+            f"script reply has {len(reply)} fields for {len(limits)} limits"
+        )
+    for index in listed:
+        where = f"limit {limits[index - 1].name}"
+        if keys is not None and len(keys) == len(limits):
+            where = keys[index - 1]
+        logger.warning(
+            "luathrottle state at %s was not written by luathrottle: "
+            "treated as absent, overwritten by the next admitted hit",
+            where,
+        )
 
 
 def deciding_limit(decisions: Sequence[LimitDecision]) -> LimitDecision:

@@ -95,10 +95,10 @@ class _BaseLimiter(Generic[_BackendT]):
         if self.backend.breaker is not None:
             self.backend.breaker.before_call()
 
-    def _succeeded(self, reply: list[int]) -> Decision:
+    def _succeeded(self, reply: list[int], keys: list[str]) -> Decision:
         if self.backend.breaker is not None:
             self.backend.breaker.succeeded()
-        return Decision.from_reply(self.limits, reply)
+        return Decision.from_reply(self.limits, reply, keys)
 
     def _failed(self, call: _Call, error: BackendError) -> Decision:
         where = f"{self.script.name} {call.keys[0]}"
@@ -164,7 +164,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._succeeded(reply)
+        return self._succeeded(reply, call.keys)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -193,4 +193,4 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._succeeded(reply)
+        return self._succeeded(reply, call.keys)

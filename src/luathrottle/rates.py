@@ -5,12 +5,31 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Limit", "Rate", "parse_limit", "parse_limits"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_LIMITS",
+    "MAX_NAME",
+    "MAX_REQUESTS",
+    "Limit",
+    "Rate",
+    "check_limit_count",
+    "parse_limit",
+    "parse_limits",
+]
 
-#: Lua numbers are doubles: integers stay exact up to 2**53.
-_MAX_EXACT = 2**53
-#: Durations are microseconds inside the scripts.
-_MAX_DURATION = _MAX_EXACT // 1_000_000
+#: The most requests one limit admits per window. The scripts' numbers are
+#: doubles, exact below 2**53, and a count plus a cost (which a limiter sends
+#: as at most max_requests + 1) must stay below that.
+MAX_REQUESTS = 10**15
+#: The longest window, ten years of 365 days, in seconds: a state (a window's
+#: end, or when a bucket will be empty, in microseconds since 1970) stays
+#: below 2**53, so exact, until the year 2240.
+MAX_DURATION = 10 * 365 * 86_400
+#: The most limits one script call decides: one call blocks a Redis server
+#: for about 3 microseconds per limit.
+MAX_LIMITS = 64
+#: The longest name of a limit: names go into logs and response headers.
+MAX_NAME = 100
 
 
 class Rate(enum.IntEnum):
@@ -27,13 +46,18 @@ class Limit:
     """At most ``max_requests`` units of cost every ``duration`` seconds.
 
     Args:
-        max_requests: requests admitted per window, an int of at least 1.
-        duration: the window in seconds, an int (or ``Rate``) of at least 1.
-        name: how headers and logs call this limit; ``"5/60s"`` by default.
+        max_requests: requests admitted per window, an int from 1 to
+            ``MAX_REQUESTS`` (10**15).
+        duration: the window in seconds, an int (or ``Rate``) from 1 to
+            ``MAX_DURATION`` (ten years).
+        name: how headers and logs call this limit, at most ``MAX_NAME``
+            printable characters; ``"5/60s"`` by default.
 
     Raises:
-        TypeError: an argument is not an int (bools and floats included).
-        ValueError: an argument is below 1 or too large to stay exact.
+        TypeError: an argument is not an int (bools and floats included), or
+            the name is not a str.
+        ValueError: an argument is below 1 or too large to stay exact, or
+            the name is too long or not printable.
     """
 
     max_requests: int
@@ -41,10 +65,15 @@ class Limit:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _check_count("max_requests", self.max_requests, _MAX_EXACT)
-        _check_count("duration_in_seconds", self.duration, _MAX_DURATION)
+        _check_count("max_requests", self.max_requests, MAX_REQUESTS)
+        _check_count("duration_in_seconds", self.duration, MAX_DURATION)
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a str, got {self.name!r}")
+        if len(self.name) > MAX_NAME or not self.name.isprintable():
+            raise ValueError(
+                f"name must be at most {MAX_NAME} printable characters, "
+                f"got {self.name[: MAX_NAME + 1]!r}"
+            )
         object.__setattr__(self, "duration", int(self.duration))
         if not self.name:
             object.__setattr__(self, "name", f"{self.max_requests}/{self.duration}s")
@@ -57,6 +86,19 @@ def _check_count(argument: str, value: object, maximum: int) -> None:
         )
     if not 1 <= value <= maximum:
         raise ValueError(f"{argument} must be between 1 and {maximum}, got {value!r}")
+
+
+def check_limit_count(count: int, argument: str) -> None:
+    """Refuse more limits than one script call decides.
+
+    Raises:
+        ValueError: naming ``argument``, when ``count`` is above
+            ``MAX_LIMITS``.
+    """
+    if count > MAX_LIMITS:
+        raise ValueError(
+            f"{argument} holds {count} limits; one call decides at most {MAX_LIMITS}"
+        )
 
 
 _UNITS = {
@@ -118,7 +160,7 @@ def parse_limits(
         if not isinstance(max_requests, str | Iterable):
             # A float or a bool where an int belongs: the count is wrong,
             # not the duration beside it.
-            _check_count("max_requests", max_requests, _MAX_EXACT)
+            _check_count("max_requests", max_requests, MAX_REQUESTS)
         raise TypeError(
             "duration_in_seconds goes only with an int max_requests, "
             f"not with {max_requests!r}"
@@ -133,6 +175,7 @@ def parse_limits(
     limits = tuple(_parse_one(spec) for spec in max_requests)
     if not limits:
         raise ValueError("max_requests must hold at least one limit, got none")
+    check_limit_count(len(limits), "max_requests")
     names = [limit.name for limit in limits]
     windows = [(limit.max_requests, limit.duration) for limit in limits]
     if len(set(names)) != len(names) or len(set(windows)) != len(windows):

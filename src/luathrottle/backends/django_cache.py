@@ -268,6 +268,28 @@ class _Staged:
     deletes: list[str]
 
 
+#: Ints this wide or wider are no state of ours.
+_MAX_INT = 2**64
+
+
+def _as_state(key: str, value: object) -> str:
+    """A cached value as the string a script reads, as a Redis-backed cache
+    would hold it: a str as it is, an int as its digits (the script decides
+    whether it can read them).
+
+    Raises:
+        BackendError: any other value, as Redis answers WRONGTYPE for a key
+            that holds no string.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Python refuses to write ints of thousands of digits; "" is a state
+        # no script reads.
+        return str(value) if -_MAX_INT < value < _MAX_INT else ""
+    raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
+
+
 def _timeout(ms: Any) -> int | None:
     """A SET's PX as a cache timeout: whole seconds, rounded up."""
     return None if ms is False else max(1, math.ceil(ms / 1000))
@@ -293,10 +315,9 @@ class _Staging:
         args: Sequence[str],
         snapshot: Mapping[str, Any],
     ) -> _Staged:
-        for key, value in snapshot.items():
-            if not isinstance(value, str):
-                raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
-        table = self._lua.runtime.table_from(dict(snapshot))
+        table = self._lua.runtime.table_from(
+            {key: _as_state(key, value) for key, value in snapshot.items()}
+        )
         now_us = time.time_ns() // 1000
         try:
             reply, sets, dels = self._run(

@@ -2,9 +2,11 @@
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
 keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that
-a script call never crosses back into Python. Keys expire lazily when read,
-and every script call also sweeps two keys for each key it names, so expired
-keys never make up more than half of the keyspace.
+a script call never crosses back into Python. HSET and RPUSH only mark a
+key as a hash or a list, so that a script's GET meets WRONGTYPE there as on
+Redis. Keys expire lazily when read, and every script call also sweeps two
+keys for each key it names, so expired keys never make up more than half of
+the keyspace.
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
@@ -29,6 +31,11 @@ __all__ = ["MemoryBackend"]
 
 _KEYSPACE = """
 local data, expires = {}, {}
+-- Keys of another type than string, by name: only their type is kept.
+-- Looked up only when data misses, so string keys pay nothing for them.
+local types = {}
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+
 local cursor = nil
 -- A call sweeps this many keys for each key it names. It writes at most one
 -- key per name, so expired keys are found faster than calls can add keys (at
@@ -61,11 +68,24 @@ local function sweep(count)
 end
 
 function commands.GET(key)
-  if expired(key) or data[key] == nil then return false end
+  if expired(key) or data[key] == nil then
+    if types[key] then error(WRONGTYPE, 0) end
+    return false
+  end
   return data[key]
 end
+local function typed(kind)
+  return function(key)
+    if data[key] ~= nil and not expired(key) then error(WRONGTYPE, 0) end
+    types[key] = kind
+    return 1
+  end
+end
+commands.HSET = typed('hash')
+commands.RPUSH = typed('list')
 function commands.SET(key, value, option, ttl)
   data[key] = tostring(value)
+  types[key] = nil
   expires[key] = nil
   if option ~= nil then
     expires[key] = clock.now + px_ms(option, ttl) * 1000
@@ -75,14 +95,15 @@ end
 function commands.DEL(...)
   local deleted = 0
   for _, key in ipairs({...}) do
-    if not expired(key) and data[key] ~= nil then
+    if not expired(key) and data[key] ~= nil or types[key] then
       deleted = deleted + 1
     end
-    data[key], expires[key] = nil, nil
+    data[key], expires[key], types[key] = nil, nil, nil
   end
   return deleted
 end
 function commands.PTTL(key)
+  if types[key] then return -1 end
   if expired(key) or data[key] == nil then return -2 end
   local at = expires[key]
   if at == nil then return -1 end
@@ -91,6 +112,7 @@ end
 function commands.DBSIZE()
   local size = 0
   for _ in pairs(data) do size = size + 1 end
+  for _ in pairs(types) do size = size + 1 end
   return size
 end
 
@@ -143,8 +165,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         return self._lua.integers(reply)
 
     def command(self, *args: str | int) -> Any:
-        """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
-        Redis; DBSIZE counts expired keys that were not swept yet."""
+        """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME, and
+        HSET and RPUSH, which only mark a key's type), as in Redis; DBSIZE
+        counts expired keys that were not swept yet."""
         now = self._now_us()
         try:
             reply = self._run_command(now, *args)

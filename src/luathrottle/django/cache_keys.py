@@ -84,9 +84,12 @@ class BaseThrottleCacheKey(abc.ABC):
 class RemoteAddr(BaseThrottleCacheKey):
     """The client address, from ``request.META["REMOTE_ADDR"]``.
 
-    Addresses are normalised (an IPv4-mapped IPv6 address counts as its IPv4
-    address); a value that is no address at all still counts, as it is.
-    Without a value the throttle is skipped.
+    Addresses are normalised as ``ProxiedRemoteAddr`` normalises them: an
+    IPv4-mapped IPv6 address counts as its IPv4 address, and a port, which
+    some servers put there (``192.0.2.1:5678``, ``[2001:db8::1]:443``), is
+    dropped, since a client picks a new one per connection. A value that is
+    no address at all still counts, as it is. Without a value the throttle
+    is skipped.
 
     Put a reverse proxy's real client address into ``REMOTE_ADDR`` (and
     never trust ``X-Forwarded-For`` blindly), or every client shares the
@@ -186,7 +189,7 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
         for entry in reversed(
             header.rsplit(",", self.num_proxies)[-self.num_proxies :]
         ):
-            address = _parse_hop(entry)
+            address = _parse_with_port(entry.strip())
             if address is None:
                 break
             client = address
@@ -257,7 +260,7 @@ def _remote_addr(request: Any) -> str | None:
 
 
 def _normalize(text: str) -> str | None:
-    address = _parse(text)
+    address = _parse_with_port(text)
     return None if address is None else address.compressed
 
 
@@ -276,9 +279,8 @@ def _parse(text: str) -> Address | None:
     return address
 
 
-def _parse_hop(entry: str) -> Address | None:
-    """One ``X-Forwarded-For`` entry as an address, its port dropped."""
-    text = entry.strip()
+def _parse_with_port(text: str) -> Address | None:
+    """``text`` as an address, with or without a port, which is dropped."""
     match = _WITH_PORT.fullmatch(text)
     if match is None:
         return _parse(text)

@@ -319,7 +319,8 @@ class _Batch:
 
     def outcomes(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
         limits = [call.throttle.limit for call in self.calls]
-        return self._as_outcomes(decode_reply(limits, reply))
+        keys = [call.key for call in self.calls]
+        return self._as_outcomes(decode_reply(limits, reply, keys))
 
     def fallback(
         self, error: BackendError, on_failure: OnFailure

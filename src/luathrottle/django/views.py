@@ -52,6 +52,7 @@ from luathrottle.django.throttles import (
     headers_for,
     record_outcomes,
 )
+from luathrottle.rates import MAX_LIMITS
 
 __all__ = [
     "NOT_AUTHENTICATED_BODY",
@@ -202,6 +203,11 @@ class _Endpoint:
             _check_counters(self.label, bound)
             before = tuple(b for b in bound if b.throttle.cache_key.runs_before_auth)
             after = tuple(b for b in bound if not b.throttle.cache_key.runs_before_auth)
+            if max(len(before), len(after)) > MAX_LIMITS:
+                raise ImproperlyConfigured(
+                    f"{self.label}: throttling holds more than {MAX_LIMITS} "
+                    "throttles for one stage, more than one script call decides"
+                )
             self._stages = (config, before, after)
         return self._stages[1], self._stages[2]
 

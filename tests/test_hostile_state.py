@@ -1,0 +1,450 @@
+"""State that someone else wrote at a state key.
+
+Whatever a third party SETs at a key (a string the script cannot read, a
+number out of range, a count above the limit, a window or bucket that ends
+too far ahead), the script treats it as absent: the next admitted hit is
+judged as on a fresh key and overwrites it with a state that expires; the
+``luathrottle`` logger warns once per call that met it, naming the hashed
+key. A key of another type (a hash, a list) is a ``BackendError`` for that
+call. The rule holds on the real Redis, fakeredis, the embedded backend and
+Django's caches, staged (LocMem) or on Redis.
+"""
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+from django.core.cache import caches
+from django.http import HttpResponse
+
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
+    LeakyBucket,
+    Limit,
+    Limiter,
+    SimpleRate,
+)
+from luathrottle.algorithms import BaseThrottleAlgorithm
+from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.decision import Decision
+from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
+
+#: The fixed window counts its windows' ends in milliseconds from here.
+EPOCH_MS = 1_700_000_000_000
+LIMIT = Limit(5, 60)
+WARNING = "not written by luathrottle"
+
+#: Strings no script of ours writes.
+GARBAGE = {
+    "letters": "abc",
+    "empty": "",
+    "negative": "-5",
+    "minus": "-",
+    "inf": "inf",
+    "minus-inf": "-inf",
+    "nan": "nan",
+    "huge-float": "1e300",
+    "thirty-nines": "9" * 30,
+    "plus": "+5",
+    "leading-space": " 5",
+    "trailing-space": "5 ",
+    "hex": "0x1f",
+    "decimal": "1.5",
+    "nul": "5\x00",
+    "unicode": "\u0665",
+    "megabyte": "1" * 1_000_000,
+}
+
+
+def far_ahead(algorithm: str, now_us: int) -> str:
+    """Digits that end an hour from now: no 5/60 limit of ours lasts that long."""
+    if algorithm == "simple":
+        return f"{(now_us // 1000 + 3_600_000) - EPOCH_MS}0"
+    return str(now_us + 3_600_000_000)
+
+
+def count_above_limit(algorithm: str, now_us: int) -> str:
+    """A window that ends in 30 s, holding 9 hits of a limit of 5; a leaky
+    bucket's state has no count, so a bucket 3 minutes from empty: more
+    than a full one (1 minute) plus the margin for clocks (1 minute)."""
+    if algorithm == "simple":
+        return f"{(now_us // 1000 + 30_000) - EPOCH_MS}9"
+    return str(now_us + 180_000_000)
+
+
+COMPUTED: dict[str, Callable[[str, int], str]] = {
+    "far-ahead": far_ahead,
+    "count-above-limit": count_above_limit,
+}
+CASES = [*GARBAGE, *COMPUTED]
+ALGORITHMS: dict[str, Callable[[], BaseThrottleAlgorithm]] = {
+    "simple": SimpleRate,
+    "leaky": LeakyBucket,
+}
+
+
+def garbage(case: str, algorithm: str, now_us: int) -> str:
+    if case in GARBAGE:
+        return GARBAGE[case]
+    return COMPUTED[case](algorithm, now_us)
+
+
+class Store:
+    """One backend of a limiter, with raw access to its keys."""
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self.clock = request.getfixturevalue("clock")
+        if kind == "memory":
+            self.backend: Any = MemoryBackend(clock=self.clock)
+        elif kind == "fakeredis":
+            self.backend = SyncRedis(fakeredis.FakeRedis())
+        else:
+            self.backend = SyncRedis(request.getfixturevalue("redis_client"))
+
+    def now_us(self) -> int:
+        if self.kind == "memory":
+            return round(self.clock() * 1_000_000)
+        return time.time_ns() // 1000
+
+    def set(self, key: str, value: str) -> None:
+        if self.kind == "memory":
+            self.backend.command("SET", key, value)
+        else:
+            self.backend.client.set(key, value)
+
+    def get(self, key: str) -> str | None:
+        if self.kind == "memory":
+            value = self.backend.command("GET", key)
+            return value or None
+        raw = self.backend.client.get(key)
+        return None if raw is None else raw.decode()
+
+    def pttl(self, key: str) -> int:
+        if self.kind == "memory":
+            return int(self.backend.command("PTTL", key))
+        return int(self.backend.client.pttl(key))
+
+    def hset(self, key: str) -> None:
+        if self.kind == "memory":
+            self.backend.command("HSET", key, "field", "1")
+        else:
+            self.backend.client.hset(key, "field", "1")
+
+    def rpush(self, key: str) -> None:
+        if self.kind == "memory":
+            self.backend.command("RPUSH", key, "1")
+        else:
+            self.backend.client.rpush(key, "1")
+
+
+@pytest.fixture(params=["memory", "fakeredis", "redis"])
+def store(request) -> Store:
+    return Store(request.param, request)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, key: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.name == "luathrottle"
+        and record.levelno == logging.WARNING
+        and WARNING in record.getMessage()
+        and key in record.getMessage()
+    ]
+
+
+def assert_fresh_state(algorithm: str, state: str | None, ttl_ms: int, now_us: int):
+    """``state`` is what one hit of cost 1 on a fresh 5/60 key writes, and
+    expires no later than that state needs. A few seconds of slack cover a
+    real server's clock moving on meanwhile."""
+    assert state is not None
+    assert re.fullmatch(r"[0-9]+", state), state
+    if algorithm == "simple":
+        window_end_us = (int(state[:-1]) + EPOCH_MS) * 1000
+        assert int(state[-1]) == 1
+        assert 0 < window_end_us - now_us <= 60_000_000 + 2_000_000
+        assert 0 < ttl_ms <= 60_000
+    else:
+        drain_us = 12_000_000  # 60 s / 5
+        assert 0 < int(state) - now_us <= drain_us + 2_000_000
+        assert 0 < ttl_ms <= drain_us // 1000
+
+
+def assert_admitted_as_fresh(decision: Decision) -> None:
+    assert decision.allowed
+    assert decision.reason is None
+    assert decision.remaining == LIMIT.max_requests - 1
+    assert 0 < decision.reset_after <= LIMIT.duration
+    assert decision.retry_after is None
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("case", CASES)
+def test_unreadable_state_counts_as_absent_and_is_overwritten(
+    store, algorithm, case, caplog
+):
+    limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
+    [key] = limiter._keys("client")
+    store.set(key, garbage(case, algorithm, store.now_us()))
+
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        assert_admitted_as_fresh(limiter.hit("client"))
+        assert_fresh_state(algorithm, store.get(key), store.pttl(key), store.now_us())
+        assert len(warnings_about(caplog, key)) == 1
+        # The state is ours now: it counts, and no call warns again.
+        second = limiter.hit("client")
+    assert second.allowed
+    assert second.remaining == LIMIT.max_requests - 2
+    assert len(warnings_about(caplog, key)) == 1
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("case", ["letters", "inf", "thirty-nines", "far-ahead"])
+def test_a_peek_reads_unreadable_state_as_absent_and_writes_nothing(
+    store, algorithm, case, caplog
+):
+    limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
+    [key] = limiter._keys("client")
+    written = garbage(case, algorithm, store.now_us())
+    store.set(key, written)
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        decision = limiter.peek("client")
+    assert decision.allowed
+    assert decision.remaining == LIMIT.max_requests
+    assert store.get(key) == (written or None)
+    assert len(warnings_about(caplog, key)) == 1
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("case", ["letters", "nan", "huge-float", "far-ahead"])
+def test_a_denial_by_another_limit_writes_nothing(store, algorithm, case, caplog):
+    strict = Limit(1, 60)
+    limiter = Limiter(
+        [LIMIT, strict], algorithm=ALGORITHMS[algorithm](), backend=store.backend
+    )
+    assert limiter.hit("client").allowed  # the strict limit is now full
+    hostile_key, strict_key = limiter._keys("client")
+    written = garbage(case, algorithm, store.now_us())
+    store.set(hostile_key, written)
+    strict_state = store.get(strict_key)
+
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        decision = limiter.hit("client")
+    assert not decision.allowed
+    assert decision.limit == strict.max_requests
+    assert decision.retry_after is not None
+    assert 0 < decision.retry_after <= strict.duration
+    hostile, denying = decision.limits
+    assert (hostile.allowed, hostile.remaining) == (True, LIMIT.max_requests)
+    assert not denying.allowed
+    assert store.get(hostile_key) == (written or None)
+    assert store.get(strict_key) == strict_state
+    assert len(warnings_about(caplog, hostile_key)) == 1
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("kind", ["hash", "list"])
+def test_a_key_of_another_type_is_a_backend_error(store, algorithm, kind):
+    limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
+    [key] = limiter._keys("client")
+    getattr(store, "hset" if kind == "hash" else "rpush")(key)
+    with pytest.raises(BackendError, match="WRONGTYPE"):
+        limiter.hit("client")
+    with pytest.raises(BackendError, match="WRONGTYPE"):
+        limiter.peek("client")
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+async def test_async_limiter_on_redis_overwrites_unreadable_state(
+    async_redis_client, algorithm, caplog
+):
+    limiter = AsyncLimiter(
+        LIMIT, algorithm=ALGORITHMS[algorithm](), backend=AsyncRedis(async_redis_client)
+    )
+    [key] = limiter._keys("client")
+    await async_redis_client.set(key, "inf")
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        assert_admitted_as_fresh(await limiter.hit("client"))
+    state = (await async_redis_client.get(key)).decode()
+    ttl = await async_redis_client.pttl(key)
+    assert_fresh_state(algorithm, state, ttl, time.time_ns() // 1000)
+    assert len(warnings_about(caplog, key)) == 1
+
+
+# Django's caches: staged over LocMem, or one script call on RedisCache.
+
+
+class DjangoStore:
+    """A Django cache alias, with raw access to the keys a throttle writes."""
+
+    def __init__(self, alias: str, redis_url: str | None) -> None:
+        self.alias = alias
+        self.cache = caches[alias]
+        self.cache.clear()
+        self.client: Any = None
+        if redis_url is not None:
+            self.client = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/1")
+            self.client.flushdb()
+
+    def set(self, key: str, value: object) -> None:
+        if self.client is None:
+            self.cache.set(key, value, None)
+        else:
+            self.client.set(self.cache.make_key(key), value)
+
+    def get_with_ttl(self, key: str) -> tuple[str | None, int]:
+        made = self.cache.make_key(key)
+        if self.client is None:
+            # LocMemCache keeps each key's expiry time in seconds.
+            expiry = self.cache._expire_info.get(made)  # type: ignore[attr-defined]
+            ttl = -1 if expiry is None else round((expiry - time.time()) * 1000)
+            return self.cache.get(key), ttl
+        raw = self.client.get(made)
+        return None if raw is None else raw.decode(), self.client.pttl(made)
+
+    def hset(self, key: str) -> None:
+        if self.client is None:
+            self.cache.set(key, {"field": 1}, None)
+        else:
+            self.client.hset(self.cache.make_key(key), "field", "1")
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+
+@pytest.fixture(params=["default", "redis"], ids=["locmem-staged", "redis-cache"])
+def django_store(request):
+    on_redis = request.param == "redis"
+    url = request.getfixturevalue("redis_url") if on_redis else None
+    store = DjangoStore(request.param, url)
+    yield store
+    store.close()
+
+
+def ok(request):
+    return HttpResponse("inside")
+
+
+async def aok(request):
+    return HttpResponse("inside")
+
+
+async def respond(view, request):
+    response = view(request)
+    if asyncio.iscoroutine(response):
+        response = await response
+    return response
+
+
+@pytest.fixture(params=["sync", "async"])
+def mode(request) -> str:
+    return request.param
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+@pytest.mark.parametrize("case", CASES)
+async def test_django_views_overwrite_unreadable_state(
+    django_store, mode, algorithm, case, rf, async_rf, caplog
+):
+    options: dict[str, Any] = {
+        "algorithm": ALGORITHMS[algorithm](),
+        "scope": "hostile-state",
+    }
+    decorator = {"allow_unsafe_cache": None, "headers_on_every_response": True}
+    if mode == "sync":
+        backend: Any = SyncDjangoCache(django_store.alias)
+        guard: Any = SyncThrottle(5, 60, backend=backend, **options)
+        view = throttle(guard, **decorator)(ok)
+        request = rf.get("/")
+    else:
+        backend = AsyncDjangoCache(django_store.alias)
+        guard = AsyncThrottle(5, 60, backend=backend, **options)
+        view = throttle(guard, **decorator)(aok)
+        request = async_rf.get("/")
+    key = guard.call(request, "").key
+    django_store.set(key, garbage(case, algorithm, time.time_ns() // 1000))
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="luathrottle"):
+            response = await respond(view, request)
+            state, ttl = django_store.get_with_ttl(key)
+            second = await respond(view, request)
+    finally:
+        if mode == "async":
+            await backend.aclose()
+    assert response.status_code == 200
+    assert response["X-RateLimit-Remaining"] == "4"
+    assert 0 < int(response["X-RateLimit-Reset"]) <= 60
+    assert "Retry-After" not in response
+    if django_store.client is None:
+        # set_many takes whole seconds: the TTL is the state's, rounded up.
+        ttl = max(ttl - 1000, 1)
+    assert_fresh_state(algorithm, state, ttl, time.time_ns() // 1000)
+    assert second["X-RateLimit-Remaining"] == "3"
+    assert len(warnings_about(caplog, key)) == 1
+
+
+@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
+def test_django_cache_of_another_type_is_a_backend_error(django_store, algorithm):
+    limiter = Limiter(
+        LIMIT,
+        algorithm=ALGORITHMS[algorithm](),
+        backend=SyncDjangoCache(django_store.alias, breaker=False),
+    )
+    [key] = limiter._keys("client")
+    django_store.hset(key)
+    with pytest.raises(BackendError, match=r"WRONGTYPE|holds a dict"):
+        limiter.hit("client")
+
+
+@pytest.mark.parametrize(
+    ("value", "remaining"), [(-5, 4), (10**400, 4), (1.5, None), (b"5", None)]
+)
+def test_staged_cache_values_that_are_no_string(value, remaining, caplog):
+    """A Redis-backed cache holds an int as its digits, so the staged path
+    reads one as such (and warns when they are no state of ours); other
+    Python values are a key of another type."""
+    limiter = Limiter(LIMIT, backend=SyncDjangoCache("default", breaker=False))
+    [key] = limiter._keys("client")
+    caches["default"].set(key, value, None)
+    try:
+        if remaining is None:
+            with pytest.raises(BackendError, match="holds a"):
+                limiter.hit("client")
+            return
+        with caplog.at_level(logging.WARNING, logger="luathrottle"):
+            assert limiter.hit("client").remaining == remaining
+        assert len(warnings_about(caplog, key)) == 1
+    finally:
+        caches["default"].delete(key)
+
+
+# What the scripts reply, decoded.
+
+
+def test_a_reply_names_unreadable_limits_after_its_fields(caplog):
+    limits = [Limit(5, 60), Limit(10, 60), Limit(20, 60)]
+    fields = [1, 5, 4, 60_000_000, 0] + [1, 10, 9, 60_000_000, 0] * 2
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        decision = Decision.from_reply(limits, [*fields, 1, 3], ["k1", "k2", "k3"])
+    assert decision == Decision.from_reply(limits, fields)
+    assert [r.getMessage().split()[3] for r in caplog.records] == ["k1", "k3"]
+
+
+@pytest.mark.parametrize("tail", [[0], [4], [2, 1], [1, 1], [1, 2, 3, 3]])
+def test_a_reply_that_lists_other_limits_is_a_value_error(tail):
+    limits = [Limit(5, 60), Limit(10, 60), Limit(20, 60)]
+    with pytest.raises(ValueError, match="fields"):
+        Decision.from_reply(limits, [1, 5, 4, 0, 0] * 3 + tail)
