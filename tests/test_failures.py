@@ -9,13 +9,15 @@ import time
 import pytest
 import redis
 
-from luathrottle import AsyncLimiter, BackendError, Limiter
-from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from luathrottle.failures import (
-    STORE_UNAVAILABLE,
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
     CircuitBreaker,
     CircuitOpenError,
+    Limiter,
+    Reason,
 )
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from servers import RedisServer, Traffic, free_port, wait_until
 from tcp_proxy import TcpProxy
 
@@ -95,7 +97,7 @@ def test_policy_decides_when_the_store_is_down(on_failure, allowed, caplog):
     )
     with caplog.at_level(logging.WARNING, logger="luathrottle"):
         decision = limiter.hit("alice")
-    assert (decision.allowed, decision.reason) == (allowed, STORE_UNAVAILABLE)
+    assert (decision.allowed, decision.reason) == (allowed, Reason.STORE_UNAVAILABLE)
     assert (decision.retry_after is None) is allowed
     assert "alice" not in caplog.text  # keys are hashed in logs
     assert "luathrottle store failed" in caplog.text
@@ -117,12 +119,12 @@ def test_open_breaker_never_calls_the_store(server):
     assert limiter.hit("k").reason is None
     proxy.delay = 2.0  # replies now come after the client's timeout
     for _ in range(2):
-        assert limiter.hit("k").reason == STORE_UNAVAILABLE
+        assert limiter.hit("k").reason == Reason.STORE_UNAVAILABLE
     assert breaker.state == "open"
     proxy.delay = 0.0
     before = proxy.sent_chunks
     for _ in range(50):
-        assert limiter.hit("k").reason == STORE_UNAVAILABLE
+        assert limiter.hit("k").reason == Reason.STORE_UNAVAILABLE
     assert proxy.sent_chunks == before
     ticks.now += 30  # one cool-off later the trial call goes through
     assert limiter.hit("k").reason is None
@@ -139,7 +141,7 @@ def test_a_slow_store_costs_no_more_than_the_timeout(server):
     started = time.monotonic()
     decision = limiter.hit("k")
     elapsed = time.monotonic() - started
-    assert decision.reason == STORE_UNAVAILABLE
+    assert decision.reason == Reason.STORE_UNAVAILABLE
     assert elapsed < 2.5  # bounded by the 0.2 s timeout, not the 5 s delay
     proxy.close()
 
@@ -152,7 +154,7 @@ async def test_async_slow_store_costs_no_more_than_the_timeout(server):
     started = time.monotonic()
     decision = await limiter.hit("k")
     assert time.monotonic() - started < 2.5
-    assert (decision.allowed, decision.reason) == (False, STORE_UNAVAILABLE)
+    assert (decision.allowed, decision.reason) == (False, Reason.STORE_UNAVAILABLE)
     await backend.client.aclose()
     proxy.close()
 
@@ -175,7 +177,7 @@ def test_redis_killed_mid_traffic_then_restarted(server):
         recovered = len(reasons)
         wait_until(lambda: len(reasons) > recovered + 20)
     assert traffic.errors == []
-    assert STORE_UNAVAILABLE in reasons
+    assert Reason.STORE_UNAVAILABLE in reasons
     assert set(reasons[recovered + 5 :]) == {None}
 
 

@@ -5,10 +5,10 @@ not depend on where keys live: Redis's ``redis.call`` dispatch, ``TIME``,
 the ``SET ... PX ms`` option, splitting a call into KEYS and ARGV, compiling
 scripts once per SHA1, and turning replies into integers as Redis does.
 
-A keyspace chunk is Lua appended to that prelude. It sees the locals
-``commands`` (fill in GET, SET, DEL...), ``clock`` (set ``clock.now`` in
-microseconds before a call), ``px_ms(option, ttl)`` and ``call_script(script,
-nkeys, ...)``, and returns the entry points Python calls.
+Both chunks are files in ``lua/embedded/`` that the script registry reads:
+``prelude.lua``, and a keyspace chunk that receives what the prelude returns
+(``commands`` to fill in, ``clock``, ``px_ms`` and ``call_script``) and
+returns the entry points Python calls.
 """
 
 from collections.abc import Iterable
@@ -16,49 +16,11 @@ from typing import Any
 
 import lupa.lua51 as lupa
 
-from luathrottle.scripts import Script
+from luathrottle.scripts import Script, embedded_source
 
 __all__ = ["EmbeddedLua", "LuaError"]
 
 LuaError = lupa.LuaError
-
-_PRELUDE = """
-local BACKEND = %s
-local clock = {now = 0}
-local commands = {}
-
-function commands.TIME()
-  local seconds = math.floor(clock.now / 1000000)
-  return {tostring(seconds), tostring(clock.now - seconds * 1000000)}
-end
-
-redis = {}
-function redis.call(name, ...)
-  -- Scripts name commands in capitals; only others pay for upper().
-  local command = commands[name] or commands[string.upper(name)]
-  if command == nil then
-    error('ERR unknown command ' .. tostring(name) .. ' in the ' .. BACKEND ..
-      ' backend')
-  end
-  return command(...)
-end
-
-local function px_ms(option, ttl)
-  if (option ~= 'PX' and string.upper(option) ~= 'PX') or tonumber(ttl) == nil then
-    error('ERR ' .. BACKEND .. ' backend supports only SET key value [PX ms]')
-  end
-  return tonumber(ttl)
-end
-
-local function call_script(script, nkeys, ...)
-  local keys, args = {...}, {}
-  for i = nkeys + 1, #keys do
-    args[i - nkeys] = keys[i]
-    keys[i] = nil
-  end
-  return script(keys, args)
-end
-"""
 
 
 class EmbeddedLua:
@@ -70,14 +32,15 @@ class EmbeddedLua:
 
     Args:
         backend: the backend's name, as error messages show it.
-        keyspace: Lua run after the prelude; what it returns becomes
-            ``entry_points``.
+        keyspace: the name of the keyspace chunk in ``lua/embedded/``; what
+            it returns becomes ``entry_points``.
     """
 
     def __init__(self, backend: str, keyspace: str) -> None:
         self.runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
-        quoted = "'" + backend.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        entry_points = self.runtime.execute(_PRELUDE % quoted + keyspace)
+        prelude = self.runtime.compile(embedded_source("prelude"))
+        chunk = self.runtime.compile(embedded_source(keyspace))
+        entry_points = chunk(*prelude(backend))
         self.entry_points: tuple[Any, ...] = (
             entry_points if isinstance(entry_points, tuple) else (entry_points,)
         )

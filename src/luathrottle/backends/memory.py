@@ -1,10 +1,12 @@
 """The embedded backend: the very same Lua files, run in-process by lupa.
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
-keyspace written in Lua (GET, SET with PX, DEL, PTTL, DBSIZE, TIME) so that
-a script call never crosses back into Python. Keys expire lazily when read,
-and every script call also sweeps two keys for each key it names, so expired
-keys never make up more than half of the keyspace.
+keyspace written in Lua (``lua/embedded/memory_keyspace.lua``: GET, SET with
+PX, DEL, PTTL, DBSIZE, TIME) so that a script call never crosses back into
+Python. The runtime starts on the backend's first call, not when it is
+built. Keys expire lazily when read, and every script call also sweeps two
+keys for each key it names, so expired keys never make up more than half of
+the keyspace.
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
@@ -12,100 +14,29 @@ and between asyncio tasks (a call never awaits). State is per process: use
 Redis when several processes must share limits.
 """
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import lupa.lua51 as lupa
 
-from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends._lua import EmbeddedLua, LuaError
-from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle.backends.base import (
+    AsyncBackend,
+    ScriptCall,
+    StoreTraits,
+    SyncBackend,
+)
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script
 
 __all__ = ["MemoryBackend"]
 
-_KEYSPACE = """
-local data, expires = {}, {}
-local cursor = nil
--- A call sweeps this many keys for each key it names. It writes at most one
--- key per name, so expired keys are found faster than calls can add keys (at
--- worst half the keyspace is expired), and a call costs the same however
--- large the keyspace grows.
-local SWEEP_PER_KEY = 2
-
-local function expired(key)
-  local at = expires[key]
-  if at and at <= clock.now then
-    data[key], expires[key] = nil, nil
-    return true
-  end
-  return false
-end
-
-local function sweep(count)
-  if cursor ~= nil and expires[cursor] == nil then
-    cursor = nil
-  end
-  for _ = 1, count do
-    local key = next(expires, cursor)
-    if key == nil then
-      cursor = nil
-      return
-    end
-    cursor = key
-    expired(key)
-  end
-end
-
-function commands.GET(key)
-  if expired(key) or data[key] == nil then return false end
-  return data[key]
-end
-function commands.SET(key, value, option, ttl)
-  data[key] = tostring(value)
-  expires[key] = nil
-  if option ~= nil then
-    expires[key] = clock.now + px_ms(option, ttl) * 1000
-  end
-  return {ok = 'OK'}
-end
-function commands.DEL(...)
-  local deleted = 0
-  for _, key in ipairs({...}) do
-    if not expired(key) and data[key] ~= nil then
-      deleted = deleted + 1
-    end
-    data[key], expires[key] = nil, nil
-  end
-  return deleted
-end
-function commands.PTTL(key)
-  if expired(key) or data[key] == nil then return -2 end
-  local at = expires[key]
-  if at == nil then return -1 end
-  return math.floor((at - clock.now + 999) / 1000)
-end
-function commands.DBSIZE()
-  local size = 0
-  for _ in pairs(data) do size = size + 1 end
-  return size
-end
-
-local function run_script(script, clock_us, nkeys, ...)
-  clock.now = clock_us
-  sweep(SWEEP_PER_KEY * nkeys)
-  return unpack(call_script(script, nkeys, ...))
-end
-
-local function run_command(clock_us, ...)
-  clock.now = clock_us
-  return redis.call(...)
-end
-
-return run_script, run_command
-"""
+_UNSAFE = (
+    "MemoryBackend keeps its state in each process: N processes admit up to "
+    "N times the limit"
+)
 
 
 class MemoryBackend(SyncBackend, AsyncBackend):
@@ -120,33 +51,52 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
-        self._lua = EmbeddedLua("memory", _KEYSPACE)
-        self._run_script, self._run_command = self._lua.entry_points
+        self._traits = StoreTraits(
+            self, shared_across_processes=False, unsafe_reason=_UNSAFE
+        )
+        self._lua: EmbeddedLua | None = None
+        self._start_lock = threading.Lock()
+
+    def _runtime(self) -> EmbeddedLua:
+        with self._start_lock:
+            if self._lua is None:
+                self._lua = EmbeddedLua("memory", "memory_keyspace")
+            return self._lua
 
     def _now_us(self) -> int:
         if self._clock is None:
             return time.time_ns() // 1000
         return round(self._clock() * 1_000_000)
 
+    def traits(self) -> StoreTraits:
+        """A store of this process alone, which is why it is unsafe."""
+        return self._traits
+
+    # Nothing here can trip a breaker, so the public methods skip the guard
+    # and the extra call it costs.
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
         """Run ``script`` atomically in the embedded Lua."""
         now = self._now_us()
+        lua = self._lua or self._runtime()
         try:
-            reply = self._run_script(
-                self._lua.function(script), now, len(keys), *keys, *args
+            reply = lua.entry_points[0](
+                lua.function(script), now, len(keys), *keys, *args
             )
         except LuaError as exc:
             raise BackendError(f"{script.name}: {exc}") from exc
-        return self._lua.integers(reply)
+        return lua.integers(reply)
+
+    _run_script = run_script
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
         Redis; DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
+        lua = self._lua or self._runtime()
         try:
-            reply = self._run_command(now, *args)
+            reply = lua.entry_points[1](now, *args)
         except LuaError as exc:
             raise BackendError(f"{args[0]}: {exc}") from exc
         if lupa.lua_type(reply) == "table":
@@ -158,9 +108,16 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         if keys:
             self.command("DEL", *keys)
 
-    def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
-        """Compile the algorithm's script into the embedded Lua."""
-        self._lua.function(algorithm.script)
+    def load_script(self, script: Script) -> None:
+        """Compile ``script`` into the embedded Lua.
+
+        Raises:
+            BackendError: it does not compile.
+        """
+        try:
+            (self._lua or self._runtime()).function(script)
+        except LuaError as exc:
+            raise BackendError(f"{script.name}: {exc}") from exc
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -168,17 +125,21 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         """Run ``script``; it never blocks on I/O, so it never awaits."""
         return self.run_script(script, keys, args)
 
-    async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
-        """Run several script calls, each atomic on its own, not together."""
-        return self.run_scripts(calls)
+    async def _arun_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str]
+    ) -> list[int]:
+        return self.run_script(script, keys, args)
+
+    async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        return self._run_scripts(calls)
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys``."""
         self.delete_keys(keys)
 
-    async def ainitialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
-        """Compile the algorithm's script into the embedded Lua."""
-        self.initialize_algorithm(algorithm)
+    async def aload_script(self, script: Script) -> None:
+        """Compile ``script`` into the embedded Lua."""
+        self.load_script(script)
 
     def __repr__(self) -> str:
         return "MemoryBackend()"

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 
-from luathrottle.django.conf import get_config, problems
+from luathrottle.django._conf import get_config, problems
 from luathrottle.django.throttles import BaseThrottle
 
 __all__ = ["E001", "E002", "E003", "E004", "E005", "W001", "check_settings"]
