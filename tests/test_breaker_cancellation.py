@@ -9,7 +9,6 @@ the test moves, so that no test waits for a cool-off.
 """
 
 import asyncio
-import shutil
 import signal
 from collections.abc import Generator
 from typing import Any
@@ -21,28 +20,10 @@ import redis.asyncio
 from luathrottle import AsyncLimiter, CircuitBreaker, CircuitOpenError, Limiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import get_script
-from servers import RedisServer
 
 COOL_OFF = 30.0
 #: Bounds every wait on the store: a paused server answers nothing.
 TIMEOUT = 5.0
-
-
-class Ticks:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def server(redis_url, tmp_path):
-    # A server of its own: these tests pause it.
-    server = RedisServer(shutil.which("redis-server"), str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -55,21 +36,17 @@ def admin(server):
     client.close()
 
 
-def new_breaker():
-    ticks = Ticks()
-    return CircuitBreaker(failures=1, cool_off=COOL_OFF, clock=ticks), ticks
-
-
-def into_state(breaker, ticks, state):
-    """Put a fresh breaker into ``state``: closed, open, or half-open."""
-    if state == "closed":
-        return
-    breaker.before_call()
-    breaker.failed()
-    assert breaker.state == "open"
+def new_breaker(clock, state):
+    """A breaker on ``clock`` in ``state``: closed, open, or half-open."""
+    breaker = CircuitBreaker(failures=1, cool_off=COOL_OFF, clock=clock)
+    if state != "closed":
+        breaker.before_call()
+        breaker.failed()
+        assert breaker.state == "open"
     if state == "half-open":
-        ticks.now += COOL_OFF
+        clock.advance(COOL_OFF)
         assert breaker.state == "half-open"
+    return breaker
 
 
 def assert_left_consistent(breaker, state):
@@ -134,16 +111,13 @@ async def one_call(backend, kind, key):
 @pytest.mark.parametrize("kind", ["lone", "noscript", "pipeline"])
 @pytest.mark.parametrize("state", ["closed", "half-open"])
 async def test_cancelled_at_every_await_point_leaves_the_breaker_consistent(
-    server, admin, kind, state, connection
+    server, admin, clock, kind, state, connection
 ):
     client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
-    breaker, ticks = new_breaker()
-    backend = AsyncRedis(client, breaker=breaker)
     cancelled_at, answered_at = [], []
     for at in range(1, 200):
-        breaker, ticks = new_breaker()
+        breaker = new_breaker(clock, state)
         backend = AsyncRedis(client, breaker=breaker)
-        into_state(breaker, ticks, state)
         if kind == "noscript":
             admin.script_flush()
         if connection == "cold":
@@ -180,10 +154,9 @@ async def test_cancelled_at_every_await_point_leaves_the_breaker_consistent(
     await client.aclose()
 
 
-async def test_open_breaker_refuses_without_an_await_point(server, admin):
+async def test_open_breaker_refuses_without_an_await_point(server, clock):
     client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
-    breaker, ticks = new_breaker()
-    into_state(breaker, ticks, "open")
+    breaker = new_breaker(clock, "open")
     backend = AsyncRedis(client, breaker=breaker)
     probe = CancelAtSuspension(one_call(backend, "lone", "k"), 1)
     with pytest.raises(CircuitOpenError) as refused:
@@ -196,46 +169,51 @@ async def test_open_breaker_refuses_without_an_await_point(server, admin):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert breaker.state == "open"
-    ticks.now += COOL_OFF
+    clock.advance(COOL_OFF)
     await one_call(backend, "lone", "k")
     assert breaker.state == "closed"
     await client.aclose()
 
 
+class PausedStore:
+    """An async limiter on a breaker in a given state, whose server the
+    test pauses; ``resume()`` ends the pause and checks that the store
+    decides again and the breaker closes."""
+
+    def __init__(self, server, admin, clock, state):
+        self.admin = admin
+        self.client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
+        self.breaker = new_breaker(clock, state)
+        backend = AsyncRedis(self.client, breaker=self.breaker)
+        self.limiter = AsyncLimiter(2, 60, backend=backend)
+
+    async def pause(self):
+        await self.client.ping()
+        self.admin.client_pause(int(TIMEOUT * 2000), all=False)
+
+    async def resume(self):
+        self.admin.client_unpause()
+        decisions = [await self.limiter.hit("fresh") for _ in range(3)]
+        hits_are_decided_by_the_store(decisions)
+        assert self.breaker.state == "closed"
+        await self.client.aclose()
+
+
 @pytest.mark.parametrize("state", ["closed", "half-open"])
-async def test_wait_for_timeout_on_a_paused_server(server, admin, state):
-    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
-    breaker, ticks = new_breaker()
-    limiter = AsyncLimiter(2, 60, backend=AsyncRedis(client, breaker=breaker))
-    await client.ping()
-    into_state(breaker, ticks, state)
-    admin.client_pause(int(TIMEOUT * 2000), all=False)
+async def test_wait_for_timeout_on_a_paused_server(server, admin, clock, state):
+    store = PausedStore(server, admin, clock, state)
+    await store.pause()
     with pytest.raises(TimeoutError):
-        await asyncio.wait_for(limiter.hit("paused"), 0.2)
-    assert_left_consistent(breaker, state)
-    admin.client_unpause()
-    decisions = [await limiter.hit("fresh") for _ in range(3)]
-    hits_are_decided_by_the_store(decisions)
-    assert breaker.state == "closed"
-    await client.aclose()
+        await asyncio.wait_for(store.limiter.hit("paused"), 0.2)
+    assert_left_consistent(store.breaker, state)
+    await store.resume()
 
 
 @pytest.mark.parametrize("state", ["closed", "half-open"])
-async def test_task_cancelled_while_the_server_is_paused(server, admin, state):
-    client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
-    breaker, ticks = new_breaker()
-    limiter = AsyncLimiter(2, 60, backend=AsyncRedis(client, breaker=breaker))
-    await client.ping()
-    into_state(breaker, ticks, state)
-    admin.client_pause(int(TIMEOUT * 2000), all=False)
-    started = asyncio.Event()
-
-    async def hit():
-        started.set()
-        return await limiter.hit("paused")
-
-    task = asyncio.create_task(hit())
-    await asyncio.wait_for(started.wait(), TIMEOUT)
+async def test_task_cancelled_while_the_server_is_paused(server, admin, clock, state):
+    store = PausedStore(server, admin, clock, state)
+    await store.pause()
+    task = asyncio.create_task(store.limiter.hit("paused"))
     # Cancelled once the paused server holds its script call, as when a
     # client goes away from a request that waits for a slow store.
     deadline = asyncio.get_running_loop().time() + TIMEOUT
@@ -246,12 +224,8 @@ async def test_task_cancelled_while_the_server_is_paused(server, admin, state):
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await asyncio.wait_for(task, TIMEOUT)
-    assert_left_consistent(breaker, state)
-    admin.client_unpause()
-    decisions = [await limiter.hit("fresh") for _ in range(3)]
-    hits_are_decided_by_the_store(decisions)
-    assert breaker.state == "closed"
-    await client.aclose()
+    assert_left_consistent(store.breaker, state)
+    await store.resume()
 
 
 # --- sync: KeyboardInterrupt and other BaseExceptions inside the call -------
@@ -319,12 +293,11 @@ def alarm():
 @pytest.mark.parametrize("step", ["send", "waiting", "reply"])
 @pytest.mark.parametrize("state", ["closed", "half-open"])
 def test_interrupted_sync_call_leaves_the_breaker_consistent(
-    admin, interrupting_client, alarm, exception, step, state
+    admin, interrupting_client, alarm, clock, exception, step, state
 ):
-    breaker, ticks = new_breaker()
+    breaker = new_breaker(clock, state)
     limiter = Limiter(2, 60, backend=SyncRedis(interrupting_client, breaker=breaker))
     interrupting_client.ping()
-    into_state(breaker, ticks, state)
     if step == "waiting":
         admin.client_pause(int(TIMEOUT * 2000), all=False)
         alarm(exception)
@@ -340,9 +313,8 @@ def test_interrupted_sync_call_leaves_the_breaker_consistent(
     assert breaker.state == "closed"
 
 
-def test_an_open_breaker_is_never_interrupted_in_the_store(interrupting_client):
-    breaker, ticks = new_breaker()
-    into_state(breaker, ticks, "open")
+def test_an_open_breaker_is_never_interrupted_in_the_store(interrupting_client, clock):
+    breaker = new_breaker(clock, "open")
     limiter = Limiter(2, 60, backend=SyncRedis(interrupting_client, breaker=breaker))
     InterruptingConnection.raises = ("send", KeyboardInterrupt)
     with pytest.raises(CircuitOpenError):
@@ -350,6 +322,6 @@ def test_an_open_breaker_is_never_interrupted_in_the_store(interrupting_client):
     # The store was not called, so the armed interruption never fired.
     assert InterruptingConnection.raises == ("send", KeyboardInterrupt)
     InterruptingConnection.raises = None
-    ticks.now += COOL_OFF
+    clock.advance(COOL_OFF)
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
     assert breaker.state == "closed"

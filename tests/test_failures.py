@@ -2,7 +2,6 @@
 real redis-server that the tests stop, start, flush and slow down."""
 
 import logging
-import shutil
 import threading
 import time
 
@@ -18,7 +17,7 @@ from luathrottle import (
     Reason,
 )
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from servers import RedisServer, Traffic, free_port, wait_until
+from servers import Traffic, free_port, wait_until
 from tcp_proxy import TcpProxy
 
 
@@ -28,14 +27,6 @@ class Ticks:
 
     def __call__(self):
         return self.now
-
-
-@pytest.fixture
-def server(redis_url, tmp_path):
-    server = RedisServer(shutil.which("redis-server"), str(tmp_path))
-    server.start()
-    yield server
-    server.stop()
 
 
 def dead_url():

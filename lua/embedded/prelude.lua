@@ -13,6 +13,9 @@
 --   clock           a table; set clock.now in microseconds before a call
 --   px_ms           px_ms(option, ttl): a SET's PX option, in milliseconds
 --   call_script     call_script(script, nkeys, ...): runs script(KEYS, ARGV)
+-- and, for Python:
+--   compile         compile(source, name): a script as a function of
+--                   (KEYS, ARGV), as Redis runs it; raises on a syntax error
 
 local BACKEND = ...
 local clock = {now = 0}
@@ -51,4 +54,15 @@ local function call_script(script, nkeys, ...)
   return script(keys, args)
 end
 
-return commands, clock, px_ms, call_script
+-- KEYS and ARGV are the chunk's arguments, locals as in Redis, so a script
+-- sees no other script's; they are declared on the script's first line, so
+-- errors name the lines of its file.
+local function compile(source, name)
+  local chunk, problem = loadstring('local KEYS, ARGV = ...; ' .. source, '=' .. name)
+  if chunk == nil then
+    error(problem, 0)
+  end
+  return chunk
+end
+
+return commands, clock, px_ms, call_script, compile

@@ -11,14 +11,16 @@ Both chunks are files in ``lua/embedded/`` that the script registry reads:
 returns the entry points Python calls.
 """
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 import lupa.lua51 as lupa
 
+from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, embedded_source
 
-__all__ = ["EmbeddedLua", "LuaError"]
+__all__ = ["EmbeddedLua", "LazyLua", "LuaError"]
 
 LuaError = lupa.LuaError
 
@@ -39,8 +41,9 @@ class EmbeddedLua:
     def __init__(self, backend: str, keyspace: str) -> None:
         self.runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
         prelude = self.runtime.compile(embedded_source("prelude"))
-        chunk = self.runtime.compile(embedded_source(keyspace))
-        entry_points = chunk(*prelude(backend))
+        shared = prelude(backend)
+        self._compile = shared[-1]
+        entry_points = self.runtime.compile(embedded_source(keyspace))(*shared)
         self.entry_points: tuple[Any, ...] = (
             entry_points if isinstance(entry_points, tuple) else (entry_points,)
         )
@@ -54,7 +57,7 @@ class EmbeddedLua:
         """
         function = self._compiled.get(script.sha)
         if function is None:
-            function = self.runtime.eval(f"function(KEYS, ARGV)\n{script.source}\nend")
+            function = self._compile(script.source, script.name)
             self._compiled[script.sha] = function
         return function
 
@@ -65,3 +68,39 @@ class EmbeddedLua:
         Redis turns Lua numbers into integers by truncation; so do we.
         """
         return list(map(int, values))
+
+
+class LazyLua:
+    """An ``EmbeddedLua`` started on first use, so that building a backend
+    reads no Lua and starts no runtime.
+
+    Args:
+        backend: as for ``EmbeddedLua``.
+        keyspace: as for ``EmbeddedLua``.
+    """
+
+    def __init__(self, backend: str, keyspace: str) -> None:
+        self._arguments = (backend, keyspace)
+        self._lua: EmbeddedLua | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EmbeddedLua:
+        """The runtime, started by the first caller."""
+        lua = self._lua
+        if lua is None:
+            with self._lock:
+                if self._lua is None:
+                    self._lua = EmbeddedLua(*self._arguments)
+                lua = self._lua
+        return lua
+
+    def compile(self, script: Script) -> None:
+        """Compile ``script`` ahead of its first call.
+
+        Raises:
+            BackendError: it does not compile.
+        """
+        try:
+            self.get().function(script)
+        except LuaError as exc:
+            raise BackendError(f"{script.name}: {exc}") from exc

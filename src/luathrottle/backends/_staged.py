@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, cast
 
 from django.core.cache.backends.base import BaseCache
 
-from luathrottle.backends._lua import EmbeddedLua, LuaError
+from luathrottle.backends._lua import LazyLua, LuaError
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.backends.base import ScriptCall
 from luathrottle.exceptions import BackendError
@@ -61,14 +61,7 @@ class Staging:
 
     def __init__(self, cache_name: str) -> None:
         self.cache_name = cache_name
-        self._lua: EmbeddedLua | None = None
-        self._start_lock = threading.Lock()
-
-    def _runtime(self) -> EmbeddedLua:
-        with self._start_lock:
-            if self._lua is None:
-                self._lua = EmbeddedLua("django cache", "staging_keyspace")
-            return self._lua
+        self._lua = LazyLua("django cache", "staging_keyspace")
 
     def compile(self, script: Script) -> None:
         """Compile ``script`` ahead of its first call.
@@ -76,17 +69,14 @@ class Staging:
         Raises:
             BackendError: it does not compile.
         """
-        try:
-            self._runtime().function(script)
-        except LuaError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+        self._lua.compile(script)
 
     def _stage(self, call: ScriptCall, snapshot: Mapping[str, Any]) -> _Staged:
         script, keys, args = call
         for key, value in snapshot.items():
             if not isinstance(value, str):
                 raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
-        lua = self._runtime()
+        lua = self._lua.get()
         table = lua.runtime.table_from(dict(snapshot))
         now_us = time.time_ns() // 1000
         try:

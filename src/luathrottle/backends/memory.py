@@ -14,14 +14,13 @@ and between asyncio tasks (a call never awaits). State is per process: use
 Redis when several processes must share limits.
 """
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import lupa.lua51 as lupa
 
-from luathrottle.backends._lua import EmbeddedLua, LuaError
+from luathrottle.backends._lua import LazyLua, LuaError
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
@@ -54,14 +53,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         self._traits = StoreTraits(
             self, shared_across_processes=False, unsafe_reason=_UNSAFE
         )
-        self._lua: EmbeddedLua | None = None
-        self._start_lock = threading.Lock()
-
-    def _runtime(self) -> EmbeddedLua:
-        with self._start_lock:
-            if self._lua is None:
-                self._lua = EmbeddedLua("memory", "memory_keyspace")
-            return self._lua
+        self._lua = LazyLua("memory", "memory_keyspace")
 
     def _now_us(self) -> int:
         if self._clock is None:
@@ -79,7 +71,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     ) -> list[int]:
         """Run ``script`` atomically in the embedded Lua."""
         now = self._now_us()
-        lua = self._lua or self._runtime()
+        lua = self._lua.get()
         try:
             reply = lua.entry_points[0](
                 lua.function(script), now, len(keys), *keys, *args
@@ -94,7 +86,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME), as in
         Redis; DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
-        lua = self._lua or self._runtime()
+        lua = self._lua.get()
         try:
             reply = lua.entry_points[1](now, *args)
         except LuaError as exc:
@@ -114,10 +106,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         Raises:
             BackendError: it does not compile.
         """
-        try:
-            (self._lua or self._runtime()).function(script)
-        except LuaError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+        self._lua.compile(script)
 
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
