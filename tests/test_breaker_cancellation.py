@@ -20,6 +20,7 @@ import redis.asyncio
 from luathrottle import AsyncLimiter, CircuitBreaker, CircuitOpenError, Limiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import get_script
+from servers import free_port
 
 COOL_OFF = 30.0
 #: Bounds every wait on the store: a paused server answers nothing.
@@ -325,3 +326,20 @@ def test_an_open_breaker_is_never_interrupted_in_the_store(interrupting_client, 
     clock.advance(COOL_OFF)
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
     assert breaker.state == "closed"
+
+
+# --- what callers see: a BackendError that says how long to wait ------------
+
+
+def test_the_deny_policy_waits_as_long_as_the_breaker(clock):
+    breaker = CircuitBreaker(failures=1, cool_off=COOL_OFF, clock=clock)
+    dead = SyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0", breaker=breaker)
+    limiter = Limiter(2, 60, backend=dead, on_failure="deny")
+    # The failure that opens the breaker waits for the whole cool-off...
+    assert limiter.hit("k").retry_after == COOL_OFF
+    clock.advance(10)
+    # ...and a refusal by the open breaker for what is left of it.
+    assert limiter.hit("k").retry_after == COOL_OFF - 10
+    with pytest.raises(CircuitOpenError) as refused:
+        dead.run_script(*script_call("k"))
+    assert refused.value.retry_after == COOL_OFF - 10
