@@ -16,8 +16,11 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
+from django.conf import settings
+from django.test import override_settings
 
 from luathrottle import AsyncLimiter, CircuitBreaker, CircuitOpenError, Limiter
+from luathrottle.backends.django_cache import AsyncDjangoCache
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import get_script
 from servers import free_port
@@ -40,6 +43,12 @@ def admin(server):
 def new_breaker(clock, state):
     """A breaker on ``clock`` in ``state``: closed, open, or half-open."""
     breaker = CircuitBreaker(failures=1, cool_off=COOL_OFF, clock=clock)
+    force_state(breaker, clock, state)
+    return breaker
+
+
+def force_state(breaker, clock, state):
+    """Move a closed breaker into ``state``."""
     if state != "closed":
         breaker.before_call()
         breaker.failed()
@@ -47,7 +56,6 @@ def new_breaker(clock, state):
     if state == "half-open":
         clock.advance(COOL_OFF)
         assert breaker.state == "half-open"
-    return breaker
 
 
 def assert_left_consistent(breaker, state):
@@ -108,46 +116,100 @@ async def one_call(backend, kind, key):
 # --- async: cancel at every await point, in every state ---------------------
 
 
-@pytest.mark.parametrize("connection", ["cold", "warm"])
-@pytest.mark.parametrize("kind", ["lone", "noscript", "pipeline"])
+@pytest.fixture
+def paused_cache(server):
+    """A Django RedisCache alias on the test's own server."""
+    cache = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": server.url,
+        "OPTIONS": {"socket_timeout": TIMEOUT},
+    }
+    with override_settings(CACHES={**settings.CACHES, "paused": cache}):
+        yield "paused"
+
+
+STORES = [
+    # (backend, kind, connection): Redis directly and through a Django
+    # cache, each from a cold connection and a warm one; the staged store
+    # on the default LocMemCache has no connection and no scripts to flush.
+    *(
+        (store, kind, connection)
+        for store in ("redis", "django_cache")
+        for kind in ("lone", "noscript", "pipeline")
+        for connection in ("cold", "warm")
+    ),
+    ("staged", "lone", "warm"),
+    ("staged", "pipeline", "warm"),
+]
+
+
+async def cancel_one_call(
+    backend, breaker, admin, client, clock, kind, connection, state, at
+):
+    """Cancel one call at its ``at``-th await point, with the breaker in
+    ``state``; check the breaker, then that the store answers again.
+
+    Returns:
+        "cancelled"; "answered" when the call still answered; "ended" when
+        it had fewer await points.
+    """
+    if connection == "warm":
+        await one_call(backend, kind, f"warm{at}")
+    else:
+        # Connecting and its handshake are await points too; a new
+        # Django-cache backend builds a new client.
+        await client.connection_pool.disconnect()
+    force_state(breaker, clock, state)
+    if kind == "noscript":
+        admin.script_flush()
+    probe = CancelAtSuspension(one_call(backend, kind, f"k{at}"), at)
+    task = asyncio.ensure_future(probe)
+    done, _ = await asyncio.wait([task], timeout=TIMEOUT)
+    assert task in done, f"the call cancelled at await point {at} hung"
+    if probe.suspensions < at:
+        task.result()
+        return "ended"
+    if task.cancelled():
+        outcome = "cancelled"
+        assert_left_consistent(breaker, state)
+    else:
+        # Python 3.11's asyncio.wait_for, which redis-py awaits a write
+        # with, returns the result when it is ready as the cancellation
+        # arrives: the call was answered, and counts as a success.
+        task.result()
+        outcome = "answered"
+        assert breaker.state == "closed"
+    # Whatever the cancellation cut, the next call is answered by the
+    # store, and a trial closes the breaker.
+    await one_call(backend, kind, f"after{at}")
+    assert breaker.state == "closed"
+    return outcome
+
+
+@pytest.mark.parametrize(("store", "kind", "connection"), STORES)
 @pytest.mark.parametrize("state", ["closed", "half-open"])
 async def test_cancelled_at_every_await_point_leaves_the_breaker_consistent(
-    server, admin, clock, kind, state, connection
+    server, admin, paused_cache, clock, store, kind, connection, state
 ):
     client = redis.asyncio.Redis.from_url(server.url, socket_timeout=TIMEOUT)
     cancelled_at, answered_at = [], []
     for at in range(1, 200):
-        breaker = new_breaker(clock, state)
-        backend = AsyncRedis(client, breaker=breaker)
-        if kind == "noscript":
-            admin.script_flush()
-        if connection == "cold":
-            # Connecting and its handshake are await points too.
-            await client.connection_pool.disconnect()
+        breaker = new_breaker(clock, "closed")
+        if store == "redis":
+            backend = AsyncRedis(client, breaker=breaker)
         else:
-            await client.ping()
-        probe = CancelAtSuspension(one_call(backend, kind, f"k{at}"), at)
-        task = asyncio.ensure_future(probe)
-        done, _ = await asyncio.wait([task], timeout=TIMEOUT)
-        assert task in done, f"the call cancelled at await point {at} hung"
-        if probe.suspensions < at:
-            # The call ended before await point ``at``: every one was seen.
-            task.result()
+            alias = paused_cache if store == "django_cache" else "default"
+            backend = AsyncDjangoCache(alias, breaker=breaker)
+        try:
+            outcome = await cancel_one_call(
+                backend, breaker, admin, client, clock, kind, connection, state, at
+            )
+        finally:
+            if store != "redis":
+                await backend.aclose()
+        if outcome == "ended":
             break
-        if task.cancelled():
-            cancelled_at.append(at)
-            assert_left_consistent(breaker, state)
-        else:
-            # Python 3.11's asyncio.wait_for, which redis-py awaits a write
-            # with, returns the result when it is ready as the cancellation
-            # arrives: the call was answered, and counts as a success.
-            task.result()
-            answered_at.append(at)
-            assert breaker.state == "closed"
-        # Whatever the cancellation cut, the next call is answered by the
-        # store, and a trial closes the breaker.
-        await one_call(backend, kind, f"after{at}")
-        assert breaker.state == "closed"
+        (cancelled_at if outcome == "cancelled" else answered_at).append(at)
     # Connecting, sending, reading, and on NOSCRIPT sending EVAL: many.
     assert sorted(cancelled_at + answered_at) == list(range(1, at))
     assert cancelled_at
