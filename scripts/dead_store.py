@@ -15,9 +15,8 @@ import socket
 import statistics
 import time
 
-from luathrottle import Limiter
+from luathrottle import CircuitBreaker, Limiter
 from luathrottle.backends.redis import SyncRedis
-from luathrottle.failures import CircuitBreaker
 
 
 def _closed_port() -> int:

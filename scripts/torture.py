@@ -46,10 +46,10 @@ import redis.asyncio
 
 from _redis_server import redis_url
 from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, SimpleRate
+from luathrottle._keys import state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from luathrottle.keys import state_keys
 from luathrottle.scripts import Script
 
 #: Long enough that no window resets during a run; for LeakyBucket at

@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import fakeredis
 import pytest
@@ -126,6 +127,15 @@ class Clock:
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def server(redis_url: str, tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of the test's own, to stop, restart, pause or flush."""
+    server = RedisServer(shutil.which("redis-server") or "redis-server", str(tmp_path))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

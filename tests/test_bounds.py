@@ -15,9 +15,8 @@ from django.http import HttpResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
+from luathrottle import LeakyBucket, Limit, Limiter, Reason, SimpleRate
 from luathrottle.backends.memory import MemoryBackend
-from luathrottle.decision import COST_EXCEEDS_LIMIT, LIMIT_EXCEEDED
 from luathrottle.django import Rate, SyncThrottle, throttle
 from luathrottle.django.cache_keys import RemoteAddr
 from luathrottle.rates import (
@@ -256,13 +255,13 @@ def test_the_largest_limits_count_exactly(sync_backend, clock, algorithm, limit)
     most = limit.max_requests
     first = limiter.hit("k", most - 1)
     assert (first.allowed, first.remaining) == (True, 1)
-    assert limiter.hit("k", 2).reason == LIMIT_EXCEEDED
+    assert limiter.hit("k", 2).reason == Reason.LIMIT_EXCEEDED
     assert limiter.hit("k").remaining == 0
     for cost in (1, 2, 3):
-        assert limiter.hit("k", cost).reason == LIMIT_EXCEEDED
+        assert limiter.hit("k", cost).reason == Reason.LIMIT_EXCEEDED
     for cost in (most + 1, 2**53, 2**53 + 1, 2**64, 10**100):
         decision = limiter.hit("k", cost)
-        assert decision.reason == COST_EXCEEDS_LIMIT
+        assert decision.reason == Reason.COST_EXCEEDS_LIMIT
         assert decision.retry_after is None
     assert limiter.peek("k").remaining == 0
 
@@ -273,9 +272,12 @@ def test_a_cost_above_one_limit_exceeds_only_that_limit(sync_backend, algorithm)
         [Limit(5, 60), Limit(50, 60)], algorithm=algorithm, backend=sync_backend
     )
     decision = limiter.hit("k", 2**53 + 1)
-    assert [item.reason for item in decision.limits] == [COST_EXCEEDS_LIMIT] * 2
+    assert [item.reason for item in decision.limits] == [Reason.COST_EXCEEDS_LIMIT] * 2
     decision = limiter.hit("k", 6)
-    assert [item.reason for item in decision.limits] == [COST_EXCEEDS_LIMIT, None]
+    assert [item.reason for item in decision.limits] == [
+        Reason.COST_EXCEEDS_LIMIT,
+        None,
+    ]
     assert not decision.allowed
     assert limiter.peek("k").remaining == 5  # nothing was spent
 

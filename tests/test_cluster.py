@@ -15,11 +15,11 @@ from django.http import HttpResponse
 from cluster_harness import LocalCluster
 from cluster_worker import hit_keys_from_threads
 from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limit, Limiter
+from luathrottle._keys import state_keys
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.cli import main
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
-from luathrottle.keys import state_keys
 from luathrottle.scripts import all_scripts, get_script
 
 pytestmark = pytest.mark.redis
@@ -379,7 +379,7 @@ def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):
 
 
 def test_cluster_backends_have_no_breaker_unless_given(cluster_client):
-    from luathrottle.failures import CircuitBreaker
+    from luathrottle import CircuitBreaker
 
     assert SyncRedis(cluster_client).breaker is None
     breaker = CircuitBreaker()

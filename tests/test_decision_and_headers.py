@@ -2,8 +2,7 @@
 
 import pytest
 
-from luathrottle import Decision, Limit
-from luathrottle.decision import COST_EXCEEDS_LIMIT, LIMIT_EXCEEDED
+from luathrottle import Decision, Limit, Reason
 from luathrottle.headers import (
     RateLimitIETFDraft,
     RetryAfter,
@@ -31,12 +30,12 @@ def test_denial_reports_the_longest_wait():
         [0, 1, 0, 400_000, 400_000, 0, 5, 0, 59_500_000, 59_500_000],
     )
     assert (decision.allowed, decision.limit, decision.retry_after) == (False, 5, 59.5)
-    assert decision.reason == LIMIT_EXCEEDED
+    assert decision.reason == Reason.LIMIT_EXCEEDED
 
 
 def test_cost_denial_has_no_retry():
     decision = Decision.from_reply([SECOND], [-1, 1, 1, 0, 0])
-    assert (decision.reason, decision.retry_after) == (COST_EXCEEDS_LIMIT, None)
+    assert (decision.reason, decision.retry_after) == (Reason.COST_EXCEEDS_LIMIT, None)
 
 
 def test_malformed_reply_is_rejected():

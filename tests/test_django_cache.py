@@ -27,13 +27,13 @@ from luathrottle import (
     Limiter,
     SimpleRate,
 )
+from luathrottle._keys import state_keys
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
     SyncDjangoCache,
     UnsafeCacheBackendWarning,
 )
-from luathrottle.keys import state_keys
 from luathrottle.scripts import Script
 
 ALGORITHMS = [SimpleRate(), LeakyBucket()]
@@ -427,21 +427,27 @@ async def test_tasks_of_one_loop_admit_exactly_the_limit(async_backends):
 
 @pytest.mark.parametrize("twin", [SyncDjangoCache, AsyncDjangoCache])
 @pytest.mark.parametrize(
-    ("alias", "reason"),
+    ("alias", "shared", "reason"),
     [
-        ("redis", None),
-        ("django_redis", None),
-        ("default", "LocMemCache keeps its data in each process"),
-        ("dummy", "DummyCache stores nothing"),
-        ("database", "DatabaseCache cannot run a script atomically"),
+        ("redis", True, None),
+        ("django_redis", True, None),
+        ("default", False, "LocMemCache keeps its data in each process"),
+        ("dummy", False, "DummyCache stores nothing"),
+        ("database", True, "DatabaseCache cannot run a script atomically"),
     ],
 )
-def test_unsafe_reason(twin, alias, reason):
-    found = twin(alias).unsafe_reason()
+def test_traits_describe_the_cache(twin, alias, shared, reason):
+    traits = twin(alias).traits()
+    assert traits.shared_across_processes is shared
+    assert traits.single_slot_calls is False
+    # Two backends on one alias are one store, so their calls may batch.
+    assert traits.identity == twin(alias).traits().identity
+    other = "default" if alias == "redis" else "redis"
+    assert traits.identity != twin(other).traits().identity
     if reason is None:
-        assert found is None
+        assert traits.unsafe_reason is None
     else:
-        assert reason in found
+        assert reason in traits.unsafe_reason
 
 
 def test_file_cache_is_unsafe(tmp_path):
@@ -450,7 +456,8 @@ def test_file_cache_is_unsafe(tmp_path):
         "LOCATION": str(tmp_path),
     }
     with override_settings(CACHES={**settings.CACHES, "file": file_cache}):
-        assert "FileBasedCache cannot run" in SyncDjangoCache("file").unsafe_reason()
+        reason = SyncDjangoCache("file").traits().unsafe_reason
+        assert "FileBasedCache cannot run" in reason
 
 
 def test_warning_class():
@@ -464,14 +471,14 @@ def test_cache_name_is_validated(twin):
         twin(5)
     with pytest.raises(ValueError, match="cache_name must not be empty"):
         twin("")
-    twin("redis").check_cache_name()
+    twin("redis").check()
     missing = twin("nope")  # resolved lazily: building it is fine
     with pytest.raises(
         ValueError, match=r"cache_name 'nope' is not in settings.CACHES"
     ):
-        missing.check_cache_name()
+        missing.check()
     with pytest.raises(ValueError, match="'nope'"):
-        missing.unsafe_reason()
+        missing.traits()
 
 
 def test_twins_are_backends_with_the_same_api():

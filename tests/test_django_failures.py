@@ -7,11 +7,10 @@ import pytest
 from django.http import HttpResponse
 from django.test import override_settings
 
-from luathrottle import BackendError
+from luathrottle import BackendError, CircuitBreaker, Reason
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from luathrottle.django.signals import request_throttled, store_failed
-from luathrottle.failures import STORE_UNAVAILABLE, CircuitBreaker
 from servers import RedisServer, Traffic, free_port, wait_until
 
 UNAVAILABLE = b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
@@ -55,7 +54,7 @@ def test_default_policy_lets_requests_through_and_signals(rf, received):
     assert kwargs["on_failure"] == "allow"
     assert kwargs["key_name"] == "RemoteAddr"
     assert "198.51.100.7" not in kwargs["state_key"]
-    assert kwargs["decision"].reason == STORE_UNAVAILABLE
+    assert kwargs["decision"].reason == Reason.STORE_UNAVAILABLE
     assert isinstance(kwargs["error"], BackendError)
 
 

@@ -4,7 +4,7 @@ import redis.asyncio
 from django.core.cache import caches
 from django.http import HttpResponse
 
-from luathrottle.backends.base import SyncBackend
+from luathrottle.backends.base import StoreTraits, SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -20,15 +20,18 @@ class Counting(SyncBackend):
         self.inner = MemoryBackend()
         self.calls = []
 
-    def run_script(self, script, keys, args):
+    def _run_script(self, script, keys, args):
         self.calls.append(len(keys))
         return self.inner.run_script(script, keys, args)
 
     def delete_keys(self, keys):
         self.inner.delete_keys(keys)
 
-    def initialize_algorithm(self, algorithm):
-        self.inner.initialize_algorithm(algorithm)
+    def load_script(self, script):
+        self.inner.load_script(script)
+
+    def traits(self):
+        return StoreTraits(self)
 
 
 def three_before_one_after(throttle_class, backend, clock):

@@ -21,19 +21,15 @@ from luathrottle import (
     LeakyBucket,
     Limit,
     Limiter,
+    Reason,
     SimpleRate,
 )
+from luathrottle._keys import hash_identity, hash_tag, state_keys
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from luathrottle.decision import (
-    COST_EXCEEDS_LIMIT,
-    LIMIT_EXCEEDED,
-    LimitDecision,
-    deciding_limit,
-)
+from luathrottle.decision import LimitDecision, deciding_limit
 from luathrottle.django import SyncThrottle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
-from luathrottle.keys import hash_identity, hash_tag, state_keys
 from luathrottle.rates import MAX_DURATION, MAX_REQUESTS, parse_limits
 from luathrottle.scripts import all_scripts
 
@@ -354,7 +350,7 @@ def replies(statuses):
     )
 
 
-REASONS = {1: None, 0: LIMIT_EXCEEDED, -1: COST_EXCEEDS_LIMIT}
+REASONS = {1: None, 0: Reason.LIMIT_EXCEEDED, -1: Reason.COST_EXCEEDS_LIMIT}
 
 
 @FUZZ
@@ -426,4 +422,4 @@ def test_random_hits_on_the_memory_backend_never_raise(algorithm, limits, ops):
             0 <= one.remaining <= one.limit.max_requests for one in decision.limits
         )
         if cost > max(limit.max_requests for limit in limits):
-            assert decision.reason == COST_EXCEEDS_LIMIT
+            assert decision.reason == Reason.COST_EXCEEDS_LIMIT

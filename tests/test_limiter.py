@@ -12,9 +12,9 @@ from luathrottle import (
     Limit,
     Limiter,
     Rate,
+    Reason,
     SimpleRate,
 )
-from luathrottle.decision import COST_EXCEEDS_LIMIT, LIMIT_EXCEEDED
 
 ALGORITHMS = [SimpleRate(), LeakyBucket()]
 
@@ -33,7 +33,7 @@ def test_admits_exactly_the_limit(sync_backend, clock, algorithm):
     decisions = [limiter.hit("k") for _ in range(5)]
     assert [d.allowed for d in decisions] == [True, True, True, False, False]
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
-    assert decisions[3].reason == LIMIT_EXCEEDED
+    assert decisions[3].reason == Reason.LIMIT_EXCEEDED
     assert decisions[0].retry_after is None
 
 
@@ -142,7 +142,7 @@ def test_cost_above_the_limit_is_a_denial_with_a_reason(sync_backend, clock, alg
     decision = limiter.hit("k", cost=6)
     assert (decision.allowed, decision.reason, decision.retry_after) == (
         False,
-        COST_EXCEEDS_LIMIT,
+        Reason.COST_EXCEEDS_LIMIT,
         None,
     )
     assert [item.allowed for item in decision.limits] == [False, True]

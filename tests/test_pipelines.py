@@ -5,10 +5,10 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from luathrottle import LeakyBucket, Limit, SimpleRate
+from luathrottle._keys import state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import Decision
-from luathrottle.keys import state_keys
 
 LIMITS = [Limit(2, 60)]
 

@@ -1,17 +1,26 @@
 """The public surface is pinned, and the sync and async twins match."""
 
+import importlib
 import inspect
+import subprocess
+import sys
+
+import pytest
 
 import luathrottle
-from luathrottle import AsyncLimiter, Limiter
+from luathrottle import AsyncLimiter, Limiter, Reason
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
-
-def test_top_level_exports_are_pinned():
-    assert luathrottle.__all__ == [
+#: Every public module and its ``__all__``; every other module is private
+#: (its name starts with ``_``), or is ``luathrottle.cli`` and
+#: ``luathrottle.django.apps``, which Python and Django load by name.
+PUBLIC = {
+    "luathrottle": [
         "AsyncLimiter",
         "BackendError",
         "BaseThrottleAlgorithm",
+        "CircuitBreaker",
+        "CircuitOpenError",
         "Decision",
         "LeakyBucket",
         "Limit",
@@ -19,9 +28,152 @@ def test_top_level_exports_are_pinned():
         "Limiter",
         "LuathrottleError",
         "Rate",
+        "Reason",
         "SimpleRate",
+    ],
+    "luathrottle.algorithms": ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"],
+    "luathrottle.backends": [
+        "AsyncBackend",
+        "AsyncDjangoCache",
+        "AsyncRedis",
+        "MemoryBackend",
+        "SyncBackend",
+        "SyncDjangoCache",
+        "SyncRedis",
+    ],
+    "luathrottle.backends.base": [
+        "AsyncBackend",
+        "ScriptCall",
+        "StoreTraits",
+        "SyncBackend",
+    ],
+    "luathrottle.backends.django_cache": [
+        "AsyncDjangoCache",
+        "SyncDjangoCache",
+        "UnsafeCacheBackendWarning",
+    ],
+    "luathrottle.backends.memory": ["MemoryBackend"],
+    "luathrottle.backends.redis": [
+        "AsyncClient",
+        "AsyncRedis",
+        "SyncClient",
+        "SyncRedis",
+    ],
+    "luathrottle.decision": ["Decision", "LimitDecision", "Reason"],
+    "luathrottle.django": [
+        "AsyncThrottle",
+        "Rate",
+        "SyncThrottle",
+        "ThrottledView",
+        "ThrottlingReport",
+        "UnsafeCacheBackendWarning",
+        "throttle",
+    ],
+    "luathrottle.django.auth": [
+        "BaseAsyncAuth",
+        "BaseSyncAuth",
+        "DjangoSessionAsyncAuth",
+        "DjangoSessionSyncAuth",
+    ],
+    "luathrottle.django.signals": ["request_throttled", "store_failed"],
+    "luathrottle.django.throttles": [
+        "AsyncThrottle",
+        "BaseThrottle",
+        "SyncThrottle",
+        "ThrottlingReport",
+    ],
+    "luathrottle.django.views": ["ThrottledView", "throttle"],
+    "luathrottle.exceptions": ["BackendError", "CircuitOpenError", "LuathrottleError"],
+    "luathrottle.headers": [
+        "BaseResponseHeadersProvider",
+        "RateLimitIETFDraft",
+        "RetryAfter",
+        "XRateLimit",
+        "collect_headers",
+    ],
+    "luathrottle.limiter": ["AsyncLimiter", "Limiter"],
+    "luathrottle.scripts": ["Script", "all_scripts", "get_script"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(PUBLIC))
+def test_public_modules_export_exactly_the_pinned_names(module):
+    imported = importlib.import_module(module)
+    assert sorted(imported.__all__) == sorted(PUBLIC[module])
+    for name in imported.__all__:
+        assert getattr(imported, name).__doc__, f"{module}.{name} has no docstring"
+
+
+def test_top_level_exports_are_pinned():
+    assert luathrottle.__all__ == PUBLIC["luathrottle"]
+
+
+def test_reasons_are_strings_too():
+    assert Reason.LIMIT_EXCEEDED == "limit_exceeded"
+    assert Reason.COST_EXCEEDS_LIMIT == "cost_exceeds_limit"
+    assert Reason.STORE_UNAVAILABLE == "store_unavailable"
+    assert [item.value for item in Reason] == [
+        "limit_exceeded",
+        "cost_exceeds_limit",
+        "store_unavailable",
     ]
-    assert all(getattr(luathrottle, name).__doc__ for name in luathrottle.__all__)
+    decision = Limiter(1, 60, prefix="reasons").peek("k", cost=2)
+    assert decision.reason is Reason.COST_EXCEEDS_LIMIT
+    assert decision.reason == "cost_exceeds_limit"
+
+
+def run_python(program):
+    return subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.split()
+
+
+# An audit hook sees every file Python opens, so a Lua file read at import
+# cannot hide; the same program then hits a limiter, which must read them.
+IMPORT_PROBE = """
+import sys
+opened = []
+sys.addaudithook(
+    lambda event, args: event == "open"
+    and str(args[0]).endswith(".lua")
+    and opened.append(str(args[0]))
+)
+import luathrottle
+import luathrottle.backends
+print("lupa" in sys.modules, len(opened))
+limiter = luathrottle.Limiter(1, 60)
+print("built", len(opened))
+print(limiter.hit("k").allowed, "lupa" in sys.modules, len(opened))
+"""
+
+
+def test_importing_luathrottle_reads_no_lua_and_starts_no_runtime():
+    output = run_python(IMPORT_PROBE)
+    imported, built, hit = output[0:2], output[2:4], output[4:7]
+    assert imported == ["False", "0"]
+    # Building a limiter reads the scripts (the registry's files in lua/)...
+    scripts = int(built[1])
+    assert scripts >= 2
+    # ...and only its first hit starts the embedded runtime, which reads the
+    # prelude and the keyspace in lua/embedded/.
+    assert hit == ["True", "True", str(scripts + 2)]
+
+
+def test_importing_backends_imports_no_django_and_no_redis():
+    program = (
+        "import sys, luathrottle.backends as b\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('django', 'redis', 'lupa') or 'django_cache' in m) or 'none')\n"
+        "b.MemoryBackend\n"
+        "print('lupa' in sys.modules, 'django' in sys.modules)\n"
+        "b.SyncDjangoCache\n"
+        "print('luathrottle.backends.django_cache' in sys.modules)\n"
+    )
+    assert run_python(program) == ["none", "True", "False", "True"]
 
 
 def public_methods(cls):
@@ -53,9 +205,12 @@ def test_redis_twins_expose_the_same_methods():
     }
     assert sync_names == async_names
     assert sync_names == {
+        "check",
         "delete_keys",
         "from_url",
         "initialize_algorithm",
+        "load_script",
         "run_script",
         "run_scripts",
+        "traits",
     }

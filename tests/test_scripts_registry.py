@@ -6,7 +6,7 @@ import re
 import pytest
 
 from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
-from luathrottle.keys import hash_identity, state_keys
+from luathrottle._keys import hash_identity, state_keys
 from luathrottle.scripts import Script, all_scripts, get_script
 
 

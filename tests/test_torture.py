@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from luathrottle import Decision, Limit, LimitDecision
-from luathrottle.decision import LIMIT_EXCEEDED
+from luathrottle import Decision, Limit, LimitDecision, Reason
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 # 4 keys with a limit of 20 each; every run makes 30 attempts per key.
@@ -105,7 +104,7 @@ def test_threads_and_tasks_on_the_memory_backend_admit_exactly(torture, capsys):
 
 def fixed(allowed):
     """A hit that ignores the store and always answers ``allowed``."""
-    reason, retry_after = (None, None) if allowed else (LIMIT_EXCEEDED, 1.0)
+    reason, retry_after = (None, None) if allowed else (Reason.LIMIT_EXCEEDED, 1.0)
     decision = Decision.combine(
         [LimitDecision(Limit(20, 60), allowed, 0, 1.0, retry_after, reason)]
     )

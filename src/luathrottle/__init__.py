@@ -1,12 +1,14 @@
 """luathrottle: exact rate limiting, decided by Lua scripts run atomically.
 
 The standalone API lives here; Django throttles live in
-``luathrottle.django``, backends in ``luathrottle.backends``.
+``luathrottle.django``, backends in ``luathrottle.backends``. Importing it
+reads no Lua file and starts no Lua runtime: both happen on first use.
 """
 
+from luathrottle._breaker import CircuitBreaker
 from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
-from luathrottle.decision import Decision, LimitDecision
-from luathrottle.exceptions import BackendError, LuathrottleError
+from luathrottle.decision import Decision, LimitDecision, Reason
+from luathrottle.exceptions import BackendError, CircuitOpenError, LuathrottleError
 from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import Limit, Rate
 
@@ -14,6 +16,8 @@ __all__ = [
     "AsyncLimiter",
     "BackendError",
     "BaseThrottleAlgorithm",
+    "CircuitBreaker",
+    "CircuitOpenError",
     "Decision",
     "LeakyBucket",
     "Limit",
@@ -21,5 +25,6 @@ __all__ = [
     "Limiter",
     "LuathrottleError",
     "Rate",
+    "Reason",
     "SimpleRate",
 ]

@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 from luathrottle.rates import Limit, check_limit_count
 from luathrottle.scripts import Script, get_script
 
-__all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "Mode", "SimpleRate"]
+__all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"]
 
 Mode = Literal["hit", "peek"]
 

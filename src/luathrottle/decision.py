@@ -9,27 +9,31 @@ as absent, and ``decode_reply`` logs each one on the ``luathrottle`` logger,
 with the hashed state key only.
 """
 
+import enum
 import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from luathrottle.rates import Limit
 
-__all__ = [
-    "COST_EXCEEDS_LIMIT",
-    "LIMIT_EXCEEDED",
-    "Decision",
-    "LimitDecision",
-    "deciding_limit",
-    "decode_reply",
-]
+__all__ = ["Decision", "LimitDecision", "Reason"]
 
-#: ``Decision.reason`` when a limit is used up for now.
-LIMIT_EXCEEDED = "limit_exceeded"
-#: ``Decision.reason`` when the cost of one hit is more than a limit holds.
-COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
 
-_REASONS = {1: None, 0: LIMIT_EXCEEDED, -1: COST_EXCEEDS_LIMIT}
+class Reason(enum.StrEnum):
+    """Why a decision is not a plain admission by the store.
+
+    A ``StrEnum``, so ``decision.reason == "limit_exceeded"`` holds too.
+    """
+
+    #: A limit is used up for now; ``retry_after`` says for how long.
+    LIMIT_EXCEEDED = "limit_exceeded"
+    #: The cost of one hit is more than a limit holds: it can never fit.
+    COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
+    #: The store failed and the failure policy decided without it.
+    STORE_UNAVAILABLE = "store_unavailable"
+
+
+_REASONS = {1: None, 0: Reason.LIMIT_EXCEEDED, -1: Reason.COST_EXCEEDS_LIMIT}
 _FIELDS_PER_LIMIT = 5
 _MICROSECONDS = 1_000_000
 
@@ -49,9 +53,9 @@ class LimitDecision(NamedTuple):
             store did not decide.
         retry_after: seconds until the hit would fit; None when it fits now,
             or when it can never fit (``reason`` says so).
-        reason: None when the store admitted the hit; else
+        reason: None when the store admitted the hit; else a ``Reason``:
             ``LIMIT_EXCEEDED``, ``COST_EXCEEDS_LIMIT``, or
-            ``"store_unavailable"`` when the failure policy decided.
+            ``STORE_UNAVAILABLE`` when the failure policy decided.
     """
 
     limit: Limit
@@ -59,7 +63,7 @@ class LimitDecision(NamedTuple):
     remaining: int | None
     reset_after: float | None
     retry_after: float | None
-    reason: str | None
+    reason: Reason | None
 
 
 class Decision(NamedTuple):
@@ -79,8 +83,8 @@ class Decision(NamedTuple):
             when the store did not decide.
         retry_after: seconds until the hit would fit; None when allowed, or
             when the cost can never fit.
-        reason: None when the store admitted the hit, else why not (or
-            ``"store_unavailable"`` when the failure policy decided).
+        reason: None when the store admitted the hit, else a ``Reason``
+            (``STORE_UNAVAILABLE`` when the failure policy decided).
         limits: the decision of each limit, in the order they were given.
     """
 
@@ -89,7 +93,7 @@ class Decision(NamedTuple):
     remaining: int | None
     reset_after: float | None
     retry_after: float | None
-    reason: str | None
+    reason: Reason | None
     limits: tuple[LimitDecision, ...]
 
     @classmethod
@@ -229,6 +233,6 @@ def _limit_decision(limit: Limit, reply: Sequence[int], start: int) -> LimitDeci
         reason is None,
         max(int(remaining), 0),
         int(reset_us) / _MICROSECONDS,
-        int(retry_us) / _MICROSECONDS if reason == LIMIT_EXCEEDED else None,
+        int(retry_us) / _MICROSECONDS if reason is Reason.LIMIT_EXCEEDED else None,
         reason,
     )

@@ -6,7 +6,7 @@ store does wrong is translated, in the backend that talked to it, into one of
 the classes below, with the original exception chained.
 """
 
-__all__ = ["BackendError", "LuathrottleError"]
+__all__ = ["BackendError", "CircuitOpenError", "LuathrottleError"]
 
 
 class LuathrottleError(Exception):
@@ -14,4 +14,23 @@ class LuathrottleError(Exception):
 
 
 class BackendError(LuathrottleError):
-    """The store could not run a script: connection, timeout or script error."""
+    """The store could not run a script: connection, timeout or script error.
+
+    Attributes:
+        retry_after: seconds until the backend's circuit breaker lets a call
+            through again; 0 when it does now, or when there is no breaker.
+    """
+
+    retry_after: float = 0.0
+
+
+class CircuitOpenError(BackendError):
+    """The backend's circuit breaker is open: the store was not called.
+
+    Args:
+        retry_after: seconds until the breaker lets a trial call through.
+    """
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("circuit breaker open: the store is not called")
+        self.retry_after = retry_after

@@ -5,25 +5,34 @@ packs and decodes calls without I/O; each method of a twin is one backend
 call between the two.
 """
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from luathrottle._clock import check_clock, microseconds
+from luathrottle._failures import OnFailure, check_on_failure, failure_decision
+from luathrottle._keys import check_prefix, identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
-from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
-from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
-from luathrottle.keys import check_prefix, identity_digest, key_frame
 from luathrottle.rates import LimitSpec, parse_limits
+
+if TYPE_CHECKING:
+    from luathrottle.backends.memory import MemoryBackend
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 
-#: The process-wide store of limiters given no backend.
-_DEFAULT_MEMORY = MemoryBackend()
+
+@functools.cache
+def _default_memory() -> "MemoryBackend":
+    """The process-wide store of limiters given no backend, built when the
+    first of them is."""
+    from luathrottle.backends.memory import MemoryBackend
+
+    return MemoryBackend()
 
 
 class _Call:
@@ -57,7 +66,7 @@ class _BaseLimiter(Generic[_BackendT]):
             )
         self.algorithm.check_limits(self.limits)
         self.script = self.algorithm.script
-        self.backend: _BackendT = _DEFAULT_MEMORY if backend is None else backend
+        self.backend: _BackendT = _default_memory() if backend is None else backend
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.prefix = check_prefix(prefix)
         self._frames = [
@@ -91,19 +100,9 @@ class _BaseLimiter(Generic[_BackendT]):
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys
 
-    def _before_call(self) -> None:
-        if self.backend.breaker is not None:
-            self.backend.breaker.before_call()
-
-    def _succeeded(self, reply: list[int], keys: list[str]) -> Decision:
-        if self.backend.breaker is not None:
-            self.backend.breaker.succeeded()
-        return Decision.from_reply(self.limits, reply, keys)
-
     def _failed(self, call: _Call, error: BackendError) -> Decision:
         where = f"{self.script.name} {call.keys[0]}"
-        breaker = self.backend.breaker
-        return guarded_failure(breaker, self.on_failure, self.limits, error, where)
+        return failure_decision(self.on_failure, self.limits, error, where)
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(limit.name) for limit in self.limits)
@@ -160,11 +159,10 @@ class Limiter(_BaseLimiter[SyncBackend]):
 
     def _decide(self, call: _Call) -> Decision:
         try:
-            self._before_call()
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._succeeded(reply, call.keys)
+        return Decision.from_reply(self.limits, reply, call.keys)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -189,8 +187,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
 
     async def _decide(self, call: _Call) -> Decision:
         try:
-            self._before_call()
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._succeeded(reply, call.keys)
+        return Decision.from_reply(self.limits, reply, call.keys)

@@ -6,11 +6,17 @@ version::
     -- luathrottle script: fixed_window
     -- version: 1
 
-The registry reads every file once, at import, and knows each script's name,
-version, source and SHA1. Backends run scripts by SHA1 and load the source
-when the server does not know it yet.
+The registry reads the files on first use, never at import, and knows each
+script's name, version, source and SHA1. Backends run scripts by SHA1 and
+load the source when the server does not know it yet.
+
+``lua/embedded/`` holds the Lua that the in-process backends run around the
+scripts (a prelude and their keyspaces). The registry reads those too, but
+they are not algorithms: ``all_scripts()`` never lists them, so they never
+go to a Redis server.
 """
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -20,6 +26,7 @@ from pathlib import Path
 __all__ = ["Script", "all_scripts", "get_script"]
 
 _HEADER = re.compile(r"-- luathrottle script: (\w+)\n-- version: (\d+)\n")
+_EMBEDDED_HEADER = re.compile(r"-- luathrottle embedded: (\w+)\n-- version: \d+\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,7 @@ def _lua_directory() -> Path:
     return Path(__file__).resolve().parents[2] / "lua"
 
 
+@functools.cache
 def _load_all() -> dict[str, Script]:
     scripts = {}
     for path in sorted(_lua_directory().glob("*.lua")):
@@ -87,7 +95,22 @@ def _load_all() -> dict[str, Script]:
     return scripts
 
 
-_SCRIPTS = _load_all()
+@functools.cache
+def embedded_source(name: str) -> str:
+    """The source of ``lua/embedded/<name>.lua``, for the in-process backends.
+
+    Raises:
+        ValueError: there is no such file, or its header names another.
+    """
+    path = _lua_directory() / "embedded" / f"{name}.lua"
+    try:
+        source = path.read_text()
+    except FileNotFoundError:
+        raise ValueError(f"no embedded Lua named {name!r} in {path.parent}") from None
+    header = _EMBEDDED_HEADER.match(source)
+    if header is None or header.group(1) != name:
+        raise ValueError(f"{path.name} lacks the header naming it {name!r}")
+    return source
 
 
 def get_script(name: str) -> Script:
@@ -97,13 +120,13 @@ def get_script(name: str) -> Script:
         ValueError: no script has that name.
     """
     try:
-        return _SCRIPTS[name]
+        return _load_all()[name]
     except KeyError:
         raise ValueError(
-            f"no Lua script named {name!r}; known: {', '.join(_SCRIPTS)}"
+            f"no Lua script named {name!r}; known: {', '.join(_load_all())}"
         ) from None
 
 
 def all_scripts() -> tuple[Script, ...]:
     """Every script, sorted by name."""
-    return tuple(_SCRIPTS.values())
+    return tuple(_load_all().values())

@@ -5,60 +5,24 @@ not depend on where keys live: Redis's ``redis.call`` dispatch, ``TIME``,
 the ``SET ... PX ms`` option, splitting a call into KEYS and ARGV, compiling
 scripts once per SHA1, and turning replies into integers as Redis does.
 
-A keyspace chunk is Lua appended to that prelude. It sees the locals
-``commands`` (fill in GET, SET, DEL...), ``clock`` (set ``clock.now`` in
-microseconds before a call), ``px_ms(option, ttl)`` and ``call_script(script,
-nkeys, ...)``, and returns the entry points Python calls.
+Both chunks are files in ``lua/embedded/`` that the script registry reads:
+``prelude.lua``, and a keyspace chunk that receives what the prelude returns
+(``commands`` to fill in, ``clock``, ``px_ms`` and ``call_script``) and
+returns the entry points Python calls.
 """
 
+import threading
 from collections.abc import Iterable
 from typing import Any
 
 import lupa.lua51 as lupa
 
-from luathrottle.scripts import Script
+from luathrottle.exceptions import BackendError
+from luathrottle.scripts import Script, embedded_source
 
-__all__ = ["EmbeddedLua", "LuaError"]
+__all__ = ["EmbeddedLua", "LazyLua", "LuaError"]
 
 LuaError = lupa.LuaError
-
-_PRELUDE = """
-local BACKEND = %s
-local clock = {now = 0}
-local commands = {}
-
-function commands.TIME()
-  local seconds = math.floor(clock.now / 1000000)
-  return {tostring(seconds), tostring(clock.now - seconds * 1000000)}
-end
-
-redis = {}
-function redis.call(name, ...)
-  -- Scripts name commands in capitals; only others pay for upper().
-  local command = commands[name] or commands[string.upper(name)]
-  if command == nil then
-    error('ERR unknown command ' .. tostring(name) .. ' in the ' .. BACKEND ..
-      ' backend')
-  end
-  return command(...)
-end
-
-local function px_ms(option, ttl)
-  if (option ~= 'PX' and string.upper(option) ~= 'PX') or tonumber(ttl) == nil then
-    error('ERR ' .. BACKEND .. ' backend supports only SET key value [PX ms]')
-  end
-  return tonumber(ttl)
-end
-
-local function call_script(script, nkeys, ...)
-  local keys, args = {...}, {}
-  for i = nkeys + 1, #keys do
-    args[i - nkeys] = keys[i]
-    keys[i] = nil
-  end
-  return script(keys, args)
-end
-"""
 
 
 class EmbeddedLua:
@@ -70,14 +34,16 @@ class EmbeddedLua:
 
     Args:
         backend: the backend's name, as error messages show it.
-        keyspace: Lua run after the prelude; what it returns becomes
-            ``entry_points``.
+        keyspace: the name of the keyspace chunk in ``lua/embedded/``; what
+            it returns becomes ``entry_points``.
     """
 
     def __init__(self, backend: str, keyspace: str) -> None:
         self.runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
-        quoted = "'" + backend.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        entry_points = self.runtime.execute(_PRELUDE % quoted + keyspace)
+        prelude = self.runtime.compile(embedded_source("prelude"))
+        shared = prelude(backend)
+        self._compile = shared[-1]
+        entry_points = self.runtime.compile(embedded_source(keyspace))(*shared)
         self.entry_points: tuple[Any, ...] = (
             entry_points if isinstance(entry_points, tuple) else (entry_points,)
         )
@@ -91,7 +57,7 @@ class EmbeddedLua:
         """
         function = self._compiled.get(script.sha)
         if function is None:
-            function = self.runtime.eval(f"function(KEYS, ARGV)\n{script.source}\nend")
+            function = self._compile(script.source, script.name)
             self._compiled[script.sha] = function
         return function
 
@@ -102,3 +68,39 @@ class EmbeddedLua:
         Redis turns Lua numbers into integers by truncation; so do we.
         """
         return list(map(int, values))
+
+
+class LazyLua:
+    """An ``EmbeddedLua`` started on first use, so that building a backend
+    reads no Lua and starts no runtime.
+
+    Args:
+        backend: as for ``EmbeddedLua``.
+        keyspace: as for ``EmbeddedLua``.
+    """
+
+    def __init__(self, backend: str, keyspace: str) -> None:
+        self._arguments = (backend, keyspace)
+        self._lua: EmbeddedLua | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> EmbeddedLua:
+        """The runtime, started by the first caller."""
+        lua = self._lua
+        if lua is None:
+            with self._lock:
+                if self._lua is None:
+                    self._lua = EmbeddedLua(*self._arguments)
+                lua = self._lua
+        return lua
+
+    def compile(self, script: Script) -> None:
+        """Compile ``script`` ahead of its first call.
+
+        Raises:
+            BackendError: it does not compile.
+        """
+        try:
+            self.get().function(script)
+        except LuaError as exc:
+            raise BackendError(f"{script.name}: {exc}") from exc

@@ -1,53 +1,130 @@
-"""What a backend does: run script calls, delete keys, prepare scripts.
+"""The backend contract: what every store does, and the one place where the
+circuit breaker guards it.
 
-Backends only move bytes. They hold no state per algorithm or limiter, so one
+A backend runs script calls, deletes keys, loads scripts, and describes its
+store with ``traits()``. Callers (limiters, throttles, the Django views and
+checks) use only this contract; they never ask what class a backend is.
+
+The public ``run_script``/``run_scripts`` (and their async twins) run the
+subclass's ``_run_script``/``_run_scripts`` inside the backend's guard: its
+``CircuitBreaker``, or nothing. Every way a call can end updates the breaker
+there (see ``luathrottle._breaker``), and callers only ever see a reply or a
+``BackendError``. Backends hold no state per algorithm or limiter, so one
 backend object serves every limiter and throttle at once.
 """
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import NamedTuple
 
+from luathrottle._breaker import UNGUARDED, CircuitBreaker, Guard
 from luathrottle._text import indefinite
 from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.failures import CircuitBreaker
 from luathrottle.scripts import Script
 
-__all__ = ["AsyncBackend", "ScriptCall", "SyncBackend", "check_backend_kind"]
+__all__ = [
+    "AsyncBackend",
+    "ScriptCall",
+    "StoreTraits",
+    "SyncBackend",
+]
 
 #: One script call: the script, its KEYS and its ARGV.
 ScriptCall = tuple[Script, Sequence[str], Sequence[str]]
 
 
-class SyncBackend(abc.ABC):
-    """A store that sync limiters and throttles run scripts on."""
+class StoreTraits(NamedTuple):
+    """What a backend's store is, as callers need to know it.
 
-    #: True when one script call may only take keys of one hash slot, as on
-    #: Redis Cluster; callers then split calls by hash tag.
+    Attributes:
+        identity: equal for backends on one store (two Django-cache backends
+            on one alias, say), whose calls may share one script call.
+        single_slot_calls: one script call may only take keys of one hash
+            slot, as on Redis Cluster; callers then split calls by hash tag.
+        shared_across_processes: every process sees the same state.
+        unsafe_reason: why the store cannot keep limits exact (not shared
+            across processes, or not atomic there); None when it can.
+    """
+
+    identity: Hashable
     single_slot_calls: bool = False
-    #: Trips when the store keeps failing; None for stores that cannot fail.
-    breaker: CircuitBreaker | None = None
+    shared_across_processes: bool = True
+    unsafe_reason: str | None = None
+
+
+class _Contract(abc.ABC):
+    """What both twins share: the guard, traits and the configuration check."""
+
+    #: Guards every script call; ``UNGUARDED`` for stores that cannot fail.
+    _guard: Guard = UNGUARDED
+
+    @property
+    def breaker(self) -> CircuitBreaker | None:
+        """The circuit breaker around this backend's calls, if it has one."""
+        guard = self._guard
+        return guard if isinstance(guard, CircuitBreaker) else None
 
     @abc.abstractmethod
+    def traits(self) -> StoreTraits:
+        """Describe the store.
+
+        ``identity`` and ``single_slot_calls`` never change for one backend
+        object; the rest may depend on configuration (a Django cache alias
+        is looked up in ``settings.CACHES``).
+
+        Raises:
+            ValueError: the backend's configuration names nothing usable.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define traits()")
+
+    def check(self) -> None:
+        """Check the backend's configuration; nothing to check by default.
+
+        Raises:
+            ValueError: naming what is missing, such as a cache alias.
+        """
+        return None
+
+
+class SyncBackend(_Contract):
+    """A store that sync limiters and throttles run scripts on.
+
+    Subclasses define ``_run_script`` (and ``_run_scripts`` when they can
+    send several calls at once), ``delete_keys``, ``load_script`` and
+    ``traits``; the public methods add the guard.
+    """
+
     def run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
         """Run ``script`` atomically with KEYS and ARGV; return its reply.
 
         Raises:
-            BackendError: the store failed; the cause is chained.
+            BackendError: the store failed, or the breaker is open
+                (``CircuitOpenError``); the cause is chained.
         """
-        raise NotImplementedError("SyncBackend subclasses must define run_script()")
+        with self._guard:
+            return self._run_script(script, keys, args)
 
     def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run several script calls, each atomic on its own, not together.
 
-        Backends that can send them in one round trip (a Redis pipeline) do;
-        this default runs them in turn.
+        Backends that can send them in one round trip (a Redis pipeline) do.
 
         Raises:
-            BackendError: the store failed; calls before the failure ran.
+            BackendError: the store failed, or the breaker is open.
         """
-        return [self.run_script(*call) for call in calls]
+        with self._guard:
+            return self._run_scripts(calls)
+
+    @abc.abstractmethod
+    def _run_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str]
+    ) -> list[int]:
+        raise NotImplementedError("SyncBackend subclasses must define _run_script()")
+
+    def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        return [self._run_script(*call) for call in calls]
 
     @abc.abstractmethod
     def delete_keys(self, keys: Sequence[str]) -> None:
@@ -55,40 +132,47 @@ class SyncBackend(abc.ABC):
         raise NotImplementedError("SyncBackend subclasses must define delete_keys()")
 
     @abc.abstractmethod
-    def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
-        """Prepare the algorithm's script here, ahead of the first call.
+    def load_script(self, script: Script) -> None:
+        """Prepare ``script`` here, ahead of its first call.
 
         Running a script the store does not know yet loads it anyway; this
         only moves that work out of the first request.
         """
-        raise NotImplementedError(
-            "SyncBackend subclasses must define initialize_algorithm()"
-        )
+        raise NotImplementedError("SyncBackend subclasses must define load_script()")
+
+    def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
+        """Prepare the algorithm's script here, ahead of the first call."""
+        self.load_script(algorithm.script)
 
 
-class AsyncBackend(abc.ABC):
-    """A store that async limiters and throttles run scripts on."""
+class AsyncBackend(_Contract):
+    """A store that async limiters and throttles run scripts on; the twin of
+    ``SyncBackend``, with awaitable methods."""
 
-    #: True when one script call may only take keys of one hash slot, as on
-    #: Redis Cluster; callers then split calls by hash tag.
-    single_slot_calls: bool = False
-    #: Trips when the store keeps failing; None for stores that cannot fail.
-    breaker: CircuitBreaker | None = None
-
-    @abc.abstractmethod
     async def arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
         """Run ``script`` atomically with KEYS and ARGV; return its reply.
 
         Raises:
-            BackendError: the store failed; the cause is chained.
+            BackendError: the store failed, or the breaker is open.
         """
-        raise NotImplementedError("AsyncBackend subclasses must define arun_script()")
+        with self._guard:
+            return await self._arun_script(script, keys, args)
 
     async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run several script calls, each atomic on its own, not together."""
-        return [await self.arun_script(*call) for call in calls]
+        with self._guard:
+            return await self._arun_scripts(calls)
+
+    @abc.abstractmethod
+    async def _arun_script(
+        self, script: Script, keys: Sequence[str], args: Sequence[str]
+    ) -> list[int]:
+        raise NotImplementedError("AsyncBackend subclasses must define _arun_script()")
+
+    async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        return [await self._arun_script(*call) for call in calls]
 
     @abc.abstractmethod
     async def adelete_keys(self, keys: Sequence[str]) -> None:
@@ -96,11 +180,13 @@ class AsyncBackend(abc.ABC):
         raise NotImplementedError("AsyncBackend subclasses must define adelete_keys()")
 
     @abc.abstractmethod
+    async def aload_script(self, script: Script) -> None:
+        """Prepare ``script`` here, ahead of its first call."""
+        raise NotImplementedError("AsyncBackend subclasses must define aload_script()")
+
     async def ainitialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
         """Prepare the algorithm's script here, ahead of the first call."""
-        raise NotImplementedError(
-            "AsyncBackend subclasses must define ainitialize_algorithm()"
-        )
+        await self.aload_script(algorithm.script)
 
 
 def check_backend_kind(backend: object, kind: type, owner: str) -> None:

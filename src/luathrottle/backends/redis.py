@@ -21,10 +21,9 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import NoScriptError, RedisError
 
-from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle._breaker import CircuitBreaker, guard_for
+from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
 from luathrottle.exceptions import BackendError
-from luathrottle.failures import CircuitBreaker, breaker_option
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
@@ -34,14 +33,6 @@ __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 #: Clients the async backend accepts.
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-
-
-def _breaker_for(
-    cluster: bool, breaker: CircuitBreaker | Literal[False] | None
-) -> CircuitBreaker | None:
-    if cluster and breaker is None:
-        return None
-    return breaker_option(breaker)
 
 
 def _timeout(timeout: object) -> float:
@@ -97,7 +88,7 @@ _ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
 
 
 class _RedisBackend(Generic[_ClientT]):
-    """What both twins share: the client, its checks and the breaker."""
+    """What both twins share: the client, its checks, the guard, traits."""
 
     _plain: ClassVar[type[Any]]
     _cluster: ClassVar[type[Any]]
@@ -114,8 +105,9 @@ class _RedisBackend(Generic[_ClientT]):
                 f"{_qualified(self._cluster)}, got {_qualified(type(client))}"
             )
         self.client = client
-        self.single_slot_calls = isinstance(client, self._cluster)
-        self.breaker = _breaker_for(self.single_slot_calls, breaker)
+        cluster = isinstance(client, self._cluster)
+        self._guard = guard_for(breaker, default=not cluster)
+        self._traits = StoreTraits(self, single_slot_calls=cluster)
 
     @classmethod
     def from_url(
@@ -136,6 +128,10 @@ class _RedisBackend(Generic[_ClientT]):
             url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
         )
         return cls(client, breaker=breaker)
+
+    def traits(self) -> StoreTraits:
+        """A store shared by every process, where each call is atomic."""
+        return self._traits
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.client!r})"
@@ -165,10 +161,10 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
     _plain = redis.Redis
     _cluster = redis.cluster.RedisCluster
 
-    def run_script(
+    def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
+        # EVALSHA, or once EVAL on NOSCRIPT.
         try:
             try:
                 reply = self.client.evalsha(script.sha, len(keys), *keys, *args)
@@ -180,12 +176,12 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             raise BackendError(f"{script.name}: {exc}") from exc
         return cast(list[int], reply)
 
-    def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
-        """Run the calls in one pipeline (one round trip per node), then rerun
-        with EVAL only the calls that met NOSCRIPT. A lone call, the usual
-        stage, skips the pipeline's bookkeeping."""
+    def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        # One pipeline (one round trip per node), then EVAL again only the
+        # calls that met NOSCRIPT. A lone call, the usual stage, skips the
+        # pipeline's bookkeeping.
         if len(calls) == 1:
-            return [self.run_script(*calls[0])]
+            return [self._run_script(*calls[0])]
         try:
             replies = self._pipeline(calls)
             missing = _unknown_scripts(calls, replies)
@@ -210,10 +206,10 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         except RedisError as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
-    def initialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
-        """SCRIPT LOAD the algorithm's script."""
+    def load_script(self, script: Script) -> None:
+        """SCRIPT LOAD ``script``."""
         try:
-            self.client.script_load(algorithm.script.source)
+            self.client.script_load(script.source)
         except RedisError as exc:
             raise BackendError(f"SCRIPT LOAD: {exc}") from exc
 
@@ -232,10 +228,9 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     _plain = redis.asyncio.Redis
     _cluster = redis.asyncio.cluster.RedisCluster
 
-    async def arun_script(
+    async def _arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        """Run ``script`` with EVALSHA, or once with EVAL on NOSCRIPT."""
         try:
             try:
                 reply = await cast(
@@ -249,12 +244,9 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             raise BackendError(f"{script.name}: {exc}") from exc
         return reply
 
-    async def arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
-        """Run the calls in one pipeline (one round trip per node), then rerun
-        with EVAL only the calls that met NOSCRIPT. A lone call, the usual
-        stage, skips the pipeline's bookkeeping."""
+    async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         if len(calls) == 1:
-            return [await self.arun_script(*calls[0])]
+            return [await self._arun_script(*calls[0])]
         try:
             replies = await self._pipeline(calls)
             missing = _unknown_scripts(calls, replies)
@@ -279,9 +271,9 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
         except RedisError as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
-    async def ainitialize_algorithm(self, algorithm: BaseThrottleAlgorithm) -> None:
-        """SCRIPT LOAD the algorithm's script."""
+    async def aload_script(self, script: Script) -> None:
+        """SCRIPT LOAD ``script``."""
         try:
-            await self.client.script_load(algorithm.script.source)
+            await self.client.script_load(script.source)
         except RedisError as exc:
             raise BackendError(f"SCRIPT LOAD: {exc}") from exc

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from luathrottle.django.conf import get_config, problems
+from luathrottle.django._conf import get_config, problems
 from luathrottle.django.throttles import BaseThrottle
 from luathrottle.django.views import ThrottledView
 

@@ -2,62 +2,43 @@
 
 The centre of a throttle does no I/O and knows no view: ``call()`` turns a
 request and a scope into a state key, and ``ThrottleOutcome`` carries what
-the script answered. The twins differ only in ``hit_all()``, which runs
-the calls of one stage: one script call for all the throttles that share a
-backend, an algorithm and a clock, since the scripts decide several keys,
-each with its own limit, all or nothing. On Redis Cluster a call can only
-take keys of one slot, so there it is one call per identity, and the calls
-go out in one pipeline: each identity's limits stay all or nothing, but a
-request one identity denies may still count against another's.
+the script answered. The twins differ only in ``hit_all()``, which runs the
+calls of one stage in as few script calls as the store allows
+(``luathrottle.django._batching``). A throttle knows its backend only
+through the backend contract: it never asks what class a backend is.
 """
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, ClassVar, Generic, NamedTuple, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from luathrottle._clock import check_clock, microseconds
+from luathrottle._clock import check_clock
+from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle._keys import identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
-from luathrottle.backends.base import (
-    AsyncBackend,
-    ScriptCall,
-    SyncBackend,
-    check_backend_kind,
-)
+from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
-from luathrottle.backends.memory import MemoryBackend
-from luathrottle.decision import LimitDecision, decode_reply
+from luathrottle.django import _batching
+from luathrottle.django._outcomes import (
+    ThrottleCall,
+    ThrottleOutcome,
+    headers_for,
+    recorded_outcomes,
+)
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
-from luathrottle.exceptions import BackendError
-from luathrottle.failures import OnFailure, check_on_failure, guarded_failure
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
-from luathrottle.keys import hash_tag, identity_digest, key_frame
 from luathrottle.rates import Limit, LimitSpec, parse_limit
 from luathrottle.scripts import Script
 
-__all__ = [
-    "AsyncThrottle",
-    "BaseThrottle",
-    "SyncThrottle",
-    "ThrottleCall",
-    "ThrottleOutcome",
-    "ThrottlingReport",
-    "forget_outcomes",
-    "headers_for",
-    "record_outcomes",
-]
+__all__ = ["AsyncThrottle", "BaseThrottle", "SyncThrottle", "ThrottlingReport"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 
 #: The start of every state key a throttle writes.
 KEY_PREFIX = "lt"
-_OUTCOMES_ATTRIBUTE = "_luathrottle_outcomes"
 _MAX_SCOPE = 200
 # Clients' reprs can run to a page; messages name the backend's type instead.
 _MAX_BACKEND_REPR = 60
-_MEMORY_UNSAFE = (
-    "MemoryBackend keeps its state in each process: N processes admit up to "
-    "N times the limit"
-)
 
 
 @functools.cache
@@ -68,35 +49,6 @@ def _default_sync_backend() -> SyncDjangoCache:
 @functools.cache
 def _default_async_backend() -> AsyncDjangoCache:
     return AsyncDjangoCache()
-
-
-class ThrottleCall(NamedTuple):
-    """One throttle's part of a stage: the state key it counts on.
-
-    Attributes:
-        throttle: the throttle.
-        key: the state key of this request's identity within the scope.
-    """
-
-    throttle: "BaseThrottle[Any]"
-    key: str
-
-
-class ThrottleOutcome(NamedTuple):
-    """How one throttle judged one request.
-
-    Attributes:
-        throttle: the throttle.
-        decision: its limit's decision; when another throttle of the same
-            script call denied, nothing was counted.
-        key: the state key counted on: hashed, never the raw identity.
-        error: what the store did, when the failure policy decided instead.
-    """
-
-    throttle: "BaseThrottle[Any]"
-    decision: LimitDecision
-    key: str
-    error: BackendError | None = None
 
 
 def _check_scope(scope: object) -> str | None:
@@ -205,13 +157,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         # The state key's frame on each view the throttle counts for.
         self._frames: dict[str, tuple[str, str]] = {}
-        # Throttles with equal batch identities can share one script call.
-        # Algorithms are equal when their types are, and types hash faster.
-        self.batch_identity = (
-            _backend_identity(self.backend),
-            type(self.algorithm),
-            id(clock),
-        )
+        self._batching: tuple[tuple[object, ...], bool] | None = None
 
     def call(self, request: Any, view_scope: str) -> ThrottleCall | None:
         """The state key ``request`` counts on, or None to skip this throttle.
@@ -239,27 +185,41 @@ class BaseThrottle(Generic[_BackendT]):
             self._frames[view_scope] = frame
         return ThrottleCall(self, frame[0] + identity_digest(identity) + frame[1])
 
+    def batching(self) -> tuple[tuple[object, ...], bool]:
+        """What decides which calls share a script call: throttles with equal
+        batch identities (store, algorithm, clock) can, and whether the store
+        takes one hash slot per call. Found on the first request, when
+        settings are ready, since they never change for one backend.
+        """
+        found = self._batching
+        if found is None:
+            traits = self.backend.traits()
+            # Algorithms are equal when their types are, and types hash faster.
+            identity: tuple[object, ...] = (
+                traits.identity,
+                type(self.algorithm),
+                id(self.clock),
+            )
+            found = (identity, traits.single_slot_calls)
+            self._batching = found
+        return found
+
     def check_backend(self) -> None:
-        """Check that the backend's Django cache exists, if it uses one.
+        """Check the backend's configuration.
 
         Raises:
-            ValueError: naming the cache alias missing from ``CACHES``.
+            ValueError: naming what is missing, such as a cache alias that
+                is not in ``CACHES``.
         """
-        if isinstance(self.backend, SyncDjangoCache | AsyncDjangoCache):
-            self.backend.check_cache_name()
+        self.backend.check()
 
     def unsafe_reason(self) -> str | None:
         """Why the backend cannot keep this limit exact, or None if it can.
 
         Raises:
-            ValueError: the backend's Django cache is not in ``CACHES``.
+            ValueError: the backend's configuration names nothing usable.
         """
-        if isinstance(self.backend, SyncDjangoCache | AsyncDjangoCache):
-            self.check_backend()
-            return self.backend.unsafe_reason()
-        if isinstance(self.backend, MemoryBackend):
-            return _MEMORY_UNSAFE
-        return None
+        return self.backend.traits().unsafe_reason
 
     def provide_response_specs(self) -> dict[str, dict[str, Any]]:
         """The OpenAPI response this throttle can answer with: a 429.
@@ -294,126 +254,6 @@ class BaseThrottle(Generic[_BackendT]):
         )
 
 
-class _Batch:
-    """Calls that one script call decides, all or nothing: same backend,
-    algorithm and clock, and on Redis Cluster the same identity too, whose
-    keys share a hash tag and so a slot."""
-
-    def __init__(self, first: ThrottleCall) -> None:
-        self.throttle = first.throttle
-        self.calls = [first]
-
-    @staticmethod
-    def key(call: ThrottleCall) -> tuple[object, ...]:
-        """Calls with equal keys go in one batch."""
-        throttle = call.throttle
-        tag = hash_tag(call.key) if throttle.backend.single_slot_calls else ""
-        return (throttle.batch_identity, tag)
-
-    def script_call(self) -> ScriptCall:
-        clock = self.throttle.clock
-        now_us = None if clock is None else microseconds(clock)
-        limits = [call.throttle.limit for call in self.calls]
-        args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
-        return self.throttle.script, [call.key for call in self.calls], args
-
-    def outcomes(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
-        limits = [call.throttle.limit for call in self.calls]
-        keys = [call.key for call in self.calls]
-        return self._as_outcomes(decode_reply(limits, reply, keys))
-
-    def fallback(
-        self, error: BackendError, on_failure: OnFailure
-    ) -> list[ThrottleOutcome]:
-        """What the failure policy decides for these calls, the store failed.
-
-        Raises:
-            BackendError: ``error``, when the policy is ``"raise"``.
-        """
-        limits = [call.throttle.limit for call in self.calls]
-        breaker = self.throttle.backend.breaker
-        names = ", ".join(
-            f"{call.throttle.cache_key.name} {call.key}" for call in self.calls
-        )
-        decision = guarded_failure(breaker, on_failure, limits, error, names)
-        return self._as_outcomes(decision.limits, error)
-
-    def _as_outcomes(
-        self, decisions: Sequence[LimitDecision], error: BackendError | None = None
-    ) -> list[ThrottleOutcome]:
-        return [
-            ThrottleOutcome(call.throttle, item, call.key, error)
-            for call, item in zip(self.calls, decisions, strict=True)
-        ]
-
-
-def _backend_identity(backend: object) -> object:
-    # Django cache backends are cheap handles on an alias: two of them on
-    # one alias are one store, and belong in one script call.
-    if isinstance(backend, SyncDjangoCache | AsyncDjangoCache):
-        return (type(backend), backend.cache_name)
-    return backend
-
-
-def _batches(
-    kind: type["BaseThrottle[Any]"], calls: Iterable[ThrottleCall]
-) -> list[_Batch]:
-    batches: dict[tuple[object, ...], _Batch] = {}
-    for call in calls:
-        if not isinstance(call.throttle, kind):
-            raise TypeError(f"{kind.__name__} cannot run {call.throttle!r}")
-        key = _Batch.key(call)
-        batch = batches.get(key)
-        if batch is None:
-            batches[key] = _Batch(call)
-        else:
-            batch.calls.append(call)
-    return list(batches.values())
-
-
-def _by_backend(batches: Iterable[_Batch]) -> list[list[_Batch]]:
-    """Batches grouped by store: each group costs one round trip (a pipeline
-    on Redis), though each batch stays its own atomic script call."""
-    groups: dict[object, list[_Batch]] = {}
-    for batch in batches:
-        groups.setdefault(batch.throttle.batch_identity[0], []).append(batch)
-    return list(groups.values())
-
-
-def _before_call(batches: Sequence[_Batch]) -> None:
-    breaker = batches[0].throttle.backend.breaker
-    if breaker is not None:
-        breaker.before_call()
-
-
-def _outcomes(
-    batches: Sequence[_Batch], replies: Sequence[Sequence[int]]
-) -> list[ThrottleOutcome]:
-    breaker = batches[0].throttle.backend.breaker
-    if breaker is not None:
-        breaker.succeeded()
-    return [
-        outcome
-        for batch, reply in zip(batches, replies, strict=True)
-        for outcome in batch.outcomes(reply)
-    ]
-
-
-_STRICTEST_FIRST: tuple[OnFailure, ...] = ("raise", "deny", "allow")
-
-
-def _fallback(
-    batches: Sequence[_Batch], error: BackendError, default: OnFailure
-) -> list[ThrottleOutcome]:
-    """The failure policy's outcomes; throttles that share a failed store
-    and disagree on the policy get the strictest of theirs."""
-    chosen = {
-        call.throttle.on_failure or default for batch in batches for call in batch.calls
-    }
-    policy = next(item for item in _STRICTEST_FIRST if item in chosen)
-    return [outcome for batch in batches for outcome in batch.fallback(error, policy)]
-
-
 class SyncThrottle(BaseThrottle[SyncBackend]):
     """A throttle for sync views; see ``BaseThrottle`` for the arguments."""
 
@@ -438,17 +278,8 @@ class SyncThrottle(BaseThrottle[SyncBackend]):
             BackendError: the store failed and the policy is ``"raise"``.
         """
         outcomes: list[ThrottleOutcome] = []
-        for batches in _by_backend(_batches(cls, calls)):
-            backend = cast(SyncBackend, batches[0].throttle.backend)
-            try:
-                _before_call(batches)
-                replies = backend.run_scripts(
-                    [batch.script_call() for batch in batches]
-                )
-            except BackendError as error:
-                outcomes.extend(_fallback(batches, error, on_failure))
-                continue
-            outcomes.extend(_outcomes(batches, replies))
+        for group in _batching.groups(cls, calls):
+            outcomes += group.settle(_batching.replies(group), on_failure)
         return outcomes
 
 
@@ -464,49 +295,9 @@ class AsyncThrottle(BaseThrottle[AsyncBackend]):
     ) -> list[ThrottleOutcome]:
         """Count one hit on every call: one round trip per shared backend."""
         outcomes: list[ThrottleOutcome] = []
-        for batches in _by_backend(_batches(cls, calls)):
-            backend = cast(AsyncBackend, batches[0].throttle.backend)
-            script_calls = [batch.script_call() for batch in batches]
-            try:
-                _before_call(batches)
-                replies = await backend.arun_scripts(script_calls)
-            except BackendError as error:
-                outcomes.extend(_fallback(batches, error, on_failure))
-                continue
-            outcomes.extend(_outcomes(batches, replies))
+        for group in _batching.groups(cls, calls):
+            outcomes += group.settle(await _batching.areplies(group), on_failure)
         return outcomes
-
-
-def headers_for(outcomes: Iterable[ThrottleOutcome]) -> dict[str, str]:
-    """The headers of ``outcomes``: each provider over its throttles' decisions.
-
-    Equal providers of several throttles make one set of headers, so
-    ``RateLimitIETFDraft`` lists every throttle that uses it.
-    """
-    # Providers compare by value, so equal ones of several throttles meet
-    # in one entry; dicts keep the order they were first seen in.
-    groups: dict[BaseResponseHeadersProvider, list[LimitDecision]] = {}
-    for outcome in outcomes:
-        for provider in outcome.throttle.response_headers:
-            groups.setdefault(provider, []).append(outcome.decision)
-    headers: dict[str, str] = {}
-    for provider, decisions in groups.items():
-        headers.update(provider.provide_headers(decisions))
-    return headers
-
-
-def record_outcomes(request: Any, outcomes: Iterable[ThrottleOutcome]) -> None:
-    """Keep ``outcomes`` on ``request``, for ``ThrottlingReport``."""
-    recorded: list[ThrottleOutcome] | None = getattr(request, _OUTCOMES_ATTRIBUTE, None)
-    if recorded is None:
-        setattr(request, _OUTCOMES_ATTRIBUTE, list(outcomes))
-    else:
-        recorded.extend(outcomes)
-
-
-def forget_outcomes(request: Any) -> None:
-    """Start ``request`` over, before its throttles run."""
-    setattr(request, _OUTCOMES_ATTRIBUTE, [])
 
 
 class ThrottlingReport:
@@ -521,9 +312,7 @@ class ThrottlingReport:
     """
 
     def __init__(self, request: Any) -> None:
-        self.outcomes: tuple[ThrottleOutcome, ...] = tuple(
-            getattr(request, _OUTCOMES_ATTRIBUTE, ())
-        )
+        self.outcomes: tuple[ThrottleOutcome, ...] = recorded_outcomes(request)
 
     def report(self) -> dict[str, str]:
         """The headers, for sync views."""

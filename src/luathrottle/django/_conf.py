@@ -29,8 +29,9 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
+from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle.django._unsafe import is_setting
 from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
-from luathrottle.failures import OnFailure, check_on_failure
 
 __all__ = ["Config", "Problem", "get_config", "problems"]
 
@@ -123,7 +124,7 @@ def problems(raw: object) -> list[Problem]:
         if key not in _KEYS
     ]
     policy = raw.get("allow_unsafe_cache", True)
-    if policy is not True and policy is not False and policy is not None:
+    if not is_setting(policy):
         found.append(
             Problem(
                 "E001",

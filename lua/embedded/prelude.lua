@@ -1,0 +1,68 @@
+-- luathrottle embedded: prelude
+-- version: 1
+--
+-- What every in-process keyspace shares: Redis's redis.call dispatch, TIME,
+-- the SET ... PX ms option, and splitting a call into KEYS and ARGV. Not an
+-- algorithm: it never goes to a Redis server.
+--
+-- Chunk arguments:
+--   ...             the backend's name, as error messages show it
+--
+-- Returns, for the keyspace chunk run after it:
+--   commands        a table to fill with GET, SET, DEL...; TIME is there
+--   clock           a table; set clock.now in microseconds before a call
+--   px_ms           px_ms(option, ttl): a SET's PX option, in milliseconds
+--   call_script     call_script(script, nkeys, ...): runs script(KEYS, ARGV)
+-- and, for Python:
+--   compile         compile(source, name): a script as a function of
+--                   (KEYS, ARGV), as Redis runs it; raises on a syntax error
+
+local BACKEND = ...
+local clock = {now = 0}
+local commands = {}
+
+function commands.TIME()
+  local seconds = math.floor(clock.now / 1000000)
+  return {tostring(seconds), tostring(clock.now - seconds * 1000000)}
+end
+
+-- Scripts call redis.call as on a Redis server, so the name must be global.
+redis = {}
+function redis.call(name, ...)
+  -- Scripts name commands in capitals; only others pay for upper().
+  local command = commands[name] or commands[string.upper(name)]
+  if command == nil then
+    error('ERR unknown command ' .. tostring(name) .. ' in the ' .. BACKEND ..
+      ' backend')
+  end
+  return command(...)
+end
+
+local function px_ms(option, ttl)
+  if (option ~= 'PX' and string.upper(option) ~= 'PX') or tonumber(ttl) == nil then
+    error('ERR ' .. BACKEND .. ' backend supports only SET key value [PX ms]')
+  end
+  return tonumber(ttl)
+end
+
+local function call_script(script, nkeys, ...)
+  local keys, args = {...}, {}
+  for i = nkeys + 1, #keys do
+    args[i - nkeys] = keys[i]
+    keys[i] = nil
+  end
+  return script(keys, args)
+end
+
+-- KEYS and ARGV are the chunk's arguments, locals as in Redis, so a script
+-- sees no other script's; they are declared on the script's first line, so
+-- errors name the lines of its file.
+local function compile(source, name)
+  local chunk, problem = loadstring('local KEYS, ARGV = ...; ' .. source, '=' .. name)
+  if chunk == nil then
+    error(problem, 0)
+  end
+  return chunk
+end
+
+return commands, clock, px_ms, call_script, compile

@@ -1,0 +1,167 @@
+"""The staged store: scripts run in-process over a Django cache that cannot
+run them, reading their keys with ``get_many`` and writing back what they
+changed.
+
+Each call reads a snapshot of its keys, runs the script over it in embedded
+Lua (``lua/embedded/staging_keyspace.lua``), then writes what it set with
+``set_many`` (timeouts rounded up to whole seconds) and deletes what it
+deleted with ``delete_many``. This read-modify-write is atomic only within
+one process: every backend on one alias shares one lock per process (sync)
+or per event loop (async), but the sync and async twins do not wait for each
+other, and other processes are not held off at all.
+"""
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, cast
+
+from django.core.cache.backends.base import BaseCache
+
+from luathrottle.backends._lua import LazyLua, LuaError
+from luathrottle.backends._per_loop import PerLoop
+from luathrottle.backends.base import ScriptCall
+from luathrottle.exceptions import BackendError
+from luathrottle.scripts import Script
+
+__all__ = ["Staging"]
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_LOOP_LOCKS: PerLoop[dict[str, asyncio.Lock]] = PerLoop()
+
+#: A write back: the cache method's name (``set_many`` or ``delete_many``;
+#: the async twin prefixes ``a``) and its arguments.
+_Write = tuple[str, tuple[Any, ...]]
+
+
+class _Staged(NamedTuple):
+    """What one in-process script call answered, and what to write back."""
+
+    reply: list[int]
+    writes: list[_Write]
+
+
+#: Ints this wide or wider are no state of ours.
+_MAX_INT = 2**64
+
+
+def _as_state(key: str, value: object) -> str:
+    """A cached value as the string a script reads, as a Redis-backed cache
+    would hold it: a str as it is, an int as its digits (the script decides
+    whether it can read them).
+
+    Raises:
+        BackendError: any other value, as Redis answers WRONGTYPE for a key
+            that holds no string.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        # Python refuses to write ints of thousands of digits; "" is a state
+        # no script reads.
+        return str(value) if -_MAX_INT < value < _MAX_INT else ""
+    raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
+
+
+def _timeout(ms: Any) -> int | None:
+    """A SET's PX as a cache timeout: whole seconds, rounded up."""
+    return None if ms is False else max(1, math.ceil(ms / 1000))
+
+
+class Staging:
+    """Runs scripts over snapshots of one cache alias's keys.
+
+    The Lua runtime starts on first use, so Redis-backed caches never pay
+    for it.
+
+    Args:
+        cache_name: the alias, for locks and messages.
+    """
+
+    def __init__(self, cache_name: str) -> None:
+        self.cache_name = cache_name
+        self._lua = LazyLua("django cache", "staging_keyspace")
+
+    def compile(self, script: Script) -> None:
+        """Compile ``script`` ahead of its first call.
+
+        Raises:
+            BackendError: it does not compile.
+        """
+        self._lua.compile(script)
+
+    def _stage(self, call: ScriptCall, snapshot: Mapping[str, Any]) -> _Staged:
+        script, keys, args = call
+        lua = self._lua.get()
+        table = lua.runtime.table_from(
+            {key: _as_state(key, value) for key, value in snapshot.items()}
+        )
+        now_us = time.time_ns() // 1000
+        try:
+            reply, sets, dels = lua.entry_points[0](
+                lua.function(script), now_us, table, len(keys), *keys, *args
+            )
+        except LuaError as exc:
+            raise BackendError(f"{script.name}: {exc}") from exc
+        by_timeout: dict[int | None, dict[str, str]] = {}
+        for key, entry in sets.items():
+            by_timeout.setdefault(_timeout(entry[2]), {})[key] = entry[1]
+        writes: list[_Write] = [
+            ("set_many", (values, timeout)) for timeout, values in by_timeout.items()
+        ]
+        if dels:
+            writes.append(("delete_many", (list(dels),)))
+        values = (reply[index] for index in range(1, len(reply) + 1))
+        return _Staged(lua.integers(values), writes)
+
+    @contextlib.contextmanager
+    def errors(self, operation: str) -> Iterator[None]:
+        """Translate whatever the cache raised into ``BackendError``."""
+        try:
+            yield
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"cache {self.cache_name!r} {operation}: {exc}") from exc
+
+    def _wrote(self, method: str, result: object) -> None:
+        # set_many answers the keys it failed to store.
+        if method == "set_many" and result:
+            failed = list(cast(Iterable[str], result))
+            raise BackendError(f"cache {self.cache_name!r} did not store keys {failed}")
+
+    def run(self, cache: BaseCache, calls: Sequence[ScriptCall]) -> list[list[int]]:
+        """Run ``calls`` in turn, under this process's lock on the alias.
+
+        Raises:
+            BackendError: the cache or a script failed; the cause is chained.
+        """
+        with _PROCESS_LOCKS.setdefault(self.cache_name, threading.Lock()):
+            return [self._run_one(cache, call) for call in calls]
+
+    def _run_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
+        with self.errors("get_many"):
+            staged = self._stage(call, cache.get_many(call[1]))
+        with self.errors("write back"):
+            for method, arguments in staged.writes:
+                self._wrote(method, getattr(cache, method)(*arguments))
+        return staged.reply
+
+    async def arun(
+        self, cache: BaseCache, calls: Sequence[ScriptCall]
+    ) -> list[list[int]]:
+        """Run ``calls`` in turn, under this event loop's lock on the alias."""
+        locks = _LOOP_LOCKS.get(dict)
+        async with locks.setdefault(self.cache_name, asyncio.Lock()):
+            return [await self._arun_one(cache, call) for call in calls]
+
+    async def _arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
+        with self.errors("aget_many"):
+            staged = self._stage(call, await cache.aget_many(call[1]))
+        with self.errors("write back"):
+            for method, arguments in staged.writes:
+                self._wrote(method, await getattr(cache, f"a{method}")(*arguments))
+        return staged.reply

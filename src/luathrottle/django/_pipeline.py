@@ -1,0 +1,197 @@
+"""The request flow of a throttled view, sync and async.
+
+A request goes through three stages, each of which can end it:
+
+1. the throttles whose cache key ``runs_before_auth``, or 429;
+2. authentication: the ``auth`` hooks, of which one must accept, or 401;
+3. every other throttle, or 429.
+
+Each stage makes one script call per store and algorithm, and keeps its
+outcomes on the request for ``ThrottlingReport``.
+"""
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
+
+from luathrottle.django._conf import get_config
+from luathrottle.django._outcomes import ThrottleCall, forget_outcomes
+from luathrottle.django._responses import denied, not_authenticated
+from luathrottle.django._validation import check_counters, check_throttles
+from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
+from luathrottle.django.throttles import (
+    AsyncThrottle,
+    BaseThrottle,
+    SyncThrottle,
+    ThrottlingReport,
+)
+from luathrottle.rates import MAX_LIMITS
+
+__all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
+
+AnyAuth = BaseSyncAuth | BaseAsyncAuth
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A throttle on one view: ``view_scope`` keeps views' counters apart."""
+
+    throttle: BaseThrottle[Any]
+    view_scope: str
+
+    def call(self, request: HttpRequest) -> ThrottleCall | None:
+        return self.throttle.call(request, self.view_scope)
+
+    def counter(self) -> tuple[object, ...]:
+        throttle = self.throttle
+        return (
+            throttle.scope or self.view_scope,
+            throttle.cache_key.name,
+            throttle.limit.max_requests,
+            throttle.limit.duration,
+            throttle.script.name,
+        )
+
+
+class Endpoint:
+    """Everything the requests of one handler go through."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        is_async: bool,
+        bound: tuple[Bound, ...],
+        auth: tuple[AnyAuth, ...],
+        use_settings: bool,
+        headers_on_every_response: bool,
+    ) -> None:
+        self.label = label
+        self.is_async = is_async
+        self.bound = bound
+        self.auth = auth
+        self.use_settings = use_settings
+        self.headers_on_every_response = headers_on_every_response
+        self._stages: tuple[object, tuple[Bound, ...], tuple[Bound, ...]] | None = None
+        self.stages()
+
+    def stages(self) -> tuple[tuple[Bound, ...], tuple[Bound, ...]]:
+        """The before-auth and after-auth throttles, settings-level first.
+
+        Raises:
+            ImproperlyConfigured: the settings do not fit this view.
+        """
+        config = get_config()
+        if self._stages is None or self._stages[0] is not config:
+            bound = self._settings_bound() + self.bound
+            check_counters(self.label, bound)
+            before = tuple(b for b in bound if b.throttle.cache_key.runs_before_auth)
+            after = tuple(b for b in bound if not b.throttle.cache_key.runs_before_auth)
+            if max(len(before), len(after)) > MAX_LIMITS:
+                raise ImproperlyConfigured(
+                    f"{self.label}: throttling holds more than {MAX_LIMITS} "
+                    "throttles for one stage, more than one script call decides"
+                )
+            self._stages = (config, before, after)
+        return self._stages[1], self._stages[2]
+
+    def _settings_bound(self) -> tuple[Bound, ...]:
+        if not self.use_settings:
+            return ()
+        throttles = get_config().throttles_for(is_async=self.is_async, view=self.label)
+        check_throttles(self.label, self.is_async, throttles)
+        return tuple(Bound(item, self.label) for item in throttles)
+
+    def finish(
+        self, request: HttpRequest, response: HttpResponseBase
+    ) -> HttpResponseBase:
+        """Add the report's headers when the view asks for them everywhere."""
+        if self.headers_on_every_response:
+            for name, value in ThrottlingReport(request).report().items():
+                response[name] = value
+        return response
+
+
+def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
+    calls = (item.call(request) for item in stage)
+    return [call for call in calls if call is not None]
+
+
+def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | None:
+    calls = _calls(request, stage)
+    if not calls:
+        return None
+    outcomes = SyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
+    return denied(request, outcomes)
+
+
+async def _async_stage(
+    request: HttpRequest, stage: Sequence[Bound]
+) -> HttpResponse | None:
+    calls = _calls(request, stage)
+    if not calls:
+        return None
+    outcomes = await AsyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
+    return denied(request, outcomes)
+
+
+def run(
+    endpoint: Endpoint, request: HttpRequest, view: Callable[[], HttpResponseBase]
+) -> HttpResponseBase:
+    forget_outcomes(request)
+    before, after = endpoint.stages()
+    response: HttpResponseBase | None = _sync_stage(request, before)
+    if response is None and not _sync_authenticated(request, endpoint.auth):
+        response = not_authenticated()
+    if response is None:
+        response = _sync_stage(request, after)
+    if response is None:
+        response = view()
+    return endpoint.finish(request, response)
+
+
+def _sync_authenticated(request: HttpRequest, hooks: Sequence[AnyAuth]) -> bool:
+    # Views accept only hooks of their kind (_check_auth), so the
+    # isinstance tests below only narrow types.
+    accepting = (hook(request) for hook in hooks if isinstance(hook, BaseSyncAuth))
+    return not hooks or any(accepting)
+
+
+async def _authenticated(request: HttpRequest, hooks: Sequence[AnyAuth]) -> bool:
+    for hook in hooks:
+        if isinstance(hook, BaseAsyncAuth) and await hook(request):
+            return True
+    return not hooks
+
+
+async def arun(
+    endpoint: Endpoint,
+    request: HttpRequest,
+    view: Callable[[], Awaitable[HttpResponseBase]],
+) -> HttpResponseBase:
+    forget_outcomes(request)
+    before, after = endpoint.stages()
+    # Each stage and hook is a coroutine to create and await, so the ones
+    # with nothing to do are skipped.
+    response: HttpResponseBase | None = None
+    if before:
+        response = await _async_stage(request, before)
+    if (
+        response is None
+        and endpoint.auth
+        and not await _authenticated(request, endpoint.auth)
+    ):
+        response = not_authenticated()
+    if response is None and after:
+        if hasattr(request, "auser"):
+            # After-auth keys read request.user synchronously; resolve it
+            # here so they never query the database from the event loop.
+            request.user = await request.auser()
+        response = await _async_stage(request, after)
+    if response is None:
+        response = await view()
+    return endpoint.finish(request, response)

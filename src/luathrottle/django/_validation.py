@@ -1,0 +1,58 @@
+"""Checks a view's throttles and auth hooks when the view is built."""
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from django.core.exceptions import ImproperlyConfigured
+
+from luathrottle._text import indefinite
+from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
+from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
+
+if TYPE_CHECKING:
+    from luathrottle.django._pipeline import Bound
+
+__all__ = ["check_auth", "check_counters", "check_throttles"]
+
+
+def _kind(is_async: bool) -> str:
+    return "an async" if is_async else "a sync"
+
+
+def check_throttles(label: str, is_async: bool, throttles: Iterable[object]) -> None:
+    expected = AsyncThrottle if is_async else SyncThrottle
+    for item in throttles:
+        if not isinstance(item, SyncThrottle | AsyncThrottle):
+            raise ImproperlyConfigured(
+                f"{label}: {item!r} is not a SyncThrottle or AsyncThrottle"
+            )
+        if not isinstance(item, expected):
+            raise ImproperlyConfigured(
+                f"{label} is {_kind(is_async)} view, but {item!r} is "
+                f"{indefinite(type(item).__name__)}; use {expected.__name__}"
+            )
+        try:
+            item.check_backend()
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{label}: {item!r}: {exc}") from exc
+
+
+def check_auth(label: str, is_async: bool, hooks: Iterable[object]) -> None:
+    expected = BaseAsyncAuth if is_async else BaseSyncAuth
+    for hook in hooks:
+        if not isinstance(hook, expected):
+            raise ImproperlyConfigured(
+                f"{label} is {_kind(is_async)} view, so its auth hooks must "
+                f"be {expected.__name__} objects, got {hook!r}"
+            )
+
+
+def check_counters(label: str, bound: Sequence["Bound"]) -> None:
+    seen: dict[tuple[object, ...], Bound] = {}
+    for item in bound:
+        other = seen.setdefault(item.counter(), item)
+        if other is not item:
+            raise ImproperlyConfigured(
+                f"{label}: {other.throttle!r} and {item.throttle!r} would share "
+                "one counter; give one of them another cache key name"
+            )
