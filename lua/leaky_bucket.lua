@@ -40,9 +40,9 @@
 -- limit whose state was unreadable.
 
 -- A bucket may drain this much longer than a full one: the margin lets
--- clients whose clocks (the clock= option) disagree by up to a minute share
+-- clients whose clocks (the clock= option) disagree by up to five minutes share
 -- buckets.
-local SKEW_US = 60000000
+local SKEW_US = 300000000
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.

@@ -74,11 +74,11 @@ def far_ahead(algorithm: str, now_us: int) -> str:
 
 def count_above_limit(algorithm: str, now_us: int) -> str:
     """A window that ends in 30 s, holding 9 hits of a limit of 5; a leaky
-    bucket's state has no count, so a bucket 3 minutes from empty: more
-    than a full one (1 minute) plus the margin for clocks (1 minute)."""
+    bucket's state has no count, so a bucket 10 minutes from empty: more
+    than a full one (1 minute) plus the margin for clocks (5 minutes)."""
     if algorithm == "simple":
         return f"{(now_us // 1000 + 30_000) - EPOCH_MS}9"
-    return str(now_us + 180_000_000)
+    return str(now_us + 600_000_000)
 
 
 COMPUTED: dict[str, Callable[[str, int], str]] = {

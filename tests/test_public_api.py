@@ -29,6 +29,7 @@ PUBLIC = {
         "LuathrottleError",
         "Rate",
         "Reason",
+        "ScriptError",
         "SimpleRate",
     ],
     "luathrottle.algorithms": ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"],
@@ -83,7 +84,12 @@ PUBLIC = {
         "ThrottlingReport",
     ],
     "luathrottle.django.views": ["ThrottledView", "throttle"],
-    "luathrottle.exceptions": ["BackendError", "CircuitOpenError", "LuathrottleError"],
+    "luathrottle.exceptions": [
+        "BackendError",
+        "CircuitOpenError",
+        "LuathrottleError",
+        "ScriptError",
+    ],
     "luathrottle.headers": [
         "BaseResponseHeadersProvider",
         "RateLimitIETFDraft",

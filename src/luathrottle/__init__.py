@@ -8,7 +8,12 @@ reads no Lua file and starts no Lua runtime: both happen on first use.
 from luathrottle._breaker import CircuitBreaker
 from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
 from luathrottle.decision import Decision, LimitDecision, Reason
-from luathrottle.exceptions import BackendError, CircuitOpenError, LuathrottleError
+from luathrottle.exceptions import (
+    BackendError,
+    CircuitOpenError,
+    LuathrottleError,
+    ScriptError,
+)
 from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import Limit, Rate
 
@@ -26,5 +31,6 @@ __all__ = [
     "LuathrottleError",
     "Rate",
     "Reason",
+    "ScriptError",
     "SimpleRate",
 ]

@@ -9,7 +9,10 @@ opens again.
 
 The breaker is a context manager, and the base backends run every script
 call inside it (``with self._guard: ...``), so each way a call can end
-updates it: a reply closes it, a ``BackendError`` counts as a failure, and
+updates it: a reply closes it, and so does a ``ScriptError`` (the store
+answered; one call's keys or script failed), any other ``BackendError``
+(the store itself: connection, timeout, OOM, READONLY...) counts as a
+failure, and
 anything else (a cancelled task, a timeout around the call, a
 ``KeyboardInterrupt``, a bug) counts as nothing but gives up the trial the
 call may have held, so that the next call tries the store again.
@@ -24,7 +27,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal
 
-from luathrottle.exceptions import BackendError, CircuitOpenError
+from luathrottle.exceptions import BackendError, CircuitOpenError, ScriptError
 
 __all__ = ["UNGUARDED", "CircuitBreaker", "Guard", "guard_for"]
 
@@ -157,6 +160,10 @@ class CircuitBreaker:
         traceback: TracebackType | None,
     ) -> None:
         if kind is None:
+            if self._failed or self._open_until is not None:
+                self.succeeded()
+        elif isinstance(error, ScriptError):
+            # The store answered; only this call's keys or script failed.
             if self._failed or self._open_until is not None:
                 self.succeeded()
         elif isinstance(error, BackendError):

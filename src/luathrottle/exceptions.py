@@ -6,7 +6,7 @@ store does wrong is translated, in the backend that talked to it, into one of
 the classes below, with the original exception chained.
 """
 
-__all__ = ["BackendError", "CircuitOpenError", "LuathrottleError"]
+__all__ = ["BackendError", "CircuitOpenError", "LuathrottleError", "ScriptError"]
 
 
 class LuathrottleError(Exception):
@@ -34,3 +34,13 @@ class CircuitOpenError(BackendError):
     def __init__(self, retry_after: float) -> None:
         super().__init__("circuit breaker open: the store is not called")
         self.retry_after = retry_after
+
+
+class ScriptError(BackendError):
+    """The store answered, but the script failed on this call's keys: a key
+    of another type (WRONGTYPE), or an error in the script itself.
+
+    That is the call's problem, not the store's: a circuit breaker does not
+    count it, so one bad key never switches limiting off for every other
+    identity.
+    """

@@ -24,7 +24,7 @@ from django.core.cache.backends.base import BaseCache
 from luathrottle.backends._lua import LazyLua, LuaError
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.backends.base import ScriptCall
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import BackendError, ScriptError
 from luathrottle.scripts import Script
 
 __all__ = ["Staging"]
@@ -54,7 +54,7 @@ def _as_state(key: str, value: object) -> str:
     whether it can read them).
 
     Raises:
-        BackendError: any other value, as Redis answers WRONGTYPE for a key
+        ScriptError: any other value, as Redis answers WRONGTYPE for a key
             that holds no string.
     """
     if isinstance(value, str):
@@ -63,7 +63,7 @@ def _as_state(key: str, value: object) -> str:
         # Python refuses to write ints of thousands of digits; "" is a state
         # no script reads.
         return str(value) if -_MAX_INT < value < _MAX_INT else ""
-    raise BackendError(f"cache key {key!r} holds a {type(value).__name__}")
+    raise ScriptError(f"cache key {key!r} holds a {type(value).__name__}")
 
 
 def _timeout(ms: Any) -> int | None:
@@ -105,7 +105,7 @@ class Staging:
                 lua.function(script), now_us, table, len(keys), *keys, *args
             )
         except LuaError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+            raise ScriptError(f"{script.name}: {exc}") from exc
         by_timeout: dict[int | None, dict[str, str]] = {}
         for key, entry in sets.items():
             by_timeout.setdefault(_timeout(entry[2]), {})[key] = entry[1]

@@ -29,7 +29,7 @@ from luathrottle.backends.base import (
     StoreTraits,
     SyncBackend,
 )
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
 
 __all__ = ["MemoryBackend"]
@@ -79,7 +79,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
                 lua.function(script), now, len(keys), *keys, *args
             )
         except LuaError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+            raise ScriptError(f"{script.name}: {exc}") from exc
         return lua.integers(reply)
 
     _run_script = run_script
@@ -93,7 +93,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         try:
             reply = lua.entry_points[1](now, *args)
         except LuaError as exc:
-            raise BackendError(f"{args[0]}: {exc}") from exc
+            raise ScriptError(f"{args[0]}: {exc}") from exc
         if lupa.lua_type(reply) == "table":
             return list(reply.values())
         return reply

@@ -3,7 +3,11 @@
 Both twins send one EVALSHA per decision. When the server does not know the
 script (a restart, SCRIPT FLUSH, a failover) they retry once with EVAL, which
 runs the source and leaves it loaded, so the caller never sees NOSCRIPT.
-Every other Redis error becomes a ``BackendError`` with the cause chained.
+Every other Redis error becomes a ``BackendError`` with the cause chained:
+a ``ScriptError`` when the server answered but the call's keys or script
+failed (WRONGTYPE, a script error), which no circuit breaker counts, and a
+plain ``BackendError`` when the server itself failed (connection, timeout,
+OOM, READONLY, LOADING, MASTERDOWN, CLUSTERDOWN, BUSY, NOPERM...).
 
 On Redis Cluster, EVALSHA goes to the primary that owns the keys' slot (all
 keys of one call share a hash tag, so one slot) and never to a replica,
@@ -19,11 +23,20 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 
 from luathrottle._breaker import CircuitBreaker, guard_for
 from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import BackendError, ScriptError
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
@@ -41,6 +54,34 @@ def _timeout(timeout: object) -> float:
     if not 0 < timeout <= 60:
         raise ValueError(f"timeout must be above 0 and at most 60, got {timeout!r}")
     return float(timeout)
+
+
+# Error replies that speak of the server, not of one call's keys. redis-py
+# gives some their own classes and leaves the rest as ResponseError with the
+# code in front of the message.
+_SERVER_ERRORS = (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+_SERVER_ERROR_CODES = frozenset(
+    {"BUSY", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"}
+)
+
+
+def _translated(what: str, error: Exception) -> BackendError:
+    """``error`` as ours: a ``ScriptError`` when the server answered about
+    this call alone, else a ``BackendError`` that a breaker counts."""
+    message = f"{what}: {error}"
+    if (
+        isinstance(error, ResponseError)
+        and not isinstance(error, _SERVER_ERRORS)
+        and str(error).split(" ", 1)[0] not in _SERVER_ERROR_CODES
+    ):
+        return ScriptError(message)
+    return BackendError(message)
 
 
 # redis-py annotates its sync and async clients' commands with one type.
@@ -61,13 +102,13 @@ def _unknown_scripts(
     calls: Sequence[ScriptCall], replies: Sequence[object]
 ) -> list[int]:
     """Indexes of the pipelined calls the server did not have the script for;
-    any other error in the replies is raised as a ``BackendError``."""
+    any other error in the replies is raised, translated."""
     missing = []
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             missing.append(index)
         elif isinstance(reply, Exception):
-            raise BackendError(f"{calls[index][0].name}: {reply}") from reply
+            raise _translated(calls[index][0].name, reply) from reply
     return missing
 
 
@@ -173,7 +214,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 # SCRIPT FLUSH can split as it could SCRIPT LOAD and EVALSHA.
                 reply = self.client.eval(script.source, len(keys), *keys, *args)
         except RedisError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+            raise _translated(script.name, exc) from exc
         return cast(list[int], reply)
 
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
@@ -187,7 +228,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             missing = _unknown_scripts(calls, replies)
             rerun = self._pipeline([calls[i] for i in missing], by_source=True)
         except RedisError as exc:
-            raise BackendError(f"pipeline: {exc}") from exc
+            raise _translated("pipeline", exc) from exc
         return _merge(calls, replies, missing, rerun)
 
     def _pipeline(
@@ -241,7 +282,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
                     _Reply, self.client.eval(script.source, len(keys), *keys, *args)
                 )
         except RedisError as exc:
-            raise BackendError(f"{script.name}: {exc}") from exc
+            raise _translated(script.name, exc) from exc
         return reply
 
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
@@ -252,7 +293,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             missing = _unknown_scripts(calls, replies)
             rerun = await self._pipeline([calls[i] for i in missing], by_source=True)
         except RedisError as exc:
-            raise BackendError(f"pipeline: {exc}") from exc
+            raise _translated("pipeline", exc) from exc
         return _merge(calls, replies, missing, rerun)
 
     async def _pipeline(

@@ -1,0 +1,170 @@
+"""One bad key is that key's problem: errors that the store answered for one
+call's keys (a hash where the state belongs: WRONGTYPE) are a
+``ScriptError``, which no circuit breaker counts, so every other identity
+keeps being decided by the store. Failures of the store itself (a dead
+server, OOM) still open the breaker."""
+
+import uuid
+
+import pytest
+import redis
+from django.core.cache import caches
+from django.http import HttpResponse
+
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
+    CircuitBreaker,
+    Limiter,
+    Reason,
+    ScriptError,
+)
+from luathrottle.backends.django_cache import SyncDjangoCache
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.django import SyncThrottle, throttle
+
+BAD_HITS = 12
+
+
+class Ticks:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    limiter = Limiter(
+        5,
+        60,
+        backend=SyncRedis(redis_client, breaker=breaker),
+        prefix=uuid.uuid4().hex[:8],
+        on_failure="allow",
+    )
+    [bad_key] = limiter._keys("bad")
+    redis_client.hset(bad_key, "field", "1")
+    for _ in range(BAD_HITS):
+        assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
+    assert breaker.state == "closed"
+    decisions = [limiter.hit("good") for _ in range(6)]
+    assert [item.allowed for item in decisions] == [True] * 5 + [False]
+    assert decisions[-1].reason == Reason.LIMIT_EXCEEDED
+
+
+def test_the_bad_call_itself_raises_a_script_error(redis_client):
+    limiter = Limiter(5, 60, backend=SyncRedis(redis_client), prefix="wrongtype")
+    [bad_key] = limiter._keys("bad")
+    redis_client.hset(bad_key, "field", "1")
+    with pytest.raises(ScriptError, match="WRONGTYPE"):
+        limiter.hit("bad")
+    assert limiter.hit("good").allowed
+
+
+async def test_async_wrongtype_never_opens_the_breaker(async_redis_client):
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    limiter = AsyncLimiter(
+        5,
+        60,
+        backend=AsyncRedis(async_redis_client, breaker=breaker),
+        prefix=uuid.uuid4().hex[:8],
+        on_failure="deny",
+    )
+    [bad_key] = limiter._keys("bad")
+    await async_redis_client.hset(bad_key, "field", "1")
+    for _ in range(BAD_HITS):
+        decision = await limiter.hit("bad")
+        assert (decision.allowed, decision.reason) == (False, "store_unavailable")
+    assert breaker.state == "closed"
+    assert (await limiter.hit("good")).reason is None
+
+
+def test_a_script_error_in_the_half_open_trial_closes_the_breaker(server):
+    ticks = Ticks()
+    breaker = CircuitBreaker(failures=2, cool_off=10, clock=ticks)
+    client = redis.Redis.from_url(server.url, socket_timeout=0.5)
+    limiter = Limiter(
+        5, 60, backend=SyncRedis(client, breaker=breaker), on_failure="allow"
+    )
+    server.stop()
+    for _ in range(2):
+        limiter.hit("good")
+    assert breaker.state == "open"
+    server.start()
+    [bad_key] = limiter._keys("bad")
+    redis.Redis.from_url(server.url).hset(bad_key, "field", "1")
+    ticks.now += 10
+    assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
+    assert breaker.state == "closed"
+    assert limiter.hit("good").reason is None
+
+
+def test_out_of_memory_is_the_stores_failure_and_counts(server):
+    ticks = Ticks()
+    breaker = CircuitBreaker(failures=3, cool_off=10, clock=ticks)
+    admin = redis.Redis.from_url(server.url)
+    limiter = Limiter(
+        5,
+        60,
+        backend=SyncRedis(redis.Redis.from_url(server.url), breaker=breaker),
+        on_failure="allow",
+    )
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)
+    for index in range(3):
+        assert limiter.hit(f"user{index}").reason == Reason.STORE_UNAVAILABLE
+    assert breaker.state == "open"
+    admin.config_set("maxmemory", 0)
+    ticks.now += 10
+    assert limiter.hit("user9").reason is None
+    assert breaker.state == "closed"
+
+
+def test_the_embedded_backend_raises_a_script_error_for_a_wrong_type():
+    backend = MemoryBackend()
+    limiter = Limiter(5, 60, backend=backend)
+    [bad_key] = limiter._keys("bad")
+    backend.command("HSET", bad_key, "field", "1")
+    with pytest.raises(ScriptError, match="WRONGTYPE"):
+        limiter.hit("bad")
+    assert limiter.hit("good").allowed
+
+
+@pytest.mark.parametrize("alias", ["default", "redis"])
+def test_a_bad_cache_value_is_that_keys_problem_in_a_view(rf, alias):
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    backend = SyncDjangoCache(alias, breaker=breaker)
+    scope = uuid.uuid4().hex
+    item = SyncThrottle(2, 60, backend=backend, on_failure="deny", scope=scope)
+
+    @throttle(item, allow_unsafe_cache=None)
+    def view(request):
+        return HttpResponse("inside")
+
+    bad = item.call(rf.get("/", REMOTE_ADDR="192.0.2.1"), "unused")
+    assert bad is not None
+    if alias == "default":
+        caches[alias].set(bad.key, {"not": "a state"})
+    else:
+        cache = caches[alias]
+        cache._cache.get_client(write=True).hset(cache.make_key(bad.key), "f", "1")
+    for _ in range(BAD_HITS):
+        response = view(rf.get("/", REMOTE_ADDR="192.0.2.1"))
+        assert response.status_code == 503
+    assert breaker.state == "closed"
+    codes = [view(rf.get("/", REMOTE_ADDR="192.0.2.2")).status_code for _ in "abc"]
+    assert codes == [200, 200, 429]
+
+
+def test_a_dead_store_still_opens_the_breaker():
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    backend = SyncRedis.from_url("redis://127.0.0.1:1/0", timeout=0.5, breaker=breaker)
+    limiter = Limiter(5, 60, backend=backend, on_failure="allow")
+    for _ in range(3):
+        limiter.hit("k")
+    assert breaker.state == "open"
+    with pytest.raises(BackendError) as caught:
+        Limiter(5, 60, backend=backend).hit("k")
+    assert not isinstance(caught.value, ScriptError)
