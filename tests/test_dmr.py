@@ -250,7 +250,7 @@ def test_dmrs_test_helpers_drive_our_throttles():
     assert response["X-RateLimit-Limit"] == "2"
 
 
-def test_a_dead_store_denies_with_503_when_told(redis_url):
+def test_a_dead_store_denies_with_503_when_told():
     dead = SyncRedis.from_url("redis://127.0.0.1:1/0", breaker=False)
     view = controller(
         SyncThrottle(1, Rate.minute, backend=dead, on_failure="deny")

@@ -178,7 +178,7 @@ def test_default_throttle_classes_setting():
         assert [request(view).status_code for _ in range(2)] == [200, 429]
 
 
-def test_get_cache_key_is_the_override_point(clock):
+def test_get_cache_key_is_the_override_point():
     class PerHeader(SimpleRateThrottle):
         rate = "1/minute"
         backend = MemoryBackend()
@@ -195,7 +195,7 @@ def test_get_cache_key_is_the_override_point(clock):
     assert all(hit(None).status_code == 200 for _ in range(3))
 
 
-def test_a_cache_key_that_is_no_str_is_named(clock):
+def test_a_cache_key_that_is_no_str_is_named():
     class Numbered(SimpleRateThrottle):
         rate = "1/minute"
         backend = MemoryBackend()
@@ -317,7 +317,7 @@ def test_the_default_store_is_the_default_cache():
     assert AnonRateThrottle.backend is None
 
 
-def test_the_classes_are_drfs(clock):
+def test_the_classes_are_drfs():
     assert issubclass(AnonRateThrottle, drf_throttling.AnonRateThrottle)
     assert issubclass(UserRateThrottle, drf_throttling.UserRateThrottle)
     assert issubclass(ScopedRateThrottle, drf_throttling.ScopedRateThrottle)
