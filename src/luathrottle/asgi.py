@@ -13,19 +13,16 @@ get the headers too. Lifespan and websocket scopes pass through untouched.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
-from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.backends.base import AsyncBackend
-from luathrottle.decision import Decision
-from luathrottle.failures import OnFailure
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision
+from luathrottle.backends import AsyncBackend
 from luathrottle.headers import (
     BaseResponseHeadersProvider,
     RetryAfter,
     XRateLimit,
     collect_headers,
 )
-from luathrottle.limiter import AsyncLimiter
 from luathrottle.rates import LimitSpec
 
 __all__ = [
@@ -50,6 +47,8 @@ UNAVAILABLE_BODY = (
 )
 STORE_UNAVAILABLE = "store_unavailable"
 _DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
+#: What the middleware does when its store fails.
+OnFailure = Literal["allow", "deny", "raise"]
 
 
 def client_address(scope: Scope) -> str | None:

@@ -33,7 +33,7 @@ re-exported here under dmr's names. Supported: django-modern-rest 0.16.
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Self
 
 try:
     from dmr.errors import ErrorType
@@ -51,9 +51,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.dmr needs django-modern-rest: pip install 'luathrottle[dmr]'"
     ) from exc
 
+from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
 from luathrottle import headers as _headers
-from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
-from luathrottle.backends.base import AsyncBackend, SyncBackend
+from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
     SyncDjangoCache,
@@ -64,9 +64,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import cache_keys as _lt_keys
 from luathrottle.django import throttles as _lt
 from luathrottle.django.conf import get_config
-from luathrottle.failures import OnFailure
 from luathrottle.headers import BaseResponseHeadersProvider
-from luathrottle.rates import Rate
 
 if TYPE_CHECKING:
     from dmr.controller import Controller
@@ -100,6 +98,8 @@ __all__ = [
 #: Where the request keeps its stages' outcomes.
 _STATE_ATTRIBUTE = "_luathrottle_dmr"
 _UNAVAILABLE = "Rate limiting is unavailable"
+#: What a throttle does when its store fails.
+OnFailure = Literal["allow", "deny", "raise"]
 AnyCacheKey = DmrCacheKey | _lt_keys.BaseThrottleCacheKey
 
 

@@ -30,7 +30,7 @@ algorithms (``SimpleRate()`` by default, ``LeakyBucket()`` through the
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -45,10 +45,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.drf needs Django REST framework: pip install 'luathrottle[drf]'"
     ) from exc
 
-from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.backends.base import SyncBackend
+from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle.backends import SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
-from luathrottle.decision import LimitDecision
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.conf import get_config
 from luathrottle.django.throttles import (
@@ -57,7 +56,6 @@ from luathrottle.django.throttles import (
     ThrottleOutcome,
     headers_for,
 )
-from luathrottle.failures import OnFailure
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
 
 __all__ = [
@@ -76,6 +74,8 @@ _STATE_ATTRIBUTE = "_luathrottle_drf"
 #: already hold the throttle's scope and the client's identity.
 _SCOPE = "drf"
 _MAX_NAME = 100
+#: What a throttle does when its store fails.
+OnFailure = Literal["allow", "deny", "raise"]
 
 
 class _GivenKey(BaseThrottleCacheKey):

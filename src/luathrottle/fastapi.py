@@ -28,13 +28,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.fastapi needs FastAPI: pip install 'luathrottle[asgi]'"
     ) from exc
 
-from luathrottle.algorithms import BaseThrottleAlgorithm
-from luathrottle.asgi import STORE_UNAVAILABLE, check_providers
-from luathrottle.backends.base import AsyncBackend, SyncBackend
-from luathrottle.decision import Decision
-from luathrottle.failures import OnFailure
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter
+from luathrottle.asgi import STORE_UNAVAILABLE, OnFailure, check_providers
+from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
-from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import LimitSpec
 
 __all__ = ["SyncThrottle", "Throttle", "client_host"]
