@@ -2,6 +2,7 @@
 
 import json
 import multiprocessing
+import re
 import warnings
 
 import pytest
@@ -362,3 +363,18 @@ def test_no_warning_on_a_redis_cache():
             SyncThrottle(1, Rate.minute, backend=SyncDjangoCache("redis")),
             name="Safe",
         )
+
+
+def test_the_chapters_imports_port_by_renaming_the_module():
+    import luathrottle.dmr
+    from test_porting import CHAPTER_API, CHAPTER_IMPORTS
+
+    renamed = re.compile(r"\bdmr\.throttling(\.\w+)*\b")
+    for line in CHAPTER_IMPORTS:
+        namespace: dict[str, object] = {}
+        exec(renamed.sub("luathrottle.dmr", line), namespace)
+    # The state lives in the Lua scripts: dmr's cached-state type has no port.
+    for dotted in CHAPTER_API:
+        name = dotted.rpartition(".")[2]
+        if name != "CachedRateLimit":
+            assert name in luathrottle.dmr.__all__, name

@@ -44,8 +44,12 @@ try:
     from dmr.throttling import AsyncThrottle as _DmrAsyncThrottle
     from dmr.throttling import SyncOrAsyncThrottle
     from dmr.throttling import SyncThrottle as _DmrSyncThrottle
-    from dmr.throttling.cache_keys import BaseThrottleCacheKey as DmrCacheKey
-    from dmr.throttling.cache_keys import JwtToken, RemoteAddr, UserPk
+    from dmr.throttling.cache_keys import (
+        BaseThrottleCacheKey,
+        JwtToken,
+        RemoteAddr,
+        UserPk,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "luathrottle.dmr needs django-modern-rest: pip install 'luathrottle[dmr]'"
@@ -77,6 +81,9 @@ __all__ = [
     "AsyncThrottle",
     "BaseResponseHeadersProvider",
     "BaseThrottleAlgorithm",
+    "BaseThrottleAsyncBackend",
+    "BaseThrottleCacheKey",
+    "BaseThrottleSyncBackend",
     "JwtToken",
     "LeakyBucket",
     "MemoryBackend",
@@ -95,12 +102,16 @@ __all__ = [
     "XRateLimit",
 ]
 
+#: The chapter's names for the backend base classes: a backend of your own
+#: runs the algorithm's Lua script instead of dmr's ``get`` and ``incr``.
+BaseThrottleSyncBackend = SyncBackend
+BaseThrottleAsyncBackend = AsyncBackend
 #: Where the request keeps its stages' outcomes.
 _STATE_ATTRIBUTE = "_luathrottle_dmr"
 _UNAVAILABLE = "Rate limiting is unavailable"
 #: What a throttle does when its store fails.
 OnFailure = Literal["allow", "deny", "raise"]
-AnyCacheKey = DmrCacheKey | _lt_keys.BaseThrottleCacheKey
+AnyCacheKey = BaseThrottleCacheKey | _lt_keys.BaseThrottleCacheKey
 
 
 class _Context(NamedTuple):
@@ -113,7 +124,7 @@ class _Context(NamedTuple):
 class _FromDmr(_lt_keys.BaseThrottleCacheKey):
     """A dmr cache key, called with the endpoint and the controller."""
 
-    def __init__(self, key: DmrCacheKey) -> None:
+    def __init__(self, key: BaseThrottleCacheKey) -> None:
         super().__init__(runs_before_auth=key.runs_before_auth, name=key.name)
         self.key = key
 
@@ -176,7 +187,7 @@ _DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
 
 
 def _wrapped_key(cache_key: object) -> _lt_keys.BaseThrottleCacheKey:
-    if isinstance(cache_key, DmrCacheKey):
+    if isinstance(cache_key, BaseThrottleCacheKey):
         return _FromDmr(cache_key)
     if isinstance(cache_key, _lt_keys.BaseThrottleCacheKey):
         return _FromDjango(cache_key)
@@ -226,6 +237,7 @@ class _Twin:
         self.duration_in_seconds = self.inner.limit.duration
         self.cache_key = key
         self.response_headers = self.inner.response_headers
+        # dmr's base class keeps these two; its helpers may read them.
         self._backend = self.inner.backend
         self._algorithm = self.inner.algorithm
         self._options = {"scope": scope, "clock": clock, "on_failure": on_failure}

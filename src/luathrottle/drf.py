@@ -106,6 +106,9 @@ def _configured_backend() -> SyncBackend:
     )
 
 
+#: DRF builds its throttles anew for every request; the luathrottle throttle
+#: behind each (its key frames included) is built once per class, rate,
+#: name and store.
 _INNER: dict[tuple[object, ...], SyncThrottle] = {}
 
 
