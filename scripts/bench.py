@@ -6,9 +6,11 @@ Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
            [--loader auto|wrk|python]
 
 Without --url it starts a throwaway redis-server on a free loopback port.
-Every case runs in rounds of N operations, interleaved with the others; the
-median round is reported with min and max, as a ratio to the redis-py PING
-measured on the same connection in the same run, with the Redis commands,
+luathrottle's adapters (DRF, django-modern-rest, ASGI, FastAPI) run beside
+their frameworks' own throttling (``_bench_adapters``). Every case runs in
+rounds of N operations, interleaved with the others; the median round is
+reported with min and max, as a ratio to the redis-py PING measured on the
+same connection in the same run, with the Redis commands,
 round trips, Lua time and memory it cost (see ``_bench_measure``). The
 peers (``pip install -e '.[bench]'``) are skipped with a note when missing.
 
@@ -32,6 +34,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from _bench_adapters import adapter_cases
 from _bench_cases import floor_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
@@ -52,6 +55,8 @@ DISTRIBUTIONS = (
     "django-modern-rest",
     "django-ratelimit",
     "djangorestframework",
+    "starlette",
+    "fastapi",
     "matplotlib",
 )
 
@@ -129,13 +134,15 @@ def _meta(args: argparse.Namespace, url: str, client: redis.Redis) -> dict[str, 
 def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], list[str]]:
     configure(url)
     peers, skipped = peer_cases(url, client)
+    adapters, missing = adapter_cases(client, aclient)
     cases = [
         *floor_cases(client, aclient),
         *luathrottle_cases(client, aclient),
         *django_cases(client),
         *peers,
+        *adapters,
     ]
-    return cases, skipped
+    return cases, [*skipped, *missing]
 
 
 def _micro(

@@ -57,6 +57,16 @@ PEER_CASES = {
     "django-ratelimit": (("django_ratelimit",), {"ratelimit.cache.1"}),
     "drf": (("rest_framework",), {"drf.plain", "drf.cache.1"}),
 }
+#: luathrottle's adapters: (the modules each needs, its cases).
+ADAPTER_CASES = {
+    "drf": (("rest_framework",), {"adapter.drf.cache.1", "adapter.drf.cache.3"}),
+    "dmr": (
+        ("dmr", "msgspec"),
+        {f"adapter.dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3)},
+    ),
+    "asgi": ((), {"asgi.plain", "adapter.asgi.memory.1", "adapter.asgi.redis.1"}),
+    "fastapi": (("fastapi",), {"fastapi.plain", "adapter.fastapi.redis.1"}),
+}
 E2E_PATHS = {"none/", "memory/1/", "memory/3/", "redis/1/", "redis/3/", "cache/3/"}
 
 
@@ -96,6 +106,12 @@ def expected_cases(notes: list[str]) -> set[str]:
             expected |= keys
         else:
             assert any(note.startswith(f"{peer}: skipped") for note in notes), peer
+    for adapter, (modules, keys) in ADAPTER_CASES.items():
+        if all(importlib.util.find_spec(module) for module in modules):
+            expected |= keys
+        else:
+            skipped = f"adapter {adapter}: skipped"
+            assert any(note.startswith(skipped) for note in notes), adapter
     return expected
 
 

@@ -1,0 +1,203 @@
+"""Rate limiting for any ASGI app: Starlette, FastAPI, Litestar, Django.
+
+::
+
+    from luathrottle.asgi import RateLimitMiddleware
+
+    app = RateLimitMiddleware(app, "100/minute")
+
+Pure ASGI, with no framework imported: every HTTP request costs one script
+call on the backend. A denied request gets a 429 with the JSON body and the
+headers of the Django layer, ``Retry-After`` included; admitted responses
+get the headers too. Lifespan and websocket scopes pass through untouched.
+"""
+
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any, Literal
+
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision
+from luathrottle.backends import AsyncBackend
+from luathrottle.headers import (
+    BaseResponseHeadersProvider,
+    RetryAfter,
+    XRateLimit,
+    collect_headers,
+)
+from luathrottle.rates import LimitSpec
+
+__all__ = [
+    "TOO_MANY_REQUESTS_BODY",
+    "UNAVAILABLE_BODY",
+    "RateLimitMiddleware",
+    "client_address",
+    "denial_response",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: The body of a 429, as the Django layer sends it.
+TOO_MANY_REQUESTS_BODY = b'{"detail":[{"msg":"Too many requests","type":"ratelimit"}]}'
+#: The body of a 503, when the store failed and the policy is ``"deny"``.
+UNAVAILABLE_BODY = (
+    b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
+)
+STORE_UNAVAILABLE = "store_unavailable"
+_DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
+#: What the middleware does when its store fails.
+OnFailure = Literal["allow", "deny", "raise"]
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's address from the ASGI scope, or None when the server
+    gave none (a Unix socket, say). Behind a proxy, configure the server
+    (``uvicorn --proxy-headers``) so that this is the real client."""
+    client = scope.get("client")
+    if not client:
+        return None
+    host = client[0]
+    return host if isinstance(host, str) and host else None
+
+
+def check_providers(
+    response_headers: Iterable[BaseResponseHeadersProvider] | None,
+) -> tuple[BaseResponseHeadersProvider, ...]:
+    """Validate ``response_headers``; None means ``XRateLimit, RetryAfter``.
+
+    Raises:
+        TypeError: naming ``response_headers``.
+    """
+    if response_headers is None:
+        return _DEFAULT_HEADERS
+    if isinstance(response_headers, str | bytes) or not isinstance(
+        response_headers, Iterable
+    ):
+        raise TypeError(
+            "response_headers must be a list of header providers such as "
+            f"[XRateLimit()], got {response_headers!r}"
+        )
+    providers = tuple(response_headers)
+    for provider in providers:
+        if not isinstance(provider, BaseResponseHeadersProvider):
+            raise TypeError(
+                "response_headers must hold BaseResponseHeadersProvider objects "
+                f"such as XRateLimit(), got {provider!r}"
+            )
+    return providers
+
+
+def denial_response(
+    decision: Decision, headers: dict[str, str]
+) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    """Status, body and raw headers of the answer to a denied request: 429,
+    or 503 when the store failed and the failure policy denied."""
+    unavailable = decision.reason == STORE_UNAVAILABLE
+    body = UNAVAILABLE_BODY if unavailable else TOO_MANY_REQUESTS_BODY
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *_raw(headers),
+    ]
+    return (503 if unavailable else 429), body, raw
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode())
+        for name, value in headers.items()
+    ]
+
+
+class RateLimitMiddleware:
+    """Limits how often each client may call an ASGI app.
+
+    Args:
+        app: the ASGI app to guard.
+        limits: every form ``Limiter`` takes: ``"100/minute"``,
+            ``["10/second", "100/minute"]``, ``Limit(...)``, pairs.
+        key: ``key(scope) -> str | None`` names who a request counts
+            against; the client address by default. None skips the request.
+        backend: ``AsyncRedis(...)`` for limits shared by every worker;
+            the process-wide embedded ``MemoryBackend`` by default.
+        algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
+        on_failure: when the store fails, ``"allow"`` (default) the request,
+            ``"deny"`` it with a 503, or ``"raise"`` the ``BackendError``.
+        response_headers: header providers, ``[XRateLimit(), RetryAfter()]``
+            by default, on admitted and denied responses; ``[]`` for none.
+        prefix: the start of every state key.
+        clock: returns the time in seconds; by default the store's clock.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: LimitSpec | Iterable[LimitSpec],
+        *,
+        key: Callable[[Scope], str | None] | None = None,
+        backend: AsyncBackend | None = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        on_failure: OnFailure = "allow",
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        prefix: str = "lt",
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI app, got {app!r}")
+        if key is not None and not callable(key):
+            raise TypeError(f"key must be a callable taking the scope, got {key!r}")
+        self.app = app
+        self.key = client_address if key is None else key
+        self.limiter = AsyncLimiter(
+            limits,
+            algorithm=algorithm,
+            backend=backend,
+            prefix=prefix,
+            clock=clock,
+            on_failure=on_failure,
+        )
+        self.response_headers = check_providers(response_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Decide HTTP requests; pass every other scope through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        identity = self.key(scope)
+        if identity is None:
+            await self.app(scope, receive, send)
+            return
+        if not isinstance(identity, str):
+            raise TypeError(
+                f"key returned {type(identity).__name__} {identity!r}; it must "
+                "return a str or None"
+            )
+        decision = await self.limiter.hit(identity)
+        headers = collect_headers(self.response_headers, decision.limits)
+        if not decision.allowed:
+            status, body, raw = denial_response(decision, headers)
+            await send(
+                {"type": "http.response.start", "status": status, "headers": raw}
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+        extra = _raw(headers)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def __repr__(self) -> str:
+        return f"RateLimitMiddleware({self.app!r}, {self.limiter!r})"

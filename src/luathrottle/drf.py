@@ -1,0 +1,355 @@
+"""Django REST framework throttles, decided by luathrottle: port by import.
+
+::
+
+    # from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
+    from luathrottle.drf import AnonRateThrottle, UserRateThrottle
+
+The classes subclass DRF's own and keep its contract: ``allow_request()``
+and ``wait()``, ``scope``/``rate``/``throttle_scope``, rates from
+``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``, ``get_cache_key()`` as the
+override point, and ``DEFAULT_THROTTLE_CLASSES``. What changes:
+
+- each decision is one script call, atomic on a Redis-backed cache or a
+  Redis backend, so N processes admit exactly the limit;
+- a denied request consumes nothing (DRF keeps appending to its history);
+- ``wait()`` is the exact time until the next request fits, so DRF's
+  ``Retry-After`` is exact to the second;
+- when a view lists several of these throttles, the first
+  ``allow_request()`` decides them all in one round trip, all or nothing,
+  and the others read the outcome;
+- ``RateLimitHeadersMixin`` or ``exception_handler`` add the
+  ``X-RateLimit-*`` (or IETF draft) headers.
+
+State lives in Django's ``default`` cache, as DRF's does. The
+``LUATHROTTLE_DRF_BACKEND`` setting (a cache alias or a sync backend) or a
+``backend`` class attribute picks another store. Windows are luathrottle's
+algorithms (``SimpleRate()`` by default, ``LeakyBucket()`` through the
+``algorithm`` class attribute), not DRF's sliding log.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Literal
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+try:
+    from rest_framework import throttling as _drf
+    from rest_framework import views as _drf_views
+    from rest_framework.exceptions import Throttled
+    from rest_framework.settings import api_settings
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "luathrottle.drf needs Django REST framework: pip install 'luathrottle[drf]'"
+    ) from exc
+
+from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle.backends import SyncBackend
+from luathrottle.backends.django_cache import SyncDjangoCache
+from luathrottle.django.cache_keys import BaseThrottleCacheKey
+from luathrottle.django.conf import get_config
+from luathrottle.django.throttles import (
+    SyncThrottle,
+    ThrottleCall,
+    ThrottleOutcome,
+    headers_for,
+)
+from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+
+__all__ = [
+    "AnonRateThrottle",
+    "RateLimitHeadersMixin",
+    "ScopedRateThrottle",
+    "SimpleRateThrottle",
+    "UserRateThrottle",
+    "exception_handler",
+    "rate_limit_headers",
+]
+
+#: Where the request keeps what its throttles decided.
+_STATE_ATTRIBUTE = "_luathrottle_drf"
+#: Every throttle of this module counts within this scope; DRF's cache keys
+#: already hold the throttle's scope and the client's identity.
+_SCOPE = "drf"
+_MAX_NAME = 100
+#: What a throttle does when its store fails.
+OnFailure = Literal["allow", "deny", "raise"]
+
+
+class _GivenKey(BaseThrottleCacheKey):
+    """The identity is DRF's cache key, computed before the call."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(runs_before_auth=False, name=name)
+
+    def __call__(self, request: Any) -> str | None:
+        """``request`` is the cache key ``get_cache_key()`` returned."""
+        return request if isinstance(request, str) else None
+
+
+@functools.cache
+def _cache_backend(alias: str) -> SyncDjangoCache:
+    return SyncDjangoCache(alias)
+
+
+def _configured_backend() -> SyncBackend:
+    chosen = getattr(settings, "LUATHROTTLE_DRF_BACKEND", "default")
+    if isinstance(chosen, str):
+        return _cache_backend(chosen)
+    if isinstance(chosen, SyncBackend):
+        return chosen
+    raise ImproperlyConfigured(
+        "LUATHROTTLE_DRF_BACKEND must be a cache alias or a sync backend such "
+        f"as SyncRedis(client), got {chosen!r}"
+    )
+
+
+#: DRF builds its throttles anew for every request; the luathrottle throttle
+#: behind each (its key frames included) is built once per class, rate,
+#: name and store.
+_INNER: dict[tuple[object, ...], SyncThrottle] = {}
+
+
+class _State:
+    """The decisions of one request's throttles on one view."""
+
+    __slots__ = ("outcomes", "view")
+
+    def __init__(self, view: object) -> None:
+        self.view = view
+        self.outcomes: dict[tuple[object, ...], ThrottleOutcome] = {}
+
+
+class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
+    """DRF's ``SimpleRateThrottle``, decided by one atomic script call.
+
+    Subclasses override ``get_cache_key(request, view)`` as with DRF, and set
+    ``scope`` or ``rate``. Class attributes beyond DRF's:
+
+    Attributes:
+        backend: a sync backend (``SyncDjangoCache("alias")``,
+            ``SyncRedis(client)``); None (default) means the
+            ``LUATHROTTLE_DRF_BACKEND`` setting, else the ``default`` cache.
+        algorithm: ``SimpleRate()`` when None (default), or ``LeakyBucket()``.
+        clock: returns the time in seconds; None uses the store's clock.
+            Set it with ``staticmethod``.
+        on_failure: ``"allow"``, ``"deny"`` or ``"raise"`` when the store
+            fails; None (default) follows ``LUATHROTTLE["on_failure"]``.
+        response_headers: the providers ``RateLimitHeadersMixin`` and
+            ``exception_handler`` use.
+    """
+
+    backend: ClassVar[SyncBackend | None] = None
+    algorithm: ClassVar[BaseThrottleAlgorithm | None] = None
+    clock: ClassVar[Callable[[], float] | None] = None
+    on_failure: ClassVar[OnFailure | None] = None
+    response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
+        XRateLimit(),
+        RetryAfter(),
+    )
+
+    #: This throttle's limit's decision for the last request, or None when
+    #: the throttle did not apply to it.
+    decision: LimitDecision | None = None
+
+    @property
+    def THROTTLE_RATES(self) -> dict[str, str | None]:  # noqa: N802 - DRF's name
+        """``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]``, read when needed
+        (DRF reads it once at import), so ``override_settings`` applies.
+        A subclass may set its own dict instead, as with DRF."""
+        rates: dict[str, str | None] = api_settings.DEFAULT_THROTTLE_RATES
+        return rates
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        """Whether ``request`` may proceed; counts it when every throttle of
+        the view admits it, and nothing otherwise."""
+        outcome = _outcome(self, request, view)
+        self.decision = None if outcome is None else outcome.decision
+        return self.decision is None or self.decision.allowed
+
+    def wait(self) -> float | None:
+        """Seconds until the denied request would fit, or None."""
+        return None if self.decision is None else self.decision.retry_after
+
+    def luathrottle_key(self, request: Any, view: Any) -> str | None:
+        """DRF's cache key for ``request``, or None when this throttle does
+        not apply; sets ``key`` as DRF does. No I/O."""
+        if self.rate is None:
+            return None
+        key = self.get_cache_key(request, view)
+        if key is not None and not isinstance(key, str):
+            raise TypeError(
+                f"{type(self).__name__}.get_cache_key() must return a str or "
+                f"None, got {type(key).__name__} {key!r}"
+            )
+        self.key = key
+        return key
+
+    def luathrottle_throttle(self) -> SyncThrottle:
+        """The luathrottle throttle that decides this one's rate.
+
+        Raises:
+            ImproperlyConfigured: the rate, backend or algorithm is invalid.
+        """
+        cls = type(self)
+        backend = _configured_backend() if cls.backend is None else cls.backend
+        name = self.scope if _is_name(self.scope) else cls.__name__[:_MAX_NAME]
+        signature = (cls, self.num_requests, self.duration, name, backend)
+        inner = _INNER.get(signature)
+        if inner is None:
+            try:
+                inner = SyncThrottle(
+                    self.num_requests,
+                    self.duration,
+                    cache_key=_GivenKey(name),
+                    backend=backend,
+                    algorithm=cls.algorithm,
+                    response_headers=cls.response_headers,
+                    scope=_SCOPE,
+                    clock=cls.clock,
+                    on_failure=cls.on_failure,
+                )
+            except (TypeError, ValueError) as exc:
+                raise ImproperlyConfigured(
+                    f"{cls.__name__} (rate {self.rate!r}): {exc}"
+                ) from exc
+            _INNER[signature] = inner
+        return inner
+
+
+def _is_name(scope: object) -> bool:
+    return (
+        isinstance(scope, str) and 0 < len(scope) <= _MAX_NAME and scope.isprintable()
+    )
+
+
+def _outcome(
+    throttle: SimpleRateThrottle, request: Any, view: Any
+) -> ThrottleOutcome | None:
+    key = throttle.luathrottle_key(request, view)
+    if key is None:
+        return None
+    signature: tuple[object, ...] = (
+        type(throttle),
+        key,
+        throttle.num_requests,
+        throttle.duration,
+    )
+    state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
+    if state is None or state.view is not view:
+        state = _State(view)
+        setattr(request, _STATE_ATTRIBUTE, state)
+        pending = {signature: (throttle, key)}
+        for other in _view_throttles(view):
+            if other is throttle or not isinstance(other, SimpleRateThrottle):
+                continue
+            other_key = other.luathrottle_key(request, view)
+            if other_key is not None:
+                other_signature: tuple[object, ...] = (
+                    type(other),
+                    other_key,
+                    other.num_requests,
+                    other.duration,
+                )
+                pending.setdefault(other_signature, (other, other_key))
+        _decide(state, pending)
+    elif signature not in state.outcomes:
+        _decide(state, {signature: (throttle, key)})
+    return state.outcomes[signature]
+
+
+def _view_throttles(view: Any) -> list[Any]:
+    get_throttles = getattr(view, "get_throttles", None)
+    if not callable(get_throttles):
+        return []
+    return list(get_throttles())
+
+
+def _decide(
+    state: _State,
+    pending: dict[tuple[object, ...], tuple[SimpleRateThrottle, str]],
+) -> None:
+    """One round trip per store for every pending throttle, all or nothing
+    within each store: a request one throttle denies costs the others
+    nothing."""
+    calls: dict[tuple[object, ...], ThrottleCall] = {}
+    for signature, (throttle, key) in pending.items():
+        call = throttle.luathrottle_throttle().call(key, _SCOPE)
+        if call is not None:
+            calls[signature] = call
+    found = SyncThrottle.hit_all(calls.values(), on_failure=get_config().on_failure)
+    by_key = {(id(item.throttle), item.key): item for item in found}
+    for signature, call in calls.items():
+        state.outcomes[signature] = by_key[(id(call.throttle), call.key)]
+
+
+class AnonRateThrottle(SimpleRateThrottle, _drf.AnonRateThrottle):  # type: ignore[misc]
+    """DRF's ``AnonRateThrottle``: anonymous requests, by client address;
+    scope ``"anon"``."""
+
+
+class UserRateThrottle(SimpleRateThrottle, _drf.UserRateThrottle):  # type: ignore[misc]
+    """DRF's ``UserRateThrottle``: by user id, or client address when
+    anonymous; scope ``"user"``."""
+
+
+class ScopedRateThrottle(SimpleRateThrottle, _drf.ScopedRateThrottle):  # type: ignore[misc]
+    """DRF's ``ScopedRateThrottle``: the view's ``throttle_scope`` names the
+    rate; views without one are not throttled."""
+
+    def luathrottle_key(self, request: Any, view: Any) -> str | None:
+        """Reads the view's scope and rate first, as DRF does."""
+        self.scope = getattr(view, self.scope_attr, None)
+        if not self.scope:
+            return None
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        return super().luathrottle_key(request, view)
+
+
+def rate_limit_headers(request: Any) -> dict[str, str]:
+    """The rate-limit headers of the throttles that decided ``request``:
+    each throttle class's ``response_headers`` over its decisions. Asks no
+    store anything."""
+    state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
+    if state is None:
+        return {}
+    return headers_for(state.outcomes.values())
+
+
+def _add_headers(request: Any, response: Any) -> None:
+    for name, value in rate_limit_headers(request).items():
+        # DRF already set Retry-After from wait(), to the same second.
+        if name not in response:
+            response[name] = value
+
+
+class RateLimitHeadersMixin:
+    """Put before ``APIView`` (or a ``ViewSet``) to send the rate-limit
+    headers on every response, admitted or throttled::
+
+        class Orders(RateLimitHeadersMixin, APIView): ...
+    """
+
+    def finalize_response(
+        self, request: Any, response: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        """DRF's ``finalize_response``, plus the headers."""
+        response = super().finalize_response(  # type: ignore[misc]
+            request, response, *args, **kwargs
+        )
+        _add_headers(request, response)
+        return response
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
+    """DRF's exception handler, adding the rate-limit headers to throttled
+    responses. Set ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
+    "luathrottle.drf.exception_handler"``."""
+    response = _drf_views.exception_handler(exc, context)
+    request = context.get("request")
+    if response is not None and isinstance(exc, Throttled) and request is not None:
+        _add_headers(request, response)
+    return response

@@ -1,0 +1,49 @@
+"""Each adapter imports its framework only when it is imported itself, and
+names the extra to install when the framework is missing."""
+
+import subprocess
+import sys
+
+import pytest
+
+ADAPTERS = [
+    ("luathrottle.drf", "rest_framework", "luathrottle[drf]"),
+    ("luathrottle.dmr", "dmr", "luathrottle[dmr]"),
+    ("luathrottle.fastapi", "fastapi", "luathrottle[asgi]"),
+]
+FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette")
+
+
+def run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("module", "framework", "extra"), ADAPTERS)
+def test_a_missing_framework_names_the_extra(module, framework, extra):
+    # A None entry in sys.modules makes that import fail, as if not installed.
+    result = run(
+        "import sys\n"
+        f"sys.modules[{framework!r}] = None\n"
+        "try:\n"
+        f"    import {module}\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"pip install '{extra}'" in result.stdout
+
+
+def test_the_core_and_the_middleware_import_no_framework():
+    result = run(
+        "import sys\n"
+        "import luathrottle, luathrottle.asgi, luathrottle.backends.redis\n"
+        f"print([name for name in {FRAMEWORKS!r} if name in sys.modules])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
