@@ -13,9 +13,11 @@ get the headers too. Lifespan and websocket scopes pass through untouched.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, Literal
+from typing import Any
 
-from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Reason
+from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
+from luathrottle._failures import OnFailure
 from luathrottle.backends import AsyncBackend
 from luathrottle.headers import (
     BaseResponseHeadersProvider,
@@ -39,16 +41,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: The body of a 429, as the Django layer sends it.
-TOO_MANY_REQUESTS_BODY = b'{"detail":[{"msg":"Too many requests","type":"ratelimit"}]}'
-#: The body of a 503, when the store failed and the policy is ``"deny"``.
-UNAVAILABLE_BODY = (
-    b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
-)
-STORE_UNAVAILABLE = "store_unavailable"
 _DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
-#: What the middleware does when its store fails.
-OnFailure = Literal["allow", "deny", "raise"]
 
 
 def client_address(scope: Scope) -> str | None:
@@ -94,7 +87,7 @@ def denial_response(
 ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     """Status, body and raw headers of the answer to a denied request: 429,
     or 503 when the store failed and the failure policy denied."""
-    unavailable = decision.reason == STORE_UNAVAILABLE
+    unavailable = decision.reason == Reason.STORE_UNAVAILABLE
     body = UNAVAILABLE_BODY if unavailable else TOO_MANY_REQUESTS_BODY
     raw = [
         (b"content-type", b"application/json"),

@@ -33,7 +33,7 @@ re-exported here under dmr's names. Supported: django-modern-rest 0.16.
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
 
 try:
     from dmr.errors import ErrorType
@@ -57,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
 from luathrottle import headers as _headers
+from luathrottle._failures import OnFailure
 from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
@@ -65,9 +66,10 @@ from luathrottle.backends.django_cache import (
 )
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.django import _outcomes
 from luathrottle.django import cache_keys as _lt_keys
 from luathrottle.django import throttles as _lt
-from luathrottle.django.conf import get_config
+from luathrottle.django._conf import get_config
 from luathrottle.headers import BaseResponseHeadersProvider
 
 if TYPE_CHECKING:
@@ -109,8 +111,6 @@ BaseThrottleAsyncBackend = AsyncBackend
 #: Where the request keeps its stages' outcomes.
 _STATE_ATTRIBUTE = "_luathrottle_dmr"
 _UNAVAILABLE = "Rate limiting is unavailable"
-#: What a throttle does when its store fails.
-OnFailure = Literal["allow", "deny", "raise"]
 AnyCacheKey = BaseThrottleCacheKey | _lt_keys.BaseThrottleCacheKey
 
 
@@ -345,7 +345,7 @@ class _Twin:
     ) -> dict[str, str]:
         """This throttle's headers for the request, from what its stage
         decided; no store is asked."""
-        return _lt.headers_for(
+        return _outcomes.headers_for(
             item
             for item in _recorded(controller.request)
             if item.throttle is self.inner
@@ -382,7 +382,7 @@ class _State:
     def __init__(self, endpoint: object) -> None:
         self.endpoint = endpoint
         self.decided: set[bool] = set()
-        self.outcomes: list[_lt.ThrottleOutcome] = []
+        self.outcomes: list[_outcomes.ThrottleOutcome] = []
 
 
 def _state(request: Any, endpoint: object) -> _State:
@@ -393,19 +393,19 @@ def _state(request: Any, endpoint: object) -> _State:
     return state
 
 
-def _recorded(request: Any) -> list[_lt.ThrottleOutcome]:
+def _recorded(request: Any) -> list[_outcomes.ThrottleOutcome]:
     state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
     return [] if state is None else state.outcomes
 
 
 def _stage_calls(
     throttle: _Twin, endpoint: "Endpoint", controller: "Controller[Any]"
-) -> list[_lt.ThrottleCall]:
+) -> list[_outcomes.ThrottleCall]:
     """The calls of every throttle of ``throttle``'s kind and stage."""
     before = throttle.cache_key.runs_before_auth
     context = _Context(endpoint, controller)
     prefix = _endpoint_scope(endpoint, controller)
-    calls: list[_lt.ThrottleCall] = []
+    calls: list[_outcomes.ThrottleCall] = []
     for index, item in enumerate(endpoint.metadata.throttling or ()):
         # dmr gives an endpoint throttles of its own kind only.
         if not isinstance(item, _Twin) or item.cache_key.runs_before_auth != before:
@@ -417,7 +417,7 @@ def _stage_calls(
 
 
 def _judge(
-    state: _State, outcomes: Sequence[_lt.ThrottleOutcome], controller: Any
+    state: _State, outcomes: Sequence[_outcomes.ThrottleOutcome], controller: Any
 ) -> None:
     """Record the stage; raise dmr's 429 (or a 503 when the store failed and
     the policy denies) with the headers of the throttles that denied."""
@@ -425,7 +425,7 @@ def _judge(
     denied = [item for item in outcomes if not item.decision.allowed]
     if not denied:
         return
-    headers = _lt.headers_for(denied)
+    headers = _outcomes.headers_for(denied)
     if any(item.error is not None for item in denied):
         raise APIError(
             controller.format_error(_UNAVAILABLE, error_type=ErrorType.ratelimit),
@@ -578,7 +578,7 @@ class ThrottlingReport:
 
     def report(self) -> dict[str, str]:
         """The headers, for sync endpoints."""
-        return _lt.headers_for(_recorded(self.controller.request))
+        return _outcomes.headers_for(_recorded(self.controller.request))
 
     async def areport(self) -> dict[str, str]:
         """The headers, for async endpoints."""

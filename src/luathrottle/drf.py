@@ -30,7 +30,7 @@ algorithms (``SimpleRate()`` by default, ``LeakyBucket()`` through the
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -46,16 +46,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
+from luathrottle.django._conf import get_config
+from luathrottle.django._outcomes import ThrottleCall, ThrottleOutcome, headers_for
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
-from luathrottle.django.conf import get_config
-from luathrottle.django.throttles import (
-    SyncThrottle,
-    ThrottleCall,
-    ThrottleOutcome,
-    headers_for,
-)
+from luathrottle.django.throttles import SyncThrottle
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
 
 __all__ = [
@@ -74,8 +71,6 @@ _STATE_ATTRIBUTE = "_luathrottle_drf"
 #: already hold the throttle's scope and the client's identity.
 _SCOPE = "drf"
 _MAX_NAME = 100
-#: What a throttle does when its store fails.
-OnFailure = Literal["allow", "deny", "raise"]
 
 
 class _GivenKey(BaseThrottleCacheKey):

@@ -28,8 +28,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.fastapi needs FastAPI: pip install 'luathrottle[asgi]'"
     ) from exc
 
-from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter
-from luathrottle.asgi import STORE_UNAVAILABLE, OnFailure, check_providers
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter, Reason
+from luathrottle._failures import OnFailure
+from luathrottle.asgi import check_providers
 from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
 from luathrottle.rates import LimitSpec
@@ -86,7 +87,7 @@ class _Base:
         """Put the headers on ``response``, or raise the denial."""
         headers = collect_headers(self.response_headers, decision.limits)
         if not decision.allowed:
-            if decision.reason == STORE_UNAVAILABLE:
+            if decision.reason == Reason.STORE_UNAVAILABLE:
                 raise HTTPException(503, detail=_UNAVAILABLE, headers=headers)
             raise HTTPException(429, detail=_TOO_MANY, headers=headers)
         response.headers.update(headers)

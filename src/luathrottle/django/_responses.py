@@ -6,6 +6,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
+from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
 from luathrottle.django._outcomes import ThrottleOutcome, headers_for, record_outcomes
 from luathrottle.django.signals import request_throttled, store_failed
 
@@ -17,10 +18,6 @@ __all__ = [
     "not_authenticated",
 ]
 
-TOO_MANY_REQUESTS_BODY = b'{"detail":[{"msg":"Too many requests","type":"ratelimit"}]}'
-UNAVAILABLE_BODY = (
-    b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
-)
 NOT_AUTHENTICATED_BODY = b'{"detail":[{"msg":"Not authenticated","type":"security"}]}'
 
 
