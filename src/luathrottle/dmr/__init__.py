@@ -1,0 +1,303 @@
+"""django-modern-rest throttles, decided by luathrottle: port by import.
+
+::
+
+    # from dmr.throttling import Rate, SyncThrottle
+    # from dmr.throttling.backends import SyncDjangoCache
+    from luathrottle.dmr import Rate, SyncDjangoCache, SyncThrottle
+
+``SyncThrottle`` and ``AsyncThrottle`` subclass dmr's own, so controllers
+take them wherever they take dmr's: ``@modify(throttling=[...])``,
+``@validate(..., throttling=[...])``, a class-level ``throttling``, and
+``DMR_SETTINGS[Settings.throttling]`` (with dmr's ``SyncOrAsyncThrottle``).
+A denied request gets dmr's 429: its ``TooManyRequestsError`` body and the
+headers of the throttles that denied. ``ThrottlingReport`` and the OpenAPI
+429 response read as dmr's. What changes:
+
+- each decision is one of luathrottle's Lua scripts, atomic on Redis and on
+  Redis-backed Django caches, so limits are exact across processes;
+- the first throttle of a stage (before auth, after auth) decides every
+  luathrottle throttle of that stage in one round trip per store, all or
+  nothing, and the others read the outcome;
+- state keys are isolated per endpoint (its name and method) and per
+  throttle (its place on the endpoint), so two equal throttles never
+  share a counter unless they share a ``scope``;
+- ``ThrottlingReport`` reads what the stages decided and asks no store.
+
+Cache keys are dmr's (``RemoteAddr``, ``UserPk``, ``JwtToken``, re-exported
+here) or luathrottle's (``luathrottle.django.cache_keys``, which read the
+request). Backends, algorithms and header providers are luathrottle's,
+re-exported here under dmr's names. Supported: django-modern-rest 0.16.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+try:
+    from dmr.errors import ErrorType
+    from dmr.exceptions import TooManyRequestsError
+    from dmr.response import APIError
+    from dmr.throttling import AsyncThrottle as _DmrAsyncThrottle
+    from dmr.throttling import SyncOrAsyncThrottle
+    from dmr.throttling import SyncThrottle as _DmrSyncThrottle
+    from dmr.throttling.cache_keys import (
+        BaseThrottleCacheKey,
+        JwtToken,
+        RemoteAddr,
+        UserPk,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "luathrottle.dmr needs django-modern-rest: pip install 'luathrottle[dmr]'"
+    ) from exc
+
+from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
+from luathrottle._failures import OnFailure
+from luathrottle.backends import AsyncBackend, SyncBackend
+from luathrottle.backends.django_cache import (
+    AsyncDjangoCache,
+    SyncDjangoCache,
+    UnsafeCacheBackendWarning,
+)
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.django import _outcomes
+from luathrottle.django import throttles as _lt
+from luathrottle.django._conf import get_config
+from luathrottle.dmr._twin import (
+    AnyCacheKey,
+    Context,
+    RateLimitIETFDraft,
+    RetryAfter,
+    State,
+    Twin,
+    XRateLimit,
+    endpoint_scope,
+    recorded,
+    request_state,
+)
+from luathrottle.headers import BaseResponseHeadersProvider
+
+if TYPE_CHECKING:
+    from dmr.controller import Controller
+    from dmr.endpoint import Endpoint
+
+__all__ = [
+    "AsyncDjangoCache",
+    "AsyncRedis",
+    "AsyncThrottle",
+    "BaseResponseHeadersProvider",
+    "BaseThrottleAlgorithm",
+    "BaseThrottleAsyncBackend",
+    "BaseThrottleCacheKey",
+    "BaseThrottleSyncBackend",
+    "JwtToken",
+    "LeakyBucket",
+    "MemoryBackend",
+    "Rate",
+    "RateLimitIETFDraft",
+    "RemoteAddr",
+    "RetryAfter",
+    "SimpleRate",
+    "SyncDjangoCache",
+    "SyncOrAsyncThrottle",
+    "SyncRedis",
+    "SyncThrottle",
+    "ThrottlingReport",
+    "UnsafeCacheBackendWarning",
+    "UserPk",
+    "XRateLimit",
+]
+
+#: The chapter's names for the backend base classes: a backend of your own
+#: runs the algorithm's Lua script instead of dmr's ``get`` and ``incr``.
+BaseThrottleSyncBackend = SyncBackend
+_UNAVAILABLE = "Rate limiting is unavailable"
+
+
+def _stage_calls(
+    throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
+) -> list[_outcomes.ThrottleCall]:
+    """The calls of every throttle of ``throttle``'s kind and stage."""
+    before = throttle.cache_key.runs_before_auth
+    context = Context(endpoint, controller)
+    prefix = endpoint_scope(endpoint, controller)
+    calls: list[_outcomes.ThrottleCall] = []
+    for index, item in enumerate(endpoint.metadata.throttling or ()):
+        # dmr gives an endpoint throttles of its own kind only.
+        if not isinstance(item, Twin) or item.cache_key.runs_before_auth != before:
+            continue
+        call = item.inner.call(context, f"{prefix}{index}")
+        if call is not None:
+            calls.append(call)
+    return calls
+
+
+def _judge(
+    state: State, outcomes: Sequence[_outcomes.ThrottleOutcome], controller: Any
+) -> None:
+    """Record the stage; raise dmr's 429 (or a 503 when the store failed and
+    the policy denies) with the headers of the throttles that denied."""
+    state.outcomes.extend(outcomes)
+    denied = [item for item in outcomes if not item.decision.allowed]
+    if not denied:
+        return
+    headers = _outcomes.headers_for(denied)
+    if any(item.error is not None for item in denied):
+        raise APIError(
+            controller.format_error(_UNAVAILABLE, error_type=ErrorType.ratelimit),
+            status_code=HTTPStatus.SERVICE_UNAVAILABLE,
+            headers=headers,
+        )
+    raise TooManyRequestsError(headers=headers)
+
+
+class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
+    """dmr's ``SyncThrottle``, decided by luathrottle; for sync endpoints.
+
+    Args:
+        max_requests: requests per window; or the whole limit, ``"5/minute"``.
+        duration_in_seconds: the window, a ``Rate`` or seconds.
+        cache_key: dmr's ``RemoteAddr()`` (default), ``UserPk()``,
+            ``JwtToken()``, or a ``luathrottle.django.cache_keys`` key.
+        backend: ``SyncDjangoCache()`` on the ``default`` cache (default),
+            ``SyncDjangoCache(cache_name=...)``, ``SyncRedis(client)`` or
+            ``MemoryBackend()``.
+        algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
+        response_headers: ``[XRateLimit(), RetryAfter()]`` by default.
+        scope: share counters with every throttle of this scope and cache
+            key name, on any endpoint.
+        clock: returns the time in seconds; by default the store's clock.
+        on_failure: ``"allow"``, ``"deny"`` (503) or ``"raise"`` when the
+            store fails; by default ``LUATHROTTLE["on_failure"]``.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+
+    _inner_type = _lt.SyncThrottle
+
+    def __init__(
+        self,
+        max_requests: int | str,
+        duration_in_seconds: int | None = None,
+        *,
+        cache_key: AnyCacheKey | None = None,
+        backend: SyncBackend | None = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        scope: str | None = None,
+        clock: Callable[[], float] | None = None,
+        on_failure: OnFailure | None = None,
+    ) -> None:
+        self._setup(
+            max_requests,
+            duration_in_seconds,
+            cache_key,
+            backend,
+            algorithm,
+            response_headers,
+            scope,
+            clock,
+            on_failure,
+        )
+
+    def __call__(
+        self, endpoint: "Endpoint", controller: "Controller[Any]", lock: Any
+    ) -> None:
+        """Decide this throttle's stage, unless an earlier throttle did.
+        dmr's lock is not taken: every decision is atomic in the store.
+
+        Raises:
+            TooManyRequestsError: a throttle of the stage denied.
+        """
+        state = request_state(controller.request, endpoint)
+        stage = self.cache_key.runs_before_auth
+        if stage in state.decided:
+            return
+        state.decided.add(stage)
+        calls = _stage_calls(self, endpoint, controller)
+        if calls:
+            outcomes = _lt.SyncThrottle.hit_all(
+                calls, on_failure=get_config().on_failure
+            )
+            _judge(state, outcomes, controller)
+
+
+class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
+    """dmr's ``AsyncThrottle``, decided by luathrottle; for async endpoints.
+    Takes ``SyncThrottle``'s arguments, with ``AsyncDjangoCache``,
+    ``AsyncRedis`` or ``MemoryBackend`` as the backend."""
+
+    _inner_type = _lt.AsyncThrottle
+
+    def __init__(
+        self,
+        max_requests: int | str,
+        duration_in_seconds: int | None = None,
+        *,
+        cache_key: AnyCacheKey | None = None,
+        backend: AsyncBackend | None = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        scope: str | None = None,
+        clock: Callable[[], float] | None = None,
+        on_failure: OnFailure | None = None,
+    ) -> None:
+        self._setup(
+            max_requests,
+            duration_in_seconds,
+            cache_key,
+            backend,
+            algorithm,
+            response_headers,
+            scope,
+            clock,
+            on_failure,
+        )
+
+    async def __call__(
+        self, endpoint: "Endpoint", controller: "Controller[Any]", lock: Any
+    ) -> None:
+        """Decide this throttle's stage, unless an earlier throttle did."""
+        state = request_state(controller.request, endpoint)
+        stage = self.cache_key.runs_before_auth
+        if stage in state.decided:
+            return
+        state.decided.add(stage)
+        calls = _stage_calls(self, endpoint, controller)
+        if calls:
+            outcomes = await _lt.AsyncThrottle.hit_all(
+                calls, on_failure=get_config().on_failure
+            )
+            _judge(state, outcomes, controller)
+
+    async def report_usage(  # type: ignore[override]
+        self, endpoint: "Endpoint", controller: "Controller[Any]"
+    ) -> dict[str, str]:
+        """This throttle's headers for the request; no store is asked."""
+        return Twin.report_usage(self, endpoint, controller)
+
+
+class ThrottlingReport:
+    """The rate-limit headers of every luathrottle throttle the request
+    went through, as dmr's ``ThrottlingReport(controller)`` gives them, but
+    read from the stages' outcomes: no store is asked.
+
+    Args:
+        controller: the controller serving the request.
+    """
+
+    __slots__ = ("controller",)
+
+    def __init__(self, controller: "Controller[Any]") -> None:
+        self.controller = controller
+
+    def report(self) -> dict[str, str]:
+        """The headers, for sync endpoints."""
+        return _outcomes.headers_for(recorded(self.controller.request))
+
+    async def areport(self) -> dict[str, str]:
+        """The headers, for async endpoints."""
+        return self.report()
