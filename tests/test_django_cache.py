@@ -311,17 +311,21 @@ def hashed_key(key, prefix, version):
     [{"KEY_PREFIX": "{site}"}, {"KEY_FUNCTION": hashed_key}],
     ids=["braced-prefix", "hashing-key-function"],
 )
-def test_key_transforms_may_not_break_the_hash_tag(redis_url, clock, options):
+def test_key_transforms_apply_and_count_exactly(redis_url, clock, options):
     base = redis_url.rsplit("/", 1)[0]
-    broken = {
+    transformed = {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": f"{base}/1",
         **options,
     }
-    with override_settings(CACHES={**settings.CACHES, "broken": broken}):
-        limiter = Limiter(3, 60, backend=SyncDjangoCache("broken"), clock=clock)
-        with pytest.raises(ValueError, match=r"cache 'broken' .*hash tag"):
-            limiter.hit("k")
+    with override_settings(CACHES={**settings.CACHES, "transformed": transformed}):
+        backend = SyncDjangoCache("transformed")
+        limiter = Limiter(3, 60, backend=backend, clock=clock, prefix="transform")
+        limiter.reset("k")
+        assert [limiter.hit("k").allowed for _ in range(4)] == [True] * 3 + [False]
+        [key] = limiter._keys("k")
+        made = caches["transformed"].make_key(key)
+        assert redis.Redis.from_url(f"{base}/1").exists(made) == 1
 
 
 # --- the in-process path -----------------------------------------------------

@@ -13,8 +13,16 @@ from typing import Any, Literal
 import redis.asyncio
 from django.core.cache.backends.base import BaseCache
 from django.core.cache.backends.redis import RedisCache
+from redis.cluster import RedisCluster
 
-__all__ = ["RedisKind", "async_client", "made_keys", "redis_kind", "sync_client"]
+__all__ = [
+    "RedisKind",
+    "async_client",
+    "made_keys",
+    "redis_kind",
+    "scatters_hash_tags",
+    "sync_client",
+]
 
 RedisKind = Literal["django", "django_redis"]
 
@@ -48,21 +56,24 @@ def _hash_tag(key: str) -> str | None:
     return key[start + 1 : end] if end > start + 1 else None
 
 
-def made_keys(cache: BaseCache, cache_name: str, keys: Sequence[str]) -> list[str]:
-    """``keys`` as the cache names them in Redis, hash tags intact.
+def made_keys(cache: BaseCache, keys: Sequence[str]) -> list[str]:
+    """``keys`` as the cache names them in Redis: its ``KEY_PREFIX``,
+    ``VERSION`` and ``KEY_FUNCTION`` applied, braces and all. On one server
+    (which Django's Redis caches talk to) a key's hash tag does not matter;
+    see ``scatters_hash_tags`` for a cluster client."""
+    return [cache.make_key(key) for key in keys]
 
-    Raises:
-        ValueError: the cache's key function changes a key's hash tag.
-    """
-    made = [cache.make_key(key) for key in keys]
-    for key, new in zip(keys, made, strict=True):
-        if _hash_tag(new) != _hash_tag(key):
-            raise ValueError(
-                f"cache {cache_name!r} turns key {key!r} into {new!r}, which "
-                "changes its {...} hash tag; its KEY_PREFIX and KEY_FUNCTION "
-                "must keep braces out and the key's own braces intact"
-            )
-    return made
+
+def scatters_hash_tags(cache: BaseCache) -> bool:
+    """Whether ``cache`` writes to a Redis Cluster through a key function
+    that takes away the hash tag luathrottle puts in each key: then one
+    identity's keys hash by the cache's prefix instead, all to one slot
+    (braces in ``KEY_PREFIX``), or to several, which a cluster refuses."""
+    kind = redis_kind(cache)
+    if kind is None or not isinstance(sync_client(cache, kind), RedisCluster):
+        return False
+    key = "lt:probe:{tag}:1/60"
+    return _hash_tag(cache.make_key(key)) != _hash_tag(key)
 
 
 def sync_client(cache: BaseCache, kind: RedisKind) -> Any:

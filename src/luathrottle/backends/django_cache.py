@@ -10,11 +10,12 @@ django-redis's ``RedisCache``, except its ``ShardClient``)
     Each decision is one EVALSHA on the cache's own server, through
     ``SyncRedis`` or ``AsyncRedis``: atomic across processes and machines.
     Every key goes through ``cache.make_key()``, so the cache's
-    ``KEY_PREFIX``, ``VERSION`` and ``KEY_FUNCTION`` apply. Django's default
-    key function writes ``prefix:version:key``, which keeps the ``{...}``
-    hash tag the core puts in each key; a transform that changes a key's
-    hash tag would spread one call's keys over Redis Cluster slots, so it
-    raises ``ValueError`` instead.
+    ``KEY_PREFIX``, ``VERSION`` and ``KEY_FUNCTION`` apply, braces
+    included: these caches talk to one server, where a key's hash tag does
+    not matter. On a Redis Cluster client (a custom django-redis client) a
+    prefix or key function that moves the ``{...}`` hash tag would put every
+    key in one slot, or one call's keys in several; the system check
+    ``luathrottle.W002`` says so at start-up.
 
 Every other cache (locmem, dummy, database, file, memcached...)
     The script runs in-process over a snapshot of its keys (see
@@ -148,7 +149,7 @@ class _DjangoCacheBase:
         self, cache: BaseCache, calls: Sequence[ScriptCall]
     ) -> list[ScriptCall]:
         return [
-            (script, _django_redis.made_keys(cache, self.cache_name, keys), args)
+            (script, _django_redis.made_keys(cache, keys), args)
             for script, keys, args in calls
         ]
 
@@ -208,7 +209,7 @@ class SyncDjangoCache(_DjangoCacheBase, SyncBackend):
         cache = self._cache()
         redis = self._redis(cache)
         if redis is not None:
-            redis.delete_keys(_django_redis.made_keys(cache, self.cache_name, keys))
+            redis.delete_keys(_django_redis.made_keys(cache, keys))
             return
         with self._staging.errors("delete_many"):
             cache.delete_many(keys)
@@ -291,7 +292,7 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
         cache = self._cache()
         redis = self._redis(cache)
         if redis is not None:
-            made = _django_redis.made_keys(cache, self.cache_name, keys)
+            made = _django_redis.made_keys(cache, keys)
             await redis.adelete_keys(made)
             return
         with self._staging.errors("adelete_many"):

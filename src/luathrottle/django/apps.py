@@ -15,8 +15,9 @@ class LuathrottleConfig(AppConfig):
     verbose_name = "luathrottle"
 
     def ready(self) -> None:
-        """Register ``check_settings`` and ``check_views``."""
-        from luathrottle.django.checks import check_settings, check_views
+        """Register ``check_settings``, ``check_views`` and ``check_caches``."""
+        from luathrottle.django.checks import check_caches, check_settings, check_views
 
         checks.register(check_settings, "luathrottle")
         checks.register(check_views, "luathrottle", checks.Tags.urls)
+        checks.register(check_caches, "luathrottle", checks.Tags.caches)

@@ -1,10 +1,12 @@
-"""System checks, run by ``manage.py check``: ``settings.LUATHROTTLE`` and
-the URLconf's view classes.
+"""System checks, run by ``manage.py check``: ``settings.LUATHROTTLE``, the
+URLconf's view classes, and the Redis-backed caches of ``CACHES``.
 
 Views check their own throttles when they are built; ``check_settings``
 covers what the settings declare for every view, one message per entry at
 fault, naming it. ``check_views`` finds throttling attributes on view
 classes that are no ``ThrottledView``, where nothing would read them.
+``check_caches`` finds Redis Cluster caches whose key function moves the
+hash tag of luathrottle's keys.
 
 The constants below are the kinds of message: each reported message has
 the id and hint of one of them, and a text that names the culprit.
@@ -14,9 +16,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import caches
 from django.core.checks import CheckMessage, Error, Warning
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from luathrottle.backends._django_redis import scatters_hash_tags
 from luathrottle.django._conf import get_config, problems
 from luathrottle.django.throttles import BaseThrottle
 from luathrottle.django.views import ThrottledView
@@ -30,6 +34,8 @@ __all__ = [
     "E006",
     "VIEW_ATTRIBUTES",
     "W001",
+    "W002",
+    "check_caches",
     "check_settings",
     "check_views",
 ]
@@ -73,6 +79,17 @@ W001 = Warning(
         "LUATHROTTLE['allow_unsafe_cache'] to None to accept the risk."
     ),
     id="luathrottle.W001",
+)
+
+W002 = Warning(
+    "A cache in CACHES writes to a Redis Cluster, and its KEY_PREFIX or "
+    "KEY_FUNCTION moves the {...} hash tag of luathrottle's keys.",
+    hint=(
+        "Keep braces out of KEY_PREFIX and let KEY_FUNCTION keep the key's own "
+        "braces: otherwise every throttle key of the cache hashes to one slot, "
+        "or one decision's keys to several, which the cluster refuses."
+    ),
+    id="luathrottle.W002",
 )
 
 E006 = Error(
@@ -202,3 +219,23 @@ def check_views(app_configs: object = None, **kwargs: object) -> list[CheckMessa
                 )
             )
     return messages
+
+
+def check_caches(app_configs: object = None, **kwargs: object) -> list[CheckMessage]:
+    """Check the Redis-backed caches of ``CACHES``.
+
+    Returns:
+        ``W002`` for each cache that writes to a Redis Cluster through a
+        ``KEY_PREFIX`` or ``KEY_FUNCTION`` that moves the hash tag of
+        luathrottle's keys. On one server, which Django's own Redis cache
+        talks to, braces in a prefix are harmless and reported by nothing.
+    """
+    return [
+        _naming(
+            W002,
+            f"cache {alias!r} writes to a Redis Cluster, and its KEY_PREFIX or "
+            "KEY_FUNCTION moves the {...} hash tag of luathrottle's keys",
+        )
+        for alias in settings.CACHES
+        if scatters_hash_tags(caches[alias])
+    ]
