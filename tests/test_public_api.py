@@ -20,6 +20,8 @@ def test_top_level_exports_are_pinned():
         "LuathrottleError",
         "Rate",
         "SimpleRate",
+        "SlidingWindow",
+        "TokenBucket",
     ]
     assert all(getattr(luathrottle, name).__doc__ for name in luathrottle.__all__)
 

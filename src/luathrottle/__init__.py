@@ -4,7 +4,13 @@ The standalone API lives here; Django throttles live in
 ``luathrottle.django``, backends in ``luathrottle.backends``.
 """
 
-from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
+from luathrottle.algorithms import (
+    BaseThrottleAlgorithm,
+    LeakyBucket,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError, LuathrottleError
 from luathrottle.limiter import AsyncLimiter, Limiter
@@ -22,4 +28,6 @@ __all__ = [
     "LuathrottleError",
     "Rate",
     "SimpleRate",
+    "SlidingWindow",
+    "TokenBucket",
 ]
