@@ -1,6 +1,7 @@
 """The floor (redis-py PING and a trivial EVALSHA) and luathrottle's own
-standalone cases: SimpleRate and LeakyBucket, 1 and 3 limits per call, on
-SyncRedis, AsyncRedis and MemoryBackend (sync and async)."""
+standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
+and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
+async)."""
 
 from collections.abc import Iterator
 from functools import partial
@@ -11,7 +12,14 @@ import redis
 import redis.asyncio
 
 from _bench_measure import Case
-from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
+from luathrottle import (
+    AsyncLimiter,
+    LeakyBucket,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -23,6 +31,8 @@ LIMITS = {1: ["1000000/hour"], 3: ["1000000/second", "1000000/minute", "1000000/
 ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "simple": SimpleRate,
     "leaky": LeakyBucket,
+    "token": TokenBucket,
+    "sliding": SlidingWindow,
 }
 _TRIVIAL = "return 1"
 _probes = count()
