@@ -36,8 +36,8 @@
 -- of whole durations between EPOCH_US rounded down to a window and the
 -- window's start), followed by the previous and the current window's
 -- counts, each zero-padded to as many digits as max_requests has
--- ("1234531": 3 hits in window 12345 and 1 in 12346 of a limit below 10,
--- kept as window 12346). It expires when the current window's count stops
+-- ("1234531": 1 hit in window 12345 and 3 in the one before, of a limit
+-- below 10). It expires when the current window's count stops
 -- weighing: two durations after the window's start. Up to 99999 requests
 -- per window and until 2053 this is a number of at most 19 digits, which
 -- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
