@@ -54,3 +54,14 @@ def test_the_script_writes_the_png(tmp_path):
 
 def test_the_committed_png_is_there():
     assert (ROOT / "docs" / "algorithms.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_readme_algorithms_examples_run():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Algorithms\n", 1)[1].split("\n### ", 1)[0]
+    assert "![" in section
+    assert "(docs/algorithms.png)" in section
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    for name in ("LeakyBucket", "TokenBucket", "SlidingWindow"):
+        assert f"algorithm={name}(" in code
+    exec(compile(code, "README.md", "exec"), {})
