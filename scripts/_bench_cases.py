@@ -1,6 +1,7 @@
 """The floor (redis-py PING and a trivial EVALSHA) and luathrottle's own
-standalone cases: SimpleRate and LeakyBucket, 1 and 3 limits per call, on
-SyncRedis, AsyncRedis and MemoryBackend (sync and async)."""
+standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
+and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
+async)."""
 
 from collections.abc import Iterator
 from functools import partial
@@ -11,7 +12,14 @@ import redis
 import redis.asyncio
 
 from _bench_measure import Case
-from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
+from luathrottle import (
+    AsyncLimiter,
+    LeakyBucket,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -20,12 +28,14 @@ __all__ = ["floor_cases", "luathrottle_cases"]
 
 #: Never denied within a run: every timed hit is an admitted hit.
 LIMITS = {1: ["1000000/hour"], 3: ["1000000/second", "1000000/minute", "1000000/hour"]}
-#: LeakyBucket drains each request in at least 100 µs, so its three limits
-#: take longer windows.
+#: LeakyBucket and TokenBucket drain each request in at least 100 µs, so
+#: their three limits take longer windows.
 LEAKY_LIMITS = {1: ["1000000/hour"], 3: ["1000000/hour", "1000000/2h", "1000000/3h"]}
 ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "simple": SimpleRate,
     "leaky": LeakyBucket,
+    "token": TokenBucket,
+    "sliding": SlidingWindow,
 }
 _TRIVIAL = "return 1"
 _probes = count()
@@ -99,7 +109,7 @@ def luathrottle_cases(
     sync_redis = SyncRedis(client)
     async_redis = AsyncRedis(aclient)
     for name, algorithm in ALGORITHMS.items():
-        sizes = LEAKY_LIMITS if algorithm is LeakyBucket else LIMITS
+        sizes = LEAKY_LIMITS if algorithm in (LeakyBucket, TokenBucket) else LIMITS
         for size, limits in sizes.items():
             title = f"{algorithm.__name__}, {size} limit{'s' if size > 1 else ''}"
             tail = f"{name}.{size}"

@@ -1,7 +1,7 @@
 """Exactness under load: processes, threads and asyncio tasks racing on keys.
 
 Usage: python scripts/torture.py [--backend redis|memory] [--url URL]
-           [--algorithm simple|leaky|all] [--mode sync|async|all]
+           [--algorithm simple|leaky|token|sliding|all] [--mode sync|async|all]
            [--processes N] [--workers M] [--keys K] [--limit L] [--hits H]
            [--garbage] [--json] [--verbose]
 
@@ -45,26 +45,38 @@ import redis
 import redis.asyncio
 
 from _redis_server import redis_url
-from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, SimpleRate
+from luathrottle import (
+    AsyncLimiter,
+    LeakyBucket,
+    Limit,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle._keys import state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import Script
 
-#: Long enough that no window resets during a run; for LeakyBucket at
-#: --limit L, one request leaks every 10**7 / L seconds.
+#: Long enough that no window resets during a run; for the buckets at
+#: --limit L, one request leaks every 10**7 / L seconds. A sliding window
+#: turning over during a run still weighs its previous window fully for
+#: 10**7 / L seconds.
 DURATION = 10**7
 #: Bounds every wait: children starting on a loaded machine, then a whole run.
 START_TIMEOUT = 120.0
 RUN_TIMEOUT = 1800.0
-#: The largest LeakyBucket limit of which not one request leaks during the
+#: The largest bucket limit of which not one request leaks during the
 #: longest run, so that the expected count stays exact.
 MAX_LEAKY_LIMIT = int(DURATION // RUN_TIMEOUT)
 
 ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "simple": SimpleRate,
     "leaky": LeakyBucket,
+    "token": TokenBucket,
+    "sliding": SlidingWindow,
 }
 MODES = ("sync", "async")
 
@@ -456,10 +468,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("the memory backend keeps state in one process: use --processes 1")
     if args.backend == "memory" and args.url:
         parser.error("--url goes with --backend redis only")
-    if args.algorithm in ("leaky", "all") and args.limit > MAX_LEAKY_LIMIT:
+    if args.algorithm in ("leaky", "token", "all") and args.limit > MAX_LEAKY_LIMIT:
         parser.error(
-            f"LeakyBucket takes --limit up to {MAX_LEAKY_LIMIT} at a duration "
-            f"of {DURATION} s; use --algorithm simple for larger limits"
+            f"LeakyBucket and TokenBucket take --limit up to {MAX_LEAKY_LIMIT} at "
+            f"a duration of {DURATION} s; use --algorithm simple or sliding for "
+            "larger limits"
         )
     return args
 

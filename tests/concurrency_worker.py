@@ -4,8 +4,16 @@ import threading
 
 import redis
 
-from luathrottle import LeakyBucket, Limiter, SimpleRate
+from luathrottle import LeakyBucket, Limiter, SimpleRate, SlidingWindow, TokenBucket
+from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.redis import SyncRedis
+
+ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
+    "simple": SimpleRate,
+    "leaky": LeakyBucket,
+    "token": TokenBucket,
+    "sliding": SlidingWindow,
+}
 
 
 def hit_from_threads(
@@ -16,7 +24,7 @@ def hit_from_threads(
     limiter = Limiter(
         50,
         3600,
-        algorithm=LeakyBucket() if algorithm == "leaky" else SimpleRate(),
+        algorithm=ALGORITHMS[algorithm](),
         backend=SyncRedis(client),
     )
     admitted = []

@@ -5,7 +5,9 @@ the script should give: five integers per limit (status, limit, remaining,
 reset_after_us, retry_after_us). Times are integer microseconds.
 """
 
+import math
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 Reply = list[int]
 
@@ -80,3 +82,129 @@ class LeakyBucketModel:
 
     def ttl_ms(self, key, limit, now):
         return ceil_div(self.state[key] - now, 1000)
+
+
+@dataclass
+class TokenBucketModel:
+    # GCRA. key -> tat_us: when the bucket will be full again. A token comes
+    # back every ceil(duration_us / limit) microseconds; the bucket holds
+    # burst of them (each limit's own max_requests when burst is None).
+    burst: int | None = None
+    state: dict[str, int] = field(default_factory=dict)
+
+    def call(self, keys, limits, cost, now, consume):
+        views = []
+        for key, (limit, duration) in zip(keys, limits, strict=True):
+            burst = limit if self.burst is None else self.burst
+            interval = ceil_div(duration * 1_000_000, limit)
+            debt = max(self.state.get(key, now) - now, 0)
+            retry = 0
+            if cost > burst:
+                status = -1
+            elif debt + cost * interval > burst * interval:
+                status = 0
+                retry = debt + cost * interval - burst * interval
+            else:
+                status = 1
+            views.append((burst, interval, debt, status, retry))
+        admitted = all(view[3] == 1 for view in views)
+        reply: Reply = []
+        for key, (limit, _), (burst, interval, debt, status, retry) in zip(
+            keys, limits, views, strict=True
+        ):
+            if consume and admitted:
+                debt += cost * interval
+                self.state[key] = now + debt
+            remaining = max((burst * interval - debt) // interval, 0)
+            reply += [status, limit, remaining, debt, retry]
+        return reply
+
+    def ttl_ms(self, key, limit, now):
+        return ceil_div(self.state[key] - now, 1000)
+
+
+def sliding_unit(limit: int, duration_us: int) -> int:
+    """The step, in microseconds, in which the previous window's weight
+    falls: 1, or the smallest power of ten up to a second that keeps
+    limit * duration_us / unit within 2**52."""
+    unit = 1
+    while limit * duration_us > 2**52 * unit and unit < 1_000_000:
+        unit *= 10
+    return unit
+
+
+@dataclass
+class SlidingWindowModel:
+    # key -> (window, previous, current, duration_us): the counts of the
+    # window starting at window * duration_us and of the one before it.
+    # Admission is decided with fractions, and retry_after found by
+    # bisection over the next two windows, so that neither copies the
+    # script's integer shortcuts.
+    state: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+
+    def counts(self, key, duration_us, now):
+        window = now // duration_us
+        stored, previous, current, _ = self.state.get(key, (window - 2, 0, 0, 0))
+        if stored == window:
+            return window, previous, current
+        if stored == window - 1:
+            return window, current, 0
+        return window, 0, 0
+
+    @staticmethod
+    def estimate(limit, duration_us, previous, current, elapsed_us):
+        unit = sliding_unit(limit, duration_us)
+        steps = duration_us // unit
+        return previous * Fraction(steps - elapsed_us // unit, steps) + current
+
+    def fits(self, key, limit, duration_us, cost, at):
+        window, previous, current = self.counts(key, duration_us, at)
+        elapsed = at - window * duration_us
+        estimate = self.estimate(limit, duration_us, previous, current, elapsed)
+        return estimate + cost <= limit
+
+    def call(self, keys, limits, cost, now, consume):
+        views = []
+        for key, (limit, duration) in zip(keys, limits, strict=True):
+            duration_us = duration * 1_000_000
+            retry = 0
+            if cost > limit:
+                status = -1
+            elif self.fits(key, limit, duration_us, cost, now):
+                status = 1
+            else:
+                status = 0
+                low, high = now, (now // duration_us + 2) * duration_us
+                while low + 1 < high:  # fits(high), not fits(low)
+                    middle = (low + high) // 2
+                    if self.fits(key, limit, duration_us, cost, middle):
+                        high = middle
+                    else:
+                        low = middle
+                retry = high - now
+            views.append((status, retry))
+        admitted = all(status == 1 for status, _ in views)
+        reply: Reply = []
+        for key, (limit, duration), (status, retry) in zip(
+            keys, limits, views, strict=True
+        ):
+            duration_us = duration * 1_000_000
+            window, previous, current = self.counts(key, duration_us, now)
+            if consume and admitted:
+                current += cost
+                self.state[key] = (window, previous, current, duration_us)
+            start = window * duration_us
+            estimate = self.estimate(limit, duration_us, previous, current, now - start)
+            remaining = max(limit - math.ceil(estimate), 0)
+            if current:
+                reset = start + 2 * duration_us - now
+            elif previous:
+                reset = start + duration_us - now
+            else:
+                reset = 0
+            reply += [status, limit, remaining, reset, retry]
+        return reply
+
+    def ttl_ms(self, key, limit, now):
+        window, _, _, duration_us = self.state[key]
+        return ceil_div((window + 2) * duration_us - now, 1000)

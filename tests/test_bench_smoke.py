@@ -31,7 +31,7 @@ OWN_CASES = {
     *(
         f"lt.{backend}.{algorithm}.{size}"
         for backend in ("sync_redis", "async_redis", "memory", "async_memory")
-        for algorithm in ("simple", "leaky")
+        for algorithm in ("simple", "leaky", "token", "sliding")
         for size in (1, 3)
     ),
     "django.plain",

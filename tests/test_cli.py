@@ -38,7 +38,7 @@ def test_check_fails_until_load_then_passes(redis_url, redis_client):
     status, output = run("scripts", "load", "--url", redis_url)
     assert status == 0
     assert all(script.sha in output for script in all_scripts())
-    assert redis_client.script_exists(*(s.sha for s in all_scripts())) == [True] * 2
+    assert redis_client.script_exists(*(s.sha for s in all_scripts())) == [True] * 4
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 0
     assert "MISSING" not in output
@@ -81,6 +81,8 @@ def test_console_script_and_preload_twin(command):
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         "fixed_window",
         "leaky_bucket",
+        "sliding_window",
+        "token_bucket",
     ]
 
 

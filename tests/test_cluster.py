@@ -14,7 +14,16 @@ from django.http import HttpResponse
 
 from cluster_harness import LocalCluster
 from cluster_worker import hit_keys_from_threads
-from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limit, Limiter
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
+    LeakyBucket,
+    Limit,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle._keys import state_keys
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.cli import main
@@ -90,6 +99,31 @@ def test_multi_limit_decisions_on_a_cluster(cluster_client):
         backend=SyncRedis(cluster_client),
     )
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hourly_left"),
+    [
+        (SimpleRate(), 3),
+        (LeakyBucket(), 3),
+        (TokenBucket(burst=2), 0),
+        (SlidingWindow(), 3),
+    ],
+    ids=repr,
+)
+def test_every_algorithm_decides_on_every_primary(
+    cluster_client, algorithm, hourly_left
+):
+    """Keys hash-tagged by identity: every limit of one identity, on
+    whichever primary owns it, is one script call."""
+    limiter = Limiter(
+        ["2/minute", "5/hour"], algorithm=algorithm, backend=SyncRedis(cluster_client)
+    )
+    for key in keys_on_every_primary(cluster_client, 2):
+        decisions = [limiter.hit(key) for _ in range(3)]
+        assert [d.allowed for d in decisions] == [True, True, False]
+        assert [item.remaining for item in decisions[1].limits] == [0, hourly_left]
+        assert decisions[2].retry_after > 0
 
 
 async def test_async_cluster_client(redis_cluster, cluster_client):

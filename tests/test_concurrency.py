@@ -6,11 +6,17 @@ import multiprocessing
 import pytest
 
 from concurrency_worker import hit_from_threads
-from luathrottle import AsyncLimiter, LeakyBucket, SimpleRate
+from luathrottle import (
+    AsyncLimiter,
+    LeakyBucket,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.backends.redis import AsyncRedis
 
 
-@pytest.mark.parametrize("algorithm", ["simple", "leaky"])
+@pytest.mark.parametrize("algorithm", ["simple", "leaky", "token", "sliding"])
 def test_processes_and_threads_admit_exactly_the_limit(
     redis_url, redis_client, algorithm
 ):
@@ -22,7 +28,11 @@ def test_processes_and_threads_admit_exactly_the_limit(
     assert sum(counts) == 50  # 160 attempts against a limit of 50
 
 
-@pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)
+@pytest.mark.parametrize(
+    "algorithm",
+    [SimpleRate(), LeakyBucket(), TokenBucket(burst=25), SlidingWindow()],
+    ids=repr,
+)
 async def test_async_tasks_admit_exactly_the_limit(async_redis_client, algorithm):
     limiter = AsyncLimiter(
         25, 3600, algorithm=algorithm, backend=AsyncRedis(async_redis_client)

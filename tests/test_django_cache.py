@@ -26,6 +26,8 @@ from luathrottle import (
     LeakyBucket,
     Limiter,
     SimpleRate,
+    SlidingWindow,
+    TokenBucket,
 )
 from luathrottle._keys import state_keys
 from luathrottle.backends.base import AsyncBackend, SyncBackend
@@ -36,7 +38,7 @@ from luathrottle.backends.django_cache import (
 )
 from luathrottle.scripts import Script
 
-ALGORITHMS = [SimpleRate(), LeakyBucket()]
+ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket(burst=3), SlidingWindow()]
 REDIS_DBS = {"redis": 1, "django_redis": 2}
 CACHE_KINDS = ["default", "redis", "django_redis", "database"]
 
@@ -143,13 +145,38 @@ def test_async_admits_exactly_the_limit(cache_alias, algorithm, clock):
     assert [d.remaining for d in decisions] == [2, 1, 0, 0, 0]
 
 
-@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
-def test_server_time_is_used_without_a_clock(cache_alias, algorithm):
+@pytest.mark.parametrize(
+    ("algorithm", "longest_reset"),
+    [
+        (SimpleRate(), 3600),
+        (LeakyBucket(), 3600),
+        (TokenBucket(), 3600),
+        # The sliding window's hits weigh until the next window ends.
+        (SlidingWindow(), 7200),
+    ],
+    ids=repr,
+)
+def test_server_time_is_used_without_a_clock(cache_alias, algorithm, longest_reset):
     limiter = Limiter(
         2, 3600, algorithm=algorithm, backend=SyncDjangoCache(cache_alias)
     )
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
-    assert 3500 < limiter.peek("k").reset_after <= 3600
+    assert 3500 < limiter.peek("k").reset_after <= longest_reset
+
+
+def test_new_algorithms_carry_their_state_between_calls(cache_alias, clock):
+    """Wide sliding-window counts, kept as text, and a bucket's arrival time
+    go through the cache and come back as the scripts wrote them."""
+    backend = SyncDjangoCache(cache_alias)
+    clock.now = (int(clock.now) // 60 + 1) * 60 + 30
+    window = Limiter(10**6, 60, algorithm=SlidingWindow(), backend=backend, clock=clock)
+    assert window.hit("k", cost=600_000).remaining == 400_000
+    clock.advance(60)  # half way into the next window: 600,000 weigh 300,000
+    assert window.peek("k").remaining == 700_000
+    bucket = Limiter(1, 1, algorithm=TokenBucket(burst=5), backend=backend, clock=clock)
+    assert bucket.hit("k", cost=5).remaining == 0
+    clock.advance(2)
+    assert bucket.peek("k").remaining == 2
 
 
 def test_window_resets_when_the_clock_moves(cache_alias, clock):

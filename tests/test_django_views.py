@@ -13,7 +13,7 @@ from django.core.cache import caches
 from django.http import HttpResponse
 from django.test import override_settings
 
-from luathrottle.algorithms import LeakyBucket
+from luathrottle.algorithms import LeakyBucket, SlidingWindow, TokenBucket
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -509,3 +509,110 @@ def test_state_keys_are_short_and_hold_no_personal_data(redis_client, rf, clock)
     assert all(len(key) < 100 for key in keys)
     assert not any("2001" in key or "ok" in key or "RemoteAddr" in key for key in keys)
     assert view(rf.get("/", REMOTE_ADDR=address)).status_code == 429
+
+
+def test_token_bucket_throttle_headers_and_report(store, rf, clock):
+    bucket = SyncThrottle(
+        30, Rate.minute, backend=store, clock=clock, algorithm=TokenBucket(burst=2)
+    )
+
+    @throttle(bucket, allow_unsafe_cache=None)
+    def view(request):
+        return HttpResponse("inside", headers=ThrottlingReport(request).report())
+
+    first = view(rf.get("/"))
+    assert rate_headers(first) == [
+        ("X-RateLimit-Limit", "30"),
+        ("X-RateLimit-Remaining", "1"),
+        ("X-RateLimit-Reset", "2"),
+    ]
+    view(rf.get("/"))
+    denied = view(rf.get("/"))
+    assert denied.status_code == 429
+    assert denied.content == TOO_MANY
+    assert rate_headers(denied) == [
+        ("X-RateLimit-Limit", "30"),
+        ("X-RateLimit-Remaining", "0"),
+        ("X-RateLimit-Reset", "4"),
+        ("Retry-After", "2"),
+    ]
+    clock.advance(2)
+    assert view(rf.get("/")).status_code == 200
+
+
+async def test_async_sliding_window_throttle_headers_and_report(
+    astore, async_rf, clock
+):
+    clock.now = (int(clock.now) // 60 + 1) * 60 + 50  # 10 s before a window ends
+    window = AsyncThrottle(
+        2,
+        Rate.minute,
+        backend=astore,
+        clock=clock,
+        algorithm=SlidingWindow(),
+        response_headers=[RateLimitIETFDraft()],
+    )
+
+    @throttle(window, allow_unsafe_cache=None)
+    async def view(request):
+        return HttpResponse("inside", headers=await ThrottlingReport(request).areport())
+
+    first = await view(async_rf.get("/"))
+    assert rate_headers(first) == [
+        ("RateLimit-Policy", '2;w=60;name="RemoteAddr"'),
+        ("RateLimit", '"RemoteAddr";r=1;t=70'),
+    ]
+    await view(async_rf.get("/"))
+    clock.advance(15)  # 5 s into the next window: both hits still weigh 55/60
+    denied = await view(async_rf.get("/"))
+    assert denied.status_code == 429
+    assert rate_headers(denied) == [
+        ("RateLimit-Policy", '2;w=60;name="RemoteAddr"'),
+        ("RateLimit", '"RemoteAddr";r=0;t=55'),
+    ]
+    clock.advance(25)  # 2 * (1 - 30/60) + 1 fits
+    assert (await view(async_rf.get("/"))).status_code == 200
+
+
+def test_sliding_window_throttle_answers_429_with_retry_after(store, rf, clock):
+    clock.now = (int(clock.now) // 10 + 1) * 10
+    window = SyncThrottle(2, 10, backend=store, clock=clock, algorithm=SlidingWindow())
+    view = throttle(window, allow_unsafe_cache=None)(ok)
+    codes = [view(rf.get("/")).status_code for _ in range(2)]
+    clock.advance(10)  # the next window: the two hits weigh fully
+    denied = view(rf.get("/"))
+    assert [*codes, denied.status_code] == [200, 200, 429]
+    assert denied["Retry-After"] == "5"
+    clock.advance(5)
+    assert view(rf.get("/")).status_code == 200
+
+
+def test_token_bucket_throttles_keep_their_own_bursts(rf, clock):
+    store = MemoryBackend()
+    small = SyncThrottle(
+        60,
+        Rate.minute,
+        backend=store,
+        clock=clock,
+        algorithm=TokenBucket(burst=1),
+        cache_key=RemoteAddr(name="small"),
+    )
+    large = SyncThrottle(
+        60,
+        Rate.hour,
+        backend=store,
+        clock=clock,
+        algorithm=TokenBucket(burst=3),
+        cache_key=RemoteAddr(name="large"),
+    )
+
+    @throttle(small, large, allow_unsafe_cache=None)
+    def view(request):
+        return HttpResponse("inside", headers=ThrottlingReport(request).report())
+
+    # The small bucket's token is back every second; the large one holds 3.
+    codes = []
+    for _ in range(4):
+        codes.append(view(rf.get("/")).status_code)
+        clock.advance(1)
+    assert codes == [200, 200, 200, 429]

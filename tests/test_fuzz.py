@@ -23,6 +23,8 @@ from luathrottle import (
     Limiter,
     Reason,
     SimpleRate,
+    SlidingWindow,
+    TokenBucket,
 )
 from luathrottle._keys import hash_identity, hash_tag, state_keys
 from luathrottle.backends.memory import MemoryBackend
@@ -117,9 +119,17 @@ MEMORY = MemoryBackend()
 # Clients that never connect: building a limiter does no I/O.
 SYNC_REDIS = SyncRedis(redis.Redis())
 ASYNC_REDIS = AsyncRedis(redis.asyncio.Redis())
+#: Every algorithm, the token bucket with and without a burst of its own.
+ALGORITHMS = [
+    SimpleRate(),
+    LeakyBucket(),
+    TokenBucket(),
+    TokenBucket(3),
+    SlidingWindow(),
+]
 algorithms = st.one_of(
-    st.sampled_from([None, SimpleRate(), LeakyBucket()]),
-    st.sampled_from(["simple", SimpleRate, LeakyBucket, 0]),
+    st.sampled_from([None, *ALGORITHMS]),
+    st.sampled_from(["simple", SimpleRate, LeakyBucket, TokenBucket, SlidingWindow, 0]),
 )
 backends = st.one_of(
     st.sampled_from([None, MEMORY, SYNC_REDIS, ASYNC_REDIS]),
@@ -229,7 +239,7 @@ def test_the_deciding_limit_is_the_documented_one(decisions):
 @given(
     identity=identities,
     prefix=st.sampled_from(["lt", "app", "a:b"]),
-    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+    algorithm=st.sampled_from(ALGORITHMS),
 )
 def test_limiters_key_every_identity_as_state_keys_does(identity, prefix, algorithm):
     limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
@@ -295,8 +305,18 @@ limits_lists = st.lists(
 
 
 @FUZZ
+@given(burst=st.one_of(scalars, st.integers(-(2**64), 2**64)))
+def test_token_bucket_rejects_a_bad_burst_with_value_or_type_errors(burst):
+    if burst is None or (type(burst) is int and burst >= 1):
+        assert TokenBucket(burst).burst == burst
+    else:
+        with pytest.raises((ValueError, TypeError), match="burst"):
+            TokenBucket(burst)
+
+
+@FUZZ
 @given(
-    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+    algorithm=st.sampled_from(ALGORITHMS),
     mode=st.sampled_from(["hit", "peek"]),
     cost=st.integers(1, 2**64),
     now_us=st.one_of(st.none(), st.integers(0, 2**62)),
@@ -305,13 +325,22 @@ limits_lists = st.lists(
 def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limits):
     args = algorithm.pack_args(mode, cost, now_us, limits)
     assert all(type(arg) is str for arg in args)
-    # A cost above every limit goes as the largest plus one: as far over.
-    sent = min(cost, max(limit.max_requests for limit in limits) + 1)
+    # A cost above every limit (every bucket, for a TokenBucket whose burst
+    # is larger) goes as the largest plus one: as far over.
+    most = max(max(capacity(algorithm, item), item.max_requests) for item in limits)
+    sent = min(cost, most + 1)
     assert args[:3] == [mode, str(sent), "" if now_us is None else str(now_us)]
     numbers = [int(arg) for arg in args[3:]]
-    assert numbers == [
-        n for limit in limits for n in (limit.max_requests, limit.duration)
-    ]
+    if isinstance(algorithm, TokenBucket):
+        assert numbers == [
+            n
+            for limit in limits
+            for n in (limit.max_requests, limit.duration, algorithm.burst_of(limit))
+        ]
+    else:
+        assert numbers == [
+            n for limit in limits for n in (limit.max_requests, limit.duration)
+        ]
 
 
 reply_integers = st.integers(-(2**63), 2**63 - 1)
@@ -403,7 +432,7 @@ memory_limits = st.lists(
 
 @FUZZ
 @given(
-    algorithm=st.sampled_from([SimpleRate(), LeakyBucket()]),
+    algorithm=st.sampled_from(ALGORITHMS),
     limits=memory_limits,
     ops=st.lists(operations, max_size=30),
 )
@@ -419,7 +448,15 @@ def test_random_hits_on_the_memory_backend_never_raise(algorithm, limits, ops):
         decision = getattr(limiter, operation)(identity, cost)
         assert len(decision.limits) == len(limits)
         assert all(
-            0 <= one.remaining <= one.limit.max_requests for one in decision.limits
+            0 <= one.remaining <= capacity(algorithm, one.limit)
+            for one in decision.limits
         )
-        if cost > max(limit.max_requests for limit in limits):
+        if cost > max(capacity(algorithm, limit) for limit in limits):
             assert decision.reason == Reason.COST_EXCEEDS_LIMIT
+
+
+def capacity(algorithm, limit):
+    """The most one hit can cost under ``limit``."""
+    if isinstance(algorithm, TokenBucket):
+        return algorithm.burst_of(limit)
+    return limit.max_requests

@@ -14,9 +14,10 @@ from luathrottle import (
     Rate,
     Reason,
     SimpleRate,
+    TokenBucket,
 )
 
-ALGORITHMS = [SimpleRate(), LeakyBucket()]
+ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket()]
 
 
 def pttl(backend, key):
@@ -163,7 +164,11 @@ def test_reset_forgets_the_key(sync_backend, clock, algorithm):
 
 @pytest.mark.parametrize(
     ("algorithm", "expected_ms"),
-    [(SimpleRate(), [1000, 60_000]), (LeakyBucket(), [500, 15_000])],
+    [
+        (SimpleRate(), [1000, 60_000]),
+        (LeakyBucket(), [500, 15_000]),
+        (TokenBucket(), [500, 15_000]),
+    ],
     ids=repr,
 )
 def test_keys_expire_when_their_state_is_spent(

@@ -8,19 +8,42 @@ of seconds: no key can then expire in real time before the model says so.
 """
 
 import itertools
+import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from luathrottle import Decision, LeakyBucket, Limit, Limiter, SimpleRate
-from models import FixedWindowModel, LeakyBucketModel
+from conftest import Clock
+from luathrottle import (
+    Decision,
+    LeakyBucket,
+    Limit,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
+from luathrottle.backends.memory import MemoryBackend
+from models import (
+    FixedWindowModel,
+    LeakyBucketModel,
+    SlidingWindowModel,
+    TokenBucketModel,
+)
 
 _counter = itertools.count()
 
+#: Each algorithm and its model, built for a scenario's burst (which only the
+#: token bucket reads).
 ALGORITHMS = {
-    "simple_rate": (SimpleRate, FixedWindowModel),
-    "leaky_bucket": (LeakyBucket, LeakyBucketModel),
+    "simple_rate": (lambda burst: SimpleRate(), lambda burst: FixedWindowModel()),
+    "leaky_bucket": (lambda burst: LeakyBucket(), lambda burst: LeakyBucketModel()),
+    "token_bucket": (TokenBucket, TokenBucketModel),
+    "sliding_window": (
+        lambda burst: SlidingWindow(),
+        lambda burst: SlidingWindowModel(),
+    ),
 }
 
 
@@ -48,20 +71,32 @@ def scenarios(draw, whole_seconds: bool):
             max_size=25,
         )
     )
-    return limits, ops
+    burst = draw(st.one_of(st.none(), st.integers(1, 6)))
+    return limits, ops, burst
 
 
 def check_agreement(backend, clock, algorithm_name, scenario):
     algorithm, model_type = ALGORITHMS[algorithm_name]
-    limits, ops = scenario
+    limits, ops, burst = scenario
+    prefix = f"model{next(_counter)}"
     limiter = Limiter(
         [Limit(m, d) for m, d in limits],
-        algorithm=algorithm(),
+        algorithm=algorithm(burst),
         backend=backend,
-        prefix=f"model{next(_counter)}",
+        prefix=prefix,
         clock=clock,
     )
-    model = model_type()
+    # Asks the same store about later times, without moving the embedded
+    # store's own clock, which would expire keys the model still holds.
+    probe_clock = Clock()
+    probe = Limiter(
+        list(limiter.limits),
+        algorithm=limiter.algorithm,
+        backend=backend,
+        prefix=prefix,
+        clock=probe_clock,
+    )
+    model = model_type(burst)
     keys = limiter._call("identity", "peek").keys
     for step, mode, cost in ops:
         clock.advance(step / 1_000_000)
@@ -69,6 +104,7 @@ def check_agreement(backend, clock, algorithm_name, scenario):
         expected = Decision.from_reply(
             limiter.limits, model.call(keys, limits, cost, now, mode == "hit")
         )
+        before = [raw_state(backend, key) for key in keys]
         if mode == "hit":
             got = limiter.hit("identity", cost)
         else:
@@ -78,6 +114,39 @@ def check_agreement(backend, clock, algorithm_name, scenario):
             for key, (limit, _) in zip(keys, limits, strict=True):
                 ttl = ttl_of(backend, key)
                 assert 0 < ttl <= model.ttl_ms(key, limit, now)
+                if isinstance(backend, MemoryBackend):
+                    assert ttl == model.ttl_ms(key, limit, now)
+        else:
+            assert [raw_state(backend, key) for key in keys] == before
+        wait = None if got.retry_after is None else round(got.retry_after * 1e6)
+        if wait is not None and now + wait < PROBE_HORIZON_US:
+            # Exact to the microsecond: one before, the hit is still denied.
+            probe_clock.now = seconds_for(now + wait - 1)
+            assert not probe.peek("identity", cost).allowed
+            probe_clock.now = seconds_for(now + wait)
+            assert probe.peek("identity", cost).allowed
+
+
+#: Until 2^31 seconds (2038), a float of seconds tells microseconds apart.
+PROBE_HORIZON_US = 2**31 * 1_000_000
+
+
+def seconds_for(us):
+    """A clock reading that a limiter reads as exactly ``us`` microseconds:
+    a float of seconds can miss the microsecond by one."""
+    seconds = us / 1_000_000
+    while round(seconds * 1_000_000) != us:
+        toward = math.inf if round(seconds * 1_000_000) < us else -math.inf
+        seconds = math.nextafter(seconds, toward)
+    return seconds
+
+
+def raw_state(backend, key):
+    if isinstance(backend, MemoryBackend):
+        value = backend.command("GET", key)
+        return None if value is False else value
+    value = backend.client.get(key)
+    return None if value is None else value.decode()
 
 
 def ttl_of(backend, key):
@@ -94,8 +163,6 @@ def ttl_of(backend, key):
 )
 @given(scenario=scenarios(whole_seconds=False))
 def test_memory_backend_agrees_with_model(algorithm_name, scenario, clock):
-    from luathrottle.backends.memory import MemoryBackend
-
     check_agreement(MemoryBackend(clock=clock), clock, algorithm_name, scenario)
 
 
@@ -108,3 +175,53 @@ def test_memory_backend_agrees_with_model(algorithm_name, scenario, clock):
 @given(scenario=scenarios(whole_seconds=True))
 def test_every_backend_agrees_with_model(algorithm_name, scenario, sync_backend, clock):
     check_agreement(sync_backend, clock, algorithm_name, scenario)
+
+
+@st.composite
+def large_scenarios(draw):
+    """Limits of up to 2**40 requests and windows of up to 11 days: states
+    too long for one exact number, and sliding windows whose weight falls in
+    steps of more than a microsecond."""
+    sizes = [9, 10, 99_999, 100_000, 10**6, 10**9, 2**40]
+    counts = st.sampled_from(sizes)
+    durations = st.sampled_from([1, 60, 3600, 86_400, 10**6])
+    limits = draw(st.lists(st.tuples(counts, durations), min_size=1, max_size=3))
+    limits = list(dict.fromkeys(limits))
+    # Costs as large as the limits fill windows to counts of every width.
+    cost = st.one_of(
+        st.integers(1, 4),
+        st.sampled_from([size - 1 for size in sizes]),
+        counts,
+        st.integers(1, 2**41),
+    )
+    step = st.one_of(st.integers(0, 2 * 10**6), st.integers(0, 2 * 86_400 * 10**6))
+    ops = draw(
+        st.lists(
+            st.tuples(step, st.sampled_from(["hit", "hit", "peek"]), cost),
+            min_size=1,
+            max_size=25,
+        )
+    )
+    # Up to 2037, where window indexes have more digits than near the epoch.
+    later = draw(st.integers(0, 4 * 10**14))
+    ops[0] = (ops[0][0] + later, *ops[0][1:])
+    burst = draw(st.one_of(st.none(), st.integers(1, 2**40)))
+    return limits, ops, burst
+
+
+@pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(scenario=large_scenarios())
+def test_large_limits_agree_with_model(algorithm_name, scenario, clock):
+    limits, _, burst = scenario
+    try:
+        ALGORITHMS[algorithm_name][0](burst).check_limits(
+            [Limit(m, d) for m, d in limits]
+        )
+    except ValueError:
+        assume(False)
+    check_agreement(MemoryBackend(clock=clock), clock, algorithm_name, scenario)

@@ -31,8 +31,16 @@ PUBLIC = {
         "Reason",
         "ScriptError",
         "SimpleRate",
+        "SlidingWindow",
+        "TokenBucket",
     ],
-    "luathrottle.algorithms": ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"],
+    "luathrottle.algorithms": [
+        "BaseThrottleAlgorithm",
+        "LeakyBucket",
+        "SimpleRate",
+        "SlidingWindow",
+        "TokenBucket",
+    ],
     "luathrottle.backends": [
         "AsyncBackend",
         "AsyncDjangoCache",

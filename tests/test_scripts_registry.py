@@ -11,7 +11,12 @@ from luathrottle.scripts import Script, all_scripts, get_script
 
 
 def test_registry_reads_every_lua_file():
-    assert [script.name for script in all_scripts()] == ["fixed_window", "leaky_bucket"]
+    assert [script.name for script in all_scripts()] == [
+        "fixed_window",
+        "leaky_bucket",
+        "sliding_window",
+        "token_bucket",
+    ]
     for script in all_scripts():
         assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()
         assert script.version >= 1

@@ -35,7 +35,9 @@ def run_in_process(torture, capsys, *argv):
 def assert_exact(report):
     assert report["ok"] is True
     assert {(run["algorithm"], run["mode"]) for run in report["runs"]} == {
-        (algorithm, mode) for algorithm in ("simple", "leaky") for mode in MODES
+        (algorithm, mode)
+        for algorithm in ("simple", "leaky", "token", "sliding")
+        for mode in MODES
     }
     for run in report["runs"]:
         assert (run["over"], run["under"]) == (0, 0), run
@@ -140,6 +142,7 @@ def test_wrong_admissions_fail_the_run(torture, capsys, monkeypatch, allowed, wr
         ["--backend", "memory", "--processes", "2"],
         ["--backend", "memory", "--url", "redis://127.0.0.1:1/0"],
         ["--algorithm", "leaky", "--limit", "5556"],
+        ["--algorithm", "token", "--limit", "5556"],
         ["--workers", "0"],
     ],
 )

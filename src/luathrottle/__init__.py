@@ -6,7 +6,13 @@ reads no Lua file and starts no Lua runtime: both happen on first use.
 """
 
 from luathrottle._breaker import CircuitBreaker
-from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
+from luathrottle.algorithms import (
+    BaseThrottleAlgorithm,
+    LeakyBucket,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.exceptions import (
     BackendError,
@@ -33,4 +39,6 @@ __all__ = [
     "Reason",
     "ScriptError",
     "SimpleRate",
+    "SlidingWindow",
+    "TokenBucket",
 ]

@@ -11,9 +11,21 @@ from typing import ClassVar, Literal
 from luathrottle.rates import Limit, check_limit_count
 from luathrottle.scripts import Script, get_script
 
-__all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"]
+__all__ = [
+    "BaseThrottleAlgorithm",
+    "LeakyBucket",
+    "SimpleRate",
+    "SlidingWindow",
+    "TokenBucket",
+]
 
 Mode = Literal["hit", "peek"]
+
+#: The scripts keep every product and sum of their arithmetic within 2**53,
+#: where Lua's doubles hold integers exactly, by keeping each term within
+#: half of it.
+_HALF_EXACT = 2**52
+_MICROSECONDS = 1_000_000
 
 
 class BaseThrottleAlgorithm:
@@ -113,4 +125,124 @@ class LeakyBucket(BaseThrottleAlgorithm):
                     "(10,000 requests per second), so that rounding its "
                     "drain up to a whole microsecond slows the rate by less "
                     "than 1%"
+                )
+
+
+class TokenBucket(BaseThrottleAlgorithm):
+    """A token bucket, run as GCRA: it holds ``burst`` tokens and gains one
+    back every ``duration / max_requests`` seconds; a hit of cost ``n`` takes
+    ``n`` tokens.
+
+    ``Limiter(30, 60, algorithm=TokenBucket(burst=5))`` admits one hit every
+    two seconds on average, and a fresh or long-idle key up to 5 at once.
+    ``remaining`` is the whole hits that fit now (up to ``burst``, which may
+    be more than ``max_requests``), ``reset_after`` the time until the
+    bucket is full, ``retry_after`` the exact time until the hit fits; a
+    cost above ``burst`` never fits (``cost_exceeds_limit``). A token comes
+    back every whole number of microseconds, rounded up, so never faster
+    than the rate. With ``burst=max_requests`` it decides exactly as
+    ``LeakyBucket``.
+
+    Args:
+        burst: the tokens a full bucket holds, the same for every limit of
+            the limiter; None (the default) for each limit's
+            ``max_requests``.
+
+    Raises:
+        TypeError: ``burst`` is not an int or None.
+        ValueError: ``burst`` is below 1.
+    """
+
+    script_name = "token_bucket"
+
+    def __init__(self, burst: int | None = None) -> None:
+        if burst is not None:
+            if isinstance(burst, bool) or not isinstance(burst, int):
+                raise TypeError(
+                    f"burst must be an int or None, got {type(burst).__name__} "
+                    f"{burst!r}"
+                )
+            if burst < 1:
+                raise ValueError(f"burst must be at least 1, got {burst!r}")
+        self.burst = burst
+
+    def burst_of(self, limit: Limit) -> int:
+        """The tokens ``limit``'s bucket holds."""
+        return limit.max_requests if self.burst is None else self.burst
+
+    def check_limits(self, limits: Sequence[Limit]) -> None:
+        """Refuse what ``LeakyBucket`` refuses (a token must come back no
+        faster than every ``MIN_DRAIN_US``), and a bucket whose full level,
+        ``burst`` emission intervals, passes 2**52 microseconds (about 142
+        years), beyond which the script's arithmetic would not be exact.
+
+        Raises:
+            ValueError: naming ``max_requests`` or ``burst``, and the limit.
+        """
+        LeakyBucket().check_limits(limits)
+        for limit in limits:
+            interval = -(-limit.duration * _MICROSECONDS // limit.max_requests)
+            if self.burst_of(limit) * interval > _HALF_EXACT:
+                raise ValueError(
+                    f"burst {self.burst_of(limit)} of limit {limit.name} fills "
+                    f"a bucket of {self.burst_of(limit) * interval} "
+                    f"microseconds, above 2**52; lower burst or "
+                    "duration_in_seconds"
+                )
+
+    def pack_args(
+        self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
+    ) -> list[str]:
+        """The ARGV of one call: three values per limit, ``max_requests``,
+        ``duration`` and the burst (see ``lua/token_bucket.lua``). A cost
+        above every bucket is sent as the largest plus one, as the base
+        class does with limits."""
+        most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
+        args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
+        for limit in limits:
+            args.append(str(limit.max_requests))
+            args.append(str(limit.duration))
+            args.append(str(self.burst_of(limit)))
+        return args
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(burst={self.burst!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TokenBucket) and other.burst == self.burst
+
+    def __hash__(self) -> int:
+        return hash((TokenBucket, self.burst))
+
+
+class SlidingWindow(BaseThrottleAlgorithm):
+    """The two-window weighted counter: windows aligned to multiples of the
+    duration since 1970, and a hit admitted when ``previous * (1 - elapsed /
+    duration) + current + cost <= max_requests``.
+
+    It has no boundary burst: a client that spent a whole window is held
+    back at the start of the next, as the previous window still weighs.
+    ``retry_after`` is the exact time until the estimate lets the hit in,
+    ``reset_after`` the time until the estimate is back to 0, and
+    ``remaining`` the whole hits that fit now. The comparison is exact, in
+    integers (see ``lua/sliding_window.lua``).
+    """
+
+    script_name = "sliding_window"
+
+    def check_limits(self, limits: Sequence[Limit]) -> None:
+        """Refuse a limit whose ``max_requests * duration_in_seconds`` passes
+        2**52, beyond which even whole seconds would not keep the script's
+        weighted counts exact.
+
+        Raises:
+            ValueError: naming ``max_requests`` and the limit.
+        """
+        super().check_limits(limits)
+        for limit in limits:
+            if limit.max_requests * limit.duration > _HALF_EXACT:
+                raise ValueError(
+                    f"max_requests {limit.max_requests} of limit {limit.name} "
+                    f"times its duration_in_seconds {limit.duration} passes "
+                    "2**52, which SlidingWindow cannot weigh exactly"
                 )

@@ -5,6 +5,18 @@
 live in ``luathrottle.algorithms``; these are the same objects.
 """
 
-from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
+from luathrottle.algorithms import (
+    BaseThrottleAlgorithm,
+    LeakyBucket,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 
-__all__ = ["BaseThrottleAlgorithm", "LeakyBucket", "SimpleRate"]
+__all__ = [
+    "BaseThrottleAlgorithm",
+    "LeakyBucket",
+    "SimpleRate",
+    "SlidingWindow",
+    "TokenBucket",
+]

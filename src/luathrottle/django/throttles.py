@@ -194,10 +194,11 @@ class BaseThrottle(Generic[_BackendT]):
         found = self._batching
         if found is None:
             traits = self.backend.traits()
-            # Algorithms are equal when their types are, and types hash faster.
+            # The algorithm itself, not its type: one script call packs one
+            # algorithm's options (a TokenBucket's burst) for all its calls.
             identity: tuple[object, ...] = (
                 traits.identity,
-                type(self.algorithm),
+                self.algorithm,
                 id(self.clock),
             )
             found = (identity, traits.single_slot_calls)

@@ -1,0 +1,186 @@
+-- luathrottle script: sliding_window
+-- version: 1
+--
+-- SlidingWindow: for each limit, the two-window weighted counter. Windows
+-- are aligned to multiples of the duration since 1970. A hit's estimate is
+-- the previous window's count, weighted by the share of that window the
+-- sliding window still covers, plus the current window's count:
+--
+--   estimate = previous * (1 - elapsed / duration) + current
+--
+-- and a hit of cost n is admitted when estimate + n <= max_requests. Every
+-- limit must admit the hit, or nothing is written at all.
+--
+-- The comparison is exact, in integers. Time counts in steps of unit
+-- microseconds, elapsed rounded down to a whole step, and with steps =
+-- duration_us / unit a hit is admitted when
+--
+--   previous * (steps - elapsed) + (current + n) * steps
+--       <= max_requests * steps
+--
+-- unit is 1 microsecond, unless max_requests * duration_us passes 2^52:
+-- then it is the smallest power of ten, up to a second, that keeps
+-- max_requests * steps within 2^52, so that every product and sum stays
+-- exact below 2^53 (the algorithm's check_limits refuses limits for which
+-- a second is not enough). The previous window's weight then falls in
+-- steps of unit; retry_after is exact to the microsecond either way.
+--
+-- KEYS[i]          state key of limit i; all keys share one hash tag
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- ARGV[2]          cost of the hit, an integer >= 1
+-- ARGV[3]          now in microseconds, or "" to use the server's TIME
+-- ARGV[2 + 2i]     max_requests of limit i
+-- ARGV[3 + 2i]     duration of limit i, in seconds
+--
+-- State of a limit: the window's index counted from EPOCH_US (the number
+-- of whole durations between EPOCH_US rounded down to a window and the
+-- window's start), followed by the previous and the current window's
+-- counts, each zero-padded to as many digits as max_requests has
+-- ("1234531": 1 hit in window 12345 and 3 in the one before, of a limit
+-- below 10). It expires when the current window's count stops
+-- weighing: two durations after the window's start. Up to 99999 requests
+-- per window and until 2053 this is a number of at most 19 digits, which
+-- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
+--
+-- Reply: five integers per limit, in KEYS order:
+--   status          1 admits, 0 over the limit, -1 cost above max_requests
+--   limit           max_requests
+--   remaining       whole hits of cost 1 that fit after this call
+--   reset_after_us  time until the estimate is back to 0
+--   retry_after_us  time until this hit would fit (0 when it fits now)
+
+-- Counting windows from here rather than from 1970 saves digits per state.
+local EPOCH_US = 1700000000000000
+-- Integers below 2^53 are exact as Lua numbers, and math.floor and
+-- math.ceil divide them exactly.
+local EXACT = 9007199254740992
+local BOUND = 4503599627370496
+
+local consume = ARGV[1] == 'hit'
+-- Arithmetic reads a numeric string as tonumber does, without a call.
+local cost = ARGV[2] + 0
+local now = tonumber(ARGV[3])
+if not now then
+  local time = redis.call('TIME')
+  now = time[1] * 1000000 + time[2]
+end
+
+-- The first step of a window at which a count of weight, decaying over
+-- the window, leaves room for room units: weight * (steps - step) <= room *
+-- steps. Nil when no step of the window does.
+local function first_step(weight, room, steps)
+  if weight == 0 then
+    return 0
+  end
+  local free = math.floor(room * steps / weight)
+  if free >= steps then
+    return 0
+  elseif free < 1 then
+    return nil
+  end
+  return steps - free
+end
+
+-- The reply is filled in as the limits are read; counts keeps, for the
+-- writes, each limit's window index and counts, three numbers per limit.
+local reply, counts, admitted = {0, 0, 0, 0, 0}, {}, true
+for i = 1, #KEYS do
+  local max_requests = ARGV[2 + 2 * i]
+  local limit = max_requests + 0
+  local duration = ARGV[3 + 2 * i] * 1000000
+  local unit = 1
+  while limit * duration > BOUND * unit and unit < 1000000 do
+    unit = unit * 10
+  end
+  local steps = duration / unit
+  local window = math.floor(now / duration)
+  local start = window * duration
+  local elapsed = math.floor((now - start) / unit)
+  local index = window - math.floor(EPOCH_US / duration)
+  local previous, current = 0, 0
+  local state = redis.call('GET', KEYS[i])
+  if state then
+    local number, digits = state + 0, #max_requests
+    local scale = 10 ^ digits
+    local stored, first, second
+    if number >= 0 and number < EXACT then
+      second = number % scale
+      number = (number - second) / scale
+      first = number % scale
+      stored = (number - first) / scale
+    else
+      stored = string.sub(state, 1, -2 * digits - 1) + 0
+      first = string.sub(state, -2 * digits, -digits - 1) + 0
+      second = string.sub(state, -digits) + 0
+    end
+    if stored == index then
+      previous, current = first, second
+    elseif stored == index - 1 then
+      previous = second
+    end
+  end
+  local weighted = previous * (steps - elapsed)
+  local status, retry_after = 1, 0
+  if cost > limit then
+    status, admitted = -1, false
+  elseif current + cost > limit
+      or weighted + (current + cost) * steps > limit * steps then
+    status, admitted = 0, false
+    -- The estimate only falls as time passes: the hit fits from the first
+    -- step of this window, of the next (where current weighs as previous
+    -- did) or, failing both, from the start of the one after.
+    local step = nil
+    if current + cost <= limit then
+      step = first_step(previous, limit - current - cost, steps)
+    end
+    if step then
+      retry_after = start + step * unit - now
+    else
+      step = first_step(current, limit - cost, steps)
+      if step then
+        retry_after = start + duration + step * unit - now
+      else
+        retry_after = start + 2 * duration - now
+      end
+    end
+  end
+  local base = 5 * (i - 1)
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = math.max(limit - current - math.ceil(weighted / steps), 0)
+  if current > 0 then
+    reply[base + 4] = start + 2 * duration - now
+  elseif previous > 0 then
+    reply[base + 4] = start + duration - now
+  else
+    reply[base + 4] = 0
+  end
+  reply[base + 5] = retry_after
+  counts[3 * i - 2], counts[3 * i - 1], counts[3 * i] = index, previous, current
+end
+
+if consume and admitted then
+  for i = 1, #KEYS do
+    local base = 5 * (i - 1)
+    local max_requests = ARGV[2 + 2 * i]
+    local duration = ARGV[3 + 2 * i] * 1000000
+    local index, previous = counts[3 * i - 2], counts[3 * i - 1]
+    local current = counts[3 * i] + cost
+    local scale = 10 ^ #max_requests
+    local state = (index * scale + previous) * scale + current
+    -- The digits the format below would give, whenever the three fit side
+    -- by side in one exact number.
+    if index >= 0 and state < EXACT then
+      state = string.format('%d', state)
+    else
+      local digits = #max_requests
+      state = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd',
+        index, previous, current)
+    end
+    local reset_after = math.floor(now / duration) * duration + 2 * duration - now
+    redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
+    reply[base + 3] = reply[base + 3] - cost
+    reply[base + 4] = reset_after
+  end
+end
+return reply

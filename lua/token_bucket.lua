@@ -1,0 +1,89 @@
+-- luathrottle script: token_bucket
+-- version: 1
+--
+-- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
+-- bucket holds up to burst tokens and gains one back every emission
+-- interval; a hit of cost n takes n tokens when they are there. Every limit
+-- must admit the hit, or nothing is written at all.
+--
+-- Time is kept in whole microseconds so that all arithmetic stays integral:
+-- interval = ceil(duration_us / max_requests), rounded up so that tokens
+-- never come back faster than the rate, and a full bucket is burst *
+-- interval of time. The bucket's shortfall is the debt, the time until it
+-- is full again: a hit of cost n fits when debt + n * interval <= burst *
+-- interval. With burst = max_requests this is LeakyBucket, decision for
+-- decision.
+--
+-- KEYS[i]          state key of limit i; all keys share one hash tag
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- ARGV[2]          cost of the hit, an integer >= 1
+-- ARGV[3]          now in microseconds, or "" to use the server's TIME
+-- ARGV[1 + 3i]     max_requests of limit i
+-- ARGV[2 + 3i]     duration of limit i, in seconds
+-- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
+--
+-- State of a limit: the theoretical arrival time (TAT), in microseconds
+-- since 1970: when the bucket will be full again, expiring then. A number
+-- of 16 digits, which Redis keeps as a 64-bit integer. It does not depend
+-- on burst, so changing burst keeps every bucket's level.
+--
+-- Reply: five integers per limit, in KEYS order:
+--   status          1 admits, 0 over the limit, -1 cost above burst
+--   limit           max_requests
+--   remaining       whole hits of cost 1 that fit after this call
+--   reset_after_us  time until the bucket is full
+--   retry_after_us  time until this hit would fit (0 when it fits now)
+
+local consume = ARGV[1] == 'hit'
+-- Arithmetic reads a numeric string as tonumber does, without a call.
+local cost = ARGV[2] + 0
+local now = tonumber(ARGV[3])
+if not now then
+  local time = redis.call('TIME')
+  now = time[1] * 1000000 + time[2]
+end
+
+-- The reply is filled in as the limits are read, and the writes read back
+-- what they need from it, so that no table is built per limit. Divisions
+-- round with math.ceil and math.floor, exact for integers below 2^53; the
+-- algorithm's check_limits keeps burst * interval within 2^52, and a cost
+-- above burst is refused before it is multiplied.
+local reply, admitted = {0, 0, 0, 0, 0}, true
+for i = 1, #KEYS do
+  local limit = ARGV[1 + 3 * i] + 0
+  local burst = ARGV[3 + 3 * i] + 0
+  local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / limit)
+  local debt = tonumber(redis.call('GET', KEYS[i]))
+  if debt and debt > now then
+    debt = debt - now
+  else
+    debt = 0
+  end
+  local status, retry_after = 1, 0
+  if cost > burst then
+    status, admitted = -1, false
+  elseif debt + cost * interval > burst * interval then
+    status, admitted = 0, false
+    retry_after = debt + cost * interval - burst * interval
+  end
+  local base = 5 * (i - 1)
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  -- A bucket whose burst was lowered may owe more than it now holds.
+  reply[base + 3] = math.max(math.floor((burst * interval - debt) / interval), 0)
+  reply[base + 4] = debt
+  reply[base + 5] = retry_after
+end
+
+if consume and admitted then
+  for i = 1, #KEYS do
+    local base = 5 * (i - 1)
+    local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
+    local debt = reply[base + 4] + cost * interval
+    redis.call('SET', KEYS[i], string.format('%d', now + debt),
+      'PX', math.ceil(debt / 1000))
+    reply[base + 3] = reply[base + 3] - cost
+    reply[base + 4] = debt
+  end
+end
+return reply
