@@ -8,6 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
 
 from luathrottle import Limit, Limiter
+from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, Rate, SyncThrottle, throttle
 
@@ -110,3 +111,21 @@ def test_a_sync_view_given_an_async_throttle_says_an():
         @throttle(AsyncThrottle(1, 60))
         def view(request):
             return HttpResponse("inside")
+
+
+def test_an_unknown_cache_on_a_class_level_throttle_names_the_class():
+    from luathrottle.django import ThrottledView
+
+    with pytest.raises(ImproperlyConfigured) as caught:
+
+        class Orders(ThrottledView):
+            throttling = (SyncThrottle(1, 60, backend=SyncDjangoCache("nope")),)
+
+            def get(self, request):
+                return HttpResponse("inside")
+
+    message = str(caught.value)
+    assert message.startswith("test_first_contact.test_an_unknown_cache")
+    assert "<locals>.Orders: SyncThrottle(" in message
+    assert "Orders.get" not in message
+    assert "cache_name 'nope' is not in settings.CACHES" in message

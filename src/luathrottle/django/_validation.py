@@ -12,29 +12,37 @@ from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 if TYPE_CHECKING:
     from luathrottle.django._pipeline import Bound
 
-__all__ = ["check_auth", "check_counters", "check_throttles"]
+__all__ = ["check_auth", "check_counters", "check_stores", "check_throttles"]
 
 
 def _kind(is_async: bool) -> str:
     return "an async" if is_async else "a sync"
 
 
-def check_throttles(label: str, is_async: bool, throttles: Iterable[object]) -> None:
-    expected = AsyncThrottle if is_async else SyncThrottle
+def check_stores(label: str, throttles: Iterable[object]) -> None:
+    """Check that each of ``throttles`` is a throttle whose store exists,
+    naming ``label``: a class-level throttle is checked with its class."""
     for item in throttles:
         if not isinstance(item, SyncThrottle | AsyncThrottle):
             raise ImproperlyConfigured(
                 f"{label}: {item!r} is not a SyncThrottle or AsyncThrottle"
             )
+        try:
+            item.check_backend()
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"{label}: {item!r}: {exc}") from exc
+
+
+def check_throttles(label: str, is_async: bool, throttles: Iterable[object]) -> None:
+    """``check_stores``, and that each throttle fits a view of its kind."""
+    check_stores(label, throttles)
+    expected = AsyncThrottle if is_async else SyncThrottle
+    for item in throttles:
         if not isinstance(item, expected):
             raise ImproperlyConfigured(
                 f"{label} is {_kind(is_async)} view, but {item!r} is "
                 f"{indefinite(type(item).__name__)}; use {expected.__name__}"
             )
-        try:
-            item.check_backend()
-        except ValueError as exc:
-            raise ImproperlyConfigured(f"{label}: {item!r}: {exc}") from exc
 
 
 def check_auth(label: str, is_async: bool, hooks: Iterable[object]) -> None:

@@ -32,7 +32,7 @@ from django.views import View
 from luathrottle.django import _unsafe
 from luathrottle.django._conf import get_config
 from luathrottle.django._pipeline import AnyAuth, Bound, Endpoint, arun, run
-from luathrottle.django._validation import check_auth, check_throttles
+from luathrottle.django._validation import check_auth, check_stores, check_throttles
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 
 __all__ = ["ThrottledView", "throttle"]
@@ -298,6 +298,7 @@ class ThrottledView(View):
         }
         cls._luathrottle_methods = _collect_methods(cls)
         class_throttles = _class_throttling(cls)
+        check_stores(_class_label(cls), class_throttles or ())
         cls._luathrottle_endpoints = {
             name: _handler_endpoint(cls, name, class_throttles)
             for name in _handlers(cls)
