@@ -1,6 +1,7 @@
 """Each adapter imports its framework only when it is imported itself, and
 names the extra to install when the framework is missing."""
 
+import importlib
 import subprocess
 import sys
 
@@ -47,3 +48,13 @@ def test_the_core_and_the_middleware_import_no_framework():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["luathrottle.drf", "luathrottle.dmr", "luathrottle.asgi", "luathrottle.fastapi"],
+)
+def test_every_exported_name_exists(module):
+    imported = importlib.import_module(module)
+    missing = [name for name in imported.__all__ if not hasattr(imported, name)]
+    assert missing == []

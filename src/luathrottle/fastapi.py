@@ -20,6 +20,7 @@ throttles share a ``scope``.
 """
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 try:
     from fastapi import HTTPException, Request, Response
@@ -31,7 +32,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter, Reason
 from luathrottle._failures import OnFailure
 from luathrottle.asgi import check_providers
-from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
 from luathrottle.rates import LimitSpec
 
@@ -58,17 +58,33 @@ def _check_scope(scope: object) -> str | None:
 
 
 class _Base:
+    _limiter_type: type[Limiter] | type[AsyncLimiter]
+
     def __init__(
         self,
-        key: Callable[[Request], str | None] | None,
-        response_headers: Iterable[BaseResponseHeadersProvider] | None,
-        scope: str | None,
+        limits: LimitSpec | Iterable[LimitSpec],
+        *,
+        key: Callable[[Request], str | None] | None = None,
+        backend: Any = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        on_failure: OnFailure = "allow",
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        scope: str | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
         self.key = client_host if key is None else key
         self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
+        # The limiter checks that the backend is of its kind.
+        self.limiter = self._limiter_type(
+            limits,
+            algorithm=algorithm,
+            backend=backend,
+            clock=clock,
+            on_failure=on_failure,
+        )
 
     def identity(self, request: Request) -> str | None:
         """What the request counts against within this throttle's scope (by
@@ -125,26 +141,8 @@ class Throttle(_Base):
         TypeError, ValueError: a bad argument, named in the message.
     """
 
-    def __init__(
-        self,
-        limits: LimitSpec | Iterable[LimitSpec],
-        *,
-        key: Callable[[Request], str | None] | None = None,
-        backend: AsyncBackend | None = None,
-        algorithm: BaseThrottleAlgorithm | None = None,
-        on_failure: OnFailure = "allow",
-        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
-        scope: str | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(key, response_headers, scope)
-        self.limiter = AsyncLimiter(
-            limits,
-            algorithm=algorithm,
-            backend=backend,
-            clock=clock,
-            on_failure=on_failure,
-        )
+    _limiter_type = AsyncLimiter
+    limiter: AsyncLimiter
 
     async def __call__(self, request: Request, response: Response) -> Decision | None:
         """Count the request; the decision, or None when it was skipped.
@@ -163,26 +161,8 @@ class SyncThrottle(_Base):
     """``Throttle`` on a sync backend (``SyncRedis``, ``SyncDjangoCache``);
     takes the same arguments."""
 
-    def __init__(
-        self,
-        limits: LimitSpec | Iterable[LimitSpec],
-        *,
-        key: Callable[[Request], str | None] | None = None,
-        backend: SyncBackend | None = None,
-        algorithm: BaseThrottleAlgorithm | None = None,
-        on_failure: OnFailure = "allow",
-        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
-        scope: str | None = None,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        super().__init__(key, response_headers, scope)
-        self.limiter = Limiter(
-            limits,
-            algorithm=algorithm,
-            backend=backend,
-            clock=clock,
-            on_failure=on_failure,
-        )
+    _limiter_type = Limiter
+    limiter: Limiter
 
     def __call__(self, request: Request, response: Response) -> Decision | None:
         """Count the request, in FastAPI's thread pool."""

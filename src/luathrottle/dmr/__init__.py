@@ -30,7 +30,7 @@ request). Backends, algorithms and header providers are luathrottle's,
 re-exported here under dmr's names. Supported: django-modern-rest 0.16.
 """
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +53,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
-from luathrottle._failures import OnFailure
 from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
@@ -66,7 +65,6 @@ from luathrottle.django import _outcomes
 from luathrottle.django import throttles as _lt
 from luathrottle.django._conf import get_config
 from luathrottle.dmr._twin import (
-    AnyCacheKey,
     Context,
     RateLimitIETFDraft,
     RetryAfter,
@@ -113,6 +111,7 @@ __all__ = [
 #: The chapter's names for the backend base classes: a backend of your own
 #: runs the algorithm's Lua script instead of dmr's ``get`` and ``incr``.
 BaseThrottleSyncBackend = SyncBackend
+BaseThrottleAsyncBackend = AsyncBackend
 _UNAVAILABLE = "Rate limiting is unavailable"
 
 
@@ -132,6 +131,21 @@ def _stage_calls(
         if call is not None:
             calls.append(call)
     return calls
+
+
+def _stage(
+    throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
+) -> tuple[State, list[_outcomes.ThrottleCall]] | None:
+    """The request's state and the calls of ``throttle``'s stage, when this
+    throttle is the first of its stage to run and the stage has calls;
+    else None: an earlier throttle decided the stage, or no key applies."""
+    state = request_state(controller.request, endpoint)
+    before = throttle.cache_key.runs_before_auth
+    if before in state.decided:
+        return None
+    state.decided.add(before)
+    calls = _stage_calls(throttle, endpoint, controller)
+    return (state, calls) if calls else None
 
 
 def _judge(
@@ -178,31 +192,6 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
 
     _inner_type = _lt.SyncThrottle
 
-    def __init__(
-        self,
-        max_requests: int | str,
-        duration_in_seconds: int | None = None,
-        *,
-        cache_key: AnyCacheKey | None = None,
-        backend: SyncBackend | None = None,
-        algorithm: BaseThrottleAlgorithm | None = None,
-        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
-        scope: str | None = None,
-        clock: Callable[[], float] | None = None,
-        on_failure: OnFailure | None = None,
-    ) -> None:
-        self._setup(
-            max_requests,
-            duration_in_seconds,
-            cache_key,
-            backend,
-            algorithm,
-            response_headers,
-            scope,
-            clock,
-            on_failure,
-        )
-
     def __call__(
         self, endpoint: "Endpoint", controller: "Controller[Any]", lock: Any
     ) -> None:
@@ -212,13 +201,9 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
         Raises:
             TooManyRequestsError: a throttle of the stage denied.
         """
-        state = request_state(controller.request, endpoint)
-        stage = self.cache_key.runs_before_auth
-        if stage in state.decided:
-            return
-        state.decided.add(stage)
-        calls = _stage_calls(self, endpoint, controller)
-        if calls:
+        stage = _stage(self, endpoint, controller)
+        if stage is not None:
+            state, calls = stage
             outcomes = _lt.SyncThrottle.hit_all(
                 calls, on_failure=get_config().on_failure
             )
@@ -232,42 +217,13 @@ class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
 
     _inner_type = _lt.AsyncThrottle
 
-    def __init__(
-        self,
-        max_requests: int | str,
-        duration_in_seconds: int | None = None,
-        *,
-        cache_key: AnyCacheKey | None = None,
-        backend: AsyncBackend | None = None,
-        algorithm: BaseThrottleAlgorithm | None = None,
-        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
-        scope: str | None = None,
-        clock: Callable[[], float] | None = None,
-        on_failure: OnFailure | None = None,
-    ) -> None:
-        self._setup(
-            max_requests,
-            duration_in_seconds,
-            cache_key,
-            backend,
-            algorithm,
-            response_headers,
-            scope,
-            clock,
-            on_failure,
-        )
-
     async def __call__(
         self, endpoint: "Endpoint", controller: "Controller[Any]", lock: Any
     ) -> None:
         """Decide this throttle's stage, unless an earlier throttle did."""
-        state = request_state(controller.request, endpoint)
-        stage = self.cache_key.runs_before_auth
-        if stage in state.decided:
-            return
-        state.decided.add(stage)
-        calls = _stage_calls(self, endpoint, controller)
-        if calls:
+        stage = _stage(self, endpoint, controller)
+        if stage is not None:
+            state, calls = stage
             outcomes = await _lt.AsyncThrottle.hit_all(
                 calls, on_failure=get_config().on_failure
             )

@@ -139,18 +139,20 @@ class Twin:
     cache_key: AnyCacheKey
     response_headers: tuple[BaseResponseHeadersProvider, ...]
 
-    def _setup(
+    def __init__(
         self,
         max_requests: int | str,
-        duration_in_seconds: int | None,
-        cache_key: AnyCacheKey | None,
-        backend: Any,
-        algorithm: BaseThrottleAlgorithm | None,
-        response_headers: Iterable[BaseResponseHeadersProvider] | None,
-        scope: str | None,
-        clock: Callable[[], float] | None,
-        on_failure: OnFailure | None,
+        duration_in_seconds: int | None = None,
+        *,
+        cache_key: AnyCacheKey | None = None,
+        backend: Any = None,
+        algorithm: BaseThrottleAlgorithm | None = None,
+        response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        scope: str | None = None,
+        clock: Callable[[], float] | None = None,
+        on_failure: OnFailure | None = None,
     ) -> None:
+        # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
         self.inner = self._inner_type(
             max_requests,
@@ -172,7 +174,7 @@ class Twin:
         # dmr's base class keeps these two; its helpers may read them.
         self._backend = self.inner.backend
         self._algorithm = self.inner.algorithm
-        self._options = {"scope": scope, "clock": clock, "on_failure": on_failure}
+        self._scope, self._clock, self._on_failure = scope, clock, on_failure
 
     def replace(
         self,
@@ -186,7 +188,7 @@ class Twin:
     ) -> Self:
         """A copy with the given fields changed, as dmr's ``replace()``
         (which ``dmr.test.reduced_throttling`` uses)."""
-        return type(self)(  # type: ignore[call-arg]
+        return type(self)(
             self.max_requests if max_requests is None else max_requests,
             (
                 self.duration_in_seconds
@@ -199,7 +201,9 @@ class Twin:
             response_headers=(
                 self.response_headers if response_headers is None else response_headers
             ),
-            **self._options,
+            scope=self._scope,
+            clock=self._clock,
+            on_failure=self._on_failure,
         )
 
     __replace__ = replace
