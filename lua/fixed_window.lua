@@ -44,8 +44,8 @@ local EPOCH_MS = 1700000000000
 -- joining strings; math.floor and math.ceil divide such integers exactly.
 local EXACT = 9007199254740992
 -- A window may end this much beyond now plus its duration: the margin lets
--- clients whose clocks (the clock= option) disagree by up to five minutes share
--- windows.
+-- clients whose clocks (the clock= option) disagree by up to five
+-- minutes share windows.
 local SKEW_US = 300000000
 -- Digits of a window, in milliseconds since EPOCH_MS, and its sign: enough
 -- for the next 30,000 years.

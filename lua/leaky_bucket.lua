@@ -40,8 +40,8 @@
 -- limit whose state was unreadable.
 
 -- A bucket may drain this much longer than a full one: the margin lets
--- clients whose clocks (the clock= option) disagree by up to five minutes share
--- buckets.
+-- clients whose clocks (the clock= option) disagree by up to five
+-- minutes share buckets.
 local SKEW_US = 300000000
 
 local consume = ARGV[1] == 'hit'
