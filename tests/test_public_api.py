@@ -16,11 +16,13 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 #: ``luathrottle.django.apps``, which Python and Django load by name.
 PUBLIC = {
     "luathrottle": [
+        "AsyncConcurrencyLimiter",
         "AsyncLimiter",
         "BackendError",
         "BaseThrottleAlgorithm",
         "CircuitBreaker",
         "CircuitOpenError",
+        "ConcurrencyLimiter",
         "Decision",
         "LeakyBucket",
         "Limit",
@@ -59,6 +61,12 @@ PUBLIC = {
         "AsyncRedis",
         "SyncClient",
         "SyncRedis",
+    ],
+    "luathrottle.concurrency": [
+        "AsyncConcurrencyLimiter",
+        "AsyncLease",
+        "ConcurrencyLimiter",
+        "Lease",
     ],
     "luathrottle.decision": ["Decision", "LimitDecision", "Reason"],
     "luathrottle.django": [

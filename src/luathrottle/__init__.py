@@ -7,6 +7,7 @@ reads no Lua file and starts no Lua runtime: both happen on first use.
 
 from luathrottle._breaker import CircuitBreaker
 from luathrottle.algorithms import BaseThrottleAlgorithm, LeakyBucket, SimpleRate
+from luathrottle.concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter
 from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.exceptions import (
     BackendError,
@@ -18,11 +19,13 @@ from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import Limit, Rate
 
 __all__ = [
+    "AsyncConcurrencyLimiter",
     "AsyncLimiter",
     "BackendError",
     "BaseThrottleAlgorithm",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ConcurrencyLimiter",
     "Decision",
     "LeakyBucket",
     "Limit",
