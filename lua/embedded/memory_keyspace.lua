@@ -1,5 +1,5 @@
 -- luathrottle embedded: memory_keyspace
--- version: 1
+-- version: 2
 --
 -- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
 -- DBSIZE over two tables, with lazy expiry, and the sorted-set commands the
