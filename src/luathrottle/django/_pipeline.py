@@ -29,7 +29,7 @@ from luathrottle.django.throttles import (
     SyncThrottle,
     ThrottlingReport,
 )
-from luathrottle.rates import MAX_LIMITS
+from luathrottle.rates import MAX_LIMITS, Limit
 
 __all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
 
@@ -43,16 +43,18 @@ class Bound:
     throttle: BaseThrottle[Any]
     view_scope: str
 
-    def call(self, request: HttpRequest) -> ThrottleCall | None:
-        return self.throttle.call(request, self.view_scope)
-
     def counter(self) -> tuple[object, ...]:
         throttle = self.throttle
+        limit = throttle._limit
+        # Two throttles whose rate callables may choose the same limit could
+        # share a counter; the same callable twice surely would.
+        window = (
+            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
+        )
         return (
             throttle.scope or self.view_scope,
             throttle.cache_key.name,
-            throttle.limit.max_requests,
-            throttle.limit.duration,
+            *window,
             throttle.script.name,
         )
 
@@ -117,8 +119,34 @@ class Endpoint:
 
 
 def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
-    calls = (item.call(request) for item in stage)
-    return [call for call in calls if call is not None]
+    calls = []
+    for item in stage:
+        throttle = item.throttle
+        # The cache key first: a request it skips never reaches the rate
+        # callable, which may read what only its users have (a plan).
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        limit = throttle.limit_for(request)
+        if limit is not None:
+            calls.append(throttle.keyed(identity, item.view_scope, limit))
+    return calls
+
+
+async def _acalls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
+    calls = []
+    for item in stage:
+        throttle = item.throttle
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        if throttle.rate is None:
+            limit: Limit | None = throttle._limit
+        else:
+            limit = await throttle.alimit_for(request)
+        if limit is not None:
+            calls.append(throttle.keyed(identity, item.view_scope, limit))
+    return calls
 
 
 def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | None:
@@ -132,7 +160,7 @@ def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | 
 async def _async_stage(
     request: HttpRequest, stage: Sequence[Bound]
 ) -> HttpResponse | None:
-    calls = _calls(request, stage)
+    calls = await _acalls(request, stage)
     if not calls:
         return None
     outcomes = await AsyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
