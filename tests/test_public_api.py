@@ -70,7 +70,9 @@ PUBLIC = {
     ],
     "luathrottle.decision": ["Decision", "LimitDecision", "Reason"],
     "luathrottle.django": [
+        "AsyncConcurrencyThrottle",
         "AsyncThrottle",
+        "ConcurrencyThrottle",
         "Rate",
         "SyncThrottle",
         "ThrottledView",
@@ -83,6 +85,11 @@ PUBLIC = {
         "BaseSyncAuth",
         "DjangoSessionAsyncAuth",
         "DjangoSessionSyncAuth",
+    ],
+    "luathrottle.django.concurrency": [
+        "AsyncConcurrencyThrottle",
+        "BaseConcurrencyThrottle",
+        "ConcurrencyThrottle",
     ],
     "luathrottle.django.signals": ["request_throttled", "store_failed"],
     "luathrottle.django.throttles": [

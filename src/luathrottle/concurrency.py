@@ -362,6 +362,8 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             nothing) or ``"deny"``; a failed ``release()`` or ``renew()``
             raises on ``"raise"`` and otherwise returns False (the lease
             then frees itself when it runs out).
+        scope: keeps this limiter's leases apart from those of others with
+            the same prefix and limits; none by default.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

@@ -7,6 +7,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from luathrottle._text import indefinite
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
+from luathrottle.django.concurrency import (
+    AsyncConcurrencyThrottle,
+    BaseConcurrencyThrottle,
+    ConcurrencyThrottle,
+)
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 
 if TYPE_CHECKING:
@@ -20,11 +25,17 @@ def _kind(is_async: bool) -> str:
 
 
 def check_throttles(label: str, is_async: bool, throttles: Iterable[object]) -> None:
-    expected = AsyncThrottle if is_async else SyncThrottle
     for item in throttles:
-        if not isinstance(item, SyncThrottle | AsyncThrottle):
+        if isinstance(item, BaseConcurrencyThrottle):
+            expected: type = (
+                AsyncConcurrencyThrottle if is_async else ConcurrencyThrottle
+            )
+        elif isinstance(item, SyncThrottle | AsyncThrottle):
+            expected = AsyncThrottle if is_async else SyncThrottle
+        else:
             raise ImproperlyConfigured(
-                f"{label}: {item!r} is not a SyncThrottle or AsyncThrottle"
+                f"{label}: {item!r} is not a SyncThrottle, AsyncThrottle, "
+                "ConcurrencyThrottle or AsyncConcurrencyThrottle"
             )
         if not isinstance(item, expected):
             raise ImproperlyConfigured(
