@@ -389,3 +389,78 @@ def test_leases_on_redis_cluster_spread_by_identity(redis_cluster):
         assert len(nodes) > 1
     finally:
         client.close()
+
+
+def _answer(run, *command):
+    try:
+        reply = run(*command)
+    except Exception as exc:  # both sides' errors compare by their code
+        first_line = str(exc).splitlines()[0].removeprefix(f"{command[0]}: ")
+        return ("error", first_line.split()[0])
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, list):
+        return [item.decode() if isinstance(item, bytes) else item for item in reply]
+    if isinstance(reply, str) and reply.isdigit():
+        return int(reply)
+    return reply
+
+
+SORTED_SET_COMMANDS = [
+    ("ZADD", "z", "3", "c", "1", "a", "2", "b"),
+    ("ZADD", "z", "5", "a"),
+    ("ZCARD", "z"),
+    ("ZSCORE", "z", "a"),
+    ("ZSCORE", "z", "nobody"),
+    ("ZRANGE", "z", "0", "0", "WITHSCORES"),
+    ("ZRANGE", "z", "-1", "-1", "WITHSCORES"),
+    ("ZRANGE", "z", "0", "-1"),
+    ("ZRANGE", "z", "5", "9"),
+    ("ZREMRANGEBYSCORE", "z", "-inf", "(2"),
+    ("ZREMRANGEBYSCORE", "z", "(4", "+inf"),
+    ("ZRANGE", "z", "0", "-1", "WITHSCORES"),
+    ("TYPE", "z"),
+    ("TYPE", "missing"),
+    ("GET", "z"),
+    ("SET", "s", "1"),
+    ("ZADD", "s", "1", "x"),
+    ("ZCARD", "s"),
+    ("TYPE", "s"),
+    ("PEXPIRE", "z", "5000"),
+    ("PTTL", "z"),
+    ("PEXPIRE", "missing", "5000"),
+    ("ZREM", "z", "b", "c", "nobody"),
+    ("ZCARD", "z"),
+    ("TYPE", "z"),
+    ("PTTL", "z"),
+    ("ZREM", "missing", "a"),
+    ("ZREMRANGEBYSCORE", "missing", "-inf", "+inf"),
+]
+
+
+def test_embedded_sorted_sets_answer_as_redis_does(redis_client):
+    memory = MemoryBackend()
+
+    def on_redis(*command):
+        name, *args = command
+        if name == "TYPE":
+            return redis_client.type(*args)
+        reply = redis_client.execute_command(name, *args)
+        # redis-py reads PEXPIRE's 0 or 1 as a bool.
+        return int(reply) if isinstance(reply, bool) else reply
+
+    def on_memory(*command):
+        reply = memory.command(*command)
+        if reply is False:  # a nil reply, as Lua sees it
+            return None
+        # A status reply reaches Python as the values of Lua's {ok = ...}.
+        return reply[0] if command[0] == "TYPE" else reply
+
+    for command in SORTED_SET_COMMANDS:
+        memory_answer = _answer(on_memory, *command)
+        redis_answer = _answer(on_redis, *command)
+        if command[0] == "PTTL" and redis_answer > 0:
+            # The real server's clock moves on while the test runs.
+            assert 4000 < redis_answer <= memory_answer == 5000, command
+        elif command[0] != "SET":  # OK reaches Python as ['OK'] and as True
+            assert memory_answer == redis_answer, command
