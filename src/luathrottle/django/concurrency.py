@@ -35,6 +35,7 @@ from luathrottle.concurrency import (
     check_max_in_flight,
 )
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
+from luathrottle.django.throttles import _check_scope
 from luathrottle.exceptions import BackendError
 from luathrottle.headers import _seconds
 
@@ -114,9 +115,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         )
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         check_lease_store(self.backend.traits(), type(self).__name__)
-        if scope is not None and (not isinstance(scope, str) or not scope):
-            raise TypeError(f"scope must be a non-empty str, got {scope!r}")
-        self.scope = scope
+        self.scope = _check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         self._limiters: dict[str, _LimiterT] = {}
