@@ -21,6 +21,7 @@ from luathrottle.django import (
     ConcurrencyThrottle,
     Rate,
     SyncThrottle,
+    ThrottledView,
     throttle,
 )
 from luathrottle.django.cache_keys import UserPk
@@ -273,3 +274,43 @@ def test_failure_policy_when_the_store_is_down(on_failure, status, rf):
     assert response.status_code == status
     if status == 503:
         assert "Retry-After" in response
+
+
+def test_a_view_class_holds_slots_for_its_handlers(rf):
+    class Export(ThrottledView):
+        throttling = (ConcurrencyThrottle(1, lease=60, backend=MemoryBackend()),)
+        throttling_allow_unsafe_cache = None
+
+        def get(self, request):
+            return StreamingHttpResponse(iter([b"rows"]))
+
+    view = Export.as_view()
+    held = view(rf.get("/"))
+    assert view(rf.get("/")).status_code == 429
+    assert list(held.streaming_content) == [b"rows"]
+    assert view(rf.get("/")).status_code == 200
+
+
+def test_async_content_from_a_sync_view_releases_when_closed(rf):
+    @throttle(
+        ConcurrencyThrottle(1, lease=60, backend=MemoryBackend()),
+        allow_unsafe_cache=None,
+    )
+    def stream(request):
+        async def content():
+            yield b"x"
+
+        return StreamingHttpResponse(content())
+
+    held = stream(rf.get("/"))
+    assert stream(rf.get("/")).status_code == 429
+    held.close()
+    assert stream(rf.get("/")).status_code == 200
+
+
+def test_concurrency_throttles_do_not_go_in_settings(settings):
+    settings.LUATHROTTLE = {
+        "throttling": [ConcurrencyThrottle(1, lease=60, backend=MemoryBackend())]
+    }
+    with pytest.raises(ImproperlyConfigured, match="must be throttles or"):
+        throttle()(lambda request: HttpResponse())
