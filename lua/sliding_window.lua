@@ -42,12 +42,20 @@
 -- per window and until 2053 this is a number of at most 19 digits, which
 -- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
 --
+-- A state the script cannot read as its own was written by someone else:
+-- anything but digits, more than 16 digits beyond the two counts, a count
+-- above max_requests, or a window starting more than SKEW_US after now. It
+-- counts as absent, so the next admitted hit overwrites it with a state
+-- that expires, and the reply names its limit.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
 --   remaining       whole hits of cost 1 that fit after this call
 --   reset_after_us  time until the estimate is back to 0
 --   retry_after_us  time until this hit would fit (0 when it fits now)
+-- then, only when there are any, the index (from 1, in KEYS order) of each
+-- limit whose state was unreadable.
 
 -- Counting windows from here rather than from 1970 saves digits per state.
 local EPOCH_US = 1700000000000000
@@ -55,6 +63,12 @@ local EPOCH_US = 1700000000000000
 -- math.ceil divide them exactly.
 local EXACT = 9007199254740992
 local BOUND = 4503599627370496
+-- Digits of a window's index: enough for a duration of one second until
+-- the year 300,000,000.
+local INDEX_DIGITS = 16
+-- A window may start this much after now: the margin lets clients whose
+-- clocks (the clock= option) disagree by up to five minutes share windows.
+local SKEW_US = 300000000
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -83,7 +97,8 @@ end
 
 -- The reply is filled in as the limits are read; counts keeps, for the
 -- writes, each limit's window index and counts, three numbers per limit.
-local reply, counts, admitted = {0, 0, 0, 0, 0}, {}, true
+-- Unreadable states are rare, so their list is only made when one turns up.
+local reply, counts, admitted, unreadable = {0, 0, 0, 0, 0}, {}, true, nil
 for i = 1, #KEYS do
   local max_requests = ARGV[2 + 2 * i]
   local limit = max_requests + 0
@@ -100,20 +115,29 @@ for i = 1, #KEYS do
   local previous, current = 0, 0
   local state = redis.call('GET', KEYS[i])
   if state then
-    local number, digits = state + 0, #max_requests
-    local scale = 10 ^ digits
+    local digits = #max_requests
     local stored, first, second
-    if number >= 0 and number < EXACT then
-      second = number % scale
-      number = (number - second) / scale
-      first = number % scale
-      stored = (number - first) / scale
-    else
-      stored = string.sub(state, 1, -2 * digits - 1) + 0
-      first = string.sub(state, -2 * digits, -digits - 1) + 0
-      second = string.sub(state, -digits) + 0
+    -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
+    -- The number drops the index's leading zeros (window 0 of 2023-11-14
+    -- and the counts are all that is left), so no least length holds.
+    if #state <= 2 * digits + INDEX_DIGITS and string.find(state, '^%d+$') then
+      local number, scale = state + 0, 10 ^ digits
+      if number < EXACT then
+        second = number % scale
+        number = (number - second) / scale
+        first = number % scale
+        stored = (number - first) / scale
+      else
+        stored = string.sub(state, 1, -2 * digits - 1) + 0
+        first = string.sub(state, -2 * digits, -digits - 1) + 0
+        second = string.sub(state, -digits) + 0
+      end
     end
-    if stored == index then
+    if not stored or first > limit or second > limit
+        or (stored - index) * duration > now - start + SKEW_US then
+      unreadable = unreadable or {}
+      unreadable[#unreadable + 1] = i
+    elseif stored == index then
       previous, current = first, second
     elseif stored == index - 1 then
       previous = second
@@ -181,6 +205,11 @@ if consume and admitted then
     redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
     reply[base + 3] = reply[base + 3] - cost
     reply[base + 4] = reset_after
+  end
+end
+if unreadable then
+  for j = 1, #unreadable do
+    reply[#reply + 1] = unreadable[j]
   end
 end
 return reply

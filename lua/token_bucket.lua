@@ -27,12 +27,25 @@
 -- of 16 digits, which Redis keeps as a 64-bit integer. It does not depend
 -- on burst, so changing burst keeps every bucket's level.
 --
+-- A state the script cannot read as its own was written by someone else:
+-- anything but 1 to 16 digits, or a bucket full later than burst intervals
+-- plus SKEW_US from now. It counts as absent (a full bucket), so the next
+-- admitted hit overwrites it with a state that expires, and the reply names
+-- its limit.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above burst
 --   limit           max_requests
 --   remaining       whole hits of cost 1 that fit after this call
 --   reset_after_us  time until the bucket is full
 --   retry_after_us  time until this hit would fit (0 when it fits now)
+-- then, only when there are any, the index (from 1, in KEYS order) of each
+-- limit whose state was unreadable.
+
+-- A bucket may be full this much later than a whole burst from now: the
+-- margin lets clients whose clocks (the clock= option) disagree by up to
+-- five minutes share buckets.
+local SKEW_US = 300000000
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -47,17 +60,24 @@ end
 -- what they need from it, so that no table is built per limit. Divisions
 -- round with math.ceil and math.floor, exact for integers below 2^53; the
 -- algorithm's check_limits keeps burst * interval within 2^52, and a cost
--- above burst is refused before it is multiplied.
-local reply, admitted = {0, 0, 0, 0, 0}, true
+-- above burst is refused before it is multiplied. Unreadable states are
+-- rare, so their list is only made when one turns up.
+local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
 for i = 1, #KEYS do
   local limit = ARGV[1 + 3 * i] + 0
   local burst = ARGV[3 + 3 * i] + 0
   local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / limit)
-  local debt = tonumber(redis.call('GET', KEYS[i]))
-  if debt and debt > now then
-    debt = debt - now
-  else
-    debt = 0
+  local state = redis.call('GET', KEYS[i])
+  local debt = 0
+  if state then
+    -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
+    local full_at = #state <= 16 and string.find(state, '^%d+$') and state + 0
+    if full_at and full_at - now <= burst * interval + SKEW_US then
+      debt = math.max(full_at - now, 0)
+    else
+      unreadable = unreadable or {}
+      unreadable[#unreadable + 1] = i
+    end
   end
   local status, retry_after = 1, 0
   if cost > burst then
@@ -84,6 +104,11 @@ if consume and admitted then
       'PX', math.ceil(debt / 1000))
     reply[base + 3] = reply[base + 3] - cost
     reply[base + 4] = debt
+  end
+end
+if unreadable then
+  for j = 1, #unreadable do
+    reply[#reply + 1] = unreadable[j]
   end
 end
 return reply

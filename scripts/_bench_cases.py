@@ -1,7 +1,8 @@
 """The floor (redis-py PING and a trivial EVALSHA) and luathrottle's own
 standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
 and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
-async)."""
+async); and a concurrency lease taken and released (two script calls) on
+each backend."""
 
 from collections.abc import Iterator
 from functools import partial
@@ -13,7 +14,9 @@ import redis.asyncio
 
 from _bench_measure import Case
 from luathrottle import (
+    AsyncConcurrencyLimiter,
     AsyncLimiter,
+    ConcurrencyLimiter,
     LeakyBucket,
     Limiter,
     SimpleRate,
@@ -101,6 +104,61 @@ def _async(key: str, label: str, limiter: AsyncLimiter, redis_backed: bool) -> C
     )
 
 
+def _held(limiter: ConcurrencyLimiter, key: str) -> None:
+    limiter.acquire(key).release()
+
+
+async def _aheld(limiter: AsyncConcurrencyLimiter, key: str) -> None:
+    await (await limiter.acquire(key)).release()
+
+
+def _probe(limiter: ConcurrencyLimiter, key: str) -> None:
+    limiter.acquire(_fresh(key))
+
+
+async def _aprobe(limiter: AsyncConcurrencyLimiter, key: str) -> None:
+    await limiter.acquire(_fresh(key))
+
+
+def _lease_cases(
+    sync_redis: SyncRedis, async_redis: AsyncRedis, memory: MemoryBackend
+) -> Iterator[Case]:
+    """Acquire then release one lease: two script calls, which no lease
+    outlives, so every timed acquire is granted."""
+    note = "two script calls: acquire, then release"
+    for backend, name, label, redis_backed in (
+        (sync_redis, "sync_redis", "SyncRedis", True),
+        (memory, "memory", "MemoryBackend", False),
+    ):
+        limiter = ConcurrencyLimiter(100, lease=60, backend=backend)
+        key = f"lt.{name}.concurrency.1"
+        yield Case(
+            key,
+            f"{label} acquire+release: ConcurrencyLimiter",
+            "luathrottle",
+            op=partial(_held, limiter, f"bench:{key}"),
+            probe=partial(_probe, limiter, key),
+            uses_redis=redis_backed,
+            note=note,
+        )
+    for abackend, name, label, redis_backed in (
+        (async_redis, "async_redis", "AsyncRedis", True),
+        (memory, "async_memory", "MemoryBackend async", False),
+    ):
+        alimiter = AsyncConcurrencyLimiter(100, lease=60, backend=abackend)
+        key = f"lt.{name}.concurrency.1"
+        yield Case(
+            key,
+            f"{label} acquire+release: ConcurrencyLimiter",
+            "luathrottle",
+            "async",
+            aop=partial(_aheld, alimiter, f"bench:{key}"),
+            aprobe=partial(_aprobe, alimiter, key),
+            uses_redis=redis_backed,
+            note=note,
+        )
+
+
 def luathrottle_cases(
     client: redis.Redis, aclient: redis.asyncio.Redis
 ) -> Iterator[Case]:
@@ -137,3 +195,4 @@ def luathrottle_cases(
                 AsyncLimiter(limits, algorithm=algorithm(), backend=memory),
                 False,
             )
+    yield from _lease_cases(sync_redis, async_redis, memory)

@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import cast
 
 import redis
@@ -91,26 +92,9 @@ GARBAGE = ("abc", "", "-5", "inf", "nan", "1e300", "9" * 30, "+5", " 5", "0x1f")
 #: Pause between two garbage writes; bounds their number per run too.
 GARBAGE_PAUSE = 0.001
 MAX_GARBAGE_WRITES = 100_000
-#: Swaps a key's state for garbage in one atomic call, and replies with the
-#: units the replaced state held: 0 when it was absent or the garbage written
-#: last (ARGV[2]), else the count of a fixed window, or the requests a leaky
-#: bucket holds (ARGV[4] is the drain of one, and none leaks during a run).
-#: A second 0 follows, as the embedded backend takes replies of two or more.
+#: Swaps a key's state for garbage and answers the units it held.
 SWAP = Script.from_source(
-    """-- luathrottle script: torture_swap
--- version: 1
-local state = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
-if not state or state == ARGV[2] then
-  return {0, 0}
-end
-if ARGV[3] == 'simple' then
-  return {tonumber(string.sub(state, -#ARGV[5])), 0}
-end
-local time = redis.call('TIME')
-local level = state - (time[1] * 1000000 + time[2])
-return {math.max(math.ceil(level / ARGV[4]), 0), 0}
-""",
+    (Path(__file__).with_name("torture_swap.lua")).read_text(),
     filename="torture_swap.lua",
 )
 

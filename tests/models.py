@@ -208,3 +208,34 @@ class SlidingWindowModel:
     def ttl_ms(self, key, limit, now):
         window, _, _, duration_us = self.state[key]
         return ceil_div((window + 2) * duration_us - now, 1000)
+
+
+@dataclass
+class ConcurrencyModel:
+    # key -> {lease id: expiry_us}; a lease expires when now reaches it
+    state: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def call(self, key, mode, lease_id, now, max_in_flight, lease_us):
+        leases = {
+            held: expiry
+            for held, expiry in self.state.get(key, {}).items()
+            if expiry > now
+        }
+        status, retry = 0, 0
+        if mode == "acquire":
+            if len(leases) < max_in_flight:
+                leases[lease_id] = now + lease_us
+                status = 1
+            else:
+                retry = min(leases.values()) - now
+        elif mode == "renew":
+            if lease_id in leases:
+                leases[lease_id] = now + lease_us
+                status = 1
+        elif leases.pop(lease_id, None) is not None:
+            status = 1
+        self.state[key] = leases
+        return [status, len(leases), retry, 0]
+
+    def ttl_ms(self, key, now):
+        return ceil_div(max(self.state[key].values()) - now, 1000)

@@ -24,7 +24,9 @@ def public(cls) -> dict[str, bool]:
 
 def test_public_api_is_pinned():
     assert luathrottle.django.__all__ == [
+        "AsyncConcurrencyThrottle",
         "AsyncThrottle",
+        "ConcurrencyThrottle",
         "Rate",
         "SyncThrottle",
         "ThrottledView",

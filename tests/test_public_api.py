@@ -16,11 +16,13 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 #: ``luathrottle.django.apps``, which Python and Django load by name.
 PUBLIC = {
     "luathrottle": [
+        "AsyncConcurrencyLimiter",
         "AsyncLimiter",
         "BackendError",
         "BaseThrottleAlgorithm",
         "CircuitBreaker",
         "CircuitOpenError",
+        "ConcurrencyLimiter",
         "Decision",
         "LeakyBucket",
         "Limit",
@@ -68,9 +70,17 @@ PUBLIC = {
         "SyncClient",
         "SyncRedis",
     ],
+    "luathrottle.concurrency": [
+        "AsyncConcurrencyLimiter",
+        "AsyncLease",
+        "ConcurrencyLimiter",
+        "Lease",
+    ],
     "luathrottle.decision": ["Decision", "LimitDecision", "Reason"],
     "luathrottle.django": [
+        "AsyncConcurrencyThrottle",
         "AsyncThrottle",
+        "ConcurrencyThrottle",
         "Rate",
         "SyncThrottle",
         "ThrottledView",
@@ -83,6 +93,11 @@ PUBLIC = {
         "BaseSyncAuth",
         "DjangoSessionAsyncAuth",
         "DjangoSessionSyncAuth",
+    ],
+    "luathrottle.django.concurrency": [
+        "AsyncConcurrencyThrottle",
+        "BaseConcurrencyThrottle",
+        "ConcurrencyThrottle",
     ],
     "luathrottle.django.signals": ["request_throttled", "store_failed"],
     "luathrottle.django.throttles": [

@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+from pathlib import Path
 
 import pytest
 
@@ -9,14 +10,20 @@ from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
 from luathrottle._keys import hash_identity, state_keys
 from luathrottle.scripts import Script, all_scripts, get_script
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_registry_reads_every_lua_file():
-    assert [script.name for script in all_scripts()] == [
+    names = [script.name for script in all_scripts()]
+    files = sorted(path.stem for path in (ROOT / "lua").glob("*.lua"))
+    assert names == files
+    assert {
+        "concurrency",
         "fixed_window",
         "leaky_bucket",
         "sliding_window",
         "token_bucket",
-    ]
+    } <= set(names)
     for script in all_scripts():
         assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()
         assert script.version >= 1
@@ -26,7 +33,7 @@ def test_registry_reads_every_lua_file():
 def test_lua_files_follow_the_house_rules(script):
     source = script.source
     assert source.startswith(f"-- luathrottle script: {script.name}\n-- version: ")
-    for section in ("KEYS[i]", "ARGV[1]", "Reply:"):
+    for section in ("KEYS[", "ARGV[1]", "Reply:"):
         assert section in source
     code = "\n".join(
         line for line in source.splitlines() if not line.lstrip().startswith("--")

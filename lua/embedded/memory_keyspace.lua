@@ -1,10 +1,12 @@
 -- luathrottle embedded: memory_keyspace
--- version: 1
+-- version: 2
 --
--- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL and DBSIZE over two
--- tables, with lazy expiry. HSET and RPUSH only mark a key as a hash or a
--- list, so that a script's GET meets WRONGTYPE there as on Redis. Not an
--- algorithm: it never goes to Redis.
+-- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
+-- DBSIZE over two tables, with lazy expiry, and the sorted-set commands the
+-- concurrency script uses (ZADD, ZREM, ZSCORE, ZCARD, ZRANGE,
+-- ZREMRANGEBYSCORE). HSET and RPUSH only mark a key as a hash or a list, so
+-- that a script's GET meets WRONGTYPE there as on Redis. Not an algorithm:
+-- it never goes to Redis.
 --
 -- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
 -- call_script).
@@ -20,6 +22,9 @@ local data, expires = {}, {}
 -- Keys of another type than string, by name: only their type is kept.
 -- Looked up only when data misses, so string keys pay nothing for them.
 local types = {}
+-- Sorted sets, by name: {scores = {member = score}, size = n}. Their keys
+-- are in types too, as 'zset', and expire as strings do.
+local zsets = {}
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 local cursor = nil
@@ -33,6 +38,9 @@ local function expired(key)
   local at = expires[key]
   if at and at <= clock.now then
     data[key], expires[key] = nil, nil
+    if zsets[key] then
+      zsets[key], types[key] = nil, nil
+    end
     return true
   end
   return false
@@ -63,6 +71,7 @@ end
 local function typed(kind)
   return function(key)
     if data[key] ~= nil and not expired(key) then error(WRONGTYPE, 0) end
+    if zsets[key] then error(WRONGTYPE, 0) end
     types[key] = kind
     return 1
   end
@@ -71,7 +80,7 @@ commands.HSET = typed('hash')
 commands.RPUSH = typed('list')
 function commands.SET(key, value, option, ttl)
   data[key] = tostring(value)
-  types[key] = nil
+  types[key], zsets[key] = nil, nil
   expires[key] = nil
   if option ~= nil then
     expires[key] = clock.now + px_ms(option, ttl) * 1000
@@ -84,16 +93,173 @@ function commands.DEL(...)
     if not expired(key) and data[key] ~= nil or types[key] then
       deleted = deleted + 1
     end
-    data[key], expires[key], types[key] = nil, nil, nil
+    data[key], expires[key], types[key], zsets[key] = nil, nil, nil, nil
   end
   return deleted
 end
 function commands.PTTL(key)
+  if zsets[key] then
+    if expired(key) then return -2 end
+    if expires[key] == nil then return -1 end
+    return math.floor((expires[key] - clock.now + 999) / 1000)
+  end
   if types[key] then return -1 end
   if expired(key) or data[key] == nil then return -2 end
   local at = expires[key]
   if at == nil then return -1 end
   return math.floor((at - clock.now + 999) / 1000)
+end
+function commands.PEXPIRE(key, ms)
+  ms = tonumber(ms)
+  if ms == nil then error('ERR value is not an integer or out of range', 0) end
+  if expired(key) or (data[key] == nil and not types[key]) then return 0 end
+  if ms <= 0 then
+    commands.DEL(key)
+  else
+    expires[key] = clock.now + ms * 1000
+  end
+  return 1
+end
+function commands.TYPE(key)
+  if expired(key) or (data[key] == nil and not types[key]) then
+    return {ok = 'none'}
+  end
+  return {ok = types[key] or 'string'}
+end
+
+-- The sorted set at key, or nil when there is none (and a new one when
+-- create is true); WRONGTYPE when the key holds something else.
+local function zset_of(key, create)
+  expired(key)
+  local set = zsets[key]
+  if set then return set end
+  if data[key] ~= nil or types[key] then error(WRONGTYPE, 0) end
+  if create then
+    set = {scores = {}, size = 0}
+    zsets[key], types[key] = set, 'zset'
+  end
+  return set
+end
+-- Redis deletes a sorted set with its last member.
+local function drop_if_empty(key, set)
+  if set.size == 0 then
+    zsets[key], types[key], expires[key] = nil, nil, nil
+  end
+end
+local function score_of(text)
+  local value = tonumber(text)
+  if value == nil or value ~= value then
+    error('ERR value is not a valid float', 0)
+  end
+  return value
+end
+-- A ZRANGEBYSCORE bound: '-inf', '+inf', a number, or '(' and a number for
+-- an exclusive one.
+local function bound_of(text)
+  text = tostring(text)
+  if string.sub(text, 1, 1) == '(' then
+    return score_of(string.sub(text, 2)), true
+  end
+  return score_of(text), false
+end
+local function format_score(value)
+  if value == math.huge then return 'inf' end
+  if value == -math.huge then return '-inf' end
+  return string.format('%.17g', value)
+end
+-- Members ordered as Redis orders them: by score, then by member.
+local function ordered(set)
+  local members = {}
+  for member in pairs(set.scores) do members[#members + 1] = member end
+  table.sort(members, function(a, b)
+    local sa, sb = set.scores[a], set.scores[b]
+    if sa ~= sb then return sa < sb end
+    return a < b
+  end)
+  return members
+end
+
+function commands.ZADD(key, ...)
+  local pairs_ = {...}
+  if #pairs_ == 0 or #pairs_ % 2 ~= 0 then
+    error('ERR memory backend supports only ZADD key score member ' ..
+      '[score member ...]', 0)
+  end
+  for i = 1, #pairs_, 2 do score_of(pairs_[i]) end
+  local set = zset_of(key, true)
+  local added = 0
+  for i = 1, #pairs_, 2 do
+    local member = tostring(pairs_[i + 1])
+    if set.scores[member] == nil then
+      added, set.size = added + 1, set.size + 1
+    end
+    set.scores[member] = score_of(pairs_[i])
+  end
+  return added
+end
+function commands.ZREM(key, ...)
+  local set = zset_of(key, false)
+  if not set then return 0 end
+  local removed = 0
+  for _, member in ipairs({...}) do
+    member = tostring(member)
+    if set.scores[member] ~= nil then
+      set.scores[member] = nil
+      removed, set.size = removed + 1, set.size - 1
+    end
+  end
+  drop_if_empty(key, set)
+  return removed
+end
+function commands.ZSCORE(key, member)
+  local set = zset_of(key, false)
+  local score = set and set.scores[tostring(member)]
+  if score == nil then return false end
+  return format_score(score)
+end
+function commands.ZCARD(key)
+  local set = zset_of(key, false)
+  return set and set.size or 0
+end
+function commands.ZREMRANGEBYSCORE(key, min, max)
+  local low, low_open = bound_of(min)
+  local high, high_open = bound_of(max)
+  local set = zset_of(key, false)
+  if not set then return 0 end
+  local removed = 0
+  for member, score in pairs(set.scores) do
+    if (score > low or (score == low and not low_open))
+      and (score < high or (score == high and not high_open)) then
+      set.scores[member] = nil
+      removed, set.size = removed + 1, set.size - 1
+    end
+  end
+  drop_if_empty(key, set)
+  return removed
+end
+function commands.ZRANGE(key, start, stop, option)
+  local withscores = option ~= nil and string.upper(option) == 'WITHSCORES'
+  if option ~= nil and not withscores then
+    error('ERR memory backend supports only ZRANGE key start stop [WITHSCORES]', 0)
+  end
+  start, stop = tonumber(start), tonumber(stop)
+  if start == nil or stop == nil then
+    error('ERR value is not an integer or out of range', 0)
+  end
+  local set = zset_of(key, false)
+  local reply = {}
+  if not set then return reply end
+  local members = ordered(set)
+  local size = #members
+  if start < 0 then start = math.max(size + start, 0) end
+  if stop < 0 then stop = size + stop end
+  stop = math.min(stop, size - 1)
+  for i = start, stop do
+    local member = members[i + 1]
+    reply[#reply + 1] = member
+    if withscores then reply[#reply + 1] = format_score(set.scores[member]) end
+  end
+  return reply
 end
 function commands.DBSIZE()
   local size = 0

@@ -13,6 +13,7 @@ from luathrottle.algorithms import (
     SlidingWindow,
     TokenBucket,
 )
+from luathrottle.concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter
 from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.exceptions import (
     BackendError,
@@ -24,11 +25,13 @@ from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import Limit, Rate
 
 __all__ = [
+    "AsyncConcurrencyLimiter",
     "AsyncLimiter",
     "BackendError",
     "BaseThrottleAlgorithm",
     "CircuitBreaker",
     "CircuitOpenError",
+    "ConcurrencyLimiter",
     "Decision",
     "LeakyBucket",
     "Limit",

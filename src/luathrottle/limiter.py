@@ -16,7 +16,7 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
-from luathrottle.rates import LimitSpec, parse_limits
+from luathrottle.rates import Limit, LimitSpec, parse_limits
 
 if TYPE_CHECKING:
     from luathrottle.backends.memory import MemoryBackend
@@ -35,12 +35,37 @@ def _default_memory() -> "MemoryBackend":
     return MemoryBackend()
 
 
-class _Call:
-    __slots__ = ("args", "keys")
+#: Per-call limits parsed, and key frames built, are remembered up to this
+#: many, so that a caller passing limits from its own data cannot grow them
+#: without end.
+_REMEMBERED = 256
 
-    def __init__(self, keys: list[str], args: Sequence[str]) -> None:
+
+def _memo(limits: object) -> object:
+    """What per-call ``limits`` are remembered by, or None when they cannot
+    be. A list is remembered apart from a tuple of the same items: [5, 60]
+    is no limit, (5, 60) is one."""
+    if isinstance(limits, str | Limit):
+        return limits
+    if isinstance(limits, tuple | list):
+        memo = (type(limits), *limits)
+        try:
+            hash(memo)
+        except TypeError:
+            return None
+        return memo
+    return None
+
+
+class _Call:
+    __slots__ = ("args", "keys", "limits")
+
+    def __init__(
+        self, keys: list[str], args: Sequence[str], limits: tuple[Limit, ...]
+    ) -> None:
         self.keys = keys
         self.args = args
+        self.limits = limits
 
 
 class _BaseLimiter(Generic[_BackendT]):
@@ -72,6 +97,8 @@ class _BaseLimiter(Generic[_BackendT]):
         self._frames = [
             key_frame(self.prefix, self.script, "", limit) for limit in self.limits
         ]
+        self._call_limits: dict[object, tuple[Limit, ...]] = {}
+        self._limit_frames: dict[Limit, tuple[str, str]] = {}
         self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
         # A hit of cost 1 on the server's clock, the usual call, always
@@ -81,7 +108,13 @@ class _BaseLimiter(Generic[_BackendT]):
             "peek": tuple(self.algorithm.pack_args("peek", 1, None, self.limits)),
         }
 
-    def _call(self, key: str, mode: Mode, cost: int = 1) -> _Call:
+    def _call(
+        self,
+        key: str,
+        mode: Mode,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+    ) -> _Call:
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
         if not key:
@@ -91,18 +124,62 @@ class _BaseLimiter(Generic[_BackendT]):
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
         digest = identity_digest(key)
+        if limits is not None:
+            chosen = self._parse_call_limits(limits)
+            keys = [head + digest + tail for head, tail in self._frames_of(chosen)]
+            now_us = None if self.clock is None else microseconds(self.clock)
+            args = self.algorithm.pack_args(mode, cost, now_us, chosen)
+            return _Call(keys, args, chosen)
         keys = [head + digest + tail for head, tail in self._frames]
         if cost == 1 and self.clock is None:
-            return _Call(keys, self._usual_args[mode])
+            return _Call(keys, self._usual_args[mode], self.limits)
         now_us = None if self.clock is None else microseconds(self.clock)
-        return _Call(keys, self.algorithm.pack_args(mode, cost, now_us, self.limits))
+        args = self.algorithm.pack_args(mode, cost, now_us, self.limits)
+        return _Call(keys, args, self.limits)
+
+    def _parse_call_limits(
+        self, limits: LimitSpec | Iterable[LimitSpec]
+    ) -> tuple[Limit, ...]:
+        """Per-call limits, validated as the constructor's are, naming
+        ``limits``; remembered when they are hashable."""
+        memo = _memo(limits)
+        if memo is not None and memo in self._call_limits:
+            return self._call_limits[memo]
+        if isinstance(limits, int | float):
+            raise TypeError(
+                "limits must be a limit string such as '5/minute', a Limit, a "
+                "(max_requests, duration) pair, or a list of them, got "
+                f"{type(limits).__name__} {limits!r}"
+            )
+        try:
+            parsed = parse_limits(limits)
+            self.algorithm.check_limits(parsed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"limits: {exc}") from None
+        if memo is not None:
+            if len(self._call_limits) >= _REMEMBERED:
+                self._call_limits.clear()
+            self._call_limits[memo] = parsed
+        return parsed
+
+    def _frames_of(self, limits: Sequence[Limit]) -> list[tuple[str, str]]:
+        frames = []
+        for limit in limits:
+            frame = self._limit_frames.get(limit)
+            if frame is None:
+                if len(self._limit_frames) >= _REMEMBERED:
+                    self._limit_frames.clear()
+                frame = key_frame(self.prefix, self.script, "", limit)
+                self._limit_frames[limit] = frame
+            frames.append(frame)
+        return frames
 
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys
 
     def _failed(self, call: _Call, error: BackendError) -> Decision:
         where = f"{self.script.name} {call.keys[0]}"
-        return failure_decision(self.on_failure, self.limits, error, where)
+        return failure_decision(self.on_failure, call.limits, error, where)
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(limit.name) for limit in self.limits)
@@ -134,8 +211,21 @@ class Limiter(_BaseLimiter[SyncBackend]):
 
     _backend_type = SyncBackend
 
-    def hit(self, key: str, cost: int = 1) -> Decision:
+    def hit(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+    ) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it.
+
+        Args:
+            key: who is counted.
+            cost: units this hit spends, at least 1.
+            limits: limits for this call instead of the limiter's, in any
+                form the limiter takes (``"5/minute"``, a ``Limit``, a pair,
+                or a list of them); each limit has its own counter, so the
+                same key under other limits counts afresh.
 
         Returns:
             The decision; when it is denied, nothing was spent.
@@ -143,14 +233,20 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        return self._decide(self._call(key, "hit", cost))
+        return self._decide(self._call(key, "hit", cost, limits))
 
-    def peek(self, key: str, cost: int = 1) -> Decision:
-        """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        return self._decide(self._call(key, "peek", cost))
+    def peek(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+    ) -> Decision:
+        """Whether a hit of ``cost`` would be admitted now, spending nothing;
+        ``limits`` as for ``hit``."""
+        return self._decide(self._call(key, "peek", cost, limits))
 
     def reset(self, key: str) -> None:
-        """Forget everything ``key`` has spent.
+        """Forget everything ``key`` has spent under the limiter's limits.
 
         Raises:
             BackendError: the store failed, whatever ``on_failure`` says.
@@ -162,7 +258,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return Decision.from_reply(self.limits, reply, call.keys)
+        return Decision.from_reply(call.limits, reply, call.keys)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -173,13 +269,24 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
 
     _backend_type = AsyncBackend
 
-    async def hit(self, key: str, cost: int = 1) -> Decision:
-        """Spend ``cost`` for ``key`` if every limit admits it."""
-        return await self._decide(self._call(key, "hit", cost))
+    async def hit(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+    ) -> Decision:
+        """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
+        overrides the limiter's for this call, as for ``Limiter.hit``."""
+        return await self._decide(self._call(key, "hit", cost, limits))
 
-    async def peek(self, key: str, cost: int = 1) -> Decision:
+    async def peek(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+    ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        return await self._decide(self._call(key, "peek", cost))
+        return await self._decide(self._call(key, "peek", cost, limits))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
@@ -190,4 +297,4 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return Decision.from_reply(self.limits, reply, call.keys)
+        return Decision.from_reply(call.limits, reply, call.keys)

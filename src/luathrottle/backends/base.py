@@ -44,12 +44,17 @@ class StoreTraits(NamedTuple):
         shared_across_processes: every process sees the same state.
         unsafe_reason: why the store cannot keep limits exact (not shared
             across processes, or not atomic there); None when it can.
+        sorted_sets: one script call can keep a sorted set atomically, as
+            concurrency leases need (Redis, MemoryBackend); False where
+            scripts run over a snapshot of string keys (a Django cache that
+            is not Redis-backed).
     """
 
     identity: Hashable
     single_slot_calls: bool = False
     shared_across_processes: bool = True
     unsafe_reason: str | None = None
+    sorted_sets: bool = True
 
 
 class _Contract(abc.ABC):

@@ -134,9 +134,13 @@ class _DjangoCacheBase:
             ValueError: ``settings.CACHES`` has no such cache.
         """
         self.check()
-        shared, reason = _describe(self._cache())
+        cache = self._cache()
+        shared, reason = _describe(cache)
         return StoreTraits(
-            self._identity, shared_across_processes=shared, unsafe_reason=reason
+            self._identity,
+            shared_across_processes=shared,
+            unsafe_reason=reason,
+            sorted_sets=_kind(cache) != _STAGED,
         )
 
     def _cache(self) -> BaseCache:

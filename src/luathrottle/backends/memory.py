@@ -2,7 +2,8 @@
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
 keyspace written in Lua (``lua/embedded/memory_keyspace.lua``: GET, SET with
-PX, DEL, PTTL, DBSIZE, TIME) so that a script call never crosses back into
+PX, DEL, PTTL, PEXPIRE, TYPE, DBSIZE, TIME, and the sorted-set commands of
+the concurrency script) so that a script call never crosses back into
 Python. HSET and RPUSH only mark a key as a hash or a list, so that a
 script's GET meets WRONGTYPE there as on Redis. The runtime starts on the
 backend's first call, not when it is built. Keys expire lazily when read,
@@ -85,9 +86,10 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     _run_script = run_script
 
     def command(self, *args: str | int) -> Any:
-        """Run one keyspace command (GET, SET, DEL, PTTL, DBSIZE, TIME, and
-        HSET and RPUSH, which only mark a key's type), as in Redis; DBSIZE
-        counts expired keys that were not swept yet."""
+        """Run one keyspace command (GET, SET, DEL, PTTL, PEXPIRE, TYPE,
+        DBSIZE, TIME, ZADD, ZREM, ZSCORE, ZCARD, ZRANGE, ZREMRANGEBYSCORE,
+        and HSET and RPUSH, which only mark a key's type), as in Redis;
+        DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
         lua = self._lua.get()
         try:

@@ -8,12 +8,15 @@ chapter, with ``dmr.throttling`` renamed ``luathrottle.django``.
 """
 
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
+from luathrottle.django.concurrency import AsyncConcurrencyThrottle, ConcurrencyThrottle
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle, ThrottlingReport
 from luathrottle.django.views import ThrottledView, throttle
 from luathrottle.rates import Rate
 
 __all__ = [
+    "AsyncConcurrencyThrottle",
     "AsyncThrottle",
+    "ConcurrencyThrottle",
     "Rate",
     "SyncThrottle",
     "ThrottledView",

@@ -43,7 +43,7 @@ class _Batch:
     def script_call(self) -> ScriptCall:
         clock = self.throttle.clock
         now_us = None if clock is None else microseconds(clock)
-        limits = [call.throttle.limit for call in self.calls]
+        limits = [call.limit for call in self.calls]
         args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
         return self.throttle.script, [call.key for call in self.calls], args
 
@@ -56,12 +56,12 @@ class _Batch:
         ]
 
     def replied(self, reply: Sequence[int]) -> list[ThrottleOutcome]:
-        limits = [call.throttle.limit for call in self.calls]
+        limits = [call.limit for call in self.calls]
         keys = [call.key for call in self.calls]
         return self.outcomes(decode_reply(limits, reply, keys))
 
     def failed(self, error: BackendError, policy: OnFailure) -> list[ThrottleOutcome]:
-        limits = [call.throttle.limit for call in self.calls]
+        limits = [call.limit for call in self.calls]
         where = ", ".join(
             f"{call.throttle.cache_key.name} {call.key}" for call in self.calls
         )

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from luathrottle.decision import LimitDecision
 from luathrottle.exceptions import BackendError
 from luathrottle.headers import BaseResponseHeadersProvider
+from luathrottle.rates import Limit
 
 if TYPE_CHECKING:
     from luathrottle.django.throttles import BaseThrottle
@@ -29,10 +30,13 @@ class ThrottleCall(NamedTuple):
     Attributes:
         throttle: the throttle.
         key: the state key of this request's identity within the scope.
+        limit: the limit this request counts under: the throttle's, or what
+            its rate callable returned for the request.
     """
 
     throttle: "BaseThrottle[Any]"
     key: str
+    limit: Limit
 
 
 class ThrottleOutcome(NamedTuple):

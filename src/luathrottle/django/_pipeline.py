@@ -4,7 +4,11 @@ A request goes through three stages, each of which can end it:
 
 1. the throttles whose cache key ``runs_before_auth``, or 429;
 2. authentication: the ``auth`` hooks, of which one must accept, or 401;
-3. every other throttle, or 429.
+3. every other throttle, or 429;
+4. the concurrency throttles, which are no rates: each takes a slot (one
+   script call each), or 429, and the handler runs holding them; they are
+   released when the response is produced, or when a streaming response's
+   content ends (``luathrottle.django.concurrency``).
 
 Each stage makes one script call per store and algorithm, and keeps its
 outcomes on the request for ``ThrottlingReport``.
@@ -12,7 +16,7 @@ outcomes on the request for ``ThrottlingReport``.
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
@@ -23,13 +27,18 @@ from luathrottle.django._outcomes import ThrottleCall, forget_outcomes
 from luathrottle.django._responses import denied, not_authenticated
 from luathrottle.django._validation import check_counters, check_throttles
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
+from luathrottle.django.concurrency import (
+    BaseConcurrencyThrottle,
+    arun_held,
+    run_held,
+)
 from luathrottle.django.throttles import (
     AsyncThrottle,
     BaseThrottle,
     SyncThrottle,
     ThrottlingReport,
 )
-from luathrottle.rates import MAX_LIMITS
+from luathrottle.rates import MAX_LIMITS, Limit
 
 __all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
 
@@ -40,19 +49,23 @@ AnyAuth = BaseSyncAuth | BaseAsyncAuth
 class Bound:
     """A throttle on one view: ``view_scope`` keeps views' counters apart."""
 
-    throttle: BaseThrottle[Any]
+    throttle: BaseThrottle[Any] | BaseConcurrencyThrottle[Any, Any]
     view_scope: str
-
-    def call(self, request: HttpRequest) -> ThrottleCall | None:
-        return self.throttle.call(request, self.view_scope)
 
     def counter(self) -> tuple[object, ...]:
         throttle = self.throttle
+        if isinstance(throttle, BaseConcurrencyThrottle):
+            return throttle.counter(self.view_scope)
+        limit = throttle._limit
+        # Two throttles whose rate callables may choose the same limit could
+        # share a counter; the same callable twice surely would.
+        window = (
+            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
+        )
         return (
             throttle.scope or self.view_scope,
             throttle.cache_key.name,
-            throttle.limit.max_requests,
-            throttle.limit.duration,
+            *window,
             throttle.script.name,
         )
 
@@ -76,7 +89,10 @@ class Endpoint:
         self.auth = auth
         self.use_settings = use_settings
         self.headers_on_every_response = headers_on_every_response
-        self._stages: tuple[object, tuple[Bound, ...], tuple[Bound, ...]] | None = None
+        self._stages: (
+            tuple[object, tuple[Bound, ...], tuple[Bound, ...], tuple[Bound, ...]]
+            | None
+        ) = None
         self.stages()
 
     def stages(self) -> tuple[tuple[Bound, ...], tuple[Bound, ...]]:
@@ -89,15 +105,26 @@ class Endpoint:
         if self._stages is None or self._stages[0] is not config:
             bound = self._settings_bound() + self.bound
             check_counters(self.label, bound)
-            before = tuple(b for b in bound if b.throttle.cache_key.runs_before_auth)
-            after = tuple(b for b in bound if not b.throttle.cache_key.runs_before_auth)
+            held = tuple(
+                b for b in bound if isinstance(b.throttle, BaseConcurrencyThrottle)
+            )
+            rated = tuple(b for b in bound if b not in held)
+            before = tuple(b for b in rated if b.throttle.cache_key.runs_before_auth)
+            after = tuple(b for b in rated if not b.throttle.cache_key.runs_before_auth)
             if max(len(before), len(after)) > MAX_LIMITS:
                 raise ImproperlyConfigured(
                     f"{self.label}: throttling holds more than {MAX_LIMITS} "
                     "throttles for one stage, more than one script call decides"
                 )
-            self._stages = (config, before, after)
+            self._stages = (config, before, after, held)
         return self._stages[1], self._stages[2]
+
+    def held(self) -> list[tuple[Any, str]]:
+        """The concurrency throttles, which hold a slot around the handler
+        once every stage has passed, each with its view scope."""
+        self.stages()
+        assert self._stages is not None
+        return [(item.throttle, item.view_scope) for item in self._stages[3]]
 
     def _settings_bound(self) -> tuple[Bound, ...]:
         if not self.use_settings:
@@ -117,8 +144,36 @@ class Endpoint:
 
 
 def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
-    calls = (item.call(request) for item in stage)
-    return [call for call in calls if call is not None]
+    calls = []
+    for item in stage:
+        # Stages hold rate throttles only; stages() keeps the others apart.
+        throttle = cast(BaseThrottle[Any], item.throttle)
+        # The cache key first: a request it skips never reaches the rate
+        # callable, which may read what only its users have (a plan).
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        limit = throttle.limit_for(request)
+        if limit is not None:
+            calls.append(throttle.keyed(identity, item.view_scope, limit))
+    return calls
+
+
+async def _acalls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
+    calls = []
+    for item in stage:
+        # Stages hold rate throttles only; stages() keeps the others apart.
+        throttle = cast(BaseThrottle[Any], item.throttle)
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        if throttle.rate is None:
+            limit: Limit | None = throttle._limit
+        else:
+            limit = await throttle.alimit_for(request)
+        if limit is not None:
+            calls.append(throttle.keyed(identity, item.view_scope, limit))
+    return calls
 
 
 def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | None:
@@ -132,7 +187,7 @@ def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | 
 async def _async_stage(
     request: HttpRequest, stage: Sequence[Bound]
 ) -> HttpResponse | None:
-    calls = _calls(request, stage)
+    calls = await _acalls(request, stage)
     if not calls:
         return None
     outcomes = await AsyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
@@ -150,7 +205,11 @@ def run(
     if response is None:
         response = _sync_stage(request, after)
     if response is None:
-        response = view()
+        held = endpoint.held()
+        if held:
+            response = run_held(held, request, view, get_config().on_failure)
+        else:
+            response = view()
     return endpoint.finish(request, response)
 
 
@@ -193,5 +252,9 @@ async def arun(
             request.user = await request.auser()
         response = await _async_stage(request, after)
     if response is None:
-        response = await view()
+        held = endpoint.held()
+        if held:
+            response = await arun_held(held, request, view, get_config().on_failure)
+        else:
+            response = await view()
     return endpoint.finish(request, response)

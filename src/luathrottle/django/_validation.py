@@ -7,6 +7,11 @@ from django.core.exceptions import ImproperlyConfigured
 
 from luathrottle._text import indefinite
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
+from luathrottle.django.concurrency import (
+    AsyncConcurrencyThrottle,
+    BaseConcurrencyThrottle,
+    ConcurrencyThrottle,
+)
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 
 if TYPE_CHECKING:
@@ -19,14 +24,24 @@ def _kind(is_async: bool) -> str:
     return "an async" if is_async else "a sync"
 
 
+_THROTTLES = (
+    "SyncThrottle, AsyncThrottle, ConcurrencyThrottle or AsyncConcurrencyThrottle"
+)
+
+
+def _expected(item: object, is_async: bool) -> type:
+    """The kind of throttle a view of ``is_async`` takes in ``item``'s place."""
+    if isinstance(item, BaseConcurrencyThrottle):
+        return AsyncConcurrencyThrottle if is_async else ConcurrencyThrottle
+    return AsyncThrottle if is_async else SyncThrottle
+
+
 def check_stores(label: str, throttles: Iterable[object]) -> None:
     """Check that each of ``throttles`` is a throttle whose store exists,
     naming ``label``: a class-level throttle is checked with its class."""
     for item in throttles:
-        if not isinstance(item, SyncThrottle | AsyncThrottle):
-            raise ImproperlyConfigured(
-                f"{label}: {item!r} is not a SyncThrottle or AsyncThrottle"
-            )
+        if not isinstance(item, SyncThrottle | AsyncThrottle | BaseConcurrencyThrottle):
+            raise ImproperlyConfigured(f"{label}: {item!r} is not a {_THROTTLES}")
         try:
             item.check_backend()
         except ValueError as exc:
@@ -36,8 +51,8 @@ def check_stores(label: str, throttles: Iterable[object]) -> None:
 def check_throttles(label: str, is_async: bool, throttles: Iterable[object]) -> None:
     """``check_stores``, and that each throttle fits a view of its kind."""
     check_stores(label, throttles)
-    expected = AsyncThrottle if is_async else SyncThrottle
     for item in throttles:
+        expected = _expected(item, is_async)
         if not isinstance(item, expected):
             raise ImproperlyConfigured(
                 f"{label} is {_kind(is_async)} view, but {item!r} is "

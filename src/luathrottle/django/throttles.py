@@ -9,8 +9,9 @@ through the backend contract: it never asks what class a backend is.
 """
 
 import functools
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Generic, TypeVar, cast
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from luathrottle._clock import check_clock
 from luathrottle._failures import OnFailure, check_on_failure
@@ -33,6 +34,17 @@ from luathrottle.scripts import Script
 __all__ = ["AsyncThrottle", "BaseThrottle", "SyncThrottle", "ThrottlingReport"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+
+#: What a rate callable returns: a limit in any form a throttle takes, or
+#: None to exempt the request.
+RateResult: TypeAlias = LimitSpec | None
+#: A throttle's rate chosen per request: ``rate(request)``, awaitable for
+#: ``AsyncThrottle``.
+RateCallable: TypeAlias = Callable[[Any], RateResult | Awaitable[RateResult]]
+#: Limits a rate callable returned, and key frames built, are remembered up
+#: to this many per throttle, so that a callable returning limits made from
+#: request data cannot grow them without end.
+_REMEMBERED = 256
 
 #: The start of every state key a throttle writes.
 KEY_PREFIX = "lt"
@@ -93,8 +105,12 @@ class BaseThrottle(Generic[_BackendT]):
     Args:
         max_requests: requests admitted per window, an int of at least 1;
             or the whole limit in any form ``Limiter`` takes for one limit:
-            ``"5/minute"``, ``(5, Rate.minute)`` or ``Limit(5, 60)``. The
-            limit is named after the cache key, as headers show it.
+            ``"5/minute"``, ``(5, Rate.minute)`` or ``Limit(5, 60)``; or a
+            callable ``rate(request)`` returning such a limit, or None to
+            exempt the request (an ``AsyncThrottle`` may await it). The
+            limit is named after the cache key, as headers show it, and is
+            part of the state key: a request under another limit counts on
+            another counter.
         duration_in_seconds: the window, a ``Rate`` or a number of seconds;
             only with an int ``max_requests``.
         cache_key: who requests count against; ``RemoteAddr()`` by default.
@@ -120,7 +136,7 @@ class BaseThrottle(Generic[_BackendT]):
 
     def __init__(
         self,
-        max_requests: int | LimitSpec,
+        max_requests: int | LimitSpec | RateCallable,
         duration_in_seconds: int | None = None,
         *,
         cache_key: BaseThrottleCacheKey | None = None,
@@ -137,15 +153,30 @@ class BaseThrottle(Generic[_BackendT]):
                 "cache_key must be a BaseThrottleCacheKey such as RemoteAddr(), "
                 f"got {self.cache_key!r}"
             )
-        limit = parse_limit(max_requests, duration_in_seconds)
-        self.limit = Limit(limit.max_requests, limit.duration, name=self.cache_key.name)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
             raise TypeError(
                 "algorithm must be a BaseThrottleAlgorithm such as SimpleRate(), "
                 f"got {self.algorithm!r}"
             )
-        self.algorithm.check_limits((self.limit,))
+        #: The rate callable, or None when the limit is fixed.
+        self.rate: RateCallable | None = None
+        self._limit: Limit | None = None
+        if callable(max_requests) and not isinstance(max_requests, int):
+            if duration_in_seconds is not None:
+                raise TypeError(
+                    "duration_in_seconds goes only with an int max_requests, "
+                    f"not with the rate callable {max_requests!r}"
+                )
+            self._check_rate(max_requests)
+            self.rate = max_requests
+        else:
+            limit = parse_limit(max_requests, duration_in_seconds)
+            self._limit = Limit(
+                limit.max_requests, limit.duration, name=self.cache_key.name
+            )
+            self.algorithm.check_limits((self._limit,))
+        self._rate_limits: dict[str | Limit, Limit] = {}
         self.script: Script = self.algorithm.script
         self.backend: _BackendT = cast(
             _BackendT, type(self)._default_backend() if backend is None else backend
@@ -155,35 +186,150 @@ class BaseThrottle(Generic[_BackendT]):
         self.scope = _check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
-        # The state key's frame on each view the throttle counts for.
-        self._frames: dict[str, tuple[str, str]] = {}
+        # The state key's frame on each view and limit the throttle counts for.
+        self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
         self._batching: tuple[tuple[object, ...], bool] | None = None
 
-    def call(self, request: Any, view_scope: str) -> ThrottleCall | None:
+    def _check_rate(self, rate: RateCallable) -> None:
+        """Refuse a rate callable this twin cannot call; sync throttles
+        cannot await.
+
+        Raises:
+            TypeError: naming ``max_requests``.
+        """
+
+    @property
+    def limit(self) -> Limit:
+        """The throttle's fixed limit.
+
+        Raises:
+            AttributeError: the limit depends on the request (``rate``).
+        """
+        if self._limit is None:
+            raise AttributeError(
+                f"{self!r} has no fixed limit: its rate callable chooses one "
+                "per request"
+            )
+        return self._limit
+
+    def _rate_name(self) -> str:
+        rate = self.rate
+        name = getattr(rate, "__qualname__", None) or type(rate).__qualname__
+        return f"{getattr(rate, '__module__', None) or '?'}.{name}"
+
+    def _validated(self, value: object) -> Limit | None:
+        """What a rate callable returned, as a limit named after the cache
+        key, or None (exempt).
+
+        Raises:
+            TypeError, ValueError: naming the throttle and the callable.
+        """
+        if value is None:
+            return None
+        # Only strings and Limits are remembered: a pair (5.0, 60) equals
+        # (5, 60) as a dict key, but a float is no count.
+        memo = value if isinstance(value, str | Limit) else None
+        if memo is not None and memo in self._rate_limits:
+            return self._rate_limits[memo]
+        try:
+            if isinstance(value, int | float) or not isinstance(
+                value, str | Limit | tuple
+            ):
+                raise TypeError(
+                    "a rate callable must return a limit string such as "
+                    "'5/minute', a Limit, a (max_requests, duration) pair, or "
+                    f"None, got {type(value).__name__}"
+                )
+            parsed = parse_limit(value)
+            limit = Limit(parsed.max_requests, parsed.duration, self.cache_key.name)
+            self.algorithm.check_limits((limit,))
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(
+                f"{self!r}: its rate {self._rate_name()} returned {value!r}: {exc}"
+            ) from None
+        if memo is not None:
+            if len(self._rate_limits) >= _REMEMBERED:
+                self._rate_limits.clear()
+            self._rate_limits[memo] = limit
+        return limit
+
+    def limit_for(self, request: Any) -> Limit | None:
+        """The limit ``request`` counts under, or None when the rate
+        callable exempts it.
+
+        Raises:
+            TypeError, ValueError: the rate callable returned something that
+                is not a limit; the message names the throttle and the
+                callable.
+        """
+        if self.rate is None:
+            return self._limit
+        value = self.rate(request)
+        if inspect.isawaitable(value):
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()
+            raise TypeError(
+                f"{self!r}: its rate {self._rate_name()} returned an awaitable; "
+                "only an AsyncThrottle awaits its rate"
+            )
+        return self._validated(value)
+
+    async def alimit_for(self, request: Any) -> Limit | None:
+        """``limit_for``, awaiting the rate callable when it is async."""
+        if self.rate is None:
+            return self._limit
+        value = self.rate(request)
+        if inspect.isawaitable(value):
+            value = await value
+        return self._validated(value)
+
+    def call(
+        self, request: Any, view_scope: str, limit: Limit | None = None
+    ) -> ThrottleCall | None:
         """The state key ``request`` counts on, or None to skip this throttle.
 
         Args:
             request: what the cache key reads.
             view_scope: names the view; ignored when the throttle has its
                 own ``scope``.
+            limit: the limit the request counts under (see ``limit_for``);
+                the throttle's fixed limit by default.
+
+        Raises:
+            TypeError: the cache key returned something else than a str.
+        """
+        identity = self.identity(request)
+        if identity is None:
+            return None
+        return self.keyed(identity, view_scope, self.limit if limit is None else limit)
+
+    def identity(self, request: Any) -> str | None:
+        """Who ``request`` counts against, as the cache key says; None skips
+        this throttle.
 
         Raises:
             TypeError: the cache key returned something else than a str.
         """
         identity = self.cache_key(request)
-        if identity is None:
-            return None
-        if not isinstance(identity, str):
+        if identity is not None and not isinstance(identity, str):
             raise TypeError(
                 f"{self.cache_key!r} returned {type(identity).__name__}; cache "
                 "keys must return a str or None"
             )
-        frame = self._frames.get(view_scope)
+        return identity
+
+    def keyed(self, identity: str, view_scope: str, limit: Limit) -> ThrottleCall:
+        """The call of ``identity`` under ``limit`` on the view ``view_scope``."""
+        frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
-            frame = key_frame(KEY_PREFIX, self.script, scope, self.limit)
-            self._frames[view_scope] = frame
-        return ThrottleCall(self, frame[0] + identity_digest(identity) + frame[1])
+            frame = key_frame(KEY_PREFIX, self.script, scope, limit)
+            if len(self._frames) >= _REMEMBERED:
+                self._frames.clear()
+            self._frames[(view_scope, limit)] = frame
+        key = frame[0] + identity_digest(identity) + frame[1]
+        return ThrottleCall(self, key, limit)
 
     def batching(self) -> tuple[tuple[object, ...], bool]:
         """What decides which calls share a script call: throttles with equal
@@ -248,9 +394,12 @@ class BaseThrottle(Generic[_BackendT]):
         backend = repr(self.backend)
         if len(backend) > _MAX_BACKEND_REPR:
             backend = f"{type(self.backend).__name__}(...)"
+        if self._limit is None:
+            limit = self._rate_name()
+        else:
+            limit = f"{self._limit.max_requests}, {self._limit.duration}"
         return (
-            f"{type(self).__name__}({self.limit.max_requests}, "
-            f"{self.limit.duration}, cache_key={self.cache_key!r}, "
+            f"{type(self).__name__}({limit}, cache_key={self.cache_key!r}, "
             f"backend={backend}, algorithm={self.algorithm!r})"
         )
 
@@ -260,6 +409,14 @@ class SyncThrottle(BaseThrottle[SyncBackend]):
 
     _backend_type = SyncBackend
     _default_backend = _default_sync_backend
+
+    def _check_rate(self, rate: RateCallable) -> None:
+        if inspect.iscoroutinefunction(rate):
+            raise TypeError(
+                f"max_requests is the async rate callable {rate!r}; a "
+                "SyncThrottle cannot await it: use AsyncThrottle, or a sync "
+                "callable"
+            )
 
     @classmethod
     def hit_all(

@@ -33,11 +33,14 @@ from luathrottle.django import _unsafe
 from luathrottle.django._conf import get_config
 from luathrottle.django._pipeline import AnyAuth, Bound, Endpoint, arun, run
 from luathrottle.django._validation import check_auth, check_stores, check_throttles
+from luathrottle.django.concurrency import AsyncConcurrencyThrottle, ConcurrencyThrottle
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 
 __all__ = ["ThrottledView", "throttle"]
 
-AnyThrottle = SyncThrottle | AsyncThrottle
+AnyThrottle = (
+    SyncThrottle | AsyncThrottle | ConcurrencyThrottle | AsyncConcurrencyThrottle
+)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 

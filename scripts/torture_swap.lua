@@ -1,0 +1,37 @@
+-- luathrottle script: torture_swap
+-- version: 2
+--
+-- scripts/torture.py --garbage: swaps a key's state for garbage in one
+-- atomic call, and answers how many units the replaced state held, so that
+-- the run knows what the store had counted before the garbage erased it.
+--
+-- KEYS[1]  the state key
+-- ARGV[1]  the garbage to write
+-- ARGV[2]  the garbage written last: a state equal to it held nothing
+-- ARGV[3]  the algorithm: simple, leaky, token or sliding
+-- ARGV[4]  the time one request takes to drain, in microseconds (leaky and
+--          token buckets; none drains during a run)
+-- ARGV[5]  max_requests, whose digits pad a count in the state
+--
+-- Reply: {units held, 0}; the second integer is there because the embedded
+-- backend takes replies of two or more.
+
+local state = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1])
+if not state or state == ARGV[2] then
+  return {0, 0}
+end
+local digits = #ARGV[5]
+if ARGV[3] == 'simple' then
+  return {tonumber(string.sub(state, -digits)), 0}
+end
+if ARGV[3] == 'sliding' then
+  -- The previous window's count and the current one's; a short run stays in
+  -- one window, so the previous one holds nothing. The integer form drops
+  -- leading zeros, so a count may be missing.
+  local previous = tonumber(string.sub(state, -2 * digits, -digits - 1)) or 0
+  return {previous + tonumber(string.sub(state, -digits)), 0}
+end
+local time = redis.call('TIME')
+local level = state - (time[1] * 1000000 + time[2])
+return {math.max(math.ceil(level / ARGV[4]), 0), 0}

@@ -1,0 +1,443 @@
+"""Concurrency limits: at most N leases of one key held at once.
+
+A concurrency limit bounds work in progress, not a rate. ``acquire(key)``
+takes a lease, which the holder releases when its work is done; a holder
+that crashes loses its slot when its lease runs out, and one that works
+longer renews it. On every backend the leases of one key live in one
+sorted set, of random lease ids scored by expiry in microseconds
+(``lua/concurrency.lua``), and acquire, release and renew are one script
+call each, atomic across processes on Redis.
+"""
+
+import logging
+import math
+import secrets
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from luathrottle._clock import check_clock, microseconds
+from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle._keys import check_prefix, hash_identity, identity_digest
+from luathrottle.backends.base import (
+    AsyncBackend,
+    StoreTraits,
+    SyncBackend,
+    check_backend_kind,
+)
+from luathrottle.decision import Reason
+from luathrottle.exceptions import BackendError
+from luathrottle.limiter import _default_memory
+from luathrottle.rates import MAX_DURATION
+from luathrottle.scripts import Script, get_script
+
+__all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease"]
+
+logger = logging.getLogger("luathrottle")
+
+_BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+
+#: The most leases one key may hold at once.
+MAX_IN_FLIGHT = 100_000
+_SCOPE_BYTES = 8
+
+
+def check_max_in_flight(max_in_flight: object) -> int:
+    """Validate a concurrency limit.
+
+    Raises:
+        TypeError, ValueError: naming ``max_in_flight``.
+    """
+    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+        raise TypeError(
+            "max_in_flight must be an int, got "
+            f"{type(max_in_flight).__name__} {max_in_flight!r}"
+        )
+    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
+        raise ValueError(
+            f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}, "
+            f"got {max_in_flight!r}"
+        )
+    return max_in_flight
+
+
+def check_lease(lease: object) -> int:
+    """Validate a lease length in seconds; return it in whole milliseconds.
+
+    Raises:
+        TypeError, ValueError: naming ``lease``.
+    """
+    if isinstance(lease, bool) or not isinstance(lease, int | float):
+        raise TypeError(
+            f"lease must be a number of seconds, got {type(lease).__name__} {lease!r}"
+        )
+    if not math.isfinite(lease) or not 0.001 <= lease <= MAX_DURATION:
+        raise ValueError(
+            f"lease must be between 0.001 and {MAX_DURATION} seconds, got {lease!r}"
+        )
+    return round(lease * 1000)
+
+
+def check_lease_store(traits: StoreTraits, owner: str) -> None:
+    """Refuse a store that cannot keep a lease set atomically.
+
+    Raises:
+        ValueError: naming ``backend``.
+    """
+    if not traits.sorted_sets:
+        raise ValueError(
+            f"backend cannot hold the leases of {owner}: a concurrency limit "
+            "needs a store that runs its script atomically with sorted sets "
+            "(SyncRedis/AsyncRedis, a Redis-backed Django cache, or "
+            "MemoryBackend), and this one runs scripts over a snapshot of "
+            "string keys"
+        )
+
+
+class _BaseLease:
+    """What both lease twins share; see ``Lease``."""
+
+    __slots__ = (
+        "_limiter",
+        "allowed",
+        "id",
+        "in_flight",
+        "key",
+        "reason",
+        "released",
+        "retry_after",
+    )
+
+    def __init__(
+        self,
+        limiter: "_BaseConcurrencyLimiter[Any]",
+        key: str,
+        lease_id: str,
+        reply: Sequence[int] | None,
+        error: BackendError | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self.key = key
+        self.id = lease_id
+        self.released = False
+        if reply is not None:
+            self.allowed = reply[0] == 1
+            self.in_flight: int | None = int(reply[1])
+            self.retry_after: float | None = (
+                None if self.allowed else int(reply[2]) / 1_000_000
+            )
+            self.reason: Reason | None = None if self.allowed else Reason.LIMIT_EXCEEDED
+        else:
+            self.allowed = limiter.on_failure == "allow"
+            self.in_flight = None
+            self.retry_after = (
+                None if self.allowed or error is None else max(error.retry_after, 1.0)
+            )
+            self.reason = Reason.STORE_UNAVAILABLE
+            # Nothing was taken in the store, so there is nothing to give back.
+            self.released = True
+
+    @property
+    def limit(self) -> int:
+        """``max_in_flight`` of the limiter that granted or refused this."""
+        return self._limiter.max_in_flight
+
+    @property
+    def held(self) -> bool:
+        """Whether this lease holds a slot in the store, as far as the
+        holder knows: granted, and neither released nor store-less."""
+        return self.allowed and not self.released
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(allowed={self.allowed}, "
+            f"retry_after={self.retry_after}, in_flight={self.in_flight}, "
+            f"reason={self.reason!r})"
+        )
+
+
+class Lease(_BaseLease):
+    """A slot of a ``ConcurrencyLimiter``, or the refusal of one.
+
+    Attributes:
+        allowed: whether the slot was granted.
+        retry_after: when refused, seconds until the oldest lease expires
+            (the latest a slot frees); None when granted.
+        in_flight: leases of the key held after the call; None when the
+            store failed and the failure policy decided.
+        reason: None when granted; ``Reason.LIMIT_EXCEEDED`` when every slot
+            is taken; ``Reason.STORE_UNAVAILABLE`` when the failure policy
+            decided (a lease allowed that way holds nothing).
+        key: the hashed state key (never the raw identity).
+        id: the lease's random id.
+
+    A context manager: ``with limiter.acquire(key) as lease:`` releases the
+    lease on leaving the block, however it is left. Entering does not check
+    ``allowed``; the block does.
+    """
+
+    __slots__ = ()
+    _limiter: "ConcurrencyLimiter"
+
+    def release(self) -> bool:
+        """Give the slot back.
+
+        Returns:
+            True when this call freed the slot; False when the lease was
+            refused, already released, or had expired.
+
+        Raises:
+            BackendError: the store failed and the policy is ``"raise"``.
+        """
+        if not self.held:
+            return False
+        self.released = True
+        return self._limiter._settle(self, "release")
+
+    def renew(self) -> bool:
+        """Extend the lease to ``lease`` seconds from now.
+
+        Returns:
+            True when renewed; False when the lease was refused, released,
+            or had expired (its slot may be someone else's by now).
+
+        Raises:
+            BackendError: the store failed and the policy is ``"raise"``.
+        """
+        if not self.held:
+            return False
+        return self._limiter._settle(self, "renew")
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class AsyncLease(_BaseLease):
+    """A slot of an ``AsyncConcurrencyLimiter``: ``Lease`` with awaitable
+    ``release()`` and ``renew()``, and ``async with``."""
+
+    __slots__ = ()
+    _limiter: "AsyncConcurrencyLimiter"
+
+    async def release(self) -> bool:
+        """Give the slot back; see ``Lease.release``."""
+        if not self.held:
+            return False
+        self.released = True
+        return await self._limiter._asettle(self, "release")
+
+    async def renew(self) -> bool:
+        """Extend the lease to ``lease`` seconds from now; see ``Lease.renew``."""
+        if not self.held:
+            return False
+        return await self._limiter._asettle(self, "renew")
+
+    async def __aenter__(self) -> "AsyncLease":
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.release()
+
+
+class _BaseConcurrencyLimiter(Generic[_BackendT]):
+    _backend_type: type[SyncBackend] | type[AsyncBackend]
+
+    def __init__(
+        self,
+        max_in_flight: int,
+        *,
+        lease: float,
+        backend: _BackendT | None = None,
+        clock: Callable[[], float] | None = None,
+        prefix: str = "lt",
+        on_failure: OnFailure = "raise",
+        scope: str = "",
+    ) -> None:
+        self.max_in_flight = check_max_in_flight(max_in_flight)
+        self.lease_ms = check_lease(lease)
+        self.lease = self.lease_ms / 1000
+        self.backend: _BackendT = _default_memory() if backend is None else backend
+        check_backend_kind(self.backend, self._backend_type, type(self).__name__)
+        check_lease_store(self.backend.traits(), type(self).__name__)
+        self.clock = check_clock(clock)
+        self.prefix = check_prefix(prefix)
+        self.on_failure = check_on_failure(on_failure)
+        self.script: Script = get_script("concurrency")
+        scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
+        self._head = f"{self.prefix}:{self.script.key_tag}:{{"
+        self._tail = f"}}{scope_part}:{self.max_in_flight}/{self.lease_ms}ms"
+        self._limits = (str(self.max_in_flight), str(self.lease_ms * 1000))
+
+    def state_key(self, key: str) -> str:
+        """The hashed key of ``key``'s lease set.
+
+        Raises:
+            TypeError, ValueError: naming ``key``.
+        """
+        if not isinstance(key, str):
+            raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
+        if not key:
+            raise ValueError("key must not be empty")
+        return self._head + identity_digest(key) + self._tail
+
+    def _args(self, mode: str, lease_id: str) -> list[str]:
+        now = "" if self.clock is None else str(microseconds(self.clock))
+        return [mode, lease_id, now, *self._limits]
+
+    def _replied(self, lease: _BaseLease, mode: str, reply: Sequence[int]) -> bool:
+        _log_foreign(lease.key, reply)
+        if mode == "renew" and reply[0] != 1:
+            # Expired, so the store forgot it: nothing is held any more.
+            lease.released = True
+        return reply[0] == 1
+
+    def _failed_acquire(self, state_key: str, error: BackendError) -> None:
+        logger.warning(
+            "luathrottle store failed to acquire a lease at %s (%s): %s",
+            state_key,
+            self.on_failure,
+            error,
+        )
+        if self.on_failure == "raise":
+            raise error
+
+    def _failed(self, lease: _BaseLease, mode: str, error: BackendError) -> bool:
+        logger.warning(
+            "luathrottle store failed to %s a lease at %s (%s): %s",
+            mode,
+            lease.key,
+            self.on_failure,
+            error,
+        )
+        if self.on_failure == "raise":
+            raise error
+        return False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.max_in_flight}, lease={self.lease}, "
+            f"backend={type(self.backend).__name__}(...))"
+        )
+
+
+def _log_foreign(key: str, reply: Sequence[int]) -> None:
+    if len(reply) > 3 and reply[3]:
+        logger.warning(
+            "luathrottle lease set at %s held %d entries not written by "
+            "luathrottle: dropped",
+            key,
+            reply[3],
+        )
+
+
+class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
+    """At most ``max_in_flight`` leases of each key held at once, on a sync
+    backend.
+
+    Args:
+        max_in_flight: leases one key may hold at once, 1 to 100,000.
+        lease: seconds a lease lasts unless renewed (to the millisecond);
+            a crashed holder's slot frees after this long.
+        backend: where leases live: the process-wide ``MemoryBackend`` by
+            default, ``SyncRedis(client)``, or a Redis-backed
+            ``SyncDjangoCache``; a Django cache that is not Redis-backed
+            cannot hold a lease set atomically and is refused.
+        clock: returns the time in seconds; the store's clock by default.
+        prefix: the start of every key this limiter writes.
+        on_failure: when the store fails on ``acquire``, ``"raise"``
+            (default) the ``BackendError``, ``"allow"`` (a lease that holds
+            nothing) or ``"deny"``; a failed ``release()`` or ``renew()``
+            raises on ``"raise"`` and otherwise returns False (the lease
+            then frees itself when it runs out).
+        scope: keeps this limiter's leases apart from those of others with
+            the same prefix and limits; none by default.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
+    """
+
+    _backend_type = SyncBackend
+
+    def acquire(self, key: str) -> Lease:
+        """Take a slot for ``key`` if one is free.
+
+        Raises:
+            BackendError: the store failed and ``on_failure`` is ``"raise"``.
+        """
+        state_key = self.state_key(key)
+        lease_id = secrets.token_hex(16)
+        try:
+            reply = self.backend.run_script(
+                self.script, [state_key], self._args("acquire", lease_id)
+            )
+        except BackendError as error:
+            self._failed_acquire(state_key, error)
+            return Lease(self, state_key, lease_id, None, error)
+        _log_foreign(state_key, reply)
+        return Lease(self, state_key, lease_id, reply)
+
+    def reset(self, key: str) -> None:
+        """Forget every lease of ``key``.
+
+        Raises:
+            BackendError: the store failed, whatever ``on_failure`` says.
+        """
+        self.backend.delete_keys([self.state_key(key)])
+
+    def _settle(self, lease: _BaseLease, mode: str) -> bool:
+        try:
+            reply = self.backend.run_script(
+                self.script, [lease.key], self._args(mode, lease.id)
+            )
+        except BackendError as error:
+            return self._failed(lease, mode, error)
+        return self._replied(lease, mode, reply)
+
+
+class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
+    """``ConcurrencyLimiter`` for asyncio, on ``AsyncRedis``, a Redis-backed
+    ``AsyncDjangoCache`` or ``MemoryBackend``; its methods are awaitables
+    and its leases ``AsyncLease`` objects."""
+
+    _backend_type = AsyncBackend
+
+    async def acquire(self, key: str) -> AsyncLease:
+        """Take a slot for ``key`` if one is free; see
+        ``ConcurrencyLimiter.acquire``."""
+        state_key = self.state_key(key)
+        lease_id = secrets.token_hex(16)
+        try:
+            reply = await self.backend.arun_script(
+                self.script, [state_key], self._args("acquire", lease_id)
+            )
+        except BackendError as error:
+            self._failed_acquire(state_key, error)
+            return AsyncLease(self, state_key, lease_id, None, error)
+        _log_foreign(state_key, reply)
+        return AsyncLease(self, state_key, lease_id, reply)
+
+    async def reset(self, key: str) -> None:
+        """Forget every lease of ``key``."""
+        await self.backend.adelete_keys([self.state_key(key)])
+
+    async def _asettle(self, lease: _BaseLease, mode: str) -> bool:
+        try:
+            reply = await self.backend.arun_script(
+                self.script, [lease.key], self._args(mode, lease.id)
+            )
+        except BackendError as error:
+            return self._failed(lease, mode, error)
+        return self._replied(lease, mode, reply)

@@ -1,0 +1,102 @@
+"""TokenBucket and SlidingWindow follow the rule test_hostile_state.py holds
+the first two algorithms to: a state someone else wrote counts as absent,
+the next admitted hit overwrites it with one that expires, and the
+``luathrottle`` logger names the hashed key; nothing raises."""
+
+import logging
+import re
+import time
+import uuid
+
+import pytest
+
+from luathrottle import Limit, Limiter, SlidingWindow, TokenBucket
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import SyncRedis
+from test_hostile_state import GARBAGE, WARNING
+
+LIMIT = Limit(5, 60)
+#: Window indexes count from here, in whole durations.
+EPOCH_US = 1_700_000_000_000_000
+
+
+def far_ahead(algorithm: str, now_us: int) -> str:
+    """A bucket full, or a window starting, an hour from now."""
+    if algorithm == "token":
+        return str(now_us + 3_600_000_000)
+    duration = LIMIT.duration * 1_000_000
+    index = (now_us + 3_600_000_000) // duration - EPOCH_US // duration
+    return f"{index}00"
+
+
+def count_above_limit(algorithm: str, now_us: int) -> str:
+    """A window holding 9 hits of a limit of 5; a bucket has no count, so
+    one full 10 minutes from now: more than a whole burst (1 minute) plus
+    the margin for clocks (5 minutes)."""
+    if algorithm == "token":
+        return str(now_us + 600_000_000)
+    duration = LIMIT.duration * 1_000_000
+    return f"{now_us // duration - EPOCH_US // duration}09"
+
+
+def fixed(value: str):
+    return lambda algorithm, now_us: value
+
+
+CASES = {
+    **{name: fixed(value) for name, value in GARBAGE.items()},
+    "far-ahead": far_ahead,
+    "count-above-limit": count_above_limit,
+}
+ALGORITHMS = {"token": TokenBucket, "sliding": SlidingWindow}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request, clock):
+    if request.param == "memory":
+        backend = MemoryBackend(clock=clock)
+        return (
+            backend,
+            lambda key, value: backend.command("SET", key, value),
+            (lambda key: backend.command("GET", key) or None),
+            (lambda key: int(backend.command("PTTL", key))),
+        )
+    client = request.getfixturevalue("redis_client")
+    return (
+        SyncRedis(client),
+        client.set,
+        lambda key: None if client.get(key) is None else client.get(key).decode(),
+        lambda key: int(client.pttl(key)),
+    )
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+def test_unreadable_state_counts_as_absent(store, clock, caplog, algorithm, case):
+    backend, set_state, get_state, pttl = store
+    on_redis = not isinstance(backend, MemoryBackend)
+    limiter = Limiter(
+        LIMIT,
+        algorithm=ALGORITHMS[algorithm](),
+        backend=backend,
+        prefix=uuid.uuid4().hex[:8],
+        clock=None if on_redis else clock,
+    )
+    [key] = limiter._keys("client")
+    now_us = time.time_ns() // 1000 if on_redis else round(clock() * 1_000_000)
+    set_state(key, CASES[case](algorithm, now_us))
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        decision = limiter.hit("client")
+    assert decision.allowed, decision
+    assert decision.remaining == LIMIT.max_requests - 1
+    warned = [r for r in caplog.records if WARNING in r.getMessage()]
+    assert len(warned) == 1
+    assert key in warned[0].getMessage()
+    state = get_state(key)
+    assert state is not None
+    assert re.fullmatch(r"[0-9]+", state), state
+    assert 0 < pttl(key) <= 2 * LIMIT.duration * 1000
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        assert limiter.hit("client").remaining == LIMIT.max_requests - 2
+    assert not [r for r in caplog.records if WARNING in r.getMessage()]

@@ -1,0 +1,85 @@
+"""Limiter.hit/peek(..., limits=...): limits chosen per call, one script call."""
+
+import pytest
+
+from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, Reason
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import SyncRedis
+
+
+def test_per_call_limits_override_the_limiters(sync_backend, clock):
+    limiter = Limiter(100, 60, backend=sync_backend, clock=clock)
+    assert [limiter.hit("u", limits="2/minute").allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    denied = limiter.peek("u", limits="2/minute")
+    assert denied.limit == 2
+    assert denied.reason is Reason.LIMIT_EXCEEDED
+    # The limiter's own limit has its own counter, untouched by those hits.
+    assert limiter.hit("u").remaining == 99
+
+
+@pytest.mark.parametrize(
+    "limits",
+    ["3/minute", (3, 60), Limit(3, 60, name="plan"), ["3/minute", "10/hour"]],
+    ids=["str", "pair", "Limit", "list"],
+)
+def test_every_form_the_limiter_takes(limits, clock):
+    limiter = Limiter(1, 1, backend=MemoryBackend(clock=clock), clock=clock)
+    decisions = [limiter.hit("u", limits=limits) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert decisions[0].limits[0].limit.max_requests == 3
+
+
+def test_a_changed_limit_starts_a_fresh_counter(clock):
+    limiter = Limiter(1, 60, backend=MemoryBackend(clock=clock), clock=clock)
+    assert limiter.hit("u", limits="1/minute").allowed
+    assert not limiter.hit("u", limits="1/minute").allowed
+    assert limiter.hit("u", limits="5/minute").remaining == 4
+
+
+def test_one_script_call_for_all_per_call_limits(redis_client):
+    limiter = Limiter(1, 60, backend=SyncRedis(redis_client))
+    stats = redis_client.info("commandstats")
+    before = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+    decision = limiter.hit("u", cost=2, limits=["5/minute", "7/hour", (9, 86400)])
+    after = redis_client.info("commandstats")["cmdstat_evalsha"]["calls"]
+    assert after - before == 1
+    assert [item.remaining for item in decision.limits] == [3, 5, 7]
+
+
+async def test_async_limiter_takes_per_call_limits(async_backend, clock):
+    limiter = AsyncLimiter(1, 60, backend=async_backend, clock=clock)
+    assert (await limiter.hit("u", limits="2/minute")).allowed
+    assert (await limiter.hit("u", limits="2/minute")).remaining == 0
+    assert not (await limiter.peek("u", limits="2/minute")).allowed
+    assert (await limiter.peek("u")).remaining == 1
+
+
+@pytest.mark.parametrize(
+    ("limits", "error"),
+    [
+        (5, TypeError),
+        (2.5, TypeError),
+        ("5/fortnight", ValueError),
+        ((0, 60), ValueError),
+        ([], ValueError),
+        ([object()], TypeError),
+        ([5, 60], TypeError),
+        (["5/minute", "5/minute"], ValueError),
+        (["1/second"] * 65, ValueError),
+    ],
+)
+def test_bad_per_call_limits_are_named(limits, error):
+    limiter = Limiter(1, 60, backend=MemoryBackend())
+    limiter.hit("u", limits=(5, 60))  # a pair remembered does not admit [5, 60]
+    with pytest.raises(error, match="limits"):
+        limiter.hit("u", limits=limits)
+
+
+def test_per_call_limits_are_checked_by_the_algorithm():
+    limiter = Limiter(1, 60, algorithm=LeakyBucket(), backend=MemoryBackend())
+    with pytest.raises(ValueError, match=r"limits: max_requests of limit"):
+        limiter.hit("u", limits=(1_000_000, 1))
