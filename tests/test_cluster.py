@@ -117,7 +117,11 @@ def test_decisions_never_read_from_replicas(redis_cluster, cluster_client):
         assert [limiter.hit(key).allowed for _ in range(4)] == [True] * 3 + [False]
         assert limiter.peek(key).remaining == 0
     stats = client.info("commandstats", target_nodes=replicas)
-    assert not any("cmdstat_evalsha" in node_stats for node_stats in stats.values())
+    assert not any(
+        f"cmdstat_{name}" in node_stats
+        for node_stats in stats.values()
+        for name in ("evalsha", "fcall", "fcall_ro")
+    )
     client.close()
 
 
@@ -136,6 +140,36 @@ def test_noscript_is_recovered_after_a_node_restart(redis_cluster, cluster_clien
     assert all(limiter.hit(key).allowed for key in keys)
     with redis_cluster.client(port) as node:
         assert node.script_exists(sha) == [True]
+
+
+def test_functions_on_a_cluster_survive_function_flush_on_one_node(
+    redis_cluster, cluster_client
+):
+    """FCALL on a cluster, asked for: a node that lost the library loads it
+    again at its first call, and no call counts twice."""
+    limiter = Limiter(5, 60, backend=SyncRedis(cluster_client, functions=True))
+    keys = keys_on_every_primary(cluster_client, 3)
+    for key in keys:
+        assert limiter.hit(key).remaining == 4
+    port = redis_cluster.primary_ports()[0]
+    with redis_cluster.client(port) as node:
+        node.function_flush()
+        assert node.function_list(library="luathrottle") == []
+    assert [limiter.hit(key).remaining for key in keys] == [3] * len(keys)
+    assert limiter.peek(keys[0]).remaining == 3
+    with redis_cluster.client(port) as node:
+        assert node.function_list(library="luathrottle") != []
+    # A pipeline over every node, one of which lost the library again.
+    with redis_cluster.client(port) as node:
+        node.function_flush()
+    backend = SyncRedis(cluster_client, functions=True)
+    calls = [
+        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
+    ]
+    assert [reply[2] for reply in backend.run_scripts(calls)] == [2] * len(keys)
+    assert backend.uses_functions
+    with redis_cluster.client(port) as node:
+        assert node.function_list(library="luathrottle") != []
 
 
 def run_cli(*argv):
@@ -346,7 +380,7 @@ def test_one_server_keeps_identities_of_a_stage_in_one_call(rf, redis_client):
         for client in CLIENTS
     ]
     assert statuses == [200, 200, 429, 200, 429]
-    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 5
+    assert redis_client.info("commandstats")["cmdstat_fcall"]["calls"] == 5
 
 
 def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):
