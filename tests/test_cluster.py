@@ -183,16 +183,18 @@ def test_scripts_check_and_load_act_on_every_primary(redis_cluster, cluster_clie
     lacking = redis_cluster.primary_ports()[1]
     with redis_cluster.client(lacking) as node:
         node.script_flush()
+        node.function_flush()
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 1
     missing = [line for line in output.splitlines() if "MISSING" in line]
-    assert len(missing) == len(all_scripts())
+    # Each script, and the library.
+    assert len(missing) == len(all_scripts()) + 1
     assert all(line.startswith(f"127.0.0.1:{lacking}\t") for line in missing)
-    assert output.count("\tok\t") == 2 * len(all_scripts())
+    assert output.count("\tok\t") == 2 * (len(all_scripts()) + 1)
 
     status, output = run_cli("scripts", "load", "--url", url, "--cluster")
     assert status == 0
-    assert output.count("\tloaded\t") == 3 * len(all_scripts())
+    assert output.count("\tloaded\t") == 3 * (len(all_scripts()) + 1)
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 0
     assert "MISSING" not in output
