@@ -218,6 +218,7 @@ class _Twin:
         scope: str | None,
         clock: Callable[[], float] | None,
         on_failure: OnFailure | None,
+        cache_denials: bool | int,
     ) -> None:
         key = RemoteAddr() if cache_key is None else cache_key
         self.inner = self._inner_type(
@@ -232,6 +233,7 @@ class _Twin:
             scope=scope,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -240,7 +242,12 @@ class _Twin:
         # dmr's base class keeps these two; its helpers may read them.
         self._backend = self.inner.backend
         self._algorithm = self.inner.algorithm
-        self._options = {"scope": scope, "clock": clock, "on_failure": on_failure}
+        self._options = {
+            "scope": scope,
+            "clock": clock,
+            "on_failure": on_failure,
+            "cache_denials": cache_denials,
+        }
 
     def replace(
         self,
@@ -453,6 +460,9 @@ class SyncThrottle(_Twin, _DmrSyncThrottle):  # type: ignore[misc]
         clock: returns the time in seconds; by default the store's clock.
         on_failure: ``"allow"``, ``"deny"`` (503) or ``"raise"`` when the
             store fails; by default ``LUATHROTTLE["on_failure"]``.
+        cache_denials: True or a number of identities to answer remembered
+            denials without the store (see ``luathrottle.django``); False
+            (default) for none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -472,6 +482,7 @@ class SyncThrottle(_Twin, _DmrSyncThrottle):  # type: ignore[misc]
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         self._setup(
             max_requests,
@@ -483,6 +494,7 @@ class SyncThrottle(_Twin, _DmrSyncThrottle):  # type: ignore[misc]
             scope,
             clock,
             on_failure,
+            cache_denials,
         )
 
     def __call__(
@@ -526,6 +538,7 @@ class AsyncThrottle(_Twin, _DmrAsyncThrottle):  # type: ignore[misc]
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         self._setup(
             max_requests,
@@ -537,6 +550,7 @@ class AsyncThrottle(_Twin, _DmrAsyncThrottle):  # type: ignore[misc]
             scope,
             clock,
             on_failure,
+            cache_denials,
         )
 
     async def __call__(

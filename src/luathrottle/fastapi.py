@@ -120,6 +120,9 @@ class Throttle(_Base):
         scope: routes whose throttles share a scope share their counters;
             by default each route counts on its own.
         clock: returns the time in seconds; by default the store's clock.
+        cache_denials: True or a number of identities to answer remembered
+            denials in this process without the store (see ``Limiter``);
+            False (default) for none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -136,6 +139,7 @@ class Throttle(_Base):
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         super().__init__(key, response_headers, scope)
         self.limiter = AsyncLimiter(
@@ -144,6 +148,7 @@ class Throttle(_Base):
             backend=backend,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
 
     async def __call__(self, request: Request, response: Response) -> Decision | None:
@@ -174,6 +179,7 @@ class SyncThrottle(_Base):
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         super().__init__(key, response_headers, scope)
         self.limiter = Limiter(
@@ -182,6 +188,7 @@ class SyncThrottle(_Base):
             backend=backend,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
 
     def __call__(self, request: Request, response: Response) -> Decision | None:
