@@ -172,6 +172,26 @@ def test_functions_on_a_cluster_survive_function_flush_on_one_node(
         assert node.function_list(library="luathrottle") != []
 
 
+async def test_async_functions_on_a_cluster_survive_function_flush(
+    redis_cluster, cluster_client
+):
+    client = redis.asyncio.cluster.RedisCluster.from_url(redis_cluster.url)
+    backend = AsyncRedis(client, functions=True)
+    limiter = AsyncLimiter(5, 60, backend=backend)
+    keys = keys_on_every_primary(cluster_client, 1)
+    assert [(await limiter.hit(key)).remaining for key in keys] == [4] * len(keys)
+    with redis_cluster.client(redis_cluster.primary_ports()[1]) as node:
+        node.function_flush()
+    calls = [
+        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
+    ]
+    replies = await backend.arun_scripts(calls)
+    assert [reply[2] for reply in replies] == [3] * len(keys)
+    assert [(await limiter.peek(key)).remaining for key in keys] == [3] * len(keys)
+    assert backend.uses_functions
+    await client.aclose()
+
+
 def run_cli(*argv):
     out = io.StringIO()
     return main(list(argv), out=out), out.getvalue()

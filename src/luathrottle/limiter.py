@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle._denials import denial_cache
+from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._failures import OnFailure, check_on_failure, failure_decision
 from luathrottle._keys import check_prefix, identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -114,26 +114,18 @@ class _BaseLimiter(Generic[_BackendT]):
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys
 
-    def _known(self, call: _Call) -> tuple[Decision | None, int, int]:
+    def _known(
+        self, denials: DenialCache, call: _Call
+    ) -> tuple[Decision | None, int, int]:
         """What the denial cache answers for ``call``, with the time and
         epoch to learn the store's reply at when it answers nothing."""
-        denials = self.denials
-        if denials is None:
-            return None, 0, 0
         epoch = denials.epoch
         now_us = denials.now() if call.now_us is None else call.now_us
-        reply = denials.answer(
-            call.keys[0], self.script, self.limits, call.cost, now_us
-        )
+        key = call.keys[0]
+        reply = denials.answer(key, self.script, self.limits, call.cost, now_us)
         if reply is None:
             return None, now_us, epoch
         return Decision.from_reply(self.limits, reply), now_us, epoch
-
-    def _learn(self, call: _Call, reply: list[int], now_us: int, epoch: int) -> None:
-        if self.denials is not None:
-            self.denials.learn(
-                call.keys[0], self.script, self.limits, reply, now_us, epoch
-            )
 
     def _forget(self, keys: list[str]) -> None:
         if self.denials is not None:
@@ -208,14 +200,23 @@ class Limiter(_BaseLimiter[SyncBackend]):
             self._forget(keys)
 
     def _decide(self, call: _Call) -> Decision:
-        known, now_us, epoch = self._known(call)
+        if self.denials is not None:
+            return self._decide_cached(self.denials, call)
+        try:
+            reply = self.backend.run_script(self.script, call.keys, call.args)
+        except BackendError as error:
+            return self._failed(call, error)
+        return Decision.from_reply(self.limits, reply, call.keys)
+
+    def _decide_cached(self, denials: DenialCache, call: _Call) -> Decision:
+        known, now_us, epoch = self._known(denials, call)
         if known is not None:
             return known
         try:
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        self._learn(call, reply, now_us, epoch)
+        denials.learn(call.keys[0], self.script, self.limits, reply, now_us, epoch)
         return Decision.from_reply(self.limits, reply, call.keys)
 
 
@@ -244,12 +245,21 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
             self._forget(keys)
 
     async def _decide(self, call: _Call) -> Decision:
-        known, now_us, epoch = self._known(call)
+        if self.denials is not None:
+            return await self._decide_cached(self.denials, call)
+        try:
+            reply = await self.backend.arun_script(self.script, call.keys, call.args)
+        except BackendError as error:
+            return self._failed(call, error)
+        return Decision.from_reply(self.limits, reply, call.keys)
+
+    async def _decide_cached(self, denials: DenialCache, call: _Call) -> Decision:
+        known, now_us, epoch = self._known(denials, call)
         if known is not None:
             return known
         try:
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        self._learn(call, reply, now_us, epoch)
+        denials.learn(call.keys[0], self.script, self.limits, reply, now_us, epoch)
         return Decision.from_reply(self.limits, reply, call.keys)
