@@ -4,8 +4,9 @@ Both twins send one call per decision. On Redis 7+ (and Valkey 7.2+) that is
 an FCALL of the ``luathrottle`` function library (``luathrottle.scripts.
 library()``), or an FCALL_RO of a function flagged ``no-writes`` for a
 peek; functions persist and replicate with the data, so a restart with
-persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, or with
-``functions=False``, it is an EVALSHA.
+persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
+Redis Cluster client unless ``functions=True``, or with ``functions=False``,
+it is an EVALSHA.
 
 A call that finds no function (FUNCTION FLUSH, a fresh server) loads the
 library with FUNCTION LOAD REPLACE and runs again once, with EVAL; a call
