@@ -16,6 +16,7 @@ the first call ran nothing, so nothing counts twice, and the caller never
 sees it. A server without functions (an unknown command) or a user the ACL
 forbids FCALL or FUNCTION LOAD (NOPERM) switches the backend object to
 EVALSHA for good: the probe costs one failed call, once.
+
 Every other Redis error becomes a ``BackendError`` with the cause chained:
 a ``ScriptError`` when the server answered but the call's keys or script
 failed (WRONGTYPE, a script error), which no circuit breaker counts, and a
