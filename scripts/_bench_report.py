@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from _bench_e2e import E2EResult
-from _bench_measure import CaseResult
+from _bench_measure import SCRIPT_COMMANDS, CaseResult
 
 __all__ = ["Target", "evaluate_targets", "write_outputs"]
 
@@ -83,6 +83,24 @@ def _round_trips(cases: dict[str, CaseResult], e2e: dict[str, E2EResult]) -> Tar
         1.0,
         "lower",
         "; ".join(parts),
+    )
+
+
+def script_calls_per_op(case: CaseResult | None) -> float | None:
+    """Redis script calls (EVALSHA, FCALL...) per operation of ``case``."""
+    if case is None:
+        return None
+    return sum(case.commands_per_op().get(name, 0.0) for name in SCRIPT_COMMANDS)
+
+
+def _hot_key(cases: dict[str, CaseResult]) -> Target:
+    off = script_calls_per_op(cases.get("lt.hot_key.off"))
+    return Target(
+        "hot key (50x its limit): Redis script calls per request, denial cache on",
+        script_calls_per_op(cases.get("lt.hot_key.on")),
+        0.05,
+        "lower",
+        f"with it off: {_number(off)}",
     )
 
 
@@ -158,6 +176,7 @@ def evaluate_targets(
             "Redis bytes per identity and limit", bytes_worst, 100, "lower", bytes_where
         ),
         Target("Lua µs per call inside Redis", lua_worst, 3.0, "lower", lua_where),
+        _hot_key(cases),
     ]
 
 

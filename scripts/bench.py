@@ -35,7 +35,7 @@ import redis
 import redis.asyncio
 
 from _bench_adapters import adapter_cases
-from _bench_cases import floor_cases, luathrottle_cases
+from _bench_cases import floor_cases, hot_key_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
 from _bench_measure import Case, CaseResult, Runner
@@ -138,6 +138,7 @@ def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], lis
     cases = [
         *floor_cases(client, aclient),
         *luathrottle_cases(client, aclient),
+        *hot_key_cases(client),
         *django_cases(client),
         *peers,
         *adapters,

@@ -34,6 +34,9 @@ OWN_CASES = {
         for algorithm in ("simple", "leaky", "token", "sliding")
         for size in (1, 3)
     ),
+    "lt.sync_redis_evalsha.simple.1",
+    "lt.hot_key.off",
+    "lt.hot_key.on",
     "django.plain",
     *(
         f"lt_django.{backend}.{size}"
@@ -128,7 +131,13 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         assert is_number(redis_figures["commands_per_op"]), key
         assert is_number(redis_figures["round_trips_per_op"]), key
     assert is_number(cases["lt.sync_redis.simple.1"]["redis"]["lua_us_per_call"])
-    assert len(document["targets"]) == 7
+    assert len(document["targets"]) == 8
+    hot = {
+        key: cases[f"lt.hot_key.{key}"]["redis"]["commands"] for key in ("off", "on")
+    }
+    # Off, every request is one script call; the smoke run is too short
+    # for the cache's figure, which the full run shows.
+    assert hot["off"]["fcall"] == 1
     assert document["e2e"] == []
 
 

@@ -161,7 +161,9 @@ async def cancel_one_call(
         await client.connection_pool.disconnect()
     force_state(breaker, clock, state)
     if kind == "noscript":
+        # Both fallbacks: a missing function, then a missing script.
         admin.script_flush()
+        admin.function_flush()
     probe = CancelAtSuspension(one_call(backend, kind, f"k{at}"), at)
     task = asyncio.ensure_future(probe)
     done, _ = await asyncio.wait([task], timeout=TIMEOUT)

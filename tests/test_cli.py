@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from luathrottle.cli import main
-from luathrottle.scripts import all_scripts
+from luathrottle.scripts import all_scripts, library
 from servers import RedisSentinel, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,23 +27,63 @@ def test_scripts_list_prints_name_version_and_sha():
     assert status == 0
     assert output.splitlines() == [
         f"{script.name}\tv{script.version}\t{script.sha}" for script in all_scripts()
-    ]
+    ] + [f"library\tluathrottle\t{function}" for function in library().functions]
 
 
 def test_check_fails_until_load_then_passes(redis_url, redis_client):
     redis_client.script_flush()
+    redis_client.function_flush()
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 1
-    assert output.count("MISSING") == len(all_scripts())
+    assert output.count("MISSING") == len(all_scripts()) + 1
+    assert "\tMISSING\tlibrary\tluathrottle" in output
     status, output = run("scripts", "load", "--url", redis_url)
     assert status == 0
     assert all(script.sha in output for script in all_scripts())
+    functions = len(library().functions)
+    assert f"\tloaded\tlibrary\tluathrottle\t{functions} functions" in output
     assert redis_client.script_exists(*(s.sha for s in all_scripts())) == [True] * len(
         all_scripts()
     )
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 0
     assert "MISSING" not in output
+    assert "\tok\tlibrary\tluathrottle" in output
+
+
+def test_check_reports_only_the_library_missing(redis_url, redis_client):
+    run("scripts", "load", "--url", redis_url)
+    redis_client.function_flush()
+    status, output = run("scripts", "check", "--url", redis_url)
+    assert status == 1
+    assert [line for line in output.splitlines() if "MISSING" in line] == [
+        line for line in output.splitlines() if line.endswith("library\tluathrottle")
+    ]
+    # Another build's library, without this build's functions, is missing too.
+    redis_client.function_load(
+        "#!lua name=luathrottle\nredis.register_function('lt_old', "
+        "function() return 1 end)",
+        replace=True,
+    )
+    assert run("scripts", "check", "--url", redis_url)[0] == 1
+
+
+def test_servers_or_users_without_functions_skip_the_library(redis_url, redis_client):
+    redis_client.acl_setuser(
+        "nofunctions",
+        enabled=True,
+        nopass=True,
+        keys=["~*"],
+        commands=["+@all", "-function"],
+    )
+    url = redis_url.replace("redis://", "redis://nofunctions:x@")
+    status, output = run("scripts", "load", "--url", url)
+    assert status == 0
+    assert "\tskipped\tlibrary\tluathrottle\tforbidden by the ACL" in output
+    status, output = run("scripts", "check", "--url", url)
+    assert status == 0
+    assert "\tskipped\tlibrary\tluathrottle\tforbidden by the ACL" in output
+    redis_client.acl_deluser("nofunctions")
 
 
 def test_check_reports_an_unreachable_server(capsys):
@@ -81,7 +121,9 @@ def test_console_script_and_preload_twin(command):
         command, capture_output=True, text=True, timeout=60, check=True
     )
     listed = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert listed == [script.name for script in all_scripts()]
+    assert listed == [script.name for script in all_scripts()] + ["library"] * len(
+        library().functions
+    )
     assert {
         "concurrency",
         "fixed_window",
@@ -193,16 +235,17 @@ def test_an_unknown_sentinel_name_exits_2_in_one_line(redis_url, tmp_path):
 
 def test_missing_scripts_exit_1_then_0_after_load(redis_url, redis_client):
     redis_client.script_flush()
+    redis_client.function_flush()
     for command in ((CONSOLE_SCRIPT,), PYTHON_M):
         result = shell("scripts", "check", "--url", redis_url, command=command)
         assert_one_line_error(result, 1, "missing", "scripts load")
-        assert result.stdout.count("\tMISSING\t") == len(all_scripts())
+        assert result.stdout.count("\tMISSING\t") == len(all_scripts()) + 1
     loaded = shell("scripts", "load", "--url", redis_url)
     assert (loaded.returncode, loaded.stderr) == (0, "")
     for command in ((CONSOLE_SCRIPT,), PYTHON_M):
         result = shell("scripts", "check", "--url", redis_url, command=command)
         assert (result.returncode, result.stderr) == (0, "")
-        assert result.stdout.count("\tok\t") == len(all_scripts())
+        assert result.stdout.count("\tok\t") == len(all_scripts()) + 1
 
 
 def test_python_m_and_the_preload_twin_fail_as_the_console_script_does():
@@ -223,7 +266,7 @@ def test_help_is_plain_text_and_lists_the_exit_statuses(argv):
     assert "\nexit status:\n" in result.stdout
     for line in (
         "  0  success",
-        "  1  check: a script is missing",
+        "  1  check: a script or the function library is missing",
         "  2  usage or configuration error",
     ):
         assert f"\n{line}" in result.stdout

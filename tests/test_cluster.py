@@ -151,7 +151,11 @@ def test_decisions_never_read_from_replicas(redis_cluster, cluster_client):
         assert [limiter.hit(key).allowed for _ in range(4)] == [True] * 3 + [False]
         assert limiter.peek(key).remaining == 0
     stats = client.info("commandstats", target_nodes=replicas)
-    assert not any("cmdstat_evalsha" in node_stats for node_stats in stats.values())
+    assert not any(
+        f"cmdstat_{name}" in node_stats
+        for node_stats in stats.values()
+        for name in ("evalsha", "fcall", "fcall_ro")
+    )
     client.close()
 
 
@@ -172,6 +176,56 @@ def test_noscript_is_recovered_after_a_node_restart(redis_cluster, cluster_clien
         assert node.script_exists(sha) == [True]
 
 
+def test_functions_on_a_cluster_survive_function_flush_on_one_node(
+    redis_cluster, cluster_client
+):
+    """FCALL on a cluster, asked for: a node that lost the library loads it
+    again at its first call, and no call counts twice."""
+    limiter = Limiter(5, 60, backend=SyncRedis(cluster_client, functions=True))
+    keys = keys_on_every_primary(cluster_client, 3)
+    for key in keys:
+        assert limiter.hit(key).remaining == 4
+    port = redis_cluster.primary_ports()[0]
+    with redis_cluster.client(port) as node:
+        node.function_flush()
+        assert node.function_list(library="luathrottle") == []
+    assert [limiter.hit(key).remaining for key in keys] == [3] * len(keys)
+    assert limiter.peek(keys[0]).remaining == 3
+    with redis_cluster.client(port) as node:
+        assert node.function_list(library="luathrottle") != []
+    # A pipeline over every node, one of which lost the library again.
+    with redis_cluster.client(port) as node:
+        node.function_flush()
+    backend = SyncRedis(cluster_client, functions=True)
+    calls = [
+        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
+    ]
+    assert [reply[2] for reply in backend.run_scripts(calls)] == [2] * len(keys)
+    assert backend.uses_functions
+    with redis_cluster.client(port) as node:
+        assert node.function_list(library="luathrottle") != []
+
+
+async def test_async_functions_on_a_cluster_survive_function_flush(
+    redis_cluster, cluster_client
+):
+    client = redis.asyncio.cluster.RedisCluster.from_url(redis_cluster.url)
+    backend = AsyncRedis(client, functions=True)
+    limiter = AsyncLimiter(5, 60, backend=backend)
+    keys = keys_on_every_primary(cluster_client, 1)
+    assert [(await limiter.hit(key)).remaining for key in keys] == [4] * len(keys)
+    with redis_cluster.client(redis_cluster.primary_ports()[1]) as node:
+        node.function_flush()
+    calls = [
+        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
+    ]
+    replies = await backend.arun_scripts(calls)
+    assert [reply[2] for reply in replies] == [3] * len(keys)
+    assert [(await limiter.peek(key)).remaining for key in keys] == [3] * len(keys)
+    assert backend.uses_functions
+    await client.aclose()
+
+
 def run_cli(*argv):
     out = io.StringIO()
     return main(list(argv), out=out), out.getvalue()
@@ -183,16 +237,18 @@ def test_scripts_check_and_load_act_on_every_primary(redis_cluster, cluster_clie
     lacking = redis_cluster.primary_ports()[1]
     with redis_cluster.client(lacking) as node:
         node.script_flush()
+        node.function_flush()
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 1
     missing = [line for line in output.splitlines() if "MISSING" in line]
-    assert len(missing) == len(all_scripts())
+    # Each script, and the library.
+    assert len(missing) == len(all_scripts()) + 1
     assert all(line.startswith(f"127.0.0.1:{lacking}\t") for line in missing)
-    assert output.count("\tok\t") == 2 * len(all_scripts())
+    assert output.count("\tok\t") == 2 * (len(all_scripts()) + 1)
 
     status, output = run_cli("scripts", "load", "--url", url, "--cluster")
     assert status == 0
-    assert output.count("\tloaded\t") == 3 * len(all_scripts())
+    assert output.count("\tloaded\t") == 3 * (len(all_scripts()) + 1)
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 0
     assert "MISSING" not in output
@@ -380,7 +436,7 @@ def test_one_server_keeps_identities_of_a_stage_in_one_call(rf, redis_client):
         for client in CLIENTS
     ]
     assert statuses == [200, 200, 429, 200, 429]
-    assert redis_client.info("commandstats")["cmdstat_evalsha"]["calls"] == 5
+    assert redis_client.info("commandstats")["cmdstat_fcall"]["calls"] == 5
 
 
 def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):

@@ -127,7 +127,7 @@ def command_calls(client) -> dict[str, int]:
 
 
 # Redis counts the commands a script runs too: one GET and one SET per key.
-ONE_CALL_PER_STAGE = {"evalsha": 2, "get": 4, "set": 4}
+ONE_CALL_PER_STAGE = {"fcall": 2, "get": 4, "set": 4}
 
 
 def test_real_redis_sees_one_evalsha_per_stage(redis_client, rf, clock):

@@ -179,7 +179,7 @@ def test_redis_killed_mid_traffic_then_restarted(server):
 
 def test_script_flush_under_traffic_reaches_no_caller(server):
     client = redis.Redis.from_url(server.url)
-    limiter = Limiter(10_000, 3600, backend=SyncRedis(client))
+    limiter = Limiter(10_000, 3600, backend=SyncRedis(client, functions=False))
     errors = []
 
     def traffic():

@@ -230,7 +230,8 @@ async def test_async_limiter_matches_the_sync_one(async_backend, clock, algorith
 def test_noscript_is_recovered_after_script_flush(redis_client, clock):
     from luathrottle.backends.redis import SyncRedis
 
-    limiter = Limiter(2, 60, backend=SyncRedis(redis_client), clock=clock)
+    backend = SyncRedis(redis_client, functions=False)
+    limiter = Limiter(2, 60, backend=backend, clock=clock)
     limiter.hit("k")
     redis_client.script_flush()
     assert limiter.hit("k").remaining == 0
@@ -241,7 +242,8 @@ async def test_async_noscript_is_recovered_after_script_flush(
 ):
     from luathrottle.backends.redis import AsyncRedis
 
-    limiter = AsyncLimiter(2, 60, backend=AsyncRedis(async_redis_client), clock=clock)
+    backend = AsyncRedis(async_redis_client, functions=False)
+    limiter = AsyncLimiter(2, 60, backend=backend, clock=clock)
     await limiter.hit("k")
     await async_redis_client.script_flush()
     assert (await limiter.hit("k")).remaining == 0
@@ -251,7 +253,7 @@ def test_initialize_algorithm_loads_the_script(redis_client):
     from luathrottle.backends.redis import SyncRedis
 
     redis_client.script_flush()
-    SyncRedis(redis_client).initialize_algorithm(LeakyBucket())
+    SyncRedis(redis_client, functions=False).initialize_algorithm(LeakyBucket())
     assert redis_client.script_exists(LeakyBucket().script.sha) == [True]
 
 

@@ -42,7 +42,7 @@ async def test_arun_scripts_runs_every_call(async_backend):
 
 
 def test_noscript_in_a_pipeline_reruns_only_what_failed(redis_client):
-    backend = SyncRedis(redis_client)
+    backend = SyncRedis(redis_client, functions=False)
     backend.run_script(*script_call(SimpleRate(), "warm-up"))
     redis_client.script_flush()
     redis_client.script_load(SimpleRate().script.source)
@@ -51,7 +51,7 @@ def test_noscript_in_a_pipeline_reruns_only_what_failed(redis_client):
 
 
 async def test_async_noscript_in_a_pipeline_reruns_only_what_failed(async_redis_client):
-    backend = AsyncRedis(async_redis_client)
+    backend = AsyncRedis(async_redis_client, functions=False)
     await async_redis_client.script_flush()
     await async_redis_client.script_load(LeakyBucket().script.source)
     assert remaining(await backend.arun_scripts(calls())) == [1, 1, 1]
@@ -83,7 +83,7 @@ async def test_async_cluster_pipeline_spans_slots(redis_cluster):
 
 
 def test_a_lone_call_skips_the_pipeline_and_survives_noscript(redis_client):
-    backend = SyncRedis(redis_client)
+    backend = SyncRedis(redis_client, functions=False)
     redis_client.script_flush()
     call = script_call(LeakyBucket(), "dave")
     assert remaining(backend.run_scripts([call])) == [1]
@@ -92,7 +92,7 @@ def test_a_lone_call_skips_the_pipeline_and_survives_noscript(redis_client):
 
 
 async def test_async_lone_call_survives_noscript(async_redis_client):
-    backend = AsyncRedis(async_redis_client)
+    backend = AsyncRedis(async_redis_client, functions=False)
     await async_redis_client.script_flush()
     call = script_call(SimpleRate(), "erin")
     assert remaining(await backend.arun_scripts([call])) == [1]

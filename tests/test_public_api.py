@@ -121,7 +121,14 @@ PUBLIC = {
         "collect_headers",
     ],
     "luathrottle.limiter": ["AsyncLimiter", "Limiter"],
-    "luathrottle.scripts": ["Script", "all_scripts", "get_script"],
+    "luathrottle.scripts": [
+        "LIBRARY_NAME",
+        "Library",
+        "Script",
+        "all_scripts",
+        "get_script",
+        "library",
+    ],
 }
 
 

@@ -122,6 +122,9 @@ class RateLimitMiddleware:
             by default, on admitted and denied responses; ``[]`` for none.
         prefix: the start of every state key.
         clock: returns the time in seconds; by default the store's clock.
+        cache_denials: True or a number of identities to answer remembered
+            denials in this process without the store (see ``Limiter``);
+            False (default) for none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -139,6 +142,7 @@ class RateLimitMiddleware:
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         prefix: str = "lt",
         clock: Callable[[], float] | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -153,6 +157,7 @@ class RateLimitMiddleware:
             prefix=prefix,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
         self.response_headers = check_providers(response_headers)
 

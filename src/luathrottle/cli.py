@@ -1,9 +1,10 @@
 """The ``luathrottle`` command: script operations and the demo.
 
 ``luathrottle scripts list|load|check`` preloads and checks the Lua scripts
-on a server, for deploys; ``luathrottle demo`` shows a limiter at work, and
-``luathrottle demo --seed`` replays the Django seed's sessions against the
-example project.
+on a server, for deploys, both as scripts (EVALSHA) and as the
+``luathrottle`` function library (FCALL, Redis 7+); ``luathrottle demo``
+shows a limiter at work, and ``luathrottle demo --seed`` replays the Django
+seed's sessions against the example project.
 
 Every failure is one line on standard error, ``luathrottle: error: ...``,
 and its exit status says what kind it is (see ``EXIT_STATUS``), so that a
@@ -32,14 +33,15 @@ from luathrottle.backends.redis import SyncRedis
 from luathrottle.exceptions import BackendError
 from luathrottle.headers import RetryAfter, XRateLimit, collect_headers
 from luathrottle.limiter import Limiter
-from luathrottle.scripts import all_scripts
+from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
 
 __all__ = ["EXIT_STATUS", "main"]
 
 #: What each exit status means, as ``--help`` prints it.
 EXIT_STATUS = """exit status:
-  0  success (for check: every script is on every primary)
-  1  check: a script is missing on a server
+  0  success (for check: every script, and the function library where the
+     server has functions, is on every primary)
+  1  check: a script or the function library is missing on a server
   2  usage or configuration error: bad arguments, a malformed --url or
      --redis, a server, cluster or Sentinel that cannot be reached, an
      unknown Sentinel name
@@ -125,16 +127,70 @@ def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
 def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
     for script in all_scripts():
         print(f"{script.name}\tv{script.version}\t{script.sha}", file=out)
+    for function in library().functions:
+        print(f"library\t{LIBRARY_NAME}\t{function}", file=out)
     return 0
 
 
+def _without_functions(error: redis.RedisError) -> str | None:
+    """Why a server cannot have the library, when ``error`` says it cannot:
+    it has no functions (before Redis 7), or the ACL forbids them."""
+    if isinstance(error, redis.exceptions.NoPermissionError):
+        return "forbidden by the ACL"
+    if isinstance(error, redis.ResponseError) and str(error).startswith(
+        "unknown command"
+    ):
+        return "no functions on this server"
+    return None
+
+
 def _scripts_load(args: argparse.Namespace, out: TextIO) -> int:
+    code = library().code
     for node, run in _primaries(args):
         for script in all_scripts():
             sha = run("SCRIPT LOAD", script.source)
             sha = sha.decode() if isinstance(sha, bytes) else sha
             print(f"{node}\tloaded\t{script.name}\tv{script.version}\t{sha}", file=out)
+        try:
+            run("FUNCTION LOAD", "REPLACE", code)
+        except redis.RedisError as exc:
+            why = _without_functions(exc)
+            if why is None:
+                raise
+            print(f"{node}\tskipped\tlibrary\t{LIBRARY_NAME}\t{why}", file=out)
+            continue
+        count = len(library().functions)
+        print(f"{node}\tloaded\tlibrary\t{LIBRARY_NAME}\t{count} functions", file=out)
     return 0
+
+
+def _names(reply: object) -> set[str]:
+    """Every string in a FUNCTION LIST reply, whatever shape the protocol
+    gave it."""
+    if isinstance(reply, bytes):
+        return {reply.decode(errors="replace")}
+    if isinstance(reply, str):
+        return {reply}
+    if isinstance(reply, dict):
+        reply = [*reply.keys(), *reply.values()]
+    if isinstance(reply, list | tuple):
+        return set().union(*(_names(item) for item in reply))
+    return set()
+
+
+def _library_state(run: Runner) -> str:
+    """``ok``, ``MISSING`` (absent, or another build's), or ``skipped`` and
+    why the server cannot have it, as the line's last fields."""
+    line = f"library\t{LIBRARY_NAME}"
+    try:
+        listed = run("FUNCTION LIST", "LIBRARYNAME", LIBRARY_NAME)
+    except redis.RedisError as exc:
+        why = _without_functions(exc)
+        if why is None:
+            raise
+        return f"skipped\t{line}\t{why}"
+    state = "ok" if set(library().functions) <= _names(listed) else "MISSING"
+    return f"{state}\t{line}"
 
 
 def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -146,11 +202,14 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
             state = "ok" if exists else "MISSING"
             print(f"{node}\t{state}\t{script.name}\t{script.sha}", file=out)
             missing += not exists
+        state = _library_state(run)
+        print(f"{node}\t{state}", file=out)
+        missing += state.startswith("MISSING")
     if not missing:
         return 0
     print(
-        f"luathrottle: error: {missing} script(s) missing; run luathrottle "
-        "scripts load with the same options",
+        f"luathrottle: error: {missing} script(s) or librar(ies) missing; run "
+        "luathrottle scripts load with the same options",
         file=sys.stderr,
     )
     return 1
@@ -301,10 +360,23 @@ def _parser() -> argparse.ArgumentParser:
 
     scripts = _subparser(commands, "scripts", "list, load or check the Lua scripts")
     actions = scripts.add_subparsers(dest="action", required=True)
-    _subparser(actions, "list", "print each script's name, version and SHA1")
+    _subparser(
+        actions,
+        "list",
+        "print each script's name, version and SHA1, and the function "
+        "library's functions",
+    )
     for name, text in (
-        ("load", "SCRIPT LOAD every script and print the SHAs"),
-        ("check", "print whether each script is on the server; exit 1 if any is not"),
+        (
+            "load",
+            "SCRIPT LOAD every script and FUNCTION LOAD REPLACE the library; "
+            "print the SHAs",
+        ),
+        (
+            "check",
+            "print whether each script and the library is on the server; exit 1 "
+            "if any is not",
+        ),
     ):
         action = _subparser(actions, name, text)
         action.add_argument(

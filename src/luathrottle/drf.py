@@ -134,12 +134,16 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             fails; None (default) follows ``LUATHROTTLE["on_failure"]``.
         response_headers: the providers ``RateLimitHeadersMixin`` and
             ``exception_handler`` use.
+        cache_denials: as for ``luathrottle.django.SyncThrottle``: True or a
+            number of identities to answer remembered denials without the
+            store; False (default) for none.
     """
 
     backend: ClassVar[SyncBackend | None] = None
     algorithm: ClassVar[BaseThrottleAlgorithm | None] = None
     clock: ClassVar[Callable[[], float] | None] = None
     on_failure: ClassVar[OnFailure | None] = None
+    cache_denials: ClassVar[bool | int] = False
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
         RetryAfter(),
@@ -205,6 +209,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     scope=_SCOPE,
                     clock=cls.clock,
                     on_failure=cls.on_failure,
+                    cache_denials=cls.cache_denials,
                 )
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfigured(

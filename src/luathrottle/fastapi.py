@@ -71,6 +71,7 @@ class _Base:
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
@@ -84,6 +85,7 @@ class _Base:
             backend=backend,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
 
     def identity(self, request: Request) -> str | None:
@@ -136,6 +138,9 @@ class Throttle(_Base):
         scope: routes whose throttles share a scope share their counters;
             by default each route counts on its own.
         clock: returns the time in seconds; by default the store's clock.
+        cache_denials: True or a number of identities to answer remembered
+            denials in this process without the store (see ``Limiter``);
+            False (default) for none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

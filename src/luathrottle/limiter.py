@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from luathrottle._clock import check_clock, microseconds
+from luathrottle._denials import denial_cache
 from luathrottle._failures import OnFailure, check_on_failure, failure_decision
 from luathrottle._keys import check_prefix, identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -58,14 +59,28 @@ def _memo(limits: object) -> object:
 
 
 class _Call:
-    __slots__ = ("args", "keys", "limits")
+    __slots__ = ("args", "cost", "keys", "limits", "now_us")
 
     def __init__(
-        self, keys: list[str], args: Sequence[str], limits: tuple[Limit, ...]
+        self,
+        keys: list[str],
+        args: Sequence[str],
+        limits: tuple[Limit, ...],
+        cost: int = 1,
+        now_us: int | None = None,
     ) -> None:
         self.keys = keys
         self.args = args
         self.limits = limits
+        # What the denial cache needs: the cost, and the time the script
+        # reads when the limiter has a clock.
+        self.cost = cost
+        self.now_us = now_us
+
+
+#: What a denial cache that answered nothing needs to learn the store's
+#: reply: the time the call was sent at, and the cache's epoch then.
+_Ticket = tuple[int, int]
 
 
 class _BaseLimiter(Generic[_BackendT]):
@@ -81,6 +96,7 @@ class _BaseLimiter(Generic[_BackendT]):
         prefix: str = "lt",
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure = "raise",
+        cache_denials: bool | int = False,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
@@ -101,6 +117,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self._limit_frames: dict[Limit, tuple[str, str]] = {}
         self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
+        self.denials = denial_cache(cache_denials, self.clock)
         # A hit of cost 1 on the server's clock, the usual call, always
         # packs to the same arguments.
         self._usual_args: dict[Mode, tuple[str, ...]] = {
@@ -129,13 +146,13 @@ class _BaseLimiter(Generic[_BackendT]):
             keys = [head + digest + tail for head, tail in self._frames_of(chosen)]
             now_us = None if self.clock is None else microseconds(self.clock)
             args = self.algorithm.pack_args(mode, cost, now_us, chosen)
-            return _Call(keys, args, chosen)
+            return _Call(keys, args, chosen, cost, now_us)
         keys = [head + digest + tail for head, tail in self._frames]
         if cost == 1 and self.clock is None:
             return _Call(keys, self._usual_args[mode], self.limits)
         now_us = None if self.clock is None else microseconds(self.clock)
         args = self.algorithm.pack_args(mode, cost, now_us, self.limits)
-        return _Call(keys, args, self.limits)
+        return _Call(keys, args, self.limits, cost, now_us)
 
     def _parse_call_limits(
         self, limits: LimitSpec | Iterable[LimitSpec]
@@ -177,6 +194,31 @@ class _BaseLimiter(Generic[_BackendT]):
     def _keys(self, key: str) -> list[str]:
         return self._call(key, "peek").keys
 
+    def _known(self, call: _Call) -> tuple[Decision | None, _Ticket | None]:
+        """What the denial cache answers for ``call`` without the store, and
+        what it needs to learn the store's reply when it answers nothing."""
+        denials = self.denials
+        if denials is None:
+            return None, None
+        ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
+        reply = denials.answer(
+            call.keys[0], self.script, call.limits, call.cost, ticket[0]
+        )
+        if reply is None:
+            return None, ticket
+        return Decision.from_reply(call.limits, reply), ticket
+
+    def _decided(
+        self, call: _Call, reply: list[int], ticket: _Ticket | None
+    ) -> Decision:
+        if ticket is not None and self.denials is not None:
+            self.denials.learn(call.keys[0], self.script, call.limits, reply, *ticket)
+        return Decision.from_reply(call.limits, reply, call.keys)
+
+    def _forget(self, keys: list[str]) -> None:
+        if self.denials is not None:
+            self.denials.forget(keys[0])
+
     def _failed(self, call: _Call, error: BackendError) -> Decision:
         where = f"{self.script.name} {call.keys[0]}"
         return failure_decision(self.on_failure, call.limits, error, where)
@@ -204,6 +246,11 @@ class Limiter(_BaseLimiter[SyncBackend]):
         on_failure: when the store fails, ``"raise"`` (default) the
             ``BackendError``, ``"allow"`` the hit, or ``"deny"`` it; the
             decision's ``reason`` is then ``"store_unavailable"``.
+        cache_denials: remember denials in this process until their
+            ``retry_after`` and answer what they prove denied without the
+            store: True for up to 10,000 identities, an int for that many,
+            False (default) for none. A reset from another process is seen
+            at ``retry_after`` at the latest.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -251,14 +298,23 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed, whatever ``on_failure`` says.
         """
-        self.backend.delete_keys(self._keys(key))
+        keys = self._keys(key)
+        # Forgotten after the delete, so that no call sent before it can
+        # teach the cache a denial that the delete undid.
+        try:
+            self.backend.delete_keys(keys)
+        finally:
+            self._forget(keys)
 
     def _decide(self, call: _Call) -> Decision:
+        known, ticket = self._known(call)
+        if known is not None:
+            return known
         try:
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return Decision.from_reply(call.limits, reply, call.keys)
+        return self._decided(call, reply, ticket)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -290,11 +346,18 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
-        await self.backend.adelete_keys(self._keys(key))
+        keys = self._keys(key)
+        try:
+            await self.backend.adelete_keys(keys)
+        finally:
+            self._forget(keys)
 
     async def _decide(self, call: _Call) -> Decision:
+        known, ticket = self._known(call)
+        if known is not None:
+            return known
         try:
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return Decision.from_reply(call.limits, reply, call.keys)
+        return self._decided(call, reply, ticket)

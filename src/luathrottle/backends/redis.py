@@ -1,8 +1,22 @@
-"""Redis backends: EVALSHA over redis-py, sync and async.
+"""Redis backends: FCALL or EVALSHA over redis-py, sync and async.
 
-Both twins send one EVALSHA per decision. When the server does not know the
-script (a restart, SCRIPT FLUSH, a failover) they retry once with EVAL, which
-runs the source and leaves it loaded, so the caller never sees NOSCRIPT.
+Both twins send one call per decision. On Redis 7+ (and Valkey 7.2+) that is
+an FCALL of the ``luathrottle`` function library (``luathrottle.scripts.
+library()``), or an FCALL_RO of a function flagged ``no-writes`` for a
+peek; functions persist and replicate with the data, so a restart with
+persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
+Redis Cluster client unless ``functions=True``, or with ``functions=False``,
+it is an EVALSHA.
+
+A call that finds no function (FUNCTION FLUSH, a fresh server) loads the
+library with FUNCTION LOAD REPLACE and runs again once, with EVAL; a call
+that finds no script (NOSCRIPT) runs again once with EVAL too, which runs
+the source and caches it in one step that no flush can split. Either way
+the first call ran nothing, so nothing counts twice, and the caller never
+sees it. A server without functions (an unknown command) or a user the ACL
+forbids FCALL or FUNCTION LOAD (NOPERM) switches the backend object to
+EVALSHA for good: the probe costs one failed call, once.
+
 Every other Redis error becomes a ``BackendError`` with the cause chained:
 a ``ScriptError`` when the server answered but the call's keys or script
 failed (WRONGTYPE, a script error), which no circuit breaker counts, and a
@@ -37,7 +51,7 @@ from redis.exceptions import (
 from luathrottle._breaker import CircuitBreaker, guard_for
 from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
 from luathrottle.exceptions import BackendError, ScriptError
-from luathrottle.scripts import Script
+from luathrottle.scripts import Script, library
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 
@@ -88,28 +102,69 @@ def _translated(what: str, error: Exception) -> BackendError:
 _Reply = Awaitable[list[int]]
 
 
-def _queue(pipe: Any, calls: Sequence[ScriptCall], *, by_source: bool) -> None:
+# How a call goes out: as a function, by SHA1, or as its source.
+_Via = Literal["function", "sha", "source"]
+
+
+def _command(
+    script: Script, keys: Sequence[str], args: Sequence[str], via: _Via
+) -> tuple[str, ...]:
+    if via == "function":
+        # A peek never writes, so it goes through the no-writes twin, which
+        # a client that routes reads to replicas may send there.
+        if args[0] == "peek":
+            return ("FCALL_RO", script.function_ro, str(len(keys)), *keys, *args)
+        return ("FCALL", script.function, str(len(keys)), *keys, *args)
+    if via == "sha":
+        return ("EVALSHA", script.sha, str(len(keys)), *keys, *args)
+    return ("EVAL", script.source, str(len(keys)), *keys, *args)
+
+
+def _queue(pipe: Any, calls: Sequence[ScriptCall], via: _Via) -> None:
     for script, keys, args in calls:
         # execute_command: ClusterPipeline blocks its evalsha() helper, as it
         # cannot know that all keys of one call share a slot; ours do.
-        if by_source:
-            pipe.execute_command("EVAL", script.source, len(keys), *keys, *args)
-        else:
-            pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+        pipe.execute_command(*_command(script, keys, args, via))
 
 
-def _unknown_scripts(
+# What a failed FCALL says about functions on this server.
+_Trouble = Literal["missing", "unusable"]
+
+
+def _function_trouble(error: Exception) -> _Trouble | None:
+    """``"missing"`` when the library or function is not loaded,
+    ``"unusable"`` when the server has no functions or the ACL forbids
+    them, None when the error is about something else."""
+    if not isinstance(error, ResponseError):
+        return None
+    text = str(error)
+    if text.startswith("Function not found"):
+        return "missing"
+    if text.startswith("unknown command") or (
+        isinstance(error, NoPermissionError) and "'fcall" in text
+    ):
+        return "unusable"
+    return None
+
+
+def _reruns(
     calls: Sequence[ScriptCall], replies: Sequence[object]
-) -> list[int]:
-    """Indexes of the pipelined calls the server did not have the script for;
+) -> tuple[list[int], set[_Trouble]]:
+    """Indexes of the pipelined calls that ran nothing because the server
+    lacked their script or function, and what the functions' trouble was;
     any other error in the replies is raised, translated."""
-    missing = []
+    missing: list[int] = []
+    troubles: set[_Trouble] = set()
     for index, reply in enumerate(replies):
         if isinstance(reply, NoScriptError):
             missing.append(index)
         elif isinstance(reply, Exception):
-            raise _translated(calls[index][0].name, reply) from reply
-    return missing
+            trouble = _function_trouble(reply)
+            if trouble is None:
+                raise _translated(calls[index][0].name, reply) from reply
+            missing.append(index)
+            troubles.add(trouble)
+    return missing, troubles
 
 
 def _merge(
@@ -118,11 +173,23 @@ def _merge(
     missing: Sequence[int],
     rerun: Sequence[Any],
 ) -> list[list[int]]:
-    """The first pipeline's replies, with the reruns in place of NOSCRIPT."""
-    _unknown_scripts([calls[index] for index in missing], rerun)
+    """The first pipeline's replies, with the reruns in place of those that
+    ran nothing."""
+    rerun_calls = [calls[index] for index in missing]
+    for call, reply in zip(rerun_calls, rerun, strict=True):
+        if isinstance(reply, Exception):
+            raise _translated(call[0].name, reply) from reply
     for index, reply in zip(missing, rerun, strict=True):
         replies[index] = reply
     return replies
+
+
+def _library_unusable(error: RedisError) -> bool:
+    """Whether FUNCTION LOAD failed because this server or user cannot have
+    functions, rather than because the server failed."""
+    return isinstance(error, NoPermissionError) or (
+        isinstance(error, ResponseError) and str(error).startswith("unknown command")
+    )
 
 
 _ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
@@ -139,16 +206,30 @@ class _RedisBackend(Generic[_ClientT]):
         client: _ClientT,
         *,
         breaker: CircuitBreaker | Literal[False] | None = None,
+        functions: bool | None = None,
     ) -> None:
         if not isinstance(client, self._plain | self._cluster):
             raise TypeError(
                 f"client must be a {_qualified(self._plain)} or "
                 f"{_qualified(self._cluster)}, got {_qualified(type(client))}"
             )
+        if functions is not None and not isinstance(functions, bool):
+            raise TypeError(f"functions must be a bool or None, got {functions!r}")
         self.client = client
         cluster = isinstance(client, self._cluster)
         self._guard = guard_for(breaker, default=not cluster)
         self._traits = StoreTraits(self, single_slot_calls=cluster)
+        # Whether calls go out as FCALL; turned off for good when the server
+        # or the ACL turns functions down. redis-py finds EVALSHA's slot by
+        # itself but asks a node for FCALL's keys (COMMAND GETKEYS), a round
+        # trip more per call, so clusters use EVALSHA unless told otherwise.
+        self._functions = not cluster if functions is None else functions
+
+    @property
+    def uses_functions(self) -> bool:
+        """Whether calls go out as FCALL/FCALL_RO rather than EVALSHA: True
+        until the server shows it has no functions or forbids them."""
+        return self._functions
 
     @classmethod
     def from_url(
@@ -157,6 +238,7 @@ class _RedisBackend(Generic[_ClientT]):
         *,
         timeout: float = 0.5,
         breaker: CircuitBreaker | Literal[False] | None = None,
+        functions: bool | None = None,
     ) -> Self:
         """A backend on a new client for ``url``, with bounded timeouts.
 
@@ -164,11 +246,26 @@ class _RedisBackend(Generic[_ClientT]):
             url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
             timeout: seconds to connect, and to wait for each reply.
             breaker: as for the constructor.
+            functions: as for the constructor.
         """
         client = cls._plain.from_url(
             url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
         )
-        return cls(client, breaker=breaker)
+        return cls(client, breaker=breaker, functions=functions)
+
+    def _via(self) -> _Via:
+        return "function" if self._functions else "sha"
+
+    def _reruns_by_source(self, error: ResponseError) -> bool:
+        """Whether a call that failed with ``error`` ran nothing for want of
+        its script or function, so that EVAL may run it again; a missing
+        function is to be loaded, and unusable functions turn them off."""
+        if isinstance(error, NoScriptError):
+            return True
+        trouble = _function_trouble(error) if self._functions else None
+        if trouble == "unusable":
+            self._functions = False
+        return trouble is not None
 
     def traits(self) -> StoreTraits:
         """A store shared by every process, where each call is atomic."""
@@ -197,6 +294,12 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             default: one breaker for the whole cluster would stop the healthy
             primaries too while one fails over, and redis-py already moves
             to the new primary on its own.
+        functions: True calls the ``luathrottle`` function library with
+            FCALL, falling back to EVALSHA by itself where the server has no
+            functions or the ACL forbids them; False forces EVALSHA. None
+            (default) is True for one server and False for a cluster, where
+            redis-py would ask a node for each FCALL's keys (COMMAND
+            GETKEYS), a round trip more than EVALSHA.
     """
 
     _plain = redis.Redis
@@ -205,39 +308,60 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
     def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        # EVALSHA, or once EVAL on NOSCRIPT.
+        # FCALL or EVALSHA, or once EVAL when the server lacked either.
         try:
             try:
-                reply = self.client.evalsha(script.sha, len(keys), *keys, *args)
-            except NoScriptError:
+                reply = self.client.execute_command(
+                    *_command(script, keys, args, self._via())
+                )
+            except ResponseError as exc:
+                if not self._reruns_by_source(exc):
+                    raise
+                self._reload_library()
                 # EVAL runs the source and caches it in one step, which no
-                # SCRIPT FLUSH can split as it could SCRIPT LOAD and EVALSHA.
-                reply = self.client.eval(script.source, len(keys), *keys, *args)
+                # flush can split as it could a load and a call.
+                reply = self.client.execute_command(
+                    *_command(script, keys, args, "source")
+                )
         except RedisError as exc:
             raise _translated(script.name, exc) from exc
         return cast(list[int], reply)
 
+    def _reload_library(self) -> None:
+        """FUNCTION LOAD REPLACE the library, while functions are in use;
+        a server or user that cannot have them turns them off."""
+        if not self._functions:
+            return
+        try:
+            self.client.function_load(library().code, replace=True)
+        except RedisError as exc:
+            if not _library_unusable(exc):
+                raise
+            self._functions = False
+
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         # One pipeline (one round trip per node), then EVAL again only the
-        # calls that met NOSCRIPT. A lone call, the usual stage, skips the
-        # pipeline's bookkeeping.
+        # calls that ran nothing for want of their script or function. A
+        # lone call, the usual stage, skips the pipeline's bookkeeping.
         if len(calls) == 1:
             return [self._run_script(*calls[0])]
         try:
-            replies = self._pipeline(calls)
-            missing = _unknown_scripts(calls, replies)
-            rerun = self._pipeline([calls[i] for i in missing], by_source=True)
+            replies = self._pipeline(calls, self._via())
+            missing, troubles = _reruns(calls, replies)
+            if "unusable" in troubles:
+                self._functions = False
+            elif "missing" in troubles:
+                self._reload_library()
+            rerun = self._pipeline([calls[i] for i in missing], "source")
         except RedisError as exc:
             raise _translated("pipeline", exc) from exc
         return _merge(calls, replies, missing, rerun)
 
-    def _pipeline(
-        self, calls: Sequence[ScriptCall], *, by_source: bool = False
-    ) -> list[Any]:
+    def _pipeline(self, calls: Sequence[ScriptCall], via: _Via) -> list[Any]:
         if not calls:
             return []
         pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls, by_source=by_source)
+        _queue(pipe, calls, via)
         return cast(list[Any], pipe.execute(raise_on_error=False))
 
     def delete_keys(self, keys: Sequence[str]) -> None:
@@ -248,11 +372,14 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             raise BackendError(f"DEL: {exc}") from exc
 
     def load_script(self, script: Script) -> None:
-        """SCRIPT LOAD ``script``."""
+        """Load the function library while functions are in use (it holds
+        every script), else SCRIPT LOAD ``script``."""
         try:
-            self.client.script_load(script.source)
+            self._reload_library()
+            if not self._functions:
+                self.client.script_load(script.source)
         except RedisError as exc:
-            raise BackendError(f"SCRIPT LOAD: {exc}") from exc
+            raise BackendError(f"loading {script.name}: {exc}") from exc
 
 
 class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
@@ -264,6 +391,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             included) or a ``redis.asyncio.cluster.RedisCluster``, with
             timeouts, as for ``SyncRedis``.
         breaker: as for ``SyncRedis``.
+        functions: as for ``SyncRedis``.
     """
 
     _plain = redis.asyncio.Redis
@@ -275,34 +403,60 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
         try:
             try:
                 reply = await cast(
-                    _Reply, self.client.evalsha(script.sha, len(keys), *keys, *args)
+                    _Reply,
+                    self.client.execute_command(
+                        *_command(script, keys, args, self._via())
+                    ),
                 )
-            except NoScriptError:
+            except ResponseError as exc:
+                if not self._reruns_by_source(exc):
+                    raise
+                await self._reload_library()
                 reply = await cast(
-                    _Reply, self.client.eval(script.source, len(keys), *keys, *args)
+                    _Reply,
+                    self.client.execute_command(
+                        *_command(script, keys, args, "source")
+                    ),
                 )
         except RedisError as exc:
             raise _translated(script.name, exc) from exc
         return reply
 
+    async def _reload_library(self) -> None:
+        """FUNCTION LOAD REPLACE the library, while functions are in use;
+        a server or user that cannot have them turns them off."""
+        if not self._functions:
+            return
+        try:
+            await cast(
+                Awaitable[object],
+                self.client.function_load(library().code, replace=True),
+            )
+        except RedisError as exc:
+            if not _library_unusable(exc):
+                raise
+            self._functions = False
+
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         if len(calls) == 1:
             return [await self._arun_script(*calls[0])]
         try:
-            replies = await self._pipeline(calls)
-            missing = _unknown_scripts(calls, replies)
-            rerun = await self._pipeline([calls[i] for i in missing], by_source=True)
+            replies = await self._pipeline(calls, self._via())
+            missing, troubles = _reruns(calls, replies)
+            if "unusable" in troubles:
+                self._functions = False
+            elif "missing" in troubles:
+                await self._reload_library()
+            rerun = await self._pipeline([calls[i] for i in missing], "source")
         except RedisError as exc:
             raise _translated("pipeline", exc) from exc
         return _merge(calls, replies, missing, rerun)
 
-    async def _pipeline(
-        self, calls: Sequence[ScriptCall], *, by_source: bool = False
-    ) -> list[Any]:
+    async def _pipeline(self, calls: Sequence[ScriptCall], via: _Via) -> list[Any]:
         if not calls:
             return []
         pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls, by_source=by_source)
+        _queue(pipe, calls, via)
         return cast(list[Any], await pipe.execute(raise_on_error=False))
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
@@ -313,8 +467,11 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             raise BackendError(f"DEL: {exc}") from exc
 
     async def aload_script(self, script: Script) -> None:
-        """SCRIPT LOAD ``script``."""
+        """Load the function library while functions are in use (it holds
+        every script), else SCRIPT LOAD ``script``."""
         try:
-            await self.client.script_load(script.source)
+            await self._reload_library()
+            if not self._functions:
+                await self.client.script_load(script.source)
         except RedisError as exc:
-            raise BackendError(f"SCRIPT LOAD: {exc}") from exc
+            raise BackendError(f"loading {script.name}: {exc}") from exc

@@ -7,6 +7,10 @@ one call per identity, and the calls of one store go out together (one
 pipeline): each identity's limits stay all or nothing, but a request one
 identity denies may still count against another's.
 
+A batch whose throttles all cache denials (``cache_denials=``) asks the
+first one's cache before the store; the cache answers with the reply the
+script would give, so the rest of the flow cannot tell the difference.
+
 Throttles only see the backend contract: ``traits()`` for the store's
 identity and slots, ``run_scripts`` for the call, ``BackendError`` for a
 failure, whose ``retry_after`` the "deny" policy passes on.
@@ -16,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from luathrottle._clock import microseconds
+from luathrottle._denials import DenialCache
 from luathrottle._failures import OnFailure, failure_decision
 from luathrottle._keys import hash_tag
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -34,18 +39,48 @@ _STRICTEST_FIRST: tuple[OnFailure, ...] = ("raise", "deny", "allow")
 class _Batch:
     """Calls that one script call decides, all or nothing."""
 
-    __slots__ = ("calls", "throttle")
+    __slots__ = ("calls", "epoch", "known", "sent_us", "throttle")
 
     def __init__(self, first: ThrottleCall) -> None:
         self.throttle = first.throttle
         self.calls = [first]
+        # The denial cache's answer, or when and in which epoch the call
+        # was sent, to learn the store's reply.
+        self.known: list[int] | None = None
+        self.sent_us = self.epoch = 0
 
-    def script_call(self) -> ScriptCall:
+    def _denials(self) -> DenialCache | None:
+        denials = self.throttle.denials
+        if denials is None or any(c.throttle.denials is None for c in self.calls):
+            return None
+        return denials
+
+    def script_call(self) -> ScriptCall | None:
+        """The script call to send; None when the denial cache answered."""
         clock = self.throttle.clock
         now_us = None if clock is None else microseconds(clock)
         limits = [call.limit for call in self.calls]
+        keys = [call.key for call in self.calls]
+        denials = self._denials()
+        if denials is not None:
+            self.epoch = denials.epoch
+            self.sent_us = denials.now() if now_us is None else now_us
+            script = self.throttle.script
+            self.known = denials.answer(tuple(keys), script, limits, 1, self.sent_us)
+            if self.known is not None:
+                return None
         args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
-        return self.throttle.script, [call.key for call in self.calls], args
+        return self.throttle.script, keys, args
+
+    def learn(self, reply: list[int]) -> None:
+        """Teach the denial cache the store's reply, when it has one."""
+        denials = self._denials()
+        if denials is not None:
+            keys = tuple(call.key for call in self.calls)
+            limits = [call.limit for call in self.calls]
+            denials.learn(
+                keys, self.throttle.script, limits, reply, self.sent_us, self.epoch
+            )
 
     def outcomes(
         self, decisions: Sequence[LimitDecision], error: BackendError | None = None
@@ -79,36 +114,47 @@ class Group:
         self.batches = [batch]
 
     def script_calls(self) -> list[ScriptCall]:
-        """One script call per batch."""
-        return [batch.script_call() for batch in self.batches]
+        """One script call per batch that no denial cache answered."""
+        calls = (batch.script_call() for batch in self.batches)
+        return [call for call in calls if call is not None]
 
     def settle(
         self, replies: list[list[int]] | BackendError, default: OnFailure
     ) -> list[ThrottleOutcome]:
-        """The outcomes of the store's replies, or of the failure policy.
+        """The outcomes of the store's replies (one per batch the denial
+        caches did not answer), or of the failure policy.
 
         Throttles that share a failed store and disagree on the policy get
-        the strictest of theirs.
+        the strictest of theirs; batches a cache answered keep its answer.
 
         Raises:
             BackendError: the store failed and the policy is ``"raise"``.
         """
         if not isinstance(replies, BackendError):
-            return [
-                outcome
-                for batch, reply in zip(self.batches, replies, strict=True)
-                for outcome in batch.replied(reply)
-            ]
+            sent = iter(replies)
+            outcomes: list[ThrottleOutcome] = []
+            for batch in self.batches:
+                reply = batch.known
+                if reply is None:
+                    reply = next(sent)
+                    batch.learn(reply)
+                outcomes += batch.replied(reply)
+            return outcomes
         chosen = {
             call.throttle.on_failure or default
             for batch in self.batches
             for call in batch.calls
+            if batch.known is None
         }
         policy = next(item for item in _STRICTEST_FIRST if item in chosen)
         return [
             outcome
             for batch in self.batches
-            for outcome in batch.failed(replies, policy)
+            for outcome in (
+                batch.failed(replies, policy)
+                if batch.known is None
+                else batch.replied(batch.known)
+            )
         ]
 
 
@@ -144,18 +190,23 @@ def groups(
 
 
 def replies(group: Group) -> list[list[int]] | BackendError:
-    """Run a group's calls on a sync backend; a failure is returned."""
+    """Run a group's calls on a sync backend; a failure is returned. Calls
+    the denial caches answered all never reach the store."""
+    calls = group.script_calls()
+    if not calls:
+        return []
     try:
-        return cast(SyncBackend, group.backend).run_scripts(group.script_calls())
+        return cast(SyncBackend, group.backend).run_scripts(calls)
     except BackendError as error:
         return error
 
 
 async def areplies(group: Group) -> list[list[int]] | BackendError:
     """Run a group's calls on an async backend; a failure is returned."""
+    calls = group.script_calls()
+    if not calls:
+        return []
     try:
-        return await cast(AsyncBackend, group.backend).arun_scripts(
-            group.script_calls()
-        )
+        return await cast(AsyncBackend, group.backend).arun_scripts(calls)
     except BackendError as error:
         return error

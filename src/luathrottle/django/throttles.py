@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from luathrottle._clock import check_clock
+from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
@@ -126,6 +127,11 @@ class BaseThrottle(Generic[_BackendT]):
         clock: returns the time in seconds; by default the store's clock.
         on_failure: when the store fails, ``"allow"`` the request, ``"deny"``
             it (503), or ``"raise"``; by default ``LUATHROTTLE["on_failure"]``.
+        cache_denials: remember denials in this process until their
+            ``retry_after``, and answer the requests they prove denied
+            without calling the store: True for up to 10,000 identities, an
+            int for that many, False (default) for none. A stage's script
+            call is answered here only when every throttle in it caches.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -146,6 +152,7 @@ class BaseThrottle(Generic[_BackendT]):
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -186,6 +193,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.scope = _check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
+        self.denials: DenialCache | None = denial_cache(cache_denials, self.clock)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
         self._batching: tuple[tuple[object, ...], bool] | None = None

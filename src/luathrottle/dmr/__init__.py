@@ -185,6 +185,9 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
         clock: returns the time in seconds; by default the store's clock.
         on_failure: ``"allow"``, ``"deny"`` (503) or ``"raise"`` when the
             store fails; by default ``LUATHROTTLE["on_failure"]``.
+        cache_denials: True or a number of identities to answer remembered
+            denials without the store (see ``luathrottle.django``); False
+            (default) for none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

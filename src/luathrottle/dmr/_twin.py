@@ -151,6 +151,7 @@ class Twin:
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
+        cache_denials: bool | int = False,
     ) -> None:
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
@@ -166,6 +167,7 @@ class Twin:
             scope=scope,
             clock=clock,
             on_failure=on_failure,
+            cache_denials=cache_denials,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -175,6 +177,7 @@ class Twin:
         self._backend = self.inner.backend
         self._algorithm = self.inner.algorithm
         self._scope, self._clock, self._on_failure = scope, clock, on_failure
+        self._cache_denials = cache_denials
 
     def replace(
         self,
@@ -204,6 +207,7 @@ class Twin:
             scope=self._scope,
             clock=self._clock,
             on_failure=self._on_failure,
+            cache_denials=self._cache_denials,
         )
 
     __replace__ = replace

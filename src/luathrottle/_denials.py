@@ -1,0 +1,222 @@
+"""A process's memory of denials (``cache_denials=``).
+
+A client that hammers a spent limit costs one script call per request. The
+cache keeps, per identity, the reply of the last denial the store gave and
+the time its call was sent, until that denial's ``retry_after``, and
+answers later calls for the identity itself when the remembered state
+proves they are denied too. Anything it cannot prove goes to the store.
+
+Why a remembered denial stays right: without a reset, the quota a store
+holds for an identity only shrinks until a window ends (SimpleRate) or the
+bucket drains (LeakyBucket), and both happen at a rate the remembered
+reply fixes. So the cache replays the script's arithmetic on the
+remembered state, aged by the time since the denied call was sent: the
+state it finds is at most as full as the store's, and a hit it finds
+denied is denied by the store, with the same reply when no other process
+spent anything in between (the reply's fields are what this process
+knows). Until ``retry_after`` a hit of at least the denied cost is always
+denied this way; a smaller one is answered here only when the replay
+proves that it does not fit either, and otherwise goes to the store.
+
+Time: the limiter's clock when it has one (the very reading the script
+used), else ``time.monotonic``, read before the call is sent, so an entry
+never outlives the store's wait as the server measured it (up to the
+difference in one-way latency between two calls).
+
+A reset through the same limiter or throttle forgets the identity, and
+makes every call already in flight forget what it learns; a reset from
+another process is only seen when the entry ends, at ``retry_after`` at
+the latest. Denials because a cost exceeds a limit are not remembered (a
+caller's bug, not traffic); neither are failure-policy decisions.
+
+The cache is an LRU of at most ``size`` identities behind one lock, held
+only for dictionary operations (never across an await or a store call),
+so threads and asyncio tasks share it safely.
+"""
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+
+from luathrottle._clock import Clock, microseconds
+from luathrottle.rates import Limit
+from luathrottle.scripts import Script
+
+__all__ = ["DEFAULT_SIZE", "DenialCache", "denial_cache"]
+
+#: Identities a cache holds when ``cache_denials=True``.
+DEFAULT_SIZE = 10_000
+_FIELDS = 5
+_ALLOWED, _EXCEEDED, _TOO_COSTLY = 1, 0, -1
+
+
+def _fixed_window(
+    limit: Limit, state: Sequence[int], cost: int, elapsed: int
+) -> list[int]:
+    # As lua/fixed_window.lua: the window's count and time left.
+    max_requests = limit.max_requests
+    count = max_requests - state[2]
+    reset = state[3] - elapsed
+    if reset <= 0:
+        count, reset = 0, 0
+    if cost > max_requests:
+        return [_TOO_COSTLY, max_requests, max_requests - count, reset, 0]
+    if count + cost > max_requests:
+        return [_EXCEEDED, max_requests, max_requests - count, reset, reset]
+    return [_ALLOWED, max_requests, max_requests - count, reset, 0]
+
+
+def _leaky_bucket(
+    limit: Limit, state: Sequence[int], cost: int, elapsed: int
+) -> list[int]:
+    # As lua/leaky_bucket.lua, with its float division for the drain.
+    max_requests = limit.max_requests
+    drain = math.ceil(limit.duration * 1_000_000 / max_requests)
+    level = max(state[3] - elapsed, 0)
+    remaining = (max_requests * drain - level) // drain
+    status, retry = _ALLOWED, 0
+    if cost > max_requests:
+        status = _TOO_COSTLY
+    elif level + cost * drain > max_requests * drain:
+        status, retry = _EXCEEDED, level + cost * drain - max_requests * drain
+    return [status, max_requests, remaining, level, retry]
+
+
+_REPLAYS: dict[str, Callable[[Limit, Sequence[int], int, int], list[int]]] = {
+    "fixed_window": _fixed_window,
+    "leaky_bucket": _leaky_bucket,
+}
+
+
+class _Entry:
+    __slots__ = ("expires_us", "reply", "sent_us")
+
+    def __init__(self, sent_us: int, expires_us: int, reply: list[int]) -> None:
+        self.sent_us = sent_us
+        self.expires_us = expires_us
+        self.reply = reply
+
+
+class DenialCache:
+    """Denials one process remembers, for at most ``size`` identities.
+
+    Args:
+        size: identities kept; the least recently used goes first.
+        clock: the limiter's clock, or None for ``time.monotonic``.
+    """
+
+    def __init__(self, size: int, clock: Clock | None = None) -> None:
+        self.size = size
+        self._clock = clock
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        # Bumped by every reset, so a denial learned by a call sent before
+        # it is not remembered after it.
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def now(self) -> int:
+        """The cache's time, in microseconds; read it before a call is sent."""
+        if self._clock is not None:
+            return microseconds(self._clock)
+        return time.monotonic_ns() // 1000
+
+    def answer(
+        self,
+        key: Hashable,
+        script: Script,
+        limits: Sequence[Limit],
+        cost: int,
+        now_us: int,
+    ) -> list[int] | None:
+        """The script's reply for a call of ``cost`` at ``now_us``, when the
+        remembered denial proves it denied; None to ask the store."""
+        if not self._entries:
+            return None
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if now_us >= entry.expires_us:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+        replay = _REPLAYS[script.name]
+        elapsed = max(now_us - entry.sent_us, 0)
+        reply: list[int] = []
+        for index, limit in enumerate(limits):
+            state = entry.reply[_FIELDS * index : _FIELDS * index + _FIELDS]
+            reply += replay(limit, state, cost, elapsed)
+        if all(reply[index] == _ALLOWED for index in range(0, len(reply), _FIELDS)):
+            return None
+        return reply
+
+    def learn(
+        self,
+        key: Hashable,
+        script: Script,
+        limits: Sequence[Limit],
+        reply: Sequence[int],
+        sent_us: int,
+        epoch: int,
+    ) -> None:
+        """Remember the store's ``reply`` to a call sent at ``sent_us`` (when
+        the cache's ``epoch`` was ``epoch``), if it is a denial that ends;
+        drop ``key`` if the call was admitted, as it spent quota."""
+        if script.name not in _REPLAYS:
+            return
+        fields = _FIELDS * len(limits)
+        statuses = reply[0:fields:_FIELDS]
+        if all(status == _ALLOWED for status in statuses):
+            if key in self._entries:
+                with self._lock:
+                    self._entries.pop(key, None)
+            return
+        waits = [
+            reply[_FIELDS * index + 4]
+            for index, status in enumerate(statuses)
+            if status == _EXCEEDED
+        ]
+        if not waits:
+            return
+        entry = _Entry(sent_us, sent_us + max(waits), list(reply[:fields]))
+        with self._lock:
+            if epoch != self.epoch:
+                return
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def forget(self, key: Hashable) -> None:
+        """Drop what is known of ``key``, and of every call in flight."""
+        with self._lock:
+            self.epoch += 1
+            self._entries.pop(key, None)
+
+
+def denial_cache(cache_denials: object, clock: Clock | None) -> DenialCache | None:
+    """The cache ``cache_denials`` asks for: None for False, ``DEFAULT_SIZE``
+    identities for True, or that many for an int.
+
+    Raises:
+        TypeError, ValueError: naming ``cache_denials``.
+    """
+    if cache_denials is False or cache_denials is None:
+        return None
+    if cache_denials is True:
+        return DenialCache(DEFAULT_SIZE, clock)
+    if not isinstance(cache_denials, int):
+        raise TypeError(
+            "cache_denials must be a bool or a number of identities, got "
+            f"{type(cache_denials).__name__} {cache_denials!r}"
+        )
+    if cache_denials < 1:
+        raise ValueError(
+            f"cache_denials must be at least 1 identity, got {cache_denials!r}"
+        )
+    return DenialCache(cache_denials, clock)

@@ -1,0 +1,277 @@
+"""The denial cache (``cache_denials=``): exact against the store, bounded,
+and safe under threads and tasks."""
+
+import asyncio
+import threading
+
+import hypothesis.strategies as st
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from conftest import Clock
+from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
+from luathrottle._denials import DEFAULT_SIZE, DenialCache
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.decision import Reason
+
+LIMITS = [(3, 2), (5, 10)]
+KEYS = ["a", "b", "c"]
+
+
+class CountingBackend(MemoryBackend):
+    """The embedded backend, counting the script calls that reach it."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.calls = 0
+
+    def run_script(self, script, keys, args):
+        self.calls += 1
+        return super().run_script(script, keys, args)
+
+    _run_script = run_script
+
+
+class CacheAgreesWithTheStore(RuleBasedStateMachine):
+    """Every decision of a limiter with the cache equals its twin's without
+    one: same backend and clock, a prefix of its own. The twin sees every
+    call, so both stores keep the same state."""
+
+    backend_kind = "memory"
+    algorithms = (SimpleRate, LeakyBucket)
+    # Steps of the clock, in microseconds.
+    steps = st.integers(min_value=0, max_value=3_000_000)
+
+    @initialize(algorithm=st.sampled_from([0, 1]), size=st.sampled_from([1, 2, 100]))
+    def build(self, algorithm, size):
+        self.clock = Clock()
+        if self.backend_kind == "memory":
+            self.backend = CountingBackend(self.clock)
+        else:
+            client = redis.Redis.from_url(self.redis_url)
+            client.flushdb()
+            self.backend = SyncRedis(client)
+        kind = self.algorithms[algorithm % len(self.algorithms)]
+        common = {"algorithm": kind(), "backend": self.backend, "clock": self.clock}
+        self.cached = Limiter(LIMITS, prefix="cached", cache_denials=size, **common)
+        self.twin = Limiter(LIMITS, prefix="twin", **common)
+
+    def teardown(self):
+        if self.backend_kind == "redis" and hasattr(self, "backend"):
+            self.backend.client.close()
+
+    def compare(self, method, key, cost):
+        with_cache = getattr(self.cached, method)(key, cost)
+        assert with_cache == getattr(self.twin, method)(key, cost)
+
+    @rule(key=st.sampled_from(KEYS), cost=st.integers(1, 7))
+    def hit(self, key, cost):
+        self.compare("hit", key, cost)
+
+    @rule(key=st.sampled_from(KEYS), cost=st.integers(1, 7))
+    def peek(self, key, cost):
+        self.compare("peek", key, cost)
+
+    @rule(key=st.sampled_from(KEYS))
+    def reset(self, key):
+        self.cached.reset(key)
+        self.twin.reset(key)
+
+    @rule(data=st.data())
+    def advance(self, data):
+        self.clock.advance(data.draw(self.steps) / 1_000_000)
+
+    @invariant()
+    def bounded(self):
+        if hasattr(self, "cached"):
+            assert len(self.cached.denials) <= self.cached.denials.size
+
+
+CacheAgreesWithTheStore.TestCase.settings = settings(
+    max_examples=100,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_the_cache_agrees_with_the_store_on_the_embedded_backend = (
+    CacheAgreesWithTheStore.TestCase
+)
+
+
+@pytest.fixture
+def real_redis_machine(redis_url):
+    class OnRedis(CacheAgreesWithTheStore):
+        backend_kind = "redis"
+        # Keys expire in real time on the server: steps of a quarter second
+        # keep every live window longer than a test's run.
+        algorithms = (SimpleRate,)
+        steps = st.integers(min_value=0, max_value=12).map(lambda n: n * 250_000)
+
+    OnRedis.redis_url = redis_url
+    OnRedis.TestCase.settings = settings(
+        max_examples=25,
+        stateful_step_count=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    return OnRedis
+
+
+def test_the_cache_agrees_with_the_store_on_redis(real_redis_machine):
+    real_redis_machine.TestCase().runTest()
+
+
+def test_a_hammering_client_reaches_the_store_once_per_window(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(5, 60, backend=backend, clock=clock, cache_denials=True)
+    decisions = [limiter.hit("k") for _ in range(250)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False] * 245
+    # Five admitted, one denial learned; the other 244 never left the process.
+    assert backend.calls == 6
+    clock.advance(20)
+    cached = limiter.hit("k")
+    assert (cached.allowed, cached.remaining, cached.retry_after) == (False, 0, 40)
+    assert cached.reason is Reason.LIMIT_EXCEEDED
+    assert backend.calls == 6
+    clock.advance(40)
+    assert limiter.hit("k").allowed
+    assert backend.calls == 7
+
+
+def test_smaller_costs_that_might_fit_go_to_the_store(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(5, 60, backend=backend, clock=clock, cache_denials=True)
+    limiter.hit("k", cost=3)
+    assert not limiter.hit("k", cost=3).allowed
+    calls = backend.calls
+    assert not limiter.hit("k", cost=4).allowed  # proven by the cache
+    assert backend.calls == calls
+    assert limiter.hit("k", cost=2).allowed  # fits: the store decides
+    assert backend.calls == calls + 1
+    assert not limiter.hit("k", cost=1).allowed
+
+
+def test_reset_through_the_limiter_clears_the_entry(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(1, 60, backend=backend, clock=clock, cache_denials=True)
+    limiter.hit("k")
+    assert not limiter.hit("k").allowed
+    assert len(limiter.denials) == 1
+    limiter.reset("k")
+    assert len(limiter.denials) == 0
+    assert limiter.hit("k").allowed
+
+
+def test_a_reset_from_elsewhere_is_seen_at_retry_after(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(1, 60, backend=backend, clock=clock, cache_denials=True)
+    elsewhere = Limiter(1, 60, backend=backend, clock=clock)
+    limiter.hit("k")
+    assert not limiter.hit("k").allowed
+    elsewhere.reset("k")
+    clock.advance(59.999999)
+    assert not limiter.hit("k").allowed  # the documented staleness
+    clock.advance(0.000001)
+    assert limiter.hit("k").allowed
+
+
+def test_cost_exceeding_a_limit_is_not_remembered(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(5, 60, backend=backend, clock=clock, cache_denials=True)
+    assert limiter.hit("k", cost=6).reason is Reason.COST_EXCEEDS_LIMIT
+    assert len(limiter.denials) == 0
+
+
+def test_the_cache_holds_at_most_size_identities(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(1, 60, backend=backend, clock=clock, cache_denials=3)
+    for key in "abcde":
+        limiter.hit(key)
+        limiter.hit(key)
+    assert len(limiter.denials) == 3
+    # The least recently used went first: "a" and "b" reach the store again.
+    calls = backend.calls
+    assert not limiter.hit("e").allowed
+    assert not limiter.hit("c").allowed
+    assert backend.calls == calls
+    assert not limiter.hit("a").allowed
+    assert backend.calls == calls + 1
+    assert Limiter(1, 60, cache_denials=True).denials.size == DEFAULT_SIZE
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ("yes", TypeError, "cache_denials must be a bool"),
+        (0, ValueError, "cache_denials must be at least 1"),
+        (2.5, TypeError, "cache_denials must be a bool"),
+    ],
+)
+def test_bad_cache_denials_are_refused_naming_the_argument(value, error, match):
+    with pytest.raises(error, match=match):
+        Limiter(1, 60, cache_denials=value)
+
+
+def test_without_a_clock_the_cache_counts_on_the_monotonic_clock(redis_client):
+    limiter = Limiter(2, 60, backend=SyncRedis(redis_client), cache_denials=True)
+    limiter.hit("k")
+    limiter.hit("k")
+    redis_client.config_resetstat()
+    decisions = [limiter.hit("k") for _ in range(50)]
+    assert not any(decision.allowed for decision in decisions)
+    waits = [decision.retry_after for decision in decisions]
+    assert waits == sorted(waits, reverse=True)  # counting down
+    assert 59 < waits[-1] <= 60
+    stats = redis_client.info("commandstats")
+    assert (
+        sum(stats.get(f"cmdstat_{n}", {}).get("calls", 0) for n in ("fcall", "evalsha"))
+        == 1
+    )
+
+
+def test_threads_share_one_cache_exactly(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(100, 60, backend=backend, clock=clock, cache_denials=16)
+    allowed = []
+    lock = threading.Lock()
+
+    def traffic(identity):
+        mine = sum(limiter.hit(f"id{identity % 8}").allowed for _ in range(400))
+        with lock:
+            allowed.append(mine)
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert sum(allowed) == 8 * 100  # each identity admitted exactly its limit
+    assert len(limiter.denials) == 8
+    assert backend.calls < 8 * 400 / 2
+
+
+async def test_async_limiter_and_tasks(async_redis_client, clock):
+    backend = AsyncRedis(async_redis_client)
+    limiter = AsyncLimiter(3, 60, backend=backend, clock=clock, cache_denials=True)
+    decisions = await asyncio.gather(*(limiter.hit("k") for _ in range(40)))
+    assert sum(decision.allowed for decision in decisions) == 3
+    # An admission answered after a denial drops what the denial taught, as
+    # it spent quota; one more call learns the denial again.
+    assert not (await limiter.hit("k")).allowed
+    await async_redis_client.config_resetstat()
+    assert not (await limiter.hit("k")).allowed
+    assert not (await limiter.peek("k")).allowed
+    stats = await async_redis_client.info("commandstats")
+    assert not any(name.startswith("cmdstat_fcall") for name in stats)
+    await limiter.reset("k")
+    assert (await limiter.hit("k")).allowed
+
+
+def test_the_monotonic_clock_is_in_microseconds():
+    cache = DenialCache(2)
+    first = cache.now()
+    assert 0 < first <= cache.now()
