@@ -1,4 +1,5 @@
-"""The floor (redis-py PING and a trivial EVALSHA) and luathrottle's own
+"""The floor (redis-py PING, a trivial EVALSHA, and the floor script: the
+Redis commands of a hit without its logic) and luathrottle's own
 standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
 and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
 async); SyncRedis by EVALSHA beside its default FCALL; a concurrency lease
@@ -42,6 +43,22 @@ ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "sliding": SlidingWindow,
 }
 _TRIVIAL = "return 1"
+#: The Redis commands a server-clock hit runs (TIME, then a GET and a SET PX
+#: per limit) and a reply of the same shape, five integers per limit, with
+#: none of the decision: what a hit cannot cost less than. It takes the keys
+#: and arguments of a SimpleRate hit, and reads only the keys.
+FLOOR_SCRIPT = """
+local time = redis.call('TIME')
+local state = time[1] .. time[2]
+local reply = {}
+for i = 1, #KEYS do
+  redis.call('GET', KEYS[i])
+  redis.call('SET', KEYS[i], state, 'PX', 3600000)
+  local n = #reply
+  reply[n + 1], reply[n + 2], reply[n + 3], reply[n + 4], reply[n + 5] = 1, 0, 0, 0, 0
+end
+return reply
+"""
 _probes = count()
 
 
@@ -49,8 +66,42 @@ def _fresh(prefix: str) -> str:
     return f"probe:{prefix}:{next(_probes)}"
 
 
+def _floor_script_cases(
+    client: redis.Redis, aclient: redis.asyncio.Redis
+) -> Iterator[Case]:
+    """EVALSHA of ``FLOOR_SCRIPT`` with a SimpleRate hit's keys and
+    arguments, for 1 and 3 limits, sync and async."""
+    sha = str(client.script_load(FLOOR_SCRIPT))
+    for size, limits in LIMITS.items():
+        # The keys and arguments SyncRedis sends for this identity; the
+        # private _call is how a hit builds them.
+        call = Limiter(limits, algorithm=SimpleRate())._call(
+            f"bench:floor.{size}", "hit"
+        )
+        words = (*call.keys, *call.args)
+        title = f"{size} key{'s' if size > 1 else ''}"
+        # redis-py types the asyncio client's commands as sync-or-async.
+        async_evalsha: Any = partial(aclient.evalsha, sha, len(call.keys), *words)
+        yield Case(
+            f"floor.sync.script.{size}",
+            f"redis-py EVALSHA floor script, {title}",
+            "floor",
+            op=partial(client.evalsha, sha, len(call.keys), *words),
+            limits=size,
+        )
+        yield Case(
+            f"floor.async.script.{size}",
+            f"redis-py async EVALSHA floor script, {title}",
+            "floor",
+            "async",
+            aop=async_evalsha,
+            limits=size,
+        )
+
+
 def floor_cases(client: redis.Redis, aclient: redis.asyncio.Redis) -> list[Case]:
-    """PING and ``EVALSHA`` of ``return 1``, on the clients the cases use."""
+    """PING, ``EVALSHA`` of ``return 1`` and of the floor script, on the
+    clients the cases use."""
     sha = str(client.script_load(_TRIVIAL))
     # redis-py types the asyncio client's commands as sync-or-async.
     async_ping: Any = aclient.ping
@@ -77,6 +128,7 @@ def floor_cases(client: redis.Redis, aclient: redis.asyncio.Redis) -> list[Case]
             "async",
             aop=async_evalsha,
         ),
+        *_floor_script_cases(client, aclient),
     ]
 
 

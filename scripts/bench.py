@@ -1,5 +1,8 @@
 """luathrottle's benchmark: the floor, luathrottle, its peers and
 a real ASGI server, in one process and session, on one loopback Redis.
+The floor includes a floor script: the Redis commands of a hit (TIME, a GET
+and a SET PX per limit) without its logic, which the targets measure the
+hit against (``_bench_report.TARGETS``, each with its goal and reason).
 
 Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
            [--rounds R] [--n N] [--skip-e2e] [--e2e-seconds S]

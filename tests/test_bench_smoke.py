@@ -28,6 +28,7 @@ OWN_CASES = {
     "floor.sync.evalsha",
     "floor.async.ping",
     "floor.async.evalsha",
+    *(f"floor.{mode}.script.{size}" for mode in ("sync", "async") for size in (1, 3)),
     *(
         f"lt.{backend}.{algorithm}.{size}"
         for backend in ("sync_redis", "async_redis", "memory", "async_memory")
@@ -130,8 +131,37 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         redis_figures = cases[key]["redis"]
         assert is_number(redis_figures["commands_per_op"]), key
         assert is_number(redis_figures["round_trips_per_op"]), key
-    assert is_number(cases["lt.sync_redis.simple.1"]["redis"]["lua_us_per_call"])
-    assert len(document["targets"]) == 8
+    for key in (
+        "lt.sync_redis.simple.1",
+        "floor.sync.script.1",
+        "floor.async.script.3",
+    ):
+        assert is_number(cases[key]["redis"]["lua_us_per_call"]), key
+    # The floor script runs a hit's commands: TIME, then a GET and a SET per key.
+    assert cases["floor.sync.script.3"]["redis"]["commands"] == {
+        "evalsha": 1.0,
+        "time": 1.0,
+        "get": 3.0,
+        "set": 3.0,
+    }
+    targets = {target["name"]: target for target in document["targets"]}
+    assert len(targets) == len(document["targets"]) == 10
+    for name, target in targets.items():
+        assert target["reason"], name
+        assert target["better"] in ("lower", "higher"), name
+        assert is_number(target["goal"]), name
+        assert target["verdict"] in ("pass", "MISS", "not measured"), name
+    # Only the end-to-end target lacks a figure without the ASGI server.
+    unmeasured = {name for name, t in targets.items() if t["measured"] is None}
+    if importlib.util.find_spec("limits"):
+        assert unmeasured == {
+            "view with 3 MemoryBackend throttles / same view without throttles (rps)"
+        }
+    results_md = (tmp_path / "results.md").read_text()
+    for name in targets:
+        assert f"| {name} |" in results_md, name
+    if importlib.util.find_spec("rest_framework"):
+        assert "## Adapters beside their frameworks' own throttling" in results_md
     hot = {
         key: cases[f"lt.hot_key.{key}"]["redis"]["commands"] for key in ("off", "on")
     }
