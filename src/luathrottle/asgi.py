@@ -18,11 +18,10 @@ from typing import Any
 from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Reason
 from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
 from luathrottle._failures import OnFailure
+from luathrottle._providers import check_providers
 from luathrottle.backends import AsyncBackend
 from luathrottle.headers import (
     BaseResponseHeadersProvider,
-    RetryAfter,
-    XRateLimit,
     collect_headers,
 )
 from luathrottle.rates import LimitSpec
@@ -41,8 +40,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-_DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
-
 
 def client_address(scope: Scope) -> str | None:
     """The client's address from the ASGI scope, or None when the server
@@ -53,33 +50,6 @@ def client_address(scope: Scope) -> str | None:
         return None
     host = client[0]
     return host if isinstance(host, str) and host else None
-
-
-def check_providers(
-    response_headers: Iterable[BaseResponseHeadersProvider] | None,
-) -> tuple[BaseResponseHeadersProvider, ...]:
-    """Validate ``response_headers``; None means ``XRateLimit, RetryAfter``.
-
-    Raises:
-        TypeError: naming ``response_headers``.
-    """
-    if response_headers is None:
-        return _DEFAULT_HEADERS
-    if isinstance(response_headers, str | bytes) or not isinstance(
-        response_headers, Iterable
-    ):
-        raise TypeError(
-            "response_headers must be a list of header providers such as "
-            f"[XRateLimit()], got {response_headers!r}"
-        )
-    providers = tuple(response_headers)
-    for provider in providers:
-        if not isinstance(provider, BaseResponseHeadersProvider):
-            raise TypeError(
-                "response_headers must hold BaseResponseHeadersProvider objects "
-                f"such as XRateLimit(), got {provider!r}"
-            )
-    return providers
 
 
 def denial_response(

@@ -19,7 +19,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import redis
 import redis.cluster
@@ -27,6 +27,7 @@ import redis.connection
 import redis.exceptions
 import redis.sentinel
 
+from luathrottle._cli_parser import EXIT_STATUS, build_parser, one_line
 from luathrottle.backends.base import SyncBackend
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -36,22 +37,6 @@ from luathrottle.limiter import Limiter
 from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
 
 __all__ = ["EXIT_STATUS", "main"]
-
-#: What each exit status means, as ``--help`` prints it.
-EXIT_STATUS = """exit status:
-  0  success (for check: every script, and the function library where the
-     server has functions, is on every primary)
-  1  check: a script or the function library is missing on a server
-  2  usage or configuration error: bad arguments, a malformed --url or
-     --redis, a server, cluster or Sentinel that cannot be reached, an
-     unknown Sentinel name
-every error is one line on standard error: luathrottle: error: ..."""
-
-_DESCRIPTION = """Exact rate limiting with Lua scripts.
-
-  luathrottle scripts list|load|check   preload and check the Lua scripts
-  luathrottle demo                      a limiter at work; --seed replays
-                                        the Django seed's sessions"""
 
 _TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 
@@ -330,99 +315,6 @@ def _demo_seed(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, like every other error of the command."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``message`` and where to find help on one line; exit 2."""
-        self.exit(2, f"luathrottle: error: {_one_line(message)} (see {self.prog} -h)\n")
-
-
-def _subparser(commands: Any, name: str, text: str, **kwargs: Any) -> Any:
-    return commands.add_parser(
-        name,
-        help=text,
-        description=kwargs.pop("description", text[0].upper() + text[1:] + "."),
-        epilog=EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        **kwargs,
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="luathrottle",
-        description=_DESCRIPTION,
-        epilog=EXIT_STATUS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    scripts = _subparser(commands, "scripts", "list, load or check the Lua scripts")
-    actions = scripts.add_subparsers(dest="action", required=True)
-    _subparser(
-        actions,
-        "list",
-        "print each script's name, version and SHA1, and the function "
-        "library's functions",
-    )
-    for name, text in (
-        (
-            "load",
-            "SCRIPT LOAD every script and FUNCTION LOAD REPLACE the library; "
-            "print the SHAs",
-        ),
-        (
-            "check",
-            "print whether each script and the library is on the server; exit 1 "
-            "if any is not",
-        ),
-    ):
-        action = _subparser(actions, name, text)
-        action.add_argument(
-            "--url",
-            required=True,
-            help="redis://, rediss:// or unix:// URL of the server, of any "
-            "cluster node with --cluster, or of a Sentinel with --sentinel",
-        )
-        topology = action.add_mutually_exclusive_group()
-        topology.add_argument(
-            "--cluster", action="store_true", help="act on every cluster primary"
-        )
-        topology.add_argument(
-            "--sentinel", metavar="NAME", help="act on the primary Sentinel calls NAME"
-        )
-
-    demo = _subparser(
-        commands,
-        "demo",
-        "hit one key past its limit and show the headers",
-        description="Hit one key past its limit and show the headers; with\n"
-        "--seed, replay the sessions of the Django seed's throttling chapter\n"
-        "against the example project instead.",
-    )
-    mode = demo.add_mutually_exclusive_group()
-    mode.add_argument("--redis", metavar="URL", help="run against this Redis instead")
-    mode.add_argument(
-        "--seed",
-        action="store_true",
-        help='replay the seed\'s "Run result" sessions against the example '
-        "project's views, in-process with Django's test client and caches in "
-        "memory (no Redis, no server), printed as the seed prints them: "
-        "the curl command, then with -D - the status line and headers, and "
-        "the body; needs Django",
-    )
-    demo.add_argument(
-        "--project",
-        metavar="PATH",
-        default="examples",
-        help="with --seed: the directory that holds seed_project/, which is "
-        "not part of the installed package (default: examples, relative to "
-        "the current directory, so run from the repository's root)",
-    )
-    return parser
-
-
 _HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, TextIO], int]] = {
     ("scripts", "list"): _scripts_list,
     ("scripts", "load"): _scripts_load,
@@ -431,12 +323,8 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, TextIO], i
 }
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
-
-
 def _fail(text: str) -> int:
-    print(f"luathrottle: error: {_one_line(text)}", file=sys.stderr)
+    print(f"luathrottle: error: {one_line(text)}", file=sys.stderr)
     return 2
 
 
@@ -450,7 +338,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     Raises:
         SystemExit: for ``--help`` (0) and usage errors (2), as argparse does.
     """
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     try:
         if getattr(args, "url", None) is not None:

@@ -31,7 +31,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter, Reason
 from luathrottle._failures import OnFailure
-from luathrottle.asgi import check_providers
+from luathrottle._providers import check_providers
 from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
 from luathrottle.rates import LimitSpec
 

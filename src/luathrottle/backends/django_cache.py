@@ -244,14 +244,7 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
     Elsewhere, the cache's async methods read and write the snapshot; the
     read-modify-write is atomic only among the tasks of one event loop.
 
-    Args:
-        cache_name: an alias of ``settings.CACHES``, looked up at each call.
-        breaker: trips after repeated failures; a new ``CircuitBreaker()``
-            by default, ``False`` for none.
-
-    Raises:
-        TypeError: ``cache_name`` is not a str.
-        ValueError: ``cache_name`` is empty.
+    Takes ``SyncDjangoCache``'s arguments, and raises as it does.
     """
 
     def __init__(

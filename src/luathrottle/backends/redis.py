@@ -38,19 +38,24 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import (
-    ClusterDownError,
-    NoPermissionError,
     NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
     RedisError,
     ResponseError,
-    TryAgainError,
 )
 
 from luathrottle._breaker import CircuitBreaker, guard_for
+from luathrottle.backends._redis_calls import (
+    Via,
+    command,
+    function_trouble,
+    library_unusable,
+    merge,
+    queue,
+    reruns,
+    translated,
+)
 from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
-from luathrottle.exceptions import BackendError, ScriptError
+from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, library
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
@@ -70,126 +75,8 @@ def _timeout(timeout: object) -> float:
     return float(timeout)
 
 
-# Error replies that speak of the server, not of one call's keys. redis-py
-# gives some their own classes and leaves the rest as ResponseError with the
-# code in front of the message.
-_SERVER_ERRORS = (
-    ClusterDownError,
-    NoPermissionError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-)
-_SERVER_ERROR_CODES = frozenset(
-    {"BUSY", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"}
-)
-
-
-def _translated(what: str, error: Exception) -> BackendError:
-    """``error`` as ours: a ``ScriptError`` when the server answered about
-    this call alone, else a ``BackendError`` that a breaker counts."""
-    message = f"{what}: {error}"
-    if (
-        isinstance(error, ResponseError)
-        and not isinstance(error, _SERVER_ERRORS)
-        and str(error).split(" ", 1)[0] not in _SERVER_ERROR_CODES
-    ):
-        return ScriptError(message)
-    return BackendError(message)
-
-
 # redis-py annotates its sync and async clients' commands with one type.
 _Reply = Awaitable[list[int]]
-
-
-# How a call goes out: as a function, by SHA1, or as its source.
-_Via = Literal["function", "sha", "source"]
-
-
-def _command(
-    script: Script, keys: Sequence[str], args: Sequence[str], via: _Via
-) -> tuple[str, ...]:
-    if via == "function":
-        # A peek never writes, so it goes through the no-writes twin, which
-        # a client that routes reads to replicas may send there.
-        if args[0] == "peek":
-            return ("FCALL_RO", script.function_ro, str(len(keys)), *keys, *args)
-        return ("FCALL", script.function, str(len(keys)), *keys, *args)
-    if via == "sha":
-        return ("EVALSHA", script.sha, str(len(keys)), *keys, *args)
-    return ("EVAL", script.source, str(len(keys)), *keys, *args)
-
-
-def _queue(pipe: Any, calls: Sequence[ScriptCall], via: _Via) -> None:
-    for script, keys, args in calls:
-        # execute_command: ClusterPipeline blocks its evalsha() helper, as it
-        # cannot know that all keys of one call share a slot; ours do.
-        pipe.execute_command(*_command(script, keys, args, via))
-
-
-# What a failed FCALL says about functions on this server.
-_Trouble = Literal["missing", "unusable"]
-
-
-def _function_trouble(error: Exception) -> _Trouble | None:
-    """``"missing"`` when the library or function is not loaded,
-    ``"unusable"`` when the server has no functions or the ACL forbids
-    them, None when the error is about something else."""
-    if not isinstance(error, ResponseError):
-        return None
-    text = str(error)
-    if text.startswith("Function not found"):
-        return "missing"
-    if text.startswith("unknown command") or (
-        isinstance(error, NoPermissionError) and "'fcall" in text
-    ):
-        return "unusable"
-    return None
-
-
-def _reruns(
-    calls: Sequence[ScriptCall], replies: Sequence[object]
-) -> tuple[list[int], set[_Trouble]]:
-    """Indexes of the pipelined calls that ran nothing because the server
-    lacked their script or function, and what the functions' trouble was;
-    any other error in the replies is raised, translated."""
-    missing: list[int] = []
-    troubles: set[_Trouble] = set()
-    for index, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):
-            missing.append(index)
-        elif isinstance(reply, Exception):
-            trouble = _function_trouble(reply)
-            if trouble is None:
-                raise _translated(calls[index][0].name, reply) from reply
-            missing.append(index)
-            troubles.add(trouble)
-    return missing, troubles
-
-
-def _merge(
-    calls: Sequence[ScriptCall],
-    replies: list[Any],
-    missing: Sequence[int],
-    rerun: Sequence[Any],
-) -> list[list[int]]:
-    """The first pipeline's replies, with the reruns in place of those that
-    ran nothing."""
-    rerun_calls = [calls[index] for index in missing]
-    for call, reply in zip(rerun_calls, rerun, strict=True):
-        if isinstance(reply, Exception):
-            raise _translated(call[0].name, reply) from reply
-    for index, reply in zip(missing, rerun, strict=True):
-        replies[index] = reply
-    return replies
-
-
-def _library_unusable(error: RedisError) -> bool:
-    """Whether FUNCTION LOAD failed because this server or user cannot have
-    functions, rather than because the server failed."""
-    return isinstance(error, NoPermissionError) or (
-        isinstance(error, ResponseError) and str(error).startswith("unknown command")
-    )
 
 
 _ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
@@ -253,7 +140,7 @@ class _RedisBackend(Generic[_ClientT]):
         )
         return cls(client, breaker=breaker, functions=functions)
 
-    def _via(self) -> _Via:
+    def _via(self) -> Via:
         return "function" if self._functions else "sha"
 
     def _reruns_by_source(self, error: ResponseError) -> bool:
@@ -262,7 +149,7 @@ class _RedisBackend(Generic[_ClientT]):
         function is to be loaded, and unusable functions turn them off."""
         if isinstance(error, NoScriptError):
             return True
-        trouble = _function_trouble(error) if self._functions else None
+        trouble = function_trouble(error) if self._functions else None
         if trouble == "unusable":
             self._functions = False
         return trouble is not None
@@ -311,8 +198,8 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         # FCALL or EVALSHA, or once EVAL when the server lacked either.
         try:
             try:
-                reply = self.client.execute_command(
-                    *_command(script, keys, args, self._via())
+                reply = self.client.executecommand(
+                    *command(script, keys, args, self._via())
                 )
             except ResponseError as exc:
                 if not self._reruns_by_source(exc):
@@ -320,11 +207,11 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 self._reload_library()
                 # EVAL runs the source and caches it in one step, which no
                 # flush can split as it could a load and a call.
-                reply = self.client.execute_command(
-                    *_command(script, keys, args, "source")
+                reply = self.client.executecommand(
+                    *command(script, keys, args, "source")
                 )
         except RedisError as exc:
-            raise _translated(script.name, exc) from exc
+            raise translated(script.name, exc) from exc
         return cast(list[int], reply)
 
     def _reload_library(self) -> None:
@@ -335,7 +222,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         try:
             self.client.function_load(library().code, replace=True)
         except RedisError as exc:
-            if not _library_unusable(exc):
+            if not library_unusable(exc):
                 raise
             self._functions = False
 
@@ -347,21 +234,21 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             return [self._run_script(*calls[0])]
         try:
             replies = self._pipeline(calls, self._via())
-            missing, troubles = _reruns(calls, replies)
+            missing, troubles = reruns(calls, replies)
             if "unusable" in troubles:
                 self._functions = False
             elif "missing" in troubles:
                 self._reload_library()
             rerun = self._pipeline([calls[i] for i in missing], "source")
         except RedisError as exc:
-            raise _translated("pipeline", exc) from exc
-        return _merge(calls, replies, missing, rerun)
+            raise translated("pipeline", exc) from exc
+        return merge(calls, replies, missing, rerun)
 
-    def _pipeline(self, calls: Sequence[ScriptCall], via: _Via) -> list[Any]:
+    def _pipeline(self, calls: Sequence[ScriptCall], via: Via) -> list[Any]:
         if not calls:
             return []
         pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls, via)
+        queue(pipe, calls, via)
         return cast(list[Any], pipe.execute(raise_on_error=False))
 
     def delete_keys(self, keys: Sequence[str]) -> None:
@@ -404,8 +291,8 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             try:
                 reply = await cast(
                     _Reply,
-                    self.client.execute_command(
-                        *_command(script, keys, args, self._via())
+                    self.client.executecommand(
+                        *command(script, keys, args, self._via())
                     ),
                 )
             except ResponseError as exc:
@@ -414,12 +301,10 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
                 await self._reload_library()
                 reply = await cast(
                     _Reply,
-                    self.client.execute_command(
-                        *_command(script, keys, args, "source")
-                    ),
+                    self.client.executecommand(*command(script, keys, args, "source")),
                 )
         except RedisError as exc:
-            raise _translated(script.name, exc) from exc
+            raise translated(script.name, exc) from exc
         return reply
 
     async def _reload_library(self) -> None:
@@ -433,7 +318,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
                 self.client.function_load(library().code, replace=True),
             )
         except RedisError as exc:
-            if not _library_unusable(exc):
+            if not library_unusable(exc):
                 raise
             self._functions = False
 
@@ -442,21 +327,21 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             return [await self._arun_script(*calls[0])]
         try:
             replies = await self._pipeline(calls, self._via())
-            missing, troubles = _reruns(calls, replies)
+            missing, troubles = reruns(calls, replies)
             if "unusable" in troubles:
                 self._functions = False
             elif "missing" in troubles:
                 await self._reload_library()
             rerun = await self._pipeline([calls[i] for i in missing], "source")
         except RedisError as exc:
-            raise _translated("pipeline", exc) from exc
-        return _merge(calls, replies, missing, rerun)
+            raise translated("pipeline", exc) from exc
+        return merge(calls, replies, missing, rerun)
 
-    async def _pipeline(self, calls: Sequence[ScriptCall], via: _Via) -> list[Any]:
+    async def _pipeline(self, calls: Sequence[ScriptCall], via: Via) -> list[Any]:
         if not calls:
             return []
         pipe = self.client.pipeline(transaction=False)
-        _queue(pipe, calls, via)
+        queue(pipe, calls, via)
         return cast(list[Any], await pipe.execute(raise_on_error=False))
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ThrottleCall",
     "ThrottleOutcome",
+    "ThrottlingReport",
     "forget_outcomes",
     "headers_for",
     "record_outcomes",
@@ -91,3 +92,26 @@ def forget_outcomes(request: Any) -> None:
 def recorded_outcomes(request: Any) -> tuple[ThrottleOutcome, ...]:
     """What the throttles of ``request`` decided so far."""
     return tuple(getattr(request, _OUTCOMES_ATTRIBUTE, ()))
+
+
+class ThrottlingReport:
+    """The rate-limit headers of every throttle the request went through.
+
+    Reads what the request's throttles already decided, so it asks no cache
+    anything. Throttles that a cache key skipped, or that a stage never
+    reached, are not in it.
+
+    Args:
+        request: the request being served.
+    """
+
+    def __init__(self, request: Any) -> None:
+        self.outcomes: tuple[ThrottleOutcome, ...] = recorded_outcomes(request)
+
+    def report(self) -> dict[str, str]:
+        """The headers, for sync views."""
+        return headers_for(self.outcomes)
+
+    async def areport(self) -> dict[str, str]:
+        """The headers, for async views."""
+        return headers_for(self.outcomes)

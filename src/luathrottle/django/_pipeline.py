@@ -23,22 +23,19 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from luathrottle.django._conf import get_config
+from luathrottle.django._holding import arun_held, run_held
 from luathrottle.django._outcomes import ThrottleCall, forget_outcomes
 from luathrottle.django._responses import denied, not_authenticated
 from luathrottle.django._validation import check_counters, check_throttles
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
-from luathrottle.django.concurrency import (
-    BaseConcurrencyThrottle,
-    arun_held,
-    run_held,
-)
+from luathrottle.django.concurrency import BaseConcurrencyThrottle
 from luathrottle.django.throttles import (
     AsyncThrottle,
     BaseThrottle,
     SyncThrottle,
     ThrottlingReport,
 )
-from luathrottle.rates import MAX_LIMITS, Limit
+from luathrottle.rates import MAX_LIMITS
 
 __all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
 
@@ -143,36 +140,38 @@ class Endpoint:
         return response
 
 
-def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
-    calls = []
+def _keyed(
+    request: HttpRequest, stage: Sequence[Bound]
+) -> list[tuple[BaseThrottle[Any], str, str]]:
+    """Each throttle of ``stage`` with its view scope and the request's
+    identity, for those whose cache key does not skip the request. The key
+    comes first: a request it skips never reaches the rate callable, which
+    may read what only its users have (a plan)."""
+    keyed = []
     for item in stage:
         # Stages hold rate throttles only; stages() keeps the others apart.
         throttle = cast(BaseThrottle[Any], item.throttle)
-        # The cache key first: a request it skips never reaches the rate
-        # callable, which may read what only its users have (a plan).
         identity = throttle.identity(request)
-        if identity is None:
-            continue
+        if identity is not None:
+            keyed.append((throttle, item.view_scope, identity))
+    return keyed
+
+
+def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
+    calls = []
+    for throttle, view_scope, identity in _keyed(request, stage):
         limit = throttle.limit_for(request)
         if limit is not None:
-            calls.append(throttle.keyed(identity, item.view_scope, limit))
+            calls.append(throttle.keyed(identity, view_scope, limit))
     return calls
 
 
 async def _acalls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
     calls = []
-    for item in stage:
-        # Stages hold rate throttles only; stages() keeps the others apart.
-        throttle = cast(BaseThrottle[Any], item.throttle)
-        identity = throttle.identity(request)
-        if identity is None:
-            continue
-        if throttle.rate is None:
-            limit: Limit | None = throttle._limit
-        else:
-            limit = await throttle.alimit_for(request)
+    for throttle, view_scope, identity in _keyed(request, stage):
+        limit = await throttle.alimit_for(request)
         if limit is not None:
-            calls.append(throttle.keyed(identity, item.view_scope, limit))
+            calls.append(throttle.keyed(identity, view_scope, limit))
     return calls
 
 

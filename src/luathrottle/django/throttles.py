@@ -17,6 +17,7 @@ from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import identity_digest, key_frame
+from luathrottle._providers import check_providers
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
@@ -24,11 +25,10 @@ from luathrottle.django import _batching
 from luathrottle.django._outcomes import (
     ThrottleCall,
     ThrottleOutcome,
-    headers_for,
-    recorded_outcomes,
+    ThrottlingReport,
 )
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
-from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limit
 from luathrottle.scripts import Script
 
@@ -74,30 +74,6 @@ def _check_scope(scope: object) -> str | None:
             f"scope must be 1 to {_MAX_SCOPE} printable characters, got {scope!r}"
         )
     return scope
-
-
-#: One pair for every throttle, so that their headers group at once.
-_DEFAULT_HEADERS = (XRateLimit(), RetryAfter())
-
-
-def _check_headers(
-    response_headers: Iterable[BaseResponseHeadersProvider] | None,
-) -> tuple[BaseResponseHeadersProvider, ...]:
-    if response_headers is None:
-        return _DEFAULT_HEADERS
-    if not isinstance(response_headers, Iterable):
-        raise TypeError(
-            "response_headers must be a list of header providers such as "
-            f"[XRateLimit()], got {response_headers!r}"
-        )
-    providers = tuple(response_headers)
-    for provider in providers:
-        if not isinstance(provider, BaseResponseHeadersProvider):
-            raise TypeError(
-                "response_headers must hold BaseResponseHeadersProvider objects "
-                f"such as XRateLimit(), got {provider!r}"
-            )
-    return providers
 
 
 class BaseThrottle(Generic[_BackendT]):
@@ -189,7 +165,7 @@ class BaseThrottle(Generic[_BackendT]):
             _BackendT, type(self)._default_backend() if backend is None else backend
         )
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
-        self.response_headers = _check_headers(response_headers)
+        self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
@@ -464,26 +440,3 @@ class AsyncThrottle(BaseThrottle[AsyncBackend]):
         for group in _batching.groups(cls, calls):
             outcomes += group.settle(await _batching.areplies(group), on_failure)
         return outcomes
-
-
-class ThrottlingReport:
-    """The rate-limit headers of every throttle the request went through.
-
-    Reads what the request's throttles already decided, so it asks no cache
-    anything. Throttles that a cache key skipped, or that a stage never
-    reached, are not in it.
-
-    Args:
-        request: the request being served.
-    """
-
-    def __init__(self, request: Any) -> None:
-        self.outcomes: tuple[ThrottleOutcome, ...] = recorded_outcomes(request)
-
-    def report(self) -> dict[str, str]:
-        """The headers, for sync views."""
-        return headers_for(self.outcomes)
-
-    async def areport(self) -> dict[str, str]:
-        """The headers, for async views."""
-        return headers_for(self.outcomes)

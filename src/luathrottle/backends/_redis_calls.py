@@ -1,0 +1,151 @@
+"""Redis script calls without I/O: the command a call goes out as (FCALL,
+FCALL_RO, EVALSHA or EVAL), what a pipeline's replies say about the calls
+to run again, and Redis errors as luathrottle's. The backends in
+``luathrottle.backends.redis`` are these around one network call each."""
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    NoScriptError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
+
+from luathrottle.backends.base import ScriptCall
+from luathrottle.exceptions import BackendError, ScriptError
+from luathrottle.scripts import Script
+
+__all__ = [
+    "Trouble",
+    "Via",
+    "command",
+    "function_trouble",
+    "library_unusable",
+    "merge",
+    "queue",
+    "reruns",
+    "translated",
+]
+
+# Error replies that speak of the server, not of one call's keys. redis-py
+# gives some their own classes and leaves the rest as ResponseError with the
+# code in front of the message.
+_SERVER_ERRORS = (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    TryAgainError,
+)
+_SERVER_ERROR_CODES = frozenset(
+    {"BUSY", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"}
+)
+
+
+def translated(what: str, error: Exception) -> BackendError:
+    """``error`` as ours: a ``ScriptError`` when the server answered about
+    this call alone, else a ``BackendError`` that a breaker counts."""
+    message = f"{what}: {error}"
+    if (
+        isinstance(error, ResponseError)
+        and not isinstance(error, _SERVER_ERRORS)
+        and str(error).split(" ", 1)[0] not in _SERVER_ERROR_CODES
+    ):
+        return ScriptError(message)
+    return BackendError(message)
+
+
+# How a call goes out: as a function, by SHA1, or as its source.
+Via = Literal["function", "sha", "source"]
+
+
+def command(
+    script: Script, keys: Sequence[str], args: Sequence[str], via: Via
+) -> tuple[str, ...]:
+    if via == "function":
+        # A peek never writes, so it goes through the no-writes twin, which
+        # a client that routes reads to replicas may send there.
+        if args[0] == "peek":
+            return ("FCALL_RO", script.function_ro, str(len(keys)), *keys, *args)
+        return ("FCALL", script.function, str(len(keys)), *keys, *args)
+    if via == "sha":
+        return ("EVALSHA", script.sha, str(len(keys)), *keys, *args)
+    return ("EVAL", script.source, str(len(keys)), *keys, *args)
+
+
+def queue(pipe: Any, calls: Sequence[ScriptCall], via: Via) -> None:
+    for script, keys, args in calls:
+        # execute_command: ClusterPipeline blocks its evalsha() helper, as it
+        # cannot know that all keys of one call share a slot; ours do.
+        pipe.executecommand(*command(script, keys, args, via))
+
+
+# What a failed FCALL says about functions on this server.
+Trouble = Literal["missing", "unusable"]
+
+
+def function_trouble(error: Exception) -> Trouble | None:
+    """``"missing"`` when the library or function is not loaded,
+    ``"unusable"`` when the server has no functions or the ACL forbids
+    them, None when the error is about something else."""
+    if not isinstance(error, ResponseError):
+        return None
+    text = str(error)
+    if text.startswith("Function not found"):
+        return "missing"
+    if text.startswith("unknown command") or (
+        isinstance(error, NoPermissionError) and "'fcall" in text
+    ):
+        return "unusable"
+    return None
+
+
+def reruns(
+    calls: Sequence[ScriptCall], replies: Sequence[object]
+) -> tuple[list[int], set[Trouble]]:
+    """Indexes of the pipelined calls that ran nothing because the server
+    lacked their script or function, and what the functions' trouble was;
+    any other error in the replies is raised, translated."""
+    missing: list[int] = []
+    troubles: set[Trouble] = set()
+    for index, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            missing.append(index)
+        elif isinstance(reply, Exception):
+            trouble = function_trouble(reply)
+            if trouble is None:
+                raise translated(calls[index][0].name, reply) from reply
+            missing.append(index)
+            troubles.add(trouble)
+    return missing, troubles
+
+
+def merge(
+    calls: Sequence[ScriptCall],
+    replies: list[Any],
+    missing: Sequence[int],
+    rerun: Sequence[Any],
+) -> list[list[int]]:
+    """The first pipeline's replies, with the reruns in place of those that
+    ran nothing."""
+    rerun_calls = [calls[index] for index in missing]
+    for call, reply in zip(rerun_calls, rerun, strict=True):
+        if isinstance(reply, Exception):
+            raise translated(call[0].name, reply) from reply
+    for index, reply in zip(missing, rerun, strict=True):
+        replies[index] = reply
+    return replies
+
+
+def library_unusable(error: RedisError) -> bool:
+    """Whether FUNCTION LOAD failed because this server or user cannot have
+    functions, rather than because the server failed."""
+    return isinstance(error, NoPermissionError) or (
+        isinstance(error, ResponseError) and str(error).startswith("unknown command")
+    )

@@ -1,0 +1,293 @@
+"""Holding concurrency slots for the length of a view: the leases of a
+request's ``ConcurrencyThrottle`` objects are taken one script call each
+after the rate stages and auth, the handler runs, and they are given back
+when the response is produced, or, for a streaming response, when its
+content is exhausted or closed."""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, ClassVar
+
+from asgiref.sync import async_to_sync
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
+
+from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
+from luathrottle._failures import OnFailure
+from luathrottle.concurrency import AsyncLease, Lease
+from luathrottle.django.concurrency import (
+    AsyncConcurrencyThrottle,
+    BaseConcurrencyThrottle,
+    ConcurrencyThrottle,
+)
+from luathrottle.exceptions import BackendError
+from luathrottle.headers import _seconds
+
+__all__ = [
+    "aacquire_all",
+    "acquire_all",
+    "ahold_until_done",
+    "arun_held",
+    "hold_until_done",
+    "refusal",
+    "run_held",
+]
+
+logger = logging.getLogger("luathrottle")
+
+
+def refusal(retry_after: float | None, unavailable: bool) -> HttpResponse:
+    """The 429 (or, when the store failed and the policy denies, the 503)
+    of a full view, with ``Retry-After``."""
+    body, status = (
+        (UNAVAILABLE_BODY, 503) if unavailable else (TOO_MANY_REQUESTS_BODY, 429)
+    )
+    response = HttpResponse(body, status=status, content_type="application/json")
+    if retry_after is not None:
+        response["Retry-After"] = _seconds(
+            max(retry_after, 1.0) if unavailable else retry_after
+        )
+    return response
+
+
+def _policy(
+    throttle: BaseConcurrencyThrottle[Any, Any], default: OnFailure
+) -> OnFailure:
+    return throttle.on_failure or default
+
+
+def _store_failed(
+    throttle: BaseConcurrencyThrottle[Any, Any], error: BackendError, policy: OnFailure
+) -> HttpResponse | None:
+    logger.warning("luathrottle store failed for %r (%s): %s", throttle, policy, error)
+    if policy == "raise":
+        raise error
+    if policy == "allow":
+        return None
+    return refusal(error.retry_after, unavailable=True)
+
+
+def _release_quietly(lease: Lease) -> None:
+    try:
+        lease.release()
+    except BackendError as error:
+        # The lease runs out on its own; the response is already out.
+        logger.warning(
+            "luathrottle could not release a lease at %s: %s", lease.key, error
+        )
+
+
+async def _arelease_quietly(lease: AsyncLease) -> None:
+    try:
+        await lease.release()
+    except BackendError as error:
+        logger.warning(
+            "luathrottle could not release a lease at %s: %s", lease.key, error
+        )
+
+
+def acquire_all(
+    held: list[tuple[ConcurrencyThrottle, str]],
+    request: Any,
+    default: OnFailure,
+) -> tuple[list[Lease], HttpResponse | None]:
+    """Take a slot of each throttle for ``request``; on a refusal, give back
+    the slots taken and return the response to answer with."""
+    leases: list[Lease] = []
+    for throttle, view_scope in held:
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        limiter = throttle.limiter(view_scope)
+        try:
+            lease = limiter.acquire(identity)
+        except BackendError as error:
+            refused = _store_failed(throttle, error, _policy(throttle, default))
+            if refused is None:
+                continue
+            for taken in leases:
+                _release_quietly(taken)
+            return [], refused
+        if not lease.allowed:
+            for taken in leases:
+                _release_quietly(taken)
+            return [], refusal(lease.retry_after, unavailable=False)
+        leases.append(lease)
+    return leases, None
+
+
+async def aacquire_all(
+    held: list[tuple[AsyncConcurrencyThrottle, str]],
+    request: Any,
+    default: OnFailure,
+) -> tuple[list[AsyncLease], HttpResponse | None]:
+    """``acquire_all`` for async views."""
+    leases: list[AsyncLease] = []
+    for throttle, view_scope in held:
+        identity = throttle.identity(request)
+        if identity is None:
+            continue
+        limiter = throttle.limiter(view_scope)
+        try:
+            lease = await limiter.acquire(identity)
+        except BackendError as error:
+            refused = _store_failed(throttle, error, _policy(throttle, default))
+            if refused is None:
+                continue
+            for taken in leases:
+                await _arelease_quietly(taken)
+            return [], refused
+        if not lease.allowed:
+            for taken in leases:
+                await _arelease_quietly(taken)
+            return [], refusal(lease.retry_after, unavailable=False)
+        leases.append(lease)
+    return leases, None
+
+
+class _ReleasingIterator:
+    """A streaming response's content that releases the leases when it is
+    exhausted, fails, or is closed (by the server, when the client leaves)."""
+
+    def __init__(self, content: Iterator[bytes], leases: list[Lease]) -> None:
+        self._content = content
+        self._leases = leases
+
+    def __iter__(self) -> "_ReleasingIterator":
+        return self
+
+    def __next__(self) -> bytes:
+        try:
+            return next(self._content)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        leases, self._leases = self._leases, []
+        for lease in leases:
+            _release_quietly(lease)
+
+
+class _AsyncReleasingIterator:
+    """``_ReleasingIterator`` for async content and leases."""
+
+    #: Releases scheduled from ``close()`` on a running loop, kept until done.
+    _pending: ClassVar[set["asyncio.Task[None]"]] = set()
+
+    def __init__(
+        self, content: AsyncIterator[bytes] | Iterator[bytes], leases: list[AsyncLease]
+    ) -> None:
+        self._content = content
+        self._leases = leases
+
+    def __aiter__(self) -> "_AsyncReleasingIterator":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            if isinstance(self._content, AsyncIterator):
+                return await anext(self._content)
+            try:
+                return next(self._content)
+            except StopIteration:
+                raise StopAsyncIteration from None
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        leases, self._leases = self._leases, []
+        for lease in leases:
+            await _arelease_quietly(lease)
+
+    def close(self) -> None:
+        """Release the leases; Django's ASGI handler calls this from a
+        thread, tests and other servers may call it on the loop."""
+        if not self._leases:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            async_to_sync(self.aclose)()
+            return
+        task = loop.create_task(self.aclose())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+def hold_until_done(
+    response: HttpResponseBase, leases: list[Lease]
+) -> HttpResponseBase:
+    """Release ``leases`` now, or when a streaming response's content ends."""
+    if not leases:
+        return response
+    if getattr(response, "streaming", False):
+        content = response.streaming_content  # type: ignore[attr-defined]
+        if getattr(response, "is_async", False):
+            # Async content from a sync view is Django's to iterate; the
+            # leases go when Django closes the response after sending it.
+            closers = response._resource_closers  # type: ignore[attr-defined]
+            closers.append(_ReleasingIterator(iter(()), leases).close)
+        else:
+            response.streaming_content = _ReleasingIterator(  # type: ignore[attr-defined]
+                iter(content), leases
+            )
+        return response
+    for lease in leases:
+        _release_quietly(lease)
+    return response
+
+
+async def ahold_until_done(
+    response: HttpResponseBase, leases: list[AsyncLease]
+) -> HttpResponseBase:
+    """``hold_until_done`` for async views."""
+    if not leases:
+        return response
+    if getattr(response, "streaming", False):
+        content = response.streaming_content  # type: ignore[attr-defined]
+        response.streaming_content = _AsyncReleasingIterator(content, leases)  # type: ignore[attr-defined]
+        return response
+    for lease in leases:
+        await _arelease_quietly(lease)
+    return response
+
+
+def run_held(
+    held: list[tuple[ConcurrencyThrottle, str]],
+    request: Any,
+    view: Callable[[], HttpResponseBase],
+    default: OnFailure,
+) -> HttpResponseBase:
+    """Run ``view`` holding a slot of each throttle."""
+    leases, refused = acquire_all(held, request, default)
+    if refused is not None:
+        return refused
+    try:
+        response = view()
+    except BaseException:
+        for lease in leases:
+            _release_quietly(lease)
+        raise
+    return hold_until_done(response, leases)
+
+
+async def arun_held(
+    held: list[tuple[AsyncConcurrencyThrottle, str]],
+    request: Any,
+    view: Callable[[], Awaitable[HttpResponseBase]],
+    default: OnFailure,
+) -> HttpResponseBase:
+    """``run_held`` for async views."""
+    leases, refused = await aacquire_all(held, request, default)
+    if refused is not None:
+        return refused
+    try:
+        response = await view()
+    except BaseException:
+        for lease in leases:
+            await _arelease_quietly(lease)
+        raise
+    return await ahold_until_done(response, leases)
