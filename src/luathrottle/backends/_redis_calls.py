@@ -83,7 +83,7 @@ def queue(pipe: Any, calls: Sequence[ScriptCall], via: Via) -> None:
     for script, keys, args in calls:
         # execute_command: ClusterPipeline blocks its evalsha() helper, as it
         # cannot know that all keys of one call share a slot; ours do.
-        pipe.executecommand(*command(script, keys, args, via))
+        pipe.execute_command(*command(script, keys, args, via))
 
 
 # What a failed FCALL says about functions on this server.

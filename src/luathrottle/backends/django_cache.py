@@ -279,11 +279,7 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
         return await redis._arun_scripts(self._made_calls(cache, calls))
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
-        """Delete ``keys``, present or not.
-
-        Raises:
-            BackendError: the cache failed; the cause is chained.
-        """
+        """``delete_keys``, for async callers."""
         if not keys:
             return
         cache = self._cache()
@@ -296,11 +292,7 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
             await cache.adelete_many(keys)
 
     async def aload_script(self, script: Script) -> None:
-        """SCRIPT LOAD ``script``, or compile it in-process.
-
-        Raises:
-            BackendError: the cache or the compiler failed.
-        """
+        """``load_script``, for async callers."""
         redis = self._redis(self._cache())
         if redis is None:
             self._staging.compile(script)

@@ -198,7 +198,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         # FCALL or EVALSHA, or once EVAL when the server lacked either.
         try:
             try:
-                reply = self.client.executecommand(
+                reply = self.client.execute_command(
                     *command(script, keys, args, self._via())
                 )
             except ResponseError as exc:
@@ -207,7 +207,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 self._reload_library()
                 # EVAL runs the source and caches it in one step, which no
                 # flush can split as it could a load and a call.
-                reply = self.client.executecommand(
+                reply = self.client.execute_command(
                     *command(script, keys, args, "source")
                 )
         except RedisError as exc:
@@ -291,7 +291,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             try:
                 reply = await cast(
                     _Reply,
-                    self.client.executecommand(
+                    self.client.execute_command(
                         *command(script, keys, args, self._via())
                     ),
                 )
@@ -301,7 +301,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
                 await self._reload_library()
                 reply = await cast(
                     _Reply,
-                    self.client.executecommand(*command(script, keys, args, "source")),
+                    self.client.execute_command(*command(script, keys, args, "source")),
                 )
         except RedisError as exc:
             raise translated(script.name, exc) from exc

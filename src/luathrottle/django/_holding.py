@@ -87,6 +87,29 @@ async def _arelease_quietly(lease: AsyncLease) -> None:
         )
 
 
+def _targets(held: list[tuple[Any, str]], request: Any) -> list[tuple[Any, Any, str]]:
+    """Each throttle with its view's limiter and the request's identity, for
+    the throttles whose cache key does not skip the request."""
+    targets = []
+    for throttle, view_scope in held:
+        identity = throttle.identity(request)
+        if identity is not None:
+            targets.append((throttle, throttle.limiter(view_scope), identity))
+    return targets
+
+
+def _refused(
+    throttle: BaseConcurrencyThrottle[Any, Any],
+    attempt: Lease | AsyncLease | BackendError,
+    default: OnFailure,
+) -> HttpResponse | None:
+    """What a refused attempt answers; None when it holds a slot, or when the
+    store failed and the policy lets the request go without one."""
+    if isinstance(attempt, BackendError):
+        return _store_failed(throttle, attempt, _policy(throttle, default))
+    return None if attempt.allowed else refusal(attempt.retry_after, False)
+
+
 def acquire_all(
     held: list[tuple[ConcurrencyThrottle, str]],
     request: Any,
@@ -95,25 +118,19 @@ def acquire_all(
     """Take a slot of each throttle for ``request``; on a refusal, give back
     the slots taken and return the response to answer with."""
     leases: list[Lease] = []
-    for throttle, view_scope in held:
-        identity = throttle.identity(request)
-        if identity is None:
-            continue
-        limiter = throttle.limiter(view_scope)
+    for throttle, limiter, identity in _targets(held, request):
+        attempt: Lease | BackendError
         try:
-            lease = limiter.acquire(identity)
+            attempt = limiter.acquire(identity)
         except BackendError as error:
-            refused = _store_failed(throttle, error, _policy(throttle, default))
-            if refused is None:
-                continue
+            attempt = error
+        refused = _refused(throttle, attempt, default)
+        if refused is not None:
             for taken in leases:
                 _release_quietly(taken)
             return [], refused
-        if not lease.allowed:
-            for taken in leases:
-                _release_quietly(taken)
-            return [], refusal(lease.retry_after, unavailable=False)
-        leases.append(lease)
+        if isinstance(attempt, Lease):
+            leases.append(attempt)
     return leases, None
 
 
@@ -124,25 +141,19 @@ async def aacquire_all(
 ) -> tuple[list[AsyncLease], HttpResponse | None]:
     """``acquire_all`` for async views."""
     leases: list[AsyncLease] = []
-    for throttle, view_scope in held:
-        identity = throttle.identity(request)
-        if identity is None:
-            continue
-        limiter = throttle.limiter(view_scope)
+    for throttle, limiter, identity in _targets(held, request):
+        attempt: AsyncLease | BackendError
         try:
-            lease = await limiter.acquire(identity)
+            attempt = await limiter.acquire(identity)
         except BackendError as error:
-            refused = _store_failed(throttle, error, _policy(throttle, default))
-            if refused is None:
-                continue
+            attempt = error
+        refused = _refused(throttle, attempt, default)
+        if refused is not None:
             for taken in leases:
                 await _arelease_quietly(taken)
             return [], refused
-        if not lease.allowed:
-            for taken in leases:
-                await _arelease_quietly(taken)
-            return [], refusal(lease.retry_after, unavailable=False)
-        leases.append(lease)
+        if isinstance(attempt, AsyncLease):
+            leases.append(attempt)
     return leases, None
 
 
