@@ -27,7 +27,7 @@ from luathrottle.concurrency import (
     check_max_in_flight,
 )
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
-from luathrottle.django.throttles import _check_scope
+from luathrottle.django.throttles import _check_scope, _identity
 
 __all__ = ["AsyncConcurrencyThrottle", "BaseConcurrencyThrottle", "ConcurrencyThrottle"]
 
@@ -134,13 +134,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         Raises:
             TypeError: the cache key returned something else than a str.
         """
-        identity = self.cache_key(request)
-        if identity is not None and not isinstance(identity, str):
-            raise TypeError(
-                f"{self.cache_key!r} returned {type(identity).__name__}; cache "
-                "keys must return a str or None"
-            )
-        return identity
+        return _identity(self.cache_key, request)
 
     def counter(self, view_scope: str) -> tuple[object, ...]:
         """What two throttles share slots by."""

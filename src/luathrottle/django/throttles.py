@@ -76,6 +76,21 @@ def _check_scope(scope: object) -> str | None:
     return scope
 
 
+def _identity(cache_key: BaseThrottleCacheKey, request: Any) -> str | None:
+    """What ``cache_key`` reads from ``request``: a str, or None to skip.
+
+    Raises:
+        TypeError: the cache key returned something else than a str.
+    """
+    identity = cache_key(request)
+    if identity is not None and not isinstance(identity, str):
+        raise TypeError(
+            f"{cache_key!r} returned {type(identity).__name__}; cache keys "
+            "must return a str or None"
+        )
+    return identity
+
+
 class BaseThrottle(Generic[_BackendT]):
     """What both twins share: configuration, keys, headers and specs.
 
@@ -295,13 +310,7 @@ class BaseThrottle(Generic[_BackendT]):
         Raises:
             TypeError: the cache key returned something else than a str.
         """
-        identity = self.cache_key(request)
-        if identity is not None and not isinstance(identity, str):
-            raise TypeError(
-                f"{self.cache_key!r} returned {type(identity).__name__}; cache "
-                "keys must return a str or None"
-            )
-        return identity
+        return _identity(self.cache_key, request)
 
     def keyed(self, identity: str, view_scope: str, limit: Limit) -> ThrottleCall:
         """The call of ``identity`` under ``limit`` on the view ``view_scope``."""
