@@ -1,5 +1,6 @@
 """The floor (redis-py PING, a trivial EVALSHA, and the floor script: the
-Redis commands of a hit without its logic) and luathrottle's own
+Redis commands of a hit without its logic, with a key per limit as today and
+with every limit a field of one hash) and luathrottle's own
 standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
 and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
 async); SyncRedis by EVALSHA beside its default FCALL; a concurrency lease
@@ -59,6 +60,24 @@ for i = 1, #KEYS do
 end
 return reply
 """
+#: The commands a hit would run if every limit of an identity were a field
+#: of one hash (issue 16 item 3): TIME, one HMGET and one HSET, whatever the
+#: number of limits (a window that opens would add a PTTL). KEYS[1] is the
+#: hash; ARGV is a SimpleRate hit's, then one field per limit.
+HASH_FLOOR_SCRIPT = """
+local time = redis.call('TIME')
+local state = time[1] .. time[2]
+local n = (#ARGV - 3) / 3
+redis.call('HMGET', KEYS[1], unpack(ARGV, 4 + 2 * n, 3 + 3 * n))
+local writes, reply = {}, {}
+for i = 1, n do
+  writes[2 * i - 1], writes[2 * i] = ARGV[3 + 2 * n + i], state
+  local m = #reply
+  reply[m + 1], reply[m + 2], reply[m + 3], reply[m + 4], reply[m + 5] = 1, 0, 0, 0, 0
+end
+redis.call('HSET', KEYS[1], unpack(writes))
+return reply
+"""
 _probes = count()
 
 
@@ -66,27 +85,50 @@ def _fresh(prefix: str) -> str:
     return f"probe:{prefix}:{next(_probes)}"
 
 
+def _floor_words(size: int, identity: str) -> tuple[list[str], list[str]]:
+    """The KEYS and ARGV SyncRedis sends for a SimpleRate hit of ``identity``
+    under ``size`` limits; the private ``_call`` is how a hit builds them."""
+    call = Limiter(LIMITS[size], algorithm=SimpleRate())._call(identity, "hit")
+    return list(call.keys), list(call.args)
+
+
+def _as_hash(keys: list[str], args: list[str]) -> list[str]:
+    """A floor call's words with one hash for the identity, each limit's key
+    after the hash tag becoming its field."""
+    fields = [key.partition("}:")[2] for key in keys]
+    return [keys[0].partition("}")[0] + "}", *args, *fields]
+
+
 def _floor_script_cases(
     client: redis.Redis, aclient: redis.asyncio.Redis
 ) -> Iterator[Case]:
     """EVALSHA of ``FLOOR_SCRIPT`` with a SimpleRate hit's keys and
-    arguments, for 1 and 3 limits, sync and async."""
+    arguments, for 1 and 3 limits, sync and async; and of
+    ``HASH_FLOOR_SCRIPT``, sync, the same hit in one hash."""
     sha = str(client.script_load(FLOOR_SCRIPT))
-    for size, limits in LIMITS.items():
-        # The keys and arguments SyncRedis sends for this identity; the
-        # private _call is how a hit builds them.
-        call = Limiter(limits, algorithm=SimpleRate())._call(
-            f"bench:floor.{size}", "hit"
-        )
-        words = (*call.keys, *call.args)
+    hash_sha = str(client.script_load(HASH_FLOOR_SCRIPT))
+
+    def evalsha(script: str, words: list[str], keys: int) -> Any:
+        return partial(client.evalsha, script, keys, *words)
+
+    def fresh(size: int, hashed: bool) -> None:
+        keys, args = _floor_words(size, _fresh(f"floor.{size}"))
+        if hashed:
+            client.evalsha(hash_sha, 1, *_as_hash(keys, args))
+        else:
+            client.evalsha(sha, len(keys), *keys, *args)
+
+    for size in LIMITS:
+        keys, args = _floor_words(size, f"bench:floor.{size}")
         title = f"{size} key{'s' if size > 1 else ''}"
         # redis-py types the asyncio client's commands as sync-or-async.
-        async_evalsha: Any = partial(aclient.evalsha, sha, len(call.keys), *words)
+        async_evalsha: Any = partial(aclient.evalsha, sha, len(keys), *keys, *args)
         yield Case(
             f"floor.sync.script.{size}",
             f"redis-py EVALSHA floor script, {title}",
             "floor",
-            op=partial(client.evalsha, sha, len(call.keys), *words),
+            op=evalsha(sha, [*keys, *args], len(keys)),
+            probe=partial(fresh, size, False),
             limits=size,
         )
         yield Case(
@@ -95,6 +137,15 @@ def _floor_script_cases(
             "floor",
             "async",
             aop=async_evalsha,
+            limits=size,
+        )
+        yield Case(
+            f"floor.sync.hash.{size}",
+            f"redis-py EVALSHA floor script, {size} limit{'s' if size > 1 else ''} "
+            "in one hash",
+            "floor",
+            op=evalsha(hash_sha, _as_hash(keys, args), 1),
+            probe=partial(fresh, size, True),
             limits=size,
         )
 

@@ -29,6 +29,8 @@ OWN_CASES = {
     "floor.async.ping",
     "floor.async.evalsha",
     *(f"floor.{mode}.script.{size}" for mode in ("sync", "async") for size in (1, 3)),
+    "floor.sync.hash.1",
+    "floor.sync.hash.3",
     *(
         f"lt.{backend}.{algorithm}.{size}"
         for backend in ("sync_redis", "async_redis", "memory", "async_memory")
@@ -144,7 +146,20 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         "get": 3.0,
         "set": 3.0,
     }
+    # The same hit with every limit a field of one hash: TIME, HMGET, HSET.
+    assert cases["floor.sync.hash.3"]["redis"]["commands"] == {
+        "evalsha": 1.0,
+        "time": 1.0,
+        "hmget": 1.0,
+        "hset": 1.0,
+    }
+    for layout in ("script", "hash"):
+        figures = cases[f"floor.sync.{layout}.3"]["redis"]
+        assert is_number(figures["bytes_per_identity"]), layout
     targets = {target["name"]: target for target in document["targets"]}
+    several = targets["Lua µs per call, SimpleRate 3 limits / 1 limit"]["detail"]
+    assert "floor scripts, a key per limit: 3 limits / 1 limit" in several
+    assert "floor scripts, one hash: 3 limits / 1 limit" in several
     assert len(targets) == len(document["targets"]) == 10
     for name, target in targets.items():
         assert target["reason"], name
