@@ -1,32 +1,42 @@
 -- luathrottle script: fixed_window
--- version: 3
+-- version: 4
+-- layout: hash
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first
 -- admitted hit and admits at most max_requests units of cost until it ends.
 -- Every limit must admit the hit, or nothing is written at all.
 --
--- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- n = #KEYS limits. Every limit of one identity is a field of one hash, so
+-- that several limits cost one HMGET and one HSET rather than a GET and a
+-- SET each.
+--
+-- KEYS[i]          the hash of limit i's identity; limits of one identity
+--                  are next to each other, and all keys share a hash tag
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "reset"
+--                  deletes every limit's field and replies nothing
 -- ARGV[2]          cost of the hit, an integer from 1 to the largest
 --                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
+-- ARGV[3 + 2n + i] limit i's field in its hash
 --
--- State of a limit: the window's end, in milliseconds since EPOCH_MS,
--- followed by the count zero-padded to as many digits as max_requests has
--- ("960000000003": 3 hits of a limit below 10, in a window ending 96e9 ms
--- after EPOCH_MS), expiring when the window ends. Until 2055 and up to
--- 9999999 requests per window this is a number of at most 19 digits, which
--- Redis keeps as a 64-bit integer, 8 bytes, instead of a string. Windows
--- that end before EPOCH_MS (clocks before November 2023) start with a '-'.
+-- State of a limit, in its field: the window's end, in milliseconds since
+-- EPOCH_MS, followed by the count zero-padded to as many digits as
+-- max_requests has ("960000000003": 3 hits of a limit below 10, in a window
+-- ending 96e9 ms after EPOCH_MS). Until 2055 and up to 9999999 requests per
+-- window this is a number of at most 19 digits, which a small hash keeps as
+-- a 64-bit integer. Windows that end before EPOCH_MS (clocks before
+-- November 2023) start with a '-'. A field outlives its window until the
+-- hash expires, which is when the last window of any of its fields ends:
+-- the state says when its window ended, so a stale field reads as unused.
 --
 -- A state the script cannot read as its own was written by someone else:
 -- another format (anything but an optional '-' and digits, too short, too
 -- long), a count above max_requests, or a window ending more than its
--- duration plus SKEW_US after now. It counts as absent, so the next
--- admitted hit overwrites it with a state that expires, and the reply names
--- its limit.
+-- duration plus SKEW_US after now. So is every field of a key that holds
+-- no hash. It counts as absent, so the next admitted hit overwrites it (a
+-- key of another type is deleted first), and the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -51,6 +61,29 @@ local SKEW_US = 300000000
 -- for the next 30,000 years.
 local WINDOW_DIGITS = 16
 
+local n = #KEYS
+local FIELDS = 3 + 2 * n
+
+-- The last limit of the run of limits that share limit first's hash.
+local function run_end(first)
+  local last = first
+  while last < n and KEYS[last + 1] == KEYS[first] do
+    last = last + 1
+  end
+  return last
+end
+
+if ARGV[1] == 'reset' then
+  local first = 1
+  while first <= n do
+    local last = run_end(first)
+    -- A key of another type holds none of our state: nothing to forget.
+    redis.pcall('HDEL', KEYS[first], unpack(ARGV, FIELDS + first, FIELDS + last))
+    first = last + 1
+  end
+  return {}
+end
+
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
@@ -60,17 +93,45 @@ if not now then
   now = time[1] * 1000000 + time[2]
 end
 
+-- Each run of limits sharing a hash is one HMGET. A key holding no hash
+-- reads as '' for each of its limits, a state no limit can read, and is
+-- remembered so that a hit deletes it before writing.
+local states, foreign = nil, nil
+local first = 1
+while first <= n do
+  local last = run_end(first)
+  local read = redis.pcall('HMGET', KEYS[first],
+    unpack(ARGV, FIELDS + first, FIELDS + last))
+  if read.err then
+    foreign = foreign or {}
+    foreign[KEYS[first]] = true
+    read = {}
+    for i = first, last do
+      read[i - first + 1] = ''
+    end
+  end
+  if first == 1 and last == n then
+    states = read
+  else
+    states = states or {}
+    for i = first, last do
+      states[i] = read[i - first + 1]
+    end
+  end
+  first = last + 1
+end
+
 -- The reply is filled in as the limits are read, and the writes read back
 -- what they need from it, so that no table is built per limit. It starts
 -- with room for one limit, as a table grown one field at a time is
 -- reallocated at every power of two. Unreadable states are rare, so their
 -- list is only made when one turns up.
 local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
-for i = 1, #KEYS do
+for i = 1, n do
   local max_requests = ARGV[2 + 2 * i]
   local limit = max_requests + 0
   local count, reset_after = 0, 0
-  local state = redis.call('GET', KEYS[i])
+  local state = states[i]
   if state then
     local digits = #max_requests
     local window_end, used
@@ -116,7 +177,10 @@ for i = 1, #KEYS do
 end
 
 if consume and admitted then
-  for i = 1, #KEYS do
+  -- Each run is one HSET. A hash lives until the last window of any of its
+  -- fields ends, so it only needs a longer life when a window opens.
+  local writes, opened = {}, 0
+  for i = 1, n do
     local base = 5 * (i - 1)
     local max_requests = ARGV[2 + 2 * i]
     local count = reply[base + 2] - reply[base + 3] + cost
@@ -125,6 +189,9 @@ if consume and admitted then
     if reset_after == 0 then
       local duration_us = ARGV[3 + 2 * i] * 1000000
       reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
+      if reset_after > opened then
+        opened = reset_after
+      end
     end
     local window = (now + reset_after) / 1000 - EPOCH_MS
     local scale = 10 ^ #max_requests
@@ -136,9 +203,26 @@ if consume and admitted then
     else
       state = string.format('%d%0' .. #max_requests .. 'd', window, count)
     end
-    redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
+    writes[#writes + 1] = ARGV[FIELDS + i]
+    writes[#writes + 1] = state
     reply[base + 3] = reply[base + 3] - cost
     reply[base + 4] = reset_after
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      local key = KEYS[i]
+      if foreign and foreign[key] then
+        redis.call('DEL', key)
+        foreign[key] = nil
+      end
+      redis.call('HSET', key, unpack(writes))
+      if opened > 0 then
+        local ms = math.ceil(opened / 1000)
+        -- Compared with <=, as PTTL rounds a last partial millisecond up.
+        if redis.call('PTTL', key) <= ms then
+          redis.call('PEXPIRE', key, ms)
+        end
+      end
+      writes, opened = {}, 0
+    end
   end
 end
 if unreadable then

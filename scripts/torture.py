@@ -55,7 +55,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import state_keys
+from luathrottle._keys import script_words, state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -328,8 +328,13 @@ class GarbageWriter:
     def __init__(self, job: Job) -> None:
         limit, algorithm = _limit_and_algorithm(job)
         self.job = job
-        self.keys = [
-            state_keys(job.prefix, algorithm.script, "", key, [limit])[0]
+        # Each key's state: a key, or (SimpleRate's) a field of a hash.
+        self.states = [
+            script_words(
+                algorithm.script,
+                state_keys(job.prefix, algorithm.script, "", key, [limit]),
+                [],
+            )
             for key in job.keys
         ]
         self.counted = [0] * len(job.keys)
@@ -345,13 +350,13 @@ class GarbageWriter:
         self._thread = threading.Thread(target=self._run)
 
     def _swap(self, index: int, garbage: str, final: bool = False) -> None:
+        keys, field = self.states[index]
         args = [garbage, self._last[index], self.job.algorithm]
-        args += [str(self._drain), str(self.job.limit)]
-        key = self.keys[index]
+        args += [str(self._drain), str(self.job.limit), *field]
         if self._client is None:
-            held, _ = _MEMORY[self.job.prefix].run_script(SWAP, [key], args)
+            held, _ = _MEMORY[self.job.prefix].run_script(SWAP, keys, args)
         else:
-            reply = self._client.eval(SWAP.source, 1, key, *args)
+            reply = self._client.eval(SWAP.source, 1, *keys, *args)
             held, _ = cast(list[int], reply)
         self.counted[index] += min(held, self.job.limit)
         self._last[index] = garbage
@@ -359,7 +364,7 @@ class GarbageWriter:
 
     def _run(self) -> None:
         for write in range(MAX_GARBAGE_WRITES):
-            self._swap(write % len(self.keys), GARBAGE[write % len(GARBAGE)])
+            self._swap(write % len(self.states), GARBAGE[write % len(GARBAGE)])
             if self._stop.wait(GARBAGE_PAUSE):
                 return
 
@@ -371,7 +376,7 @@ class GarbageWriter:
         self._stop.set()
         self._thread.join(RUN_TIMEOUT)
         # What the last states held counts too.
-        for index in range(len(self.keys)):
+        for index in range(len(self.states)):
             self._swap(index, GARBAGE[0], final=True)
         if self._client is not None:
             self._client.close()

@@ -1,23 +1,30 @@
 -- luathrottle script: torture_swap
--- version: 2
+-- version: 3
 --
 -- scripts/torture.py --garbage: swaps a key's state for garbage in one
 -- atomic call, and answers how many units the replaced state held, so that
 -- the run knows what the store had counted before the garbage erased it.
 --
--- KEYS[1]  the state key
+-- KEYS[1]  the state key, or the hash that holds the state
 -- ARGV[1]  the garbage to write
 -- ARGV[2]  the garbage written last: a state equal to it held nothing
 -- ARGV[3]  the algorithm: simple, leaky, token or sliding
 -- ARGV[4]  the time one request takes to drain, in microseconds (leaky and
 --          token buckets; none drains during a run)
 -- ARGV[5]  max_requests, whose digits pad a count in the state
+-- ARGV[6]  the state's field in the hash, for a hashed script (SimpleRate)
 --
 -- Reply: {units held, 0}; the second integer is there because the embedded
 -- backend takes replies of two or more.
 
-local state = redis.call('GET', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1])
+local state
+if ARGV[6] then
+  state = redis.call('HMGET', KEYS[1], ARGV[6])[1]
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[1])
+else
+  state = redis.call('GET', KEYS[1])
+  redis.call('SET', KEYS[1], ARGV[1])
+end
 if not state or state == ARGV[2] then
   return {0, 0}
 end

@@ -2,7 +2,11 @@
 call's keys (a hash where the state belongs: WRONGTYPE) are a
 ``ScriptError``, which no circuit breaker counts, so every other identity
 keeps being decided by the store. Failures of the store itself (a dead
-server, OOM) still open the breaker."""
+server, OOM) still open the breaker.
+
+The bad keys are LeakyBucket's, a key per limit: SimpleRate keeps an
+identity's limits in one hash and reads a key of another type there as
+absent state, so it never meets WRONGTYPE (``test_hostile_state``)."""
 
 import uuid
 
@@ -15,6 +19,7 @@ from luathrottle import (
     AsyncLimiter,
     BackendError,
     CircuitBreaker,
+    LeakyBucket,
     Limiter,
     Reason,
     ScriptError,
@@ -23,6 +28,7 @@ from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import SyncThrottle, throttle
+from states import limiter_keys
 
 BAD_HITS = 12
 
@@ -40,11 +46,12 @@ def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
     limiter = Limiter(
         5,
         60,
+        algorithm=LeakyBucket(),
         backend=SyncRedis(redis_client, breaker=breaker),
         prefix=uuid.uuid4().hex[:8],
         on_failure="allow",
     )
-    [bad_key] = limiter._keys("bad")
+    [bad_key] = limiter_keys(limiter, "bad")
     redis_client.hset(bad_key, "field", "1")
     for _ in range(BAD_HITS):
         assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
@@ -55,8 +62,11 @@ def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
 
 
 def test_the_bad_call_itself_raises_a_script_error(redis_client):
-    limiter = Limiter(5, 60, backend=SyncRedis(redis_client), prefix="wrongtype")
-    [bad_key] = limiter._keys("bad")
+    backend = SyncRedis(redis_client)
+    limiter = Limiter(
+        5, 60, algorithm=LeakyBucket(), backend=backend, prefix="wrongtype"
+    )
+    [bad_key] = limiter_keys(limiter, "bad")
     redis_client.hset(bad_key, "field", "1")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         limiter.hit("bad")
@@ -68,11 +78,12 @@ async def test_async_wrongtype_never_opens_the_breaker(async_redis_client):
     limiter = AsyncLimiter(
         5,
         60,
+        algorithm=LeakyBucket(),
         backend=AsyncRedis(async_redis_client, breaker=breaker),
         prefix=uuid.uuid4().hex[:8],
         on_failure="deny",
     )
-    [bad_key] = limiter._keys("bad")
+    [bad_key] = limiter_keys(limiter, "bad")
     await async_redis_client.hset(bad_key, "field", "1")
     for _ in range(BAD_HITS):
         decision = await limiter.hit("bad")
@@ -86,14 +97,18 @@ def test_a_script_error_in_the_half_open_trial_closes_the_breaker(server):
     breaker = CircuitBreaker(failures=2, cool_off=10, clock=ticks)
     client = redis.Redis.from_url(server.url, socket_timeout=0.5)
     limiter = Limiter(
-        5, 60, backend=SyncRedis(client, breaker=breaker), on_failure="allow"
+        5,
+        60,
+        algorithm=LeakyBucket(),
+        backend=SyncRedis(client, breaker=breaker),
+        on_failure="allow",
     )
     server.stop()
     for _ in range(2):
         limiter.hit("good")
     assert breaker.state == "open"
     server.start()
-    [bad_key] = limiter._keys("bad")
+    [bad_key] = limiter_keys(limiter, "bad")
     redis.Redis.from_url(server.url).hset(bad_key, "field", "1")
     ticks.now += 10
     assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
@@ -124,8 +139,8 @@ def test_out_of_memory_is_the_stores_failure_and_counts(server):
 
 def test_the_embedded_backend_raises_a_script_error_for_a_wrong_type():
     backend = MemoryBackend()
-    limiter = Limiter(5, 60, backend=backend)
-    [bad_key] = limiter._keys("bad")
+    limiter = Limiter(5, 60, algorithm=LeakyBucket(), backend=backend)
+    [bad_key] = limiter_keys(limiter, "bad")
     backend.command("HSET", bad_key, "field", "1")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         limiter.hit("bad")
@@ -137,7 +152,9 @@ def test_a_bad_cache_value_is_that_keys_problem_in_a_view(rf, alias):
     breaker = CircuitBreaker(failures=3, cool_off=60)
     backend = SyncDjangoCache(alias, breaker=breaker)
     scope = uuid.uuid4().hex
-    item = SyncThrottle(2, 60, backend=backend, on_failure="deny", scope=scope)
+    item = SyncThrottle(
+        2, 60, algorithm=LeakyBucket(), backend=backend, on_failure="deny", scope=scope
+    )
 
     @throttle(item, allow_unsafe_cache=None)
     def view(request):

@@ -26,6 +26,7 @@ from luathrottle.rates import (
     MAX_REQUESTS,
     parse_limits,
 )
+from states import limiter_keys
 from test_model_agreement import check_agreement
 
 #: The fastest LeakyBucket: 10,000 requests per second of duration.
@@ -227,7 +228,7 @@ def test_the_longest_state_key_is_128_characters_at_most():
         [Limit(MAX_REQUESTS, MAX_DURATION), Limit(MAX_REQUESTS - 1, MAX_DURATION)],
         prefix="p" * 64,
     )
-    keys = limiter._keys("x" * 100_000)
+    keys = limiter_keys(limiter, "x" * 100_000)
     assert max(len(key) for key in keys) <= 128
     guard = SyncThrottle(
         MAX_REQUESTS,

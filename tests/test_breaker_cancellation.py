@@ -103,7 +103,9 @@ class CancelAtSuspension:
 
 def script_call(key):
     script = get_script("fixed_window")
-    return script, [f"lt:fw3:{{{key}}}:5/60"], ["hit", "1", "", "5", "60"]
+    # SimpleRate's state: the identity's hash, and the limit's field in it.
+    args = ["hit", "1", "", "5", "60", "5/60"]
+    return script, [f"lt:{script.key_tag}:{{{key}}}"], args
 
 
 async def one_call(backend, kind, key):

@@ -30,6 +30,7 @@ from luathrottle.cli import main
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.scripts import all_scripts, get_script
+from states import limiter_keys, read_state, script_call, store_keys
 
 pytestmark = pytest.mark.redis
 
@@ -52,7 +53,7 @@ def keys_on_every_primary(client, per_primary):
     chosen, per_node = [], Counter()
     for index in range(10_000):
         key = f"client-{index}"
-        node = owner(client, limiter._keys(key)[0])
+        node = owner(client, limiter_keys(limiter, key)[0])
         if per_node[node] < per_primary:
             per_node[node] += 1
             chosen.append(key)
@@ -72,7 +73,7 @@ def test_all_keys_of_an_identity_share_one_slot(cluster_client):
 
 @pytest.mark.parametrize("identity", ["{a}", "{}", "x{b}y", "}{", "{" * 50])
 def test_braces_in_identities_cannot_pick_the_slot(identity):
-    key = Limiter(1, 60)._keys(identity)[0]
+    key = limiter_keys(Limiter(1, 60), identity)[0]
     tag = re.search(r"\{(.*?)\}", key).group(1)
     assert "{" not in tag
     assert "}" not in tag
@@ -197,9 +198,7 @@ def test_functions_on_a_cluster_survive_function_flush_on_one_node(
     with redis_cluster.client(port) as node:
         node.function_flush()
     backend = SyncRedis(cluster_client, functions=True)
-    calls = [
-        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
-    ]
+    calls = [script_call(limiter, key) for key in keys]
     assert [reply[2] for reply in backend.run_scripts(calls)] == [2] * len(keys)
     assert backend.uses_functions
     with redis_cluster.client(port) as node:
@@ -216,9 +215,7 @@ async def test_async_functions_on_a_cluster_survive_function_flush(
     assert [(await limiter.hit(key)).remaining for key in keys] == [4] * len(keys)
     with redis_cluster.client(redis_cluster.primary_ports()[1]) as node:
         node.function_flush()
-    calls = [
-        (limiter.script, limiter._keys(key), limiter._usual_args["hit"]) for key in keys
-    ]
+    calls = [script_call(limiter, key) for key in keys]
     replies = await backend.arun_scripts(calls)
     assert [reply[2] for reply in replies] == [3] * len(keys)
     assert [(await limiter.peek(key)).remaining for key in keys] == [3] * len(keys)
@@ -288,7 +285,7 @@ def run_failover(cluster, limit, per_primary):
     )
     limiter = Limiter(limit, 3600, backend=SyncRedis(client))
     keys = keys_on_every_primary(client, per_primary)
-    state_key = {key: limiter._keys(key)[0] for key in keys}
+    state_key = {key: limiter_keys(limiter, key)[0] for key in keys}
     victim = owner(client, state_key[keys[0]])
     on_victim = {key for key in keys if owner(client, state_key[key]) == victim}
     traffic = Traffic(limiter, keys)
@@ -313,7 +310,7 @@ def run_failover(cluster, limit, per_primary):
         traffic.stop()
     rows = {}
     for key in keys:
-        value = client.get(state_key[key])
+        value = read_state(client, state_key[key])
         # the state ends with the count, as many digits as the limit has
         stored = int(value[-len(str(limit)) :]) if value else 0
         admitted = traffic.admitted[key]
@@ -443,7 +440,7 @@ def test_ask_and_moved_during_a_slot_migration(redis_cluster, cluster_client):
     """Move the slot of an identity to another primary mid-use: the limiter
     follows ASK while the slot migrates and MOVED after, counting on."""
     limiter = Limiter(5, 3600, backend=SyncRedis(cluster_client))
-    key = limiter._keys("migrating")[0]
+    [key] = store_keys(limiter_keys(limiter, "migrating"))
     assert [limiter.hit("migrating").allowed for _ in range(2)] == [True, True]
     slot = cluster_client.keyslot(key)
     source = cluster_client.get_node_from_key(key)

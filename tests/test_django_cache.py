@@ -37,6 +37,7 @@ from luathrottle.backends.django_cache import (
     UnsafeCacheBackendWarning,
 )
 from luathrottle.scripts import Script
+from states import limiter_keys, store_keys
 
 ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket(burst=3), SlidingWindow()]
 REDIS_DBS = {"redis": 1, "django_redis": 2}
@@ -250,7 +251,8 @@ def test_keys_carry_the_cache_prefix_and_version(redis_cache, clock):
     core_keys = state_keys("lt", limiter.script, "", "k", limiter.limits)
     prefix = {"redis": "site:3:", "django_redis": "dr:1:"}[alias]
     stored = sorted(key.decode() for key in client.keys("*"))
-    assert stored == sorted(prefix + key for key in core_keys)
+    # SimpleRate keeps both limits in the identity's hash.
+    assert stored == sorted(prefix + key for key in store_keys(core_keys))
     assert all(0 < client.pttl(key) <= 3_600_000 for key in stored)
 
 
@@ -261,7 +263,8 @@ async def test_async_keys_carry_the_cache_prefix_and_version(
     limiter = AsyncLimiter(3, 60, backend=async_backends(alias), clock=clock)
     await limiter.hit("k")
     [core_key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
-    assert client.keys("*") == [caches[alias].make_key(core_key).encode()]
+    [hash_key] = store_keys([core_key])
+    assert client.keys("*") == [caches[alias].make_key(hash_key).encode()]
 
 
 def test_one_hit_is_one_evalsha(redis_cache, clock):
@@ -270,11 +273,11 @@ def test_one_hit_is_one_evalsha(redis_cache, clock):
     limiter.hit("k")  # connects and loads the script
     before = command_calls(client)
     assert limiter.hit("k").remaining == 1
-    # GET and SET are the script's own calls, counted by the server too.
+    # HMGET and HSET are the script's own calls, counted by the server too.
     assert calls_delta(before, command_calls(client)) == {
         "fcall": 1,
-        "get": 1,
-        "set": 1,
+        "hmget": 1,
+        "hset": 1,
     }
 
 
@@ -286,8 +289,8 @@ async def test_one_async_hit_is_one_evalsha(redis_cache, clock, async_backends):
     assert (await limiter.hit("k")).remaining == 1
     assert calls_delta(before, command_calls(client)) == {
         "fcall": 1,
-        "get": 1,
-        "set": 1,
+        "hmget": 1,
+        "hset": 1,
     }
 
 
@@ -352,7 +355,7 @@ def test_key_transforms_apply_and_count_exactly(redis_url, clock, options):
         limiter = Limiter(3, 60, backend=backend, clock=clock, prefix="transform")
         limiter.reset("k")
         assert [limiter.hit("k").allowed for _ in range(4)] == [True] * 3 + [False]
-        [key] = limiter._keys("k")
+        [key] = store_keys(limiter_keys(limiter, "k"))
         made = caches["transformed"].make_key(key)
         assert redis.Redis.from_url(f"{base}/1").exists(made) == 1
 
@@ -407,7 +410,8 @@ def test_async_staged_keyspace_writes_back(request, alias):
 
 
 def test_a_foreign_value_is_a_backend_error(clock):
-    limiter = Limiter(3, 60, backend=SyncDjangoCache(), clock=clock)
+    backend = SyncDjangoCache()
+    limiter = Limiter(3, 60, algorithm=LeakyBucket(), backend=backend, clock=clock)
     [key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
     caches["default"].set(key, {"count": 5})
     with pytest.raises(BackendError, match="holds a dict"):

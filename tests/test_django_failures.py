@@ -12,6 +12,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from luathrottle.django.signals import request_throttled, store_failed
 from servers import RedisServer, Traffic, free_port, wait_until
+from states import locate
 
 UNAVAILABLE = b'{"detail":[{"msg":"Rate limiting is unavailable","type":"ratelimit"}]}'
 
@@ -110,7 +111,8 @@ def test_denials_are_signalled_with_hashed_keys(rf, received, redis_client):
     assert kwargs["throttle"].limit.max_requests == 1
     assert kwargs["decision"].allowed is False
     assert "198.51.100.7" not in kwargs["state_key"]
-    assert redis_client.exists(kwargs["state_key"]) == 1
+    # SimpleRate's state is a field of the identity's hash.
+    assert redis_client.hexists(*locate(kwargs["state_key"])) == 1
 
 
 @pytest.mark.parametrize(("on_failure", "while_down"), [("allow", 200), ("deny", 503)])

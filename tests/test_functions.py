@@ -14,6 +14,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
 from servers import RedisServer
+from states import script_call
 
 SCRIPT_COMMANDS = ("fcall", "fcall_ro", "evalsha", "eval", "function|load")
 
@@ -129,10 +130,7 @@ def test_a_pipeline_reloads_the_library_and_counts_once(fresh):
     _, client = fresh
     backend = SyncRedis(client)
     limiter = Limiter(2, 60, backend=backend)
-    calls = [
-        (limiter.script, limiter._keys(key), limiter._usual_args["hit"])
-        for key in ("a", "b", "c")
-    ]
+    calls = [script_call(limiter, key) for key in ("a", "b", "c")]
     assert [reply[2] for reply in backend.run_scripts(calls)] == [1, 1, 1]
     client.function_flush()
     assert [reply[2] for reply in backend.run_scripts(calls)] == [0, 0, 0]
@@ -177,10 +175,7 @@ def test_a_server_without_functions_falls_back_to_evalsha(tmp_path):
     try:
         backend = SyncRedis(client)
         limiter = Limiter(2, 60, backend=backend)
-        calls = [
-            (limiter.script, limiter._keys(key), limiter._usual_args["hit"])
-            for key in ("a", "b")
-        ]
+        calls = [script_call(limiter, key) for key in ("a", "b")]
         assert [reply[2] for reply in backend.run_scripts(calls)] == [1, 1]
         assert not backend.uses_functions
         assert [limiter.hit("a").allowed for _ in range(2)] == [True, False]

@@ -34,6 +34,7 @@ from luathrottle.django import SyncThrottle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.rates import MAX_DURATION, MAX_REQUESTS, parse_limits
 from luathrottle.scripts import all_scripts
+from states import limiter_keys
 
 FUZZ = settings(max_examples=300, deadline=None)
 #: For the tests whose examples hold 10,000-character identities.
@@ -244,8 +245,8 @@ def test_the_deciding_limit_is_the_documented_one(decisions):
 def test_limiters_key_every_identity_as_state_keys_does(identity, prefix, algorithm):
     limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
     expected = state_keys(prefix, algorithm.script, "", identity, key_limits)
-    assert limiter._keys(identity) == expected
-    assert limiter._keys(identity) == expected  # and again, from the caches
+    assert limiter_keys(limiter, identity) == expected
+    assert limiter_keys(limiter, identity) == expected  # and again, from the caches
 
 
 @FUZZ

@@ -35,6 +35,7 @@ from luathrottle.django.cache_keys import (
     ProxiedRemoteAddr,
     RemoteAddr,
 )
+from states import read_state, store_keys
 
 MAX_KEY_LENGTH = 100
 COUNTED = [200, 429]
@@ -53,11 +54,14 @@ class Store:
     client: Any = None
 
     def assert_holds_exactly(self, keys: set[str]) -> None:
+        """The store holds the states named ``keys`` and no other key."""
+        where = self.backend if self.client is None else self.client
+        assert all(read_state(where, key) for key in keys)
         if self.client is not None:
-            assert {key.decode() for key in self.client.scan_iter(count=1000)} == keys
-            return
-        assert self.backend.command("DBSIZE") == len(keys)
-        assert all(self.backend.command("GET", key) for key in keys)
+            stored = {key.decode() for key in self.client.scan_iter(count=1000)}
+            assert stored == store_keys(keys)
+        else:
+            assert self.backend.command("DBSIZE") == len(store_keys(keys))
 
 
 @pytest.fixture(params=["sync", "async"])

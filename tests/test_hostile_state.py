@@ -6,8 +6,10 @@ too far ahead), the script treats it as absent: the next admitted hit is
 judged as on a fresh key and overwrites it with a state that expires; the
 ``luathrottle`` logger warns once per call that met it, naming the hashed
 key. A key of another type (a hash, a list) is a ``BackendError`` for that
-call. The rule holds on the real Redis, fakeredis, the embedded backend and
-Django's caches, staged (LocMem) or on Redis.
+call, except where a hashed script (SimpleRate's) keeps an identity's hash:
+whatever else is there holds no state of its, so it counts as absent. The
+rule holds on the real Redis, fakeredis, the embedded backend and Django's
+caches, staged (LocMem) or on Redis.
 """
 
 import asyncio
@@ -37,6 +39,7 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import Decision
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
+from states import limiter_keys, locate, read_state, state_ttl, write_state
 
 #: The fixed window counts its windows' ends in milliseconds from here.
 EPOCH_MS = 1_700_000_000_000
@@ -116,35 +119,39 @@ class Store:
             return round(self.clock() * 1_000_000)
         return time.time_ns() // 1000
 
+    def where(self) -> Any:
+        return self.backend if self.kind == "memory" else self.backend.client
+
     def set(self, key: str, value: str) -> None:
-        if self.kind == "memory":
-            self.backend.command("SET", key, value)
-        else:
-            self.backend.client.set(key, value)
+        write_state(self.where(), key, value)
 
     def get(self, key: str) -> str | None:
-        if self.kind == "memory":
-            value = self.backend.command("GET", key)
-            return value or None
-        raw = self.backend.client.get(key)
-        return None if raw is None else raw.decode()
+        return read_state(self.where(), key)
 
     def pttl(self, key: str) -> int:
-        if self.kind == "memory":
-            return int(self.backend.command("PTTL", key))
-        return int(self.backend.client.pttl(key))
+        return state_ttl(self.where(), key)
 
-    def hset(self, key: str) -> None:
+    def other_type(self, key: str, kind: str) -> None:
+        """Make the key that holds ``key``'s state a ``kind`` (``string``,
+        ``hash`` or ``list``) that is no state of ours."""
+        store_key, _ = locate(key)
+        words = {
+            "string": ("SET", "x"),
+            "hash": ("HSET", "f", "1"),
+            "list": ("RPUSH", "1"),
+        }
+        command, *args = words[kind]
         if self.kind == "memory":
-            self.backend.command("HSET", key, "field", "1")
+            self.backend.command(command, store_key, *args)
         else:
-            self.backend.client.hset(key, "field", "1")
+            self.backend.client.execute_command(command, store_key, *args)
 
-    def rpush(self, key: str) -> None:
+    def type_of(self, key: str) -> str:
+        """TYPE of the key that holds ``key``'s state."""
+        store_key, _ = locate(key)
         if self.kind == "memory":
-            self.backend.command("RPUSH", key, "1")
-        else:
-            self.backend.client.rpush(key, "1")
+            return str(self.backend.command("TYPE", store_key)[0])
+        return str(self.backend.client.type(store_key).decode())
 
 
 @pytest.fixture(params=["memory", "fakeredis", "redis"])
@@ -194,7 +201,7 @@ def test_unreadable_state_counts_as_absent_and_is_overwritten(
     store, algorithm, case, caplog
 ):
     limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
-    [key] = limiter._keys("client")
+    [key] = limiter_keys(limiter, "client")
     store.set(key, garbage(case, algorithm, store.now_us()))
 
     with caplog.at_level(logging.WARNING, logger="luathrottle"):
@@ -214,7 +221,7 @@ def test_a_peek_reads_unreadable_state_as_absent_and_writes_nothing(
     store, algorithm, case, caplog
 ):
     limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
-    [key] = limiter._keys("client")
+    [key] = limiter_keys(limiter, "client")
     written = garbage(case, algorithm, store.now_us())
     store.set(key, written)
     with caplog.at_level(logging.WARNING, logger="luathrottle"):
@@ -233,7 +240,7 @@ def test_a_denial_by_another_limit_writes_nothing(store, algorithm, case, caplog
         [LIMIT, strict], algorithm=ALGORITHMS[algorithm](), backend=store.backend
     )
     assert limiter.hit("client").allowed  # the strict limit is now full
-    hostile_key, strict_key = limiter._keys("client")
+    hostile_key, strict_key = limiter_keys(limiter, "client")
     written = garbage(case, algorithm, store.now_us())
     store.set(hostile_key, written)
     strict_state = store.get(strict_key)
@@ -252,16 +259,36 @@ def test_a_denial_by_another_limit_writes_nothing(store, algorithm, case, caplog
     assert len(warnings_about(caplog, hostile_key)) == 1
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @pytest.mark.parametrize("kind", ["hash", "list"])
-def test_a_key_of_another_type_is_a_backend_error(store, algorithm, kind):
-    limiter = Limiter(LIMIT, algorithm=ALGORITHMS[algorithm](), backend=store.backend)
-    [key] = limiter._keys("client")
-    getattr(store, "hset" if kind == "hash" else "rpush")(key)
+def test_a_key_of_another_type_is_a_backend_error(store, kind):
+    limiter = Limiter(LIMIT, algorithm=LeakyBucket(), backend=store.backend)
+    [key] = limiter_keys(limiter, "client")
+    store.other_type(key, kind)
     with pytest.raises(BackendError, match="WRONGTYPE"):
         limiter.hit("client")
     with pytest.raises(BackendError, match="WRONGTYPE"):
         limiter.peek("client")
+
+
+@pytest.mark.parametrize("kind", ["string", "list"])
+def test_a_hashed_scripts_key_of_another_type_counts_as_absent(store, kind, caplog):
+    """SimpleRate keeps an identity's limits in one hash: a key of another
+    type there holds none of its state, so a peek reads every limit as
+    fresh and writes nothing, and a hit replaces the key with its hash."""
+    limiter = Limiter([LIMIT, Limit(9, 30)], backend=store.backend)
+    keys = limiter_keys(limiter, "client")
+    store.other_type(keys[0], kind)
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        peeked = limiter.peek("client")
+        assert [item.remaining for item in peeked.limits] == [5, 9]
+        assert store.type_of(keys[0]) == kind
+        assert_admitted_as_fresh(limiter.hit("client"))
+    for key in keys:
+        assert len(warnings_about(caplog, key)) == 2
+    assert_fresh_state(
+        "simple", store.get(keys[0]), store.pttl(keys[0]), store.now_us()
+    )
+    assert limiter.hit("client").remaining == LIMIT.max_requests - 2
 
 
 @pytest.mark.redis
@@ -272,12 +299,19 @@ async def test_async_limiter_on_redis_overwrites_unreadable_state(
     limiter = AsyncLimiter(
         LIMIT, algorithm=ALGORITHMS[algorithm](), backend=AsyncRedis(async_redis_client)
     )
-    [key] = limiter._keys("client")
-    await async_redis_client.set(key, "inf")
+    [key] = limiter_keys(limiter, "client")
+    store_key, field = locate(key)
+    if field is None:
+        await async_redis_client.set(key, "inf")
+    else:
+        await async_redis_client.hset(store_key, field, "inf")
     with caplog.at_level(logging.WARNING, logger="luathrottle"):
         assert_admitted_as_fresh(await limiter.hit("client"))
-    state = (await async_redis_client.get(key)).decode()
-    ttl = await async_redis_client.pttl(key)
+    if field is None:
+        state = (await async_redis_client.get(key)).decode()
+    else:
+        state = (await async_redis_client.hget(store_key, field)).decode()
+    ttl = await async_redis_client.pttl(store_key)
     assert_fresh_state(algorithm, state, ttl, time.time_ns() // 1000)
     assert len(warnings_about(caplog, key)) == 1
 
@@ -298,26 +332,47 @@ class DjangoStore:
             self.client.flushdb()
 
     def set(self, key: str, value: object) -> None:
-        if self.client is None:
+        """Write ``value`` as the state named ``key``; a hashed script's in
+        its field (the staged path caches a hash as a dict)."""
+        store_key, field = locate(key)
+        if self.client is not None:
+            made = self.cache.make_key(store_key)
+            if field is None:
+                self.client.set(made, value)
+            else:
+                self.client.hset(made, field, value)
+        elif field is None:
             self.cache.set(key, value, None)
         else:
-            self.client.set(self.cache.make_key(key), value)
+            hashed = {"fields": {field: value}, "expires_at_ms": None}
+            self.cache.set(store_key, hashed, None)
 
     def get_with_ttl(self, key: str) -> tuple[str | None, int]:
-        made = self.cache.make_key(key)
+        store_key, field = locate(key)
+        made = self.cache.make_key(store_key)
         if self.client is None:
             # LocMemCache keeps each key's expiry time in seconds.
             expiry = self.cache._expire_info.get(made)  # type: ignore[attr-defined]
             ttl = -1 if expiry is None else round((expiry - time.time()) * 1000)
-            return self.cache.get(key), ttl
-        raw = self.client.get(made)
+            value = self.cache.get(store_key)
+            if field is not None and value is not None:
+                value = value["fields"].get(field)
+            return value, ttl
+        raw = self.client.get(made) if field is None else self.client.hget(made, field)
         return None if raw is None else raw.decode(), self.client.pttl(made)
 
-    def hset(self, key: str) -> None:
-        if self.client is None:
-            self.cache.set(key, {"field": 1}, None)
+    def other_type(self, key: str) -> None:
+        """Make the key that holds ``key``'s state something else: a dict
+        or a Redis hash for a key of its own, a string for a hash."""
+        store_key, field = locate(key)
+        made = self.cache.make_key(store_key)
+        if self.client is not None:
+            if field is None:
+                self.client.hset(made, "field", "1")
+            else:
+                self.client.set(made, "1")
         else:
-            self.client.hset(self.cache.make_key(key), "field", "1")
+            self.cache.set(store_key, {"field": 1} if field is None else "1", None)
 
     def close(self) -> None:
         if self.client is not None:
@@ -396,17 +451,28 @@ async def test_django_views_overwrite_unreadable_state(
     assert len(warnings_about(caplog, key)) == 1
 
 
-@pytest.mark.parametrize("algorithm", list(ALGORITHMS))
-def test_django_cache_of_another_type_is_a_backend_error(django_store, algorithm):
+def test_django_cache_of_another_type_is_a_backend_error(django_store):
     limiter = Limiter(
         LIMIT,
-        algorithm=ALGORITHMS[algorithm](),
+        algorithm=LeakyBucket(),
         backend=SyncDjangoCache(django_store.alias, breaker=False),
     )
-    [key] = limiter._keys("client")
-    django_store.hset(key)
+    [key] = limiter_keys(limiter, "client")
+    django_store.other_type(key)
     with pytest.raises(BackendError, match=r"WRONGTYPE|holds a dict"):
         limiter.hit("client")
+
+
+def test_a_hashed_scripts_django_cache_of_another_type_counts_as_absent(
+    django_store, caplog
+):
+    limiter = Limiter(LIMIT, backend=SyncDjangoCache(django_store.alias, breaker=False))
+    [key] = limiter_keys(limiter, "client")
+    django_store.other_type(key)
+    with caplog.at_level(logging.WARNING, logger="luathrottle"):
+        assert_admitted_as_fresh(limiter.hit("client"))
+    assert len(warnings_about(caplog, key)) == 1
+    assert limiter.hit("client").remaining == LIMIT.max_requests - 2
 
 
 @pytest.mark.parametrize(
@@ -416,8 +482,12 @@ def test_staged_cache_values_that_are_no_string(value, remaining, caplog):
     """A Redis-backed cache holds an int as its digits, so the staged path
     reads one as such (and warns when they are no state of ours); other
     Python values are a key of another type."""
-    limiter = Limiter(LIMIT, backend=SyncDjangoCache("default", breaker=False))
-    [key] = limiter._keys("client")
+    limiter = Limiter(
+        LIMIT,
+        algorithm=LeakyBucket(),
+        backend=SyncDjangoCache("default", breaker=False),
+    )
+    [key] = limiter_keys(limiter, "client")
     caches["default"].set(key, value, None)
     try:
         if remaining is None:
@@ -429,6 +499,33 @@ def test_staged_cache_values_that_are_no_string(value, remaining, caplog):
         assert len(warnings_about(caplog, key)) == 1
     finally:
         caches["default"].delete(key)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        -5,
+        1.5,
+        {"fields": {"1/60": 5}, "expires_at_ms": None},
+        {"fields": {}, "expires_at_ms": "soon"},
+        {"fields": {}},
+    ],
+)
+def test_staged_hash_values_that_are_no_hash_of_ours(value, caplog):
+    """Whatever the cache holds where a hashed script keeps an identity's
+    hash, if it is no hash as the staged path caches one, no limit can read
+    it: it counts as absent and the next hit replaces it."""
+    limiter = Limiter(LIMIT, backend=SyncDjangoCache("default", breaker=False))
+    [key] = limiter_keys(limiter, "client")
+    store_key, _ = locate(key)
+    caches["default"].set(store_key, value, None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="luathrottle"):
+            assert limiter.hit("client").remaining == 4
+        assert len(warnings_about(caplog, key)) == 1
+        assert limiter.hit("client").remaining == 3
+    finally:
+        caches["default"].delete(store_key)
 
 
 # What the scripts reply, decoded.

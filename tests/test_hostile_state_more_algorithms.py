@@ -13,6 +13,7 @@ import pytest
 from luathrottle import Limit, Limiter, SlidingWindow, TokenBucket
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
+from states import limiter_keys
 from test_hostile_state import GARBAGE, WARNING
 
 LIMIT = Limit(5, 60)
@@ -82,7 +83,7 @@ def test_unreadable_state_counts_as_absent(store, clock, caplog, algorithm, case
         prefix=uuid.uuid4().hex[:8],
         clock=None if on_redis else clock,
     )
-    [key] = limiter._keys("client")
+    [key] = limiter_keys(limiter, "client")
     now_us = time.time_ns() // 1000 if on_redis else round(clock() * 1_000_000)
     set_state(key, CASES[case](algorithm, now_us))
     with caplog.at_level(logging.WARNING, logger="luathrottle"):

@@ -9,6 +9,7 @@ import pytest
 from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
 from luathrottle._keys import hash_identity, state_keys
 from luathrottle.scripts import Script, all_scripts, get_script
+from states import limiter_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,4 +94,4 @@ def test_identity_hashes_keep_parts_apart():
 def test_algorithms_namespace_their_keys():
     simple = Limiter(1, 60, algorithm=SimpleRate())
     leaky = Limiter(1, 60, algorithm=LeakyBucket())
-    assert simple._keys("k") != leaky._keys("k")
+    assert limiter_keys(simple, "k") != limiter_keys(leaky, "k")

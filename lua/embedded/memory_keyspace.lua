@@ -1,12 +1,13 @@
 -- luathrottle embedded: memory_keyspace
--- version: 2
+-- version: 3
 --
 -- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
--- DBSIZE over two tables, with lazy expiry, and the sorted-set commands the
--- concurrency script uses (ZADD, ZREM, ZSCORE, ZCARD, ZRANGE,
--- ZREMRANGEBYSCORE). HSET and RPUSH only mark a key as a hash or a list, so
--- that a script's GET meets WRONGTYPE there as on Redis. Not an algorithm:
--- it never goes to Redis.
+-- DBSIZE over two tables, with lazy expiry, the hash commands the hashed
+-- scripts use (HSET, HMGET, HDEL, and HGETALL to look), and the sorted-set
+-- commands the concurrency script uses (ZADD, ZREM, ZSCORE, ZCARD, ZRANGE,
+-- ZREMRANGEBYSCORE). RPUSH only marks a key as a list, so that a script's
+-- GET meets WRONGTYPE there as on Redis. Not an algorithm: it never goes to
+-- Redis.
 --
 -- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
 -- call_script).
@@ -25,6 +26,9 @@ local types = {}
 -- Sorted sets, by name: {scores = {member = score}, size = n}. Their keys
 -- are in types too, as 'zset', and expire as strings do.
 local zsets = {}
+-- Hashes, by name: {field = value}, in types as 'hash', expiring as strings
+-- do. An empty hash is deleted, as Redis deletes one.
+local hashes = {}
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 local cursor = nil
@@ -38,8 +42,8 @@ local function expired(key)
   local at = expires[key]
   if at and at <= clock.now then
     data[key], expires[key] = nil, nil
-    if zsets[key] then
-      zsets[key], types[key] = nil, nil
+    if types[key] then
+      zsets[key], hashes[key], types[key] = nil, nil, nil
     end
     return true
   end
@@ -68,19 +72,15 @@ function commands.GET(key)
   end
   return data[key]
 end
-local function typed(kind)
-  return function(key)
-    if data[key] ~= nil and not expired(key) then error(WRONGTYPE, 0) end
-    if zsets[key] then error(WRONGTYPE, 0) end
-    types[key] = kind
-    return 1
-  end
+function commands.RPUSH(key)
+  if data[key] ~= nil and not expired(key) then error(WRONGTYPE, 0) end
+  if types[key] and types[key] ~= 'list' then error(WRONGTYPE, 0) end
+  types[key] = 'list'
+  return 1
 end
-commands.HSET = typed('hash')
-commands.RPUSH = typed('list')
 function commands.SET(key, value, option, ttl)
   data[key] = tostring(value)
-  types[key], zsets[key] = nil, nil
+  types[key], zsets[key], hashes[key] = nil, nil, nil
   expires[key] = nil
   if option ~= nil then
     expires[key] = clock.now + px_ms(option, ttl) * 1000
@@ -94,11 +94,12 @@ function commands.DEL(...)
       deleted = deleted + 1
     end
     data[key], expires[key], types[key], zsets[key] = nil, nil, nil, nil
+    hashes[key] = nil
   end
   return deleted
 end
 function commands.PTTL(key)
-  if zsets[key] then
+  if zsets[key] or hashes[key] then
     if expired(key) then return -2 end
     if expires[key] == nil then return -1 end
     return math.floor((expires[key] - clock.now + 999) / 1000)
@@ -125,6 +126,69 @@ function commands.TYPE(key)
     return {ok = 'none'}
   end
   return {ok = types[key] or 'string'}
+end
+
+-- The hash at key, or nil when there is none (and a new one when create
+-- is true); WRONGTYPE when the key holds something else.
+local function hash_of(key, create)
+  expired(key)
+  local hash = hashes[key]
+  if hash then return hash end
+  if data[key] ~= nil or types[key] then error(WRONGTYPE, 0) end
+  if create then
+    hash = {}
+    hashes[key], types[key] = hash, 'hash'
+  end
+  return hash
+end
+function commands.HSET(key, ...)
+  local words = {...}
+  if #words == 0 or #words % 2 ~= 0 then
+    error("ERR wrong number of arguments for 'hset' command", 0)
+  end
+  local hash = hash_of(key, true)
+  local added = 0
+  for i = 1, #words, 2 do
+    local field = tostring(words[i])
+    if hash[field] == nil then added = added + 1 end
+    hash[field] = tostring(words[i + 1])
+  end
+  return added
+end
+function commands.HMGET(key, ...)
+  local hash = hash_of(key, false)
+  local reply = {}
+  for i, field in ipairs({...}) do
+    local value = hash and hash[tostring(field)]
+    if value == nil then value = false end
+    reply[i] = value
+  end
+  return reply
+end
+function commands.HDEL(key, ...)
+  local hash = hash_of(key, false)
+  if not hash then return 0 end
+  local removed = 0
+  for _, field in ipairs({...}) do
+    field = tostring(field)
+    if hash[field] ~= nil then
+      hash[field], removed = nil, removed + 1
+    end
+  end
+  if next(hash) == nil then
+    hashes[key], types[key], expires[key] = nil, nil, nil
+  end
+  return removed
+end
+function commands.HGETALL(key)
+  local hash = hash_of(key, false)
+  local reply = {}
+  if not hash then return reply end
+  for field, value in pairs(hash) do
+    reply[#reply + 1] = field
+    reply[#reply + 1] = value
+  end
+  return reply
 end
 
 -- The sorted set at key, or nil when there is none (and a new one when

@@ -1,9 +1,9 @@
 -- luathrottle embedded: prelude
 -- version: 1
 --
--- What every in-process keyspace shares: Redis's redis.call dispatch, TIME,
--- the SET ... PX ms option, and splitting a call into KEYS and ARGV. Not an
--- algorithm: it never goes to a Redis server.
+-- What every in-process keyspace shares: Redis's redis.call and redis.pcall
+-- dispatch, TIME, the SET ... PX ms option, and splitting a call into KEYS
+-- and ARGV. Not an algorithm: it never goes to a Redis server.
 --
 -- Chunk arguments:
 --   ...             the backend's name, as error messages show it
@@ -36,6 +36,12 @@ function redis.call(name, ...)
       ' backend')
   end
   return command(...)
+end
+-- As on Redis, an error comes back as a table whose err field holds it.
+function redis.pcall(name, ...)
+  local ok, reply = pcall(redis.call, name, ...)
+  if ok then return reply end
+  return {err = reply}
 end
 
 local function px_ms(option, ttl)

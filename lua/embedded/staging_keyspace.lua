@@ -1,9 +1,16 @@
 -- luathrottle embedded: staging_keyspace
--- version: 1
+-- version: 2
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
 -- written to the cache. Not an algorithm: it never goes to Redis.
+--
+-- A snapshot maps a key to a string, to a hash, {fields = {field = value},
+-- expires = microseconds or false}, or to {foreign = what the cache holds},
+-- a value of another type, which GET and HMGET meet as WRONGTYPE. GET, SET
+-- with PX and DEL work on strings; HSET, HMGET, HDEL, PTTL and PEXPIRE on
+-- hashes, whose expiry the cache keeps in the hash itself, since a cache
+-- cannot tell a key's time to live.
 --
 -- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
 -- call_script).
@@ -11,14 +18,34 @@
 -- Returns one entry point:
 --   run_staged(script, clock_us, snapshot, nkeys, KEYS..., ARGV...)
 --                   the script's reply table; the keys it set, each to
---                   {value, px_ms or false}; the keys it deleted, to true
+--                   {value, px_ms or false}, a value being a string or a
+--                   hash; the keys it deleted, to true
 
 local commands, clock, px_ms, call_script = ...
 local state
 
+local function wrongtype(value)
+  error('WRONGTYPE the cache holds a ' .. value.foreign .. ' there', 0)
+end
+
+-- What a hash's expiry leaves of its life, in milliseconds, or false.
+local function left_ms(hash)
+  if not hash.expires then return false end
+  return math.ceil((hash.expires - clock.now) / 1000)
+end
+
+local function set_hash(key, hash)
+  state.data[key] = hash
+  state.sets[key], state.dels[key] = {hash, left_ms(hash)}, nil
+end
+
 function commands.GET(key)
   local value = state.data[key]
   if value == nil then return false end
+  if type(value) == 'table' then
+    if value.foreign then wrongtype(value) end
+    error('WRONGTYPE Operation against a key holding the wrong kind of value', 0)
+  end
   return value
 end
 function commands.SET(key, value, option, ttl)
@@ -35,6 +62,66 @@ function commands.DEL(...)
     state.data[key], state.sets[key], state.dels[key] = nil, nil, true
   end
   return deleted
+end
+
+-- The hash at key, or nil; WRONGTYPE when the key holds something else.
+local function hash_of(key)
+  local value = state.data[key]
+  if value == nil then return nil end
+  if type(value) ~= 'table' then
+    error('WRONGTYPE Operation against a key holding the wrong kind of value', 0)
+  end
+  if value.foreign then wrongtype(value) end
+  return value
+end
+function commands.HMGET(key, ...)
+  local hash = hash_of(key)
+  local reply = {}
+  for i, field in ipairs({...}) do
+    local value = hash and hash.fields[field]
+    if value == nil then value = false end
+    reply[i] = value
+  end
+  return reply
+end
+function commands.HSET(key, ...)
+  local hash = hash_of(key) or {fields = {}, expires = false}
+  local words, added = {...}, 0
+  for i = 1, #words, 2 do
+    local field = tostring(words[i])
+    if hash.fields[field] == nil then added = added + 1 end
+    hash.fields[field] = tostring(words[i + 1])
+  end
+  set_hash(key, hash)
+  return added
+end
+function commands.HDEL(key, ...)
+  local hash = hash_of(key)
+  if not hash then return 0 end
+  local removed = 0
+  for _, field in ipairs({...}) do
+    if hash.fields[field] ~= nil then
+      hash.fields[field], removed = nil, removed + 1
+    end
+  end
+  if next(hash.fields) == nil then
+    commands.DEL(key)
+  elseif removed > 0 then
+    set_hash(key, hash)
+  end
+  return removed
+end
+function commands.PTTL(key)
+  local hash = hash_of(key)
+  if not hash then return -2 end
+  return left_ms(hash) or -1
+end
+function commands.PEXPIRE(key, ms)
+  local hash = hash_of(key)
+  if not hash then return 0 end
+  hash.expires = clock.now + tonumber(ms) * 1000
+  set_hash(key, hash)
+  return 1
 end
 
 local function run_staged(script, clock_us, snapshot, nkeys, ...)

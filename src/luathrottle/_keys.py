@@ -1,6 +1,6 @@
 """State keys: namespaced, hashed, and one hash tag per identity.
 
-A key looks like ``lt:fw3:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
+A key looks like ``lt:fw4:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
 - the prefix, then the script's key tag (the initials of its name, and its
   version), so a new state layout never reads keys an older one wrote;
@@ -12,6 +12,13 @@ A key looks like ``lt:fw3:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
 All keys of one identity share the hash tag, whatever their scope, so one
 script call on one Redis Cluster slot decides all of its limits.
+
+Such a key names one limit's state. A script whose header says ``-- layout:
+hash`` (SimpleRate's) keeps every limit of an identity in one hash instead:
+the key up to the hash tag names the hash, and the rest (scope and limit)
+the field, ``b3RoZXJzY29w:5/60`` in ``lt:fw4:{Q2xhcHJvZmls}``.
+``script_words`` makes a call's KEYS and ARGV so; everything else, such as
+the denial cache and the messages that name a state, keeps the whole key.
 """
 
 import base64
@@ -28,6 +35,7 @@ __all__ = [
     "hash_tag",
     "identity_digest",
     "key_frame",
+    "script_words",
     "state_keys",
 ]
 
@@ -102,6 +110,22 @@ def state_keys(
     digest = identity_digest(identity)
     frames = (key_frame(prefix, script, scope, limit) for limit in limits)
     return [head + digest + tail for head, tail in frames]
+
+
+def script_words(
+    script: Script, keys: Sequence[str], args: Sequence[str]
+) -> tuple[Sequence[str], Sequence[str]]:
+    """The KEYS and ARGV that run ``script`` on the state ``keys`` with
+    ``args``: unchanged, or for a hashed script each key's hash in KEYS and
+    its field after ``args``."""
+    if not script.hashed:
+        return keys, args
+    hashes, fields = [], []
+    for key in keys:
+        head, _, field = key.partition("}:")
+        hashes.append(head + "}")
+        fields.append(field)
+    return hashes, [*args, *fields]
 
 
 def hash_tag(key: str) -> str:

@@ -19,7 +19,8 @@ __all__ = [
     "TokenBucket",
 ]
 
-Mode = Literal["hit", "peek"]
+#: What a call does: consume, only read, or (a hashed script) forget.
+Mode = Literal["hit", "peek", "reset"]
 
 #: The scripts keep every product and sum of their arithmetic within 2**53,
 #: where Lua's doubles hold integers exactly, by keeping each term within

@@ -7,12 +7,12 @@ call between the two.
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, get_args
 
 from luathrottle._clock import check_clock, microseconds
 from luathrottle._denials import denial_cache
 from luathrottle._failures import OnFailure, check_on_failure, failure_decision
-from luathrottle._keys import check_prefix, identity_digest, key_frame
+from luathrottle._keys import check_prefix, identity_digest, key_frame, script_words
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
@@ -121,8 +121,8 @@ class _BaseLimiter(Generic[_BackendT]):
         # A hit of cost 1 on the server's clock, the usual call, always
         # packs to the same arguments.
         self._usual_args: dict[Mode, tuple[str, ...]] = {
-            "hit": tuple(self.algorithm.pack_args("hit", 1, None, self.limits)),
-            "peek": tuple(self.algorithm.pack_args("peek", 1, None, self.limits)),
+            mode: tuple(self.algorithm.pack_args(mode, 1, None, self.limits))
+            for mode in get_args(Mode)
         }
 
     def _call(
@@ -191,8 +191,14 @@ class _BaseLimiter(Generic[_BackendT]):
             frames.append(frame)
         return frames
 
-    def _keys(self, key: str) -> list[str]:
-        return self._call(key, "peek").keys
+    def _erasure(self, key: str) -> tuple[list[str], tuple[Sequence[str], ...]]:
+        """The state keys of ``key`` under the limiter's limits, and what
+        forgets them: the script's reset call when they are fields of a
+        hash, else nothing, and the keys are deleted."""
+        call = self._call(key, "reset")
+        if not self.script.hashed:
+            return call.keys, ()
+        return call.keys, script_words(self.script, call.keys, call.args)
 
     def _known(self, call: _Call) -> tuple[Decision | None, _Ticket | None]:
         """What the denial cache answers for ``call`` without the store, and
@@ -298,11 +304,14 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed, whatever ``on_failure`` says.
         """
-        keys = self._keys(key)
+        keys, words = self._erasure(key)
         # Forgotten after the delete, so that no call sent before it can
         # teach the cache a denial that the delete undid.
         try:
-            self.backend.delete_keys(keys)
+            if words:
+                self.backend.run_script(self.script, *words)
+            else:
+                self.backend.delete_keys(keys)
         finally:
             self._forget(keys)
 
@@ -311,7 +320,8 @@ class Limiter(_BaseLimiter[SyncBackend]):
         if known is not None:
             return known
         try:
-            reply = self.backend.run_script(self.script, call.keys, call.args)
+            words = script_words(self.script, call.keys, call.args)
+            reply = self.backend.run_script(self.script, *words)
         except BackendError as error:
             return self._failed(call, error)
         return self._decided(call, reply, ticket)
@@ -346,9 +356,12 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
-        keys = self._keys(key)
+        keys, words = self._erasure(key)
         try:
-            await self.backend.adelete_keys(keys)
+            if words:
+                await self.backend.arun_script(self.script, *words)
+            else:
+                await self.backend.adelete_keys(keys)
         finally:
             self._forget(keys)
 
@@ -357,7 +370,8 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         if known is not None:
             return known
         try:
-            reply = await self.backend.arun_script(self.script, call.keys, call.args)
+            words = script_words(self.script, call.keys, call.args)
+            reply = await self.backend.arun_script(self.script, *words)
         except BackendError as error:
             return self._failed(call, error)
         return self._decided(call, reply, ticket)

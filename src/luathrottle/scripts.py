@@ -6,9 +6,11 @@ version::
     -- luathrottle script: fixed_window
     -- version: 1
 
-The registry reads the files on first use, never at import, and knows each
-script's name, version, source and SHA1. Backends run scripts by SHA1 and
-load the source when the server does not know it yet.
+and, for a script that keeps every limit of an identity in one hash, a
+third line, ``-- layout: hash``. The registry reads the files on first
+use, never at import, and knows each script's name, version, source and
+SHA1. Backends run scripts by SHA1 and load the source when the server
+does not know it yet.
 
 ``lua/embedded/`` holds the Lua that the in-process backends run around the
 scripts (a prelude and their keyspaces). The registry reads those too, but
@@ -30,7 +32,9 @@ from pathlib import Path
 
 __all__ = ["LIBRARY_NAME", "Library", "Script", "all_scripts", "get_script", "library"]
 
-_HEADER = re.compile(r"-- luathrottle script: (\w+)\n-- version: (\d+)\n")
+_HEADER = re.compile(
+    r"-- luathrottle script: (\w+)\n-- version: (\d+)\n(-- layout: hash\n)?"
+)
 _EMBEDDED_HEADER = re.compile(r"-- luathrottle embedded: (\w+)\n-- version: \d+\n")
 
 
@@ -44,7 +48,7 @@ class Script:
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
         key_tag: the script in its keys: the initials of its name and its
-            version, ``fw3`` for ``fixed_window`` version 3; short, since
+            version, ``fw4`` for ``fixed_window`` version 4; short, since
             every key of every identity carries it.
         function: the script's name in the function library,
             ``lt_fixed_window_v3_`` and the first 8 digits of ``sha``: named
@@ -52,6 +56,10 @@ class Script:
             build's library never runs this one's calls with other code.
         function_ro: its read-only twin, flagged ``no-writes`` for
             FCALL_RO, which runs peeks only.
+        hashed: the header says ``-- layout: hash``: the limits of one
+            identity are fields of one hash, and a call names each limit's
+            hash in KEYS and its field after the limits in ARGV
+            (``luathrottle._keys.script_words`` splits a state key so).
     """
 
     name: str
@@ -59,6 +67,7 @@ class Script:
     source: str = field(repr=False)
     sha: str
     key_tag: str
+    hashed: bool = False
 
     @property
     def function(self) -> str:
@@ -91,6 +100,7 @@ class Script:
             source=source,
             sha=sha,
             key_tag=f"{initials}{version}",
+            hashed=header.group(3) is not None,
         )
 
 

@@ -5,7 +5,10 @@ changed.
 Each call reads a snapshot of its keys, runs the script over it in embedded
 Lua (``lua/embedded/staging_keyspace.lua``), then writes what it set with
 ``set_many`` (timeouts rounded up to whole seconds) and deletes what it
-deleted with ``delete_many``. This read-modify-write is atomic only within
+deleted with ``delete_many``. A hashed script's hash is cached as a dict,
+``{"fields": {field: value}, "expires_at_ms": ms since 1970 or None}``:
+the cache's own timeout cannot be read back, and a script extends a hash's
+life only when it needs to. This read-modify-write is atomic only within
 one process: every backend on one alias shares one lock per process (sync)
 or per event loop (async), but the sync and async twins do not wait for each
 other, and other processes are not held off at all.
@@ -48,14 +51,11 @@ class _Staged(NamedTuple):
 _MAX_INT = 2**64
 
 
-def _as_state(key: str, value: object) -> str:
-    """A cached value as the string a script reads, as a Redis-backed cache
-    would hold it: a str as it is, an int as its digits (the script decides
-    whether it can read them).
-
-    Raises:
-        ScriptError: any other value, as Redis answers WRONGTYPE for a key
-            that holds no string.
+def _as_state(runtime: Any, value: object) -> object:
+    """A cached value as the keyspace reads it (see
+    ``staging_keyspace.lua``), as a Redis-backed cache would hold it: a str
+    as it is, an int as its digits (the script decides whether it can read
+    them), a hash as a table, and anything else as a key of another type.
     """
     if isinstance(value, str):
         return value
@@ -63,7 +63,43 @@ def _as_state(key: str, value: object) -> str:
         # Python refuses to write ints of thousands of digits; "" is a state
         # no script reads.
         return str(value) if -_MAX_INT < value < _MAX_INT else ""
-    raise ScriptError(f"cache key {key!r} holds a {type(value).__name__}")
+    fields = _hash_fields(value)
+    if fields is None:
+        return runtime.table_from({"foreign": type(value).__name__})
+    expires = cast(dict[str, Any], value)["expires_at_ms"]
+    return runtime.table_from(
+        {
+            "fields": runtime.table_from(fields),
+            "expires": False if expires is None else expires * 1000,
+        }
+    )
+
+
+def _hash_fields(value: object) -> dict[str, str] | None:
+    """The fields of a hash as ``_as_cached`` caches one, or None for any
+    other value."""
+    if not isinstance(value, dict) or value.keys() != {"fields", "expires_at_ms"}:
+        return None
+    fields, expires = value["fields"], value["expires_at_ms"]
+    if not isinstance(fields, dict) or not (
+        expires is None or (isinstance(expires, int) and not isinstance(expires, bool))
+    ):
+        return None
+    if not all(isinstance(f, str) and isinstance(v, str) for f, v in fields.items()):
+        return None
+    return fields
+
+
+def _as_cached(value: Any) -> object:
+    """What a script set, as the cache keeps it: a string as it is, a hash
+    as a dict."""
+    if isinstance(value, str):
+        return value
+    expires = value["expires"]
+    return {
+        "fields": dict(value["fields"].items()),
+        "expires_at_ms": None if expires is False else math.ceil(expires / 1000),
+    }
 
 
 def _timeout(ms: Any) -> int | None:
@@ -96,8 +132,9 @@ class Staging:
     def _stage(self, call: ScriptCall, snapshot: Mapping[str, Any]) -> _Staged:
         script, keys, args = call
         lua = self._lua.get()
-        table = lua.runtime.table_from(
-            {key: _as_state(key, value) for key, value in snapshot.items()}
+        runtime = lua.runtime
+        table = runtime.table_from(
+            {key: _as_state(runtime, value) for key, value in snapshot.items()}
         )
         now_us = time.time_ns() // 1000
         try:
@@ -106,9 +143,9 @@ class Staging:
             )
         except LuaError as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
-        by_timeout: dict[int | None, dict[str, str]] = {}
+        by_timeout: dict[int | None, dict[str, object]] = {}
         for key, entry in sets.items():
-            by_timeout.setdefault(_timeout(entry[2]), {})[key] = entry[1]
+            by_timeout.setdefault(_timeout(entry[2]), {})[key] = _as_cached(entry[1])
         writes: list[_Write] = [
             ("set_many", (values, timeout)) for timeout, values in by_timeout.items()
         ]

@@ -2,13 +2,13 @@
 
 ``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
 keyspace written in Lua (``lua/embedded/memory_keyspace.lua``: GET, SET with
-PX, DEL, PTTL, PEXPIRE, TYPE, DBSIZE, TIME, and the sorted-set commands of
-the concurrency script) so that a script call never crosses back into
-Python. HSET and RPUSH only mark a key as a hash or a list, so that a
-script's GET meets WRONGTYPE there as on Redis. The runtime starts on the
-backend's first call, not when it is built. Keys expire lazily when read,
-and every script call also sweeps two keys for each key it names, so expired
-keys never make up more than half of the keyspace.
+PX, DEL, PTTL, PEXPIRE, TYPE, DBSIZE, TIME, the hash commands of the hashed
+scripts, and the sorted-set commands of the concurrency script) so that a
+script call never crosses back into Python. RPUSH only marks a key as a
+list, so that a script's GET meets WRONGTYPE there as on Redis. The runtime
+starts on the backend's first call, not when it is built. Keys expire lazily
+when read, and every script call also sweeps two keys for each key it names,
+so expired keys never make up more than half of the keyspace.
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
@@ -81,15 +81,16 @@ class MemoryBackend(SyncBackend, AsyncBackend):
             )
         except LuaError as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
-        return lua.integers(reply)
+        # The reply comes unpacked: several values are a tuple, none is None.
+        return [] if reply is None else lua.integers(reply)
 
     _run_script = run_script
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, PEXPIRE, TYPE,
-        DBSIZE, TIME, ZADD, ZREM, ZSCORE, ZCARD, ZRANGE, ZREMRANGEBYSCORE,
-        and HSET and RPUSH, which only mark a key's type), as in Redis;
-        DBSIZE counts expired keys that were not swept yet."""
+        DBSIZE, TIME, HSET, HMGET, HDEL, HGETALL, ZADD, ZREM, ZSCORE, ZCARD,
+        ZRANGE, ZREMRANGEBYSCORE, and RPUSH, which only marks a key's type),
+        as in Redis; DBSIZE counts expired keys that were not swept yet."""
         now = self._now_us()
         lua = self._lua.get()
         try:

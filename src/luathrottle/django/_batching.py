@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, cast
 from luathrottle._clock import microseconds
 from luathrottle._denials import DenialCache
 from luathrottle._failures import OnFailure, failure_decision
-from luathrottle._keys import hash_tag
+from luathrottle._keys import hash_tag, script_words
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import LimitDecision, decode_reply
 from luathrottle.django._outcomes import ThrottleCall, ThrottleOutcome
@@ -70,7 +70,8 @@ class _Batch:
             if self.known is not None:
                 return None
         args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
-        return self.throttle.script, keys, args
+        script = self.throttle.script
+        return (script, *script_words(script, keys, args))
 
     def learn(self, reply: list[int]) -> None:
         """Teach the denial cache the store's reply, when it has one."""

@@ -1,0 +1,88 @@
+"""Limiters' state as tests reach it, whatever the script's layout.
+
+A state key names one limit's state (``lt:fw4:{tag}:scope:5/60``). Most
+scripts keep it at that key; a hashed script (SimpleRate's) keeps it in a
+field of the identity's hash, the key up to the hash tag, and ``locate``
+says where.
+"""
+
+from typing import Any
+
+from luathrottle._keys import script_words
+from luathrottle.backends.base import ScriptCall
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.scripts import all_scripts
+
+_HASHED_TAGS = {script.key_tag for script in all_scripts() if script.hashed}
+
+
+def limiter_keys(limiter: Any, identity: str) -> list[str]:
+    """The state key of each of ``limiter``'s limits for ``identity``."""
+    return list(limiter._call(identity, "peek").keys)
+
+
+def script_call(limiter: Any, identity: str, mode: str = "hit") -> ScriptCall:
+    """The script call ``limiter`` sends for a hit of cost 1 of ``identity``."""
+    call = limiter._call(identity, mode)
+    return (limiter.script, *script_words(limiter.script, call.keys, call.args))
+
+
+def locate(key: str) -> tuple[str, str | None]:
+    """Where the state named ``key`` lives: the key itself, with no field,
+    or the hash of a hashed script and the field within it."""
+    tag = key.partition(":{")[0].rpartition(":")[2]
+    if tag not in _HASHED_TAGS:
+        return key, None
+    head, _, field = key.partition("}:")
+    return head + "}", field
+
+
+def _memory(where: Any) -> bool:
+    return isinstance(where, MemoryBackend)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_state(where: Any, key: str) -> str | None:
+    """The state named ``key`` in ``where`` (a MemoryBackend, or a redis-py
+    client), or None."""
+    store_key, field = locate(key)
+    if _memory(where):
+        if field is None:
+            return _text(where.command("GET", store_key))
+        return _text(where.command("HMGET", store_key, field)[0])
+    if field is None:
+        return _text(where.get(store_key))
+    return _text(where.hget(store_key, field))
+
+
+def write_state(where: Any, key: str, value: str) -> None:
+    """Write ``value`` as the state named ``key``, as a third party would:
+    at the key, or in its field, with no expiry either way."""
+    store_key, field = locate(key)
+    if _memory(where):
+        if field is None:
+            where.command("SET", store_key, value)
+        else:
+            where.command("HSET", store_key, field, value)
+    elif field is None:
+        where.set(store_key, value)
+    else:
+        where.hset(store_key, field, value)
+
+
+def state_ttl(where: Any, key: str) -> int:
+    """PTTL of the key that holds the state named ``key``."""
+    store_key, _ = locate(key)
+    if _memory(where):
+        return int(where.command("PTTL", store_key))
+    return int(where.pttl(store_key))
+
+
+def store_keys(keys: Any) -> set[str]:
+    """The keys of the store that hold the states named ``keys``."""
+    return {locate(key)[0] for key in keys}
