@@ -26,6 +26,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
+from luathrottle._keys import script_words
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -44,10 +45,11 @@ ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
     "sliding": SlidingWindow,
 }
 _TRIVIAL = "return 1"
-#: The Redis commands a server-clock hit runs (TIME, then a GET and a SET PX
-#: per limit) and a reply of the same shape, five integers per limit, with
-#: none of the decision: what a hit cannot cost less than. It takes the keys
-#: and arguments of a SimpleRate hit, and reads only the keys.
+#: The Redis commands a server-clock hit runs with a key per limit (TIME,
+#: then a GET and a SET PX per limit, as LeakyBucket, TokenBucket and
+#: SlidingWindow do) and a reply of the same shape, five integers per limit,
+#: with none of the decision: what such a hit cannot cost less than. It
+#: takes the keys and arguments of a hit, and reads only the keys.
 FLOOR_SCRIPT = """
 local time = redis.call('TIME')
 local state = time[1] .. time[2]
@@ -60,10 +62,10 @@ for i = 1, #KEYS do
 end
 return reply
 """
-#: The commands a hit would run if every limit of an identity were a field
-#: of one hash (issue 16 item 3): TIME, one HMGET and one HSET, whatever the
-#: number of limits (a window that opens would add a PTTL). KEYS[1] is the
-#: hash; ARGV is a SimpleRate hit's, then one field per limit.
+#: The commands a SimpleRate hit runs, every limit of an identity a field of
+#: one hash: TIME, one HMGET and one HSET, whatever the number of limits (a
+#: window that opens adds a PTTL). KEYS[1] is the hash; ARGV is a SimpleRate
+#: hit's, fields included.
 HASH_FLOOR_SCRIPT = """
 local time = redis.call('TIME')
 local state = time[1] .. time[2]
@@ -86,25 +88,27 @@ def _fresh(prefix: str) -> str:
 
 
 def _floor_words(size: int, identity: str) -> tuple[list[str], list[str]]:
-    """The KEYS and ARGV SyncRedis sends for a SimpleRate hit of ``identity``
-    under ``size`` limits; the private ``_call`` is how a hit builds them."""
+    """The state keys and arguments of a SimpleRate hit of ``identity`` under
+    ``size`` limits: a key per limit; the private ``_call`` is how a hit
+    builds them."""
     call = Limiter(LIMITS[size], algorithm=SimpleRate())._call(identity, "hit")
     return list(call.keys), list(call.args)
 
 
 def _as_hash(keys: list[str], args: list[str]) -> list[str]:
-    """A floor call's words with one hash for the identity, each limit's key
-    after the hash tag becoming its field."""
-    fields = [key.partition("}:")[2] for key in keys]
-    return [keys[0].partition("}")[0] + "}", *args, *fields]
+    """The words SyncRedis sends for that hit: the identity's hash, then
+    ARGV with a field per limit."""
+    hashes, words = script_words(SimpleRate().script, keys, args)
+    return [hashes[0], *words]
 
 
 def _floor_script_cases(
     client: redis.Redis, aclient: redis.asyncio.Redis
 ) -> Iterator[Case]:
-    """EVALSHA of ``FLOOR_SCRIPT`` with a SimpleRate hit's keys and
-    arguments, for 1 and 3 limits, sync and async; and of
-    ``HASH_FLOOR_SCRIPT``, sync, the same hit in one hash."""
+    """EVALSHA of ``HASH_FLOOR_SCRIPT`` with a SimpleRate hit's keys and
+    arguments, for 1 and 3 limits, sync and async: SimpleRate's floor; and
+    of ``FLOOR_SCRIPT``, the same hit with a key per limit, as the other
+    algorithms keep their state."""
     sha = str(client.script_load(FLOOR_SCRIPT))
     hash_sha = str(client.script_load(HASH_FLOOR_SCRIPT))
 
@@ -139,13 +143,23 @@ def _floor_script_cases(
             aop=async_evalsha,
             limits=size,
         )
+        in_hash = f"{size} limit{'s' if size > 1 else ''} in one hash"
+        hashed = _as_hash(keys, args)
+        async_hashed: Any = partial(aclient.evalsha, hash_sha, 1, *hashed)
         yield Case(
             f"floor.sync.hash.{size}",
-            f"redis-py EVALSHA floor script, {size} limit{'s' if size > 1 else ''} "
-            "in one hash",
+            f"redis-py EVALSHA floor script, {in_hash}",
             "floor",
-            op=evalsha(hash_sha, _as_hash(keys, args), 1),
+            op=evalsha(hash_sha, hashed, 1),
             probe=partial(fresh, size, True),
+            limits=size,
+        )
+        yield Case(
+            f"floor.async.hash.{size}",
+            f"redis-py async EVALSHA floor script, {in_hash}",
+            "floor",
+            "async",
+            aop=async_hashed,
             limits=size,
         )
 

@@ -1,8 +1,10 @@
 """luathrottle's benchmark: the floor, luathrottle, its peers and
 a real ASGI server, in one process and session, on one loopback Redis.
-The floor includes a floor script: the Redis commands of a hit (TIME, a GET
-and a SET PX per limit) without its logic, which the targets measure the
-hit against (``_bench_report.TARGETS``, each with its goal and reason).
+The floor includes floor scripts: the Redis commands of a hit without its
+logic, SimpleRate's (TIME, one HMGET and one HSET) and those of the
+algorithms that keep a key per limit (TIME, a GET and a SET PX per limit),
+which the targets measure hits against (``_bench_report.TARGETS``, each
+with its goal and reason).
 
 Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
            [--rounds R] [--n N] [--skip-e2e] [--e2e-seconds S]

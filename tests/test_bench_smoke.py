@@ -29,8 +29,7 @@ OWN_CASES = {
     "floor.async.ping",
     "floor.async.evalsha",
     *(f"floor.{mode}.script.{size}" for mode in ("sync", "async") for size in (1, 3)),
-    "floor.sync.hash.1",
-    "floor.sync.hash.3",
+    *(f"floor.{mode}.hash.{size}" for mode in ("sync", "async") for size in (1, 3)),
     *(
         f"lt.{backend}.{algorithm}.{size}"
         for backend in ("sync_redis", "async_redis", "memory", "async_memory")
