@@ -10,8 +10,9 @@
 -- that several limits cost one HMGET and one HSET rather than a GET and a
 -- SET each.
 --
--- KEYS[i]          the hash of limit i's identity; limits of one identity
---                  are next to each other, and all keys share a hash tag
+-- KEYS[i]          the hash of limit i's identity; all keys share a hash
+--                  tag, and each run of limits sharing a hash is read and
+--                  written at once, so a caller puts them next to each other
 -- ARGV[1]          "hit" consumes the cost, "peek" only reads, "reset"
 --                  deletes every limit's field and replies nothing
 -- ARGV[2]          cost of the hit, an integer from 1 to the largest

@@ -1,5 +1,5 @@
 -- luathrottle embedded: prelude
--- version: 1
+-- version: 2
 --
 -- What every in-process keyspace shares: Redis's redis.call and redis.pcall
 -- dispatch, TIME, the SET ... PX ms option, and splitting a call into KEYS
