@@ -7,10 +7,10 @@ call between the two.
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle._denials import denial_cache
+from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._failures import OnFailure, check_on_failure, failure_decision
 from luathrottle._keys import check_prefix, identity_digest, key_frame
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -40,6 +40,9 @@ def _default_memory() -> "MemoryBackend":
 #: many, so that a caller passing limits from its own data cannot grow them
 #: without end.
 _REMEMBERED = 256
+#: The usual calls of this many recent identities are remembered, each
+#: whole (its keys and arguments), per mode; forgotten all at once past it.
+_RECENT_IDENTITIES = 1024
 
 
 def _memo(limits: object) -> object:
@@ -58,24 +61,20 @@ def _memo(limits: object) -> object:
     return None
 
 
-class _Call:
-    __slots__ = ("args", "cost", "keys", "limits", "now_us")
+class _Call(NamedTuple):
+    """One script call, and what the denial cache needs of it: the cost,
+    and the time the script reads when the limiter has a clock."""
 
-    def __init__(
-        self,
-        keys: list[str],
-        args: Sequence[str],
-        limits: tuple[Limit, ...],
-        cost: int = 1,
-        now_us: int | None = None,
-    ) -> None:
-        self.keys = keys
-        self.args = args
-        self.limits = limits
-        # What the denial cache needs: the cost, and the time the script
-        # reads when the limiter has a clock.
-        self.cost = cost
-        self.now_us = now_us
+    keys: tuple[str, ...]
+    args: Sequence[str]
+    limits: tuple[Limit, ...]
+    cost: int
+    now_us: int | None
+
+
+#: Builds a _Call from a tuple in C: NamedTuple's own __new__ is a Python
+#: function, and every call of a limiter builds one.
+_new_call = functools.partial(tuple.__new__, _Call)
 
 
 #: What a denial cache that answered nothing needs to learn the store's
@@ -119,11 +118,13 @@ class _BaseLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.denials = denial_cache(cache_denials, self.clock)
         # A hit of cost 1 on the server's clock, the usual call, always
-        # packs to the same arguments.
+        # packs to the same arguments, so an identity's usual call is the
+        # same every time: it is built once and remembered.
         self._usual_args: dict[Mode, tuple[str, ...]] = {
             "hit": tuple(self.algorithm.pack_args("hit", 1, None, self.limits)),
             "peek": tuple(self.algorithm.pack_args("peek", 1, None, self.limits)),
         }
+        self._usual_calls: dict[Mode, dict[str, _Call]] = {"hit": {}, "peek": {}}
 
     def _call(
         self,
@@ -136,23 +137,35 @@ class _BaseLimiter(Generic[_BackendT]):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
         if not key:
             raise ValueError("key must not be empty")
+        # The usual call: cost 1, on the server's clock, under the
+        # limiter's limits.
+        if limits is None and type(cost) is int and cost == 1 and self.clock is None:
+            recent = self._usual_calls[mode]
+            call = recent.get(key)
+            if call is None:
+                if len(recent) >= _RECENT_IDENTITIES:
+                    recent.clear()
+                digest = identity_digest(key)
+                keys = tuple([head + digest + tail for head, tail in self._frames])
+                call = _new_call((keys, self._usual_args[mode], self.limits, 1, None))
+                recent[key] = call
+            return call
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
         digest = identity_digest(key)
+        now_us = None if self.clock is None else microseconds(self.clock)
         if limits is not None:
             chosen = self._parse_call_limits(limits)
-            keys = [head + digest + tail for head, tail in self._frames_of(chosen)]
-            now_us = None if self.clock is None else microseconds(self.clock)
+            keys = tuple(
+                [head + digest + tail for head, tail in self._frames_of(chosen)]
+            )
             args = self.algorithm.pack_args(mode, cost, now_us, chosen)
-            return _Call(keys, args, chosen, cost, now_us)
-        keys = [head + digest + tail for head, tail in self._frames]
-        if cost == 1 and self.clock is None:
-            return _Call(keys, self._usual_args[mode], self.limits)
-        now_us = None if self.clock is None else microseconds(self.clock)
+            return _new_call((keys, args, chosen, cost, now_us))
+        keys = tuple([head + digest + tail for head, tail in self._frames])
         args = self.algorithm.pack_args(mode, cost, now_us, self.limits)
-        return _Call(keys, args, self.limits, cost, now_us)
+        return _new_call((keys, args, self.limits, cost, now_us))
 
     def _parse_call_limits(
         self, limits: LimitSpec | Iterable[LimitSpec]
@@ -192,14 +205,13 @@ class _BaseLimiter(Generic[_BackendT]):
         return frames
 
     def _keys(self, key: str) -> list[str]:
-        return self._call(key, "peek").keys
+        return list(self._call(key, "peek").keys)
 
-    def _known(self, call: _Call) -> tuple[Decision | None, _Ticket | None]:
+    def _known(
+        self, denials: DenialCache, call: _Call
+    ) -> tuple[Decision | None, _Ticket]:
         """What the denial cache answers for ``call`` without the store, and
         what it needs to learn the store's reply when it answers nothing."""
-        denials = self.denials
-        if denials is None:
-            return None, None
         ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
         reply = denials.answer(
             call.keys[0], self.script, call.limits, call.cost, ticket[0]
@@ -208,14 +220,11 @@ class _BaseLimiter(Generic[_BackendT]):
             return None, ticket
         return Decision.from_reply(call.limits, reply), ticket
 
-    def _decided(
-        self, call: _Call, reply: list[int], ticket: _Ticket | None
-    ) -> Decision:
-        if ticket is not None and self.denials is not None:
+    def _learn(self, call: _Call, reply: list[int], ticket: _Ticket) -> None:
+        if self.denials is not None:
             self.denials.learn(call.keys[0], self.script, call.limits, reply, *ticket)
-        return Decision.from_reply(call.limits, reply, call.keys)
 
-    def _forget(self, keys: list[str]) -> None:
+    def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:
             self.denials.forget(keys[0])
 
@@ -307,14 +316,18 @@ class Limiter(_BaseLimiter[SyncBackend]):
             self._forget(keys)
 
     def _decide(self, call: _Call) -> Decision:
-        known, ticket = self._known(call)
-        if known is not None:
-            return known
+        ticket = None
+        if self.denials is not None:
+            known, ticket = self._known(self.denials, call)
+            if known is not None:
+                return known
         try:
             reply = self.backend.run_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._decided(call, reply, ticket)
+        if ticket is not None:
+            self._learn(call, reply, ticket)
+        return Decision.from_reply(call.limits, reply, call.keys)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -353,11 +366,15 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
             self._forget(keys)
 
     async def _decide(self, call: _Call) -> Decision:
-        known, ticket = self._known(call)
-        if known is not None:
-            return known
+        ticket = None
+        if self.denials is not None:
+            known, ticket = self._known(self.denials, call)
+            if known is not None:
+                return known
         try:
             reply = await self.backend.arun_script(self.script, call.keys, call.args)
         except BackendError as error:
             return self._failed(call, error)
-        return self._decided(call, reply, ticket)
+        if ticket is not None:
+            self._learn(call, reply, ticket)
+        return Decision.from_reply(call.limits, reply, call.keys)
