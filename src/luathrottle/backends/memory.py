@@ -64,9 +64,11 @@ def _lua_module() -> ModuleType:
 
 lupa = _lua_module()
 
-#: ARGV tables kept, by their tuple of arguments: a limiter's usual call
-#: sends one tuple every time, and a kept table saves converting its
-#: strings into Lua at every call. Dropped all at once past this many.
+#: ARGV tables kept, by their arguments: a limiter's usual call, or a
+#: throttle's on the server's clock, sends the same arguments every time,
+#: and a kept table saves converting its strings into Lua at every call.
+#: Dropped all at once past this many (arguments with a client's time in
+#: them are new at every call).
 _KEPT_ARGV = 256
 
 _UNSAFE = (
@@ -120,9 +122,10 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         # Inlined _now_us: this is every hit's path.
         now = time.time_ns() // 1000 if clock is None else microseconds(clock)
         function = self._functions.get(script.sha)
-        argv = self._argv.get(args) if type(args) is tuple else None
+        argv_key = args if type(args) is tuple else tuple(args)
+        argv = self._argv.get(argv_key)
         if function is None or argv is None:
-            function, argv = self._prepare(script, args)
+            function, argv = self._prepare(script, argv_key)
         try:
             reply = self._entry(function, now, argv, *keys)
         except self._runtime.LuaError as exc:
@@ -135,10 +138,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     _run_script = run_script
 
-    def _prepare(self, script: Script, args: Sequence[str]) -> tuple[Any, Any]:
+    def _prepare(self, script: Script, args: tuple[str, ...]) -> tuple[Any, Any]:
         """Start the runtime if need be, and give ``script`` as a Lua
-        function and ``args`` as a Lua table, keeping both: ``args`` only
-        when they are a tuple, as a limiter's usual call sends.
+        function and ``args`` as a Lua table, keeping both.
 
         Raises:
             ScriptError: ``script`` does not compile.
@@ -151,10 +153,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
             raise ScriptError(f"{script.name}: {exc}") from exc
         self._functions[script.sha] = function
         argv = lua.runtime.table_from(args)
-        if type(args) is tuple:
-            if len(self._argv) >= _KEPT_ARGV:
-                self._argv.clear()
-            self._argv[args] = argv
+        if len(self._argv) >= _KEPT_ARGV:
+            self._argv.clear()
+        self._argv[args] = argv
         return function, argv
 
     def command(self, *args: str | int) -> Any:
