@@ -8,7 +8,7 @@ with its goal and reason).
 
 Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
            [--rounds R] [--n N] [--skip-e2e] [--e2e-seconds S]
-           [--loader auto|wrk|python]
+           [--loader auto|wrk|python] [--only SUBSTRING ...]
 
 Without --url it starts a throwaway redis-server on a free loopback port.
 luathrottle's adapters (DRF, django-modern-rest, ASGI, FastAPI) run beside
@@ -21,7 +21,11 @@ peers (``pip install -e '.[bench]'``) are skipped with a note when missing.
 
 Writes results.json, results.md and chart.png to --out (docs/benchmarks by
 default; --smoke runs tiny N and one round, into a temporary directory
-unless --out is given, and checks no target). Speed is judged from these
+unless --out is given, and checks no target). --only SUBSTRING, which may
+be repeated, runs only the cases whose key or label contains one of them
+(``--only lt.memory.simple.1 --only limits.memory.fixed``), still
+interleaved, into a temporary directory unless --out is given; targets
+whose cases did not run are "not measured". Speed is judged from these
 outputs, never from tests.
 """
 
@@ -79,6 +83,12 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--e2e-seconds", type=float, help="per path and round")
     parser.add_argument("--e2e-rounds", type=int, help="default 9")
     parser.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="SUBSTRING",
+        help="run only cases whose key or label contains it (repeatable)",
+    )
     args = parser.parse_args()
     smoke = args.smoke
     args.n = args.n or (30 if smoke else 2000)
@@ -87,6 +97,8 @@ def _arguments() -> argparse.Namespace:
     args.e2e_rounds = args.e2e_rounds or (1 if smoke else 9)
     if args.n < 1 or args.rounds < 1 or args.e2e_rounds < 1 or args.e2e_seconds <= 0:
         parser.error("--n, --rounds, --e2e-rounds and --e2e-seconds must be positive")
+    if args.only is not None and not all(args.only):
+        parser.error("--only needs a non-empty substring")
     return args
 
 
@@ -151,6 +163,22 @@ def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], lis
     return cases, [*skipped, *missing]
 
 
+def _only(cases: list[Case], substrings: list[str]) -> list[Case]:
+    """The cases whose key or label contains one of ``substrings``.
+
+    Raises:
+        SystemExit: none does.
+    """
+    chosen = [
+        case
+        for case in cases
+        if any(part in case.key or part in case.label for part in substrings)
+    ]
+    if not chosen:
+        raise SystemExit(f"bench.py: no case matches --only {' '.join(substrings)}")
+    return chosen
+
+
 def _micro(
     url: str, args: argparse.Namespace, meta: dict[str, Any]
 ) -> list[CaseResult]:
@@ -160,6 +188,9 @@ def _micro(
     runner = Runner(url, loop)
     try:
         cases, skipped = _cases(url, client, aclient)
+        if args.only:
+            cases = _only(cases, args.only)
+            meta["notes"].append(f"only the cases matching {', '.join(args.only)}")
         meta["notes"].extend(skipped)
         meta["notes"].extend(
             f"{case.label}: {case.note}" for case in cases if case.note
@@ -204,7 +235,7 @@ def main() -> None:
     args = _arguments()
     out: Path = args.out or (
         Path(tempfile.mkdtemp(prefix="luathrottle-bench-"))
-        if args.smoke
+        if args.smoke or args.only
         else ROOT / "docs" / "benchmarks"
     )
     with redis_url(args.url) as url:

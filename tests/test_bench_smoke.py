@@ -198,3 +198,42 @@ def test_smoke_e2e(redis_url, tmp_path):
         assert is_number(result["p99_ms"]), path
     # The h11 client, whatever is installed: it is what a fresh machine has.
     assert document["meta"]["e2e"]["loader"].startswith("h11 keep-alive client")
+
+
+def test_only_runs_the_matching_cases(redis_url, tmp_path):
+    document = run_bench(
+        redis_url,
+        tmp_path,
+        "--skip-e2e",
+        *("--only", "lt.memory.simple.1", "--only", "limits.memory.fixed"),
+    )
+    keys = {case["key"] for case in document["cases"]}
+    expected = {"lt.memory.simple.1"}
+    if importlib.util.find_spec("limits"):
+        expected.add("limits.memory.fixed")
+    assert keys == expected
+    assert any(note.startswith("only the cases") for note in document["meta"]["notes"])
+    measured = {target["name"] for target in document["targets"] if target["measured"]}
+    assert measured == (
+        {"MemoryBackend hit / limits memory fixed window (SimpleRate, 1 limit)"}
+        if "limits.memory.fixed" in keys
+        else set()
+    )
+
+
+def test_only_refuses_a_substring_no_case_has(redis_url, tmp_path):
+    completed = subprocess.run(
+        [
+            *(sys.executable, str(BENCH), "--smoke", "--skip-e2e"),
+            *("--url", bench_url(redis_url), "--out", str(tmp_path)),
+            *("--only", "no-such-case"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert "no case matches --only no-such-case" in completed.stderr
+    assert not (tmp_path / "results.json").exists()

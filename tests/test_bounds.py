@@ -26,6 +26,7 @@ from luathrottle.rates import (
     MAX_REQUESTS,
     parse_limits,
 )
+from runtimes import EMBEDDED
 from states import limiter_keys
 from test_model_agreement import check_agreement
 
@@ -328,6 +329,7 @@ def extreme_scenarios(draw, algorithm: str, on_redis: bool):
     return limits, ops, None
 
 
+@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
 @pytest.mark.parametrize("algorithm_name", BOUND_ALGORITHMS)
 @settings(
     max_examples=40,
@@ -335,9 +337,11 @@ def extreme_scenarios(draw, algorithm: str, on_redis: bool):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(data=st.data())
-def test_memory_backend_agrees_with_models_at_the_bounds(algorithm_name, data, clock):
+def test_memory_backend_agrees_with_models_at_the_bounds(
+    algorithm_name, runtime, data, clock
+):
     scenario = data.draw(extreme_scenarios(algorithm_name, on_redis=False))
-    check_agreement(MemoryBackend(clock=clock), clock, algorithm_name, scenario)
+    check_agreement(EMBEDDED[runtime](clock=clock), clock, algorithm_name, scenario)
 
 
 @pytest.mark.redis

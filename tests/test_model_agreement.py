@@ -31,6 +31,7 @@ from models import (
     SlidingWindowModel,
     TokenBucketModel,
 )
+from runtimes import EMBEDDED
 from states import read_state, state_ttl
 
 _counter = itertools.count()
@@ -169,6 +170,7 @@ def ttl_of(backend, key):
     return state_ttl(getattr(backend, "client", backend), key)
 
 
+@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
 @pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
 @settings(
     max_examples=60,
@@ -176,8 +178,9 @@ def ttl_of(backend, key):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(scenario=scenarios(whole_seconds=False))
-def test_memory_backend_agrees_with_model(algorithm_name, scenario, clock):
-    check_agreement(MemoryBackend(clock=clock), clock, algorithm_name, scenario)
+def test_memory_backend_agrees_with_model(algorithm_name, runtime, scenario, clock):
+    backend = EMBEDDED[runtime](clock=clock)
+    check_agreement(backend, clock, algorithm_name, scenario)
 
 
 @pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
@@ -223,6 +226,7 @@ def large_scenarios(draw):
     return limits, ops, burst
 
 
+@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
 @pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
 @settings(
     max_examples=200,
@@ -230,7 +234,7 @@ def large_scenarios(draw):
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(scenario=large_scenarios())
-def test_large_limits_agree_with_model(algorithm_name, scenario):
+def test_large_limits_agree_with_model(algorithm_name, runtime, scenario):
     limits, _, burst = scenario
     try:
         ALGORITHMS[algorithm_name][0](burst).check_limits(
@@ -241,4 +245,4 @@ def test_large_limits_agree_with_model(algorithm_name, scenario):
     # A clock of its own for each example: one example moves it by up to
     # years, and a clock shared by all would pass what clocks may read.
     clock = Clock()
-    check_agreement(MemoryBackend(clock=clock), clock, algorithm_name, scenario)
+    check_agreement(EMBEDDED[runtime](clock=clock), clock, algorithm_name, scenario)

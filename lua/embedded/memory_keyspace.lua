@@ -1,5 +1,5 @@
 -- luathrottle embedded: memory_keyspace
--- version: 3
+-- version: 4
 --
 -- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
 -- DBSIZE over two tables, with lazy expiry, the hash commands the hashed
@@ -9,16 +9,21 @@
 -- GET meets WRONGTYPE there as on Redis. Not an algorithm: it never goes to
 -- Redis.
 --
--- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
--- call_script).
+-- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
+-- rest is not needed here).
 --
 -- Returns two entry points:
---   run_script(script, clock_us, nkeys, KEYS..., ARGV...)
---                   the script's reply, unpacked
+--   run_script(script, clock_us, argv, KEYS...)
+--                   the script's reply, unpacked, each field an integer as
+--                   Redis makes it (truncated); a field that is no finite
+--                   number within 64 bits raises an error. argv is a table
+--                   of the ARGV strings, which Python keeps from call to
+--                   call: the script gets a copy, so that nothing it does
+--                   to its ARGV reaches the next call.
 --   run_command(clock_us, name, args...)
 --                   one keyspace command's reply, as redis.call gives it
 
-local commands, clock, px_ms, call_script = ...
+local commands, clock, px_ms = ...
 local data, expires = {}, {}
 -- Keys of another type than string, by name: only their type is kept.
 -- Looked up only when data misses, so string keys pay nothing for them.
@@ -29,6 +34,8 @@ local zsets = {}
 -- Hashes, by name: {field = value}, in types as 'hash', expiring as strings
 -- do. An empty hash is deleted, as Redis deletes one.
 local hashes = {}
+-- SET's status reply, shared: scripts only compare it.
+local OK = {ok = 'OK'}
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 local cursor = nil
@@ -85,7 +92,7 @@ function commands.SET(key, value, option, ttl)
   if option ~= nil then
     expires[key] = clock.now + px_ms(option, ttl) * 1000
   end
-  return {ok = 'OK'}
+  return OK
 end
 function commands.DEL(...)
   local deleted = 0
@@ -332,10 +339,31 @@ function commands.DBSIZE()
   return size
 end
 
-local function run_script(script, clock_us, nkeys, ...)
+local INT64 = 2 ^ 63
+-- Redis truncates each number of a script's reply into an integer. Doing it
+-- here lets Python take the reply as it comes: lupa gives an integral
+-- number as a Python int.
+local function integers(reply)
+  for i = 1, #reply do
+    local value = tonumber(reply[i])
+    if value == nil or not (value > -INT64 and value < INT64) then
+      error('ERR script reply field ' .. i .. ' is no integer: ' ..
+        tostring(reply[i]), 0)
+    end
+    if value >= 0 then
+      reply[i] = math.floor(value)
+    else
+      reply[i] = math.ceil(value)
+    end
+  end
+  return reply
+end
+
+local function run_script(script, clock_us, argv, ...)
   clock.now = clock_us
-  sweep(SWEEP_PER_KEY * nkeys)
-  return unpack(call_script(script, nkeys, ...))
+  local keys = {...}
+  sweep(SWEEP_PER_KEY * #keys)
+  return unpack(integers(script(keys, {unpack(argv)})))
 end
 
 local function run_command(clock_us, ...)

@@ -33,9 +33,15 @@ class Reason(enum.StrEnum):
     STORE_UNAVAILABLE = "store_unavailable"
 
 
-_REASONS = {1: None, 0: Reason.LIMIT_EXCEEDED, -1: Reason.COST_EXCEEDS_LIMIT}
+_EXCEEDED = Reason.LIMIT_EXCEEDED
+_REASONS = {1: None, 0: _EXCEEDED, -1: Reason.COST_EXCEEDS_LIMIT}
+#: What _REASONS gives for a status that no script gives.
+_UNKNOWN = object()
 _FIELDS_PER_LIMIT = 5
 _MICROSECONDS = 1_000_000
+#: Builds a named tuple from a tuple in C, skipping the Python function that
+#: is NamedTuple's own __new__: every call of a limiter decodes a reply.
+_new_tuple = tuple.__new__
 
 logger = logging.getLogger("luathrottle")
 
@@ -110,6 +116,35 @@ class Decision(NamedTuple):
             ValueError: the reply does not have five integers per limit, or
                 has a status no script gives.
         """
+        if len(reply) == _FIELDS_PER_LIMIT and len(limits) == 1:
+            # A lone limit speaks for itself: nothing to combine. Decoded
+            # as _limit_decision does, inline: every hit of a limiter with
+            # one limit comes here.
+            limit = limits[0]
+            status, _, remaining, reset_us, retry_us = reply
+            reason = _REASONS.get(status, _UNKNOWN)
+            if reason is _UNKNOWN:
+                raise ValueError(
+                    f"script reply has status {status!r} for limit {limit.name}"
+                )
+            allowed = reason is None
+            if remaining < 0:
+                remaining = 0
+            reset_after = reset_us / _MICROSECONDS
+            retry_after = retry_us / _MICROSECONDS if reason is _EXCEEDED else None
+            item = (limit, allowed, remaining, reset_after, retry_after, reason)
+            return _new_tuple(
+                cls,
+                (
+                    allowed,
+                    limit.max_requests,
+                    remaining,
+                    reset_after,
+                    retry_after,
+                    reason,
+                    (_new_tuple(LimitDecision, item),),
+                ),
+            )
         return cls.combine(decode_reply(limits, reply, keys))
 
     @classmethod
@@ -120,14 +155,17 @@ class Decision(NamedTuple):
             ValueError: ``decisions`` is empty.
         """
         main = deciding_limit(decisions)
-        return cls(
-            main.allowed,
-            main.limit.max_requests,
-            main.remaining,
-            main.reset_after,
-            main.retry_after,
-            main.reason,
-            tuple(decisions),
+        return _new_tuple(
+            cls,
+            (
+                main.allowed,
+                main.limit.max_requests,
+                main.remaining,
+                main.reset_after,
+                main.retry_after,
+                main.reason,
+                tuple(decisions),
+            ),
         )
 
 
@@ -225,14 +263,17 @@ def _wait(decision: LimitDecision) -> float:
 
 def _limit_decision(limit: Limit, reply: Sequence[int], start: int) -> LimitDecision:
     status, _, remaining, reset_us, retry_us = reply[start : start + _FIELDS_PER_LIMIT]
-    if status not in _REASONS:
+    reason = _REASONS.get(status, _UNKNOWN)
+    if reason is _UNKNOWN:
         raise ValueError(f"script reply has status {status!r} for limit {limit.name}")
-    reason = _REASONS[status]
-    return LimitDecision(
-        limit,
-        reason is None,
-        max(int(remaining), 0),
-        int(reset_us) / _MICROSECONDS,
-        int(retry_us) / _MICROSECONDS if reason is Reason.LIMIT_EXCEEDED else None,
-        reason,
+    return _new_tuple(
+        LimitDecision,
+        (
+            limit,
+            reason is None,
+            remaining if remaining > 0 else 0,
+            reset_us / _MICROSECONDS,
+            retry_us / _MICROSECONDS if reason is _EXCEEDED else None,
+            reason,
+        ),
     )

@@ -7,10 +7,10 @@ call between the two.
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, TypeVar, get_args
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar, get_args
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle._denials import denial_cache
+from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._failures import OnFailure, check_on_failure, failure_decision
 from luathrottle._keys import check_prefix, identity_digest, key_frame, script_words
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -40,6 +40,9 @@ def _default_memory() -> "MemoryBackend":
 #: many, so that a caller passing limits from its own data cannot grow them
 #: without end.
 _REMEMBERED = 256
+#: The usual calls of this many recent identities are remembered, each
+#: whole (its keys and arguments), per mode; forgotten all at once past it.
+_RECENT_IDENTITIES = 1024
 
 
 def _memo(limits: object) -> object:
@@ -58,24 +61,23 @@ def _memo(limits: object) -> object:
     return None
 
 
-class _Call:
-    __slots__ = ("args", "cost", "keys", "limits", "now_us")
+class _Call(NamedTuple):
+    """One script call: the state keys and arguments, what the denial cache
+    needs of it (the cost, and the time the script reads when the limiter
+    has a clock), and the KEYS and ARGV the store gets (``script_words``)."""
 
-    def __init__(
-        self,
-        keys: list[str],
-        args: Sequence[str],
-        limits: tuple[Limit, ...],
-        cost: int = 1,
-        now_us: int | None = None,
-    ) -> None:
-        self.keys = keys
-        self.args = args
-        self.limits = limits
-        # What the denial cache needs: the cost, and the time the script
-        # reads when the limiter has a clock.
-        self.cost = cost
-        self.now_us = now_us
+    keys: tuple[str, ...]
+    args: Sequence[str]
+    limits: tuple[Limit, ...]
+    cost: int
+    now_us: int | None
+    script_keys: Sequence[str]
+    script_args: Sequence[str]
+
+
+#: Builds a tuple subclass in C: NamedTuple's own __new__ is a Python
+#: function, and every call of a limiter builds one.
+_new_call = functools.partial(tuple.__new__, _Call)
 
 
 #: What a denial cache that answered nothing needs to learn the store's
@@ -119,10 +121,14 @@ class _BaseLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.denials = denial_cache(cache_denials, self.clock)
         # A hit of cost 1 on the server's clock, the usual call, always
-        # packs to the same arguments.
+        # packs to the same arguments, so an identity's usual call is the
+        # same every time: it is built once and remembered.
         self._usual_args: dict[Mode, tuple[str, ...]] = {
             mode: tuple(self.algorithm.pack_args(mode, 1, None, self.limits))
             for mode in get_args(Mode)
+        }
+        self._usual_calls: dict[Mode, dict[str, _Call]] = {
+            mode: {} for mode in get_args(Mode)
         }
 
     def _call(
@@ -136,23 +142,46 @@ class _BaseLimiter(Generic[_BackendT]):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
         if not key:
             raise ValueError("key must not be empty")
+        # The usual call: cost 1, on the server's clock, under the
+        # limiter's limits.
+        if limits is None and type(cost) is int and cost == 1 and self.clock is None:
+            recent = self._usual_calls[mode]
+            call = recent.get(key)
+            if call is None:
+                if len(recent) >= _RECENT_IDENTITIES:
+                    recent.clear()
+                digest = identity_digest(key)
+                keys = tuple([head + digest + tail for head, tail in self._frames])
+                call = self._new(keys, self._usual_args[mode], self.limits, 1, None)
+                recent[key] = call
+            return call
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
         digest = identity_digest(key)
+        now_us = None if self.clock is None else microseconds(self.clock)
         if limits is not None:
             chosen = self._parse_call_limits(limits)
-            keys = [head + digest + tail for head, tail in self._frames_of(chosen)]
-            now_us = None if self.clock is None else microseconds(self.clock)
+            keys = tuple(
+                [head + digest + tail for head, tail in self._frames_of(chosen)]
+            )
             args = self.algorithm.pack_args(mode, cost, now_us, chosen)
-            return _Call(keys, args, chosen, cost, now_us)
-        keys = [head + digest + tail for head, tail in self._frames]
-        if cost == 1 and self.clock is None:
-            return _Call(keys, self._usual_args[mode], self.limits)
-        now_us = None if self.clock is None else microseconds(self.clock)
+            return self._new(keys, args, chosen, cost, now_us)
+        keys = tuple([head + digest + tail for head, tail in self._frames])
         args = self.algorithm.pack_args(mode, cost, now_us, self.limits)
-        return _Call(keys, args, self.limits, cost, now_us)
+        return self._new(keys, args, self.limits, cost, now_us)
+
+    def _new(
+        self,
+        keys: tuple[str, ...],
+        args: Sequence[str],
+        limits: tuple[Limit, ...],
+        cost: int,
+        now_us: int | None,
+    ) -> _Call:
+        script_keys, script_args = script_words(self.script, keys, args)
+        return _new_call((keys, args, limits, cost, now_us, script_keys, script_args))
 
     def _parse_call_limits(
         self, limits: LimitSpec | Iterable[LimitSpec]
@@ -191,21 +220,22 @@ class _BaseLimiter(Generic[_BackendT]):
             frames.append(frame)
         return frames
 
-    def _erasure(self, key: str) -> tuple[list[str], tuple[Sequence[str], ...]]:
+    def _erasure(
+        self, key: str
+    ) -> tuple[list[str], tuple[Sequence[str], Sequence[str]] | None]:
         """The state keys of ``key`` under the limiter's limits, and what
         forgets them: the script's reset call when they are fields of a
-        hash, else nothing, and the keys are deleted."""
+        hash, else None, and the keys are deleted."""
         call = self._call(key, "reset")
         if not self.script.hashed:
-            return call.keys, ()
-        return call.keys, script_words(self.script, call.keys, call.args)
+            return list(call.keys), None
+        return list(call.keys), (call.script_keys, call.script_args)
 
-    def _known(self, call: _Call) -> tuple[Decision | None, _Ticket | None]:
+    def _known(
+        self, denials: DenialCache, call: _Call
+    ) -> tuple[Decision | None, _Ticket]:
         """What the denial cache answers for ``call`` without the store, and
         what it needs to learn the store's reply when it answers nothing."""
-        denials = self.denials
-        if denials is None:
-            return None, None
         ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
         reply = denials.answer(
             call.keys[0], self.script, call.limits, call.cost, ticket[0]
@@ -214,14 +244,11 @@ class _BaseLimiter(Generic[_BackendT]):
             return None, ticket
         return Decision.from_reply(call.limits, reply), ticket
 
-    def _decided(
-        self, call: _Call, reply: list[int], ticket: _Ticket | None
-    ) -> Decision:
-        if ticket is not None and self.denials is not None:
+    def _learn(self, call: _Call, reply: list[int], ticket: _Ticket) -> None:
+        if self.denials is not None:
             self.denials.learn(call.keys[0], self.script, call.limits, reply, *ticket)
-        return Decision.from_reply(call.limits, reply, call.keys)
 
-    def _forget(self, keys: list[str]) -> None:
+    def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:
             self.denials.forget(keys[0])
 
@@ -308,7 +335,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
         # Forgotten after the delete, so that no call sent before it can
         # teach the cache a denial that the delete undid.
         try:
-            if words:
+            if words is not None:
                 self.backend.run_script(self.script, *words)
             else:
                 self.backend.delete_keys(keys)
@@ -316,15 +343,20 @@ class Limiter(_BaseLimiter[SyncBackend]):
             self._forget(keys)
 
     def _decide(self, call: _Call) -> Decision:
-        known, ticket = self._known(call)
-        if known is not None:
-            return known
+        ticket = None
+        if self.denials is not None:
+            known, ticket = self._known(self.denials, call)
+            if known is not None:
+                return known
         try:
-            words = script_words(self.script, call.keys, call.args)
-            reply = self.backend.run_script(self.script, *words)
+            reply = self.backend.run_script(
+                self.script, call.script_keys, call.script_args
+            )
         except BackendError as error:
             return self._failed(call, error)
-        return self._decided(call, reply, ticket)
+        if ticket is not None:
+            self._learn(call, reply, ticket)
+        return Decision.from_reply(call.limits, reply, call.keys)
 
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
@@ -358,7 +390,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         """Forget everything ``key`` has spent."""
         keys, words = self._erasure(key)
         try:
-            if words:
+            if words is not None:
                 await self.backend.arun_script(self.script, *words)
             else:
                 await self.backend.adelete_keys(keys)
@@ -366,12 +398,17 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
             self._forget(keys)
 
     async def _decide(self, call: _Call) -> Decision:
-        known, ticket = self._known(call)
-        if known is not None:
-            return known
+        ticket = None
+        if self.denials is not None:
+            known, ticket = self._known(self.denials, call)
+            if known is not None:
+                return known
         try:
-            words = script_words(self.script, call.keys, call.args)
-            reply = await self.backend.arun_script(self.script, *words)
+            reply = await self.backend.arun_script(
+                self.script, call.script_keys, call.script_args
+            )
         except BackendError as error:
             return self._failed(call, error)
-        return self._decided(call, reply, ticket)
+        if ticket is not None:
+            self._learn(call, reply, ticket)
+        return Decision.from_reply(call.limits, reply, call.keys)

@@ -13,6 +13,7 @@ returns the entry points Python calls.
 
 import threading
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 import lupa.lua51 as lupa
@@ -36,10 +37,13 @@ class EmbeddedLua:
         backend: the backend's name, as error messages show it.
         keyspace: the name of the keyspace chunk in ``lua/embedded/``; what
             it returns becomes ``entry_points``.
+        runtime: the lupa module to run it on, ``lupa.lua51`` by default;
+            its ``LuaError`` is what calls into this runtime raise.
     """
 
-    def __init__(self, backend: str, keyspace: str) -> None:
-        self.runtime = lupa.LuaRuntime(unpack_returned_tuples=True)
+    def __init__(self, backend: str, keyspace: str, runtime: ModuleType = lupa) -> None:
+        self.runtime = runtime.LuaRuntime(unpack_returned_tuples=True)
+        self.error: type[Exception] = runtime.LuaError
         prelude = self.runtime.compile(embedded_source("prelude"))
         shared = prelude(backend)
         self._compile = shared[-1]
@@ -77,10 +81,11 @@ class LazyLua:
     Args:
         backend: as for ``EmbeddedLua``.
         keyspace: as for ``EmbeddedLua``.
+        runtime: as for ``EmbeddedLua``.
     """
 
-    def __init__(self, backend: str, keyspace: str) -> None:
-        self._arguments = (backend, keyspace)
+    def __init__(self, backend: str, keyspace: str, runtime: ModuleType = lupa) -> None:
+        self._arguments = (backend, keyspace, runtime)
         self._lua: EmbeddedLua | None = None
         self._lock = threading.Lock()
 
@@ -100,7 +105,8 @@ class LazyLua:
         Raises:
             BackendError: it does not compile.
         """
+        lua = self.get()
         try:
-            self.get().function(script)
-        except LuaError as exc:
+            lua.function(script)
+        except lua.error as exc:
             raise BackendError(f"{script.name}: {exc}") from exc

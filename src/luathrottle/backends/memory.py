@@ -1,6 +1,7 @@
 """The embedded backend: the very same Lua files, run in-process by lupa.
 
-``MemoryBackend`` embeds Lua 5.1, the Lua that Redis embeds, with a small
+``MemoryBackend`` embeds LuaJIT (falling back to Lua 5.1 on a lupa built
+without it), which runs the Lua 5.1 language that Redis embeds, with a small
 keyspace written in Lua (``lua/embedded/memory_keyspace.lua``: GET, SET with
 PX, DEL, PTTL, PEXPIRE, TYPE, DBSIZE, TIME, the hash commands of the hashed
 scripts, and the sorted-set commands of the concurrency script) so that a
@@ -16,14 +17,16 @@ and between asyncio tasks (a call never awaits). State is per process: use
 Redis when several processes must share limits.
 """
 
+import importlib
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
-import lupa.lua51 as lupa
-
 from luathrottle._clock import check_clock, microseconds
-from luathrottle.backends._lua import LazyLua, LuaError
+from luathrottle.backends._lua import LazyLua
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
@@ -34,6 +37,39 @@ from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
 
 __all__ = ["MemoryBackend"]
+
+
+def _lua_module() -> ModuleType:
+    """lupa's LuaJIT, else its Lua 5.1 when the wheel has no LuaJIT.
+
+    LuaJIT runs the scripts about three times as fast as Lua 5.1, with the
+    same results: the agreement tests run every algorithm on both. It is
+    loaded bound to its own symbols (RTLD_DEEPBIND, where there is one):
+    lupa's Lua 5.1 exports the same C functions when loaded with
+    RTLD_GLOBAL, as fakeredis loads it, and LuaJIT's module would otherwise
+    call those and run Lua 5.1.
+    """
+    # Windows has no dlopen flags, and macOS binds symbols per library.
+    flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
+    if flags is not None:
+        sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))
+    try:
+        return importlib.import_module("lupa.luajit21")
+    except ImportError:  # pragma: no cover - a lupa built without LuaJIT
+        return importlib.import_module("lupa.lua51")
+    finally:
+        if flags is not None:
+            sys.setdlopenflags(flags)
+
+
+lupa = _lua_module()
+
+#: ARGV tables kept, by their arguments: a limiter's usual call, or a
+#: throttle's on the server's clock, sends the same arguments every time,
+#: and a kept table saves converting its strings into Lua at every call.
+#: Dropped all at once past this many (arguments with a client's time in
+#: them are new at every call).
+_KEPT_ARGV = 256
 
 _UNSAFE = (
     "MemoryBackend keeps its state in each process: N processes admit up to "
@@ -51,12 +87,21 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         clock: returns the current time in seconds; ``time.time`` by default.
     """
 
+    #: The lupa module the scripts run on.
+    _runtime = lupa
+
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = check_clock(clock)
         self._traits = StoreTraits(
             self, shared_across_processes=False, unsafe_reason=_UNSAFE
         )
-        self._lua = LazyLua("memory", "memory_keyspace")
+        self._lua = LazyLua("memory", "memory_keyspace", self._runtime)
+        # What every script call needs, kept here once the runtime has
+        # started: its run_script entry point, each script's Lua function
+        # by SHA1, and ARGV tables.
+        self._entry: Any = None
+        self._functions: dict[str, Any] = {}
+        self._argv: dict[tuple[str, ...], Any] = {}
 
     def _now_us(self) -> int:
         if self._clock is None:
@@ -73,18 +118,45 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
         """Run ``script`` atomically in the embedded Lua."""
-        now = self._now_us()
-        lua = self._lua.get()
+        clock = self._clock
+        # Inlined _now_us: this is every hit's path.
+        now = time.time_ns() // 1000 if clock is None else microseconds(clock)
+        function = self._functions.get(script.sha)
+        argv_key = args if type(args) is tuple else tuple(args)
+        argv = self._argv.get(argv_key)
+        if function is None or argv is None:
+            function, argv = self._prepare(script, argv_key)
         try:
-            reply = lua.entry_points[0](
-                lua.function(script), now, len(keys), *keys, *args
-            )
-        except LuaError as exc:
+            reply = self._entry(function, now, argv, *keys)
+        except self._runtime.LuaError as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
-        # The reply comes unpacked: several values are a tuple, none is None.
-        return [] if reply is None else lua.integers(reply)
+        # The keyspace made every field an integer; lupa returns several
+        # values as a tuple, one as itself, and none as None.
+        if type(reply) is tuple:
+            return list(reply)
+        return [] if reply is None else [reply]
 
     _run_script = run_script
+
+    def _prepare(self, script: Script, args: tuple[str, ...]) -> tuple[Any, Any]:
+        """Start the runtime if need be, and give ``script`` as a Lua
+        function and ``args`` as a Lua table, keeping both.
+
+        Raises:
+            ScriptError: ``script`` does not compile.
+        """
+        lua = self._lua.get()
+        self._entry = lua.entry_points[0]
+        try:
+            function = lua.function(script)
+        except lua.error as exc:
+            raise ScriptError(f"{script.name}: {exc}") from exc
+        self._functions[script.sha] = function
+        argv = lua.runtime.table_from(args)
+        if len(self._argv) >= _KEPT_ARGV:
+            self._argv.clear()
+        self._argv[args] = argv
+        return function, argv
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, PEXPIRE, TYPE,
@@ -95,9 +167,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         lua = self._lua.get()
         try:
             reply = lua.entry_points[1](now, *args)
-        except LuaError as exc:
+        except lua.error as exc:
             raise ScriptError(f"{args[0]}: {exc}") from exc
-        if lupa.lua_type(reply) == "table":
+        if self._runtime.lua_type(reply) == "table":
             return list(reply.values())
         return reply
 
