@@ -6,7 +6,7 @@ hit against (``_bench_report.TARGETS``, each with its goal and reason).
 
 Usage: python scripts/bench.py [--url URL] [--smoke] [--out DIR]
            [--rounds R] [--n N] [--skip-e2e] [--e2e-seconds S]
-           [--loader auto|wrk|python]
+           [--loader auto|wrk|python] [--cases PREFIX ...]
 
 Without --url it starts a throwaway redis-server on a free loopback port.
 luathrottle's adapters (DRF, django-modern-rest, ASGI, FastAPI) run beside
@@ -43,7 +43,7 @@ from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
 from _bench_measure import Case, CaseResult, Runner
 from _bench_peers import peer_cases
-from _bench_report import write_outputs
+from _bench_report import FLOORS, write_outputs
 from _redis_server import redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,6 +77,13 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--e2e-seconds", type=float, help="per path and round")
     parser.add_argument("--e2e-rounds", type=int, help="default 9")
     parser.add_argument("--loader", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        metavar="PREFIX",
+        help="run only the cases whose key starts with a PREFIX (and the "
+        "floors' PINGs); targets whose cases did not run are not measured",
+    )
     args = parser.parse_args()
     smoke = args.smoke
     args.n = args.n or (30 if smoke else 2000)
@@ -158,6 +165,10 @@ def _micro(
     runner = Runner(url, loop)
     try:
         cases, skipped = _cases(url, client, aclient)
+        if args.cases:
+            keep = (*args.cases, *FLOORS.values())
+            cases = [case for case in cases if case.key.startswith(keep)]
+            meta["notes"].append(f"only the cases {' '.join(args.cases)} (--cases)")
         meta["notes"].extend(skipped)
         meta["notes"].extend(
             f"{case.label}: {case.note}" for case in cases if case.note

@@ -44,6 +44,7 @@ OWN_CASES = {
         for backend in ("redis", "cache")
         for size in (1, 3)
     ),
+    "lt_django.locmem.3",
 }
 PEER_CASES = {
     "limits": (
@@ -56,7 +57,11 @@ PEER_CASES = {
     ),
     "dmr": (
         ("dmr", "msgspec"),
-        {"dmr.plain", *(f"dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3))},
+        {
+            "dmr.plain",
+            "dmr.locmem.3",
+            *(f"dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3)),
+        },
     ),
     "django-ratelimit": (("django_ratelimit",), {"ratelimit.cache.1"}),
     "drf": (("rest_framework",), {"drf.plain", "drf.cache.1"}),
@@ -71,6 +76,9 @@ ADAPTER_CASES = {
     "asgi": ((), {"asgi.plain", "adapter.asgi.memory.1", "adapter.asgi.redis.1"}),
     "fastapi": (("fastapi",), {"fastapi.plain", "adapter.fastapi.redis.1"}),
 }
+LOCMEM_TARGET = (
+    "3 throttles + headers on LocMemCache: overhead / dmr's on the same cache"
+)
 E2E_PATHS = {"none/", "memory/1/", "memory/3/", "redis/1/", "redis/3/", "cache/3/"}
 
 
@@ -145,18 +153,26 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         "set": 3.0,
     }
     targets = {target["name"]: target for target in document["targets"]}
-    assert len(targets) == len(document["targets"]) == 10
+    assert len(targets) == len(document["targets"]) == 11
     for name, target in targets.items():
         assert target["reason"], name
         assert target["better"] in ("lower", "higher"), name
         assert is_number(target["goal"]), name
         assert target["verdict"] in ("pass", "MISS", "not measured"), name
-    # Only the end-to-end target lacks a figure without the ASGI server.
+    # Only the end-to-end target lacks a figure without the ASGI server,
+    # and the LocMemCache one without dmr beside it.
     unmeasured = {name for name, t in targets.items() if t["measured"] is None}
+    expected_unmeasured = {
+        "view with 3 MemoryBackend throttles / same view without throttles (rps)"
+    }
+    if not importlib.util.find_spec("dmr"):
+        expected_unmeasured.add(LOCMEM_TARGET)
     if importlib.util.find_spec("limits"):
-        assert unmeasured == {
-            "view with 3 MemoryBackend throttles / same view without throttles (rps)"
-        }
+        assert unmeasured == expected_unmeasured
+    # The staged path's cases keep no state on the bench's Redis.
+    for key in ("lt_django.locmem.3", "dmr.locmem.3"):
+        if key in cases:
+            assert cases[key]["redis"] is None, key
     results_md = (tmp_path / "results.md").read_text()
     for name in targets:
         assert f"| {name} |" in results_md, name
@@ -184,3 +200,18 @@ def test_smoke_e2e(redis_url, tmp_path):
         assert is_number(result["p99_ms"]), path
     # The h11 client, whatever is installed: it is what a fresh machine has.
     assert document["meta"]["e2e"]["loader"].startswith("h11 keep-alive client")
+
+
+def test_smoke_of_some_cases(redis_url, tmp_path):
+    chosen = ("django.plain", "lt_django.locmem.3", "dmr.plain", "dmr.locmem.3")
+    document = run_bench(redis_url, tmp_path, "--skip-e2e", "--cases", *chosen)
+    expected = {"floor.sync.ping", "floor.async.ping", *chosen}
+    if not importlib.util.find_spec("dmr"):
+        expected -= {"dmr.plain", "dmr.locmem.3"}
+    assert {case["key"] for case in document["cases"]} == expected
+    measured = {
+        target["name"]
+        for target in document["targets"]
+        if target["measured"] is not None
+    }
+    assert measured == ({LOCMEM_TARGET} if "dmr.plain" in expected else set())
