@@ -3,7 +3,10 @@
 ``configure(url)`` sets Django up once with ``settings.configure``: the
 ``default`` cache is Django's ``RedisCache`` on the bench's server, which
 django-ratelimit, Django REST framework, django-modern-rest's Django-cache
-backend and luathrottle's ``SyncDjangoCache`` all use. Each operation of a
+backend and luathrottle's ``SyncDjangoCache`` all use; the ``locmem`` cache
+is Django's ``LocMemCache`` (its default cache), where luathrottle's
+``SyncDjangoCache`` takes the staged path and django-modern-rest's
+``SyncDjangoCache`` sits beside it. Each operation of a
 Django case is one request built by ``RequestFactory`` and passed to the
 view, as Django's handler would, without middleware.
 """
@@ -18,7 +21,10 @@ from django.http import HttpRequest, HttpResponse
 
 from _bench_measure import Case
 
-__all__ = ["addresses", "configure", "django_cases", "request_op"]
+__all__ = ["LOCMEM", "addresses", "configure", "django_cases", "request_op"]
+
+#: The alias of the LocMemCache that the staged-path cases share with dmr's.
+LOCMEM = "locmem"
 
 #: Peer apps added to INSTALLED_APPS when they are installed.
 _PEER_APPS = ("rest_framework", "dmr")
@@ -52,7 +58,11 @@ def configure(url: str) -> None:
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": url,
                 "KEY_PREFIX": "bench",
-            }
+            },
+            LOCMEM: {
+                "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                "LOCATION": "bench",
+            },
         },
         LUATHROTTLE={"allow_unsafe_cache": None},
         RATELIMIT_USE_CACHE="default",
@@ -92,9 +102,18 @@ def request_op(view: View, address: str, path: str = "/bench/") -> Callable[[], 
 
 
 def django_case(
-    key: str, label: str, group: str, view: View, limits: int, note: str = ""
+    key: str,
+    label: str,
+    group: str,
+    view: View,
+    limits: int,
+    note: str = "",
+    *,
+    on_redis: bool = True,
 ) -> Case:
-    """A case whose operation is one request; the probe, one from elsewhere."""
+    """A case whose operation is one request; the probe, one from elsewhere.
+    ``on_redis=False`` marks throttles whose state is not on the bench's
+    Redis, whose statistics then mean nothing."""
     fresh = addresses()
     return Case(
         key,
@@ -103,7 +122,7 @@ def django_case(
         op=request_op(view, next(fresh)),
         probe=lambda: request_op(view, next(fresh))(),
         limits=limits,
-        uses_redis=limits > 0,
+        uses_redis=on_redis and limits > 0,
         note=note,
     )
 
@@ -123,7 +142,9 @@ def _named(key: str) -> View:
 
 def django_cases(client: redis.Redis) -> list[Case]:
     """A plain view, and luathrottle's view with 1 and 3 throttles and the
-    full rate-limit headers, on SyncRedis and on Django's RedisCache."""
+    full rate-limit headers, on SyncRedis and on Django's RedisCache; and
+    with 3 throttles on Django's LocMemCache, the staged path."""
+    from luathrottle.backends.django_cache import SyncDjangoCache
     from luathrottle.backends.redis import SyncRedis
     from luathrottle.django import Rate, SyncThrottle, throttle
 
@@ -143,4 +164,12 @@ def django_cases(client: redis.Redis) -> list[Case]:
             plural = "s" if size > 1 else ""
             label = f"luathrottle view, {size} throttle{plural} + headers, {where}"
             cases.append(django_case(key, label, "luathrottle-django", view, size))
+    locmem = SyncDjangoCache(LOCMEM)
+    key = "lt_django.locmem.3"
+    view = throttle(
+        *(SyncThrottle(1_000_000, rate, backend=locmem) for rate in rates),
+        headers_on_every_response=True,
+    )(_named(key))
+    label = "luathrottle view, 3 throttles + headers, SyncDjangoCache(LocMemCache)"
+    cases.append(django_case(key, label, "luathrottle-django", view, 3, on_redis=False))
     return cases

@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from django.http import HttpRequest, HttpResponse
 
-from _bench_django import addresses, django_case
+from _bench_django import LOCMEM, addresses, django_case
 from _bench_measure import Case
 
 __all__ = ["PEERS", "peer_cases"]
@@ -120,15 +120,20 @@ def _dmr_cases(client: redis.Redis) -> list[Case]:
     throttling = _module("dmr.throttling")
     backends = _module("dmr.throttling.backends")
     dmr_redis = _module("dmr.throttling.backends.redis").SyncRedis(client)
+    # Its LocMemCache is unsafe across processes, as the bench knows.
+    dmr_locmem = backends.SyncDjangoCache(LOCMEM, allow_unsafe_cache=True)
+    dmr_cache = backends.SyncDjangoCache()
     rate = throttling.Rate
     rates = (rate.second, rate.minute, rate.hour)
     plain = _dmr_controller("DmrPlain", [], headers=False).as_view()
     cases = [django_case("dmr.plain", "dmr Controller, no throttle", "dmr", plain, 0)]
-    for where, backend in (("redis", dmr_redis), ("cache", backends.SyncDjangoCache())):
-        label = (
-            "dmr SyncRedis" if where == "redis" else "dmr SyncDjangoCache(RedisCache)"
-        )
-        for size in (1, 3):
+    stores = (
+        ("redis", dmr_redis, (1, 3), "dmr SyncRedis"),
+        ("cache", dmr_cache, (1, 3), "dmr SyncDjangoCache(RedisCache)"),
+        ("locmem", dmr_locmem, (3,), "dmr SyncDjangoCache(LocMemCache)"),
+    )
+    for where, backend, sizes, label in stores:
+        for size in sizes:
             throttles = [
                 throttling.SyncThrottle(HUGE, duration, backend=backend)
                 for duration in rates[-size:]
@@ -146,6 +151,7 @@ def _dmr_cases(client: redis.Redis) -> list[Case]:
                     "dmr",
                     view,
                     size,
+                    on_redis=where != "locmem",
                 )
             )
     return cases

@@ -224,6 +224,36 @@ def _rps_ratio(cases: Cases, e2e: E2E) -> tuple[float | None, str]:
     return statistics.median(ratios), detail
 
 
+def _overhead_ratio(mine: tuple[str, str], theirs: tuple[str, str]) -> Measure:
+    """The median of the per-round ratios of two overheads, each a case's
+    time less its own plain view's in the same round: one framework's
+    throttles against another's, each over the view it throttles."""
+
+    def measure(cases: Cases, e2e: E2E) -> tuple[float | None, str]:
+        missing = [key for key in (*mine, *theirs) if key not in cases]
+        if missing:
+            return None, f"not run: {', '.join(missing)}"
+        ours, peers = (
+            [
+                a - b
+                for a, b in zip(
+                    cases[top].samples_us, cases[bottom].samples_us, strict=True
+                )
+            ]
+            for top, bottom in (mine, theirs)
+        )
+        ratios = [a / b for a, b in zip(ours, peers, strict=True) if b > 0]
+        if not ratios:
+            return None, "the peer's throttles cost nothing measurable"
+        return statistics.median(ratios), (
+            f"{statistics.median(ours):.1f} µs over {cases[mine[1]].label} vs "
+            f"{statistics.median(peers):.1f} µs over {cases[theirs[1]].label} "
+            f"(medians of rounds); per-round ratios {min(ratios):.2f}-{max(ratios):.2f}"
+        )
+
+    return measure
+
+
 #: The other algorithms keep a key per limit: each is listed beside
 #: SimpleRate against that layout's floor script.
 _OTHER_LUA = {
@@ -302,6 +332,16 @@ TARGETS = [
         "higher",
         "throttling a real server's view may cost it 10% of its requests",
         _rps_ratio,
+    ),
+    Target(
+        "3 throttles + headers on LocMemCache: overhead / dmr's on the same cache",
+        1.0,
+        "lower",
+        "issue 16 item 4: Django's default cache takes the staged path, which "
+        "may cost no more over a plain view than dmr's own throttles over its",
+        _overhead_ratio(
+            ("lt_django.locmem.3", "django.plain"), ("dmr.locmem.3", "dmr.plain")
+        ),
     ),
     Target(
         "hot key (50x its limit): Redis script calls per request, denial cache on",
@@ -438,8 +478,10 @@ ADAPTER_TABLE = (
                 for size in (1, 3)
                 for who in ("dmr", "adapter.dmr")
             ),
+            "dmr.locmem.3",
         ),
     ),
+    ("Django", "django.plain", ("lt_django.locmem.3",)),
     ("ASGI", "asgi.plain", ("adapter.asgi.memory.1", "adapter.asgi.redis.1")),
     ("FastAPI", "fastapi.plain", ("adapter.fastapi.redis.1",)),
 )

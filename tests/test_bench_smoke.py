@@ -45,6 +45,7 @@ OWN_CASES = {
         for backend in ("redis", "cache")
         for size in (1, 3)
     ),
+    "lt_django.locmem.3",
 }
 PEER_CASES = {
     "limits": (
@@ -57,7 +58,11 @@ PEER_CASES = {
     ),
     "dmr": (
         ("dmr", "msgspec"),
-        {"dmr.plain", *(f"dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3))},
+        {
+            "dmr.plain",
+            "dmr.locmem.3",
+            *(f"dmr.{w}.{s}" for w in ("redis", "cache") for s in (1, 3)),
+        },
     ),
     "django-ratelimit": (("django_ratelimit",), {"ratelimit.cache.1"}),
     "drf": (("rest_framework",), {"drf.plain", "drf.cache.1"}),
@@ -72,6 +77,10 @@ ADAPTER_CASES = {
     "asgi": ((), {"asgi.plain", "adapter.asgi.memory.1", "adapter.asgi.redis.1"}),
     "fastapi": (("fastapi",), {"fastapi.plain", "adapter.fastapi.redis.1"}),
 }
+LOCMEM_TARGET = (
+    "3 throttles + headers on LocMemCache: overhead / dmr's on the same cache"
+)
+LOCMEM_VOID = "the peer's throttles cost nothing measurable"
 E2E_PATHS = {"none/", "memory/1/", "memory/3/", "redis/1/", "redis/3/", "cache/3/"}
 
 
@@ -98,6 +107,13 @@ def run_bench(redis_url: str, out: Path, *extra: str) -> dict:
     for name in ("results.json", "results.md"):
         assert (out / name).is_file(), name
     return json.loads((out / "results.json").read_text())
+
+
+def timing_void(target: dict) -> bool:
+    """Whether a target went unmeasured only because a smoke run's few
+    requests timed dmr's throttles no slower than its plain view: a figure
+    the run took but could not divide by."""
+    return target["name"] == LOCMEM_TARGET and target["detail"] == LOCMEM_VOID
 
 
 def is_number(value: object) -> bool:
@@ -159,18 +175,30 @@ def test_smoke_without_e2e(redis_url, tmp_path):
     several = targets["Lua µs per call, SimpleRate 3 limits / 1 limit"]["detail"]
     assert "floor scripts, a key per limit: 3 limits / 1 limit" in several
     assert "floor scripts, one hash: 3 limits / 1 limit" in several
-    assert len(targets) == len(document["targets"]) == 10
+    assert len(targets) == len(document["targets"]) == 11
     for name, target in targets.items():
         assert target["reason"], name
         assert target["better"] in ("lower", "higher"), name
         assert is_number(target["goal"]), name
         assert target["verdict"] in ("pass", "MISS", "not measured"), name
-    # Only the end-to-end target lacks a figure without the ASGI server.
-    unmeasured = {name for name, t in targets.items() if t["measured"] is None}
+    # Only the end-to-end target lacks a figure without the ASGI server,
+    # and the LocMemCache one without dmr beside it.
+    unmeasured = {
+        name
+        for name, t in targets.items()
+        if t["measured"] is None and not timing_void(t)
+    }
+    expected_unmeasured = {
+        "view with 3 MemoryBackend throttles / same view without throttles (rps)"
+    }
+    if not importlib.util.find_spec("dmr"):
+        expected_unmeasured.add(LOCMEM_TARGET)
     if importlib.util.find_spec("limits"):
-        assert unmeasured == {
-            "view with 3 MemoryBackend throttles / same view without throttles (rps)"
-        }
+        assert unmeasured == expected_unmeasured
+    # The staged path's cases keep no state on the bench's Redis.
+    for key in ("lt_django.locmem.3", "dmr.locmem.3"):
+        if key in cases:
+            assert cases[key]["redis"] is None, key
     results_md = (tmp_path / "results.md").read_text()
     for name in targets:
         assert f"| {name} |" in results_md, name
@@ -237,3 +265,19 @@ def test_only_refuses_a_substring_no_case_has(redis_url, tmp_path):
     assert completed.returncode != 0
     assert "no case matches --only no-such-case" in completed.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+def test_smoke_of_some_cases(redis_url, tmp_path):
+    chosen = ("django.plain", "lt_django.locmem.3", "dmr.plain", "dmr.locmem.3")
+    only = [word for key in chosen for word in ("--only", key)]
+    document = run_bench(redis_url, tmp_path, "--skip-e2e", *only)
+    expected = set(chosen)
+    if not importlib.util.find_spec("dmr"):
+        expected -= {"dmr.plain", "dmr.locmem.3"}
+    assert {case["key"] for case in document["cases"]} == expected
+    measured = {
+        target["name"]
+        for target in document["targets"]
+        if target["measured"] is not None or timing_void(target)
+    }
+    assert measured == ({LOCMEM_TARGET} if "dmr.plain" in expected else set())

@@ -36,6 +36,7 @@ from luathrottle.backends.django_cache import (
     SyncDjangoCache,
     UnsafeCacheBackendWarning,
 )
+from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
 from states import limiter_keys, store_keys
 
@@ -427,6 +428,44 @@ def test_a_script_error_is_a_backend_error():
     )
     with pytest.raises(BackendError, match="unknown command INCR"):
         SyncDjangoCache().run_script(broken, ["x"], [])
+
+
+def test_a_reply_that_is_no_array_is_a_script_error():
+    """Scripts answer arrays; a scalar fails in the keyspace, as a script
+    error whose message names the script."""
+    scalar = Script.from_source(
+        "-- luathrottle script: scalar\n-- version: 1\nreturn 5\n",
+        filename="scalar.lua",
+    )
+    with pytest.raises(ScriptError, match=r"^scalar: "):
+        SyncDjangoCache().run_script(scalar, ["x"], [])
+
+
+PAIRS = Script.from_source(
+    "-- luathrottle script: pairs\n-- version: 1\n"
+    "local reply = {}\n"
+    "for i = 1, #KEYS do\n"
+    "  local old = redis.call('GET', KEYS[i])\n"
+    "  reply[i] = old and tonumber(old) or -1\n"
+    "  redis.call('SET', KEYS[i], ARGV[i], 'PX', ARGV[i] * 1000)\n"
+    "end\n"
+    "return reply\n",
+    filename="pairs.lua",
+)
+
+
+def test_staged_values_cross_by_position():
+    """Missing keys among present ones read as absent, each key reads its
+    own value, and each key gets its own write, whatever its timeout."""
+    cache = caches["default"]
+    keys = ["staged:a", "staged:b", "staged:c", "staged:d"]
+    cache.delete_many(keys)
+    cache.set_many({"staged:b": "2", "staged:d": 4})
+    backend = SyncDjangoCache()
+    assert backend.run_script(PAIRS, keys, ["11", "12", "11", "13"]) == [-1, 2, -1, 4]
+    assert backend.run_script(PAIRS, keys, ["5", "6", "7", "8"]) == [11, 12, 11, 13]
+    assert cache.get_many(keys) == dict(zip(keys, ["5", "6", "7", "8"], strict=True))
+    cache.delete_many(keys)
 
 
 def test_dummy_cache_admits_every_hit(clock):

@@ -1,5 +1,5 @@
 -- luathrottle embedded: staging_keyspace
--- version: 2
+-- version: 3
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
@@ -16,10 +16,13 @@
 -- call_script).
 --
 -- Returns one entry point:
---   run_staged(script, clock_us, snapshot, nkeys, KEYS..., ARGV...)
---                   the script's reply table; the keys it set, each to
---                   {value, px_ms or false}, a value being a string or a
---                   hash; the keys it deleted, to true
+--   run_staged(script, clock_us, nkeys, VALUES..., KEYS..., ARGV...)
+--                   VALUES is the snapshot: each key's value (a string or
+--                   a table, as above), or nil when the cache has none.
+--                   Returns one flat list, so that Python reads it in one
+--                   crossing: n, the reply's n elements; m, then for each
+--                   of the m keys it set: key, value (a string or a hash),
+--                   px_ms or false; then the keys it deleted.
 
 local commands, clock, px_ms, call_script = ...
 local state
@@ -124,11 +127,28 @@ function commands.PEXPIRE(key, ms)
   return 1
 end
 
-local function run_staged(script, clock_us, snapshot, nkeys, ...)
+local function run_staged(script, clock_us, nkeys, ...)
   clock.now = clock_us
-  state = {data = snapshot, sets = {}, dels = {}}
-  local reply = call_script(script, nkeys, ...)
-  return reply, state.sets, state.dels
+  -- A table of the varargs keeps the positions of nil values.
+  local given, data = {...}, {}
+  for i = 1, nkeys do data[given[nkeys + i]] = given[i] end
+  state = {data = data, sets = {}, dels = {}}
+  local reply = call_script(script, nkeys, select(nkeys + 1, ...))
+  local count = #reply
+  local out = {count, unpack(reply, 1, count)}
+  local at = count + 2
+  local nsets = at
+  out[nsets] = 0
+  for key, entry in pairs(state.sets) do
+    out[at + 1], out[at + 2], out[at + 3] = key, entry[1], entry[2]
+    at = at + 3
+    out[nsets] = out[nsets] + 1
+  end
+  for key in pairs(state.dels) do
+    at = at + 1
+    out[at] = key
+  end
+  return unpack(out, 1, at)
 end
 
 return run_staged

@@ -1,4 +1,4 @@
-"""Embedded Lua 5.1 (through lupa) for the backends that run scripts in-process.
+"""Embedded Lua (through lupa) for the backends that run scripts in-process.
 
 ``EmbeddedLua`` owns one runtime and gives each keyspace the pieces that do
 not depend on where keys live: Redis's ``redis.call`` dispatch, ``TIME``,
@@ -11,23 +11,50 @@ Both chunks are files in ``lua/embedded/`` that the script registry reads:
 returns the entry points Python calls.
 """
 
+import importlib
+import os
+import sys
 import threading
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-import lupa.lua51 as lupa
-
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, embedded_source
 
-__all__ = ["EmbeddedLua", "LazyLua", "LuaError"]
+__all__ = ["RUNTIME", "EmbeddedLua", "LazyLua"]
 
-LuaError = lupa.LuaError
+
+def _fastest_runtime() -> ModuleType:
+    """lupa's LuaJIT, else its Lua 5.1 when the wheel has no LuaJIT.
+
+    LuaJIT runs the scripts about three times as fast as Lua 5.1, with the
+    same results: the agreement tests run every algorithm on both. It is
+    loaded bound to its own symbols (RTLD_DEEPBIND, where there is one):
+    lupa's Lua 5.1 exports the same C functions when loaded with
+    RTLD_GLOBAL, as fakeredis loads it, and LuaJIT's module would otherwise
+    call those and run Lua 5.1.
+    """
+    # Windows has no dlopen flags, and macOS binds symbols per library.
+    flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
+    if flags is not None:
+        sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))
+    try:
+        return importlib.import_module("lupa.luajit21")
+    except ImportError:  # pragma: no cover - a lupa built without LuaJIT
+        return importlib.import_module("lupa.lua51")
+    finally:
+        if flags is not None:
+            sys.setdlopenflags(flags)
+
+
+#: The lupa module the in-process stores run scripts on, LuaJIT where the
+#: wheel has it: the language of Lua 5.1, which Redis embeds.
+RUNTIME = _fastest_runtime()
 
 
 class EmbeddedLua:
-    """One Lua 5.1 runtime with a keyspace chunk loaded into it.
+    """One Lua runtime with a keyspace chunk loaded into it.
 
     lupa locks the runtime for the length of each call from Python, so a
     keyspace whose entry points do a whole script call at once needs no
@@ -37,11 +64,13 @@ class EmbeddedLua:
         backend: the backend's name, as error messages show it.
         keyspace: the name of the keyspace chunk in ``lua/embedded/``; what
             it returns becomes ``entry_points``.
-        runtime: the lupa module to run it on, ``lupa.lua51`` by default;
-            its ``LuaError`` is what calls into this runtime raise.
+        runtime: the lupa module to run it on, ``RUNTIME`` by default; its
+            ``LuaError``, ``error`` here, is what calls into it raise.
     """
 
-    def __init__(self, backend: str, keyspace: str, runtime: ModuleType = lupa) -> None:
+    def __init__(
+        self, backend: str, keyspace: str, runtime: ModuleType = RUNTIME
+    ) -> None:
         self.runtime = runtime.LuaRuntime(unpack_returned_tuples=True)
         self.error: type[Exception] = runtime.LuaError
         prelude = self.runtime.compile(embedded_source("prelude"))
@@ -84,7 +113,9 @@ class LazyLua:
         runtime: as for ``EmbeddedLua``.
     """
 
-    def __init__(self, backend: str, keyspace: str, runtime: ModuleType = lupa) -> None:
+    def __init__(
+        self, backend: str, keyspace: str, runtime: ModuleType = RUNTIME
+    ) -> None:
         self._arguments = (backend, keyspace, runtime)
         self._lua: EmbeddedLua | None = None
         self._lock = threading.Lock()

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple, cast
 
 from django.core.cache.backends.base import BaseCache
 
-from luathrottle.backends._lua import LazyLua, LuaError
+from luathrottle.backends._lua import LazyLua
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.backends.base import ScriptCall
 from luathrottle.exceptions import BackendError, ScriptError
@@ -120,6 +120,7 @@ class Staging:
     def __init__(self, cache_name: str) -> None:
         self.cache_name = cache_name
         self._lua = LazyLua("django cache", "staging_keyspace")
+        self._process_lock = _PROCESS_LOCKS.setdefault(cache_name, threading.Lock())
 
     def compile(self, script: Script) -> None:
         """Compile ``script`` ahead of its first call.
@@ -133,26 +134,36 @@ class Staging:
         script, keys, args = call
         lua = self._lua.get()
         runtime = lua.runtime
-        table = runtime.table_from(
-            {key: _as_state(runtime, value) for key, value in snapshot.items()}
-        )
+        # A missing key passes None, which Lua reads as nil.
+        values = [
+            _as_state(runtime, snapshot[key]) if key in snapshot else None
+            for key in keys
+        ]
         now_us = time.time_ns() // 1000
         try:
-            reply, sets, dels = lua.entry_points[0](
-                lua.function(script), now_us, table, len(keys), *keys, *args
+            # One crossing each way: the snapshot goes in as arguments, and
+            # the reply and the writes come back as one flat tuple.
+            out = lua.entry_points[0](
+                lua.function(script), now_us, len(keys), *values, *keys, *args
             )
-        except LuaError as exc:
+        except lua.error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
+        count = out[0]
+        at = count + 2
+        end = at + 3 * out[count + 1]
         by_timeout: dict[int | None, dict[str, object]] = {}
-        for key, entry in sets.items():
-            by_timeout.setdefault(_timeout(entry[2]), {})[key] = _as_cached(entry[1])
+        triples = iter(out[at:end])
+        for key, value, ms in zip(triples, triples, triples, strict=True):
+            by_timeout.setdefault(_timeout(ms), {})[key] = _as_cached(value)
         writes: list[_Write] = [
-            ("set_many", (values, timeout)) for timeout, values in by_timeout.items()
+            ("set_many", (items, timeout)) for timeout, items in by_timeout.items()
         ]
-        if dels:
-            writes.append(("delete_many", (list(dels),)))
-        values = (reply[index] for index in range(1, len(reply) + 1))
-        return _Staged(lua.integers(values), writes)
+        if end < len(out):
+            writes.append(("delete_many", (list(out[end:]),)))
+        return _Staged(lua.integers(out[1 : count + 1]), writes)
+
+    def _failed(self, operation: str, exc: Exception) -> BackendError:
+        return BackendError(f"cache {self.cache_name!r} {operation}: {exc}")
 
     @contextlib.contextmanager
     def errors(self, operation: str) -> Iterator[None]:
@@ -162,7 +173,7 @@ class Staging:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"cache {self.cache_name!r} {operation}: {exc}") from exc
+            raise self._failed(operation, exc) from exc
 
     def _wrote(self, method: str, result: object) -> None:
         # set_many answers the keys it failed to store.
@@ -176,15 +187,22 @@ class Staging:
         Raises:
             BackendError: the cache or a script failed; the cause is chained.
         """
-        with _PROCESS_LOCKS.setdefault(self.cache_name, threading.Lock()):
+        with self._process_lock:
             return [self._run_one(cache, call) for call in calls]
 
     def _run_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
-        with self.errors("get_many"):
+        # try blocks rather than errors(): they cost nothing when nothing
+        # fails, and this runs for every request.
+        operation = "get_many"
+        try:
             staged = self._stage(call, cache.get_many(call[1]))
-        with self.errors("write back"):
+            operation = "write back"
             for method, arguments in staged.writes:
                 self._wrote(method, getattr(cache, method)(*arguments))
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._failed(operation, exc) from exc
         return staged.reply
 
     async def arun(
@@ -196,9 +214,14 @@ class Staging:
             return [await self._arun_one(cache, call) for call in calls]
 
     async def _arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
-        with self.errors("aget_many"):
+        operation = "aget_many"
+        try:
             staged = self._stage(call, await cache.aget_many(call[1]))
-        with self.errors("write back"):
+            operation = "write back"
             for method, arguments in staged.writes:
                 self._wrote(method, await getattr(cache, f"a{method}")(*arguments))
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self._failed(operation, exc) from exc
         return staged.reply

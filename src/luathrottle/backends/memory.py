@@ -17,16 +17,12 @@ and between asyncio tasks (a call never awaits). State is per process: use
 Redis when several processes must share limits.
 """
 
-import importlib
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
-from types import ModuleType
 from typing import Any
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle.backends._lua import LazyLua
+from luathrottle.backends._lua import RUNTIME, LazyLua
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
@@ -38,31 +34,6 @@ from luathrottle.scripts import Script
 
 __all__ = ["MemoryBackend"]
 
-
-def _lua_module() -> ModuleType:
-    """lupa's LuaJIT, else its Lua 5.1 when the wheel has no LuaJIT.
-
-    LuaJIT runs the scripts about three times as fast as Lua 5.1, with the
-    same results: the agreement tests run every algorithm on both. It is
-    loaded bound to its own symbols (RTLD_DEEPBIND, where there is one):
-    lupa's Lua 5.1 exports the same C functions when loaded with
-    RTLD_GLOBAL, as fakeredis loads it, and LuaJIT's module would otherwise
-    call those and run Lua 5.1.
-    """
-    # Windows has no dlopen flags, and macOS binds symbols per library.
-    flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
-    if flags is not None:
-        sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))
-    try:
-        return importlib.import_module("lupa.luajit21")
-    except ImportError:  # pragma: no cover - a lupa built without LuaJIT
-        return importlib.import_module("lupa.lua51")
-    finally:
-        if flags is not None:
-            sys.setdlopenflags(flags)
-
-
-lupa = _lua_module()
 
 #: ARGV tables kept, by their arguments: a limiter's usual call, or a
 #: throttle's on the server's clock, sends the same arguments every time,
@@ -88,7 +59,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
     """
 
     #: The lupa module the scripts run on.
-    _runtime = lupa
+    _runtime = RUNTIME
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = check_clock(clock)
