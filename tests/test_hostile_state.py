@@ -508,6 +508,8 @@ def test_staged_cache_values_that_are_no_string(value, remaining, caplog):
         1.5,
         {"fields": {"1/60": 5}, "expires_at_ms": None},
         {"fields": {}, "expires_at_ms": "soon"},
+        {"fields": {}, "expires_at_ms": 10**30},
+        {"fields": {}, "expires_at_ms": -1},
         {"fields": {}},
     ],
 )

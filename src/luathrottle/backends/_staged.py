@@ -49,6 +49,9 @@ class _Staged(NamedTuple):
 
 #: Ints this wide or wider are no state of ours.
 _MAX_INT = 2**64
+#: A hash's expiry, in ms since 1970, below which its microseconds stay
+#: exact as a Lua number; any later one is no hash of ours.
+_MAX_EXPIRY_MS = 2**53 // 1000
 
 
 def _as_state(runtime: Any, value: object) -> object:
@@ -82,7 +85,12 @@ def _hash_fields(value: object) -> dict[str, str] | None:
         return None
     fields, expires = value["fields"], value["expires_at_ms"]
     if not isinstance(fields, dict) or not (
-        expires is None or (isinstance(expires, int) and not isinstance(expires, bool))
+        expires is None
+        or (
+            isinstance(expires, int)
+            and not isinstance(expires, bool)
+            and 0 <= expires < _MAX_EXPIRY_MS
+        )
     ):
         return None
     if not all(isinstance(f, str) and isinstance(v, str) for f, v in fields.items()):
