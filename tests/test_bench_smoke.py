@@ -91,8 +91,11 @@ def bench_url(redis_url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{BENCH_DB}"))
 
 
-def run_bench(redis_url: str, out: Path, *extra: str) -> dict:
-    completed = subprocess.run(
+def bench_process(
+    redis_url: str, out: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """A smoke run of the benchmark, however it ends."""
+    return subprocess.run(
         [
             *(sys.executable, str(BENCH), "--smoke", "--n", "5"),
             *("--url", bench_url(redis_url), "--out", str(out), *extra),
@@ -103,6 +106,10 @@ def run_bench(redis_url: str, out: Path, *extra: str) -> dict:
         timeout=240,
         check=False,
     )
+
+
+def run_bench(redis_url: str, out: Path, *extra: str) -> dict:
+    completed = bench_process(redis_url, out, *extra)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     for name in ("results.json", "results.md"):
         assert (out / name).is_file(), name
@@ -250,17 +257,8 @@ def test_only_runs_the_matching_cases(redis_url, tmp_path):
 
 
 def test_only_refuses_a_substring_no_case_has(redis_url, tmp_path):
-    completed = subprocess.run(
-        [
-            *(sys.executable, str(BENCH), "--smoke", "--skip-e2e"),
-            *("--url", bench_url(redis_url), "--out", str(tmp_path)),
-            *("--only", "no-such-case"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    completed = bench_process(
+        redis_url, tmp_path, "--skip-e2e", "--only", "no-such-case"
     )
     assert completed.returncode != 0
     assert "no case matches --only no-such-case" in completed.stderr
