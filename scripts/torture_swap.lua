@@ -1,5 +1,5 @@
 -- luathrottle script: torture_swap
--- version: 4
+-- version: 3
 --
 -- scripts/torture.py --garbage: swaps a key's state for garbage in one
 -- atomic call, and answers how many units the replaced state held, so that
@@ -39,11 +39,6 @@ if ARGV[3] == 'sliding' then
   local previous = tonumber(string.sub(state, -2 * digits, -digits - 1)) or 0
   return {previous + tonumber(string.sub(state, -digits)), 0}
 end
--- A bucket holds k units for k drains of time, less what drained since
--- the first of them, which in a run is much less than one drain. The second
--- of slack is for the embedded backend, which reads the time before it
--- takes its lock: a hit that read a later time may have run first, so the
--- level can seem up to a few microseconds above k drains.
 local time = redis.call('TIME')
-local level = state - (time[1] * 1000000 + time[2]) - 1000000
+local level = state - (time[1] * 1000000 + time[2])
 return {math.max(math.ceil(level / ARGV[4]), 0), 0}

@@ -23,6 +23,23 @@ def test_keyspace_commands_behave_as_in_redis(clock):
     assert backend.command("TIME") == ["1700000001", "500000"]
 
 
+def test_the_embedded_time_never_goes_back(clock):
+    """Calls read the clock before they take turns in the runtime, so one
+    may bring an earlier time than the call before it; the keyspace then
+    keeps the later time, for TIME and for expiry alike."""
+    backend = MemoryBackend(clock=clock)
+    backend.command("SET", "k", "v", "PX", 1000)
+    clock.advance(2)
+    assert backend.command("TIME") == ["1700000002", "0"]
+    clock.advance(-1.5)
+    assert backend.command("TIME") == ["1700000002", "0"]
+    assert backend.command("GET", "k") is False
+    clock.advance(1)
+    assert backend.command("TIME") == ["1700000002", "0"]
+    clock.advance(0.75)
+    assert backend.command("TIME") == ["1700000002", "250000"]
+
+
 def test_unknown_commands_and_script_errors_are_backend_errors():
     backend = MemoryBackend()
     with pytest.raises(BackendError, match="unknown command"):

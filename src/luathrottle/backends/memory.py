@@ -53,6 +53,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     Serves sync and async limiters alike. Its TIME is ``clock``, so a test
     can move the embedded server's time exactly as it moves a real one's.
+    Like a server's, that time never goes back: a call whose reading is
+    earlier than the latest call's runs at the latest (threads read the
+    clock before they take turns).
 
     Args:
         clock: returns the current time in seconds; ``time.time`` by default.
