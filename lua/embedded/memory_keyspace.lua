@@ -135,18 +135,28 @@ function commands.TYPE(key)
   return {ok = types[key] or 'string'}
 end
 
--- The hash at key, or nil when there is none (and a new one when create
--- is true); WRONGTYPE when the key holds something else.
-local function hash_of(key, create)
+-- The hash or sorted set at key, from store (hashes or zsets), whose TYPE
+-- is kind, or nil when there is none (and a new one from new when given);
+-- WRONGTYPE when the key holds something else.
+local function collection_of(store, kind, key, new)
   expired(key)
-  local hash = hashes[key]
-  if hash then return hash end
+  local found = store[key]
+  if found then return found end
   if data[key] ~= nil or types[key] then error(WRONGTYPE, 0) end
-  if create then
-    hash = {}
-    hashes[key], types[key] = hash, 'hash'
+  if new then
+    found = new()
+    store[key], types[key] = found, kind
   end
-  return hash
+  return found
+end
+-- Redis deletes a hash or a sorted set with its last element.
+local function drop(store, key)
+  store[key], types[key], expires[key] = nil, nil, nil
+end
+
+local function new_hash() return {} end
+local function hash_of(key, create)
+  return collection_of(hashes, 'hash', key, create and new_hash)
 end
 function commands.HSET(key, ...)
   local words = {...}
@@ -183,7 +193,7 @@ function commands.HDEL(key, ...)
     end
   end
   if next(hash) == nil then
-    hashes[key], types[key], expires[key] = nil, nil, nil
+    drop(hashes, key)
   end
   return removed
 end
@@ -198,23 +208,13 @@ function commands.HGETALL(key)
   return reply
 end
 
--- The sorted set at key, or nil when there is none (and a new one when
--- create is true); WRONGTYPE when the key holds something else.
+local function new_zset() return {scores = {}, size = 0} end
 local function zset_of(key, create)
-  expired(key)
-  local set = zsets[key]
-  if set then return set end
-  if data[key] ~= nil or types[key] then error(WRONGTYPE, 0) end
-  if create then
-    set = {scores = {}, size = 0}
-    zsets[key], types[key] = set, 'zset'
-  end
-  return set
+  return collection_of(zsets, 'zset', key, create and new_zset)
 end
--- Redis deletes a sorted set with its last member.
 local function drop_if_empty(key, set)
   if set.size == 0 then
-    zsets[key], types[key], expires[key] = nil, nil, nil
+    drop(zsets, key)
   end
 end
 local function score_of(text)

@@ -26,6 +26,7 @@
 
 local commands, clock, px_ms, call_script = ...
 local state
+local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
 local function wrongtype(value)
   error('WRONGTYPE the cache holds a ' .. value.foreign .. ' there', 0)
@@ -47,7 +48,7 @@ function commands.GET(key)
   if value == nil then return false end
   if type(value) == 'table' then
     if value.foreign then wrongtype(value) end
-    error('WRONGTYPE Operation against a key holding the wrong kind of value', 0)
+    error(WRONGTYPE, 0)
   end
   return value
 end
@@ -72,7 +73,7 @@ local function hash_of(key)
   local value = state.data[key]
   if value == nil then return nil end
   if type(value) ~= 'table' then
-    error('WRONGTYPE Operation against a key holding the wrong kind of value', 0)
+    error(WRONGTYPE, 0)
   end
   if value.foreign then wrongtype(value) end
   return value
