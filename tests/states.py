@@ -11,6 +11,7 @@ from typing import Any
 from luathrottle._keys import script_words
 from luathrottle.backends.base import ScriptCall
 from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import SyncRedis
 from luathrottle.scripts import all_scripts
 
 _HASHED_TAGS = {script.key_tag for script in all_scripts() if script.hashed}
@@ -41,6 +42,12 @@ def _memory(where: Any) -> bool:
     return isinstance(where, MemoryBackend)
 
 
+def _store(where: Any) -> Any:
+    """A MemoryBackend, or the redis-py client of a Redis backend, or the
+    redis-py client ``where`` is."""
+    return where.client if isinstance(where, SyncRedis) else where
+
+
 def _text(value: Any) -> str | None:
     if value is None or value is False:
         return None
@@ -48,9 +55,9 @@ def _text(value: Any) -> str | None:
 
 
 def read_state(where: Any, key: str) -> str | None:
-    """The state named ``key`` in ``where`` (a MemoryBackend, or a redis-py
-    client), or None."""
-    store_key, field = locate(key)
+    """The state named ``key`` in ``where`` (a MemoryBackend, a Redis
+    backend, or a redis-py client), or None."""
+    where, (store_key, field) = _store(where), locate(key)
     if _memory(where):
         if field is None:
             return _text(where.command("GET", store_key))
@@ -63,7 +70,7 @@ def read_state(where: Any, key: str) -> str | None:
 def write_state(where: Any, key: str, value: str) -> None:
     """Write ``value`` as the state named ``key``, as a third party would:
     at the key, or in its field, with no expiry either way."""
-    store_key, field = locate(key)
+    where, (store_key, field) = _store(where), locate(key)
     if _memory(where):
         if field is None:
             where.command("SET", store_key, value)
@@ -77,7 +84,7 @@ def write_state(where: Any, key: str, value: str) -> None:
 
 def state_ttl(where: Any, key: str) -> int:
     """PTTL of the key that holds the state named ``key``."""
-    store_key, _ = locate(key)
+    where, (store_key, _) = _store(where), locate(key)
     if _memory(where):
         return int(where.command("PTTL", store_key))
     return int(where.pttl(store_key))

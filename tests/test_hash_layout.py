@@ -42,11 +42,6 @@ def backend(request, clock):
     return SyncDjangoCache("default", breaker=False)
 
 
-def where(backend):
-    """What ``states`` reads a backend's keys through."""
-    return getattr(backend, "client", backend)
-
-
 def call(keys, limits, mode="hit"):
     """A SimpleRate call deciding ``limits[i]`` on the state ``keys[i]``."""
     args = SimpleRate().pack_args(mode, 1, None, limits)
@@ -102,8 +97,8 @@ def test_a_foreign_key_in_two_runs_is_deleted_once(backend):
         stored = caches["default"].get(hash_key)
         assert set(stored["fields"]) == {locate(alice[0])[1], locate(alice[1])[1]}
         return
-    assert read_state(where(backend), alice[0]) is not None
-    assert read_state(where(backend), alice[1]) is not None
+    assert read_state(backend, alice[0]) is not None
+    assert read_state(backend, alice[1]) is not None
 
 
 def test_one_identitys_limits_are_one_key(backend):
@@ -118,7 +113,7 @@ def test_one_identitys_limits_are_one_key(backend):
         assert set(stored["fields"]) == {locate(key)[1] for key in keys}
         assert stored["expires_at_ms"] > time.time() * 1000
         return
-    assert all(read_state(where(backend), key) for key in keys)
+    assert all(read_state(backend, key) for key in keys)
 
 
 def test_reset_deletes_only_the_limiters_own_fields(backend):

@@ -119,17 +119,14 @@ class Store:
             return round(self.clock() * 1_000_000)
         return time.time_ns() // 1000
 
-    def where(self) -> Any:
-        return self.backend if self.kind == "memory" else self.backend.client
-
     def set(self, key: str, value: str) -> None:
-        write_state(self.where(), key, value)
+        write_state(self.backend, key, value)
 
     def get(self, key: str) -> str | None:
-        return read_state(self.where(), key)
+        return read_state(self.backend, key)
 
     def pttl(self, key: str) -> int:
-        return state_ttl(self.where(), key)
+        return state_ttl(self.backend, key)
 
     def other_type(self, key: str, kind: str) -> None:
         """Make the key that holds ``key``'s state a ``kind`` (``string``,

@@ -21,11 +21,6 @@ from states import limiter_keys, state_ttl
 ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket()]
 
 
-def pttl(backend, key):
-    """PTTL of the key that holds the state named ``key``."""
-    return state_ttl(getattr(backend, "client", backend), key)
-
-
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 def test_admits_exactly_the_limit(sync_backend, clock, algorithm):
     limiter = Limiter(
@@ -104,7 +99,7 @@ def test_peek_on_missing_key_writes_nothing(sync_backend, clock, algorithm):
     limiter = Limiter(5, 60, algorithm=algorithm, backend=sync_backend, clock=clock)
     decision = limiter.peek("k")
     assert (decision.allowed, decision.remaining, decision.reset_after) == (True, 5, 0)
-    assert pttl(sync_backend, limiter_keys(limiter, "k")[0]) == -2
+    assert state_ttl(sync_backend, limiter_keys(limiter, "k")[0]) == -2
 
 
 def test_peek_applies_expiry_as_a_hit_would(sync_backend, clock):
@@ -147,7 +142,7 @@ def test_cost_above_the_limit_is_a_denial_with_a_reason(sync_backend, clock, alg
         None,
     )
     assert [item.allowed for item in decision.limits] == [False, True]
-    assert all(pttl(sync_backend, key) == -2 for key in limiter_keys(limiter, "k"))
+    assert all(state_ttl(sync_backend, key) == -2 for key in limiter_keys(limiter, "k"))
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
@@ -181,7 +176,7 @@ def test_keys_expire_when_their_state_is_spent(
         ["2/second", "4/minute"], algorithm=algorithm, backend=sync_backend, clock=clock
     )
     limiter.hit("k")
-    ttls = [pttl(sync_backend, key) for key in limiter_keys(limiter, "k")]
+    ttls = [state_ttl(sync_backend, key) for key in limiter_keys(limiter, "k")]
     assert all(
         expected - 1000 < ttl <= expected
         for ttl, expected in zip(ttls, expected_ms, strict=True)
@@ -194,15 +189,15 @@ def test_a_hash_lives_until_the_last_window_of_its_fields_ends(sync_backend, clo
     limiter = Limiter(["2/second", "4/minute"], backend=sync_backend, clock=clock)
     [key, _] = limiter_keys(limiter, "k")
     limiter.hit("k")
-    assert 59_000 < pttl(sync_backend, key) <= 60_000
+    assert 59_000 < state_ttl(sync_backend, key) <= 60_000
     clock.advance(1.5)
     limiter.hit("k")  # the second's window opens again
-    assert 50_000 < pttl(sync_backend, key) <= 60_000
+    assert 50_000 < state_ttl(sync_backend, key) <= 60_000
     limiter.hit("k", limits=["10/hour"])  # a field of the same hash
-    assert 3_590_000 < pttl(sync_backend, key) <= 3_600_000
+    assert 3_590_000 < state_ttl(sync_backend, key) <= 3_600_000
     clock.advance(1.5)
     limiter.hit("k")
-    assert 3_500_000 < pttl(sync_backend, key) <= 3_600_000
+    assert 3_500_000 < state_ttl(sync_backend, key) <= 3_600_000
 
 
 def test_one_backend_serves_many_limiters_and_algorithms(sync_backend, clock):

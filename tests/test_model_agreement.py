@@ -106,7 +106,7 @@ def check_agreement(backend, clock, algorithm_name, scenario):
         expected = Decision.from_reply(
             limiter.limits, model.call(keys, limits, cost, now, mode == "hit")
         )
-        before = [raw_state(backend, key) for key in keys]
+        before = [read_state(backend, key) for key in keys]
         if mode == "hit":
             got = limiter.hit("identity", cost)
         else:
@@ -121,12 +121,12 @@ def check_agreement(backend, clock, algorithm_name, scenario):
                 assert_hash_ttl(backend, keys[0], max(expected), limits)
             else:
                 for key, most in zip(keys, expected, strict=True):
-                    ttl = ttl_of(backend, key)
+                    ttl = state_ttl(backend, key)
                     assert 0 < ttl <= most
                     if isinstance(backend, MemoryBackend):
                         assert ttl == most
         else:
-            assert [raw_state(backend, key) for key in keys] == before
+            assert [read_state(backend, key) for key in keys] == before
         wait = None if got.retry_after is None else round(got.retry_after * 1e6)
         if wait is not None and now + wait < PROBE_HORIZON_US:
             # Exact to the microsecond: one before, the hit is still denied.
@@ -155,19 +155,11 @@ def assert_hash_ttl(backend, key, needed_ms, limits):
     less than a millisecond more, as its expiry is set in whole ones when a
     window opens. A Redis server expires keys on its own clock, not the
     limiter's, so there it only lives, no longer than the longest limit."""
-    ttl = ttl_of(backend, key)
+    ttl = state_ttl(backend, key)
     if isinstance(backend, MemoryBackend):
         assert needed_ms <= ttl <= needed_ms + 1
     else:
         assert 0 < ttl <= max(duration for _, duration in limits) * 1000
-
-
-def raw_state(backend, key):
-    return read_state(getattr(backend, "client", backend), key)
-
-
-def ttl_of(backend, key):
-    return state_ttl(getattr(backend, "client", backend), key)
 
 
 @pytest.mark.parametrize("runtime", sorted(EMBEDDED))
