@@ -117,32 +117,20 @@ class Decision(NamedTuple):
                 has a status no script gives.
         """
         if len(reply) == _FIELDS_PER_LIMIT and len(limits) == 1:
-            # A lone limit speaks for itself: nothing to combine. Decoded
-            # as _limit_decision does, inline: every hit of a limiter with
-            # one limit comes here.
-            limit = limits[0]
-            status, _, remaining, reset_us, retry_us = reply
-            reason = _REASONS.get(status, _UNKNOWN)
-            if reason is _UNKNOWN:
-                raise ValueError(
-                    f"script reply has status {status!r} for limit {limit.name}"
-                )
-            allowed = reason is None
-            if remaining < 0:
-                remaining = 0
-            reset_after = reset_us / _MICROSECONDS
-            retry_after = retry_us / _MICROSECONDS if reason is _EXCEEDED else None
-            item = (limit, allowed, remaining, reset_after, retry_after, reason)
+            # A lone limit speaks for itself: nothing to combine, and no
+            # unreadable state to log. Every hit of a one-limit limiter
+            # comes here.
+            item = _limit_decision(limits[0], reply, 0)
             return _new_tuple(
                 cls,
                 (
-                    allowed,
-                    limit.max_requests,
-                    remaining,
-                    reset_after,
-                    retry_after,
-                    reason,
-                    (_new_tuple(LimitDecision, item),),
+                    item.allowed,
+                    item.limit.max_requests,
+                    item.remaining,
+                    item.reset_after,
+                    item.retry_after,
+                    item.reason,
+                    (item,),
                 ),
             )
         return cls.combine(decode_reply(limits, reply, keys))
