@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 4
+-- version: 5
 -- layout: hash
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first
@@ -22,22 +22,18 @@
 -- ARGV[3 + 2i]     duration of limit i, in seconds
 -- ARGV[3 + 2n + i] limit i's field in its hash
 --
--- State of a limit, in its field: the window's end, in milliseconds since
--- EPOCH_MS, followed by the count zero-padded to as many digits as
--- max_requests has ("960000000003": 3 hits of a limit below 10, in a window
--- ending 96e9 ms after EPOCH_MS). Until 2055 and up to 9999999 requests per
--- window this is a number of at most 19 digits, which a small hash keeps as
--- a 64-bit integer. Windows that end before EPOCH_MS (clocks before
--- November 2023) start with a '-'. A field outlives its window until the
+-- State of a limit, in its field: when its window ends, in milliseconds
+-- since 1970, a colon and the count ("1800000000000:3": 3 hits in a window
+-- that ends 2027-01-15 08:00 UTC). A field outlives its window until the
 -- hash expires, which is when the last window of any of its fields ends:
 -- the state says when its window ended, so a stale field reads as unused.
 --
 -- A state the script cannot read as its own was written by someone else:
--- another format (anything but an optional '-' and digits, too short, too
--- long), a count above max_requests, or a window ending more than its
--- duration plus SKEW_US after now. So is every field of a key that holds
--- no hash. It counts as absent, so the next admitted hit overwrites it (a
--- key of another type is deleted first), and the reply names its limit.
+-- another format (anything but digits, a colon and digits), a count above
+-- max_requests, or a window ending more than its duration plus SKEW_US
+-- after now. So is every field of a key that holds no hash. It counts as
+-- absent, so the next admitted hit overwrites it (a key of another type is
+-- deleted first), and the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -48,39 +44,23 @@
 -- then, only when there are any, the index (from 1, in KEYS order) of each
 -- limit whose state was unreadable.
 
--- Counting from here rather than from 1970 saves two digits per state.
-local EPOCH_MS = 1700000000000
--- Integers below 2^53 are exact as Lua numbers. A state below it is split
--- into end and count, and written, by arithmetic rather than by cutting and
--- joining strings; math.floor and math.ceil divide such integers exactly.
-local EXACT = 9007199254740992
 -- A window may end this much beyond now plus its duration: the margin lets
 -- clients whose clocks (the clock= option) disagree by up to five
 -- minutes share windows.
 local SKEW_US = 300000000
--- Digits of a window, in milliseconds since EPOCH_MS, and its sign: enough
--- for the next 30,000 years.
-local WINDOW_DIGITS = 16
-
 local n = #KEYS
 local FIELDS = 3 + 2 * n
 
--- The last limit of the run of limits that share limit first's hash.
-local function run_end(first)
-  local last = first
-  while last < n and KEYS[last + 1] == KEYS[first] do
-    last = last + 1
-  end
-  return last
-end
-
+-- Limits that share a hash come in runs, and a run ends at limit i when
+-- the next limit's hash differs.
 if ARGV[1] == 'reset' then
   local first = 1
-  while first <= n do
-    local last = run_end(first)
-    -- A key of another type holds none of our state: nothing to forget.
-    redis.pcall('HDEL', KEYS[first], unpack(ARGV, FIELDS + first, FIELDS + last))
-    first = last + 1
+  for i = 1, n do
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      -- A key of another type holds none of our state: nothing to forget.
+      redis.pcall('HDEL', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+      first = i + 1
+    end
   end
   return {}
 end
@@ -88,38 +68,40 @@ end
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = tonumber(ARGV[3])
-if not now then
+local now
+if ARGV[3] == '' then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+else
+  now = ARGV[3] + 0
 end
 
--- Each run of limits sharing a hash is one HMGET. A key holding no hash
--- reads as '' for each of its limits, a state no limit can read, and is
--- remembered so that a hit deletes it before writing.
+-- Each run is one HMGET. A key holding no hash reads as '' for each of its
+-- limits, a state no limit can read, and is remembered so that a hit
+-- deletes it before writing.
 local states, foreign = nil, nil
 local first = 1
-while first <= n do
-  local last = run_end(first)
-  local read = redis.pcall('HMGET', KEYS[first],
-    unpack(ARGV, FIELDS + first, FIELDS + last))
-  if read.err then
-    foreign = foreign or {}
-    foreign[KEYS[first]] = true
-    read = {}
-    for i = first, last do
-      read[i - first + 1] = ''
+for i = 1, n do
+  if i == n or KEYS[i + 1] ~= KEYS[i] then
+    local read = redis.pcall('HMGET', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+    if read.err then
+      foreign = foreign or {}
+      foreign[KEYS[i]] = true
+      read = {}
+      for j = first, i do
+        read[j - first + 1] = ''
+      end
     end
-  end
-  if first == 1 and last == n then
-    states = read
-  else
-    states = states or {}
-    for i = first, last do
-      states[i] = read[i - first + 1]
+    if first == 1 and i == n then
+      states = read
+    else
+      states = states or {}
+      for j = first, i do
+        states[j] = read[j - first + 1]
+      end
     end
+    first = i + 1
   end
-  first = last + 1
 end
 
 -- The reply is filled in as the limits are read, and the writes read back
@@ -127,64 +109,50 @@ end
 -- with room for one limit, as a table grown one field at a time is
 -- reallocated at every power of two. Unreadable states are rare, so their
 -- list is only made when one turns up.
+local match = string.match
 local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
 for i = 1, n do
-  local max_requests = ARGV[2 + 2 * i]
-  local limit = max_requests + 0
+  local limit = ARGV[2 + 2 * i] + 0
   local count, reset_after = 0, 0
   local state = states[i]
   if state then
-    local digits = #max_requests
-    local window_end, used
-    -- Checked before any arithmetic, which raises an error on a string that
+    -- Matched before any arithmetic, which raises an error on a string that
     -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    if #state > digits and #state <= digits + WINDOW_DIGITS
-        and string.find(state, '^%-?%d+$') then
-      local number, scale = state + 0, 10 ^ digits
-      if number >= 0 and number < EXACT then
-        used = number % scale
-        window_end = ((number - used) / scale + EPOCH_MS) * 1000
-      else
-        local window = string.sub(state, 1, -digits - 1)
-        if window ~= '-' then
-          window_end = (window + EPOCH_MS) * 1000
-          used = string.sub(state, -digits) + 0
-        end
-      end
-      if window_end and (used > limit or
-          window_end > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US) then
-        window_end = nil
+    local window, used = match(state, '^(%d+):(%d+)$')
+    if window then
+      window, used = window * 1000, used + 0
+      if used > limit or window > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US then
+        window = nil
       end
     end
-    if not window_end then
+    if not window then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-    elseif window_end > now then
-      count, reset_after = used, window_end - now
+    elseif window > now then
+      count, reset_after = used, window - now
     end
   end
-  local status, retry_after = 1, 0
-  if cost > limit then
-    status, admitted = -1, false
-  elseif count + cost > limit then
-    status, retry_after, admitted = 0, reset_after, false
-  end
-  local base = 5 * (i - 1)
-  reply[base + 1] = status
+  local base = 5 * i - 5
+  reply[base + 1] = 1
   reply[base + 2] = limit
   reply[base + 3] = limit - count
   reply[base + 4] = reset_after
-  reply[base + 5] = retry_after
+  reply[base + 5] = 0
+  if cost > limit then
+    reply[base + 1], admitted = -1, false
+  elseif count + cost > limit then
+    reply[base + 1], reply[base + 5], admitted = 0, reset_after, false
+  end
 end
 
 if consume and admitted then
   -- Each run is one HSET. A hash lives until the last window of any of its
   -- fields ends, so it only needs a longer life when a window opens.
+  local format = string.format
   local writes, opened = {}, 0
   for i = 1, n do
-    local base = 5 * (i - 1)
-    local max_requests = ARGV[2 + 2 * i]
-    local count = reply[base + 2] - reply[base + 3] + cost
+    local base = 5 * i - 5
+    local remaining = reply[base + 3] - cost
     local reset_after = reply[base + 4]
     -- Only a live window has time left: otherwise this hit opens one.
     if reset_after == 0 then
@@ -193,21 +161,12 @@ if consume and admitted then
       if reset_after > opened then
         opened = reset_after
       end
+      reply[base + 4] = reset_after
     end
-    local window = (now + reset_after) / 1000 - EPOCH_MS
-    local scale = 10 ^ #max_requests
-    local state = window * scale + count
-    -- The digits the format below would give, whenever window and count fit
-    -- side by side in one exact number.
-    if window > 0 and count < scale and state < EXACT then
-      state = string.format('%d', state)
-    else
-      state = string.format('%d%0' .. #max_requests .. 'd', window, count)
-    end
-    writes[#writes + 1] = ARGV[FIELDS + i]
-    writes[#writes + 1] = state
-    reply[base + 3] = reply[base + 3] - cost
-    reply[base + 4] = reset_after
+    reply[base + 3] = remaining
+    local w = #writes
+    writes[w + 1] = ARGV[FIELDS + i]
+    writes[w + 2] = format('%d:%d', (now + reset_after) / 1000, reply[base + 2] - remaining)
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local key = KEYS[i]
       if foreign and foreign[key] then

@@ -1,5 +1,5 @@
 -- luathrottle script: torture_swap
--- version: 3
+-- version: 4
 --
 -- scripts/torture.py --garbage: swaps a key's state for garbage in one
 -- atomic call, and answers how many units the replaced state held, so that
@@ -11,7 +11,8 @@
 -- ARGV[3]  the algorithm: simple, leaky, token or sliding
 -- ARGV[4]  the time one request takes to drain, in microseconds (leaky and
 --          token buckets; none drains during a run)
--- ARGV[5]  max_requests, whose digits pad a count in the state
+-- ARGV[5]  max_requests, whose digits pad a count in a sliding window's
+--          state
 -- ARGV[6]  the state's field in the hash, for a hashed script (SimpleRate)
 --
 -- Reply: {units held, 0}; the second integer is there because the embedded
@@ -28,10 +29,11 @@ end
 if not state or state == ARGV[2] then
   return {0, 0}
 end
-local digits = #ARGV[5]
 if ARGV[3] == 'simple' then
-  return {tonumber(string.sub(state, -digits)), 0}
+  -- The window's end, a colon and the count.
+  return {tonumber(string.match(state, ':(%d+)$')), 0}
 end
+local digits = #ARGV[5]
 if ARGV[3] == 'sliding' then
   -- The previous window's count and the current one's; a short run stays in
   -- one window, so the previous one holds nothing. The integer form drops

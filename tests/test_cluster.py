@@ -311,8 +311,8 @@ def run_failover(cluster, limit, per_primary):
     rows = {}
     for key in keys:
         value = read_state(client, state_key[key])
-        # the state ends with the count, as many digits as the limit has
-        stored = int(value[-len(str(limit)) :]) if value else 0
+        # the state is the window's end, a colon and the count
+        stored = int(value.rpartition(":")[2]) if value else 0
         admitted = traffic.admitted[key]
         rows[key] = {
             "on_failed_primary": key in on_victim,

@@ -41,8 +41,6 @@ from luathrottle.decision import Decision
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from states import limiter_keys, locate, read_state, state_ttl, write_state
 
-#: The fixed window counts its windows' ends in milliseconds from here.
-EPOCH_MS = 1_700_000_000_000
 LIMIT = Limit(5, 60)
 WARNING = "not written by luathrottle"
 
@@ -65,13 +63,19 @@ GARBAGE = {
     "nul": "5\x00",
     "unicode": "\u0665",
     "megabyte": "1" * 1_000_000,
+    "colon": ":",
+    "no-count": "1800000000000:",
+    "no-window": ":3",
+    "two-colons": "1800000000000:1:1",
+    "signed-count": "1800000000000:-1",
+    "spaced-colon": "1800000000000: 1",
 }
 
 
 def far_ahead(algorithm: str, now_us: int) -> str:
     """Digits that end an hour from now: no 5/60 limit of ours lasts that long."""
     if algorithm == "simple":
-        return f"{(now_us // 1000 + 3_600_000) - EPOCH_MS}0"
+        return f"{now_us // 1000 + 3_600_000}:0"
     return str(now_us + 3_600_000_000)
 
 
@@ -80,7 +84,7 @@ def count_above_limit(algorithm: str, now_us: int) -> str:
     bucket's state has no count, so a bucket 10 minutes from empty: more
     than a full one (1 minute) plus the margin for clocks (5 minutes)."""
     if algorithm == "simple":
-        return f"{(now_us // 1000 + 30_000) - EPOCH_MS}9"
+        return f"{now_us // 1000 + 30_000}:9"
     return str(now_us + 600_000_000)
 
 
@@ -172,13 +176,15 @@ def assert_fresh_state(algorithm: str, state: str | None, ttl_ms: int, now_us: i
     expires no later than that state needs. A few seconds of slack cover a
     real server's clock moving on meanwhile."""
     assert state is not None
-    assert re.fullmatch(r"[0-9]+", state), state
     if algorithm == "simple":
-        window_end_us = (int(state[:-1]) + EPOCH_MS) * 1000
-        assert int(state[-1]) == 1
+        parts = re.fullmatch(r"([0-9]+):([0-9]+)", state)
+        assert parts, state
+        window_end_us = int(parts[1]) * 1000
+        assert int(parts[2]) == 1
         assert 0 < window_end_us - now_us <= 60_000_000 + 2_000_000
         assert 0 < ttl_ms <= 60_000
     else:
+        assert re.fullmatch(r"[0-9]+", state), state
         drain_us = 12_000_000  # 60 s / 5
         assert 0 < int(state) - now_us <= drain_us + 2_000_000
         assert 0 < ttl_ms <= drain_us // 1000

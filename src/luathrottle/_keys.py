@@ -1,6 +1,6 @@
 """State keys: namespaced, hashed, and one hash tag per identity.
 
-A key looks like ``lt:fw4:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
+A key looks like ``lt:fw5:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
 - the prefix, then the script's key tag (the initials of its name, and its
   version), so a new state layout never reads keys an older one wrote;
@@ -16,7 +16,7 @@ script call on one Redis Cluster slot decides all of its limits.
 Such a key names one limit's state. A script whose header says ``-- layout:
 hash`` (SimpleRate's) keeps every limit of an identity in one hash instead:
 the key up to the hash tag names the hash, and the rest (scope and limit)
-the field, ``b3RoZXJzY29w:5/60`` in ``lt:fw4:{Q2xhcHJvZmls}``.
+the field, ``b3RoZXJzY29w:5/60`` in ``lt:fw5:{Q2xhcHJvZmls}``.
 ``script_words`` makes a call's KEYS and ARGV so; everything else, such as
 the denial cache and the messages that name a state, keeps the whole key.
 """

@@ -48,10 +48,10 @@ class Script:
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
         key_tag: the script in its keys: the initials of its name and its
-            version, ``fw4`` for ``fixed_window`` version 4; short, since
+            version, ``fw5`` for ``fixed_window`` version 5; short, since
             every key of every identity carries it.
         function: the script's name in the function library,
-            ``lt_fixed_window_v3_`` and the first 8 digits of ``sha``: named
+            ``lt_fixed_window_v5_`` and the first 8 digits of ``sha``: named
             by content, as EVALSHA is, so that a server holding another
             build's library never runs this one's calls with other code.
         function_ro: its read-only twin, flagged ``no-writes`` for
@@ -67,17 +67,9 @@ class Script:
     source: str = field(repr=False)
     sha: str
     key_tag: str
+    function: str
+    function_ro: str
     hashed: bool = False
-
-    @property
-    def function(self) -> str:
-        """The function FCALL runs this script as."""
-        return f"lt_{self.name}_v{self.version}_{self.sha[:8]}"
-
-    @property
-    def function_ro(self) -> str:
-        """The no-writes function FCALL_RO runs peeks as."""
-        return f"{self.function}_ro"
 
     @classmethod
     def from_source(cls, source: str, *, filename: str) -> "Script":
@@ -94,12 +86,15 @@ class Script:
             raise ValueError(f"{filename} names itself {name!r} in its header")
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         initials = "".join(word[0] for word in name.split("_") if word)
+        function = f"lt_{name}_v{version}_{sha[:8]}"
         return cls(
             name=name,
             version=version,
             source=source,
             sha=sha,
             key_tag=f"{initials}{version}",
+            function=function,
+            function_ro=f"{function}_ro",
             hashed=header.group(3) is not None,
         )
 
