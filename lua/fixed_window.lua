@@ -181,7 +181,9 @@ if consume and admitted then
           redis.call('PEXPIRE', key, ms)
         end
       end
-      writes, opened = {}, 0
+      if i < n then
+        writes, opened = {}, 0
+      end
     end
   end
 end

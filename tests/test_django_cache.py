@@ -16,9 +16,11 @@ import redis
 from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.management import call_command
 from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from luathrottle import (
     AsyncLimiter,
@@ -29,7 +31,8 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import state_keys
+from luathrottle._keys import script_words, state_keys
+from luathrottle.backends._staged import Staging
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
@@ -466,6 +469,52 @@ def test_staged_values_cross_by_position():
     assert backend.run_script(PAIRS, keys, ["5", "6", "7", "8"]) == [11, 12, 11, 13]
     assert cache.get_many(keys) == dict(zip(keys, ["5", "6", "7", "8"], strict=True))
     cache.delete_many(keys)
+
+
+def test_a_key_named_twice_is_read_once_and_seen_under_each_name(request):
+    """The limits of one hash name it once each: the cache is asked for it
+    once, and every name reads its value and the script's own writes."""
+    alias = prepare_cache(request, "database")
+    cache = caches[alias]
+    cache.set("staged:twice", "3")
+    keys = ["staged:twice", "staged:twice", "staged:other"]
+    with CaptureQueriesContext(connection) as queries:
+        reply = SyncDjangoCache(alias).run_script(PAIRS, keys, ["11", "12", "13"])
+    assert reply == [3, 11, -1]
+    assert cache.get_many(keys) == {"staged:twice": "12", "staged:other": "13"}
+    # The database cache's get_many is the one SELECT of values.
+    [read] = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT "cache_key", "value"')
+    ]
+    assert read.count(cache.make_key("staged:twice")) == 1, read
+
+
+class _AskedLocMemCache(LocMemCache):
+    """Django's LocMemCache, noting the keys each get_many asks for (its
+    get_many reads every key it is given, one get each)."""
+
+    def __init__(self) -> None:
+        super().__init__("asked", {})
+        self.asked: list[list[str]] = []
+
+    def get_many(self, keys, version=None):
+        self.asked.append(list(keys))
+        return super().get_many(keys, version)
+
+
+def test_a_hash_named_by_three_limits_is_read_once_from_a_locmem_cache(clock):
+    cache = _AskedLocMemCache()
+    limiter = Limiter(["5/s", "10/minute", "20/hour"], clock=clock)
+    call = limiter._call("k", "hit")
+    keys, args = script_words(limiter.script, call.keys, call.args)
+    assert len(set(keys)) == 1 < len(keys)
+    staging = Staging("asked")
+    for remaining in (4, 3):
+        [reply] = staging.run(cache, [(limiter.script, keys, args)])
+        assert reply[2::5] == [remaining, remaining + 5, remaining + 15]
+    assert cache.asked == [[keys[0]], [keys[0]]]
 
 
 def test_dummy_cache_admits_every_hit(clock):

@@ -159,24 +159,27 @@ local function hash_of(key, create)
   return collection_of(hashes, 'hash', key, create and new_hash)
 end
 function commands.HSET(key, ...)
-  local words = {...}
-  if #words == 0 or #words % 2 ~= 0 then
+  -- The words are read with select rather than put in a table: a hit's
+  -- HSET and HMGET would make one each.
+  local words = select('#', ...)
+  if words == 0 or words % 2 ~= 0 then
     error("ERR wrong number of arguments for 'hset' command", 0)
   end
   local hash = hash_of(key, true)
   local added = 0
-  for i = 1, #words, 2 do
-    local field = tostring(words[i])
+  for i = 1, words, 2 do
+    local field, value = select(i, ...)
+    field = tostring(field)
     if hash[field] == nil then added = added + 1 end
-    hash[field] = tostring(words[i + 1])
+    hash[field] = tostring(value)
   end
   return added
 end
 function commands.HMGET(key, ...)
   local hash = hash_of(key, false)
   local reply = {}
-  for i, field in ipairs({...}) do
-    local value = hash and hash[tostring(field)]
+  for i = 1, select('#', ...) do
+    local value = hash and hash[tostring((select(i, ...)))]
     if value == nil then value = false end
     reply[i] = value
   end

@@ -1,5 +1,5 @@
 -- luathrottle embedded: staging_keyspace
--- version: 3
+-- version: 4
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
@@ -18,11 +18,14 @@
 -- Returns one entry point:
 --   run_staged(script, clock_us, nkeys, VALUES..., KEYS..., ARGV...)
 --                   VALUES is the snapshot: each key's value (a string or
---                   a table, as above), or nil when the cache has none.
+--                   a table, as above), or nil when the cache has none or
+--                   when an earlier KEYS entry names the same key.
 --                   Returns one flat list, so that Python reads it in one
 --                   crossing: n, the reply's n elements; m, then for each
---                   of the m keys it set: key, value (a string or a hash),
---                   px_ms or false; then the keys it deleted.
+--                   of the m keys it set: key, px_ms or false, and either
+--                   the string it holds or, for a hash, its expiry
+--                   (microseconds or false), its number of fields f and f
+--                   pairs of field and value; then the keys it deleted.
 
 local commands, clock, px_ms, call_script = ...
 local state
@@ -132,7 +135,10 @@ local function run_staged(script, clock_us, nkeys, ...)
   clock.now = clock_us
   -- A table of the varargs keeps the positions of nil values.
   local given, data = {...}, {}
-  for i = 1, nkeys do data[given[nkeys + i]] = given[i] end
+  for i = 1, nkeys do
+    -- A key named more than once has its value with the first name only.
+    if given[i] ~= nil then data[given[nkeys + i]] = given[i] end
+  end
   state = {data = data, sets = {}, dels = {}}
   local reply = call_script(script, nkeys, select(nkeys + 1, ...))
   local count = #reply
@@ -141,8 +147,21 @@ local function run_staged(script, clock_us, nkeys, ...)
   local nsets = at
   out[nsets] = 0
   for key, entry in pairs(state.sets) do
-    out[at + 1], out[at + 2], out[at + 3] = key, entry[1], entry[2]
-    at = at + 3
+    local value = entry[1]
+    out[at + 1], out[at + 2] = key, entry[2]
+    if type(value) == 'string' then
+      out[at + 3] = value
+      at = at + 3
+    else
+      local size = at + 4
+      out[at + 3], out[size] = value.expires, 0
+      at = size
+      for field, text in pairs(value.fields) do
+        out[at + 1], out[at + 2] = field, text
+        at = at + 2
+        out[size] = out[size] + 1
+      end
+    end
     out[nsets] = out[nsets] + 1
   end
   for key in pairs(state.dels) do

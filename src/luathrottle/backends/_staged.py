@@ -79,7 +79,7 @@ def _as_state(runtime: Any, value: object) -> object:
 
 
 def _hash_fields(value: object) -> dict[str, str] | None:
-    """The fields of a hash as ``_as_cached`` caches one, or None for any
+    """The fields of a hash as ``_read_sets`` caches one, or None for any
     other value."""
     if not isinstance(value, dict) or value.keys() != {"fields", "expires_at_ms"}:
         return None
@@ -98,16 +98,28 @@ def _hash_fields(value: object) -> dict[str, str] | None:
     return fields
 
 
-def _as_cached(value: Any) -> object:
-    """What a script set, as the cache keeps it: a string as it is, a hash
-    as a dict."""
-    if isinstance(value, str):
-        return value
-    expires = value["expires"]
-    return {
-        "fields": dict(value["fields"].items()),
-        "expires_at_ms": None if expires is False else math.ceil(expires / 1000),
-    }
+def _read_sets(
+    out: Sequence[Any], at: int, count: int
+) -> tuple[dict[int | None, dict[str, object]], int]:
+    """The ``count`` keys a script set, from ``out[at]`` on (see
+    ``run_staged`` in ``staging_keyspace.lua``), grouped by cache timeout,
+    each as the cache keeps it: a string as it is, a hash as a dict; and
+    where they end in ``out``."""
+    by_timeout: dict[int | None, dict[str, object]] = {}
+    for _ in range(count):
+        key, ms, value = out[at : at + 3]
+        at += 3
+        if type(value) is not str:
+            # A hash: value is its expiry, then come its number of fields
+            # and each field with its value.
+            pairs = out[at + 1 : at + 1 + 2 * out[at]]
+            value = {
+                "fields": dict(zip(pairs[::2], pairs[1::2], strict=True)),
+                "expires_at_ms": None if value is False else math.ceil(value / 1000),
+            }
+            at += 1 + len(pairs)
+        by_timeout.setdefault(_timeout(ms), {})[key] = value
+    return by_timeout, at
 
 
 def _timeout(ms: Any) -> int | None:
@@ -142,11 +154,10 @@ class Staging:
         script, keys, args = call
         lua = self._lua.get()
         runtime = lua.runtime
-        # A missing key passes None, which Lua reads as nil.
-        values = [
-            _as_state(runtime, snapshot[key]) if key in snapshot else None
-            for key in keys
-        ]
+        # The limits of one hash name it once each: its value goes with the
+        # first, and None (nil in Lua, as for a missing key) with the rest.
+        states = {key: _as_state(runtime, value) for key, value in snapshot.items()}
+        values = [states.pop(key, None) for key in keys]
         now_us = time.time_ns() // 1000
         try:
             # One crossing each way: the snapshot goes in as arguments, and
@@ -157,12 +168,7 @@ class Staging:
         except lua.error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
         count = out[0]
-        at = count + 2
-        end = at + 3 * out[count + 1]
-        by_timeout: dict[int | None, dict[str, object]] = {}
-        triples = iter(out[at:end])
-        for key, value, ms in zip(triples, triples, triples, strict=True):
-            by_timeout.setdefault(_timeout(ms), {})[key] = _as_cached(value)
+        by_timeout, end = _read_sets(out, count + 2, out[count + 1])
         writes: list[_Write] = [
             ("set_many", (items, timeout)) for timeout, items in by_timeout.items()
         ]
@@ -203,7 +209,7 @@ class Staging:
         # fails, and this runs for every request.
         operation = "get_many"
         try:
-            staged = self._stage(call, cache.get_many(call[1]))
+            staged = self._stage(call, cache.get_many(dict.fromkeys(call[1])))
             operation = "write back"
             for method, arguments in staged.writes:
                 self._wrote(method, getattr(cache, method)(*arguments))
@@ -224,7 +230,7 @@ class Staging:
     async def _arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
         operation = "aget_many"
         try:
-            staged = self._stage(call, await cache.aget_many(call[1]))
+            staged = self._stage(call, await cache.aget_many(dict.fromkeys(call[1])))
             operation = "write back"
             for method, arguments in staged.writes:
                 self._wrote(method, await getattr(cache, f"a{method}")(*arguments))
