@@ -173,6 +173,16 @@ def test_reply_fields_become_integers_as_redis_makes_them(backend):
     assert backend().run_script(script("return {}"), [], []) == []
 
 
+@pytest.mark.parametrize("backend", [MemoryBackend, Lua51MemoryBackend])
+def test_a_failing_script_names_the_line_of_its_file(backend):
+    """The embedded runtimes run a script as the body of a function of KEYS
+    and ARGV that starts on its first line, as Redis's function library
+    does, so an error names the script's own line."""
+    probe = script("local missing = KEYS[2]\n\nreturn {missing + 1}")
+    with pytest.raises(ScriptError, match=r"^probe: probe:5: "):
+        backend().run_script(probe, ["k"], [])
+
+
 @pytest.mark.parametrize("body", ["return {1, 'abc'}", "return {1/0}", "return {2^63}"])
 def test_a_reply_field_that_is_no_integer_is_a_script_error(body):
     with pytest.raises(ScriptError, match=r"probe: .*field"):

@@ -1,5 +1,5 @@
 -- luathrottle embedded: prelude
--- version: 2
+-- version: 3
 --
 -- What every in-process keyspace shares: Redis's redis.call and redis.pcall
 -- dispatch, TIME, the SET ... PX ms option, and splitting a call into KEYS
@@ -60,15 +60,18 @@ local function call_script(script, nkeys, ...)
   return script(keys, args)
 end
 
--- KEYS and ARGV are the chunk's arguments, locals as in Redis, so a script
--- sees no other script's; they are declared on the script's first line, so
--- errors name the lines of its file.
+-- A script becomes the body of a function of KEYS and ARGV, as in the
+-- function library Redis runs, so a script sees no other script's; the
+-- function starts on the script's first line, so errors name the lines of
+-- its file. A function with named parameters, unlike a chunk's varargs, can
+-- start a LuaJIT trace where it is entered.
 local function compile(source, name)
-  local chunk, problem = loadstring('local KEYS, ARGV = ...; ' .. source, '=' .. name)
+  local chunk, problem = loadstring(
+    'return function(KEYS, ARGV) ' .. source .. '\nend', '=' .. name)
   if chunk == nil then
     error(problem, 0)
   end
-  return chunk
+  return chunk()
 end
 
 return commands, clock, px_ms, call_script, compile
