@@ -77,7 +77,7 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--url", help="an existing redis:// server; default: start one")
     parser.add_argument("--smoke", action="store_true", help="tiny N, one round")
     parser.add_argument("--out", type=Path, help="default: docs/benchmarks")
-    parser.add_argument("--rounds", type=int, help="rounds per case (default 7)")
+    parser.add_argument("--rounds", type=int, help="rounds per case (default 15)")
     parser.add_argument("--n", type=int, help="operations per round (default 2000)")
     parser.add_argument("--skip-e2e", action="store_true", help="no ASGI server")
     parser.add_argument("--e2e-seconds", type=float, help="per path and round")
@@ -92,7 +92,7 @@ def _arguments() -> argparse.Namespace:
     args = parser.parse_args()
     smoke = args.smoke
     args.n = args.n or (30 if smoke else 2000)
-    args.rounds = args.rounds or (1 if smoke else 7)
+    args.rounds = args.rounds or (1 if smoke else 15)
     args.e2e_seconds = args.e2e_seconds or (1.0 if smoke else 3.0)
     args.e2e_rounds = args.e2e_rounds or (1 if smoke else 9)
     if args.n < 1 or args.rounds < 1 or args.e2e_rounds < 1 or args.e2e_seconds <= 0:
