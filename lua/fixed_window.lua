@@ -118,18 +118,19 @@ for i = 1, n do
   if state then
     -- Matched before any arithmetic, which raises an error on a string that
     -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    local window, used = match(state, '^(%d+):(%d+)$')
-    if window then
-      window, used = window * 1000, used + 0
-      if used > limit or window > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US then
-        window = nil
+    local window_ms, used = match(state, '^(%d+):(%d+)$')
+    local window_end
+    if window_ms then
+      window_end, used = window_ms * 1000, used + 0
+      if used > limit or window_end > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US then
+        window_end = nil
       end
     end
-    if not window then
+    if not window_end then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-    elseif window > now then
-      count, reset_after = used, window - now
+    elseif window_end > now then
+      count, reset_after = used, window_end - now
     end
   end
   local base = 5 * i - 5
@@ -164,9 +165,10 @@ if consume and admitted then
       reply[base + 4] = reset_after
     end
     reply[base + 3] = remaining
+    local count = reply[base + 2] - remaining
     local w = #writes
     writes[w + 1] = ARGV[FIELDS + i]
-    writes[w + 2] = format('%d:%d', (now + reset_after) / 1000, reply[base + 2] - remaining)
+    writes[w + 2] = format('%d:%d', (now + reset_after) / 1000, count)
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local key = KEYS[i]
       if foreign and foreign[key] then
