@@ -112,56 +112,43 @@ def _floor_script_cases(
     sha = str(client.script_load(FLOOR_SCRIPT))
     hash_sha = str(client.script_load(HASH_FLOOR_SCRIPT))
 
-    def evalsha(script: str, words: list[str], keys: int) -> Any:
-        return partial(client.evalsha, script, keys, *words)
+    def call(size: int, identity: str, hashed: bool) -> tuple[str, int, list[str]]:
+        """The floor script's SHA1, number of keys and words for a hit."""
+        keys, args = _floor_words(size, identity)
+        if hashed:
+            return hash_sha, 1, _as_hash(keys, args)
+        return sha, len(keys), [*keys, *args]
 
     def fresh(size: int, hashed: bool) -> None:
-        keys, args = _floor_words(size, _fresh(f"floor.{size}"))
-        if hashed:
-            client.evalsha(hash_sha, 1, *_as_hash(keys, args))
-        else:
-            client.evalsha(sha, len(keys), *keys, *args)
+        script, numkeys, words = call(size, _fresh(f"floor.{size}"), hashed)
+        client.evalsha(script, numkeys, *words)
 
     for size in LIMITS:
-        keys, args = _floor_words(size, f"bench:floor.{size}")
-        title = f"{size} key{'s' if size > 1 else ''}"
-        # redis-py types the asyncio client's commands as sync-or-async.
-        async_evalsha: Any = partial(aclient.evalsha, sha, len(keys), *keys, *args)
-        yield Case(
-            f"floor.sync.script.{size}",
-            f"redis-py EVALSHA floor script, {title}",
-            "floor",
-            op=evalsha(sha, [*keys, *args], len(keys)),
-            probe=partial(fresh, size, False),
-            limits=size,
-        )
-        yield Case(
-            f"floor.async.script.{size}",
-            f"redis-py async EVALSHA floor script, {title}",
-            "floor",
-            "async",
-            aop=async_evalsha,
-            limits=size,
-        )
-        in_hash = f"{size} limit{'s' if size > 1 else ''} in one hash"
-        hashed = _as_hash(keys, args)
-        async_hashed: Any = partial(aclient.evalsha, hash_sha, 1, *hashed)
-        yield Case(
-            f"floor.sync.hash.{size}",
-            f"redis-py EVALSHA floor script, {in_hash}",
-            "floor",
-            op=evalsha(hash_sha, hashed, 1),
-            probe=partial(fresh, size, True),
-            limits=size,
-        )
-        yield Case(
-            f"floor.async.hash.{size}",
-            f"redis-py async EVALSHA floor script, {in_hash}",
-            "floor",
-            "async",
-            aop=async_hashed,
-            limits=size,
-        )
+        plural = "s" if size > 1 else ""
+        for layout, title in (
+            ("script", f"{size} key{plural}"),
+            ("hash", f"{size} limit{plural} in one hash"),
+        ):
+            hashed = layout == "hash"
+            script, numkeys, words = call(size, f"bench:floor.{size}", hashed)
+            # redis-py types the asyncio client's commands as sync-or-async.
+            async_evalsha: Any = partial(aclient.evalsha, script, numkeys, *words)
+            yield Case(
+                f"floor.sync.{layout}.{size}",
+                f"redis-py EVALSHA floor script, {title}",
+                "floor",
+                op=partial(client.evalsha, script, numkeys, *words),
+                probe=partial(fresh, size, hashed),
+                limits=size,
+            )
+            yield Case(
+                f"floor.async.{layout}.{size}",
+                f"redis-py async EVALSHA floor script, {title}",
+                "floor",
+                "async",
+                aop=async_evalsha,
+                limits=size,
+            )
 
 
 def floor_cases(client: redis.Redis, aclient: redis.asyncio.Redis) -> list[Case]:
