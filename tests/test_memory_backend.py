@@ -5,7 +5,16 @@ import threading
 
 import pytest
 
-from luathrottle import AsyncLimiter, BackendError, LeakyBucket, Limiter
+from luathrottle import (
+    AsyncLimiter,
+    BackendError,
+    ConcurrencyLimiter,
+    LeakyBucket,
+    Limiter,
+    SimpleRate,
+    SlidingWindow,
+    TokenBucket,
+)
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.scripts import Script
 
@@ -65,6 +74,47 @@ def test_expired_keys_are_swept_without_being_read(clock):
     assert backend.command("DBSIZE") > 0
     limiter.peek("someone-else")
     assert backend.command("DBSIZE") == 0
+
+
+def test_a_hash_named_by_three_limits_sweeps_as_much_as_one_key(clock):
+    """A 3-limit SimpleRate call names its identity's hash three times, and
+    writes only that hash: it sweeps two keys, as a 1-limit call does."""
+    backend = MemoryBackend(clock=clock)
+    limiter = Limiter(
+        ["1/second", "2/second", "3/second"], backend=backend, clock=clock
+    )
+    for index in range(200):
+        limiter.hit(f"client-{index}")
+    assert backend.command("DBSIZE") == 200
+    clock.advance(4)
+    for _ in range(99):
+        limiter.peek("someone-else")
+    assert backend.command("DBSIZE") > 0
+    limiter.peek("someone-else")
+    assert backend.command("DBSIZE") == 0
+
+
+def test_scripts_leave_the_argv_tables_the_backend_keeps_unchanged(clock):
+    """The backend hands a script the ARGV table it keeps for those
+    arguments, not a copy, so a script that wrote to its ARGV would change
+    its next call's. Every script, in every mode, leaves them as they were."""
+    backend = MemoryBackend(clock=clock)
+    limits = ["2/second", "3/minute", "4/hour"]
+    for algorithm in (SimpleRate(), LeakyBucket(), TokenBucket(), SlidingWindow()):
+        limiter = Limiter(limits, algorithm=algorithm, backend=backend)
+        for _ in range(3):
+            limiter.hit("someone")
+        limiter.hit("someone", cost=2)
+        limiter.hit("someone", cost=9)
+        limiter.peek("someone")
+        limiter.reset("someone")
+    leases = ConcurrencyLimiter(1, lease=30, backend=backend)
+    with leases.acquire("someone") as lease:
+        assert lease.renew()
+        assert not leases.acquire("someone").allowed
+    assert len(backend._argv) > 10
+    for args, table in backend._argv.items():
+        assert [table[index] for index in range(1, len(table) + 1)] == list(args)
 
 
 def test_threads_admit_exactly_the_limit():

@@ -31,7 +31,9 @@ _MICROSECONDS = 1_000_000
 
 class BaseThrottleAlgorithm:
     """An algorithm is a Lua script that follows luathrottle's calling
-    convention (see ``lua/fixed_window.lua``).
+    convention (see ``lua/fixed_window.lua``). Its script never writes to
+    ARGV: ``MemoryBackend`` hands every call with the same arguments the
+    same ARGV table.
 
     Subclasses set ``script_name`` and may check limits further in
     ``check_limits``.
