@@ -1,6 +1,8 @@
 """The floor (redis-py PING, a trivial EVALSHA, and the floor script: the
 Redis commands of a hit without its logic, with a key per limit as today and
-with every limit a field of one hash) and luathrottle's own
+with every limit a field of one hash; beside it, the least decision script:
+those commands with the least logic that decides a fixed window) and
+luathrottle's own
 standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
 and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
 async); SyncRedis by EVALSHA beside its default FCALL; a concurrency lease
@@ -80,6 +82,54 @@ end
 redis.call('HSET', KEYS[1], unpack(writes))
 return reply
 """
+#: The hash floor's commands with the least fixed-window decision in between:
+#: SimpleRate's reply and state format, without anything that makes the real
+#: script safe (reading foreign state as absent, limits in several hashes,
+#: the hash's expiry, peek and reset). Not a floor: what any script that
+#: decides costs, beside which the 15% the Lua targets allow can be judged.
+LEAST_DECISION_SCRIPT = """
+local time = redis.call('TIME')
+local now = time[1] * 1000000 + time[2]
+local n = (#ARGV - 3) / 3
+local fields = 3 + 2 * n
+local cost = ARGV[2] + 0
+local states = redis.call('HMGET', KEYS[1], unpack(ARGV, fields + 1, fields + n))
+local reply, admitted = {}, true
+for i = 1, n do
+  local limit, count, reset_after = ARGV[2 + 2 * i] + 0, 0, 0
+  if states[i] then
+    local window_ms, used = string.match(states[i], '^(%d+):(%d+)$')
+    local window_end = window_ms * 1000
+    if window_end > now then
+      count, reset_after = used + 0, window_end - now
+    end
+  end
+  local base = 5 * i - 5
+  reply[base + 1], reply[base + 2], reply[base + 3] = 1, limit, limit - count
+  reply[base + 4], reply[base + 5] = reset_after, 0
+  if count + cost > limit then
+    reply[base + 1], reply[base + 5], admitted = 0, reset_after, false
+  end
+end
+if admitted then
+  local writes = {}
+  for i = 1, n do
+    local base = 5 * i - 5
+    local reset_after = reply[base + 4]
+    if reset_after == 0 then
+      local duration_us = ARGV[3 + 2 * i] * 1000000
+      reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
+      reply[base + 4] = reset_after
+    end
+    reply[base + 3] = reply[base + 3] - cost
+    local count = reply[base + 2] - reply[base + 3]
+    writes[2 * i - 1] = ARGV[fields + i]
+    writes[2 * i] = string.format('%d:%d', (now + reset_after) / 1000, count)
+  end
+  redis.call('HSET', KEYS[1], unpack(writes))
+end
+return reply
+"""
 _probes = count()
 
 
@@ -106,44 +156,55 @@ def _floor_script_cases(
     client: redis.Redis, aclient: redis.asyncio.Redis
 ) -> Iterator[Case]:
     """EVALSHA of ``HASH_FLOOR_SCRIPT`` with a SimpleRate hit's keys and
-    arguments, for 1 and 3 limits, sync and async: SimpleRate's floor; and
-    of ``FLOOR_SCRIPT``, the same hit with a key per limit, as the other
-    algorithms keep their state."""
-    sha = str(client.script_load(FLOOR_SCRIPT))
-    hash_sha = str(client.script_load(HASH_FLOOR_SCRIPT))
+    arguments, for 1 and 3 limits, sync and async: SimpleRate's floor; of
+    ``FLOOR_SCRIPT``, the same hit with a key per limit, as the other
+    algorithms keep their state; and, sync only, of
+    ``LEAST_DECISION_SCRIPT`` with the hash floor's words."""
+    shas = {
+        layout: str(client.script_load(text))
+        for layout, text in (
+            ("script", FLOOR_SCRIPT),
+            ("hash", HASH_FLOOR_SCRIPT),
+            ("decision", LEAST_DECISION_SCRIPT),
+        )
+    }
 
-    def call(size: int, identity: str, hashed: bool) -> tuple[str, int, list[str]]:
-        """The floor script's SHA1, number of keys and words for a hit."""
+    def call(size: int, identity: str, layout: str) -> tuple[str, int, list[str]]:
+        """The script's SHA1, number of keys and words for a hit."""
         keys, args = _floor_words(size, identity)
-        if hashed:
-            return hash_sha, 1, _as_hash(keys, args)
-        return sha, len(keys), [*keys, *args]
+        if layout == "script":
+            return shas[layout], len(keys), [*keys, *args]
+        return shas[layout], 1, _as_hash(keys, args)
 
-    def fresh(size: int, hashed: bool) -> None:
-        script, numkeys, words = call(size, _fresh(f"floor.{size}"), hashed)
+    def fresh(size: int, layout: str) -> None:
+        script, numkeys, words = call(size, _fresh(f"{layout}.{size}"), layout)
         client.evalsha(script, numkeys, *words)
 
     for size in LIMITS:
         plural = "s" if size > 1 else ""
         for layout, title in (
-            ("script", f"{size} key{plural}"),
-            ("hash", f"{size} limit{plural} in one hash"),
+            ("script", f"floor script, {size} key{plural}"),
+            ("hash", f"floor script, {size} limit{plural} in one hash"),
+            ("decision", f"least decision script, {size} limit{plural} in one hash"),
         ):
-            hashed = layout == "hash"
-            script, numkeys, words = call(size, f"bench:floor.{size}", hashed)
+            # Each layout its own identity: the floor scripts' states are
+            # no fixed-window states.
+            script, numkeys, words = call(size, f"bench:{layout}.{size}", layout)
+            yield Case(
+                f"floor.sync.{layout}.{size}",
+                f"redis-py EVALSHA {title}",
+                "floor",
+                op=partial(client.evalsha, script, numkeys, *words),
+                probe=partial(fresh, size, layout),
+                limits=size,
+            )
+            if layout == "decision":
+                continue
             # redis-py types the asyncio client's commands as sync-or-async.
             async_evalsha: Any = partial(aclient.evalsha, script, numkeys, *words)
             yield Case(
-                f"floor.sync.{layout}.{size}",
-                f"redis-py EVALSHA floor script, {title}",
-                "floor",
-                op=partial(client.evalsha, script, numkeys, *words),
-                probe=partial(fresh, size, hashed),
-                limits=size,
-            )
-            yield Case(
                 f"floor.async.{layout}.{size}",
-                f"redis-py async EVALSHA floor script, {title}",
+                f"redis-py async EVALSHA {title}",
                 "floor",
                 "async",
                 aop=async_evalsha,

@@ -16,6 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from luathrottle import Limiter, SimpleRate
+from luathrottle._keys import script_words
+from luathrottle.backends.redis import SyncRedis
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"
 #: A database of the harness's server that no other test uses or flushes.
@@ -30,6 +34,7 @@ OWN_CASES = {
     "floor.async.evalsha",
     *(f"floor.{mode}.script.{size}" for mode in ("sync", "async") for size in (1, 3)),
     *(f"floor.{mode}.hash.{size}" for mode in ("sync", "async") for size in (1, 3)),
+    *(f"floor.sync.decision.{size}" for size in (1, 3)),
     *(
         f"lt.{backend}.{algorithm}.{size}"
         for backend in ("sync_redis", "async_redis", "memory", "async_memory")
@@ -175,13 +180,24 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         "hmget": 1.0,
         "hset": 1.0,
     }
-    for layout in ("script", "hash"):
+    # The least decision script runs the hash floor's commands.
+    assert cases["floor.sync.decision.3"]["redis"]["commands"] == {
+        "evalsha": 1.0,
+        "time": 1.0,
+        "hmget": 1.0,
+        "hset": 1.0,
+    }
+    for layout in ("script", "hash", "decision"):
         figures = cases[f"floor.sync.{layout}.3"]["redis"]
         assert is_number(figures["bytes_per_identity"]), layout
     targets = {target["name"]: target for target in document["targets"]}
     several = targets["Lua µs per call, SimpleRate 3 limits / 1 limit"]["detail"]
     assert "floor scripts, a key per limit: 3 limits / 1 limit" in several
     assert "floor scripts, one hash: 3 limits / 1 limit" in several
+    assert "least decision scripts, one hash: 3 limits / 1 limit" in several
+    for size in ("1 limit", "3 limits"):
+        lua = targets[f"Lua µs per call, SimpleRate {size} / its floor script"]
+        assert f"least decision script, {size} in one hash: " in lua["detail"]
     assert len(targets) == len(document["targets"]) == 11
     for name, target in targets.items():
         assert target["reason"], name
@@ -279,3 +295,26 @@ def test_smoke_of_some_cases(redis_url, tmp_path):
         if target["measured"] is not None or timing_void(target)
     }
     assert measured == ({LOCMEM_TARGET} if "dmr.plain" in expected else set())
+
+
+def test_the_least_decision_script_decides_as_simple_rate_does(redis_client):
+    """The script the Lua targets are read beside must make the decision
+    it is said to make: over the same hits, its replies are SimpleRate's,
+    but for the microseconds that pass between the two calls."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from _bench_cases import LEAST_DECISION_SCRIPT, _as_hash
+
+    backend, script = SyncRedis(redis_client), SimpleRate().script
+    limits = ["3/hour", "4/minute"]
+    ours, least = (Limiter(limits)._call(name, "hit") for name in ("ours", "least"))
+    words = _as_hash(list(least.keys), list(least.args))
+    for _ in range(6):
+        mine = backend.run_script(script, *script_words(script, ours.keys, ours.args))
+        theirs = redis_client.eval(LEAST_DECISION_SCRIPT, 1, *words)
+        assert len(theirs) == len(mine) == 10
+        for start in (0, 5):
+            status, limit, remaining, reset_us, retry_us = theirs[start : start + 5]
+            assert [status, limit, remaining] == mine[start : start + 3]
+            assert abs(reset_us - mine[start + 3]) < 1_000_000
+            assert abs(retry_us - mine[start + 4]) < 1_000_000
+    assert [theirs[0], theirs[2], theirs[5], theirs[7]] == [0, 0, 1, 1]
