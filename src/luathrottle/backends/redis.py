@@ -195,7 +195,10 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
     def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        # FCALL or EVALSHA, or once EVAL when the server lacked either.
+        # FCALL or EVALSHA, or once EVAL when the server lacked either. The
+        # reply is typed by annotation: cast(list[int], ...) would build a
+        # generic alias at every call.
+        reply: list[int]
         try:
             try:
                 reply = self.client.execute_command(
@@ -212,7 +215,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 )
         except RedisError as exc:
             raise translated(script.name, exc) from exc
-        return cast(list[int], reply)
+        return reply
 
     def _reload_library(self) -> None:
         """FUNCTION LOAD REPLACE the library, while functions are in use;
