@@ -8,9 +8,9 @@ scripts, and the sorted-set commands of the concurrency script) so that a
 script call never crosses back into Python. RPUSH only marks a key as a
 list, so that a script's GET meets WRONGTYPE there as on Redis. The runtime
 starts on the backend's first call, not when it is built. Keys expire lazily
-when read, and every script call also sweeps two keys for each key it names
-(a hash named once per limit counts once), so expired keys never make up more
-than half of the keyspace.
+when read, and every script call also owes a sweep two keys for each key it
+names (a hash named once per limit counts once), paid 32 at a time, so
+expired keys never make up more than half of the keyspace and 32 keys.
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
