@@ -150,7 +150,8 @@ def _keyed(
     keyed = []
     for item in stage:
         # Stages hold rate throttles only; stages() keeps the others apart.
-        throttle = cast(BaseThrottle[Any], item.throttle)
+        # The type is quoted: BaseThrottle[Any] would be built at each call.
+        throttle = cast("BaseThrottle[Any]", item.throttle)
         identity = throttle.identity(request)
         if identity is not None:
             keyed.append((throttle, item.view_scope, identity))
