@@ -2,12 +2,12 @@
 Redis commands of a hit without its logic, with a key per limit as today and
 with every limit a field of one hash; beside it, the least decision script:
 those commands with the least logic that decides a fixed window) and
-luathrottle's own
-standalone cases: SimpleRate, LeakyBucket, TokenBucket and SlidingWindow, 1
-and 3 limits per call, on SyncRedis, AsyncRedis and MemoryBackend (sync and
-async); SyncRedis by EVALSHA beside its default FCALL; a concurrency lease
-taken and released (two script calls) on each backend; and the hot key, one
-identity sending 50 times its limit, with the denial cache off and on."""
+luathrottle's own standalone cases: SimpleRate, LeakyBucket, TokenBucket and
+SlidingWindow, 1 and 3 limits per call, on SyncRedis, AsyncRedis and
+MemoryBackend (sync and async); SyncRedis by EVALSHA beside its default
+FCALL; a concurrency lease taken and released (two script calls) on each
+backend; and the hot key, one identity sending 50 times its limit, with the
+denial cache off and on."""
 
 from collections.abc import Iterator
 from functools import partial
