@@ -119,11 +119,10 @@ class Decision(NamedTuple):
         if len(reply) == _FIELDS_PER_LIMIT and len(limits) == 1:
             # A lone limit speaks for itself: nothing to combine, and no
             # unreadable state to log. Every hit of a one-limit limiter
-            # comes here, so the reply is unpacked whole rather than sliced,
-            # and so is the decision rather than read field by field:
+            # comes here, so the reply goes whole rather than sliced, and
+            # the decision is unpacked rather than read field by field:
             # decoding costs about as much as redis-py's whole EVALSHA.
-            status, _, remaining, reset_us, retry_us = reply
-            item = _limit_decision(limits[0], status, remaining, reset_us, retry_us)
+            item = _limit_decision(limits[0], reply)
             _, allowed, left, reset_after, retry_after, reason = item
             return _new_tuple(
                 cls,
@@ -181,14 +180,12 @@ def decode_reply(
     fields = _FIELDS_PER_LIMIT * len(limits)
     if len(reply) != fields:
         _log_unreadable(limits, reply, fields, keys)
-    decisions = []
-    for index, limit in enumerate(limits):
-        start = _FIELDS_PER_LIMIT * index
-        status, _, remaining, reset_us, retry_us = reply[
-            start : start + _FIELDS_PER_LIMIT
-        ]
-        decisions.append(_limit_decision(limit, status, remaining, reset_us, retry_us))
-    return decisions
+    return [
+        _limit_decision(limit, reply[start : start + _FIELDS_PER_LIMIT])
+        for limit, start in zip(
+            limits, range(0, fields, _FIELDS_PER_LIMIT), strict=True
+        )
+    ]
 
 
 def _log_unreadable(
@@ -257,9 +254,9 @@ def _wait(decision: LimitDecision) -> float:
     return decision.retry_after
 
 
-def _limit_decision(
-    limit: Limit, status: int, remaining: int, reset_us: int, retry_us: int
-) -> LimitDecision:
+def _limit_decision(limit: Limit, fields: Sequence[int]) -> LimitDecision:
+    """``limit``'s decision from its five fields of a script's reply."""
+    status, _, remaining, reset_us, retry_us = fields
     reason = _REASONS.get(status, _UNKNOWN)
     if reason is _UNKNOWN:
         raise ValueError(f"script reply has status {status!r} for limit {limit.name}")
