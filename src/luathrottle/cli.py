@@ -19,7 +19,7 @@ import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import redis
 import redis.cluster
@@ -38,7 +38,8 @@ from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
 
 __all__ = ["EXIT_STATUS", "main"]
 
-_TIMEOUTS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+_TIMEOUT = 5
+_TIMEOUTS = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
 
 Runner = Callable[..., Any]
 
@@ -89,11 +90,11 @@ def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
         raise _UsageError(f"--url {url!r}: a Sentinel URL needs a host")
     where = f"{address.hostname}:{address.port or 26379}"
     sentinel = redis.sentinel.Sentinel(
-        [(address.hostname, address.port or 26379)], **_TIMEOUTS
+        [(address.hostname, address.port or 26379)], sentinel_kwargs=_TIMEOUTS
     )
     try:
         # discover_master() hides why it failed: ask the one Sentinel directly.
-        masters = sentinel.sentinels[0].sentinel_masters()
+        masters = _primary_names(sentinel.sentinels[0].sentinel_masters())
     except redis.ConnectionError as exc:
         raise _UsageError(f"cannot reach the Sentinel at {where}: {exc}") from exc
     except redis.ResponseError as exc:
@@ -105,8 +106,18 @@ def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
             f"(it knows: {known})"
         )
     host, port = sentinel.discover_master(name)
-    primary = sentinel.master_for(name, **_TIMEOUTS)
+    primary = sentinel.master_for(
+        name, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+    )
     return (f"{host}:{port}", primary.execute_command)
+
+
+def _primary_names(masters: object) -> list[str]:
+    """The primaries a Sentinel names: SENTINEL MASTERS is a dict by name
+    over RESP2, and a list of each primary's fields over RESP3."""
+    if isinstance(masters, dict):
+        return list(masters)
+    return [str(primary["name"]) for primary in cast(list[Any], masters)]
 
 
 def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
