@@ -19,6 +19,9 @@ from luathrottle.decision import Reason
 
 LIMITS = [(3, 2), (5, 10)]
 KEYS = ["a", "b", "c"]
+# Per-call limits, as the README's plans pattern passes them: some share the
+# limiter's first limit, some have more limits than it, some fewer.
+PLANS = [None, [(3, 2)], [(3, 2), (5, 10), (8, 30)], [(3, 2), (9, 10)], [(4, 2)]]
 
 
 class CountingBackend(MemoryBackend):
@@ -63,9 +66,9 @@ class CacheAgreesWithTheStore(RuleBasedStateMachine):
         if self.backend_kind == "redis" and hasattr(self, "backend"):
             self.backend.client.close()
 
-    def compare(self, method, key, cost):
-        with_cache = getattr(self.cached, method)(key, cost)
-        assert with_cache == getattr(self.twin, method)(key, cost)
+    def compare(self, method, key, cost, limits=None):
+        with_cache = getattr(self.cached, method)(key, cost, limits)
+        assert with_cache == getattr(self.twin, method)(key, cost, limits)
 
     @rule(key=st.sampled_from(KEYS), cost=st.integers(1, 7))
     def hit(self, key, cost):
@@ -74,6 +77,12 @@ class CacheAgreesWithTheStore(RuleBasedStateMachine):
     @rule(key=st.sampled_from(KEYS), cost=st.integers(1, 7))
     def peek(self, key, cost):
         self.compare("peek", key, cost)
+
+    @rule(
+        key=st.sampled_from(KEYS), cost=st.integers(1, 4), plan=st.sampled_from(PLANS)
+    )
+    def hit_under_a_plan(self, key, cost, plan):
+        self.compare("hit", key, cost, plan)
 
     @rule(key=st.sampled_from(KEYS))
     def reset(self, key):
@@ -141,6 +150,65 @@ def test_a_hammering_client_reaches_the_store_once_per_window(clock):
     assert backend.calls == 7
 
 
+@pytest.mark.parametrize("algorithm", [SimpleRate, LeakyBucket])
+def test_a_denial_is_never_replayed_against_other_limits(
+    sync_backend, clock, algorithm
+):
+    # The README's plans pattern, with plans that share their first limit;
+    # the free plan's denial comes from its second.
+    plans = {
+        "free": ["50/minute", "2/hour"],
+        "pro": ["50/minute", "1000/hour"],
+        "team": ["50/minute", "1000/hour", "5000/day"],
+    }
+    common = {"algorithm": algorithm(), "backend": sync_backend, "clock": clock}
+    cached = Limiter(plans["free"], prefix="cached", cache_denials=True, **common)
+    twin = Limiter(plans["free"], prefix="twin", **common)
+    calls = [("free", 3), ("pro", 20), ("free", 1), ("team", 20), ("free", 1)]
+    allowed = []
+    for plan, times in calls:
+        for _ in range(times):
+            # More limits than the remembered denial were an IndexError.
+            decision = cached.hit("user", limits=plans[plan])
+            assert decision == twin.hit("user", limits=plans[plan])
+            allowed.append(decision.allowed)
+    # After the free plan's denial, the pro plan is the store's to decide.
+    assert allowed[:24] == [True, True, False] + [True] * 20 + [False]
+
+
+def test_a_denial_under_one_plan_leaves_another_to_the_store(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(["2/hour"], backend=backend, clock=clock, cache_denials=True)
+    free, pro = ["2/hour"], ["2/hour", "1000/hour"]
+    assert [limiter.hit("user", limits=free).allowed for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    # The pro plan counts in its own state keys of the shared first limit
+    # too, so the store still holds the free plan's two hits there: it
+    # denies, and the decision comes from the store, not from the replay
+    # of the free plan's one-limit denial.
+    before = backend.calls
+    decision = limiter.hit("user", limits=pro)
+    assert backend.calls == before + 1
+    assert len(decision.limits) == 2
+    assert decision.limits[1].remaining == 1000
+
+
+def test_a_reset_forgets_denials_under_per_call_limits_too(clock):
+    backend = CountingBackend(clock)
+    limiter = Limiter(["2/hour"], backend=backend, clock=clock, cache_denials=True)
+    plan = ["5/hour", "2/hour"]
+    for _ in range(3):
+        limiter.hit("user", limits=plan)
+    assert not limiter.hit("user", limits=plan).allowed
+    # The reset deletes the limiter's own 2/hour state, which the plan's
+    # denial came from: the next call under the plan asks the store.
+    limiter.reset("user")
+    assert limiter.hit("user", limits=plan).allowed
+
+
 def test_smaller_costs_that_might_fit_go_to_the_store(clock):
     backend = CountingBackend(clock)
     limiter = Limiter(5, 60, backend=backend, clock=clock, cache_denials=True)
@@ -206,7 +274,8 @@ def test_the_cache_holds_at_most_size_identities(clock):
     ("value", "error", "match"),
     [
         ("yes", TypeError, "cache_denials must be a bool"),
-        (0, ValueError, "cache_denials must be at least 1"),
+        (0, ValueError, "cache_denials must be between 1 and 1,000,000"),
+        (10**27, ValueError, "cache_denials must be between 1 and 1,000,000"),
         (2.5, TypeError, "cache_denials must be a bool"),
     ],
 )

@@ -140,5 +140,5 @@ def test_a_stage_mixing_cached_and_uncached_throttles_asks_the_store(
 
 
 def test_bad_cache_denials_on_a_throttle_names_the_argument():
-    with pytest.raises(ValueError, match="cache_denials must be at least 1"):
+    with pytest.raises(ValueError, match="cache_denials must be between 1 and"):
         SyncThrottle(3, 10, cache_denials=-1)

@@ -23,11 +23,17 @@ used), else ``time.monotonic``, read before the call is sent, so an entry
 never outlives the store's wait as the server measured it (up to the
 difference in one-way latency between two calls).
 
-A reset through the same limiter or throttle forgets the identity, and
-makes every call already in flight forget what it learns; a reset from
-another process is only seen when the entry ends, at ``retry_after`` at
-the latest. Denials because a cost exceeds a limit are not remembered (a
-caller's bug, not traffic); neither are failure-policy decisions.
+An entry is keyed by every state key of its call, and a state key names
+its identity, scope and limit: a call under other limits (a per-call
+``limits=``, another plan) is another entry, and never answered from a
+denial it did not get.
+
+A reset through the same limiter or throttle forgets every entry that names
+one of the keys it deletes, and makes every call already in flight forget
+what it learns; a reset from another process is only seen when the entry
+ends, at ``retry_after`` at the latest. Denials because a cost exceeds a
+limit are not remembered (a caller's bug, not traffic); neither are
+failure-policy decisions.
 
 The cache is an LRU of at most ``size`` identities behind one lock, held
 only for dictionary operations (never across an await or a store call),
@@ -38,16 +44,19 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 
 from luathrottle._clock import Clock, microseconds
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["DEFAULT_SIZE", "DenialCache", "denial_cache"]
+__all__ = ["DEFAULT_SIZE", "MAX_SIZE", "DenialCache", "denial_cache"]
 
 #: Identities a cache holds when ``cache_denials=True``.
 DEFAULT_SIZE = 10_000
+#: The most identities a cache may hold: an entry costs about 400 bytes, so
+#: this many cost about 400 MB.
+MAX_SIZE = 1_000_000
 _FIELDS = 5
 _ALLOWED, _EXCEEDED, _TOO_COSTLY = 1, 0, -1
 
@@ -110,7 +119,11 @@ class DenialCache:
     def __init__(self, size: int, clock: Clock | None = None) -> None:
         self.size = size
         self._clock = clock
-        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
+        # The entries that name each state key: a call admitted on a key
+        # spent quota there, so every entry naming it is dropped, whatever
+        # limits it was for.
+        self._naming: dict[str, set[tuple[str, ...]]] = {}
         self._lock = threading.Lock()
         # Bumped by every reset, so a denial learned by a call sent before
         # it is not remembered after it.
@@ -127,24 +140,25 @@ class DenialCache:
 
     def answer(
         self,
-        key: Hashable,
+        keys: tuple[str, ...],
         script: Script,
         limits: Sequence[Limit],
         cost: int,
         now_us: int,
     ) -> list[int] | None:
-        """The script's reply for a call of ``cost`` at ``now_us``, when the
-        remembered denial proves it denied; None to ask the store."""
+        """The script's reply for a call on the state ``keys`` (one per
+        limit of ``limits``) of ``cost`` at ``now_us``, when the remembered
+        denial proves it denied; None to ask the store."""
         if not self._entries:
             return None
         with self._lock:
-            entry = self._entries.get(key)
+            entry = self._entries.get(keys)
             if entry is None:
                 return None
             if now_us >= entry.expires_us:
-                del self._entries[key]
+                self._drop(keys)
                 return None
-            self._entries.move_to_end(key)
+            self._entries.move_to_end(keys)
         replay = _REPLAYS[script.name]
         elapsed = max(now_us - entry.sent_us, 0)
         reply: list[int] = []
@@ -157,7 +171,7 @@ class DenialCache:
 
     def learn(
         self,
-        key: Hashable,
+        keys: tuple[str, ...],
         script: Script,
         limits: Sequence[Limit],
         reply: Sequence[int],
@@ -165,16 +179,17 @@ class DenialCache:
         epoch: int,
     ) -> None:
         """Remember the store's ``reply`` to a call sent at ``sent_us`` (when
-        the cache's ``epoch`` was ``epoch``), if it is a denial that ends;
-        drop ``key`` if the call was admitted, as it spent quota."""
+        the cache's ``epoch`` was ``epoch``) on the state ``keys``, if it is
+        a denial that ends; if the call was admitted, it spent quota, so
+        drop every entry that names one of ``keys``."""
         if script.name not in _REPLAYS:
             return
         fields = _FIELDS * len(limits)
         statuses = reply[0:fields:_FIELDS]
         if all(status == _ALLOWED for status in statuses):
-            if key in self._entries:
+            if self._naming and any(key in self._naming for key in keys):
                 with self._lock:
-                    self._entries.pop(key, None)
+                    self._drop_naming(keys)
             return
         waits = [
             reply[_FIELDS * index + 4]
@@ -187,21 +202,40 @@ class DenialCache:
         with self._lock:
             if epoch != self.epoch:
                 return
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
+            if keys not in self._entries:
+                for key in keys:
+                    self._naming.setdefault(key, set()).add(keys)
+            self._entries[keys] = entry
+            self._entries.move_to_end(keys)
             while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+                self._drop(next(iter(self._entries)))
 
-    def forget(self, key: Hashable) -> None:
-        """Drop what is known of ``key``, and of every call in flight."""
+    def forget(self, keys: Sequence[str]) -> None:
+        """Drop every entry that names one of the state ``keys``, and what
+        every call in flight would learn."""
         with self._lock:
             self.epoch += 1
-            self._entries.pop(key, None)
+            self._drop_naming(keys)
+
+    def _drop(self, keys: tuple[str, ...]) -> None:
+        # Under the lock.
+        del self._entries[keys]
+        for key in keys:
+            naming = self._naming[key]
+            naming.discard(keys)
+            if not naming:
+                del self._naming[key]
+
+    def _drop_naming(self, keys: Sequence[str]) -> None:
+        # Under the lock.
+        for key in keys:
+            for entry_keys in list(self._naming.get(key, ())):
+                self._drop(entry_keys)
 
 
 def denial_cache(cache_denials: object, clock: Clock | None) -> DenialCache | None:
     """The cache ``cache_denials`` asks for: None for False, ``DEFAULT_SIZE``
-    identities for True, or that many for an int.
+    identities for True, or that many for an int, up to ``MAX_SIZE``.
 
     Raises:
         TypeError, ValueError: naming ``cache_denials``.
@@ -215,8 +249,9 @@ def denial_cache(cache_denials: object, clock: Clock | None) -> DenialCache | No
             "cache_denials must be a bool or a number of identities, got "
             f"{type(cache_denials).__name__} {cache_denials!r}"
         )
-    if cache_denials < 1:
+    if not 1 <= cache_denials <= MAX_SIZE:
         raise ValueError(
-            f"cache_denials must be at least 1 identity, got {cache_denials!r}"
+            f"cache_denials must be between 1 and {MAX_SIZE:,} identities (about "
+            f"400 bytes each), got {cache_denials!r}"
         )
     return DenialCache(cache_denials, clock)

@@ -238,7 +238,7 @@ class _BaseLimiter(Generic[_BackendT]):
         what it needs to learn the store's reply when it answers nothing."""
         ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
         reply = denials.answer(
-            call.keys[0], self.script, call.limits, call.cost, ticket[0]
+            call.keys, self.script, call.limits, call.cost, ticket[0]
         )
         if reply is None:
             return None, ticket
@@ -246,11 +246,11 @@ class _BaseLimiter(Generic[_BackendT]):
 
     def _learn(self, call: _Call, reply: list[int], ticket: _Ticket) -> None:
         if self.denials is not None:
-            self.denials.learn(call.keys[0], self.script, call.limits, reply, *ticket)
+            self.denials.learn(call.keys, self.script, call.limits, reply, *ticket)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:
-            self.denials.forget(keys[0])
+            self.denials.forget(keys)
 
     def _failed(self, call: _Call, error: BackendError) -> Decision:
         where = f"{self.script.name} {call.keys[0]}"
