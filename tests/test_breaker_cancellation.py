@@ -214,11 +214,16 @@ async def test_cancelled_at_every_await_point_leaves_the_breaker_consistent(
         if outcome == "ended":
             break
         (cancelled_at if outcome == "cancelled" else answered_at).append(at)
+    await client.aclose()
     # Connecting, sending, reading, and on NOSCRIPT sending EVAL: many.
     assert sorted(cancelled_at + answered_at) == list(range(1, at))
-    assert cancelled_at
-    assert at - 1 >= (6 if connection == "cold" else 2)
-    await client.aclose()
+    assert at - 1 >= (6 if connection == "cold" else 1)
+    # Connecting has await points where a cancellation lands. A warm call
+    # may have none: it sends, and reads a reply that came meanwhile, and
+    # its write is under Python 3.11's asyncio.wait_for, which finishes a
+    # write that is done when the cancellation arrives.
+    if connection == "cold":
+        assert cancelled_at
 
 
 async def test_open_breaker_refuses_without_an_await_point(server, clock):

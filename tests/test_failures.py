@@ -73,11 +73,26 @@ def test_breaker_opens_after_failures_in_a_row_and_tries_once_after_cool_off():
         ({"failures": 1.5}, TypeError, "failures"),
         ({"cool_off": 0}, ValueError, "cool_off"),
         ({"cool_off": "5"}, TypeError, "cool_off"),
+        # Each was accepted, then raised TypeError out of every call on a
+        # dead store: a 500 under on_failure="allow".
+        ({"clock": 5}, TypeError, "clock"),
+        ({"clock": lambda: "now"}, TypeError, "clock"),
+        ({"clock": lambda: None}, TypeError, "clock"),
     ],
 )
 def test_bad_breaker_arguments(kwargs, error, culprit):
     with pytest.raises(error, match=culprit):
         CircuitBreaker(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("url", "error"), [(None, TypeError), (b"redis://x", TypeError), (5, TypeError)]
+)
+def test_a_url_that_is_no_string_is_named(url, error):
+    with pytest.raises(error, match="url must be a redis://"):
+        SyncRedis.from_url(url)
+    with pytest.raises(error, match="url must be a redis://"):
+        AsyncRedis.from_url(url)
 
 
 def test_bad_failure_policy_is_named():

@@ -29,6 +29,7 @@ PUBLIC = {
         "LimitDecision",
         "Limiter",
         "LuathrottleError",
+        "PoolExhaustedError",
         "Rate",
         "Reason",
         "ScriptError",
@@ -111,6 +112,7 @@ PUBLIC = {
         "BackendError",
         "CircuitOpenError",
         "LuathrottleError",
+        "PoolExhaustedError",
         "ScriptError",
     ],
     "luathrottle.headers": [

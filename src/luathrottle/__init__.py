@@ -19,6 +19,7 @@ from luathrottle.exceptions import (
     BackendError,
     CircuitOpenError,
     LuathrottleError,
+    PoolExhaustedError,
     ScriptError,
 )
 from luathrottle.limiter import AsyncLimiter, Limiter
@@ -38,6 +39,7 @@ __all__ = [
     "LimitDecision",
     "Limiter",
     "LuathrottleError",
+    "PoolExhaustedError",
     "Rate",
     "Reason",
     "ScriptError",

@@ -12,10 +12,11 @@ call inside it (``with self._guard: ...``), so each way a call can end
 updates it: a reply closes it, and so does a ``ScriptError`` (the store
 answered; one call's keys or script failed), any other ``BackendError``
 (the store itself: connection, timeout, OOM, READONLY...) counts as a
-failure, and
-anything else (a cancelled task, a timeout around the call, a
-``KeyboardInterrupt``, a bug) counts as nothing but gives up the trial the
-call may have held, so that the next call tries the store again.
+failure, and a ``PoolExhaustedError`` (every connection busy through a
+spike, the store not called) and anything else (a cancelled task, a
+timeout around the call, a ``KeyboardInterrupt``, a bug) count as nothing
+but give up the trial the call may have held, so that the next call tries
+the store again.
 
 Every change of a breaker is logged on the ``luathrottle`` logger.
 """
@@ -27,7 +28,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Literal
 
-from luathrottle.exceptions import BackendError, CircuitOpenError, ScriptError
+from luathrottle.exceptions import (
+    BackendError,
+    CircuitOpenError,
+    PoolExhaustedError,
+    ScriptError,
+)
 
 __all__ = ["UNGUARDED", "CircuitBreaker", "Guard", "guard_for"]
 
@@ -67,6 +73,13 @@ class CircuitBreaker:
         if not 0 < cool_off <= 3600:
             raise ValueError(
                 f"cool_off must be above 0 and at most 3600, got {cool_off!r}"
+            )
+        # Read once now: a clock that cannot be read would otherwise fail at
+        # the first store failure, in the caller's request.
+        reading = clock() if callable(clock) else None
+        if isinstance(reading, bool) or not isinstance(reading, int | float):
+            raise TypeError(
+                f"clock must be a callable returning seconds, got {clock!r}"
             )
         self.failures = failures
         self.cool_off = float(cool_off)
@@ -166,6 +179,9 @@ class CircuitBreaker:
             # The store answered; only this call's keys or script failed.
             if self._failed or self._open_until is not None:
                 self.succeeded()
+        elif isinstance(error, PoolExhaustedError):
+            # The store was not called: busy connections say nothing of it.
+            self.released()
         elif isinstance(error, BackendError):
             self.failed()
             error.retry_after = self.retry_after()

@@ -6,7 +6,13 @@ store does wrong is translated, in the backend that talked to it, into one of
 the classes below, with the original exception chained.
 """
 
-__all__ = ["BackendError", "CircuitOpenError", "LuathrottleError", "ScriptError"]
+__all__ = [
+    "BackendError",
+    "CircuitOpenError",
+    "LuathrottleError",
+    "PoolExhaustedError",
+    "ScriptError",
+]
 
 
 class LuathrottleError(Exception):
@@ -43,4 +49,13 @@ class ScriptError(BackendError):
     That is the call's problem, not the store's: a circuit breaker does not
     count it, so one bad key never switches limiting off for every other
     identity.
+    """
+
+
+class PoolExhaustedError(BackendError):
+    """Every connection the client's pool allows was busy for the whole wait,
+    so the store was not called.
+
+    A spike of traffic, not a failing store: a circuit breaker does not count
+    it, so a burst of callers never switches limiting off for everyone.
     """

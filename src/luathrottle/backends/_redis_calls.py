@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from redis.exceptions import (
     ClusterDownError,
+    MaxConnectionsError,
     NoPermissionError,
     NoScriptError,
     OutOfMemoryError,
@@ -18,7 +19,7 @@ from redis.exceptions import (
 )
 
 from luathrottle.backends.base import ScriptCall
-from luathrottle.exceptions import BackendError, ScriptError
+from luathrottle.exceptions import BackendError, PoolExhaustedError, ScriptError
 from luathrottle.scripts import Script
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "function_trouble",
     "library_unusable",
     "merge",
-    "queue",
     "reruns",
     "translated",
 ]
@@ -50,8 +50,11 @@ _SERVER_ERROR_CODES = frozenset(
 
 def translated(what: str, error: Exception) -> BackendError:
     """``error`` as ours: a ``ScriptError`` when the server answered about
-    this call alone, else a ``BackendError`` that a breaker counts."""
+    this call alone, a ``PoolExhaustedError`` when the client had no free
+    connection, else a ``BackendError`` that a breaker counts."""
     message = f"{what}: {error}"
+    if isinstance(error, MaxConnectionsError):
+        return PoolExhaustedError(message)
     if (
         isinstance(error, ResponseError)
         and not isinstance(error, _SERVER_ERRORS)
@@ -77,13 +80,6 @@ def command(
     if via == "sha":
         return ("EVALSHA", script.sha, str(len(keys)), *keys, *args)
     return ("EVAL", script.source, str(len(keys)), *keys, *args)
-
-
-def queue(pipe: Any, calls: Sequence[ScriptCall], via: Via) -> None:
-    for script, keys, args in calls:
-        # execute_command: ClusterPipeline blocks its evalsha() helper, as it
-        # cannot know that all keys of one call share a slot; ours do.
-        pipe.execute_command(*command(script, keys, args, via))
 
 
 # What a failed FCALL says about functions on this server.

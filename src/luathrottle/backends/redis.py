@@ -17,6 +17,13 @@ sees it. A server without functions (an unknown command) or a user the ACL
 forbids FCALL or FUNCTION LOAD (NOPERM) switches the backend object to
 EVALSHA for good: the probe costs one failed call, once.
 
+A call is sent once, never retried, whatever retry policy the client
+carries: a retried script call that had reached the server would count a
+hit twice. On one server the backend sends on connections of the client's
+own settings (``luathrottle.backends._connections``), waiting for a free
+one through a spike; on a cluster it names the node that owns the keys'
+slot, which redis-py sends to without retrying (and follows MOVED and ASK).
+
 Every other Redis error becomes a ``BackendError`` with the cause chained:
 a ``ScriptError`` when the server answered but the call's keys or script
 failed (WRONGTYPE, a script error), which no circuit breaker counts, and a
@@ -30,6 +37,7 @@ follows MOVED and ASK redirections, and EVAL reloads a script on whichever
 node lacks it.
 """
 
+import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
@@ -39,18 +47,19 @@ import redis.asyncio.cluster
 import redis.cluster
 from redis.exceptions import (
     NoScriptError,
+    RedisClusterException,
     RedisError,
     ResponseError,
 )
 
 from luathrottle._breaker import CircuitBreaker, guard_for
+from luathrottle.backends._connections import AsyncConnections, SyncConnections
 from luathrottle.backends._redis_calls import (
     Via,
     command,
     function_trouble,
     library_unusable,
     merge,
-    queue,
     reruns,
     translated,
 )
@@ -74,6 +83,10 @@ def _timeout(timeout: object) -> float:
         raise ValueError(f"timeout must be above 0 and at most 60, got {timeout!r}")
     return float(timeout)
 
+
+# A cluster client's errors of routing (a slot no node covers) are not
+# RedisErrors.
+_ERRORS = (RedisError, RedisClusterException)
 
 # redis-py annotates its sync and async clients' commands with one type.
 _Reply = Awaitable[list[int]]
@@ -134,7 +147,15 @@ class _RedisBackend(Generic[_ClientT]):
             timeout: seconds to connect, and to wait for each reply.
             breaker: as for the constructor.
             functions: as for the constructor.
+
+
+        Raises:
+            TypeError, ValueError: naming ``url`` or ``timeout``.
         """
+        if not isinstance(url, str):
+            raise TypeError(
+                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
+            )
         client = cls._plain.from_url(
             url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
         )
@@ -192,6 +213,27 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
     _plain = redis.Redis
     _cluster = redis.cluster.RedisCluster
 
+    def __init__(
+        self,
+        client: SyncClient,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+        functions: bool | None = None,
+    ) -> None:
+        super().__init__(client, breaker=breaker, functions=functions)
+        self._connections = (
+            None
+            if isinstance(client, self._cluster)
+            else SyncConnections(client.connection_pool)
+        )
+
+    def _send(self, key: str, call: tuple[str, ...]) -> Any:
+        """Send one command, once; an error reply is raised."""
+        if self._connections is None:
+            node = self.client.get_node_from_key(key)
+            return self.client.execute_command(*call, target_nodes=node)
+        return self._connections.send([call], True)[0]
+
     def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
@@ -201,19 +243,15 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         reply: list[int]
         try:
             try:
-                reply = self.client.execute_command(
-                    *command(script, keys, args, self._via())
-                )
+                reply = self._send(keys[0], command(script, keys, args, self._via()))
             except ResponseError as exc:
                 if not self._reruns_by_source(exc):
                     raise
                 self._reload_library()
                 # EVAL runs the source and caches it in one step, which no
                 # flush can split as it could a load and a call.
-                reply = self.client.execute_command(
-                    *command(script, keys, args, "source")
-                )
-        except RedisError as exc:
+                reply = self._send(keys[0], command(script, keys, args, "source"))
+        except _ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
@@ -243,22 +281,31 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             elif "missing" in troubles:
                 self._reload_library()
             rerun = self._pipeline([calls[i] for i in missing], "source")
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise translated("pipeline", exc) from exc
         return merge(calls, replies, missing, rerun)
 
     def _pipeline(self, calls: Sequence[ScriptCall], via: Via) -> list[Any]:
+        # Error replies come back in place. A cluster's pipeline retries
+        # what timed out, so there each call goes to its node on its own.
         if not calls:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        queue(pipe, calls, via)
-        return cast(list[Any], pipe.execute(raise_on_error=False))
+        commands = [command(script, keys, args, via) for script, keys, args in calls]
+        if self._connections is not None:
+            return self._connections.send(commands, False)
+        replies: list[Any] = []
+        for (_, keys, _), call in zip(calls, commands, strict=True):
+            try:
+                replies.append(self._send(keys[0], call))
+            except ResponseError as error:
+                replies.append(error)
+        return replies
 
     def delete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
         try:
             self.client.delete(*keys)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
     def load_script(self, script: Script) -> None:
@@ -268,7 +315,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             self._reload_library()
             if not self._functions:
                 self.client.script_load(script.source)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise BackendError(f"loading {script.name}: {exc}") from exc
 
 
@@ -287,26 +334,47 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     _plain = redis.asyncio.Redis
     _cluster = redis.asyncio.cluster.RedisCluster
 
+    def __init__(
+        self,
+        client: AsyncClient,
+        *,
+        breaker: CircuitBreaker | Literal[False] | None = None,
+        functions: bool | None = None,
+    ) -> None:
+        super().__init__(client, breaker=breaker, functions=functions)
+        self._connections = (
+            None
+            if isinstance(client, self._cluster)
+            else AsyncConnections(client.connection_pool)
+        )
+
+    async def _send(self, key: str, call: tuple[str, ...]) -> Any:
+        """Send one command, once; an error reply is raised."""
+        if self._connections is None:
+            # Connects on first use, and reads the slots again when an
+            # earlier error asked for it, as execute_command would.
+            await self.client.initialize()
+            node = self.client.get_node_from_key(key)
+            return await cast(
+                _Reply, self.client.execute_command(*call, target_nodes=node)
+            )
+        return (await self._connections.send([call], True))[0]
+
     async def _arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
+        reply: list[int]
         try:
             try:
-                reply = await cast(
-                    _Reply,
-                    self.client.execute_command(
-                        *command(script, keys, args, self._via())
-                    ),
+                reply = await self._send(
+                    keys[0], command(script, keys, args, self._via())
                 )
             except ResponseError as exc:
                 if not self._reruns_by_source(exc):
                     raise
                 await self._reload_library()
-                reply = await cast(
-                    _Reply,
-                    self.client.execute_command(*command(script, keys, args, "source")),
-                )
-        except RedisError as exc:
+                reply = await self._send(keys[0], command(script, keys, args, "source"))
+        except _ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
@@ -336,22 +404,35 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             elif "missing" in troubles:
                 await self._reload_library()
             rerun = await self._pipeline([calls[i] for i in missing], "source")
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise translated("pipeline", exc) from exc
         return merge(calls, replies, missing, rerun)
 
     async def _pipeline(self, calls: Sequence[ScriptCall], via: Via) -> list[Any]:
         if not calls:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        queue(pipe, calls, via)
-        return cast(list[Any], await pipe.execute(raise_on_error=False))
+        commands = [command(script, keys, args, via) for script, keys, args in calls]
+        if self._connections is not None:
+            return await self._connections.send(commands, False)
+        # A cluster's node calls go out together, each on its own.
+        return await asyncio.gather(
+            *(
+                self._send_quietly(keys[0], call)
+                for (_, keys, _), call in zip(calls, commands, strict=True)
+            )
+        )
+
+    async def _send_quietly(self, key: str, call: tuple[str, ...]) -> Any:
+        try:
+            return await self._send(key, call)
+        except ResponseError as error:
+            return error
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
         try:
             await self.client.delete(*keys)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
     async def aload_script(self, script: Script) -> None:
@@ -361,5 +442,5 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             await self._reload_library()
             if not self._functions:
                 await self.client.script_load(script.source)
-        except RedisError as exc:
+        except _ERRORS as exc:
             raise BackendError(f"loading {script.name}: {exc}") from exc

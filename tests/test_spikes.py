@@ -1,0 +1,130 @@
+"""A spike of traffic on a healthy store: more callers than the client's pool
+has connections wait their turn. No caller fails, counts stay exact, and
+the circuit breaker never opens, since a full pool says nothing of the
+store."""
+
+import asyncio
+import threading
+from collections import Counter
+
+import pytest
+import redis
+import redis.asyncio
+
+from luathrottle import (
+    AsyncLimiter,
+    CircuitBreaker,
+    Limiter,
+    PoolExhaustedError,
+)
+from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from servers import wait_until
+
+KEYS = [f"user{index}" for index in range(20)]
+
+
+@pytest.fixture
+def url(redis_url, redis_client):
+    """The real server, on an emptied database."""
+    return redis_url
+
+
+async def test_1000_async_callers_share_the_default_pool(url):
+    # redis-py 8's asyncio pool allows 100 connections; this spike asks for
+    # ten times as many at once.
+    client = redis.asyncio.Redis.from_url(url)
+    assert client.connection_pool.max_connections == 100
+    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = AsyncLimiter(30, 60, backend=backend)
+    decisions = await asyncio.gather(
+        *(limiter.hit(KEYS[index % len(KEYS)]) for index in range(1000))
+    )
+    calls = zip(KEYS * 50, decisions, strict=True)
+    admitted = Counter(key for key, decision in calls if decision.allowed)
+    assert admitted == dict.fromkeys(KEYS, 30)
+    assert all(d.reason in (None, "limit_exceeded") for d in decisions)
+    assert backend.breaker.state == "closed"
+    await client.aclose()
+
+
+def test_200_threads_share_a_pool_of_50(url):
+    client = redis.Redis.from_url(url, max_connections=50)
+    backend = SyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = Limiter(30, 60, backend=backend)
+    start = threading.Barrier(200)
+    decisions, errors = [], []
+
+    def caller(index):
+        start.wait()
+        for round_ in range(10):
+            key = KEYS[(index + round_) % len(KEYS)]
+            try:
+                decisions.append((key, limiter.hit(key)))
+            except Exception as error:  # every one is a failure of the test
+                errors.append(error)
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert len(decisions) == 2000
+    admitted = Counter(key for key, d in decisions if d.allowed)
+    assert admitted == dict.fromkeys(KEYS, 30)
+    assert backend.breaker.state == "closed"
+    client.close()
+
+
+async def test_a_pool_full_of_the_users_own_connections_is_waited_for(url):
+    client = redis.asyncio.Redis.from_url(url, max_connections=2, socket_timeout=5)
+    pool = client.connection_pool
+    held = [await pool.get_connection(), await pool.get_connection()]
+    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = AsyncLimiter(5, 60, backend=backend)
+    hit = asyncio.create_task(limiter.hit("waiting"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not hit.done()
+    await pool.release(held.pop())
+    assert (await asyncio.wait_for(hit, 5)).allowed
+    await pool.release(held.pop())
+    await client.aclose()
+
+
+async def test_a_wait_that_runs_out_fails_the_call_not_the_store(url):
+    client = redis.asyncio.Redis.from_url(url, max_connections=1, socket_timeout=0.2)
+    pool = client.connection_pool
+    held = await pool.get_connection()
+    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = AsyncLimiter(5, 60, backend=backend)
+    with pytest.raises(PoolExhaustedError, match="every connection"):
+        await limiter.hit("waiting")
+    # A breaker that opens at one failure counted none.
+    assert backend.breaker.state == "closed"
+    denying = AsyncLimiter(5, 60, backend=backend, on_failure="deny")
+    assert (await denying.hit("waiting")).reason == "store_unavailable"
+    await pool.release(held)
+    assert (await limiter.hit("waiting")).allowed
+    await client.aclose()
+
+
+def test_a_sync_wait_that_runs_out_fails_the_call_not_the_store(url, redis_client):
+    # No socket timeout: the one connection stays taken by a call the paused
+    # server holds, and a second call waits WAIT seconds for it.
+    client = redis.Redis.from_url(url, max_connections=1)
+    backend = SyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = Limiter(5, 60, backend=backend, on_failure="allow")
+    redis_client.client_pause(30_000, all=False)
+    held = []
+    holder = threading.Thread(target=lambda: held.append(limiter.hit("k")))
+    holder.start()
+    wait_until(lambda: redis_client.info("clients")["blocked_clients"] == 1)
+    assert limiter.hit("k").reason == "store_unavailable"
+    # A breaker that opens at one failure counted none.
+    assert backend.breaker.state == "closed"
+    redis_client.client_unpause()
+    holder.join(timeout=30)
+    assert held[0].allowed
+    assert backend.breaker.state == "closed"
+    client.close()
