@@ -1,16 +1,32 @@
 """The registry of Lua scripts: the algorithms themselves.
 
-Each file in ``lua/`` starts with a header naming the script and its
-version::
+Each file in ``lua/`` starts with a header naming the script, its version
+and the layout of the state it keeps::
 
     -- luathrottle script: fixed_window
-    -- version: 1
+    -- version: 6
+    -- state: 5
 
 and, for a script that keeps every limit of an identity in one hash, a
-third line, ``-- layout: hash``. The registry reads the files on first
-use, never at import, and knows each script's name, version, source and
-SHA1. Backends run scripts by SHA1 and load the source when the server
-does not know it yet.
+last line, ``-- layout: hash``. A script without a ``-- state:`` line (one
+of your own, written before there was one) has its version for a state.
+The registry reads the files on first use, never at import, and knows each
+script's name, version, state, source and SHA1. Backends run scripts by
+SHA1 and load the source when the server does not know it yet.
+
+``-- version:`` counts changes to the code; ``-- state:`` names the layout
+of what it stores, and makes the key tag, with the script's initials:
+``fw5`` is in every key ``fixed_window`` writes. A new version whose layout
+is unchanged keeps its key tag, so it reads and writes the very state the
+previous version wrote: during a rolling deploy both builds count on one
+state, and a quota is never doubled. A change of layout must bump
+``-- state:``, which moves the keys to a new tag. The new script then owes
+reading the previous layout, at the previous tag's keys (sent to it beside
+its own), or every count starts afresh and each build counts apart while
+both run; and writing it too, so that the old build still running sees
+its hits, until a later version drops it once no build of the old layout
+runs. ``tests/test_scripts_registry.py`` pins today's tags, so that a
+layout change is always a deliberate act.
 
 ``lua/embedded/`` holds the Lua that the in-process backends run around the
 scripts (a prelude and their keyspaces). The registry reads those too, but
@@ -33,7 +49,8 @@ from pathlib import Path
 __all__ = ["LIBRARY_NAME", "Library", "Script", "all_scripts", "get_script", "library"]
 
 _HEADER = re.compile(
-    r"-- luathrottle script: (\w+)\n-- version: (\d+)\n(-- layout: hash\n)?"
+    r"-- luathrottle script: (\w+)\n-- version: (\d+)\n(?:-- state: (\d+)\n)?"
+    r"(-- layout: hash\n)?"
 )
 _EMBEDDED_HEADER = re.compile(r"-- luathrottle embedded: (\w+)\n-- version: \d+\n")
 
@@ -44,11 +61,12 @@ class Script:
 
     Attributes:
         name: the file name without ``.lua``, as its header names it.
-        version: the header's version; part of every key the script writes.
+        version: the header's version of the code.
+        state: the header's version of the state layout.
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
         key_tag: the script in its keys: the initials of its name and its
-            version, ``fw5`` for ``fixed_window`` version 5; short, since
+            state version, ``fw5`` for ``fixed_window`` state 5; short, since
             every key of every identity carries it.
         function: the script's name in the function library,
             ``lt_fixed_window_v5_`` and the first 8 digits of ``sha``: named
@@ -64,6 +82,7 @@ class Script:
 
     name: str
     version: int
+    state: int
     source: str = field(repr=False)
     sha: str
     key_tag: str
@@ -82,6 +101,7 @@ class Script:
         if header is None:
             raise ValueError(f"{filename} lacks the luathrottle script header")
         name, version = header.group(1), int(header.group(2))
+        state = version if header.group(3) is None else int(header.group(3))
         if f"{name}.lua" != filename:
             raise ValueError(f"{filename} names itself {name!r} in its header")
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
@@ -90,12 +110,13 @@ class Script:
         return cls(
             name=name,
             version=version,
+            state=state,
             source=source,
             sha=sha,
-            key_tag=f"{initials}{version}",
+            key_tag=f"{initials}{state}",
             function=function,
             function_ro=f"{function}_ro",
-            hashed=header.group(3) is not None,
+            hashed=header.group(4) is not None,
         )
 
 
