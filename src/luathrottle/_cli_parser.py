@@ -8,9 +8,9 @@ __all__ = ["EXIT_STATUS", "build_parser", "one_line"]
 
 #: What each exit status means, as ``--help`` prints it.
 EXIT_STATUS = """exit status:
-  0  success (for check: every script, and the function library where the
+  0  success (for check: every script, and its function library where the
      server has functions, is on every primary)
-  1  check: a script or the function library is missing on a server
+  1  check: a script or a function library is missing on a server
   2  usage or configuration error: bad arguments, a malformed --url or
      --redis, a server, cluster or Sentinel that cannot be reached, an
      unknown Sentinel name
@@ -61,19 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     _subparser(
         actions,
         "list",
-        "print each script's name, version and SHA1, and the function "
-        "library's functions",
+        "print each script's name, version and SHA1, then each function "
+        "library and its functions",
     )
     for name, text in (
         (
             "load",
-            "SCRIPT LOAD every script and FUNCTION LOAD REPLACE the library; "
-            "print the SHAs",
+            "SCRIPT LOAD every script and FUNCTION LOAD its library (one "
+            "already there is left as it is); print the SHAs and libraries",
         ),
         (
             "check",
-            "print whether each script and the library is on the server; exit 1 "
-            "if any is not",
+            "print whether each script and its library is on the server; "
+            "exit 1 if any is not",
         ),
     ):
         action = _subparser(actions, name, text)
