@@ -105,6 +105,9 @@ def test_servers_or_users_without_functions_skip_the_library(redis_url, redis_cl
     status, output = run("scripts", "check", "--url", url)
     assert status == 0
     assert all(line in output for line in skipped)
+    status, output = run("scripts", "prune", "--url", url)
+    assert status == 0
+    assert output.endswith("\tskipped\tlibraries\tforbidden by the ACL\n")
     redis_client.acl_deluser("nofunctions")
 
 

@@ -257,6 +257,20 @@ def test_scripts_check_and_load_act_on_every_primary(redis_cluster, cluster_clie
     assert status == 0
     assert "MISSING" not in output
 
+    # Prune deletes another build's library from every primary.
+    other = "luathrottle_fw5_000000000000"
+    code = f"#!lua name={other}\nredis.register_function('{other}', function() end)"
+    ports = redis_cluster.primary_ports()
+    for port in ports:
+        with redis_cluster.client(port) as node:
+            node.function_load(code)
+    status, output = run_cli("scripts", "prune", "--url", url, "--cluster")
+    assert status == 0
+    assert sorted(output.splitlines()) == sorted(
+        f"127.0.0.1:{port}\tdeleted\tlibrary\t{other}" for port in ports
+    )
+    assert run_cli("scripts", "check", "--url", url, "--cluster")[0] == 0
+
 
 def test_failover_mid_traffic_over_admits_only_what_lost_writes_explain(redis_url):
     """Kill a primary under traffic; its replica takes over.

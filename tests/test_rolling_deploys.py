@@ -6,6 +6,7 @@ its libraries are what that build would load. Both builds count on one
 state, exactly, and neither evicts the other's functions.
 """
 
+import io
 import re
 import shutil
 from collections.abc import Callable
@@ -18,7 +19,8 @@ import luathrottle.concurrency
 from luathrottle import ConcurrencyLimiter, LeakyBucket, Limiter, SimpleRate
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.redis import SyncRedis
-from luathrottle.scripts import Script, get_script
+from luathrottle.cli import main
+from luathrottle.scripts import Script, all_scripts, get_script
 from servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,3 +170,49 @@ def test_two_builds_hold_max_in_flight_exactly(fresh, tmp_path, monkeypatch, cha
         assert all(lease.release() for lease in held)
     assert functions(client) == both_builds(ours, theirs)
     assert library_loads(client) == 2
+
+
+# The library today's release loads: every script in one library named
+# luathrottle, as functions lt_<name>_v<version>_<sha8>.
+def todays_library() -> str:
+    parts = ["#!lua name=luathrottle\n"]
+    for script in all_scripts():
+        function = f"lt_{script.name}_v{script.version}_{script.sha[:8]}"
+        parts.append(f"redis.register_function('{function}', function() end)\n")
+        parts.append(f"redis.register_function('{function}_ro', function() end)\n")
+    return "".join(parts)
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    return main(list(argv), out=out), out.getvalue()
+
+
+def test_prune_leaves_only_this_builds_libraries(fresh, tmp_path):
+    server, client = fresh
+    client.function_load(todays_library())
+    client.function_load(
+        "#!lua name=theirs\nredis.register_function('x', function() end)"
+    )
+    other = other_build(
+        tmp_path, version_bumped, *(script.name for script in all_scripts())
+    )
+    backend = SyncRedis(client)
+    for script in other.values():
+        backend.load_script(script)
+    assert run_cli("scripts", "load", "--url", server.url)[0] == 0
+    ours = sorted(script.library.name for script in all_scripts())
+    older = sorted(script.library.name for script in other.values())
+    # Today's library, the other build's and this one's all side by side.
+    assert libraries(client) == sorted(["luathrottle", "theirs", *ours, *older])
+
+    status, output = run_cli("scripts", "prune", "--url", server.url)
+    assert status == 0
+    assert output.splitlines() == [
+        f"127.0.0.1:{server.port}\tdeleted\tlibrary\t{name}"
+        for name in ["luathrottle", *older]
+    ]
+    # A library that is not luathrottle's stays.
+    assert libraries(client) == sorted(["theirs", *ours])
+    assert run_cli("scripts", "check", "--url", server.url)[0] == 0
+    assert run_cli("scripts", "prune", "--url", server.url) == (0, "")

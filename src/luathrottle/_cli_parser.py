@@ -19,6 +19,7 @@ every error is one line on standard error: luathrottle: error: ..."""
 _DESCRIPTION = """Exact rate limiting with Lua scripts.
 
   luathrottle scripts list|load|check   preload and check the Lua scripts
+  luathrottle scripts prune             delete other builds' libraries
   luathrottle demo                      a limiter at work; --seed replays
                                         the Django seed's sessions"""
 
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    scripts = _subparser(commands, "scripts", "list, load or check the Lua scripts")
+    scripts = _subparser(
+        commands, "scripts", "list, load, check or prune the Lua scripts"
+    )
     actions = scripts.add_subparsers(dest="action", required=True)
     _subparser(
         actions,
@@ -74,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
             "check",
             "print whether each script and its library is on the server; "
             "exit 1 if any is not",
+        ),
+        (
+            "prune",
+            "delete every luathrottle function library that is not this "
+            "build's (the luathrottle library of earlier releases, and other "
+            "builds' luathrottle_* libraries), printing each; run it once "
+            "every process runs this build",
         ),
     ):
         action = _subparser(actions, name, text)

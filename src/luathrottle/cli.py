@@ -2,7 +2,8 @@
 
 ``luathrottle scripts list|load|check`` preloads and checks the Lua scripts
 on a server, for deploys, both as scripts (EVALSHA) and as function
-libraries, one per script (FCALL, Redis 7+); ``luathrottle demo``
+libraries, one per script (FCALL, Redis 7+), and ``luathrottle scripts
+prune`` deletes the libraries of other builds; ``luathrottle demo``
 shows a limiter at work, and ``luathrottle demo --seed`` replays the Django
 seed's sessions against the example project.
 
@@ -230,6 +231,18 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
     return 1
 
 
+def _scripts_prune(args: argparse.Namespace, out: TextIO) -> int:
+    ours = {script.library.name for script in all_scripts()}
+    for node, run in _primaries(args):
+        libraries, why = _libraries(run)
+        if why is not None:
+            print(f"{node}\tskipped\tlibraries\t{why}", file=out)
+        for name in sorted(set(libraries) - ours):
+            run("FUNCTION DELETE", name)
+            print(f"{node}\tdeleted\tlibrary\t{name}", file=out)
+    return 0
+
+
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.seed:
         return _demo_seed(args, out)
@@ -349,6 +362,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, TextIO], i
     ("scripts", "list"): _scripts_list,
     ("scripts", "load"): _scripts_load,
     ("scripts", "check"): _scripts_check,
+    ("scripts", "prune"): _scripts_prune,
     ("demo", None): _demo,
 }
 

@@ -41,7 +41,8 @@ while the code does, and changes with any change to it, the script's or the
 wrapper's. So a backend loads it with FUNCTION LOAD, never REPLACE, and a
 library that is already there is this very code: two builds that differ
 differ only in the libraries of the scripts that differ, and neither evicts
-the other.
+the other. ``luathrottle scripts prune`` deletes other builds' libraries
+once every process runs this one.
 
 Both functions of a library are flagged ``allow-oom``, so that during a
 ``maxmemory`` episode Redis still runs them rather than refuse them whole,
