@@ -55,6 +55,9 @@ def test_check_fails_until_load_then_passes(redis_url, redis_client):
     assert "MISSING" not in output
     for script in all_scripts():
         assert f"\tok\tlibrary\t{script.library.name}\n" in output
+    # A client that decodes replies gets FUNCTION LIST as text.
+    decoding = f"{redis_url}?decode_responses=true"
+    assert run("scripts", "check", "--url", decoding) == (0, output)
     # Loading again leaves every library as it is: none is replaced.
     status, output = run("scripts", "load", "--url", redis_url)
     assert status == 0

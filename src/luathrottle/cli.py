@@ -189,7 +189,8 @@ def _libraries(run: Runner) -> tuple[list[str], str | None]:
             if isinstance(entry, dict)
             else dict(zip(entry[::2], entry[1::2], strict=True))
         )
-        name = fields[b"library_name"]
+        # Text rather than bytes with ?decode_responses=true in the URL.
+        name = fields.get(b"library_name", fields.get("library_name"))
         names.append(name.decode() if isinstance(name, bytes) else str(name))
     # The pattern matches more than luathrottle's own names.
     ours = [
