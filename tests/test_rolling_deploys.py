@@ -72,14 +72,11 @@ def built_with(algorithm: type[BaseThrottleAlgorithm], script: Script):
 
 
 @pytest.fixture
-def fresh(tmp_path: Path):
+def fresh(server: RedisServer):
     """A redis-server of the test's own: no library, no command counted."""
-    server = RedisServer(shutil.which("redis-server") or "redis-server", str(tmp_path))
-    server.start()
     client: redis.Redis[bytes] = redis.Redis.from_url(server.url)
     yield server, client
     client.close()
-    server.stop()
 
 
 def fields(flat: list[object]) -> dict[object, object]:
@@ -138,6 +135,7 @@ def test_two_builds_admit_the_limit_exactly_on_one_identity(
             algorithm=built_with(algorithm, theirs),
         ),
     ]
+    assert (builds[0].script, builds[1].script) == (ours, theirs)
     admitted = [0, 0]
     for hit in range(40):
         build = hit % 2
@@ -160,6 +158,7 @@ def test_two_builds_hold_max_in_flight_exactly(fresh, tmp_path, monkeypatch, cha
     monkeypatch.setattr(luathrottle.concurrency, "get_script", lambda _: theirs)
     other = ConcurrencyLimiter(3, lease=3600, backend=SyncRedis(client))
     monkeypatch.undo()
+    assert (limiter.script, other.script) == (ours, theirs)
     builds = [limiter, other]
     for _ in range(2):
         leases = [builds[attempt % 2].acquire("job") for attempt in range(12)]
