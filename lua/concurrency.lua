@@ -1,5 +1,6 @@
 -- luathrottle script: concurrency
 -- version: 1
+-- state: 1
 --
 -- ConcurrencyLimiter: at most max_in_flight leases of one identity are held
 -- at once. A lease is a random id, chosen by the client, that expires unless

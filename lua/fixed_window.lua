@@ -1,5 +1,6 @@
 -- luathrottle script: fixed_window
 -- version: 5
+-- state: 5
 -- layout: hash
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first

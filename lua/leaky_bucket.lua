@@ -1,5 +1,6 @@
 -- luathrottle script: leaky_bucket
 -- version: 2
+-- state: 2
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
 -- and drains continuously at max_requests units per duration. A hit pours

@@ -1,5 +1,6 @@
 -- luathrottle script: sliding_window
 -- version: 1
+-- state: 1
 --
 -- SlidingWindow: for each limit, the two-window weighted counter. Windows
 -- are aligned to multiples of the duration since 1970. A hit's estimate is

@@ -1,5 +1,6 @@
 -- luathrottle script: token_bucket
 -- version: 1
+-- state: 1
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
 -- bucket holds up to burst tokens and gains one back every emission

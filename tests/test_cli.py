@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from luathrottle.cli import main
-from luathrottle.scripts import all_scripts, library
+from luathrottle.scripts import all_scripts
 from servers import RedisSentinel, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,11 @@ def test_scripts_list_prints_name_version_and_sha():
     assert status == 0
     assert output.splitlines() == [
         f"{script.name}\tv{script.version}\t{script.sha}" for script in all_scripts()
-    ] + [f"library\tluathrottle\t{function}" for function in library().functions]
+    ] + [
+        f"library\t{script.library.name}\t{function}"
+        for script in all_scripts()
+        for function in script.library.functions
+    ]
 
 
 def test_check_fails_until_load_then_passes(redis_url, redis_client):
@@ -35,20 +39,30 @@ def test_check_fails_until_load_then_passes(redis_url, redis_client):
     redis_client.function_flush()
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 1
-    assert output.count("MISSING") == len(all_scripts()) + 1
-    assert "\tMISSING\tlibrary\tluathrottle" in output
+    assert output.count("MISSING") == 2 * len(all_scripts())
+    for script in all_scripts():
+        assert f"\tMISSING\tlibrary\t{script.library.name}\n" in output
     status, output = run("scripts", "load", "--url", redis_url)
     assert status == 0
     assert all(script.sha in output for script in all_scripts())
-    functions = len(library().functions)
-    assert f"\tloaded\tlibrary\tluathrottle\t{functions} functions" in output
+    for script in all_scripts():
+        assert f"\tloaded\tlibrary\t{script.library.name}\n" in output
     assert redis_client.script_exists(*(s.sha for s in all_scripts())) == [True] * len(
         all_scripts()
     )
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 0
     assert "MISSING" not in output
-    assert "\tok\tlibrary\tluathrottle" in output
+    for script in all_scripts():
+        assert f"\tok\tlibrary\t{script.library.name}\n" in output
+    # A client that decodes replies gets FUNCTION LIST as text.
+    decoding = f"{redis_url}?decode_responses=true"
+    assert run("scripts", "check", "--url", decoding) == (0, output)
+    # Loading again leaves every library as it is: none is replaced.
+    status, output = run("scripts", "load", "--url", redis_url)
+    assert status == 0
+    for script in all_scripts():
+        assert f"\tpresent\tlibrary\t{script.library.name}\n" in output
 
 
 def test_check_reports_only_the_library_missing(redis_url, redis_client):
@@ -56,16 +70,23 @@ def test_check_reports_only_the_library_missing(redis_url, redis_client):
     redis_client.function_flush()
     status, output = run("scripts", "check", "--url", redis_url)
     assert status == 1
-    assert [line for line in output.splitlines() if "MISSING" in line] == [
-        line for line in output.splitlines() if line.endswith("library\tluathrottle")
+    missing = [line for line in output.splitlines() if "MISSING" in line]
+    assert [line.split("\t")[-1] for line in missing] == [
+        script.library.name for script in all_scripts()
     ]
-    # Another build's library, without this build's functions, is missing too.
+    # Another build's libraries, none of them this build's, are no help.
     redis_client.function_load(
         "#!lua name=luathrottle\nredis.register_function('lt_old', "
-        "function() return 1 end)",
-        replace=True,
+        "function() return 1 end)"
     )
-    assert run("scripts", "check", "--url", redis_url)[0] == 1
+    redis_client.function_load(
+        "#!lua name=luathrottle_fw5_000000000000\n"
+        "redis.register_function('luathrottle_fw5_000000000000', "
+        "function() return 1 end)"
+    )
+    status, output = run("scripts", "check", "--url", redis_url)
+    assert status == 1
+    assert output.count("\tMISSING\tlibrary\t") == len(all_scripts())
 
 
 def test_servers_or_users_without_functions_skip_the_library(redis_url, redis_client):
@@ -79,10 +100,17 @@ def test_servers_or_users_without_functions_skip_the_library(redis_url, redis_cl
     url = redis_url.replace("redis://", "redis://nofunctions:x@")
     status, output = run("scripts", "load", "--url", url)
     assert status == 0
-    assert "\tskipped\tlibrary\tluathrottle\tforbidden by the ACL" in output
+    skipped = [
+        f"\tskipped\tlibrary\t{script.library.name}\tforbidden by the ACL"
+        for script in all_scripts()
+    ]
+    assert all(line in output for line in skipped)
     status, output = run("scripts", "check", "--url", url)
     assert status == 0
-    assert "\tskipped\tlibrary\tluathrottle\tforbidden by the ACL" in output
+    assert all(line in output for line in skipped)
+    status, output = run("scripts", "prune", "--url", url)
+    assert status == 0
+    assert output.endswith("\tskipped\tlibraries\tforbidden by the ACL\n")
     redis_client.acl_deluser("nofunctions")
 
 
@@ -121,8 +149,8 @@ def test_console_script_and_preload_twin(command):
         command, capture_output=True, text=True, timeout=60, check=True
     )
     listed = [line.split("\t")[0] for line in result.stdout.splitlines()]
-    assert listed == [script.name for script in all_scripts()] + ["library"] * len(
-        library().functions
+    assert listed == [script.name for script in all_scripts()] + ["library"] * (
+        2 * len(all_scripts())
     )
     assert {
         "concurrency",
@@ -239,13 +267,13 @@ def test_missing_scripts_exit_1_then_0_after_load(redis_url, redis_client):
     for command in ((CONSOLE_SCRIPT,), PYTHON_M):
         result = shell("scripts", "check", "--url", redis_url, command=command)
         assert_one_line_error(result, 1, "missing", "scripts load")
-        assert result.stdout.count("\tMISSING\t") == len(all_scripts()) + 1
+        assert result.stdout.count("\tMISSING\t") == 2 * len(all_scripts())
     loaded = shell("scripts", "load", "--url", redis_url)
     assert (loaded.returncode, loaded.stderr) == (0, "")
     for command in ((CONSOLE_SCRIPT,), PYTHON_M):
         result = shell("scripts", "check", "--url", redis_url, command=command)
         assert (result.returncode, result.stderr) == (0, "")
-        assert result.stdout.count("\tok\t") == len(all_scripts()) + 1
+        assert result.stdout.count("\tok\t") == 2 * len(all_scripts())
 
 
 def test_python_m_and_the_preload_twin_fail_as_the_console_script_does():
@@ -266,7 +294,7 @@ def test_help_is_plain_text_and_lists_the_exit_statuses(argv):
     assert "\nexit status:\n" in result.stdout
     for line in (
         "  0  success",
-        "  1  check: a script or the function library is missing",
+        "  1  check: a script or a function library is missing",
         "  2  usage or configuration error",
     ):
         assert f"\n{line}" in result.stdout

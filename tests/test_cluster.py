@@ -182,27 +182,32 @@ def test_functions_on_a_cluster_survive_function_flush_on_one_node(
 ):
     """FCALL on a cluster, asked for: a node that lost the library loads it
     again at its first call, and no call counts twice."""
-    limiter = Limiter(5, 60, backend=SyncRedis(cluster_client, functions=True))
+    limiter = Limiter(10, 60, backend=SyncRedis(cluster_client, functions=True))
+    library = limiter.script.library.name
     keys = keys_on_every_primary(cluster_client, 3)
     for key in keys:
-        assert limiter.hit(key).remaining == 4
-    port = redis_cluster.primary_ports()[0]
-    with redis_cluster.client(port) as node:
-        node.function_flush()
-        assert node.function_list(library="luathrottle") == []
-    assert [limiter.hit(key).remaining for key in keys] == [3] * len(keys)
-    assert limiter.peek(keys[0]).remaining == 3
-    with redis_cluster.client(port) as node:
-        assert node.function_list(library="luathrottle") != []
+        assert limiter.hit(key).remaining == 9
+    # Each primary in turn lacks it: whichever place it has among the
+    # primaries, the others' "already exists" never keeps the load from it.
+    ports = redis_cluster.primary_ports()
+    for flushed, port in enumerate(ports, start=1):
+        with redis_cluster.client(port) as node:
+            node.function_flush()
+            assert node.function_list(library=library) == []
+        assert [limiter.hit(key).remaining for key in keys] == [9 - flushed] * len(keys)
+        with redis_cluster.client(port) as node:
+            assert node.function_list(library=library) != []
+    assert limiter.peek(keys[0]).remaining == 6
     # A pipeline over every node, one of which lost the library again.
-    with redis_cluster.client(port) as node:
+    with redis_cluster.client(ports[0]) as node:
         node.function_flush()
     backend = SyncRedis(cluster_client, functions=True)
     calls = [script_call(limiter, key) for key in keys]
-    assert [reply[2] for reply in backend.run_scripts(calls)] == [2] * len(keys)
+    assert [reply[2] for reply in backend.run_scripts(calls)] == [5] * len(keys)
     assert backend.uses_functions
-    with redis_cluster.client(port) as node:
-        assert node.function_list(library="luathrottle") != []
+    for primary in redis_cluster.primary_ports():
+        with redis_cluster.client(primary) as node:
+            assert node.function_list(library=library) != []
 
 
 async def test_async_functions_on_a_cluster_survive_function_flush(
@@ -238,17 +243,33 @@ def test_scripts_check_and_load_act_on_every_primary(redis_cluster, cluster_clie
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 1
     missing = [line for line in output.splitlines() if "MISSING" in line]
-    # Each script, and the library.
-    assert len(missing) == len(all_scripts()) + 1
+    # Each script, and its library.
+    assert len(missing) == 2 * len(all_scripts())
     assert all(line.startswith(f"127.0.0.1:{lacking}\t") for line in missing)
-    assert output.count("\tok\t") == 2 * (len(all_scripts()) + 1)
+    assert output.count("\tok\t") == 2 * 2 * len(all_scripts())
 
     status, output = run_cli("scripts", "load", "--url", url, "--cluster")
     assert status == 0
-    assert output.count("\tloaded\t") == 3 * (len(all_scripts()) + 1)
+    # Every script everywhere; the libraries where they were missing only.
+    assert output.count("\tloaded\t") == 4 * len(all_scripts())
+    assert output.count("\tpresent\tlibrary\t") == 2 * len(all_scripts())
     status, output = run_cli("scripts", "check", "--url", url, "--cluster")
     assert status == 0
     assert "MISSING" not in output
+
+    # Prune deletes another build's library from every primary.
+    other = "luathrottle_fw5_000000000000"
+    code = f"#!lua name={other}\nredis.register_function('{other}', function() end)"
+    ports = redis_cluster.primary_ports()
+    for port in ports:
+        with redis_cluster.client(port) as node:
+            node.function_load(code)
+    status, output = run_cli("scripts", "prune", "--url", url, "--cluster")
+    assert status == 0
+    assert sorted(output.splitlines()) == sorted(
+        f"127.0.0.1:{port}\tdeleted\tlibrary\t{other}" for port in ports
+    )
+    assert run_cli("scripts", "check", "--url", url, "--cluster")[0] == 0
 
 
 def test_failover_mid_traffic_over_admits_only_what_lost_writes_explain(redis_url):

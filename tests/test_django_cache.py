@@ -303,7 +303,7 @@ def test_noscript_is_recovered_after_script_flush(redis_cache, clock):
     backend = SyncDjangoCache(alias)
     limiter = Limiter(2, 60, backend=backend, clock=clock)
     backend.initialize_algorithm(limiter.algorithm)
-    assert client.function_list(library="luathrottle") != []
+    assert client.function_list(library=limiter.script.library.name) != []
     assert limiter.hit("k").allowed
     client.function_flush()
     client.script_flush()
@@ -318,7 +318,7 @@ async def test_async_noscript_is_recovered_after_script_flush(
     backend = async_backends(alias)
     limiter = AsyncLimiter(2, 60, backend=backend, clock=clock)
     await backend.ainitialize_algorithm(limiter.algorithm)
-    assert client.function_list(library="luathrottle") != []
+    assert client.function_list(library=limiter.script.library.name) != []
     client.function_flush()
     client.script_flush()
     assert [(await limiter.hit("k")).allowed for _ in range(3)] == [True, True, False]

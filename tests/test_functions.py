@@ -1,6 +1,7 @@
-"""Redis Functions: the ``luathrottle`` library, FCALL and FCALL_RO, and the
+"""Redis Functions: one library per script, FCALL and FCALL_RO, and the
 fallbacks to EVALSHA, on real redis-servers."""
 
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -8,11 +9,13 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
+from redis.exceptions import NoPermissionError, OutOfMemoryError
 
 from luathrottle import AsyncLimiter, LeakyBucket, Limiter
+from luathrottle.backends._redis_calls import load_failure
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.exceptions import BackendError
-from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
+from luathrottle.scripts import Script, all_scripts, get_script
 from servers import RedisServer
 from states import script_call
 
@@ -30,9 +33,10 @@ def script_commands(client: "redis.Redis[bytes]") -> dict[str, int]:
 
 
 def function_names(client: "redis.Redis[bytes]") -> list[str]:
-    """The functions of the library on the server (RESP2's flat lists)."""
+    """The functions of every luathrottle library on the server (RESP2's
+    flat lists)."""
     names = []
-    for entry in client.function_list(library=LIBRARY_NAME):
+    for entry in client.function_list(library="luathrottle*"):
         fields = dict(zip(entry[::2], entry[1::2], strict=True))
         for function in fields[b"functions"]:
             fn = dict(zip(function[::2], function[1::2], strict=True))
@@ -51,16 +55,50 @@ def fresh(tmp_path: Path):
     server.stop()
 
 
-def test_the_library_is_generated_from_every_script():
-    lib = library()
-    assert lib.name == LIBRARY_NAME == "luathrottle"
-    assert lib.code.startswith("#!lua name=luathrottle\n")
-    for script in all_scripts():
-        assert script.source.rstrip("\n") in lib.code
-        assert script.function == (
-            f"lt_{script.name}_v{script.version}_{script.sha[:8]}"
-        )
-        assert {script.function, script.function_ro} <= set(lib.functions)
+@pytest.mark.parametrize("script", all_scripts(), ids=lambda s: s.name)
+def test_each_script_is_a_library_of_its_own_named_by_content(script):
+    lib = script.library
+    assert re.fullmatch(rf"luathrottle_{script.key_tag}_[0-9a-f]{{12}}", lib.name)
+    assert lib.code.startswith(f"#!lua name={lib.name}\n")
+    assert script.source.rstrip("\n") in lib.code
+    assert lib.functions == (script.function, script.function_ro)
+    assert (script.function, script.function_ro) == (lib.name, f"{lib.name}_ro")
+    # Today's release registered lt_<name>_v<version>_<sha8> in one library
+    # called luathrottle: no name is shared, so both load on one server.
+    assert not lib.name.startswith("lt_")
+
+
+def test_a_library_name_changes_with_any_change_to_its_code():
+    script = get_script("leaky_bucket")
+    comment = script.source.replace("\n--\n", "\n-- another build\n", 1)
+    other = Script.from_source(comment, filename="leaky_bucket.lua")
+    assert other.key_tag == script.key_tag
+    assert other.library.name != script.library.name
+    again = Script.from_source(script.source, filename="leaky_bucket.lua")
+    assert again.library == script.library
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        (redis.ResponseError("Library 'luathrottle_fw5_x' already exists"), "present"),
+        (
+            OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+            "full",
+        ),
+        (
+            NoPermissionError("this user has no permissions to run 'function'"),
+            "unusable",
+        ),
+        (redis.ResponseError("unknown command 'FUNCTION', with args ..."), "unusable"),
+        # Another library has registered a function of this name: not ours.
+        (redis.ResponseError("Function luathrottle_fw5_x already exists"), None),
+        (redis.ConnectionError("Connection refused"), None),
+    ],
+    ids=["present", "full", "noperm", "unknown", "function-exists", "connection"],
+)
+def test_what_a_failed_function_load_means(error, failure):
+    assert load_failure(error) == failure
 
 
 def test_a_fresh_server_gets_the_library_at_the_first_call(fresh):
@@ -68,7 +106,8 @@ def test_a_fresh_server_gets_the_library_at_the_first_call(fresh):
     assert client.function_list() == []
     limiter = Limiter(2, 60, backend=SyncRedis(client))
     assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
-    assert function_names(client) == list(library().functions)
+    # Only the library of the script that was called.
+    assert function_names(client) == list(limiter.script.library.functions)
     # The first FCALL ran nothing, the EVAL after the load counted once.
     client.config_resetstat()
     assert limiter.hit("other").remaining == 1
@@ -134,7 +173,7 @@ def test_a_pipeline_reloads_the_library_and_counts_once(fresh):
     assert [reply[2] for reply in backend.run_scripts(calls)] == [1, 1, 1]
     client.function_flush()
     assert [reply[2] for reply in backend.run_scripts(calls)] == [0, 0, 0]
-    assert client.function_list(library=LIBRARY_NAME) != []
+    assert function_names(client) == list(limiter.script.library.functions)
 
 
 # -function takes FUNCTION LOAD away; -fcall -fcall_ro takes the calls.
@@ -201,7 +240,7 @@ def test_functions_false_forces_evalsha(fresh):
 def test_initialize_algorithm_loads_the_library(fresh):
     _, client = fresh
     SyncRedis(client).initialize_algorithm(LeakyBucket())
-    assert client.function_list(library=LIBRARY_NAME) != []
+    assert function_names(client) == list(LeakyBucket().script.library.functions)
     assert client.script_exists(LeakyBucket().script.sha) == [False]
 
 

@@ -124,12 +124,11 @@ PUBLIC = {
     ],
     "luathrottle.limiter": ["AsyncLimiter", "Limiter"],
     "luathrottle.scripts": [
-        "LIBRARY_NAME",
+        "LIBRARY_PREFIX",
         "Library",
         "Script",
         "all_scripts",
         "get_script",
-        "library",
     ],
 }
 

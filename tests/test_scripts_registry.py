@@ -28,12 +28,15 @@ def test_registry_reads_every_lua_file():
     for script in all_scripts():
         assert script.sha == hashlib.sha1(script.source.encode()).hexdigest()
         assert script.version >= 1
+        assert script.state >= 1
 
 
 @pytest.mark.parametrize("script", all_scripts(), ids=lambda s: s.name)
 def test_lua_files_follow_the_house_rules(script):
     source = script.source
     assert source.startswith(f"-- luathrottle script: {script.name}\n-- version: ")
+    # Ours name their state layout, rather than take their version for it.
+    assert f"\n-- state: {script.state}\n" in source
     for section in ("KEYS[", "ARGV[1]", "Reply:"):
         assert section in source
     code = "\n".join(
@@ -51,16 +54,53 @@ def test_unknown_script_is_named():
 def test_header_must_name_the_file():
     with pytest.raises(ValueError, match="names itself"):
         Script.from_source(
-            "-- luathrottle script: a\n-- version: 1\n", filename="b.lua"
+            "-- luathrottle script: a\n-- version: 1\n-- state: 1\n",
+            filename="b.lua",
         )
     with pytest.raises(ValueError, match="lacks"):
         Script.from_source("return 1", filename="b.lua")
 
 
-def test_keys_carry_script_version_and_share_one_hash_tag():
+#: Every script's state version and key tag, the tag being in every key it
+#: has written. Changing one is changing a state layout, which moves every
+#: deployed identity to keys no earlier build reads: see the
+#: ``luathrottle.scripts`` docstring for what such a change owes, then
+#: change this pin with it.
+KEY_TAGS = {
+    "concurrency": (1, "c1"),
+    "fixed_window": (5, "fw5"),
+    "leaky_bucket": (2, "lb2"),
+    "sliding_window": (1, "sw1"),
+    "token_bucket": (1, "tb1"),
+}
+
+
+def test_key_tags_are_pinned():
+    assert {s.name: (s.state, s.key_tag) for s in all_scripts()} == KEY_TAGS
+
+
+def test_the_key_tag_follows_the_state_not_the_version():
+    script = get_script("fixed_window")
+    bumped = script.source.replace(
+        f"-- version: {script.version}\n", f"-- version: {script.version + 1}\n", 1
+    )
+    newer = Script.from_source(bumped, filename="fixed_window.lua")
+    assert newer.version == script.version + 1
+    assert newer.key_tag == script.key_tag
+    layout = bumped.replace(f"-- state: {script.state}\n", "-- state: 9\n", 1)
+    assert Script.from_source(layout, filename="fixed_window.lua").key_tag == "fw9"
+    # A script of its own that names no state keeps the keys it had.
+    own = Script.from_source(
+        "-- luathrottle script: my_own\n-- version: 3\nreturn 1\n",
+        filename="my_own.lua",
+    )
+    assert (own.state, own.key_tag) == (3, "mo3")
+
+
+def test_keys_carry_the_state_version_and_share_one_hash_tag():
     script = get_script("fixed_window")
     keys = state_keys("lt", script, "", "user-1", [Limit(1, 1), Limit(5, 60)])
-    assert all(key.startswith(f"lt:fw{script.version}:{{") for key in keys)
+    assert all(key.startswith(f"lt:fw{script.state}:{{") for key in keys)
     tags = {re.search(r"\{(.*?)\}", key).group(1) for key in keys}
     assert len(tags) == 1
     assert keys[0].endswith(":1/1")

@@ -8,9 +8,9 @@ __all__ = ["EXIT_STATUS", "build_parser", "one_line"]
 
 #: What each exit status means, as ``--help`` prints it.
 EXIT_STATUS = """exit status:
-  0  success (for check: every script, and the function library where the
+  0  success (for check: every script, and its function library where the
      server has functions, is on every primary)
-  1  check: a script or the function library is missing on a server
+  1  check: a script or a function library is missing on a server
   2  usage or configuration error: bad arguments, a malformed --url or
      --redis, a server, cluster or Sentinel that cannot be reached, an
      unknown Sentinel name
@@ -19,6 +19,7 @@ every error is one line on standard error: luathrottle: error: ..."""
 _DESCRIPTION = """Exact rate limiting with Lua scripts.
 
   luathrottle scripts list|load|check   preload and check the Lua scripts
+  luathrottle scripts prune             delete other builds' libraries
   luathrottle demo                      a limiter at work; --seed replays
                                         the Django seed's sessions"""
 
@@ -56,24 +57,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    scripts = _subparser(commands, "scripts", "list, load or check the Lua scripts")
+    scripts = _subparser(
+        commands, "scripts", "list, load, check or prune the Lua scripts"
+    )
     actions = scripts.add_subparsers(dest="action", required=True)
     _subparser(
         actions,
         "list",
-        "print each script's name, version and SHA1, and the function "
-        "library's functions",
+        "print each script's name, version and SHA1, then each function "
+        "library and its functions",
     )
     for name, text in (
         (
             "load",
-            "SCRIPT LOAD every script and FUNCTION LOAD REPLACE the library; "
-            "print the SHAs",
+            "SCRIPT LOAD every script and FUNCTION LOAD its library (one "
+            "already there is left as it is); print the SHAs and libraries",
         ),
         (
             "check",
-            "print whether each script and the library is on the server; exit 1 "
-            "if any is not",
+            "print whether each script and its library is on the server; "
+            "exit 1 if any is not",
+        ),
+        (
+            "prune",
+            "delete every luathrottle function library that is not this "
+            "build's (the luathrottle library of earlier releases, and other "
+            "builds' luathrottle_* libraries), printing each; run it once "
+            "every process runs this build",
         ),
     ):
         action = _subparser(actions, name, text)

@@ -2,8 +2,9 @@
 
 A key looks like ``lt:fw5:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
 
-- the prefix, then the script's key tag (the initials of its name, and its
-  version), so a new state layout never reads keys an older one wrote;
+- the prefix, then the script's key tag (the initials of its name, and the
+  version of its state layout), so a new layout never reads keys an older
+  one wrote, and a new version of the same layout reads them all;
 - the identity, hashed, as the hash tag: keys are bounded in length, carry
   no personal data, and no client-chosen value can pick or break the tag;
 - the scope (a view and throttle name, say), hashed, when there is one, so

@@ -1,8 +1,9 @@
 """The ``luathrottle`` command: script operations and the demo.
 
 ``luathrottle scripts list|load|check`` preloads and checks the Lua scripts
-on a server, for deploys, both as scripts (EVALSHA) and as the
-``luathrottle`` function library (FCALL, Redis 7+); ``luathrottle demo``
+on a server, for deploys, both as scripts (EVALSHA) and as function
+libraries, one per script (FCALL, Redis 7+), and ``luathrottle scripts
+prune`` deletes the libraries of other builds; ``luathrottle demo``
 shows a limiter at work, and ``luathrottle demo --seed`` replays the Django
 seed's sessions against the example project.
 
@@ -28,13 +29,14 @@ import redis.exceptions
 import redis.sentinel
 
 from luathrottle._cli_parser import EXIT_STATUS, build_parser, one_line
+from luathrottle.backends._redis_calls import load_failure
 from luathrottle.backends.base import SyncBackend
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.exceptions import BackendError
 from luathrottle.headers import RetryAfter, XRateLimit, collect_headers
 from luathrottle.limiter import Limiter
-from luathrottle.scripts import LIBRARY_NAME, all_scripts, library
+from luathrottle.scripts import LIBRARY_PREFIX, Library, all_scripts
 
 __all__ = ["EXIT_STATUS", "main"]
 
@@ -123,14 +125,15 @@ def _primary_names(masters: object) -> list[str]:
 def _scripts_list(args: argparse.Namespace, out: TextIO) -> int:
     for script in all_scripts():
         print(f"{script.name}\tv{script.version}\t{script.sha}", file=out)
-    for function in library().functions:
-        print(f"library\t{LIBRARY_NAME}\t{function}", file=out)
+    for script in all_scripts():
+        for function in script.library.functions:
+            print(f"library\t{script.library.name}\t{function}", file=out)
     return 0
 
 
 def _without_functions(error: redis.RedisError) -> str | None:
-    """Why a server cannot have the library, when ``error`` says it cannot:
-    it has no functions (before Redis 7), or the ACL forbids them."""
+    """Why a server cannot have the libraries, when ``error`` says it
+    cannot: it has no functions (before Redis 7), or the ACL forbids them."""
     if isinstance(error, redis.exceptions.NoPermissionError):
         return "forbidden by the ACL"
     if isinstance(error, redis.ResponseError) and str(error).startswith(
@@ -140,53 +143,71 @@ def _without_functions(error: redis.RedisError) -> str | None:
     return None
 
 
+def _load_library(run: Runner, library: Library) -> str:
+    """FUNCTION LOAD ``library``, never REPLACE: a library of its name is
+    this very code, as names are by content. Returns the line's last
+    fields."""
+    line = f"library\t{library.name}"
+    try:
+        run("FUNCTION LOAD", library.code)
+    except redis.RedisError as exc:
+        if load_failure(exc) == "present":
+            return f"present\t{line}"
+        why = _without_functions(exc)
+        if why is None:
+            raise
+        return f"skipped\t{line}\t{why}"
+    return f"loaded\t{line}"
+
+
 def _scripts_load(args: argparse.Namespace, out: TextIO) -> int:
-    code = library().code
     for node, run in _primaries(args):
         for script in all_scripts():
             sha = run("SCRIPT LOAD", script.source)
             sha = sha.decode() if isinstance(sha, bytes) else sha
             print(f"{node}\tloaded\t{script.name}\tv{script.version}\t{sha}", file=out)
-        try:
-            run("FUNCTION LOAD", "REPLACE", code)
-        except redis.RedisError as exc:
-            why = _without_functions(exc)
-            if why is None:
-                raise
-            print(f"{node}\tskipped\tlibrary\t{LIBRARY_NAME}\t{why}", file=out)
-            continue
-        count = len(library().functions)
-        print(f"{node}\tloaded\tlibrary\t{LIBRARY_NAME}\t{count} functions", file=out)
+        for script in all_scripts():
+            print(f"{node}\t{_load_library(run, script.library)}", file=out)
     return 0
 
 
-def _names(reply: object) -> set[str]:
-    """Every string in a FUNCTION LIST reply, whatever shape the protocol
-    gave it."""
-    if isinstance(reply, bytes):
-        return {reply.decode(errors="replace")}
-    if isinstance(reply, str):
-        return {reply}
-    if isinstance(reply, dict):
-        reply = [*reply.keys(), *reply.values()]
-    if isinstance(reply, list | tuple):
-        return set().union(*(_names(item) for item in reply))
-    return set()
-
-
-def _library_state(run: Runner) -> str:
-    """``ok``, ``MISSING`` (absent, or another build's), or ``skipped`` and
-    why the server cannot have it, as the line's last fields."""
-    line = f"library\t{LIBRARY_NAME}"
+def _libraries(run: Runner) -> tuple[list[str], str | None]:
+    """The name of every luathrottle library on the server, of any build;
+    or none, and why the server cannot have them."""
     try:
-        listed = run("FUNCTION LIST", "LIBRARYNAME", LIBRARY_NAME)
+        reply = run("FUNCTION LIST", "LIBRARYNAME", f"{LIBRARY_PREFIX}*")
     except redis.RedisError as exc:
         why = _without_functions(exc)
         if why is None:
             raise
+        return [], why
+    names = []
+    for entry in cast(list[Any], reply):
+        # A dict over RESP3, a flat list of fields and values over RESP2.
+        fields = (
+            entry
+            if isinstance(entry, dict)
+            else dict(zip(entry[::2], entry[1::2], strict=True))
+        )
+        # Text rather than bytes with ?decode_responses=true in the URL.
+        name = fields.get(b"library_name", fields.get("library_name"))
+        names.append(name.decode() if isinstance(name, bytes) else str(name))
+    # The pattern matches more than luathrottle's own names.
+    ours = [
+        name
+        for name in names
+        if name == LIBRARY_PREFIX or name.startswith(f"{LIBRARY_PREFIX}_")
+    ]
+    return ours, None
+
+
+def _library_state(library: Library, libraries: list[str], why: str | None) -> str:
+    """``ok``, ``MISSING``, or ``skipped`` and why the server cannot have
+    it, as the line's last fields."""
+    line = f"library\t{library.name}"
+    if why is not None:
         return f"skipped\t{line}\t{why}"
-    state = "ok" if set(library().functions) <= _names(listed) else "MISSING"
-    return f"{state}\t{line}"
+    return f"{'ok' if library.name in libraries else 'MISSING'}\t{line}"
 
 
 def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
@@ -194,13 +215,13 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
     missing = 0
     for node, run in _primaries(args):
         present = run("SCRIPT EXISTS", *(script.sha for script in scripts))
+        libraries, why = _libraries(run)
         for script, exists in zip(scripts, present, strict=True):
             state = "ok" if exists else "MISSING"
             print(f"{node}\t{state}\t{script.name}\t{script.sha}", file=out)
-            missing += not exists
-        state = _library_state(run)
-        print(f"{node}\t{state}", file=out)
-        missing += state.startswith("MISSING")
+            state = _library_state(script.library, libraries, why)
+            print(f"{node}\t{state}", file=out)
+            missing += (not exists) + state.startswith("MISSING")
     if not missing:
         return 0
     print(
@@ -209,6 +230,18 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _scripts_prune(args: argparse.Namespace, out: TextIO) -> int:
+    ours = {script.library.name for script in all_scripts()}
+    for node, run in _primaries(args):
+        libraries, why = _libraries(run)
+        if why is not None:
+            print(f"{node}\tskipped\tlibraries\t{why}", file=out)
+        for name in sorted(set(libraries) - ours):
+            run("FUNCTION DELETE", name)
+            print(f"{node}\tdeleted\tlibrary\t{name}", file=out)
+    return 0
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -330,6 +363,7 @@ _HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, TextIO], i
     ("scripts", "list"): _scripts_list,
     ("scripts", "load"): _scripts_load,
     ("scripts", "check"): _scripts_check,
+    ("scripts", "prune"): _scripts_prune,
     ("demo", None): _demo,
 }
 

@@ -1,26 +1,54 @@
 """The registry of Lua scripts: the algorithms themselves.
 
-Each file in ``lua/`` starts with a header naming the script and its
-version::
+Each file in ``lua/`` starts with a header naming the script, its version
+and the layout of the state it keeps::
 
     -- luathrottle script: fixed_window
-    -- version: 1
+    -- version: 6
+    -- state: 5
 
 and, for a script that keeps every limit of an identity in one hash, a
-third line, ``-- layout: hash``. The registry reads the files on first
-use, never at import, and knows each script's name, version, source and
-SHA1. Backends run scripts by SHA1 and load the source when the server
-does not know it yet.
+last line, ``-- layout: hash``. A script without a ``-- state:`` line (one
+of your own, written before there was one) has its version for a state.
+The registry reads the files on first use, never at import, and knows each
+script's name, version, state, source and SHA1. Backends run scripts by
+SHA1 and load the source when the server does not know it yet.
+
+``-- version:`` counts changes to the code; ``-- state:`` names the layout
+of what it stores, and makes the key tag, with the script's initials:
+``fw5`` is in every key ``fixed_window`` writes. A new version whose layout
+is unchanged keeps its key tag, so it reads and writes the very state the
+previous version wrote: during a rolling deploy both builds count on one
+state, and a quota is never doubled. A change of layout must bump
+``-- state:``, which moves the keys to a new tag. The new script then owes
+reading the previous layout, at the previous tag's keys (sent to it beside
+its own), or every count starts afresh and each build counts apart while
+both run; and writing it too, so that the old build still running sees
+its hits, until a later version drops it once no build of the old layout
+runs. ``tests/test_scripts_registry.py`` pins today's tags, so that a
+layout change is always a deliberate act.
 
 ``lua/embedded/`` holds the Lua that the in-process backends run around the
 scripts (a prelude and their keyspaces). The registry reads those too, but
 they are not algorithms: ``all_scripts()`` never lists them, so they never
 go to a Redis server.
 
-On Redis 7+ the same scripts also go to the server as one function library,
-``luathrottle`` (see ``library()``): its code is generated here from the
-files, each script's body wrapped in a Lua function, so ``lua/`` stays the
-one source of truth.
+On Redis 7+ each script also goes to the server as a function library of
+its own (``Script.library``), generated here from its file, so ``lua/``
+stays the one source of truth. A library is named by its content,
+``luathrottle_fw5_`` and 12 digits of the SHA1 of its code: the name stays
+while the code does, and changes with any change to it, the script's or the
+wrapper's. So a backend loads it with FUNCTION LOAD, never REPLACE, and a
+library that is already there is this very code: two builds that differ
+differ only in the libraries of the scripts that differ, and neither evicts
+the other. ``luathrottle scripts prune`` deletes other builds' libraries
+once every process runs this one.
+
+Both functions of a library are flagged ``allow-oom``, so that during a
+``maxmemory`` episode Redis still runs them rather than refuse them whole,
+as it refuses a function without the flag: a denial is still decided and
+adds nothing, a release still frees its slot, and an admitted hit is
+counted, though its write may take a few bytes beyond ``maxmemory``.
 """
 
 import functools
@@ -30,12 +58,75 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["LIBRARY_NAME", "Library", "Script", "all_scripts", "get_script", "library"]
+__all__ = ["LIBRARY_PREFIX", "Library", "Script", "all_scripts", "get_script"]
 
 _HEADER = re.compile(
-    r"-- luathrottle script: (\w+)\n-- version: (\d+)\n(-- layout: hash\n)?"
+    r"-- luathrottle script: (\w+)\n-- version: (\d+)\n(?:-- state: (\d+)\n)?"
+    r"(-- layout: hash\n)?"
 )
 _EMBEDDED_HEADER = re.compile(r"-- luathrottle embedded: (\w+)\n-- version: \d+\n")
+
+#: The start of every function library's name that luathrottle loads: its
+#: own libraries are ``luathrottle_<key tag>_<digest>``, and builds before
+#: them loaded one library called ``luathrottle``.
+LIBRARY_PREFIX = "luathrottle"
+
+
+@dataclass(frozen=True, slots=True)
+class Library:
+    """One script as a Redis function library.
+
+    Attributes:
+        name: ``luathrottle_``, the script's key tag, ``_`` and the first 12
+            digits of the SHA1 of the library's code (the script and the
+            wrapper around it), ``luathrottle_fw5_0d1c6f3e2a9b``; the name
+            of its function too.
+        code: the Lua that FUNCTION LOAD takes, with its shebang.
+        functions: the function and its read-only twin, ``<name>_ro``.
+    """
+
+    name: str
+    code: str = field(repr=False)
+    functions: tuple[str, str]
+
+
+# A script's body becomes the body of a local function whose parameters
+# take the names the script reads, so the file runs unchanged. The
+# read-only entry refuses anything but a peek, which never writes: Redis
+# would refuse the write anyway, with a less telling error. allow-oom: see
+# the module's docstring. The digest in the name covers this wrapper too,
+# so a change to it is a new library rather than a new meaning of an old
+# one's name.
+_WRAPPER = """#!lua name={name}
+-- Generated by luathrottle.scripts from lua/{script}.lua; do not edit.
+local function run(KEYS, ARGV)
+{source}
+end
+redis.register_function{{
+  function_name = '{name}',
+  callback = run,
+  flags = {{'allow-oom'}},
+}}
+redis.register_function{{
+  function_name = '{name}_ro',
+  callback = function(keys, args)
+    if args[1] ~= 'peek' then
+      return redis.error_reply('ERR {name}_ro only peeks')
+    end
+    return run(keys, args)
+  end,
+  flags = {{'no-writes', 'allow-oom'}},
+}}
+"""
+
+
+def _library(name: str, key_tag: str, source: str) -> Library:
+    digest = hashlib.sha1(
+        f"{_WRAPPER}\0{source}".encode(), usedforsecurity=False
+    ).hexdigest()
+    library = f"{LIBRARY_PREFIX}_{key_tag}_{digest[:12]}"
+    code = _WRAPPER.format(name=library, script=name, source=source.rstrip("\n"))
+    return Library(library, code, (library, f"{library}_ro"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +135,16 @@ class Script:
 
     Attributes:
         name: the file name without ``.lua``, as its header names it.
-        version: the header's version; part of every key the script writes.
+        version: the header's version of the code.
+        state: the header's version of the state layout.
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
         key_tag: the script in its keys: the initials of its name and its
-            version, ``fw5`` for ``fixed_window`` version 5; short, since
+            state version, ``fw5`` for ``fixed_window`` state 5; short, since
             every key of every identity carries it.
-        function: the script's name in the function library,
-            ``lt_fixed_window_v5_`` and the first 8 digits of ``sha``: named
-            by content, as EVALSHA is, so that a server holding another
-            build's library never runs this one's calls with other code.
+        library: the script as a function library of its own, named by
+            content (see the module's docstring).
+        function: the library's function, which FCALL calls.
         function_ro: its read-only twin, flagged ``no-writes`` for
             FCALL_RO, which runs peeks only.
         hashed: the header says ``-- layout: hash``: the limits of one
@@ -64,9 +155,11 @@ class Script:
 
     name: str
     version: int
+    state: int
     source: str = field(repr=False)
     sha: str
     key_tag: str
+    library: Library
     function: str
     function_ro: str
     hashed: bool = False
@@ -82,20 +175,24 @@ class Script:
         if header is None:
             raise ValueError(f"{filename} lacks the luathrottle script header")
         name, version = header.group(1), int(header.group(2))
+        state = version if header.group(3) is None else int(header.group(3))
         if f"{name}.lua" != filename:
             raise ValueError(f"{filename} names itself {name!r} in its header")
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         initials = "".join(word[0] for word in name.split("_") if word)
-        function = f"lt_{name}_v{version}_{sha[:8]}"
+        key_tag = f"{initials}{state}"
+        library = _library(name, key_tag, source)
         return cls(
             name=name,
             version=version,
+            state=state,
             source=source,
             sha=sha,
-            key_tag=f"{initials}{version}",
-            function=function,
-            function_ro=f"{function}_ro",
-            hashed=header.group(3) is not None,
+            key_tag=key_tag,
+            library=library,
+            function=library.functions[0],
+            function_ro=library.functions[1],
+            hashed=header.group(4) is not None,
         )
 
 
@@ -156,65 +253,3 @@ def get_script(name: str) -> Script:
 def all_scripts() -> tuple[Script, ...]:
     """Every script, sorted by name."""
     return tuple(_load_all().values())
-
-
-#: The function library's name on the server.
-LIBRARY_NAME = "luathrottle"
-
-
-@dataclass(frozen=True, slots=True)
-class Library:
-    """Every script as one Redis function library.
-
-    Attributes:
-        name: ``LIBRARY_NAME``.
-        code: the Lua that FUNCTION LOAD takes, with its shebang.
-        functions: the name of every function it registers, sorted.
-    """
-
-    name: str
-    code: str = field(repr=False)
-    functions: tuple[str, ...]
-
-
-# A script's body becomes the body of a local function whose parameters
-# take the names the script reads, so the file runs unchanged. The
-# read-only entry refuses anything but a peek, which never writes: Redis
-# would refuse the write anyway, with a less telling error.
-_WRAPPER = """
-local function {local}(KEYS, ARGV)
-{source}
-end
-redis.register_function('{function}', {local})
-redis.register_function{{
-  function_name = '{function_ro}',
-  callback = function(keys, args)
-    if args[1] ~= 'peek' then
-      return redis.error_reply('ERR {function_ro} only peeks')
-    end
-    return {local}(keys, args)
-  end,
-  flags = {{'no-writes'}},
-}}
-"""
-
-
-@functools.cache
-def library() -> Library:
-    """The function library of every script, built from ``lua/`` once."""
-    parts = [
-        f"#!lua name={LIBRARY_NAME}\n"
-        "-- Generated by luathrottle.scripts from lua/*.lua; do not edit.\n"
-    ]
-    functions = []
-    for script in all_scripts():
-        parts.append(
-            _WRAPPER.format(
-                local=f"{script.name}_v{script.version}",
-                source=script.source.rstrip("\n"),
-                function=script.function,
-                function_ro=script.function_ro,
-            )
-        )
-        functions += [script.function, script.function_ro]
-    return Library(LIBRARY_NAME, "".join(parts), tuple(sorted(functions)))

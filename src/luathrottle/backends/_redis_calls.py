@@ -1,6 +1,7 @@
 """Redis script calls without I/O: the command a call goes out as (FCALL,
 FCALL_RO, EVALSHA or EVAL), what a pipeline's replies say about the calls
-to run again, and Redis errors as luathrottle's. The backends in
+to run again, what a failed FUNCTION LOAD means, and Redis errors as
+luathrottle's. The backends in
 ``luathrottle.backends.redis`` are these around one network call each."""
 
 from collections.abc import Sequence
@@ -23,12 +24,14 @@ from luathrottle.exceptions import BackendError, PoolExhaustedError, ScriptError
 from luathrottle.scripts import Script
 
 __all__ = [
+    "LoadFailure",
     "Trouble",
     "Via",
     "command",
     "function_trouble",
-    "library_unusable",
+    "load_failure",
     "merge",
+    "missing_scripts",
     "reruns",
     "translated",
 ]
@@ -139,9 +142,32 @@ def merge(
     return replies
 
 
-def library_unusable(error: RedisError) -> bool:
-    """Whether FUNCTION LOAD failed because this server or user cannot have
-    functions, rather than because the server failed."""
-    return isinstance(error, NoPermissionError) or (
-        isinstance(error, ResponseError) and str(error).startswith("unknown command")
-    )
+def missing_scripts(
+    calls: Sequence[ScriptCall], missing: Sequence[int]
+) -> list[Script]:
+    """The scripts of the calls at ``missing``, each once: the libraries a
+    pipeline that found functions missing loads."""
+    return list(dict.fromkeys(calls[index][0] for index in missing))
+
+
+# What a failed FUNCTION LOAD says: the library is there already, this server
+# or user cannot have functions, or the server is out of memory.
+LoadFailure = Literal["present", "unusable", "full"]
+
+
+def load_failure(error: RedisError) -> LoadFailure | None:
+    """What a failed FUNCTION LOAD of a library means, None when the server
+    failed otherwise. A library is named by its content, so one of its name
+    already loaded is this very code: ``"present"`` is a success."""
+    if isinstance(error, OutOfMemoryError):
+        return "full"
+    if isinstance(error, NoPermissionError):
+        return "unusable"
+    if not isinstance(error, ResponseError):
+        return None
+    text = str(error)
+    if text.startswith("unknown command"):
+        return "unusable"
+    if text.startswith("Library ") and text.endswith(" already exists"):
+        return "present"
+    return None

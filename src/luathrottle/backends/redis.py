@@ -1,21 +1,23 @@
 """Redis backends: FCALL or EVALSHA over redis-py, sync and async.
 
 Both twins send one call per decision. On Redis 7+ (and Valkey 7.2+) that is
-an FCALL of the ``luathrottle`` function library (``luathrottle.scripts.
-library()``), or an FCALL_RO of a function flagged ``no-writes`` for a
-peek; functions persist and replicate with the data, so a restart with
-persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
+an FCALL of the function in the script's own library (``luathrottle.
+scripts.Script.library``), or an FCALL_RO of its twin flagged ``no-writes``
+for a peek; functions persist and replicate with the data, so a restart
+with persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
 Redis Cluster client unless ``functions=True``, or with ``functions=False``,
 it is an EVALSHA.
 
-A call that finds no function (FUNCTION FLUSH, a fresh server) loads the
-library with FUNCTION LOAD REPLACE and runs again once, with EVAL; a call
-that finds no script (NOSCRIPT) runs again once with EVAL too, which runs
-the source and caches it in one step that no flush can split. Either way
-the first call ran nothing, so nothing counts twice, and the caller never
-sees it. A server without functions (an unknown command) or a user the ACL
-forbids FCALL or FUNCTION LOAD (NOPERM) switches the backend object to
-EVALSHA for good: the probe costs one failed call, once.
+A call that finds no function (FUNCTION FLUSH, a fresh server, a build
+that has not called this script yet) loads that script's library with
+FUNCTION LOAD, never REPLACE, so no build evicts another's (see
+``luathrottle.scripts``), and runs again once, with EVAL; a call that finds
+no script (NOSCRIPT) runs again once with EVAL too, which runs the source
+and caches it in one step that no flush can split. Either way the first
+call ran nothing, so nothing counts twice, and the caller never sees it.
+A server without functions (an unknown command) or a user the ACL forbids
+FCALL or FUNCTION LOAD (NOPERM) switches the backend object to EVALSHA for
+good: the probe costs one failed call, once.
 
 A call is sent once, never retried, whatever retry policy the client
 carries: a retried script call that had reached the server would count a
@@ -58,14 +60,15 @@ from luathrottle.backends._redis_calls import (
     Via,
     command,
     function_trouble,
-    library_unusable,
+    load_failure,
     merge,
+    missing_scripts,
     reruns,
     translated,
 )
 from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
 from luathrottle.exceptions import BackendError
-from luathrottle.scripts import Script, library
+from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 
@@ -175,6 +178,28 @@ class _RedisBackend(Generic[_ClientT]):
             self._functions = False
         return trouble is not None
 
+    def _load_targets(self) -> list[Any]:
+        """Where a library goes while functions are in use: the server
+        (None), or each primary of a cluster in turn, so that one that has
+        it already does not keep it from the others."""
+        if not self._functions:
+            return []
+        if isinstance(self.client, self._cluster):
+            return list(self.client.get_primaries())
+        return [None]
+
+    def _load_failed(self, error: RedisError) -> None:
+        """Go on after a failed FUNCTION LOAD where calls can: the library
+        is there already; the server is out of memory, and the call that
+        needed it runs by EVAL, which a full server runs up to its first
+        write as it does EVALSHA; the server or user cannot have functions,
+        which turns them off. Else raise ``error``."""
+        failure = load_failure(error)
+        if failure is None:
+            raise error
+        if failure == "unusable":
+            self._functions = False
+
     def traits(self) -> StoreTraits:
         """A store shared by every process, where each call is atomic."""
         return self._traits
@@ -202,7 +227,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             default: one breaker for the whole cluster would stop the healthy
             primaries too while one fails over, and redis-py already moves
             to the new primary on its own.
-        functions: True calls the ``luathrottle`` function library with
+        functions: True calls the scripts' function libraries with
             FCALL, falling back to EVALSHA by itself where the server has no
             functions or the ACL forbids them; False forces EVALSHA. None
             (default) is True for one server and False for a cluster, where
@@ -227,12 +252,18 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             else SyncConnections(client.connection_pool)
         )
 
-    def _send(self, key: str, call: tuple[str, ...]) -> Any:
-        """Send one command, once; an error reply is raised."""
+    def _node(self, key: str) -> Any:
+        """The cluster node that owns ``key``'s slot; None on one server."""
         if self._connections is None:
-            node = self.client.get_node_from_key(key)
-            return self.client.execute_command(*call, target_nodes=node)
-        return self._connections.send([call], True)[0]
+            return self.client.get_node_from_key(key)
+        return None
+
+    def _send(self, call: tuple[str, ...], node: Any) -> Any:
+        """Send one command to ``node`` (None: the server), once; an error
+        reply is raised."""
+        if self._connections is not None:
+            return self._connections.send([call], True)[0]
+        return self.client.execute_command(*call, target_nodes=node)
 
     def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
@@ -242,30 +273,27 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         # generic alias at every call.
         reply: list[int]
         try:
+            node = self._node(keys[0])
             try:
-                reply = self._send(keys[0], command(script, keys, args, self._via()))
+                reply = self._send(command(script, keys, args, self._via()), node)
             except ResponseError as exc:
                 if not self._reruns_by_source(exc):
                     raise
-                self._reload_library()
+                self._reload_library(script)
                 # EVAL runs the source and caches it in one step, which no
                 # flush can split as it could a load and a call.
-                reply = self._send(keys[0], command(script, keys, args, "source"))
+                reply = self._send(command(script, keys, args, "source"), node)
         except _ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
-    def _reload_library(self) -> None:
-        """FUNCTION LOAD REPLACE the library, while functions are in use;
-        a server or user that cannot have them turns them off."""
-        if not self._functions:
-            return
-        try:
-            self.client.function_load(library().code, replace=True)
-        except RedisError as exc:
-            if not library_unusable(exc):
-                raise
-            self._functions = False
+    def _reload_library(self, script: Script) -> None:
+        """FUNCTION LOAD ``script``'s library, while functions are in use."""
+        for node in self._load_targets():
+            try:
+                self._send(("FUNCTION", "LOAD", script.library.code), node)
+            except RedisError as exc:
+                self._load_failed(exc)
 
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         # One pipeline (one round trip per node), then EVAL again only the
@@ -279,7 +307,8 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             if "unusable" in troubles:
                 self._functions = False
             elif "missing" in troubles:
-                self._reload_library()
+                for script in missing_scripts(calls, missing):
+                    self._reload_library(script)
             rerun = self._pipeline([calls[i] for i in missing], "source")
         except _ERRORS as exc:
             raise translated("pipeline", exc) from exc
@@ -296,7 +325,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         replies: list[Any] = []
         for (_, keys, _), call in zip(calls, commands, strict=True):
             try:
-                replies.append(self._send(keys[0], call))
+                replies.append(self._send(call, self._node(keys[0])))
             except ResponseError as error:
                 replies.append(error)
         return replies
@@ -309,10 +338,11 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             raise BackendError(f"DEL: {exc}") from exc
 
     def load_script(self, script: Script) -> None:
-        """Load the function library while functions are in use (it holds
-        every script), else SCRIPT LOAD ``script``."""
+        """Load ``script``'s function library while functions are in use (a
+        server out of memory gets it at a later call), else SCRIPT LOAD
+        ``script``."""
         try:
-            self._reload_library()
+            self._reload_library(script)
             if not self._functions:
                 self.client.script_load(script.source)
         except _ERRORS as exc:
@@ -348,50 +378,46 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             else AsyncConnections(client.connection_pool)
         )
 
-    async def _send(self, key: str, call: tuple[str, ...]) -> Any:
-        """Send one command, once; an error reply is raised."""
+    async def _node(self, key: str) -> Any:
+        """The cluster node that owns ``key``'s slot; None on one server."""
         if self._connections is None:
             # Connects on first use, and reads the slots again when an
             # earlier error asked for it, as execute_command would.
             await self.client.initialize()
-            node = self.client.get_node_from_key(key)
-            return await cast(
-                _Reply, self.client.execute_command(*call, target_nodes=node)
-            )
-        return (await self._connections.send([call], True))[0]
+            return self.client.get_node_from_key(key)
+        return None
+
+    async def _send(self, call: tuple[str, ...], node: Any) -> Any:
+        """Send one command to ``node`` (None: the server), once; an error
+        reply is raised."""
+        if self._connections is not None:
+            return (await self._connections.send([call], True))[0]
+        return await cast(_Reply, self.client.execute_command(*call, target_nodes=node))
 
     async def _arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
         reply: list[int]
         try:
+            node = await self._node(keys[0])
             try:
-                reply = await self._send(
-                    keys[0], command(script, keys, args, self._via())
-                )
+                reply = await self._send(command(script, keys, args, self._via()), node)
             except ResponseError as exc:
                 if not self._reruns_by_source(exc):
                     raise
-                await self._reload_library()
-                reply = await self._send(keys[0], command(script, keys, args, "source"))
+                await self._reload_library(script)
+                reply = await self._send(command(script, keys, args, "source"), node)
         except _ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
-    async def _reload_library(self) -> None:
-        """FUNCTION LOAD REPLACE the library, while functions are in use;
-        a server or user that cannot have them turns them off."""
-        if not self._functions:
-            return
-        try:
-            await cast(
-                Awaitable[object],
-                self.client.function_load(library().code, replace=True),
-            )
-        except RedisError as exc:
-            if not library_unusable(exc):
-                raise
-            self._functions = False
+    async def _reload_library(self, script: Script) -> None:
+        """FUNCTION LOAD ``script``'s library, while functions are in use."""
+        for node in self._load_targets():
+            try:
+                await self._send(("FUNCTION", "LOAD", script.library.code), node)
+            except RedisError as exc:
+                self._load_failed(exc)
 
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         if len(calls) == 1:
@@ -402,7 +428,8 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             if "unusable" in troubles:
                 self._functions = False
             elif "missing" in troubles:
-                await self._reload_library()
+                for script in missing_scripts(calls, missing):
+                    await self._reload_library(script)
             rerun = await self._pipeline([calls[i] for i in missing], "source")
         except _ERRORS as exc:
             raise translated("pipeline", exc) from exc
@@ -424,7 +451,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
 
     async def _send_quietly(self, key: str, call: tuple[str, ...]) -> Any:
         try:
-            return await self._send(key, call)
+            return await self._send(call, await self._node(key))
         except ResponseError as error:
             return error
 
@@ -436,10 +463,11 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             raise BackendError(f"DEL: {exc}") from exc
 
     async def aload_script(self, script: Script) -> None:
-        """Load the function library while functions are in use (it holds
-        every script), else SCRIPT LOAD ``script``."""
+        """Load ``script``'s function library while functions are in use (a
+        server out of memory gets it at a later call), else SCRIPT LOAD
+        ``script``."""
         try:
-            await self._reload_library()
+            await self._reload_library(script)
             if not self._functions:
                 await self.client.script_load(script.source)
         except _ERRORS as exc:
