@@ -82,6 +82,25 @@ async def test_a_key_of_none_skips_the_request(clock):
             assert "x-ratelimit-limit" not in response.headers
 
 
+async def test_an_empty_key_is_an_identity_at_every_door(clock):
+    # It was a 500 per request in the middleware, and counted elsewhere.
+    empty = lambda request: ""  # noqa: E731
+    middleware = RateLimitMiddleware(
+        hello, "1/minute", key=empty, backend=MemoryBackend(), clock=clock
+    )
+    app = FastAPI()
+    throttle = Throttle("1/minute", key=empty, backend=MemoryBackend(), clock=clock)
+
+    @app.get("/", dependencies=[Depends(throttle)])
+    def index() -> str:
+        return "index"
+
+    for door in (middleware, app):
+        async with client_for(door) as client:
+            statuses = [(await client.get("/")).status_code for _ in range(2)]
+        assert statuses == [200, 429]
+
+
 async def test_a_key_that_is_no_str_is_named():
     app = RateLimitMiddleware(hello, "1/minute", key=lambda scope: 7)
     async with client_for(app) as client:
@@ -102,6 +121,12 @@ def test_bad_arguments_are_named():
         Throttle("1/minute", key=3)
     with pytest.raises(TypeError, match="scope must be a str"):
         Throttle("1/minute", scope="")
+    # A count alone names the adapters' own argument, not a Limiter's.
+    for build in (lambda: RateLimitMiddleware(hello, 100), lambda: Throttle(100)):
+        with pytest.raises(TypeError, match=r"^limits must be a limit string"):
+            build()
+    with pytest.raises(ValueError, match=r"^limits: max_requests"):
+        Throttle("0/minute")
 
 
 async def test_several_limits_and_a_leaky_bucket(clock):

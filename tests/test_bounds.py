@@ -15,7 +15,7 @@ from django.http import HttpResponse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from luathrottle import LeakyBucket, Limit, Limiter, Reason, SimpleRate
+from luathrottle import LeakyBucket, Limit, Limiter, Reason, SimpleRate, TokenBucket
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.django import Rate, SyncThrottle, throttle
 from luathrottle.django.cache_keys import RemoteAddr
@@ -136,6 +136,15 @@ def test_leaky_bucket_rate_bound(max_requests, duration, refused):
     ):
         with pytest.raises(ValueError, match=r"max_requests .* at least 100 µs"):
             build()
+
+
+def test_a_token_bucket_too_fast_is_refused_in_its_own_name():
+    # The message spoke of LeakyBucket, which the user never named.
+    with pytest.raises(ValueError, match=r"for TokenBucket .* each token") as refused:
+        Limiter(LEAKY_PER_SECOND + 1, 1, algorithm=TokenBucket())
+    assert "LeakyBucket" not in str(refused.value)
+    with pytest.raises(ValueError, match=r"for LeakyBucket .* each request"):
+        Limiter(LEAKY_PER_SECOND + 1, 1, algorithm=LeakyBucket())
 
 
 def test_leaky_bucket_at_its_fastest_gives_the_quota_back_in_one_duration(clock):

@@ -62,7 +62,6 @@ def test_a_sync_backend_is_rejected_by_the_async_limiter():
 @pytest.mark.parametrize(
     ("key", "cost", "error", "culprit"),
     [
-        ("", 1, ValueError, "key"),
         (None, 1, TypeError, "key"),
         (b"bytes", 1, TypeError, "key"),
         ("k", 0, ValueError, "cost"),

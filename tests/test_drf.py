@@ -1,5 +1,6 @@
 """luathrottle.drf: DRF's throttling contract, decided by luathrottle."""
 
+import gc
 import multiprocessing
 
 import pytest
@@ -18,6 +19,7 @@ from luathrottle import LeakyBucket
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
+from luathrottle.django import SyncThrottle
 from luathrottle.drf import (
     AnonRateThrottle,
     RateLimitHeadersMixin,
@@ -193,6 +195,28 @@ def test_get_cache_key_is_the_override_point():
     assert [hit("a").status_code, hit("a").status_code] == [200, 429]
     assert hit("b").status_code == 200
     assert all(hit(None).status_code == 200 for _ in range(3))
+
+
+def test_rates_from_request_data_keep_a_bounded_number_of_throttles():
+    # One rate per request, as an overridden get_rate() can make them: the
+    # luathrottle throttles behind them are not kept without end.
+    class PerRequestRate(SimpleRateThrottle):
+        scope = "per-request"
+        backend = MemoryBackend()
+
+        def get_rate(self):
+            self.__class__.served = getattr(self.__class__, "served", 0) + 1
+            return f"{self.served}/hour"
+
+        def get_cache_key(self, request, view):
+            return "everyone"
+
+    view = make_view(PerRequestRate)
+    statuses = {request(view).status_code for _ in range(1000)}
+    assert statuses == {200}
+    gc.collect()
+    alive = sum(type(item) is SyncThrottle for item in gc.get_objects())
+    assert alive <= 300
 
 
 def test_a_cache_key_that_is_no_str_is_named():

@@ -145,6 +145,12 @@ def test_cost_above_the_limit_is_a_denial_with_a_reason(sync_backend, clock, alg
     assert all(state_ttl(sync_backend, key) == -2 for key in limiter_keys(limiter, "k"))
 
 
+def test_the_empty_key_is_an_identity(sync_backend, clock):
+    limiter = Limiter(2, 60, backend=sync_backend, clock=clock)
+    assert [limiter.hit("").allowed for _ in range(3)] == [True, True, False]
+    assert limiter.hit("other").allowed
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
 def test_reset_forgets_the_key(sync_backend, clock, algorithm):
     limiter = Limiter(

@@ -118,17 +118,28 @@ class LeakyBucket(BaseThrottleAlgorithm):
             ValueError: naming ``max_requests`` and the limit.
         """
         super().check_limits(limits)
-        for limit in limits:
-            most = limit.duration * 1_000_000 // self.MIN_DRAIN_US
-            if limit.max_requests > most:
-                raise ValueError(
-                    f"max_requests of limit {limit.name!r} must be at most "
-                    f"{most} for LeakyBucket over {limit.duration} s: each "
-                    f"request must drain in at least {self.MIN_DRAIN_US} µs "
-                    "(10,000 requests per second), so that rounding its "
-                    "drain up to a whole microsecond slows the rate by less "
-                    "than 1%"
-                )
+        _check_rate(limits, "LeakyBucket", "each request must drain")
+
+
+def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
+    """Refuse a rate whose step (a request's drain, a token's return) would
+    be shorter than ``LeakyBucket.MIN_DRAIN_US``: rounding it up to a whole
+    microsecond would then slow the rate by 1% or more.
+
+    Raises:
+        ValueError: naming ``max_requests``, the limit and ``algorithm``.
+    """
+    shortest = LeakyBucket.MIN_DRAIN_US
+    for limit in limits:
+        most = limit.duration * 1_000_000 // shortest
+        if limit.max_requests > most:
+            raise ValueError(
+                f"max_requests of limit {limit.name!r} must be at most "
+                f"{most} for {algorithm} over {limit.duration} s: {step} in "
+                f"at least {shortest} µs (10,000 requests per second), so "
+                "that rounding it up to a whole microsecond slows the rate "
+                "by less than 1%"
+            )
 
 
 class TokenBucket(BaseThrottleAlgorithm):
@@ -182,7 +193,8 @@ class TokenBucket(BaseThrottleAlgorithm):
         Raises:
             ValueError: naming ``max_requests`` or ``burst``, and the limit.
         """
-        LeakyBucket().check_limits(limits)
+        super().check_limits(limits)
+        _check_rate(limits, "TokenBucket", "each token must come back")
         for limit in limits:
             interval = -(-limit.duration * _MICROSECONDS // limit.max_requests)
             if self.burst_of(limit) * interval > _HALF_EXACT:

@@ -24,7 +24,7 @@ from luathrottle.headers import (
     BaseResponseHeadersProvider,
     collect_headers,
 )
-from luathrottle.rates import LimitSpec
+from luathrottle.rates import LimitSpec, parse_limits_named
 
 __all__ = [
     "TOO_MANY_REQUESTS_BODY",
@@ -121,7 +121,7 @@ class RateLimitMiddleware:
         self.app = app
         self.key = client_address if key is None else key
         self.limiter = AsyncLimiter(
-            limits,
+            list(parse_limits_named(limits, "limits")),
             algorithm=algorithm,
             backend=backend,
             prefix=prefix,

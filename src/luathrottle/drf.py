@@ -103,7 +103,10 @@ def _configured_backend() -> SyncBackend:
 
 #: DRF builds its throttles anew for every request; the luathrottle throttle
 #: behind each (its key frames included) is built once per class, rate,
-#: name and store.
+#: name and store, and kept for up to this many, forgotten all at once past
+#: it, so that rates made from request data (an overridden ``get_rate``)
+#: cannot grow them without end.
+_REMEMBERED = 256
 _INNER: dict[tuple[object, ...], SyncThrottle] = {}
 
 
@@ -215,6 +218,8 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                 raise ImproperlyConfigured(
                     f"{cls.__name__} (rate {self.rate!r}): {exc}"
                 ) from exc
+            if len(_INNER) >= _REMEMBERED:
+                _INNER.clear()
             _INNER[signature] = inner
         return inner
 

@@ -33,7 +33,7 @@ from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter, 
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
 from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
-from luathrottle.rates import LimitSpec
+from luathrottle.rates import LimitSpec, parse_limits_named
 
 __all__ = ["SyncThrottle", "Throttle", "client_host"]
 
@@ -80,7 +80,7 @@ class _Base:
         self.scope = _check_scope(scope)
         # The limiter checks that the backend is of its kind.
         self.limiter = self._limiter_type(
-            limits,
+            list(parse_limits_named(limits, "limits")),
             algorithm=algorithm,
             backend=backend,
             clock=clock,

@@ -17,7 +17,7 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
-from luathrottle.rates import Limit, LimitSpec, parse_limits
+from luathrottle.rates import Limit, LimitSpec, parse_limits, parse_limits_named
 
 if TYPE_CHECKING:
     from luathrottle.backends.memory import MemoryBackend
@@ -138,10 +138,10 @@ class _BaseLimiter(Generic[_BackendT]):
         cost: int = 1,
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
     ) -> _Call:
+        # The empty string is an identity like any other, as every door
+        # counts it: all its calls share one count.
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
-        if not key:
-            raise ValueError("key must not be empty")
         # The usual call: cost 1, on the server's clock, under the
         # limiter's limits.
         if limits is None and type(cost) is int and cost == 1 and self.clock is None:
@@ -191,14 +191,8 @@ class _BaseLimiter(Generic[_BackendT]):
         memo = _memo(limits)
         if memo is not None and memo in self._call_limits:
             return self._call_limits[memo]
-        if isinstance(limits, int | float):
-            raise TypeError(
-                "limits must be a limit string such as '5/minute', a Limit, a "
-                "(max_requests, duration) pair, or a list of them, got "
-                f"{type(limits).__name__} {limits!r}"
-            )
+        parsed = parse_limits_named(limits, "limits")
         try:
-            parsed = parse_limits(limits)
             self.algorithm.check_limits(parsed)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"limits: {exc}") from None
@@ -300,7 +294,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
         """Spend ``cost`` for ``key`` if every limit admits it.
 
         Args:
-            key: who is counted.
+            key: who is counted; any str, the empty one included.
             cost: units this hit spends, at least 1.
             limits: limits for this call instead of the limiter's, in any
                 form the limiter takes (``"5/minute"``, a ``Limit``, a pair,

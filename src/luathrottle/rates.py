@@ -15,6 +15,7 @@ __all__ = [
     "check_limit_count",
     "parse_limit",
     "parse_limits",
+    "parse_limits_named",
 ]
 
 #: The most requests one limit admits per window. The scripts' numbers are
@@ -181,6 +182,27 @@ def parse_limits(
     if len(set(names)) != len(names) or len(set(windows)) != len(windows):
         raise ValueError(f"max_requests holds the same limit twice: {names}")
     return limits
+
+
+def parse_limits_named(
+    limits: LimitSpec | Iterable[LimitSpec], argument: str
+) -> tuple[Limit, ...]:
+    """Read limits given as one argument, ``limits=`` of an adapter or of a
+    call, where no ``duration_in_seconds`` stands beside a count.
+
+    Raises:
+        TypeError, ValueError: naming ``argument``.
+    """
+    if isinstance(limits, int | float):
+        raise TypeError(
+            f"{argument} must be a limit string such as '100/minute', a Limit, "
+            "a (max_requests, duration) pair, or a list of them, got "
+            f"{type(limits).__name__} {limits!r}"
+        )
+    try:
+        return parse_limits(limits)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{argument}: {exc}") from None
 
 
 def parse_limit(
