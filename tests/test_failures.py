@@ -2,6 +2,7 @@
 real redis-server that the tests stop, start, flush and slow down."""
 
 import logging
+import shutil
 import threading
 import time
 
@@ -21,7 +22,7 @@ from luathrottle import (
     SimpleRate,
 )
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from servers import Traffic, free_port, wait_until
+from servers import RedisServer, Traffic, free_port, wait_until
 from tcp_proxy import TcpProxy
 
 
@@ -190,6 +191,37 @@ def test_redis_killed_mid_traffic_then_restarted(server):
         wait_until(lambda: reasons[-30:] == [None] * 30)
     assert traffic.errors == []
     assert Reason.STORE_UNAVAILABLE in reasons
+
+
+def test_a_restart_without_persistence_forgets_every_count(server):
+    # The harness's server saves nothing (--save '' --appendonly no), as
+    # many caches do: a restart starts every window afresh, so within one
+    # window an identity can be admitted twice its limit.
+    backend = SyncRedis.from_url(server.url, timeout=0.5, breaker=False)
+    limiter = Limiter(5, 3600, backend=backend)
+    before = [limiter.hit("k").allowed for _ in range(6)]
+    server.stop()
+    server.start()
+    after = [limiter.hit("k").allowed for _ in range(6)]
+    assert before == after == [True] * 5 + [False]
+
+
+def test_a_restart_with_an_append_only_file_keeps_every_count(redis_url, tmp_path):
+    server = RedisServer(
+        shutil.which("redis-server") or "redis-server",
+        str(tmp_path),
+        *("--appendonly", "yes", "--appendfsync", "always"),
+    )
+    server.start()
+    try:
+        backend = SyncRedis.from_url(server.url, timeout=0.5, breaker=False)
+        limiter = Limiter(5, 3600, backend=backend)
+        assert [limiter.hit("k").allowed for _ in range(5)] == [True] * 5
+        server.stop()
+        server.start()
+        assert not limiter.hit("k").allowed
+    finally:
+        server.stop()
 
 
 def test_script_flush_under_traffic_reaches_no_caller(server):

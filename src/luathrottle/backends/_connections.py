@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio.retry
+import redis.exceptions
 import redis.retry
 from redis.backoff import NoBackoff
 from redis.exceptions import MaxConnectionsError, ResponseError
@@ -82,6 +83,22 @@ def _read(connection: Any, count: int, raise_on_error: bool) -> list[Any]:
     return replies
 
 
+def _ensure_connected(connection: Any) -> None:
+    """Connect ``connection``, or connect it again when the server closed
+    it while it was idle (a restart, a timeout, CLIENT KILL), as redis-py's
+    pool checks what it hands out: nothing has been sent yet. connect(),
+    not the lazy connect of a send, which a Sentinel-managed connection
+    does not route."""
+    connection.connect()
+    try:
+        stale = connection.can_read()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+        stale = True
+    if stale:
+        connection.disconnect()
+        connection.connect()
+
+
 def _close_all(connections: list[Any]) -> None:
     for connection in connections:
         connection.disconnect()
@@ -118,9 +135,7 @@ class SyncConnections:
         """
         connection = self._acquire()
         try:
-            # connect() as the pool would, not the lazy connect of a send,
-            # which a Sentinel-managed connection does not route.
-            connection.connect()
+            _ensure_connected(connection)
             connection.send_packed_command(connection.pack_commands(commands))
             return _read(connection, len(commands), raise_on_error)
         finally:
