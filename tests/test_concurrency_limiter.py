@@ -188,6 +188,26 @@ def test_bad_arguments_are_named(kwargs, error, culprit):
         ConcurrencyLimiter(**kwargs)
 
 
+@pytest.mark.parametrize(
+    "scope", [True, 1.5, b"x", ["a"], 0, False, [], {}, None], ids=repr
+)
+@pytest.mark.parametrize("limiter_type", [ConcurrencyLimiter, AsyncConcurrencyLimiter])
+def test_a_scope_that_is_no_str_is_refused_when_built(limiter_type, scope):
+    # Falsy ones too: each would otherwise share the slots of every
+    # unscoped limiter with the same prefix and limits.
+    with pytest.raises(TypeError, match="scope must be a str"):
+        limiter_type(1, lease=60, backend=MemoryBackend(), scope=scope)
+
+
+def test_a_scope_keeps_leases_apart_and_an_empty_one_is_none(sync_backend):
+    unscoped = ConcurrencyLimiter(1, lease=60, backend=sync_backend)
+    empty = ConcurrencyLimiter(1, lease=60, backend=sync_backend, scope="")
+    scoped = ConcurrencyLimiter(1, lease=60, backend=sync_backend, scope="exports")
+    assert unscoped.acquire("job").allowed
+    assert not empty.acquire("job").allowed
+    assert scoped.acquire("job").allowed
+
+
 def test_bad_keys_are_named():
     limiter = ConcurrencyLimiter(1, lease=1, backend=MemoryBackend())
     with pytest.raises(ValueError, match="key"):

@@ -77,6 +77,19 @@ def check_lease(lease: object) -> int:
     return round(lease * 1000)
 
 
+def check_scope(scope: object) -> str:
+    """Validate a limiter's scope: any str, ``""`` for none.
+
+    Raises:
+        TypeError: naming ``scope``.
+    """
+    if not isinstance(scope, str):
+        raise TypeError(
+            f'scope must be a str ("" for none), got {type(scope).__name__} {scope!r}'
+        )
+    return scope
+
+
 def check_lease_store(traits: StoreTraits, owner: str) -> None:
     """Refuse a store that cannot keep a lease set atomically.
 
@@ -117,6 +130,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.prefix = check_prefix(prefix)
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
+        scope = check_scope(scope)
         scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
         self._head = f"{self.prefix}:{self.script.key_tag}:{{"
         self._tail = f"}}{scope_part}:{self.max_in_flight}/{self.lease_ms}ms"
@@ -203,8 +217,9 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             nothing) or ``"deny"``; a failed ``release()`` or ``renew()``
             raises on ``"raise"`` and otherwise returns False (the lease
             then frees itself when it runs out).
-        scope: keeps this limiter's leases apart from those of others with
-            the same prefix and limits; none by default.
+        scope: a str that keeps this limiter's leases apart from those of
+            others with the same prefix and limits; ``""`` (the default) for
+            none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
