@@ -314,3 +314,25 @@ def test_concurrency_throttles_do_not_go_in_settings(settings):
     }
     with pytest.raises(ImproperlyConfigured, match="must be throttles or"):
         throttle()(lambda request: HttpResponse())
+
+
+@pytest.mark.parametrize(
+    "throttle_type", [ConcurrencyThrottle, AsyncConcurrencyThrottle]
+)
+def test_a_client_clock_is_refused_naming_the_fix(throttle_type, clock):
+    with pytest.raises(TypeError, match=r"clock is not taken.*MemoryBackend\(clock="):
+        throttle_type(1, lease=60, backend=MemoryBackend(), clock=clock)
+
+
+def test_leases_expire_on_the_clock_of_the_throttles_store(clock, rf):
+    slots = ConcurrencyThrottle(1, lease=60, backend=MemoryBackend(clock=clock))
+
+    @throttle(slots, allow_unsafe_cache=None)
+    def stream(request):
+        return StreamingHttpResponse(iter([b"x"]))
+
+    stream(rf.get("/"))  # never read nor closed: a worker that died
+    refused = stream(rf.get("/"))
+    assert (refused.status_code, refused["Retry-After"]) == (429, "60")
+    clock.advance(60)
+    assert stream(rf.get("/")).status_code == 200

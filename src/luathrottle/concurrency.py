@@ -4,18 +4,17 @@ A concurrency limit bounds work in progress, not a rate. ``acquire(key)``
 takes a lease, which the holder releases when its work is done; a holder
 that crashes loses its slot when its lease runs out, and one that works
 longer renews it. On every backend the leases of one key live in one
-sorted set, of random lease ids scored by expiry in microseconds
-(``lua/concurrency.lua``), and acquire, release and renew are one script
-call each, atomic across processes on Redis.
+sorted set, of random lease ids scored by expiry in microseconds on the
+store's clock (``lua/concurrency.lua``), and acquire, release and renew are
+one script call each, atomic across processes on Redis.
 """
 
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-from luathrottle._clock import check_clock, microseconds
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import check_prefix, hash_identity, identity_digest
 from luathrottle._leases import AsyncLease, Lease, _BaseLease
@@ -90,6 +89,21 @@ def check_scope(scope: object) -> str:
     return scope
 
 
+def refuse_clock(clock: object, owner: str) -> None:
+    """Refuse a client clock: a lease expires on the store's clock.
+
+    Raises:
+        TypeError: naming ``clock`` and what to do instead.
+    """
+    if clock is not None:
+        raise TypeError(
+            f"clock is not taken by {owner}: leases expire on the store's clock, "
+            "so that processes whose clocks disagree never end each other's "
+            "leases; leave clock out, and to move time in tests give the "
+            "embedded store the clock: backend=MemoryBackend(clock=...)"
+        )
+
+
 def check_lease_store(traits: StoreTraits, owner: str) -> None:
     """Refuse a store that cannot keep a lease set atomically.
 
@@ -115,7 +129,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         *,
         lease: float,
         backend: _BackendT | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: None = None,
         prefix: str = "lt",
         on_failure: OnFailure = "raise",
         scope: str = "",
@@ -126,7 +140,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.backend: _BackendT = _default_memory() if backend is None else backend
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         check_lease_store(self.backend.traits(), type(self).__name__)
-        self.clock = check_clock(clock)
+        refuse_clock(clock, type(self).__name__)
         self.prefix = check_prefix(prefix)
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
@@ -149,8 +163,8 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         return self._head + identity_digest(key) + self._tail
 
     def _args(self, mode: str, lease_id: str) -> list[str]:
-        now = "" if self.clock is None else str(microseconds(self.clock))
-        return [mode, lease_id, now, *self._limits]
+        # No time: the script reads the store's own.
+        return [mode, lease_id, "", *self._limits]
 
     def _replied(self, lease: _BaseLease, mode: str, reply: Sequence[int]) -> bool:
         _log_foreign(lease.key, reply)
@@ -210,7 +224,9 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             default, ``SyncRedis(client)``, or a Redis-backed
             ``SyncDjangoCache``; a Django cache that is not Redis-backed
             cannot hold a lease set atomically and is refused.
-        clock: returns the time in seconds; the store's clock by default.
+        clock: not taken: leases expire on the store's clock, so that
+            processes whose clocks disagree never end each other's leases. To
+            move time in tests, give ``backend=MemoryBackend(clock=...)``.
         prefix: the start of every key this limiter writes.
         on_failure: when the store fails on ``acquire``, ``"raise"``
             (default) the ``BackendError``, ``"allow"`` (a lease that holds
