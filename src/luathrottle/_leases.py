@@ -1,6 +1,7 @@
 """The lease handles that concurrency limiters hand out: a slot granted or
 refused, released or renewed through the limiter that made it."""
 
+import asyncio
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,8 @@ class _BaseLease:
                 None if self.allowed or error is None else max(error.retry_after, 1.0)
             )
             self.reason = Reason.STORE_UNAVAILABLE
-            # Nothing was taken in the store, so there is nothing to give back.
+            # The acquire gave its id back already (or its breaker kept it
+            # from the store): nothing is left to release.
             self.released = True
 
     @property
@@ -152,11 +154,18 @@ class AsyncLease(_BaseLease):
     _limiter: "AsyncConcurrencyLimiter"
 
     async def release(self) -> bool:
-        """Give the slot back; see ``Lease.release``."""
+        """Give the slot back; see ``Lease.release``. Cancelled before the
+        store answers, it releases again before the cancellation goes on,
+        as a cancelled ``acquire`` gives its lease back."""
         if not self.held:
             return False
         self.released = True
-        return await self._limiter._asettle(self, "release")
+        try:
+            return await self._limiter._asettle(self, "release")
+        except asyncio.CancelledError as cancelled:
+            # The call may have been cut short before it reached the store.
+            await self._limiter._give_back(self.key, self.id, cancelled)
+            raise
 
     async def renew(self) -> bool:
         """Extend the lease to ``lease`` seconds from now; see ``Lease.renew``."""

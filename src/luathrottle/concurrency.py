@@ -7,13 +7,18 @@ longer renews it. On every backend the leases of one key live in one
 sorted set, of random lease ids scored by expiry in microseconds on the
 store's clock (``lua/concurrency.lua``), and acquire, release and renew are
 one script call each, atomic across processes on Redis.
+
+A lease id is made before its acquire is sent, so an acquire that ends
+without its answer (cancelled, interrupted, or failed after its call may
+have reached the store) gives that id back before it raises or returns.
 """
 
+import asyncio
 import logging
 import math
 import secrets
-from collections.abc import Sequence
-from typing import Generic, TypeVar
+from collections.abc import Coroutine, Sequence
+from typing import Any, Generic, TypeVar
 
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import check_prefix, hash_identity, identity_digest
@@ -24,7 +29,7 @@ from luathrottle.backends.base import (
     SyncBackend,
     check_backend_kind,
 )
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import BackendError, CircuitOpenError
 from luathrottle.limiter import _default_memory
 from luathrottle.rates import MAX_DURATION
 from luathrottle.scripts import Script, get_script
@@ -202,6 +207,15 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         )
 
 
+def _gave_up(state_key: str, error: BackendError) -> None:
+    logger.warning(
+        "luathrottle could not give back a lease at %s whose call ended "
+        "without its answer; it ends with its lease length: %s",
+        state_key,
+        error,
+    )
+
+
 def _log_foreign(key: str, reply: Sequence[int]) -> None:
     if len(reply) > 3 and reply[3]:
         logger.warning(
@@ -246,6 +260,11 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
     def acquire(self, key: str) -> Lease:
         """Take a slot for ``key`` if one is free.
 
+        A call that fails or is interrupted once it may have reached the
+        store gives its lease id back before it raises or returns: one more
+        script call, which, when it fails too, is logged, and the lease then
+        ends with its lease length.
+
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
@@ -255,7 +274,12 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             reply = self.backend.run_script(
                 self.script, [state_key], self._args("acquire", lease_id)
             )
-        except BackendError as error:
+        except BaseException as error:
+            # The call may have taken the lease before it failed or was
+            # interrupted (KeyboardInterrupt, say).
+            self._give_back(state_key, lease_id, error)
+            if not isinstance(error, BackendError):
+                raise
             self._failed_acquire(state_key, error)
             return Lease(self, state_key, lease_id, None, error)
         _log_foreign(state_key, reply)
@@ -278,6 +302,16 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             return self._failed(lease, mode, error)
         return self._replied(lease, mode, reply)
 
+    def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
+        if isinstance(error, CircuitOpenError):
+            return  # the breaker kept the acquire from the store
+        try:
+            self.backend.run_script(
+                self.script, [state_key], self._args("release", lease_id)
+            )
+        except BackendError as failure:
+            _gave_up(state_key, failure)
+
 
 class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
     """``ConcurrencyLimiter`` for asyncio, on ``AsyncRedis``, a Redis-backed
@@ -288,14 +322,20 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
 
     async def acquire(self, key: str) -> AsyncLease:
         """Take a slot for ``key`` if one is free; see
-        ``ConcurrencyLimiter.acquire``."""
+        ``ConcurrencyLimiter.acquire``. Cancelled, it gives its lease back
+        before the cancellation goes on."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
         try:
             reply = await self.backend.arun_script(
                 self.script, [state_key], self._args("acquire", lease_id)
             )
-        except BackendError as error:
+        except BaseException as error:
+            # The call may have taken the lease before it failed or was
+            # cancelled: at any await, as late as its reply.
+            await self._give_back(state_key, lease_id, error)
+            if not isinstance(error, BackendError):
+                raise
             self._failed_acquire(state_key, error)
             return AsyncLease(self, state_key, lease_id, None, error)
         _log_foreign(state_key, reply)
@@ -313,3 +353,39 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         except BackendError as error:
             return self._failed(lease, mode, error)
         return self._replied(lease, mode, reply)
+
+    async def _give_back(
+        self, state_key: str, lease_id: str, error: BaseException
+    ) -> None:
+        if not isinstance(error, CircuitOpenError):
+            await _to_the_end(self._release_id(state_key, lease_id))
+
+    async def _release_id(self, state_key: str, lease_id: str) -> None:
+        try:
+            await self.backend.arun_script(
+                self.script, [state_key], self._args("release", lease_id)
+            )
+        except BackendError as failure:
+            _gave_up(state_key, failure)
+
+
+#: Give-backs whose caller was cancelled meanwhile, kept until they end.
+_running: set["asyncio.Task[Any]"] = set()
+
+
+async def _to_the_end(call: Coroutine[Any, Any, None]) -> None:
+    """Await ``call``, which a cancellation does not cut short: a caller
+    cancelled meanwhile leaves at once, and ``call`` goes on in this
+    module's keeping."""
+    task = asyncio.ensure_future(call)
+    _running.add(task)
+    task.add_done_callback(_ended)
+    await asyncio.shield(task)
+
+
+def _ended(task: "asyncio.Task[Any]") -> None:
+    _running.discard(task)
+    if not task.cancelled():
+        # Retrieved so that a caller who left sees no "never retrieved"
+        # error: a give-back logs its own failure.
+        task.exception()
