@@ -5,9 +5,10 @@ A lease id is made before the acquire is sent, and the store may take the
 lease at any point up to the reply: an async acquire cancelled at any await
 point, or as late as its reply, gives the id back before the cancellation
 goes on; a sync acquire that times out or is interrupted gives it back
-before it raises. A cancelled release leaves nothing held either. Each
-test reads the lease sets in Redis (ZCARD) once the caller has gone; a TCP
-proxy makes the server's replies late where the test needs them so.
+before it raises. A cancelled release, and a throttled Django view
+cancelled anywhere, leave nothing held either. Each test reads the lease
+sets in Redis (ZCARD) once the caller has gone; a TCP proxy makes the
+server's replies late where the test needs them so.
 """
 
 import asyncio
@@ -16,12 +17,14 @@ import logging
 import pytest
 import redis
 import redis.asyncio
+from django.http import HttpResponse
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from luathrottle import AsyncConcurrencyLimiter, BackendError, ConcurrencyLimiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.concurrency import AsyncLease
+from luathrottle.django import AsyncConcurrencyThrottle, throttle
 from luathrottle.scripts import get_script
 from tcp_proxy import TcpProxy
 from test_breaker_cancellation import (
@@ -181,6 +184,30 @@ async def test_a_release_cancelled_at_any_await_point_still_releases(
 
     assert await cancelled_at_each_await_point(
         lambda: leases[-1].release(), prepare, admin
+    )
+
+
+async def test_an_async_view_cancelled_at_any_await_point_holds_no_slot(
+    admin, proxy, aclient, async_rf
+):
+    """The throttles' slots are taken one after the other, the view runs and
+    they are released: wherever the request is cancelled (a client that
+    leaves), no slot is left held, the ones taken before included."""
+    store = AsyncRedis(aclient)
+
+    @throttle(
+        AsyncConcurrencyThrottle(1, lease=60, backend=store, scope="first"),
+        AsyncConcurrencyThrottle(1, lease=60, backend=store, scope="second"),
+        allow_unsafe_cache=None,
+    )
+    async def view(request):
+        await asyncio.sleep(0)
+        return HttpResponse("inside")
+
+    assert (await view(async_rf.get("/"))).status_code == 200
+    proxy.delay = SLOW
+    assert await cancelled_at_each_await_point(
+        lambda: view(async_rf.get("/")), None, admin
     )
 
 
