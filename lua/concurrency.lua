@@ -12,7 +12,10 @@
 -- ARGV[1]          "acquire" takes a lease, "release" gives it back,
 --                  "renew" extends it to now plus the lease length
 -- ARGV[2]          the lease id
--- ARGV[3]          now in microseconds, or "" to use the server's TIME
+-- ARGV[3]          now in microseconds, or "" to use the server's TIME.
+--                  Limiters send "": a lease expires on the store's clock,
+--                  the one clock that every client of a lease set shares.
+--                  Tests give a time to move a real server's clock.
 -- ARGV[4]          max_in_flight
 -- ARGV[5]          the lease length, in microseconds
 --
@@ -32,9 +35,9 @@
 --                   otherwise 0
 --   foreign         how many foreign members (or keys) were dropped
 
--- A lease may expire this much later than one taken now: the margin lets
--- clients whose clocks (the clock= option) disagree by up to five minutes
--- share a lease set.
+-- A lease may expire this much later than one taken now before it counts
+-- as foreign: a margin for a store whose clock stepped back, by up to five
+-- minutes (a failover to a replica whose clock is behind, say).
 local SKEW_US = 300000000
 
 local key, mode, id = KEYS[1], ARGV[1], ARGV[2]

@@ -1,6 +1,7 @@
 """The Django app ``tests/test_django_concurrency_served.py`` serves with
 uvicorn: async views that hold a ConcurrencyThrottle's slot until the test
-lets them go, through Redis lists (``entered``, ``gate``)."""
+lets them go, through Redis lists (``entered``, ``gate``); and one whose
+second slot lives on a store whose replies the test can make late."""
 
 import os
 
@@ -28,6 +29,8 @@ from luathrottle.backends.redis import AsyncRedis  # noqa: E402
 from luathrottle.django import AsyncConcurrencyThrottle, throttle  # noqa: E402
 
 URL = os.environ["LUATHROTTLE_REDIS_URL"]
+#: A store behind a proxy that can hold replies back.
+LATE_URL = os.environ["LUATHROTTLE_LATE_REDIS_URL"]
 WAIT = 10
 signals = redis.asyncio.Redis.from_url(URL)
 
@@ -61,9 +64,32 @@ async def stream(request):
     return StreamingHttpResponse(content())
 
 
+@throttle(
+    AsyncConcurrencyThrottle(
+        1,
+        lease=45,
+        backend=AsyncRedis(redis.asyncio.Redis.from_url(URL)),
+        scope="near",
+    ),
+    AsyncConcurrencyThrottle(
+        1,
+        lease=45,
+        backend=AsyncRedis(redis.asyncio.Redis.from_url(LATE_URL)),
+        scope="far",
+    ),
+)
+async def two_slots(request):
+    return HttpResponse("done")
+
+
 async def health(request):
     return HttpResponse("ok")
 
 
-urlpatterns = [path("slow/", slow), path("stream/", stream), path("health/", health)]
+urlpatterns = [
+    path("slow/", slow),
+    path("stream/", stream),
+    path("two-slots/", two_slots),
+    path("health/", health),
+]
 application = get_asgi_application()

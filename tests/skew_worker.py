@@ -69,3 +69,19 @@ def peek(url, algorithm, limit, duration, client_clock, key) -> dict[str, float]
         }
     finally:
         client.close()
+
+
+def hold(url, max_in_flight, lease, key) -> bool:
+    """Take a lease of ``key`` and keep it, as a holder still at work does;
+    return whether it was granted."""
+    from luathrottle import ConcurrencyLimiter
+    from luathrottle.backends.redis import SyncRedis
+
+    client = redis.Redis.from_url(url)
+    try:
+        limiter = ConcurrencyLimiter(
+            max_in_flight, lease=lease, backend=SyncRedis(client), prefix="skew"
+        )
+        return limiter.acquire(key).allowed
+    finally:
+        client.close()

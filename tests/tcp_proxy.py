@@ -1,8 +1,9 @@
 """A small TCP proxy on loopback that can delay or swallow replies.
 
 Tests put it between a client and a real redis-server to make the server
-look slow or unresponsive without touching it. It counts the chunks clients
-send, so a test can tell whether a call reached the store at all.
+look slow or unresponsive without touching it: every reply (``delay``), or
+only the next few (``make_late``). It counts the chunks clients send, so a
+test can tell whether a call reached the store at all.
 """
 
 import contextlib
@@ -16,6 +17,8 @@ class TcpProxy:
         self.target_port = target_port
         self.delay = 0.0
         self.sent_chunks = 0
+        self._late = 0
+        self._late_delay = 0.0
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
@@ -26,6 +29,19 @@ class TcpProxy:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def make_late(self, delay: float, replies: int) -> None:
+        """Hold each of the next ``replies`` replies back for ``delay``
+        seconds, whichever connection they answer; later ones are not."""
+        with self._lock:
+            self._late, self._late_delay = replies, delay
+
+    def _hold_back(self) -> float:
+        with self._lock:
+            if self._late:
+                self._late -= 1
+                return self._late_delay
+        return self.delay
 
     def _accept(self) -> None:
         while not self._stopping.is_set():
@@ -46,8 +62,8 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket, is_reply: bool) -> None:
         try:
             while chunk := source.recv(65536):
-                if is_reply and self.delay:
-                    time.sleep(self.delay)
+                if is_reply and (pause := self._hold_back()):
+                    time.sleep(pause)
                 if not is_reply:
                     with self._lock:
                         self.sent_chunks += 1

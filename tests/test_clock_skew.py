@@ -96,3 +96,18 @@ def test_fast_clock_after_slow_clock_leaks_the_bucket_early(
     assert slow.result(WAIT) == 120  # filled to the brim
     fast = app_servers[30.0].submit(skew_worker.hit, *settings, "shared", 120)
     assert fast.result(WAIT) == admitted_late
+
+
+def test_skewed_app_servers_hold_leases_exactly_on_the_store_clock(
+    app_servers, redis_url, redis_client
+):
+    # One after the other, from the slowest clock to the fastest, 60 s apart
+    # and three times the lease: on their own clocks, the fast one would
+    # drop the slow one's lease as expired and hold a second slot.
+    granted = [
+        app_servers[skew]
+        .submit(skew_worker.hold, redis_url, 1, 20, "shared")
+        .result(WAIT)
+        for skew in (-30.0, 0.0, 30.0)
+    ]
+    assert granted == [True, False, False]

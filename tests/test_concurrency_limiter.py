@@ -8,6 +8,7 @@ import multiprocessing
 
 import fakeredis
 import pytest
+import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,18 +25,26 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import get_script
 from models import ConcurrencyModel
 from servers import free_port
+from store_time import AsyncOnClock, OnClock
 
 _counter = itertools.count()
 
 
+@pytest.fixture
+def store(sync_backend, clock):
+    """Each sync backend, its lease calls at ``clock``'s time."""
+    return OnClock(sync_backend, clock)
+
+
 def ttl_of(backend, key):
+    backend = getattr(backend, "store", backend)
     if hasattr(backend, "command"):
         return backend.command("PTTL", key)
     return backend.client.pttl(key)
 
 
-def test_acquire_until_full_then_retry_after_the_oldest_lease(sync_backend, clock):
-    limiter = ConcurrencyLimiter(2, lease=30, backend=sync_backend, clock=clock)
+def test_acquire_until_full_then_retry_after_the_oldest_lease(store, clock):
+    limiter = ConcurrencyLimiter(2, lease=30, backend=store)
     first = limiter.acquire("job")
     clock.advance(5)
     second = limiter.acquire("job")
@@ -49,8 +58,8 @@ def test_acquire_until_full_then_retry_after_the_oldest_lease(sync_backend, cloc
     assert limiter.acquire("other job").allowed
 
 
-def test_release_frees_a_slot_once(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=30, backend=sync_backend, clock=clock)
+def test_release_frees_a_slot_once(sync_backend):
+    limiter = ConcurrencyLimiter(1, lease=30, backend=sync_backend)
     lease = limiter.acquire("job")
     assert not limiter.acquire("job").allowed
     assert lease.release() is True
@@ -60,8 +69,8 @@ def test_release_frees_a_slot_once(sync_backend, clock):
     assert again.in_flight == 1
 
 
-def test_a_crashed_holder_frees_its_slot_when_the_lease_runs_out(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_a_crashed_holder_frees_its_slot_when_the_lease_runs_out(store, clock):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=store)
     crashed = limiter.acquire("job")
     clock.advance(9.999)
     assert not limiter.acquire("job").allowed
@@ -70,8 +79,8 @@ def test_a_crashed_holder_frees_its_slot_when_the_lease_runs_out(sync_backend, c
     assert crashed.release() is False
 
 
-def test_renew_extends_a_lease_and_reports_one_that_expired(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_renew_extends_a_lease_and_reports_one_that_expired(store, clock):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=store)
     lease = limiter.acquire("job")
     clock.advance(8)
     assert lease.renew() is True
@@ -83,8 +92,8 @@ def test_renew_extends_a_lease_and_reports_one_that_expired(sync_backend, clock)
     assert limiter.acquire("job").allowed
 
 
-def test_renewing_a_released_or_refused_lease_reports_it(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_renewing_a_released_or_refused_lease_reports_it(sync_backend):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend)
     lease = limiter.acquire("job")
     refused = limiter.acquire("job")
     assert refused.renew() is False
@@ -93,8 +102,8 @@ def test_renewing_a_released_or_refused_lease_reports_it(sync_backend, clock):
     assert lease.renew() is False
 
 
-def test_context_manager_releases_even_on_error(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_context_manager_releases_even_on_error(sync_backend):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend)
 
     def work() -> None:
         with limiter.acquire("job") as lease:
@@ -108,7 +117,8 @@ def test_context_manager_releases_even_on_error(sync_backend, clock):
 
 
 async def test_async_leases_and_async_with(async_backend, clock):
-    limiter = AsyncConcurrencyLimiter(2, lease=10, backend=async_backend, clock=clock)
+    store = AsyncOnClock(async_backend, clock)
+    limiter = AsyncConcurrencyLimiter(2, lease=10, backend=store)
     async with await limiter.acquire("job") as first:
         second = await limiter.acquire("job")
         full = await limiter.acquire("job")
@@ -121,8 +131,8 @@ async def test_async_leases_and_async_with(async_backend, clock):
     assert await second.release() is False
 
 
-def test_the_key_lives_no_longer_than_its_latest_lease(sync_backend, clock):
-    limiter = ConcurrencyLimiter(3, lease=20, backend=sync_backend, clock=clock)
+def test_the_key_lives_no_longer_than_its_latest_lease(sync_backend, store, clock):
+    limiter = ConcurrencyLimiter(3, lease=20, backend=store)
     first = limiter.acquire("job")
     assert 0 < ttl_of(sync_backend, first.key) <= 20_000
     clock.advance(4)
@@ -144,8 +154,8 @@ def test_keys_are_framed_and_hash_tagged(clock):
     assert other.state_key("user:42").startswith(f"x:{tag}:{{")
 
 
-def test_foreign_state_is_dropped_and_logged(sync_backend, clock, caplog):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_foreign_state_is_dropped_and_logged(sync_backend, store, clock, caplog):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=store)
     key = limiter.state_key("job")
     if isinstance(sync_backend, MemoryBackend):
         sync_backend.command("SET", key, "garbage")
@@ -185,6 +195,54 @@ def test_foreign_state_is_dropped_and_logged(sync_backend, clock, caplog):
 def test_bad_arguments_are_named(kwargs, error, culprit):
     with pytest.raises(error, match=culprit):
         ConcurrencyLimiter(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "scope", [True, 1.5, b"x", ["a"], 0, False, [], {}, None], ids=repr
+)
+@pytest.mark.parametrize("limiter_type", [ConcurrencyLimiter, AsyncConcurrencyLimiter])
+def test_a_scope_that_is_no_str_is_refused_when_built(limiter_type, scope):
+    # Falsy ones too: each would otherwise share the slots of every
+    # unscoped limiter with the same prefix and limits.
+    with pytest.raises(TypeError, match="scope must be a str"):
+        limiter_type(1, lease=60, backend=MemoryBackend(), scope=scope)
+
+
+def test_a_scope_keeps_leases_apart_and_an_empty_one_is_none(sync_backend):
+    unscoped = ConcurrencyLimiter(1, lease=60, backend=sync_backend)
+    empty = ConcurrencyLimiter(1, lease=60, backend=sync_backend, scope="")
+    scoped = ConcurrencyLimiter(1, lease=60, backend=sync_backend, scope="exports")
+    assert unscoped.acquire("job").allowed
+    assert not empty.acquire("job").allowed
+    assert scoped.acquire("job").allowed
+
+
+@pytest.mark.parametrize("limiter_type", [ConcurrencyLimiter, AsyncConcurrencyLimiter])
+def test_a_client_clock_is_refused_naming_the_fix(limiter_type, clock):
+    # Two processes whose clocks disagree by more than the lease would each
+    # end the other's leases as expired, and hold twice max_in_flight.
+    with pytest.raises(TypeError, match=r"clock is not taken.*MemoryBackend\(clock="):
+        limiter_type(1, lease=60, backend=MemoryBackend(), clock=clock)
+
+
+def test_leases_expire_on_the_stores_clock(clock):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=MemoryBackend(clock=clock))
+    held = limiter.acquire("job")
+    refused = limiter.acquire("job")
+    assert (held.allowed, refused.retry_after) == (True, 10.0)
+    clock.advance(10)
+    assert limiter.acquire("job").allowed
+
+
+def test_leases_on_a_real_server_expire_on_its_clock(redis_client):
+    limiter = ConcurrencyLimiter(1, lease=30, backend=SyncRedis(redis_client))
+    limiter.acquire("job")
+    ((_lease_id, expiry),) = redis_client.zrange(
+        limiter.state_key("job"), 0, -1, withscores=True
+    )
+    seconds, microseconds = redis_client.time()
+    assert 0 < expiry - (seconds * 1_000_000 + microseconds) <= 30_000_000
+    assert 0 < limiter.acquire("job").retry_after <= 30
 
 
 def test_bad_keys_are_named():
@@ -238,8 +296,8 @@ def test_raise_policy_raises():
         limiter.acquire("job")
 
 
-def test_reset_forgets_every_lease(sync_backend, clock):
-    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend, clock=clock)
+def test_reset_forgets_every_lease(sync_backend):
+    limiter = ConcurrencyLimiter(1, lease=10, backend=sync_backend)
     limiter.acquire("job")
     limiter.reset("job")
     assert limiter.acquire("job").allowed
@@ -274,7 +332,6 @@ def check_lease_agreement(backend, clock, scenario):
         max_in_flight,
         lease=lease_s,
         backend=backend,
-        clock=clock,
         prefix=f"model{next(_counter)}",
     )
     model = ConcurrencyModel()
@@ -328,7 +385,7 @@ def test_memory_backend_agrees_with_the_lease_model(scenario, clock):
 )
 @given(scenario=lease_scenarios(whole_seconds=True))
 def test_every_backend_agrees_with_the_lease_model(scenario, sync_backend, clock):
-    check_lease_agreement(sync_backend, clock, scenario)
+    check_lease_agreement(OnClock(sync_backend, clock), clock, scenario)
 
 
 def test_fakeredis_runs_the_lease_script():
@@ -401,8 +458,6 @@ def _answer(run, *command):
         return reply.decode()
     if isinstance(reply, list):
         return [item.decode() if isinstance(item, bytes) else item for item in reply]
-    if isinstance(reply, str) and reply.isdigit():
-        return int(reply)
     return reply
 
 
@@ -438,24 +493,33 @@ SORTED_SET_COMMANDS = [
 ]
 
 
-def test_embedded_sorted_sets_answer_as_redis_does(redis_client, clock):
+@pytest.fixture
+def resp2_connection(redis_url, redis_client):
+    """A connection that speaks RESP2, as a script's ``redis.call`` does, and
+    hands back replies as the server sent them: redis-py 8 speaks RESP3 by
+    default, where ZRANGE ... WITHSCORES answers pairs with double scores,
+    and its client reshapes some replies by command."""
+    client = redis.Redis.from_url(redis_url, protocol=2)
+    connection = client.connection_pool.get_connection()
+    yield connection
+    client.connection_pool.release(connection)
+    client.close()
+
+
+def test_embedded_sorted_sets_answer_as_redis_does(resp2_connection, clock):
     # The embedded server's time stands still, so its PTTL is exact.
     memory = MemoryBackend(clock=clock)
 
     def on_redis(*command):
-        name, *args = command
-        if name == "TYPE":
-            return redis_client.type(*args)
-        reply = redis_client.execute_command(name, *args)
-        # redis-py reads PEXPIRE's 0 or 1 as a bool.
-        return int(reply) if isinstance(reply, bool) else reply
+        resp2_connection.send_command(*command)
+        return resp2_connection.read_response()
 
     def on_memory(*command):
         reply = memory.command(*command)
         if reply is False:  # a nil reply, as Lua sees it
             return None
         # A status reply reaches Python as the values of Lua's {ok = ...}.
-        return reply[0] if command[0] == "TYPE" else reply
+        return reply[0] if command[0] in ("TYPE", "SET") else reply
 
     for command in SORTED_SET_COMMANDS:
         memory_answer = _answer(on_memory, *command)
@@ -463,5 +527,5 @@ def test_embedded_sorted_sets_answer_as_redis_does(redis_client, clock):
         if command[0] == "PTTL" and redis_answer > 0:
             # The real server's clock moves on while the test runs.
             assert 4000 < redis_answer <= memory_answer == 5000, command
-        elif command[0] != "SET":  # OK reaches Python as ['OK'] and as True
+        else:
             assert memory_answer == redis_answer, command

@@ -13,6 +13,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import path
 
+from luathrottle import BackendError
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -314,3 +315,66 @@ def test_concurrency_throttles_do_not_go_in_settings(settings):
     }
     with pytest.raises(ImproperlyConfigured, match="must be throttles or"):
         throttle()(lambda request: HttpResponse())
+
+
+@pytest.mark.parametrize(
+    "throttle_type", [ConcurrencyThrottle, AsyncConcurrencyThrottle]
+)
+def test_a_client_clock_is_refused_naming_the_fix(throttle_type, clock):
+    with pytest.raises(TypeError, match=r"clock is not taken.*MemoryBackend\(clock="):
+        throttle_type(1, lease=60, backend=MemoryBackend(), clock=clock)
+
+
+def test_leases_expire_on_the_clock_of_the_throttles_store(clock, rf):
+    slots = ConcurrencyThrottle(1, lease=60, backend=MemoryBackend(clock=clock))
+
+    @throttle(slots, allow_unsafe_cache=None)
+    def stream(request):
+        return StreamingHttpResponse(iter([b"x"]))
+
+    stream(rf.get("/"))  # never read nor closed: a worker that died
+    refused = stream(rf.get("/"))
+    assert (refused.status_code, refused["Retry-After"]) == (429, "60")
+    clock.advance(60)
+    assert stream(rf.get("/")).status_code == 200
+
+
+def test_a_later_throttle_that_raises_gives_back_the_slots_taken(rf):
+    near = MemoryBackend()
+    dead = SyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    first = ConcurrencyThrottle(1, lease=60, backend=near, scope="near")
+    second = ConcurrencyThrottle(
+        1, lease=60, backend=dead, scope="far", on_failure="raise"
+    )
+
+    @throttle(first, second, allow_unsafe_cache=None)
+    def view(request):
+        return HttpResponse("inside")
+
+    key = first.limiter("").state_key("127.0.0.1")
+    for _ in range(2):
+        with pytest.raises(BackendError):
+            view(rf.get("/"))
+        assert near.command("ZCARD", key) == 0
+
+
+async def test_a_later_async_throttle_that_raises_gives_back_the_slots_taken(
+    async_rf,
+):
+    near = MemoryBackend()
+    dead = AsyncRedis.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    first = AsyncConcurrencyThrottle(1, lease=60, backend=near, scope="near")
+    second = AsyncConcurrencyThrottle(
+        1, lease=60, backend=dead, scope="far", on_failure="raise"
+    )
+
+    @throttle(first, second, allow_unsafe_cache=None)
+    async def view(request):
+        return HttpResponse("inside")
+
+    key = first.limiter("").state_key("127.0.0.1")
+    for _ in range(2):
+        with pytest.raises(BackendError):
+            await view(async_rf.get("/"))
+        assert near.command("ZCARD", key) == 0
+    await dead.client.aclose()

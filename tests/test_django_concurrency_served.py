@@ -1,8 +1,11 @@
 """AsyncConcurrencyThrottle served by uvicorn (two workers) on real Redis:
-real concurrent requests, a plain view and a streaming one."""
+real concurrent requests, a plain view and a streaming one, and clients
+that leave while their slots are being taken."""
 
 import concurrent.futures
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -11,18 +14,47 @@ from pathlib import Path
 import pytest
 import redis
 
-from servers import free_port
+from luathrottle import ConcurrencyLimiter
+from luathrottle.backends.redis import SyncRedis
+from luathrottle.scripts import get_script
+from servers import RedisServer, free_port, wait_until
+from tcp_proxy import TcpProxy
 from test_asgi import get, stop, up
 
 TESTS = Path(__file__).resolve().parent
 DB = 13
 WAIT = 10
+#: Replies of the late store come this late while a test wants them so:
+#: long after a client that leaves has gone.
+LATE = 0.5
+
+
+@pytest.fixture(scope="module")
+def late(tmp_path_factory):
+    """A redis-server of the module's own, behind a proxy that can make its
+    replies late; and a client of the server itself."""
+    server = RedisServer(
+        shutil.which("redis-server") or "redis-server",
+        str(tmp_path_factory.mktemp("late-redis")),
+    )
+    server.start()
+    direct = redis.Redis.from_url(server.url)
+    # Loaded directly, so that no call through the proxy loads the scripts.
+    ConcurrencyLimiter(1, lease=1, backend=SyncRedis(direct)).acquire("x").release()
+    proxy = TcpProxy(server.port)
+    try:
+        yield proxy, direct
+    finally:
+        proxy.close()
+        direct.close()
+        server.stop()
+
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture(scope="module")
-def served(redis_url, tmp_path_factory):
+def served(redis_url, late, tmp_path_factory):
     parts = urllib.parse.urlsplit(redis_url)
     url = urllib.parse.urlunsplit(parts._replace(path=f"/{DB}"))
     store = redis.Redis.from_url(url)
@@ -30,6 +62,7 @@ def served(redis_url, tmp_path_factory):
     env = {
         **os.environ,
         "LUATHROTTLE_REDIS_URL": url,
+        "LUATHROTTLE_LATE_REDIS_URL": late[0].url,
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])
         ),
@@ -92,3 +125,27 @@ def test_served_stream_holds_its_slot_until_its_content_ends(served):
     store.rpush("gate", 1)
     assert get(port, "/stream/", "c")[:3:2] == (200, b"first,last")
     assert store.blpop(["entered"], timeout=WAIT)
+
+
+def held(store):
+    """Leases held by the two-slots view's throttles (lease 45 s) in
+    ``store``."""
+    tag = get_script("concurrency").key_tag
+    return sum(store.zcard(key) for key in store.scan_iter(f"*:{tag}:*/45000ms"))
+
+
+def test_clients_that_leave_while_slots_are_taken_leave_none_held(served, late):
+    port, near = served
+    proxy, far = late
+    proxy.delay = LATE
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+                client.sendall(b"GET /two-slots/ HTTP/1.1\r\nHost: test\r\n\r\n")
+                # The first slot is taken, and the store of the second has
+                # taken it too but not answered yet: the client leaves.
+                wait_until(lambda: (held(near), held(far)) == (1, 1), WAIT)
+            wait_until(lambda: (held(near), held(far)) == (0, 0), WAIT)
+    finally:
+        proxy.delay = 0.0
+    assert get(port, "/two-slots/", "c")[:3:2] == (200, b"done")

@@ -127,9 +127,7 @@ def test_luajit_and_lua51_decide_and_store_alike(setup, ops, later):
 def test_luajit_and_lua51_hold_leases_alike(max_in_flight, lease, ops):
     clock = Clock()
     limiters = [
-        ConcurrencyLimiter(
-            max_in_flight, lease=lease, backend=backend(clock=clock), clock=clock
-        )
+        ConcurrencyLimiter(max_in_flight, lease=lease, backend=backend(clock=clock))
         for backend in (MemoryBackend, Lua51MemoryBackend)
     ]
     held: list[list] = [[], []]

@@ -4,29 +4,32 @@ A concurrency limit bounds work in progress, not a rate. ``acquire(key)``
 takes a lease, which the holder releases when its work is done; a holder
 that crashes loses its slot when its lease runs out, and one that works
 longer renews it. On every backend the leases of one key live in one
-sorted set, of random lease ids scored by expiry in microseconds
-(``lua/concurrency.lua``), and acquire, release and renew are one script
-call each, atomic across processes on Redis.
+sorted set, of random lease ids scored by expiry in microseconds on the
+store's clock (``lua/concurrency.lua``), and acquire, release and renew are
+one script call each, atomic across processes on Redis.
+
+A lease id is made before its acquire is sent, so an acquire that ends
+without its answer (cancelled, interrupted, or failed after its call may
+have reached the store) gives that id back before it raises or returns.
 """
 
+import asyncio
 import logging
 import math
 import secrets
-from collections.abc import Callable, Sequence
-from types import TracebackType
+from collections.abc import Coroutine, Sequence
 from typing import Any, Generic, TypeVar
 
-from luathrottle._clock import check_clock, microseconds
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import check_prefix, hash_identity, identity_digest
+from luathrottle._leases import AsyncLease, Lease, _BaseLease
 from luathrottle.backends.base import (
     AsyncBackend,
     StoreTraits,
     SyncBackend,
     check_backend_kind,
 )
-from luathrottle.decision import Reason
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import BackendError, CircuitOpenError
 from luathrottle.limiter import _default_memory
 from luathrottle.rates import MAX_DURATION
 from luathrottle.scripts import Script, get_script
@@ -78,6 +81,34 @@ def check_lease(lease: object) -> int:
     return round(lease * 1000)
 
 
+def check_scope(scope: object) -> str:
+    """Validate a limiter's scope: any str, ``""`` for none.
+
+    Raises:
+        TypeError: naming ``scope``.
+    """
+    if not isinstance(scope, str):
+        raise TypeError(
+            f'scope must be a str ("" for none), got {type(scope).__name__} {scope!r}'
+        )
+    return scope
+
+
+def refuse_clock(clock: object, owner: str) -> None:
+    """Refuse a client clock: a lease expires on the store's clock.
+
+    Raises:
+        TypeError: naming ``clock`` and what to do instead.
+    """
+    if clock is not None:
+        raise TypeError(
+            f"clock is not taken by {owner}: leases expire on the store's clock, "
+            "so that processes whose clocks disagree never end each other's "
+            "leases; leave clock out, and to move time in tests give the "
+            "embedded store the clock: backend=MemoryBackend(clock=...)"
+        )
+
+
 def check_lease_store(traits: StoreTraits, owner: str) -> None:
     """Refuse a store that cannot keep a lease set atomically.
 
@@ -94,164 +125,6 @@ def check_lease_store(traits: StoreTraits, owner: str) -> None:
         )
 
 
-class _BaseLease:
-    """What both lease twins share; see ``Lease``."""
-
-    __slots__ = (
-        "_limiter",
-        "allowed",
-        "id",
-        "in_flight",
-        "key",
-        "reason",
-        "released",
-        "retry_after",
-    )
-
-    def __init__(
-        self,
-        limiter: "_BaseConcurrencyLimiter[Any]",
-        key: str,
-        lease_id: str,
-        reply: Sequence[int] | None,
-        error: BackendError | None = None,
-    ) -> None:
-        self._limiter = limiter
-        self.key = key
-        self.id = lease_id
-        self.released = False
-        if reply is not None:
-            self.allowed = reply[0] == 1
-            self.in_flight: int | None = int(reply[1])
-            self.retry_after: float | None = (
-                None if self.allowed else int(reply[2]) / 1_000_000
-            )
-            self.reason: Reason | None = None if self.allowed else Reason.LIMIT_EXCEEDED
-        else:
-            self.allowed = limiter.on_failure == "allow"
-            self.in_flight = None
-            self.retry_after = (
-                None if self.allowed or error is None else max(error.retry_after, 1.0)
-            )
-            self.reason = Reason.STORE_UNAVAILABLE
-            # Nothing was taken in the store, so there is nothing to give back.
-            self.released = True
-
-    @property
-    def limit(self) -> int:
-        """``max_in_flight`` of the limiter that granted or refused this."""
-        return self._limiter.max_in_flight
-
-    @property
-    def held(self) -> bool:
-        """Whether this lease holds a slot in the store, as far as the
-        holder knows: granted, and neither released nor store-less."""
-        return self.allowed and not self.released
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(allowed={self.allowed}, "
-            f"retry_after={self.retry_after}, in_flight={self.in_flight}, "
-            f"reason={self.reason!r})"
-        )
-
-
-class Lease(_BaseLease):
-    """A slot of a ``ConcurrencyLimiter``, or the refusal of one.
-
-    Attributes:
-        allowed: whether the slot was granted.
-        retry_after: when refused, seconds until the oldest lease expires
-            (the latest a slot frees); None when granted.
-        in_flight: leases of the key held after the call; None when the
-            store failed and the failure policy decided.
-        reason: None when granted; ``Reason.LIMIT_EXCEEDED`` when every slot
-            is taken; ``Reason.STORE_UNAVAILABLE`` when the failure policy
-            decided (a lease allowed that way holds nothing).
-        key: the hashed state key (never the raw identity).
-        id: the lease's random id.
-
-    A context manager: ``with limiter.acquire(key) as lease:`` releases the
-    lease on leaving the block, however it is left. Entering does not check
-    ``allowed``; the block does.
-    """
-
-    __slots__ = ()
-    _limiter: "ConcurrencyLimiter"
-
-    def release(self) -> bool:
-        """Give the slot back.
-
-        Returns:
-            True when this call freed the slot; False when the lease was
-            refused, already released, or had expired.
-
-        Raises:
-            BackendError: the store failed and the policy is ``"raise"``.
-        """
-        if not self.held:
-            return False
-        self.released = True
-        return self._limiter._settle(self, "release")
-
-    def renew(self) -> bool:
-        """Extend the lease to ``lease`` seconds from now.
-
-        Returns:
-            True when renewed; False when the lease was refused, released,
-            or had expired (its slot may be someone else's by now).
-
-        Raises:
-            BackendError: the store failed and the policy is ``"raise"``.
-        """
-        if not self.held:
-            return False
-        return self._limiter._settle(self, "renew")
-
-    def __enter__(self) -> "Lease":
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-class AsyncLease(_BaseLease):
-    """A slot of an ``AsyncConcurrencyLimiter``: ``Lease`` with awaitable
-    ``release()`` and ``renew()``, and ``async with``."""
-
-    __slots__ = ()
-    _limiter: "AsyncConcurrencyLimiter"
-
-    async def release(self) -> bool:
-        """Give the slot back; see ``Lease.release``."""
-        if not self.held:
-            return False
-        self.released = True
-        return await self._limiter._asettle(self, "release")
-
-    async def renew(self) -> bool:
-        """Extend the lease to ``lease`` seconds from now; see ``Lease.renew``."""
-        if not self.held:
-            return False
-        return await self._limiter._asettle(self, "renew")
-
-    async def __aenter__(self) -> "AsyncLease":
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.release()
-
-
 class _BaseConcurrencyLimiter(Generic[_BackendT]):
     _backend_type: type[SyncBackend] | type[AsyncBackend]
 
@@ -261,7 +134,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         *,
         lease: float,
         backend: _BackendT | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: None = None,
         prefix: str = "lt",
         on_failure: OnFailure = "raise",
         scope: str = "",
@@ -272,10 +145,11 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.backend: _BackendT = _default_memory() if backend is None else backend
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         check_lease_store(self.backend.traits(), type(self).__name__)
-        self.clock = check_clock(clock)
+        refuse_clock(clock, type(self).__name__)
         self.prefix = check_prefix(prefix)
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
+        scope = check_scope(scope)
         scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
         self._head = f"{self.prefix}:{self.script.key_tag}:{{"
         self._tail = f"}}{scope_part}:{self.max_in_flight}/{self.lease_ms}ms"
@@ -294,8 +168,8 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         return self._head + identity_digest(key) + self._tail
 
     def _args(self, mode: str, lease_id: str) -> list[str]:
-        now = "" if self.clock is None else str(microseconds(self.clock))
-        return [mode, lease_id, now, *self._limits]
+        # No time: the script reads the store's own.
+        return [mode, lease_id, "", *self._limits]
 
     def _replied(self, lease: _BaseLease, mode: str, reply: Sequence[int]) -> bool:
         _log_foreign(lease.key, reply)
@@ -333,6 +207,15 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         )
 
 
+def _gave_up(state_key: str, error: BackendError) -> None:
+    logger.warning(
+        "luathrottle could not give back a lease at %s whose call ended "
+        "without its answer; it ends with its lease length: %s",
+        state_key,
+        error,
+    )
+
+
 def _log_foreign(key: str, reply: Sequence[int]) -> None:
     if len(reply) > 3 and reply[3]:
         logger.warning(
@@ -355,15 +238,18 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             default, ``SyncRedis(client)``, or a Redis-backed
             ``SyncDjangoCache``; a Django cache that is not Redis-backed
             cannot hold a lease set atomically and is refused.
-        clock: returns the time in seconds; the store's clock by default.
+        clock: not taken: leases expire on the store's clock, so that
+            processes whose clocks disagree never end each other's leases. To
+            move time in tests, give ``backend=MemoryBackend(clock=...)``.
         prefix: the start of every key this limiter writes.
         on_failure: when the store fails on ``acquire``, ``"raise"``
             (default) the ``BackendError``, ``"allow"`` (a lease that holds
             nothing) or ``"deny"``; a failed ``release()`` or ``renew()``
             raises on ``"raise"`` and otherwise returns False (the lease
             then frees itself when it runs out).
-        scope: keeps this limiter's leases apart from those of others with
-            the same prefix and limits; none by default.
+        scope: a str that keeps this limiter's leases apart from those of
+            others with the same prefix and limits; ``""`` (the default) for
+            none.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -374,6 +260,11 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
     def acquire(self, key: str) -> Lease:
         """Take a slot for ``key`` if one is free.
 
+        A call that fails or is interrupted once it may have reached the
+        store gives its lease id back before it raises or returns: one more
+        script call, which, when it fails too, is logged, and the lease then
+        ends with its lease length.
+
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
@@ -383,7 +274,12 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             reply = self.backend.run_script(
                 self.script, [state_key], self._args("acquire", lease_id)
             )
-        except BackendError as error:
+        except BaseException as error:
+            # The call may have taken the lease before it failed or was
+            # interrupted (KeyboardInterrupt, say).
+            self._give_back(state_key, lease_id, error)
+            if not isinstance(error, BackendError):
+                raise
             self._failed_acquire(state_key, error)
             return Lease(self, state_key, lease_id, None, error)
         _log_foreign(state_key, reply)
@@ -406,6 +302,16 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             return self._failed(lease, mode, error)
         return self._replied(lease, mode, reply)
 
+    def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
+        if isinstance(error, CircuitOpenError):
+            return  # the breaker kept the acquire from the store
+        try:
+            self.backend.run_script(
+                self.script, [state_key], self._args("release", lease_id)
+            )
+        except BackendError as failure:
+            _gave_up(state_key, failure)
+
 
 class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
     """``ConcurrencyLimiter`` for asyncio, on ``AsyncRedis``, a Redis-backed
@@ -416,14 +322,20 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
 
     async def acquire(self, key: str) -> AsyncLease:
         """Take a slot for ``key`` if one is free; see
-        ``ConcurrencyLimiter.acquire``."""
+        ``ConcurrencyLimiter.acquire``. Cancelled, it gives its lease back
+        before the cancellation goes on."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
         try:
             reply = await self.backend.arun_script(
                 self.script, [state_key], self._args("acquire", lease_id)
             )
-        except BackendError as error:
+        except BaseException as error:
+            # The call may have taken the lease before it failed or was
+            # cancelled: at any await, as late as its reply.
+            await self._give_back(state_key, lease_id, error)
+            if not isinstance(error, BackendError):
+                raise
             self._failed_acquire(state_key, error)
             return AsyncLease(self, state_key, lease_id, None, error)
         _log_foreign(state_key, reply)
@@ -441,3 +353,39 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         except BackendError as error:
             return self._failed(lease, mode, error)
         return self._replied(lease, mode, reply)
+
+    async def _give_back(
+        self, state_key: str, lease_id: str, error: BaseException
+    ) -> None:
+        if not isinstance(error, CircuitOpenError):
+            await _to_the_end(self._release_id(state_key, lease_id))
+
+    async def _release_id(self, state_key: str, lease_id: str) -> None:
+        try:
+            await self.backend.arun_script(
+                self.script, [state_key], self._args("release", lease_id)
+            )
+        except BackendError as failure:
+            _gave_up(state_key, failure)
+
+
+#: Give-backs whose caller was cancelled meanwhile, kept until they end.
+_running: set["asyncio.Task[Any]"] = set()
+
+
+async def _to_the_end(call: Coroutine[Any, Any, None]) -> None:
+    """Await ``call``, which a cancellation does not cut short: a caller
+    cancelled meanwhile leaves at once, and ``call`` goes on in this
+    module's keeping."""
+    task = asyncio.ensure_future(call)
+    _running.add(task)
+    task.add_done_callback(_ended)
+    await asyncio.shield(task)
+
+
+def _ended(task: "asyncio.Task[Any]") -> None:
+    _running.discard(task)
+    if not task.cancelled():
+        # Retrieved so that a caller who left sees no "never retrieved"
+        # error: a give-back logs its own failure.
+        task.exception()

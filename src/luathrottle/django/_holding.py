@@ -68,23 +68,32 @@ def _store_failed(
     return refusal(error.retry_after, unavailable=True)
 
 
-def _release_quietly(lease: Lease) -> None:
-    try:
-        lease.release()
-    except BackendError as error:
-        # The lease runs out on its own; the response is already out.
-        logger.warning(
-            "luathrottle could not release a lease at %s: %s", lease.key, error
-        )
+def _release_all(leases: list[Lease]) -> None:
+    for lease in leases:
+        try:
+            lease.release()
+        except BackendError as error:
+            # The lease runs out on its own; the response is already out.
+            logger.warning(
+                "luathrottle could not release a lease at %s: %s", lease.key, error
+            )
 
 
-async def _arelease_quietly(lease: AsyncLease) -> None:
-    try:
-        await lease.release()
-    except BackendError as error:
-        logger.warning(
-            "luathrottle could not release a lease at %s: %s", lease.key, error
-        )
+async def _arelease_all(leases: list[AsyncLease]) -> None:
+    cancelled: asyncio.CancelledError | None = None
+    for lease in leases:
+        try:
+            await lease.release()
+        except BackendError as error:
+            logger.warning(
+                "luathrottle could not release a lease at %s: %s", lease.key, error
+            )
+        except asyncio.CancelledError as error:
+            # The rest are released all the same; the cancellation goes on
+            # once they are.
+            cancelled = error
+    if cancelled is not None:
+        raise cancelled
 
 
 def _targets(held: list[tuple[Any, str]], request: Any) -> list[tuple[Any, Any, str]]:
@@ -116,21 +125,25 @@ def acquire_all(
     default: OnFailure,
 ) -> tuple[list[Lease], HttpResponse | None]:
     """Take a slot of each throttle for ``request``; on a refusal, give back
-    the slots taken and return the response to answer with."""
+    the slots taken and return the response to answer with, and on an
+    error, give them back and raise it."""
     leases: list[Lease] = []
-    for throttle, limiter, identity in _targets(held, request):
-        attempt: Lease | BackendError
-        try:
-            attempt = limiter.acquire(identity)
-        except BackendError as error:
-            attempt = error
-        refused = _refused(throttle, attempt, default)
-        if refused is not None:
-            for taken in leases:
-                _release_quietly(taken)
-            return [], refused
-        if isinstance(attempt, Lease):
-            leases.append(attempt)
+    try:
+        for throttle, limiter, identity in _targets(held, request):
+            attempt: Lease | BackendError
+            try:
+                attempt = limiter.acquire(identity)
+            except BackendError as error:
+                attempt = error
+            refused = _refused(throttle, attempt, default)
+            if refused is not None:
+                _release_all(leases)
+                return [], refused
+            if isinstance(attempt, Lease):
+                leases.append(attempt)
+    except BaseException:
+        _release_all(leases)
+        raise
     return leases, None
 
 
@@ -139,21 +152,25 @@ async def aacquire_all(
     request: Any,
     default: OnFailure,
 ) -> tuple[list[AsyncLease], HttpResponse | None]:
-    """``acquire_all`` for async views."""
+    """``acquire_all`` for async views; cancelled, it gives back the slots
+    taken before the cancellation goes on."""
     leases: list[AsyncLease] = []
-    for throttle, limiter, identity in _targets(held, request):
-        attempt: AsyncLease | BackendError
-        try:
-            attempt = await limiter.acquire(identity)
-        except BackendError as error:
-            attempt = error
-        refused = _refused(throttle, attempt, default)
-        if refused is not None:
-            for taken in leases:
-                await _arelease_quietly(taken)
-            return [], refused
-        if isinstance(attempt, AsyncLease):
-            leases.append(attempt)
+    try:
+        for throttle, limiter, identity in _targets(held, request):
+            attempt: AsyncLease | BackendError
+            try:
+                attempt = await limiter.acquire(identity)
+            except BackendError as error:
+                attempt = error
+            refused = _refused(throttle, attempt, default)
+            if refused is not None:
+                await _arelease_all(leases)
+                return [], refused
+            if isinstance(attempt, AsyncLease):
+                leases.append(attempt)
+    except BaseException:
+        await _arelease_all(leases)
+        raise
     return leases, None
 
 
@@ -177,8 +194,7 @@ class _ReleasingIterator:
 
     def close(self) -> None:
         leases, self._leases = self._leases, []
-        for lease in leases:
-            _release_quietly(lease)
+        _release_all(leases)
 
 
 class _AsyncReleasingIterator:
@@ -210,8 +226,7 @@ class _AsyncReleasingIterator:
 
     async def aclose(self) -> None:
         leases, self._leases = self._leases, []
-        for lease in leases:
-            await _arelease_quietly(lease)
+        await _arelease_all(leases)
 
     def close(self) -> None:
         """Release the leases; Django's ASGI handler calls this from a
@@ -246,8 +261,7 @@ def hold_until_done(
                 iter(content), leases
             )
         return response
-    for lease in leases:
-        _release_quietly(lease)
+    _release_all(leases)
     return response
 
 
@@ -261,8 +275,7 @@ async def ahold_until_done(
         content = response.streaming_content  # type: ignore[attr-defined]
         response.streaming_content = _AsyncReleasingIterator(content, leases)  # type: ignore[attr-defined]
         return response
-    for lease in leases:
-        await _arelease_quietly(lease)
+    await _arelease_all(leases)
     return response
 
 
@@ -279,8 +292,7 @@ def run_held(
     try:
         response = view()
     except BaseException:
-        for lease in leases:
-            _release_quietly(lease)
+        _release_all(leases)
         raise
     return hold_until_done(response, leases)
 
@@ -298,7 +310,6 @@ async def arun_held(
     try:
         response = await view()
     except BaseException:
-        for lease in leases:
-            await _arelease_quietly(lease)
+        await _arelease_all(leases)
         raise
     return await ahold_until_done(response, leases)

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from luathrottle._clock import check_clock
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
@@ -25,6 +24,7 @@ from luathrottle.concurrency import (
     check_lease,
     check_lease_store,
     check_max_in_flight,
+    refuse_clock,
 )
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.django.throttles import _check_scope, _identity
@@ -68,7 +68,9 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         scope: share this throttle's slots with every concurrency throttle
             of the same scope, cache key name and limits, on any view; by
             default each view counts on its own.
-        clock: returns the time in seconds; by default the store's clock.
+        clock: not taken: leases expire on the store's clock, so that
+            processes whose clocks disagree never end each other's leases. To
+            move time in tests, give ``backend=MemoryBackend(clock=...)``.
         on_failure: when the store fails, ``"allow"`` the request (without
             a slot), ``"deny"`` it (503), or ``"raise"``; by default
             ``LUATHROTTLE["on_failure"]``.
@@ -89,7 +91,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         cache_key: BaseThrottleCacheKey | None = None,
         backend: _BackendT | None = None,
         scope: str | None = None,
-        clock: Callable[[], float] | None = None,
+        clock: None = None,
         on_failure: OnFailure | None = None,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
@@ -106,7 +108,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         check_lease_store(self.backend.traits(), type(self).__name__)
         self.scope = _check_scope(scope)
-        self.clock = check_clock(clock)
+        refuse_clock(clock, type(self).__name__)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         self._limiters: dict[str, _LimiterT] = {}
 
@@ -120,7 +122,6 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
                     self.max_in_flight,
                     lease=self.lease,
                     backend=self.backend,  # type: ignore[arg-type]
-                    clock=self.clock,
                     prefix=KEY_PREFIX,
                     scope=f"{self.scope or view_scope}\x00{self.cache_key.name}",
                 ),
