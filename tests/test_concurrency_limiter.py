@@ -247,10 +247,18 @@ def test_leases_on_a_real_server_expire_on_its_clock(redis_client):
 
 def test_bad_keys_are_named():
     limiter = ConcurrencyLimiter(1, lease=1, backend=MemoryBackend())
-    with pytest.raises(ValueError, match="key"):
-        limiter.acquire("")
     with pytest.raises(TypeError, match="key"):
         limiter.acquire(5)  # type: ignore[arg-type]
+
+
+def test_the_empty_key_is_an_identity(sync_backend):
+    # As for Limiter: every door counts an empty identity, never a 500.
+    limiter = ConcurrencyLimiter(1, lease=60, backend=sync_backend)
+    held = limiter.acquire("")
+    assert held.allowed
+    assert not limiter.acquire("").allowed
+    assert limiter.acquire("other").allowed
+    assert held.release()
 
 
 def test_a_django_cache_that_cannot_hold_a_sorted_set_is_refused(settings):

@@ -29,7 +29,7 @@ from luathrottle.backends.base import (
     SyncBackend,
     check_backend_kind,
 )
-from luathrottle.exceptions import BackendError, CircuitOpenError
+from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.limiter import _default_memory
 from luathrottle.rates import MAX_DURATION
 from luathrottle.scripts import Script, get_script
@@ -161,10 +161,9 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         Raises:
             TypeError, ValueError: naming ``key``.
         """
+        # The empty string is an identity like any other, as for Limiter.
         if not isinstance(key, str):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
-        if not key:
-            raise ValueError("key must not be empty")
         return self._head + identity_digest(key) + self._tail
 
     def _args(self, mode: str, lease_id: str) -> list[str]:
@@ -205,6 +204,11 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
             f"{type(self).__name__}({self.max_in_flight}, lease={self.lease}, "
             f"backend={type(self.backend).__name__}(...))"
         )
+
+
+#: Failures of an acquire that never reached the store: the breaker kept it
+#: back, or no connection came free. There is nothing to give back.
+_NOT_SENT = (CircuitOpenError, PoolExhaustedError)
 
 
 def _gave_up(state_key: str, error: BackendError) -> None:
@@ -303,8 +307,8 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         return self._replied(lease, mode, reply)
 
     def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
-        if isinstance(error, CircuitOpenError):
-            return  # the breaker kept the acquire from the store
+        if isinstance(error, _NOT_SENT):
+            return
         try:
             self.backend.run_script(
                 self.script, [state_key], self._args("release", lease_id)
@@ -357,7 +361,7 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
     async def _give_back(
         self, state_key: str, lease_id: str, error: BaseException
     ) -> None:
-        if not isinstance(error, CircuitOpenError):
+        if not isinstance(error, _NOT_SENT):
             await _to_the_end(self._release_id(state_key, lease_id))
 
     async def _release_id(self, state_key: str, lease_id: str) -> None:
