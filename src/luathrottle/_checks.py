@@ -1,0 +1,97 @@
+"""Checks and verdicts: what a front door asks the engine, and what it gets.
+
+A door (``Limiter``, a Django stage, DRF, dmr, the ASGI middleware, the
+FastAPI dependency) turns a request into checks, one per identity and set
+of limits, and the engine turns the checks into verdicts. A check carries
+everything the store call needs and everything the engine owns around it:
+the denial cache, the failure policy and the observers. Doors build checks
+once per identity where they can (``Limiter`` keeps its usual ones).
+"""
+
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
+
+from luathrottle._denials import DenialCache
+from luathrottle._events import Observer
+from luathrottle._failures import OnFailure
+from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
+from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
+from luathrottle.decision import Decision
+from luathrottle.exceptions import BackendError
+from luathrottle.rates import Limit
+
+__all__ = ["Check", "Verdict", "batching"]
+
+
+class Check(NamedTuple):
+    """One identity's limits, to decide in one store call.
+
+    Attributes:
+        backend: the store.
+        algorithm: the algorithm whose script decides.
+        keys: the state key of each limit, all with the identity's hash tag.
+        limits: the limits, in the order of ``keys``.
+        batch: equal for checks that one script call may decide together:
+            the store's identity, the algorithm and the clock.
+        single_slot: the store takes one hash slot per script call (Redis
+            Cluster), so only checks of one hash tag share a call.
+        mode: ``"hit"`` or ``"peek"``.
+        cost: the units a hit spends.
+        clock: the decider's clock, read once per script call; None for
+            the store's.
+        denials: the decider's denial cache, or None.
+        on_failure: the decider's failure policy.
+        door: the front door, as events name it.
+        observers: the decider's own observers.
+        source: the limiter or throttle that decides, for events.
+        request: the door's request, for events.
+        identity: the raw identity, for observers that ask for it.
+        words: the script's KEYS and ARGV when the door packed them ahead
+            (``Limiter``'s usual calls); None to pack them per call.
+    """
+
+    backend: SyncBackend | AsyncBackend
+    algorithm: BaseThrottleAlgorithm
+    keys: tuple[str, ...]
+    limits: tuple[Limit, ...]
+    batch: Hashable
+    single_slot: bool
+    mode: Mode
+    cost: int
+    clock: Callable[[], float] | None
+    denials: DenialCache | None
+    on_failure: OnFailure
+    door: str
+    observers: tuple[Observer, ...]
+    source: Any
+    request: Any
+    identity: str | None
+    words: tuple[Sequence[str], Sequence[str]] | None
+
+
+class Verdict(NamedTuple):
+    """How the engine decided one check.
+
+    Attributes:
+        check: the check.
+        decision: over the check's limits; made by the failure policy (its
+            reason ``STORE_UNAVAILABLE``) when ``error`` is set.
+        error: what the store did, when the policy decided instead.
+        cached: the denial cache decided, without the store.
+    """
+
+    check: Check
+    decision: Decision
+    error: BackendError | None = None
+    cached: bool = False
+
+
+def batching(
+    traits: StoreTraits,
+    algorithm: BaseThrottleAlgorithm,
+    clock: Callable[[], float] | None,
+) -> tuple[Hashable, bool]:
+    """A check's ``batch`` and ``single_slot`` from its store's traits: the
+    algorithm itself, not its type, since one script call packs one
+    algorithm's options (a TokenBucket's burst) for all its limits."""
+    return (traits.identity, algorithm, id(clock)), traits.single_slot_calls

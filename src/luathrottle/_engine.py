@@ -1,0 +1,276 @@
+"""The decision engine: checks in, verdicts out, for every front door.
+
+Every door decides here, so that what happens around a store call happens
+once, for all of them:
+
+- **batching**: checks whose store, algorithm and clock agree share one
+  script call (on a store of one hash slot per call, only checks of one
+  hash tag do), all or nothing; each store gets one round trip;
+- **the denial cache** answers a script call it proves denied, and learns
+  from the store's replies;
+- **the failure policy** decides a check whose store failed;
+- **observers** hear of every decision once.
+
+Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
+are the twins around the one store call per store, and ``send`` and
+``asend`` are that call alone, which the concurrency leases use with
+their own decoder.
+"""
+
+import time
+from collections.abc import Hashable, Iterator, Sequence
+
+from luathrottle._checks import Check, Verdict
+from luathrottle._clock import microseconds
+from luathrottle._events import DecisionEvent, Observer, Outcome, observed, report
+from luathrottle._failures import failure_decision
+from luathrottle._keys import hash_tag, script_words
+from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle.decision import Decision, deciding_limit, decode_reply
+from luathrottle.exceptions import BackendError
+
+__all__ = ["adecide", "asend", "decide", "send"]
+
+_Replies = list[list[int]] | BackendError
+
+
+class _Flight:
+    """Checks that one script call decides, and what the denial cache
+    said of it."""
+
+    __slots__ = ("checks", "epoch", "indexes", "keys", "known", "limits", "sent_us")
+
+    def __init__(self, check: Check, index: int) -> None:
+        self.checks = [check]
+        self.indexes = [index]
+        self.keys = check.keys
+        self.limits = check.limits
+        # The denial cache's answer, or when and in which epoch the call
+        # was sent, to learn the store's reply.
+        self.known: list[int] | None = None
+        self.sent_us = self.epoch = 0
+
+    def add(self, check: Check, index: int) -> None:
+        self.checks.append(check)
+        self.indexes.append(index)
+        self.keys += check.keys
+        self.limits += check.limits
+
+    def call(self) -> ScriptCall | None:
+        """The script call to send; None when the denial cache answered."""
+        first = self.checks[0]
+        script = first.algorithm.script
+        clock = first.clock
+        now_us = None if clock is None else microseconds(clock)
+        denials = first.denials
+        if denials is not None and all(c.denials is not None for c in self.checks):
+            self.epoch = denials.epoch
+            self.sent_us = denials.now() if now_us is None else now_us
+            self.known = denials.answer(
+                self.keys, script, self.limits, first.cost, self.sent_us
+            )
+            if self.known is not None:
+                return None
+        words = first.words
+        if words is None or len(self.checks) > 1 or now_us is not None:
+            args = first.algorithm.pack_args(
+                first.mode, first.cost, now_us, self.limits
+            )
+            words = script_words(script, self.keys, args)
+        return (script, *words)
+
+    def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
+        """Each check's verdict, from the store's reply, the denial cache's,
+        or the failure policy.
+
+        Raises:
+            BackendError: the store failed and a check's policy is
+                ``"raise"``.
+        """
+        if isinstance(reply, BackendError):
+            for check, index in zip(self.checks, self.indexes, strict=True):
+                where = f"{check.algorithm.script.name} {check.keys[0]}"
+                decision = failure_decision(
+                    check.on_failure, check.limits, reply, where
+                )
+                verdicts[index] = Verdict(check, decision, reply)
+            return
+        cached = self.known is not None
+        first = self.checks[0]
+        if not cached and first.denials is not None:
+            first.denials.learn(
+                self.keys,
+                first.algorithm.script,
+                self.limits,
+                reply,
+                self.sent_us,
+                self.epoch,
+            )
+        if len(self.checks) == 1:
+            decision = Decision.from_reply(self.limits, reply, self.keys)
+            verdicts[self.indexes[0]] = Verdict(first, decision, None, cached)
+            return
+        decisions = decode_reply(self.limits, reply, self.keys)
+        start = 0
+        for check, index in zip(self.checks, self.indexes, strict=True):
+            end = start + len(check.limits)
+            decision = Decision.combine(decisions[start:end])
+            verdicts[index] = Verdict(check, decision, None, cached)
+            start = end
+
+
+def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
+    """The checks as script calls, grouped by store: one round trip each."""
+    if len(checks) == 1:
+        return [[_Flight(checks[0], 0)]]
+    flights: dict[Hashable, _Flight] = {}
+    for index, check in enumerate(checks):
+        slot = hash_tag(check.keys[0]) if check.single_slot else ""
+        found = flights.get((check.batch, slot, check.mode, check.cost))
+        if found is None:
+            flights[(check.batch, slot, check.mode, check.cost)] = _Flight(check, index)
+        else:
+            found.add(check, index)
+    stores: dict[Hashable, list[_Flight]] = {}
+    for flight in flights.values():
+        store = flight.checks[0].backend.traits().identity
+        stores.setdefault(store, []).append(flight)
+    return list(stores.values())
+
+
+def send(backend: SyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+    """Run ``calls`` on ``backend`` in one round trip; a failure is returned."""
+    try:
+        if len(calls) == 1:
+            return [backend.run_script(*calls[0])]
+        return backend.run_scripts(calls)
+    except BackendError as error:
+        return error
+
+
+async def asend(backend: AsyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+    """``send`` on an async backend."""
+    try:
+        if len(calls) == 1:
+            return [await backend.arun_script(*calls[0])]
+        return await backend.arun_scripts(calls)
+    except BackendError as error:
+        return error
+
+
+def _settle(
+    flights: list[_Flight],
+    calls: list[ScriptCall | None],
+    replies: _Replies,
+    verdicts: list[Verdict],
+) -> None:
+    sent = iter(replies) if not isinstance(replies, BackendError) else None
+    for flight, call in zip(flights, calls, strict=True):
+        if call is None:
+            assert flight.known is not None
+            flight.settle(flight.known, verdicts)
+        else:
+            flight.settle(replies if sent is None else next(sent), verdicts)
+
+
+def decide(checks: Sequence[Check]) -> list[Verdict]:
+    """Decide ``checks`` on sync backends: one round trip per store.
+
+    Returns:
+        One verdict per check, in their order.
+
+    Raises:
+        BackendError: a store failed and a check's policy is ``"raise"``.
+    """
+    verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
+    latencies: dict[int, float] = {}
+    listen = _listening(checks)
+    for flights in _plan(checks):
+        calls = [flight.call() for flight in flights]
+        sending = [call for call in calls if call is not None]
+        replies: _Replies = []
+        if sending:
+            backend = flights[0].checks[0].backend
+            started = time.perf_counter() if listen else 0.0
+            replies = send(backend, sending)  # type: ignore[arg-type]
+            if listen:
+                _timed(flights, calls, time.perf_counter() - started, latencies)
+        _settle(flights, calls, replies, verdicts)
+    if listen:
+        report(_events(verdicts, latencies))
+    return verdicts
+
+
+async def adecide(checks: Sequence[Check]) -> list[Verdict]:
+    """``decide`` on async backends."""
+    verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
+    latencies: dict[int, float] = {}
+    listen = _listening(checks)
+    for flights in _plan(checks):
+        calls = [flight.call() for flight in flights]
+        sending = [call for call in calls if call is not None]
+        replies: _Replies = []
+        if sending:
+            backend = flights[0].checks[0].backend
+            started = time.perf_counter() if listen else 0.0
+            replies = await asend(backend, sending)  # type: ignore[arg-type]
+            if listen:
+                _timed(flights, calls, time.perf_counter() - started, latencies)
+        _settle(flights, calls, replies, verdicts)
+    if listen:
+        report(_events(verdicts, latencies))
+    return verdicts
+
+
+def _listening(checks: Sequence[Check]) -> bool:
+    return any(observed(check.observers) for check in checks)
+
+
+def _timed(
+    flights: list[_Flight],
+    calls: list[ScriptCall | None],
+    latency: float,
+    latencies: dict[int, float],
+) -> None:
+    for flight, call in zip(flights, calls, strict=True):
+        if call is not None:
+            for index in flight.indexes:
+                latencies[index] = latency
+
+
+def _events(
+    verdicts: list[Verdict], latencies: dict[int, float]
+) -> Iterator[tuple[DecisionEvent, str | None, tuple[Observer, ...]]]:
+    """One event per hit that was decided; peeks decide nothing."""
+    for index, verdict in enumerate(verdicts):
+        check = verdict.check
+        if check.mode != "hit":
+            continue
+        limits = verdict.decision.limits
+        main = limits[0] if len(limits) == 1 else deciding_limit(limits)
+        yield (
+            DecisionEvent(
+                door=check.door,
+                limit=main.limit.name,
+                algorithm=check.algorithm.script.name,
+                outcome=_outcome(verdict),
+                remaining=main.remaining,
+                retry_after=main.retry_after,
+                latency=latencies.get(index),
+                key=check.keys[limits.index(main)],
+                decision=main,
+                source=check.source,
+                request=check.request,
+            ),
+            check.identity,
+            check.observers,
+        )
+
+
+def _outcome(verdict: Verdict) -> Outcome:
+    allowed = verdict.decision.allowed
+    if verdict.error is not None:
+        return Outcome.FAILED_OPEN if allowed else Outcome.FAILED_CLOSED
+    if allowed:
+        return Outcome.ADMITTED
+    return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
