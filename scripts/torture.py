@@ -55,7 +55,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import script_words, state_keys
+from luathrottle._keys import state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -330,10 +330,8 @@ class GarbageWriter:
         self.job = job
         # Each key's state: a key, or (SimpleRate's) a field of a hash.
         self.states = [
-            script_words(
-                algorithm.script,
-                state_keys(job.prefix, algorithm.script, "", key, [limit]),
-                [],
+            algorithm.script.words(
+                state_keys(job.prefix, algorithm.script, "", key, [limit]), []
             )
             for key in job.keys
         ]

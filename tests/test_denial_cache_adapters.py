@@ -77,7 +77,7 @@ async def test_fastapi_throttles(clock, kind):
         statuses = [(await client.get("/")).status_code for _ in range(20)]
     assert statuses == [200, 200] + [429] * 18
     assert backend.calls == 3
-    assert throttle.limiter.denials.size == 10
+    assert throttle.limiter_for("GET /").denials.size == 10
 
 
 def test_drf_throttles(clock):

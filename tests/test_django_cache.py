@@ -31,7 +31,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import script_words, state_keys
+from luathrottle._keys import state_keys
 from luathrottle.backends._staged import Staging
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
@@ -507,8 +507,9 @@ class _AskedLocMemCache(LocMemCache):
 def test_a_hash_named_by_three_limits_is_read_once_from_a_locmem_cache(clock):
     cache = _AskedLocMemCache()
     limiter = Limiter(["5/s", "10/minute", "20/hour"], clock=clock)
-    call = limiter._call("k", "hit")
-    keys, args = script_words(limiter.script, call.keys, call.args)
+    now_us = round(clock() * 1_000_000)
+    args = limiter.algorithm.pack_args("hit", 1, now_us, limiter.limits)
+    keys, args = limiter.script.words(limiter.state_keys("k"), args)
     assert len(set(keys)) == 1 < len(keys)
     staging = Staging("asked")
     for remaining in (4, 3):

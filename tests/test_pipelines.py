@@ -5,7 +5,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from luathrottle import LeakyBucket, Limit, SimpleRate
-from luathrottle._keys import script_words, state_keys
+from luathrottle._keys import state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import Decision
@@ -17,7 +17,7 @@ def script_call(algorithm: BaseThrottleAlgorithm, identity: str):
     script = algorithm.script
     keys = state_keys("lt", script, "pipeline", identity, LIMITS)
     args = algorithm.pack_args("hit", 1, None, LIMITS)
-    return (script, *script_words(script, keys, args))
+    return (script, *script.words(keys, args))
 
 
 def calls():

@@ -225,8 +225,9 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "peek", "reset"}
+        == {"hit", "peek", "reset", "state_keys"}
     )
+    assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
     for name in ("hit", "peek", "reset"):
         assert inspect.iscoroutinefunction(getattr(AsyncLimiter, name))
         assert inspect.signature(getattr(Limiter, name)) == inspect.signature(

@@ -12,8 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from luathrottle._checks import Verdict
-from luathrottle.decision import LimitDecision
+from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.headers import BaseResponseHeadersProvider, _seconds
 
 __all__ = [
@@ -80,20 +79,16 @@ def headers_of(
     return headers
 
 
-def refusal(verdicts: Iterable[tuple[Verdict, Providers]]) -> Answer | None:
-    """The answer to a request that ``verdicts`` decided, each given with the
-    providers of its decider; None when every one admits it."""
+def refusal(decided: Iterable[tuple[Decision, Providers]]) -> Answer | None:
+    """The answer to a request that ``decided``, each decision given with
+    the providers of its decider; None when every one admits it."""
     denied = [
-        (verdict, providers)
-        for verdict, providers in verdicts
-        if not verdict.decision.allowed
+        (decision, providers) for decision, providers in decided if not decision.allowed
     ]
     if not denied:
         return None
-    headers = headers_of(
-        (providers, verdict.decision.limits) for verdict, providers in denied
-    )
-    if any(verdict.error is not None for verdict, _ in denied):
+    headers = headers_of((providers, decision.limits) for decision, providers in denied)
+    if any(decision.reason == Reason.STORE_UNAVAILABLE for decision, _ in denied):
         return Answer(503, headers, UNAVAILABLE_BODY, UNAVAILABLE)
     return Answer(429, headers, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)
 

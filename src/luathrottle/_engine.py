@@ -24,7 +24,7 @@ from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
 from luathrottle._events import DecisionEvent, Observer, Outcome, observed, report
 from luathrottle._failures import failure_decision
-from luathrottle._keys import hash_tag, script_words
+from luathrottle._keys import hash_tag
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import Decision, deciding_limit, decode_reply
 from luathrottle.exceptions import BackendError
@@ -76,7 +76,7 @@ class _Flight:
             args = first.algorithm.pack_args(
                 first.mode, first.cost, now_us, self.limits
             )
-            words = script_words(script, self.keys, args)
+            words = script.words(self.keys, args)
         return (script, *words)
 
     def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
@@ -164,13 +164,17 @@ def _settle(
     replies: _Replies,
     verdicts: list[Verdict],
 ) -> None:
-    sent = iter(replies) if not isinstance(replies, BackendError) else None
+    sent = iter(() if isinstance(replies, BackendError) else replies)
     for flight, call in zip(flights, calls, strict=True):
+        reply: list[int] | BackendError
         if call is None:
             assert flight.known is not None
-            flight.settle(flight.known, verdicts)
+            reply = flight.known
+        elif isinstance(replies, BackendError):
+            reply = replies
         else:
-            flight.settle(replies if sent is None else next(sent), verdicts)
+            reply = next(sent)
+        flight.settle(reply, verdicts)
 
 
 def decide(checks: Sequence[Check]) -> list[Verdict]:
@@ -259,6 +263,7 @@ def _events(
                 latency=latencies.get(index),
                 key=check.keys[limits.index(main)],
                 decision=main,
+                error=verdict.error,
                 source=check.source,
                 request=check.request,
             ),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from luathrottle.decision import LimitDecision
+from luathrottle.exceptions import BackendError
 
 __all__ = [
     "DecisionEvent",
@@ -77,6 +78,7 @@ class DecisionEvent:
             made (the denial cache answered, or the breaker was open).
         key: the hashed state key the decision was made on.
         decision: the deciding limit's decision; None for leases.
+        error: what the store did, when the failure policy decided.
         source: the limiter or throttle that decided.
         request: the door's request, when it has one.
         identity: the raw identity, only for observers added with
@@ -92,6 +94,7 @@ class DecisionEvent:
     latency: float | None
     key: str
     decision: LimitDecision | None = None
+    error: BackendError | None = None
     source: Any = None
     request: Any = None
     identity: str | None = None

@@ -25,6 +25,7 @@ class _BaseLease:
     __slots__ = (
         "_limiter",
         "allowed",
+        "error",
         "id",
         "in_flight",
         "key",
@@ -40,10 +41,12 @@ class _BaseLease:
         lease_id: str,
         reply: Sequence[int] | None,
         error: BackendError | None = None,
+        failed_open: bool = False,
     ) -> None:
         self._limiter = limiter
         self.key = key
         self.id = lease_id
+        self.error = error
         self.released = False
         if reply is not None:
             self.allowed = reply[0] == 1
@@ -53,7 +56,8 @@ class _BaseLease:
             )
             self.reason: Reason | None = None if self.allowed else Reason.LIMIT_EXCEEDED
         else:
-            self.allowed = limiter.on_failure == "allow"
+            # The store failed: the failure policy decided.
+            self.allowed = failed_open
             self.in_flight = None
             self.retry_after = (
                 None if self.allowed or error is None else max(error.retry_after, 1.0)
@@ -96,6 +100,8 @@ class Lease(_BaseLease):
             decided (a lease allowed that way holds nothing).
         key: the hashed state key (never the raw identity).
         id: the lease's random id.
+        error: what the store did when the failure policy decided; else
+            None.
 
     A context manager: ``with limiter.acquire(key) as lease:`` releases the
     lease on leaving the block, however it is left. Entering does not check

@@ -15,7 +15,13 @@ from luathrottle._denials import denial_cache
 from luathrottle._engine import adecide, decide
 from luathrottle._events import Observer, check_observers
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle._keys import check_prefix, identity_digest, key_frame, script_words
+from luathrottle._keys import (
+    KEY_PREFIX,
+    check_prefix,
+    check_scope,
+    identity_digest,
+    key_frame,
+)
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
@@ -81,7 +87,8 @@ class _BaseLimiter(Generic[_BackendT]):
         *,
         algorithm: BaseThrottleAlgorithm | None = None,
         backend: _BackendT | None = None,
-        prefix: str = "lt",
+        prefix: str = KEY_PREFIX,
+        scope: str = "",
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure = "raise",
         cache_denials: bool | int = False,
@@ -99,8 +106,10 @@ class _BaseLimiter(Generic[_BackendT]):
         self.backend: _BackendT = _default_memory() if backend is None else backend
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.prefix = check_prefix(prefix)
+        self.scope = check_scope(scope)
         self._frames = [
-            key_frame(self.prefix, self.script, "", limit) for limit in self.limits
+            key_frame(self.prefix, self.script, self.scope, limit)
+            for limit in self.limits
         ]
         self._call_limits: dict[object, tuple[Limit, ...]] = {}
         self._limit_frames: dict[Limit, tuple[str, str]] = {}
@@ -153,7 +162,7 @@ class _BaseLimiter(Generic[_BackendT]):
                     recent.clear()
                 digest = identity_digest(key)
                 keys = tuple([head + digest + tail for head, tail in self._frames])
-                words = script_words(self.script, keys, self._usual_args[mode])
+                words = self.script.words(keys, self._usual_args[mode])
                 check = self._new(key, keys, self.limits, mode, 1, words)
                 recent[key] = check
             return check
@@ -229,7 +238,7 @@ class _BaseLimiter(Generic[_BackendT]):
             if frame is None:
                 if len(self._limit_frames) >= _REMEMBERED:
                     self._limit_frames.clear()
-                frame = key_frame(self.prefix, self.script, "", limit)
+                frame = key_frame(self.prefix, self.script, self.scope, limit)
                 self._limit_frames[limit] = frame
             frames.append(frame)
         return frames
@@ -244,7 +253,7 @@ class _BaseLimiter(Generic[_BackendT]):
         if not self.script.hashed:
             return keys, None
         args = self.algorithm.pack_args("reset", 1, None, self.limits)
-        return keys, script_words(self.script, keys, args)
+        return keys, self.script.words(keys, args)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:
@@ -268,6 +277,9 @@ class Limiter(_BaseLimiter[SyncBackend]):
         backend: where state lives; the process-wide ``MemoryBackend`` by
             default, or ``SyncRedis(client)``.
         prefix: the start of every key this limiter writes.
+        scope: a str that keeps this limiter's counts apart from those of
+            others with the same prefix and limits; ``""`` (the default) for
+            none.
         clock: returns the time in seconds; by default the server's clock is
             used, which keeps app servers' clock skew out of decisions.
         on_failure: when the store fails, ``"raise"`` (default) the
@@ -278,6 +290,8 @@ class Limiter(_BaseLimiter[SyncBackend]):
             store: True for up to 10,000 identities, an int for that many,
             False (default) for none. A reset from another process is seen
             at ``retry_after`` at the latest.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            hit this limiter decides, besides the process's observers.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
