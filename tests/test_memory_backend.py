@@ -32,6 +32,19 @@ def test_keyspace_commands_behave_as_in_redis(clock):
     assert backend.command("TIME") == ["1700000001", "500000"]
 
 
+def test_a_list_expires_as_other_keys_do(clock):
+    """RPUSH only marks a key as a list, but PEXPIRE gives it a time to
+    live as Redis does, and PTTL tells it until it is gone."""
+    backend = MemoryBackend(clock=clock)
+    backend.command("RPUSH", "l", "x")
+    assert backend.command("PTTL", "l") == -1
+    assert backend.command("PEXPIRE", "l", 1500) == 1
+    assert backend.command("PTTL", "l") == 1500
+    clock.advance(1.5)
+    assert backend.command("PTTL", "l") == -2
+    assert backend.command("TYPE", "l") == ["none"]
+
+
 def test_the_embedded_time_never_goes_back(clock):
     """Calls read the clock before they take turns in the runtime, so one
     may bring an earlier time than the call before it; the keyspace then

@@ -114,13 +114,7 @@ function commands.DEL(...)
   return deleted
 end
 function commands.PTTL(key)
-  if zsets[key] or hashes[key] then
-    if expired(key) then return -2 end
-    if expires[key] == nil then return -1 end
-    return math.floor((expires[key] - clock.now + 999) / 1000)
-  end
-  if types[key] then return -1 end
-  if expired(key) or data[key] == nil then return -2 end
+  if expired(key) or (data[key] == nil and not types[key]) then return -2 end
   local at = expires[key]
   if at == nil then return -1 end
   return math.floor((at - clock.now + 999) / 1000)
