@@ -77,11 +77,11 @@ def test_unknown_commands_and_script_errors_are_backend_errors():
 @pytest.mark.parametrize("limits", [["1/second"], ["1/second", "2/second", "3/second"]])
 def test_expired_keys_are_swept_without_being_read(clock, limits):
     """Each call owes the sweep two keys for each key it names, paid 32 at a
-    time: 100 calls pay for 200 expired keys, and 50 more cover where the
-    sweep stood and the batch not paid yet. A 3-limit SimpleRate call names
-    its hash three times and writes only that hash, so it owes two keys as
-    a 1-limit call does: 60 calls, which would owe 360 at two keys per
-    name, leave some behind."""
+    time. The 200 keys come due together once their second has passed: 60
+    calls pay for 136 keys with what the hits left owing (four batches),
+    150 calls for more than 200. A 3-limit SimpleRate call names its hash
+    three times and writes only that hash, so it owes two keys as a 1-limit
+    call does: at two keys per limit, 60 calls would have paid for 360."""
     backend = MemoryBackend(clock=clock)
     limiter = Limiter(limits, backend=backend, clock=clock)
     for index in range(200):
