@@ -1,10 +1,10 @@
 """MemoryBackend's sweep under churn: identities that are seen once and
 never again must not pile up. Its promise (``memory_keyspace.lua``): a key
-is swept within a batch once the second it expired in has passed, and a
-backlog of keys that came due at once shrinks by at least a key for each key
-calls name. So the keyspace stays under twice its live keys, pass after pass
-of new identities, however long the churn goes on. DBSIZE counts expired keys
-that were not swept yet."""
+is swept within a batch once the second it expired in has passed, and when
+many keys came due at once the sweep takes two of them for each key calls
+name, while calls add at most one. So the keyspace stays under twice its
+live keys, pass after pass of new identities, however long the churn goes
+on. DBSIZE counts expired keys that were not swept yet."""
 
 from collections.abc import Callable
 

@@ -19,7 +19,7 @@
 -- a call writes each key it names once, and pays the sweep for two. So
 -- the sweep is never more than a batch behind a second that has passed,
 -- unless many keys came due at once (the clock jumped past every TTL);
--- then the backlog shrinks by at least a key for each key calls name.
+-- then it takes two of them for each key calls name, as calls add one.
 --
 -- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
 -- rest is not needed here).

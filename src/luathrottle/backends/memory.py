@@ -22,10 +22,10 @@ filed when it gets an expiry or an earlier one, and again by the sweep at
 most once per write that moved its expiry on. The sweep therefore works
 twice as fast as calls make work for it: an expired key is gone within a
 batch once its second has passed, unless many came due at once (the clock
-jumped past every TTL), and then that backlog shrinks by at least a key for
-each key calls name. Under churn, then, the keyspace holds its live keys and
-little more: those that expired within the current second or since the
-sweep's last batch (``tests/test_memory_sweep.py``).
+jumped past every TTL), and then the sweep takes two of them for each key
+calls name, while calls add at most one. Under churn, then, the keyspace
+holds its live keys and little more: those that expired within the current
+second or since the sweep's last batch (``tests/test_memory_sweep.py``).
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads
