@@ -58,7 +58,7 @@ local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of v
 local filed, due = {}, {}
 local seconds, nseconds = {}, 0
 local SWEEP_PER_KEY = 2
--- Paid in batches: most calls then never leave their compiled code.
+-- Paid in batches, so that most calls never enter the sweep at all.
 local SWEEP_BATCH = 32
 local owed = 0
 
