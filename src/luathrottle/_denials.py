@@ -1,22 +1,46 @@
 """A process's memory of denials (``cache_denials=``).
 
 A client that hammers a spent limit costs one script call per request. The
-cache keeps, per identity, the reply of the last denial the store gave and
-the time its call was sent, until that denial's ``retry_after``, and
-answers later calls for the identity itself when the remembered state
-proves they are denied too. Anything it cannot prove goes to the store.
+cache keeps, per identity, the reply of the last denial the store gave, the
+cost it denied and the time its call was sent, until that denial's
+``retry_after``, and answers later calls for the identity itself when the
+remembered denial proves they are denied too. Anything it cannot prove goes
+to the store.
 
 Why a remembered denial stays right: without a reset, the quota a store
-holds for an identity only shrinks until a window ends (SimpleRate) or the
-bucket drains (LeakyBucket), and both happen at a rate the remembered
-reply fixes. So the cache replays the script's arithmetic on the
-remembered state, aged by the time since the denied call was sent: the
-state it finds is at most as full as the store's, and a hit it finds
-denied is denied by the store, with the same reply when no other process
-spent anything in between (the reply's fields are what this process
-knows). Until ``retry_after`` a hit of at least the denied cost is always
-denied this way; a smaller one is answered here only when the replay
-proves that it does not fit either, and otherwise goes to the store.
+holds for an identity only refills with time, as a window ends, a bucket
+drains or a previous window weighs less, never faster than the denial's
+reply says. So a state aged from the remembered one by the time since the
+denied call was sent is at most as full as the store's, and a hit it finds
+denied is denied by the store. A cache replays one algorithm, the one it
+was built for (``_replays``), in one of two ways:
+
+- Exactly, for SimpleRate, LeakyBucket and TokenBucket, whose reply
+  carries their whole state (a window's count and end, a bucket's level or
+  debt): the script's arithmetic runs on the aged state, and the reply is
+  the store's when no other process spent anything in between (its fields
+  are what this process knows). Until ``retry_after`` a hit of at least the
+  denied cost is always denied this way; a smaller one is answered here
+  only when the replay proves that it does not fit either.
+- Generically, for SlidingWindow, whose reply does not carry the two
+  windows' counts. Limit by limit: a cost above ``max_requests`` never
+  fits; a cost of at most the ``remaining`` the denial saw still fits (as
+  far as this process knows); a limit that denied the remembered cost
+  denies any cost at least as large until its ``retry_after``, however
+  others spend. A call proven denied by one limit and decided by every
+  limit is answered: until ``retry_after`` a hit of the denied cost is,
+  unless another limit that denied it too has come free since, and a larger
+  one is when every other limit's ``remaining`` settles it. Its reply has
+  the store's ``allowed`` and ``reason``, limit by limit; ``reset_after``
+  and ``retry_after`` counted down from the denial's, the store's instants
+  when no one else spent, and ``retry_after`` never later than the
+  store's (for a larger cost, it is the denied cost's wait); and the
+  denial's ``remaining``, which the store's may have passed since, as the
+  previous window weighs less.
+
+An algorithm of one's own has a script the cache does not know, whose
+quota may not only refill with time: ``denial_cache`` refuses
+``cache_denials`` with it, rather than accept the option and ignore it.
 
 Time: the limiter's clock when it has one (the very reading the script
 used), else ``time.monotonic``, read before the call is sent, so an entry
@@ -220,7 +244,7 @@ def denial_cache(
     if replay is None:
         raise ValueError(
             f"cache_denials cannot be used with {algorithm!r}: the denial cache "
-            "replays the scripts of SimpleRate, LeakyBucket and TokenBucket, "
-            f"not {algorithm.script.name!r}"
+            "replays the scripts of SimpleRate, LeakyBucket, TokenBucket and "
+            f"SlidingWindow, not {algorithm.script.name!r}"
         )
     return DenialCache(size, replay, clock)

@@ -9,7 +9,9 @@ store. Every algorithm's quota only refills with time, so a state aged
 from the remembered one is never fuller than the store's.
 
 Exact replays (SimpleRate, LeakyBucket, TokenBucket) run the script's
-arithmetic on the state the reply carries.
+arithmetic on the state the reply carries. SlidingWindow's reply does not
+carry its state (the two windows' counts), so it is replayed generically,
+from what any such reply proves; see ``_generic``.
 """
 
 import math
@@ -104,6 +106,54 @@ def _exact(per_limit: _PerLimit) -> Replay:
     return replay
 
 
+def _generic(
+    limits: Sequence[Limit],
+    remembered: Sequence[int],
+    denied_cost: int,
+    cost: int,
+    elapsed: int,
+) -> list[int] | None:
+    """What a denial proves of any algorithm whose quota only refills with
+    time, with no other traffic, limit by limit:
+
+    - a cost above ``max_requests`` never fits (the script decides that
+      from the cost alone);
+    - a cost of at most the ``remaining`` the denial saw fitted then, and
+      still fits (as far as this process knows);
+    - a limit that denied the remembered cost denies any cost at least as
+      large until its ``retry_after`` has passed, however others spend;
+      that is the only denial it proves.
+
+    A call that is proven denied by at least one limit, and decided by
+    every limit, is answered; any other goes to the store. The reply keeps
+    the denial's ``remaining`` (the store's can only have grown since,
+    without other traffic), and counts ``reset_after`` and ``retry_after``
+    down from the denial's: the store's instants without other traffic
+    (``retry_after``'s for the denied cost), and ``retry_after`` never
+    later than the store's.
+    """
+    reply: list[int] = []
+    denied = False
+    for index, limit in enumerate(limits):
+        base = FIELDS * index
+        status, remaining = remembered[base], remembered[base + 2]
+        reset, retry = max(remembered[base + 3] - elapsed, 0), 0
+        if cost > limit.max_requests:
+            status, denied = _TOO_COSTLY, True
+        elif cost <= remaining:
+            status = ALLOWED
+        elif (
+            status == EXCEEDED
+            and cost >= denied_cost
+            and elapsed < remembered[base + 4]
+        ):
+            retry, denied = remembered[base + 4] - elapsed, True
+        else:
+            return None
+        reply += [status, limit.max_requests, remaining, reset, retry]
+    return reply if denied else None
+
+
 def replay_of(algorithm: BaseThrottleAlgorithm) -> Replay | None:
     """How denials of ``algorithm`` are replayed; None for an algorithm of
     one's own, whose script the cache does not know."""
@@ -116,4 +166,5 @@ def replay_of(algorithm: BaseThrottleAlgorithm) -> Replay | None:
 _REPLAYS: dict[str, Replay] = {
     "fixed_window": _exact(_fixed_window),
     "leaky_bucket": _exact(_leaky_bucket),
+    "sliding_window": _generic,
 }
