@@ -78,8 +78,9 @@ def assert_within_the_promise(replayed, store):
     traffic: the same decision and reason, limit by limit, and the same
     reset_after (the instant the quota is whole again does not move without
     traffic); remaining is the denial's, and the store's can only have
-    grown since; retry_after counts down from the denial's, which is the
-    store's for the denied cost and no later than it for a larger one."""
+    grown since; retry_after counts down from the denial's, so it is never
+    later than the store's (the machine does not track which cost was
+    denied; a test below pins the equal wait of the same cost)."""
     assert (replayed.allowed, replayed.reason) == (store.allowed, store.reason)
     assert not replayed.allowed
     if replayed.retry_after is not None:
@@ -200,7 +201,7 @@ def test_the_cache_agrees_with_the_store_on_redis(redis_url, algorithm):
     class OnRedis(CacheAgreesWithTheStore):
         backend_kind = "redis"
         # Keys expire in real time on the server, after the life their state
-        # has on the limiter's clock, which stands still between steps: with
+        # has on the limiter's clock, which only the advance steps move: with
         # durations ten times as long, the shortest-lived state (one drain
         # or token interval of a 4/2 s limit, 500 ms) lives 5 s, far longer
         # than an example runs, however loaded the machine.
