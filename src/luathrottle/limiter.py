@@ -119,7 +119,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self._limit_frames: dict[Limit, tuple[str, str]] = {}
         self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
-        self.denials = denial_cache(cache_denials, self.clock)
+        self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         # A hit of cost 1 on the server's clock, the usual call, always
         # packs to the same arguments, so an identity's usual call is the
         # same every time: it is built once and remembered.
@@ -231,16 +231,14 @@ class _BaseLimiter(Generic[_BackendT]):
         """What the denial cache answers for ``call`` without the store, and
         what it needs to learn the store's reply when it answers nothing."""
         ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
-        reply = denials.answer(
-            call.keys, self.script, call.limits, call.cost, ticket[0]
-        )
+        reply = denials.answer(call.keys, call.limits, call.cost, ticket[0])
         if reply is None:
             return None, ticket
         return Decision.from_reply(call.limits, reply), ticket
 
     def _learn(self, call: _Call, reply: list[int], ticket: _Ticket) -> None:
         if self.denials is not None:
-            self.denials.learn(call.keys, self.script, call.limits, reply, *ticket)
+            self.denials.learn(call.keys, call.limits, call.cost, reply, *ticket)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:

@@ -65,8 +65,7 @@ class _Batch:
         if denials is not None:
             self.epoch = denials.epoch
             self.sent_us = denials.now() if now_us is None else now_us
-            script = self.throttle.script
-            self.known = denials.answer(tuple(keys), script, limits, 1, self.sent_us)
+            self.known = denials.answer(tuple(keys), limits, 1, self.sent_us)
             if self.known is not None:
                 return None
         args = self.throttle.algorithm.pack_args("hit", 1, now_us, limits)
@@ -79,9 +78,7 @@ class _Batch:
         if denials is not None:
             keys = tuple(call.key for call in self.calls)
             limits = [call.limit for call in self.calls]
-            denials.learn(
-                keys, self.throttle.script, limits, reply, self.sent_us, self.epoch
-            )
+            denials.learn(keys, limits, 1, reply, self.sent_us, self.epoch)
 
     def outcomes(
         self, decisions: Sequence[LimitDecision], error: BackendError | None = None
