@@ -26,10 +26,12 @@
 -- keeps as a 64-bit integer.
 --
 -- A state the script cannot read as its own was written by someone else:
--- anything but 1 to 16 digits, or a bucket that would take longer to drain
--- than a full one plus SKEW_US. It counts as absent (an empty bucket), so
--- the next admitted hit overwrites it with a state that expires, and the
--- reply names its limit.
+-- anything but 1 to 16 digits, a bucket that would take longer to drain
+-- than a full one plus SKEW_US, or a key of another type (a hash, a list:
+-- GET answers it with an error). It counts as absent (an empty bucket), so
+-- a peek writes nothing and the next admitted hit overwrites it (SET
+-- replaces a key of any type) with a state that expires; the reply names
+-- its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -65,11 +67,14 @@ for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
   local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
   local level = 0
-  local state = redis.call('GET', KEYS[i])
+  -- A key of another type fails GET: pcall gives its error as a table,
+  -- which no limit reads, rather than failing the call.
+  local state = redis.pcall('GET', KEYS[i])
   if state then
     -- Checked before any arithmetic, which raises an error on a string that
     -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    local empty_at = #state <= 16 and string.find(state, '^%d+$') and state + 0
+    local empty_at = type(state) == 'string' and #state <= 16
+      and string.find(state, '^%d+$') and state + 0
     if empty_at and empty_at - now <= limit * drain + SKEW_US then
       if empty_at > now then
         level = empty_at - now

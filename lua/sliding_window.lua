@@ -45,9 +45,11 @@
 --
 -- A state the script cannot read as its own was written by someone else:
 -- anything but digits, more than 16 digits beyond the two counts, a count
--- above max_requests, or a window starting more than SKEW_US after now. It
--- counts as absent, so the next admitted hit overwrites it with a state
--- that expires, and the reply names its limit.
+-- above max_requests, a window starting more than SKEW_US after now, or a
+-- key of another type (a hash, a list: GET answers it with an error). It
+-- counts as absent, so a peek writes nothing and the next admitted hit
+-- overwrites it (SET replaces a key of any type) with a state that
+-- expires; the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -114,14 +116,17 @@ for i = 1, #KEYS do
   local elapsed = math.floor((now - start) / unit)
   local index = window - math.floor(EPOCH_US / duration)
   local previous, current = 0, 0
-  local state = redis.call('GET', KEYS[i])
+  -- A key of another type fails GET: pcall gives its error as a table,
+  -- which no limit reads, rather than failing the call.
+  local state = redis.pcall('GET', KEYS[i])
   if state then
     local digits = #max_requests
     local stored, first, second
     -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
     -- The number drops the index's leading zeros (window 0 of 2023-11-14
     -- and the counts are all that is left), so no least length holds.
-    if #state <= 2 * digits + INDEX_DIGITS and string.find(state, '^%d+$') then
+    if type(state) == 'string' and #state <= 2 * digits + INDEX_DIGITS
+        and string.find(state, '^%d+$') then
       local number, scale = state + 0, 10 ^ digits
       if number < EXACT then
         second = number % scale

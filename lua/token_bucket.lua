@@ -29,10 +29,11 @@
 -- on burst, so changing burst keeps every bucket's level.
 --
 -- A state the script cannot read as its own was written by someone else:
--- anything but 1 to 16 digits, or a bucket full later than burst intervals
--- plus SKEW_US from now. It counts as absent (a full bucket), so the next
--- admitted hit overwrites it with a state that expires, and the reply names
--- its limit.
+-- anything but 1 to 16 digits, a bucket full later than burst intervals
+-- plus SKEW_US from now, or a key of another type (a hash, a list: GET
+-- answers it with an error). It counts as absent (a full bucket), so a
+-- peek writes nothing and the next admitted hit overwrites it (SET replaces
+-- a key of any type) with a state that expires; the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above burst
@@ -68,11 +69,14 @@ for i = 1, #KEYS do
   local limit = ARGV[1 + 3 * i] + 0
   local burst = ARGV[3 + 3 * i] + 0
   local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / limit)
-  local state = redis.call('GET', KEYS[i])
+  -- A key of another type fails GET: pcall gives its error as a table,
+  -- which no limit reads, rather than failing the call.
+  local state = redis.pcall('GET', KEYS[i])
   local debt = 0
   if state then
     -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
-    local full_at = #state <= 16 and string.find(state, '^%d+$') and state + 0
+    local full_at = type(state) == 'string' and #state <= 16
+      and string.find(state, '^%d+$') and state + 0
     if full_at and full_at - now <= burst * interval + SKEW_US then
       debt = math.max(full_at - now, 0)
     else

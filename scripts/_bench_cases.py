@@ -7,7 +7,7 @@ SlidingWindow, 1 and 3 limits per call, on SyncRedis, AsyncRedis and
 MemoryBackend (sync and async); SyncRedis by EVALSHA beside its default
 FCALL; a concurrency lease taken and released (two script calls) on each
 backend; and the hot key, one identity sending 50 times its limit, with the
-denial cache off and on."""
+denial cache off and on, for each algorithm."""
 
 from collections.abc import Iterator
 from functools import partial
@@ -32,7 +32,13 @@ from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
-__all__ = ["HOT_KEY_LIMIT", "floor_cases", "hot_key_cases", "luathrottle_cases"]
+__all__ = [
+    "ALGORITHMS",
+    "HOT_KEY_LIMIT",
+    "floor_cases",
+    "hot_key_cases",
+    "luathrottle_cases",
+]
 
 #: Never denied within a run: every timed hit is an admitted hit.
 LIMITS = {1: ["1000000/hour"], 3: ["1000000/second", "1000000/minute", "1000000/hour"]}
@@ -343,23 +349,29 @@ def _hot_key(key: str, label: str, limiter: Limiter) -> Case:
 
 def hot_key_cases(client: redis.Redis) -> list[Case]:
     """One identity at a time sends 50 times its limit, on SyncRedis, with
-    the denial cache off and on: Redis script calls per request are the
-    figure (at best 21/1000 with it on: 20 admitted, one denial learned)."""
+    the denial cache off and on, for each algorithm: Redis script calls per
+    request are the figure (at best 21/1000 with it on: 20 admitted, one
+    denial learned)."""
     backend = SyncRedis(client)
     limit = f"{HOT_KEY_LIMIT}/hour"
-    title = f"SyncRedis hot key: 50x its limit ({limit}), denial cache"
-    return [
-        _hot_key(
-            "lt.hot_key.off",
-            f"{title} off",
-            Limiter(limit, backend=backend, prefix="hotoff"),
-        ),
-        _hot_key(
-            "lt.hot_key.on",
-            f"{title} on",
-            Limiter(limit, backend=backend, prefix="hoton", cache_denials=True),
-        ),
-    ]
+    cases = []
+    for name, algorithm in ALGORITHMS.items():
+        title = (
+            f"SyncRedis hot key: 50x its limit ({limit}), {algorithm.__name__}, "
+            "denial cache"
+        )
+        for state, cache_denials in (("off", False), ("on", True)):
+            limiter = Limiter(
+                limit,
+                algorithm=algorithm(),
+                backend=backend,
+                prefix=f"hot{state}",
+                cache_denials=cache_denials,
+            )
+            cases.append(
+                _hot_key(f"lt.hot_key.{name}.{state}", f"{title} {state}", limiter)
+            )
+    return cases
 
 
 def luathrottle_cases(

@@ -4,10 +4,12 @@ call's keys (a hash where the state belongs: WRONGTYPE) are a
 keeps being decided by the store. Failures of the store itself (a dead
 server, OOM) still open the breaker.
 
-The bad keys are LeakyBucket's, a key per limit: SimpleRate keeps an
-identity's limits in one hash and reads a key of another type there as
-absent state, so it never meets WRONGTYPE (``test_hostile_state``)."""
+Every script of ours reads a key of another type as absent state
+(``test_hostile_types``), so the bad keys here are those of a strict
+LeakyBucket, whose GET still fails on them: a script that fails on one
+call's keys stands for any error the store answers for them."""
 
+import functools
 import uuid
 
 import pytest
@@ -28,9 +30,29 @@ from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import SyncThrottle, throttle
+from luathrottle.scripts import Script, get_script
 from states import limiter_keys
 
 BAD_HITS = 12
+
+
+@functools.cache
+def strict_script() -> Script:
+    """LeakyBucket's script with a GET that fails on a key of another type."""
+    source = get_script("leaky_bucket").source
+    strict = source.replace("redis.pcall('GET'", "redis.call('GET'").replace(
+        "script: leaky_bucket", "script: strict_leaky_bucket"
+    )
+    assert strict.count("redis.call('GET'") == 1
+    return Script.from_source(strict, filename="strict_leaky_bucket.lua")
+
+
+class StrictLeakyBucket(LeakyBucket):
+    """LeakyBucket, but WRONGTYPE on a key of another type."""
+
+    @property
+    def script(self) -> Script:
+        return strict_script()
 
 
 class Ticks:
@@ -46,7 +68,7 @@ def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
     limiter = Limiter(
         5,
         60,
-        algorithm=LeakyBucket(),
+        algorithm=StrictLeakyBucket(),
         backend=SyncRedis(redis_client, breaker=breaker),
         prefix=uuid.uuid4().hex[:8],
         on_failure="allow",
@@ -64,7 +86,7 @@ def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
 def test_the_bad_call_itself_raises_a_script_error(redis_client):
     backend = SyncRedis(redis_client)
     limiter = Limiter(
-        5, 60, algorithm=LeakyBucket(), backend=backend, prefix="wrongtype"
+        5, 60, algorithm=StrictLeakyBucket(), backend=backend, prefix="wrongtype"
     )
     [bad_key] = limiter_keys(limiter, "bad")
     redis_client.hset(bad_key, "field", "1")
@@ -78,7 +100,7 @@ async def test_async_wrongtype_never_opens_the_breaker(async_redis_client):
     limiter = AsyncLimiter(
         5,
         60,
-        algorithm=LeakyBucket(),
+        algorithm=StrictLeakyBucket(),
         backend=AsyncRedis(async_redis_client, breaker=breaker),
         prefix=uuid.uuid4().hex[:8],
         on_failure="deny",
@@ -99,7 +121,7 @@ def test_a_script_error_in_the_half_open_trial_closes_the_breaker(server):
     limiter = Limiter(
         5,
         60,
-        algorithm=LeakyBucket(),
+        algorithm=StrictLeakyBucket(),
         backend=SyncRedis(client, breaker=breaker),
         on_failure="allow",
     )
@@ -139,7 +161,7 @@ def test_out_of_memory_is_the_stores_failure_and_counts(server):
 
 def test_the_embedded_backend_raises_a_script_error_for_a_wrong_type():
     backend = MemoryBackend()
-    limiter = Limiter(5, 60, algorithm=LeakyBucket(), backend=backend)
+    limiter = Limiter(5, 60, algorithm=StrictLeakyBucket(), backend=backend)
     [bad_key] = limiter_keys(limiter, "bad")
     backend.command("HSET", bad_key, "field", "1")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
@@ -153,7 +175,12 @@ def test_a_bad_cache_value_is_that_keys_problem_in_a_view(rf, alias):
     backend = SyncDjangoCache(alias, breaker=breaker)
     scope = uuid.uuid4().hex
     item = SyncThrottle(
-        2, 60, algorithm=LeakyBucket(), backend=backend, on_failure="deny", scope=scope
+        2,
+        60,
+        algorithm=StrictLeakyBucket(),
+        backend=backend,
+        on_failure="deny",
+        scope=scope,
     )
 
     @throttle(item, allow_unsafe_cache=None)

@@ -41,8 +41,11 @@ OWN_CASES = {
         for size in (1, 3)
     ),
     "lt.sync_redis_evalsha.simple.1",
-    "lt.hot_key.off",
-    "lt.hot_key.on",
+    *(
+        f"lt.hot_key.{algorithm}.{state}"
+        for algorithm in ("simple", "leaky", "token", "sliding")
+        for state in ("off", "on")
+    ),
     "django.plain",
     *(
         f"lt_django.{backend}.{size}"
@@ -197,7 +200,7 @@ def test_smoke_without_e2e(redis_url, tmp_path):
     for size in ("1 limit", "3 limits"):
         lua = targets[f"Lua µs per call, SimpleRate {size} / its floor script"]
         assert f"least decision script, {size} in one hash: " in lua["detail"]
-    assert len(targets) == len(document["targets"]) == 11
+    assert len(targets) == len(document["targets"]) == 14
     for name, target in targets.items():
         assert target["reason"], name
         assert target["better"] in ("lower", "higher"), name
@@ -226,12 +229,17 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         assert f"| {name} |" in results_md, name
     if importlib.util.find_spec("rest_framework"):
         assert "## Adapters beside their frameworks' own throttling" in results_md
-    hot = {
-        key: cases[f"lt.hot_key.{key}"]["redis"]["commands"] for key in ("off", "on")
-    }
-    # Off, every request is one script call; the smoke run is too short
-    # for the cache's figure, which the full run shows.
-    assert hot["off"]["fcall"] == 1
+    # Off, every request is one script call, whatever the algorithm; the
+    # smoke run is too short for the cache's figure, which the full run
+    # shows, but every algorithm has its target.
+    for algorithm in ("simple", "leaky", "token", "sliding"):
+        off = cases[f"lt.hot_key.{algorithm}.off"]["redis"]["commands"]
+        assert off["fcall"] == 1, algorithm
+    hot_key_targets = [name for name in targets if name.startswith("hot key")]
+    assert len(hot_key_targets) == 4
+    for name in hot_key_targets:
+        assert targets[name]["goal"] == 0.05, name
+        assert is_number(targets[name]["measured"]), name
     assert document["e2e"] == []
 
 

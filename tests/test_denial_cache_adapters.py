@@ -1,8 +1,10 @@
 """``cache_denials`` through the adapters: each passes it to the limiter or
-throttle it builds on, and a hammering client then reaches no store."""
+throttle it builds on, and a hammering client then reaches no store; and
+every door refuses it with an algorithm whose denials it cannot replay."""
 
 import httpx
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from dmr import Controller, modify
 from dmr.plugins.pydantic import PydanticSerializer
@@ -12,11 +14,31 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Limiter
+from luathrottle import django as lt_django
 from luathrottle import dmr as lt_dmr
 from luathrottle.asgi import RateLimitMiddleware
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.drf import AnonRateThrottle
 from luathrottle.fastapi import SyncThrottle, Throttle
+from luathrottle.scripts import Script
+
+OWN_SCRIPT = Script.from_source(
+    "-- luathrottle script: own_window\n-- version: 1\nreturn {1, 1, 1, 0, 0}\n",
+    filename="own_window.lua",
+)
+
+
+class OwnWindow(BaseThrottleAlgorithm):
+    """An algorithm of one's own: the denial cache cannot know whether its
+    quota only refills with time."""
+
+    @property
+    def script(self) -> Script:
+        return OWN_SCRIPT
+
+
+REFUSED = r"cache_denials cannot be used with OwnWindow\(\): .*'own_window'"
 
 
 class Counting(MemoryBackend):
@@ -129,3 +151,56 @@ def test_dmr_throttles(clock):
     assert backend.calls == 3
     copy = lt_dmr.SyncThrottle(2, 60, cache_denials=7).replace(max_requests=3)
     assert copy.inner.denials.size == 7
+
+
+@pytest.mark.parametrize(
+    "door",
+    [
+        lambda **options: Limiter("2/minute", **options),
+        lambda **options: AsyncLimiter("2/minute", **options),
+        lambda **options: lt_django.SyncThrottle("2/minute", **options),
+        lambda **options: lt_django.AsyncThrottle("2/minute", **options),
+        lambda **options: RateLimitMiddleware(hello, "2/minute", **options),
+        lambda **options: Throttle("2/minute", **options),
+        lambda **options: SyncThrottle("2/minute", **options),
+        lambda **options: lt_dmr.SyncThrottle(2, 60, **options),
+        lambda **options: lt_dmr.AsyncThrottle(2, 60, **options),
+    ],
+    ids=[
+        "Limiter",
+        "AsyncLimiter",
+        "django.SyncThrottle",
+        "django.AsyncThrottle",
+        "RateLimitMiddleware",
+        "fastapi.Throttle",
+        "fastapi.SyncThrottle",
+        "dmr.SyncThrottle",
+        "dmr.AsyncThrottle",
+    ],
+)
+def test_every_door_refuses_cache_denials_it_could_not_honour(door):
+    door(algorithm=OwnWindow())
+    with pytest.raises(ValueError, match=REFUSED):
+        door(algorithm=OwnWindow(), cache_denials=True)
+
+
+def test_drf_refuses_cache_denials_it_could_not_honour():
+    def get(self, request):
+        return Response({"ok": True})
+
+    def view_of(**attributes):
+        anon = type(
+            "OwnAnon",
+            (AnonRateThrottle,),
+            {"backend": MemoryBackend(), "rate": "2/minute", **attributes},
+        )
+        return type("View", (APIView,), {"throttle_classes": [anon], "get": get})
+
+    request = APIRequestFactory().get("/", REMOTE_ADDR="192.0.2.1")
+    plain = view_of(algorithm=OwnWindow()).as_view()
+    assert plain(request).status_code == 200
+    # DRF builds its throttles per request: the first one builds the
+    # luathrottle throttle behind them, and refuses the class.
+    cached = view_of(algorithm=OwnWindow(), cache_denials=True).as_view()
+    with pytest.raises(ImproperlyConfigured, match=f"OwnAnon .*{REFUSED}"):
+        cached(APIRequestFactory().get("/", REMOTE_ADDR="192.0.2.1"))

@@ -6,7 +6,7 @@ import pytest
 import redis.asyncio
 from django.http import HttpResponse
 
-from luathrottle import LeakyBucket
+from luathrottle import LeakyBucket, SlidingWindow, TokenBucket
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
@@ -80,6 +80,41 @@ def test_a_hammering_client_makes_no_script_calls(redis_client, rf, clock, store
     # Another client is not affected.
     other = rf.get("/", REMOTE_ADDR="198.51.100.8")
     assert cached(other).status_code == 200
+
+
+@pytest.mark.parametrize("algorithm", [TokenBucket(burst=2), SlidingWindow()], ids=repr)
+def test_token_bucket_and_sliding_window_stages_remember_denials(
+    redis_client, rf, clock, algorithm
+):
+    backend = SyncRedis(redis_client)
+
+    def view_for(scope, **options):
+        return throttle(
+            *throttles(SyncThrottle, backend, clock, scope, algorithm, **options),
+            allow_unsafe_cache=None,
+        )(lambda request: HttpResponse())
+
+    cached = view_for("cached", cache_denials=True)
+    twin = view_for("twin")
+    request = rf.get("/", REMOTE_ADDR="198.51.100.7")
+    # Admitted until a bucket of 2 or the window's 3 is spent, then denied.
+    for _ in range(4):
+        assert seen(cached(request)) == seen(twin(request))
+    redis_client.config_resetstat()
+    responses = [seen(cached(request)) for _ in range(100)]
+    assert script_calls(redis_client.info("commandstats")) == 0
+    assert {status for status, _ in responses} == {429}
+    # Every request costs 1, so the denying limit has nothing left until
+    # its retry_after, and the hour's window has no previous one to weigh
+    # less: even the sliding window's replay gives the store's headers.
+    for step in range(8):
+        clock.advance(0.75)
+        assert seen(cached(request)) == seen(twin(request)), step
+    clock.advance(int(responses[-1][1]["Retry-After"]))
+    admitted = seen(cached(request))
+    assert admitted == seen(twin(request))
+    assert admitted[0] == 200
+    assert cached(rf.get("/", REMOTE_ADDR="198.51.100.8")).status_code == 200
 
 
 async def test_async_throttles_hammered_make_no_script_calls(

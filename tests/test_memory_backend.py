@@ -32,6 +32,19 @@ def test_keyspace_commands_behave_as_in_redis(clock):
     assert backend.command("TIME") == ["1700000001", "500000"]
 
 
+def test_a_list_expires_as_other_keys_do(clock):
+    """RPUSH only marks a key as a list, but PEXPIRE gives it a time to
+    live as Redis does, and PTTL tells it until it is gone."""
+    backend = MemoryBackend(clock=clock)
+    backend.command("RPUSH", "l", "x")
+    assert backend.command("PTTL", "l") == -1
+    assert backend.command("PEXPIRE", "l", 1500) == 1
+    assert backend.command("PTTL", "l") == 1500
+    clock.advance(1.5)
+    assert backend.command("PTTL", "l") == -2
+    assert backend.command("TYPE", "l") == ["none"]
+
+
 def test_the_embedded_time_never_goes_back(clock):
     """Calls read the clock before they take turns in the runtime, so one
     may bring an earlier time than the call before it; the keyspace then
@@ -64,11 +77,11 @@ def test_unknown_commands_and_script_errors_are_backend_errors():
 @pytest.mark.parametrize("limits", [["1/second"], ["1/second", "2/second", "3/second"]])
 def test_expired_keys_are_swept_without_being_read(clock, limits):
     """Each call owes the sweep two keys for each key it names, paid 32 at a
-    time: 100 calls pay for 200 expired keys, and 50 more cover where the
-    sweep stood and the batch not paid yet. A 3-limit SimpleRate call names
-    its hash three times and writes only that hash, so it owes two keys as
-    a 1-limit call does: 60 calls, which would owe 360 at two keys per
-    name, leave some behind."""
+    time. The 200 keys come due together once their second has passed: 60
+    calls pay for 136 keys with what the hits left owing (four batches),
+    150 calls for more than 200. A 3-limit SimpleRate call names its hash
+    three times and writes only that hash, so it owes two keys as a 1-limit
+    call does: at two keys per limit, 60 calls would have paid for 360."""
     backend = MemoryBackend(clock=clock)
     limiter = Limiter(limits, backend=backend, clock=clock)
     for index in range(200):

@@ -1,13 +1,25 @@
 -- luathrottle embedded: memory_keyspace
--- version: 5
+-- version: 6
 --
 -- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
--- DBSIZE over two tables, with lazy expiry, the hash commands the hashed
--- scripts use (HSET, HMGET, HDEL, and HGETALL to look), and the sorted-set
--- commands the concurrency script uses (ZADD, ZREM, ZSCORE, ZCARD, ZRANGE,
--- ZREMRANGEBYSCORE). RPUSH only marks a key as a list, so that a script's
--- GET meets WRONGTYPE there as on Redis. Not an algorithm: it never goes to
--- Redis.
+-- DBSIZE, the hash commands the hashed scripts use (HSET, HMGET, HDEL, and
+-- HGETALL to look), and the sorted-set commands the concurrency script uses
+-- (ZADD, ZREM, ZSCORE, ZCARD, ZRANGE, ZREMRANGEBYSCORE). RPUSH only marks
+-- a key as a list, so that a script's GET meets WRONGTYPE there as on
+-- Redis. Not an algorithm: it never goes to Redis.
+--
+-- An expired key goes when it is read; a sweep finds those nobody reads.
+-- Each key with an expiry is filed under a second no later than the one it
+-- expires in. Once a second has passed, the sweep takes its keys, deletes
+-- the expired ones and files the others (their expiry moved on) under
+-- their expiry's second: it meets keys in the order they expire, never
+-- walks over live ones, and new keys are filed ahead of it. A filing is
+-- its unit of work: a key is filed when it gets an expiry or an earlier
+-- one, and by the sweep at most once per write that moved its expiry on;
+-- a call writes each key it names once, and pays the sweep for two. So
+-- the sweep is never more than a batch behind a second that has passed,
+-- unless many keys came due at once (the clock jumped past every TTL);
+-- then it takes two of them for each key calls name, as calls add one.
 --
 -- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
 -- rest is not needed here).
@@ -39,44 +51,93 @@ local hashes = {}
 local OK = {ok = 'OK'}
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 
-local cursor = nil
--- A call owes the sweep this many keys for each key it names. It writes at
--- most one key per name, so expired keys are found faster than calls can
--- add keys (at worst half the keyspace, plus one batch, is expired), and a
--- call costs the same however large the keyspace grows. A hashed script
--- names its hash once per limit, one name after another: such a run counts
--- as one name.
+-- The sweep (see the header): the second each key is filed under, the
+-- keys filed under each second, and a heap of those seconds. A call owes
+-- it SWEEP_PER_KEY keys per key it names; a hashed script names its hash
+-- once per limit, one name after another, and such a run counts as one.
+local filed, due = {}, {}
+local seconds, nseconds = {}, 0
 local SWEEP_PER_KEY = 2
--- The sweep walks the keyspace with next(), which LuaJIT does not compile:
--- paid at every call, it would take a tenth of a hit. Paid in batches, most
--- calls run on compiled code alone.
+-- Paid in batches, so that most calls never enter the sweep at all.
 local SWEEP_BATCH = 32
 local owed = 0
 
+local function push(second)
+  nseconds = nseconds + 1
+  local at = nseconds
+  while at > 1 and seconds[math.floor(at / 2)] > second do
+    seconds[at], at = seconds[math.floor(at / 2)], math.floor(at / 2)
+  end
+  seconds[at] = second
+end
+local function pop()
+  local last, at, child = seconds[nseconds], 1, 2
+  seconds[nseconds], nseconds = nil, nseconds - 1
+  while child <= nseconds do
+    if child < nseconds and seconds[child + 1] < seconds[child] then
+      child = child + 1
+    end
+    if seconds[child] >= last then break end
+    seconds[at], at, child = seconds[child], child, 2 * child
+  end
+  if nseconds > 0 then seconds[at] = last end
+end
+
+local function file(key, at)
+  local second = math.floor(at / 1000000)
+  local keys = due[second]
+  if keys == nil then
+    keys = {}
+    due[second] = keys
+    push(second)
+  end
+  keys[#keys + 1] = key
+  filed[key] = second
+end
+-- A later expiry leaves a key where it is filed, so that a hit that only
+-- moves its key's expiry on files nothing: the sweep refiles it.
+local function expire_at(key, at)
+  local second = filed[key]
+  if second == nil or at < second * 1000000 then
+    file(key, at)
+  end
+  expires[key] = at
+end
+
+-- A deleted key's entries stay filed, and the sweep skips them.
+local function remove(key)
+  data[key], expires[key], filed[key] = nil, nil, nil
+  if types[key] then
+    zsets[key], hashes[key], types[key] = nil, nil, nil
+  end
+end
+
 local function expired(key)
   local at = expires[key]
-  if at and at <= clock.now then
-    data[key], expires[key] = nil, nil
-    if types[key] then
-      zsets[key], hashes[key], types[key] = nil, nil, nil
-    end
-    return true
-  end
-  return false
+  if at == nil or at > clock.now then return false end
+  remove(key)
+  return true
 end
 
 local function sweep(count)
-  if cursor ~= nil and expires[cursor] == nil then
-    cursor = nil
-  end
+  local now, current = clock.now, math.floor(clock.now / 1000000)
   for _ = 1, count do
-    local key = next(expires, cursor)
-    if key == nil then
-      cursor = nil
-      return
+    local second = seconds[1]
+    if second == nil or second >= current then return end
+    local keys = due[second]
+    local size = #keys
+    local key = keys[size]
+    keys[size] = nil
+    if size == 1 then
+      due[second] = nil
+      pop()
     end
-    cursor = key
-    expired(key)
+    local at = filed[key] == second and expires[key]
+    if at and at <= now then
+      remove(key)
+    elseif at then
+      file(key, at)
+    end
   end
 end
 
@@ -96,9 +157,10 @@ end
 function commands.SET(key, value, option, ttl)
   data[key] = tostring(value)
   types[key], zsets[key], hashes[key] = nil, nil, nil
-  expires[key] = nil
-  if option ~= nil then
-    expires[key] = clock.now + px_ms(option, ttl) * 1000
+  if option == nil then
+    expires[key], filed[key] = nil, nil
+  else
+    expire_at(key, clock.now + px_ms(option, ttl) * 1000)
   end
   return OK
 end
@@ -108,19 +170,12 @@ function commands.DEL(...)
     if not expired(key) and data[key] ~= nil or types[key] then
       deleted = deleted + 1
     end
-    data[key], expires[key], types[key], zsets[key] = nil, nil, nil, nil
-    hashes[key] = nil
+    remove(key)
   end
   return deleted
 end
 function commands.PTTL(key)
-  if zsets[key] or hashes[key] then
-    if expired(key) then return -2 end
-    if expires[key] == nil then return -1 end
-    return math.floor((expires[key] - clock.now + 999) / 1000)
-  end
-  if types[key] then return -1 end
-  if expired(key) or data[key] == nil then return -2 end
+  if expired(key) or (data[key] == nil and not types[key]) then return -2 end
   local at = expires[key]
   if at == nil then return -1 end
   return math.floor((at - clock.now + 999) / 1000)
@@ -132,7 +187,7 @@ function commands.PEXPIRE(key, ms)
   if ms <= 0 then
     commands.DEL(key)
   else
-    expires[key] = clock.now + ms * 1000
+    expire_at(key, clock.now + ms * 1000)
   end
   return 1
 end
@@ -156,10 +211,6 @@ local function collection_of(store, kind, key, new)
     store[key], types[key] = found, kind
   end
   return found
-end
--- Redis deletes a hash or a sorted set with its last element.
-local function drop(store, key)
-  store[key], types[key], expires[key] = nil, nil, nil
 end
 
 local function new_hash() return {} end
@@ -203,8 +254,9 @@ function commands.HDEL(key, ...)
       hash[field], removed = nil, removed + 1
     end
   end
+  -- Redis deletes a hash with its last field.
   if next(hash) == nil then
-    drop(hashes, key)
+    remove(key)
   end
   return removed
 end
@@ -222,11 +274,6 @@ end
 local function new_zset() return {scores = {}, size = 0} end
 local function zset_of(key, create)
   return collection_of(zsets, 'zset', key, create and new_zset)
-end
-local function drop_if_empty(key, set)
-  if set.size == 0 then
-    drop(zsets, key)
-  end
 end
 local function score_of(text)
   local value = tonumber(text)
@@ -290,7 +337,8 @@ function commands.ZREM(key, ...)
       removed, set.size = removed + 1, set.size - 1
     end
   end
-  drop_if_empty(key, set)
+  -- Redis deletes a sorted set with its last member.
+  if set.size == 0 then remove(key) end
   return removed
 end
 function commands.ZSCORE(key, member)
@@ -316,7 +364,8 @@ function commands.ZREMRANGEBYSCORE(key, min, max)
       removed, set.size = removed + 1, set.size - 1
     end
   end
-  drop_if_empty(key, set)
+  -- Redis deletes a sorted set with its last member.
+  if set.size == 0 then remove(key) end
   return removed
 end
 function commands.ZRANGE(key, start, stop, option)

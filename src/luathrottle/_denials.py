@@ -1,22 +1,46 @@
 """A process's memory of denials (``cache_denials=``).
 
 A client that hammers a spent limit costs one script call per request. The
-cache keeps, per identity, the reply of the last denial the store gave and
-the time its call was sent, until that denial's ``retry_after``, and
-answers later calls for the identity itself when the remembered state
-proves they are denied too. Anything it cannot prove goes to the store.
+cache keeps, per identity, the reply of the last denial the store gave, the
+cost it denied and the time its call was sent, until that denial's
+``retry_after``, and answers later calls for the identity itself when the
+remembered denial proves they are denied too. Anything it cannot prove goes
+to the store.
 
 Why a remembered denial stays right: without a reset, the quota a store
-holds for an identity only shrinks until a window ends (SimpleRate) or the
-bucket drains (LeakyBucket), and both happen at a rate the remembered
-reply fixes. So the cache replays the script's arithmetic on the
-remembered state, aged by the time since the denied call was sent: the
-state it finds is at most as full as the store's, and a hit it finds
-denied is denied by the store, with the same reply when no other process
-spent anything in between (the reply's fields are what this process
-knows). Until ``retry_after`` a hit of at least the denied cost is always
-denied this way; a smaller one is answered here only when the replay
-proves that it does not fit either, and otherwise goes to the store.
+holds for an identity only refills with time, as a window ends, a bucket
+drains or a previous window weighs less, never faster than the denial's
+reply says. So a state aged from the remembered one by the time since the
+denied call was sent is at most as full as the store's, and a hit it finds
+denied is denied by the store. A cache replays one algorithm, the one it
+was built for (``_replays``), in one of two ways:
+
+- Exactly, for SimpleRate, LeakyBucket and TokenBucket, whose reply
+  carries their whole state (a window's count and end, a bucket's level or
+  debt): the script's arithmetic runs on the aged state, and the reply is
+  the store's when no other process spent anything in between (its fields
+  are what this process knows). Until ``retry_after`` a hit of at least the
+  denied cost is always denied this way; a smaller one is answered here
+  only when the replay proves that it does not fit either.
+- Generically, for SlidingWindow, whose reply does not carry the two
+  windows' counts. Limit by limit: a cost above ``max_requests`` never
+  fits; a cost of at most the ``remaining`` the denial saw still fits (as
+  far as this process knows); a limit that denied the remembered cost
+  denies any cost at least as large until its ``retry_after``, however
+  others spend. A call proven denied by one limit and decided by every
+  limit is answered: until ``retry_after`` a hit of the denied cost is,
+  unless another limit that denied it too has come free since, and a larger
+  one is when every other limit's ``remaining`` settles it. Its reply has
+  the store's ``allowed`` and ``reason``, limit by limit; ``reset_after``
+  and ``retry_after`` counted down from the denial's, the store's instants
+  when no one else spent, and ``retry_after`` never later than the
+  store's (for a larger cost, it is the denied cost's wait); and the
+  denial's ``remaining``, which the store's may have passed since, as the
+  previous window weighs less.
+
+An algorithm of one's own has a script the cache does not know, whose
+quota may not only refill with time: ``denial_cache`` refuses
+``cache_denials`` with it, rather than accept the option and ignore it.
 
 Time: the limiter's clock when it has one (the very reading the script
 used), else ``time.monotonic``, read before the call is sent, so an entry
@@ -40,15 +64,15 @@ only for dictionary operations (never across an await or a store call),
 so threads and asyncio tasks share it safely.
 """
 
-import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from luathrottle._clock import Clock, microseconds
+from luathrottle._replays import ALLOWED, EXCEEDED, FIELDS, Replay, replay_of
+from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.rates import Limit
-from luathrottle.scripts import Script
 
 __all__ = ["DEFAULT_SIZE", "MAX_SIZE", "DenialCache", "denial_cache"]
 
@@ -57,55 +81,18 @@ DEFAULT_SIZE = 10_000
 #: The most identities a cache may hold: an entry costs about 400 bytes, so
 #: this many cost about 400 MB.
 MAX_SIZE = 1_000_000
-_FIELDS = 5
-_ALLOWED, _EXCEEDED, _TOO_COSTLY = 1, 0, -1
-
-
-def _fixed_window(
-    limit: Limit, state: Sequence[int], cost: int, elapsed: int
-) -> list[int]:
-    # As lua/fixed_window.lua: the window's count and time left.
-    max_requests = limit.max_requests
-    count = max_requests - state[2]
-    reset = state[3] - elapsed
-    if reset <= 0:
-        count, reset = 0, 0
-    if cost > max_requests:
-        return [_TOO_COSTLY, max_requests, max_requests - count, reset, 0]
-    if count + cost > max_requests:
-        return [_EXCEEDED, max_requests, max_requests - count, reset, reset]
-    return [_ALLOWED, max_requests, max_requests - count, reset, 0]
-
-
-def _leaky_bucket(
-    limit: Limit, state: Sequence[int], cost: int, elapsed: int
-) -> list[int]:
-    # As lua/leaky_bucket.lua, with its float division for the drain.
-    max_requests = limit.max_requests
-    drain = math.ceil(limit.duration * 1_000_000 / max_requests)
-    level = max(state[3] - elapsed, 0)
-    remaining = (max_requests * drain - level) // drain
-    status, retry = _ALLOWED, 0
-    if cost > max_requests:
-        status = _TOO_COSTLY
-    elif level + cost * drain > max_requests * drain:
-        status, retry = _EXCEEDED, level + cost * drain - max_requests * drain
-    return [status, max_requests, remaining, level, retry]
-
-
-_REPLAYS: dict[str, Callable[[Limit, Sequence[int], int, int], list[int]]] = {
-    "fixed_window": _fixed_window,
-    "leaky_bucket": _leaky_bucket,
-}
 
 
 class _Entry:
-    __slots__ = ("expires_us", "reply", "sent_us")
+    __slots__ = ("cost", "expires_us", "reply", "sent_us")
 
-    def __init__(self, sent_us: int, expires_us: int, reply: list[int]) -> None:
+    def __init__(
+        self, sent_us: int, expires_us: int, reply: list[int], cost: int
+    ) -> None:
         self.sent_us = sent_us
         self.expires_us = expires_us
         self.reply = reply
+        self.cost = cost
 
 
 class DenialCache:
@@ -113,11 +100,14 @@ class DenialCache:
 
     Args:
         size: identities kept; the least recently used goes first.
+        replay: how the algorithm's denials answer later calls
+            (``replay_of``).
         clock: the limiter's clock, or None for ``time.monotonic``.
     """
 
-    def __init__(self, size: int, clock: Clock | None = None) -> None:
+    def __init__(self, size: int, replay: Replay, clock: Clock | None = None) -> None:
         self.size = size
+        self._replay = replay
         self._clock = clock
         self._entries: OrderedDict[tuple[str, ...], _Entry] = OrderedDict()
         # The entries that name each state key: a call admitted on a key
@@ -141,7 +131,6 @@ class DenialCache:
     def answer(
         self,
         keys: tuple[str, ...],
-        script: Script,
         limits: Sequence[Limit],
         cost: int,
         now_us: int,
@@ -159,46 +148,37 @@ class DenialCache:
                 self._drop(keys)
                 return None
             self._entries.move_to_end(keys)
-        replay = _REPLAYS[script.name]
         elapsed = max(now_us - entry.sent_us, 0)
-        reply: list[int] = []
-        for index, limit in enumerate(limits):
-            state = entry.reply[_FIELDS * index : _FIELDS * index + _FIELDS]
-            reply += replay(limit, state, cost, elapsed)
-        if all(reply[index] == _ALLOWED for index in range(0, len(reply), _FIELDS)):
-            return None
-        return reply
+        return self._replay(limits, entry.reply, entry.cost, cost, elapsed)
 
     def learn(
         self,
         keys: tuple[str, ...],
-        script: Script,
         limits: Sequence[Limit],
+        cost: int,
         reply: Sequence[int],
         sent_us: int,
         epoch: int,
     ) -> None:
-        """Remember the store's ``reply`` to a call sent at ``sent_us`` (when
-        the cache's ``epoch`` was ``epoch``) on the state ``keys``, if it is
-        a denial that ends; if the call was admitted, it spent quota, so
-        drop every entry that names one of ``keys``."""
-        if script.name not in _REPLAYS:
-            return
-        fields = _FIELDS * len(limits)
-        statuses = reply[0:fields:_FIELDS]
-        if all(status == _ALLOWED for status in statuses):
+        """Remember the store's ``reply`` to a call of ``cost`` sent at
+        ``sent_us`` (when the cache's ``epoch`` was ``epoch``) on the state
+        ``keys``, if it is a denial that ends; if the call was admitted, it
+        spent quota, so drop every entry that names one of ``keys``."""
+        fields = FIELDS * len(limits)
+        statuses = reply[0:fields:FIELDS]
+        if all(status == ALLOWED for status in statuses):
             if self._naming and any(key in self._naming for key in keys):
                 with self._lock:
                     self._drop_naming(keys)
             return
         waits = [
-            reply[_FIELDS * index + 4]
+            reply[FIELDS * index + 4]
             for index, status in enumerate(statuses)
-            if status == _EXCEEDED
+            if status == EXCEEDED
         ]
         if not waits:
             return
-        entry = _Entry(sent_us, sent_us + max(waits), list(reply[:fields]))
+        entry = _Entry(sent_us, sent_us + max(waits), list(reply[:fields]), cost)
         with self._lock:
             if epoch != self.epoch:
                 return
@@ -233,25 +213,38 @@ class DenialCache:
                 self._drop(entry_keys)
 
 
-def denial_cache(cache_denials: object, clock: Clock | None) -> DenialCache | None:
-    """The cache ``cache_denials`` asks for: None for False, ``DEFAULT_SIZE``
-    identities for True, or that many for an int, up to ``MAX_SIZE``.
+def denial_cache(
+    cache_denials: object, algorithm: BaseThrottleAlgorithm, clock: Clock | None
+) -> DenialCache | None:
+    """The cache ``cache_denials`` asks for, replaying ``algorithm``'s
+    denials: None for False, ``DEFAULT_SIZE`` identities for True, or that
+    many for an int, up to ``MAX_SIZE``.
 
     Raises:
-        TypeError, ValueError: naming ``cache_denials``.
+        TypeError, ValueError: naming ``cache_denials``; ValueError too when
+            the cache cannot replay ``algorithm`` (one of one's own).
     """
     if cache_denials is False or cache_denials is None:
         return None
     if cache_denials is True:
-        return DenialCache(DEFAULT_SIZE, clock)
-    if not isinstance(cache_denials, int):
+        size = DEFAULT_SIZE
+    elif not isinstance(cache_denials, int):
         raise TypeError(
             "cache_denials must be a bool or a number of identities, got "
             f"{type(cache_denials).__name__} {cache_denials!r}"
         )
-    if not 1 <= cache_denials <= MAX_SIZE:
+    elif not 1 <= cache_denials <= MAX_SIZE:
         raise ValueError(
             f"cache_denials must be between 1 and {MAX_SIZE:,} identities (about "
             f"400 bytes each), got {cache_denials!r}"
         )
-    return DenialCache(cache_denials, clock)
+    else:
+        size = cache_denials
+    replay = replay_of(algorithm)
+    if replay is None:
+        raise ValueError(
+            f"cache_denials cannot be used with {algorithm!r}: the denial cache "
+            "replays the scripts of SimpleRate, LeakyBucket, TokenBucket and "
+            f"SlidingWindow, not {algorithm.script.name!r}"
+        )
+    return DenialCache(size, replay, clock)

@@ -67,7 +67,7 @@ class _Flight:
             self.epoch = denials.epoch
             self.sent_us = denials.now() if now_us is None else now_us
             self.known = denials.answer(
-                self.keys, script, self.limits, first.cost, self.sent_us
+                self.keys, self.limits, first.cost, self.sent_us
             )
             if self.known is not None:
                 return None
@@ -99,12 +99,7 @@ class _Flight:
         first = self.checks[0]
         if not cached and first.denials is not None:
             first.denials.learn(
-                self.keys,
-                first.algorithm.script,
-                self.limits,
-                reply,
-                self.sent_us,
-                self.epoch,
+                self.keys, self.limits, first.cost, reply, self.sent_us, self.epoch
             )
         if len(self.checks) == 1:
             decision = Decision.from_reply(self.limits, reply, self.keys)

@@ -115,7 +115,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self._limit_frames: dict[Limit, tuple[str, str]] = {}
         self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
-        self.denials = denial_cache(cache_denials, self.clock)
+        self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: tuple[Hashable, bool] | None = None

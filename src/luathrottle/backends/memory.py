@@ -7,10 +7,25 @@ PX, DEL, PTTL, PEXPIRE, TYPE, DBSIZE, TIME, the hash commands of the hashed
 scripts, and the sorted-set commands of the concurrency script) so that a
 script call never crosses back into Python. RPUSH only marks a key as a
 list, so that a script's GET meets WRONGTYPE there as on Redis. The runtime
-starts on the backend's first call, not when it is built. Keys expire lazily
-when read, and every script call also owes a sweep two keys for each key it
-names (a hash named once per limit counts once), paid 32 at a time, so
-expired keys never make up more than half of the keyspace and 32 keys.
+starts on the backend's first call, not when it is built.
+
+Keys expire lazily when read, and a sweep finds the expired keys nobody
+reads, so that identities seen once do not pile up. Each key with an expiry
+is filed under a second no later than the one it expires in; once a second
+has passed, the sweep deletes its expired keys and files the others (their
+expiry moved on) under their expiry's second. So it meets keys in the order
+they expire and never walks over live ones, and new keys are filed ahead of
+it, where they cannot disturb it. Every script call owes the sweep two keys
+for each key it names (a hash named once per limit counts once), paid 32 at
+a time, and makes it at most one key of work per key it names: a key is
+filed when it gets an expiry or an earlier one, and again by the sweep at
+most once per write that moved its expiry on. The sweep therefore works
+twice as fast as calls make work for it: an expired key is gone within a
+batch once its second has passed, unless many came due at once (the clock
+jumped past every TTL), and then the sweep takes two of them for each key
+calls name, while calls add at most one. Under churn, then, the keyspace
+holds its live keys and little more: those that expired within the current
+second or since the sweep's last batch (``tests/test_memory_sweep.py``).
 
 Each script call is one call into the Lua runtime, which lupa holds a lock
 for, so calls are atomic and one backend is safe to share between threads

@@ -186,7 +186,9 @@ class BaseThrottle(Generic[_BackendT]):
         self.scope = _check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
-        self.denials: DenialCache | None = denial_cache(cache_denials, self.clock)
+        self.denials: DenialCache | None = denial_cache(
+            cache_denials, self.algorithm, self.clock
+        )
         self.observers = check_observers(observers)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
