@@ -8,6 +8,7 @@ the denial cache, the failure policy and the observers. Doors build checks
 once per identity where they can (``Limiter`` keeps its usual ones).
 """
 
+import threading
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple
 
@@ -95,19 +96,29 @@ class Batching(NamedTuple):
 
     Attributes:
         store: the store's identity.
-        batch: the store, the algorithm itself (not its type, since one
-            script call packs one algorithm's options, a TokenBucket's
-            burst, for all its limits) and the clock.
+        batch: one object for every decider of the same store, algorithm
+            and clock, which hashes and compares as fast as any object:
+            requests batch their checks by it.
         single_slot: a script call may take keys of one hash slot only.
     """
 
     store: Hashable
-    batch: tuple[Hashable, ...]
+    batch: object
     single_slot: bool
 
     def of(self, digest: str) -> Hashable:
         """The batch of a check of the identity whose hash tag is ``digest``."""
-        return (*self.batch, digest) if self.single_slot else self.batch
+        return (self.batch, digest) if self.single_slot else self.batch
+
+
+#: One batch object per store, algorithm and clock. The algorithm itself,
+#: not its type: one script call packs one algorithm's options (a
+#: TokenBucket's burst) for all its limits. Forgotten all at once past
+#: this many, so that deciders built per request with clocks of their own
+#: cannot grow it without end: their checks then only batch apart.
+_BATCHES: dict[tuple[Hashable, ...], object] = {}
+_MOST_BATCHES = 4096
+_BATCHES_LOCK = threading.Lock()
 
 
 def batching(
@@ -116,8 +127,8 @@ def batching(
     clock: Callable[[], float] | None,
 ) -> Batching:
     """A decider's batching, from its store's traits."""
-    return Batching(
-        traits.identity,
-        (traits.identity, algorithm, id(clock)),
-        traits.single_slot_calls,
-    )
+    with _BATCHES_LOCK:
+        if len(_BATCHES) >= _MOST_BATCHES:
+            _BATCHES.clear()
+        batch = _BATCHES.setdefault((traits.identity, algorithm, id(clock)), object())
+    return Batching(traits.identity, batch, traits.single_slot_calls)

@@ -17,20 +17,49 @@ are the twins around the one store call per store, and ``send`` and
 their own decoder.
 """
 
+import functools
 import time
 from collections.abc import Hashable, Iterator, Sequence
 
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
-from luathrottle._events import DecisionEvent, Observer, Outcome, observed, report
+from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
 from luathrottle._failures import failure_decision
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import Decision, deciding_limit, decode_reply
 from luathrottle.exceptions import BackendError
+from luathrottle.rates import Limit
 
-__all__ = ["adecide", "asend", "decide", "send"]
+__all__ = ["adecide", "adecide_one", "asend", "decide", "decide_one", "send"]
 
 _Replies = list[list[int]] | BackendError
+#: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
+_new_verdict = functools.partial(tuple.__new__, Verdict)
+
+
+def _words(
+    check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
+) -> tuple[Sequence[str], Sequence[str]]:
+    """The KEYS and ARGV of the script call of ``check``'s flight: the
+    words its door packed ahead when they fit (the flight is ``check`` alone,
+    its keys the very tuple, and the store reads its own clock), else
+    packed now."""
+    words = check.words
+    if words is None or keys is not check.keys or now_us is not None:
+        args = check.algorithm.pack_args(check.mode, check.cost, now_us, limits)
+        words = check.script.words(keys, args)
+    return words
+
+
+def _failed(check: Check, error: BackendError) -> Verdict:
+    """The failure policy's verdict on ``check``, whose store failed.
+
+    Raises:
+        BackendError: ``error`` itself, when the policy is ``"raise"``.
+    """
+    where = f"{check.script.name} {check.keys[0]}"
+    decision = failure_decision(check.on_failure, check.limits, error, where)
+    return _new_verdict((check, decision, error, False))
 
 
 class _Flight:
@@ -58,7 +87,6 @@ class _Flight:
     def call(self) -> ScriptCall | None:
         """The script call to send; None when the denial cache answered."""
         first = self.checks[0]
-        script = first.script
         clock = first.clock
         now_us = None if clock is None else microseconds(clock)
         denials = first.denials
@@ -70,13 +98,7 @@ class _Flight:
             )
             if self.known is not None:
                 return None
-        words = first.words
-        if words is None or len(self.checks) > 1 or now_us is not None:
-            args = first.algorithm.pack_args(
-                first.mode, first.cost, now_us, self.limits
-            )
-            words = script.words(self.keys, args)
-        return (script, *words)
+        return (first.script, *_words(first, self.keys, self.limits, now_us))
 
     def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
         """Each check's verdict, from the store's reply, the denial cache's,
@@ -88,11 +110,7 @@ class _Flight:
         """
         if isinstance(reply, BackendError):
             for check, index in zip(self.checks, self.indexes, strict=True):
-                where = f"{check.script.name} {check.keys[0]}"
-                decision = failure_decision(
-                    check.on_failure, check.limits, reply, where
-                )
-                verdicts[index] = Verdict(check, decision, reply)
+                verdicts[index] = _failed(check, reply)
             return
         cached = self.known is not None
         first = self.checks[0]
@@ -102,14 +120,14 @@ class _Flight:
             )
         if len(self.checks) == 1:
             decision = Decision.from_reply(self.limits, reply, self.keys)
-            verdicts[self.indexes[0]] = Verdict(first, decision, None, cached)
+            verdicts[self.indexes[0]] = _new_verdict((first, decision, None, cached))
             return
         decisions = decode_reply(self.limits, reply, self.keys)
         start = 0
         for check, index in zip(self.checks, self.indexes, strict=True):
             end = start + len(check.limits)
             decision = Decision.combine(decisions[start:end])
-            verdicts[index] = Verdict(check, decision, None, cached)
+            verdicts[index] = _new_verdict((check, decision, None, cached))
             start = end
 
 
@@ -169,6 +187,47 @@ def _settle(
         flight.settle(reply, verdicts)
 
 
+def decide_one(check: Check) -> Decision:
+    """Decide one check on a sync backend: ``decide`` for a door that only
+    ever has one, such as ``Limiter``, and needs only its decision.
+
+    Raises:
+        BackendError: the store failed and the check's policy is ``"raise"``.
+    """
+    if check.denials is not None or REGISTRY.observers or check.observers:
+        return decide([check])[0].decision
+    # Nothing to plan, learn or report: Limiter's usual call, at the cost
+    # it had before there was an engine.
+    words = check.words
+    if words is None or check.clock is not None:
+        words = _lone_words(check)
+    keys, args = words
+    try:
+        reply = check.backend.run_script(  # type: ignore[union-attr]
+            check.script, keys, args
+        )
+    except BackendError as error:
+        return _failed(check, error).decision
+    return Decision.from_reply(check.limits, reply, check.keys)
+
+
+async def adecide_one(check: Check) -> Decision:
+    """``decide_one`` on an async backend."""
+    if check.denials is not None or REGISTRY.observers or check.observers:
+        return (await adecide([check]))[0].decision
+    words = check.words
+    if words is None or check.clock is not None:
+        words = _lone_words(check)
+    keys, args = words
+    try:
+        reply = await check.backend.arun_script(  # type: ignore[union-attr]
+            check.script, keys, args
+        )
+    except BackendError as error:
+        return _failed(check, error).decision
+    return Decision.from_reply(check.limits, reply, check.keys)
+
+
 def decide(checks: Sequence[Check]) -> list[Verdict]:
     """Decide ``checks`` on sync backends: one round trip per store.
 
@@ -218,8 +277,19 @@ async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     return verdicts
 
 
+def _lone_words(check: Check) -> tuple[Sequence[str], Sequence[str]]:
+    clock = check.clock
+    now_us = None if clock is None else microseconds(clock)
+    return _words(check, check.keys, check.limits, now_us)
+
+
 def _listening(checks: Sequence[Check]) -> bool:
-    return observed(()) or any(check.observers for check in checks)
+    if REGISTRY.observers:
+        return True
+    for check in checks:
+        if check.observers:
+            return True
+    return False
 
 
 def _timed(

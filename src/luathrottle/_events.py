@@ -24,6 +24,7 @@ from luathrottle.decision import LimitDecision
 from luathrottle.exceptions import BackendError
 
 __all__ = [
+    "REGISTRY",
     "DecisionEvent",
     "Observer",
     "Outcome",
@@ -103,9 +104,20 @@ class DecisionEvent:
 #: What an observer is.
 Observer = Callable[[DecisionEvent], object]
 
-# The process's observers, each with whether it sees raw identities. A new
-# tuple at every change, so that reporting reads it without a lock.
-_observers: tuple[tuple[Observer, bool], ...] = ()
+
+class _Registry:
+    """The process's observers, each with whether it sees raw identities:
+    a new tuple at every change, so that reporting reads it without a lock,
+    and deciders test it without a call."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self) -> None:
+        self.observers: tuple[tuple[Observer, bool], ...] = ()
+
+
+#: The process's observers.
+REGISTRY = _Registry()
 
 
 def add_observer(observer: Observer, *, identities: bool = False) -> None:
@@ -120,21 +132,21 @@ def add_observer(observer: Observer, *, identities: bool = False) -> None:
     Raises:
         TypeError: ``observer`` is not callable.
     """
-    global _observers
     if not callable(observer):
         raise TypeError(f"observer must be a callable, got {observer!r}")
-    _observers = (*_observers, (observer, bool(identities)))
+    REGISTRY.observers = (*REGISTRY.observers, (observer, bool(identities)))
 
 
 def remove_observer(observer: Observer) -> None:
     """Stop reporting to ``observer``; nothing happens if it was not added."""
-    global _observers
-    _observers = tuple(item for item in _observers if item[0] is not observer)
+    REGISTRY.observers = tuple(
+        item for item in REGISTRY.observers if item[0] is not observer
+    )
 
 
 def observed(own: tuple[Observer, ...]) -> bool:
     """Whether anyone listens: the process's observers, or ``own``."""
-    return bool(_observers or own)
+    return bool(REGISTRY.observers or own)
 
 
 def check_observers(observers: object) -> tuple[Observer, ...]:
@@ -162,7 +174,7 @@ def report(
     """Give each event to the process's observers and to its own, and the
     raw identity to those that asked for it. An observer that raises is
     logged and skipped."""
-    everyone = _observers
+    everyone = REGISTRY.observers
     for event, identity, own in events:
         for observer, identities in everyone:
             _tell(observer, replace(event, identity=identity) if identities else event)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
-from luathrottle._engine import adecide, decide
+from luathrottle._engine import adecide_one, decide_one
 from luathrottle._events import Observer, check_observers
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import (
@@ -323,7 +323,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        return decide([self._check(key, "hit", cost, limits)])[0].decision
+        return decide_one(self._check(key, "hit", cost, limits))
 
     def peek(
         self,
@@ -333,7 +333,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing;
         ``limits`` as for ``hit``."""
-        return decide([self._check(key, "peek", cost, limits)])[0].decision
+        return decide_one(self._check(key, "peek", cost, limits))
 
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
@@ -369,7 +369,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
         overrides the limiter's for this call, as for ``Limiter.hit``."""
-        return (await adecide([self._check(key, "hit", cost, limits)]))[0].decision
+        return await adecide_one(self._check(key, "hit", cost, limits))
 
     async def peek(
         self,
@@ -378,7 +378,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        return (await adecide([self._check(key, "peek", cost, limits)]))[0].decision
+        return await adecide_one(self._check(key, "peek", cost, limits))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""

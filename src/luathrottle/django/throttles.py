@@ -346,7 +346,7 @@ class BaseThrottle(Generic[_BackendT]):
                 (frame[0] + digest + frame[1],),
                 (limit,),
                 found.store,
-                found.of(digest),
+                (found.batch, digest) if found.single_slot else found.batch,
                 "hit",
                 1,
                 self.clock,
