@@ -284,12 +284,7 @@ def _lone_words(check: Check) -> tuple[Sequence[str], Sequence[str]]:
 
 
 def _listening(checks: Sequence[Check]) -> bool:
-    if REGISTRY.observers:
-        return True
-    for check in checks:
-        if check.observers:
-            return True
-    return False
+    return bool(REGISTRY.observers) or any(check.observers for check in checks)
 
 
 def _timed(
