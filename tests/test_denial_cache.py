@@ -54,7 +54,11 @@ class CountingBackend(MemoryBackend):
         self.calls += 1
         return super().run_script(script, keys, args)
 
-    _run_script = run_script
+    def run_scripts(self, calls):
+        return [self.run_script(*call) for call in calls]
+
+    async def arun_scripts(self, calls):
+        return self.run_scripts(calls)
 
 
 class CountingRedis(SyncRedis):
