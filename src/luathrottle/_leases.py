@@ -4,19 +4,30 @@ refused, released or renewed through the limiter that made it."""
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from luathrottle.decision import Reason
 from luathrottle.exceptions import BackendError
 
-if TYPE_CHECKING:
-    from luathrottle.concurrency import (
-        AsyncConcurrencyLimiter,
-        ConcurrencyLimiter,
-        _BaseConcurrencyLimiter,
-    )
-
 __all__ = ["AsyncLease", "Lease"]
+
+
+# What a lease needs of the limiter that made it, as protocols: the
+# limiters' module imports this one.
+class _Limiter(Protocol):
+    max_in_flight: int
+
+
+class _SyncLimiter(_Limiter, Protocol):
+    def _settle(self, lease: "_BaseLease", mode: str) -> bool: ...
+
+
+class _AsyncLimiter(_Limiter, Protocol):
+    async def _asettle(self, lease: "_BaseLease", mode: str) -> bool: ...
+
+    async def _give_back(
+        self, state_key: str, lease_id: str, error: BaseException
+    ) -> None: ...
 
 
 class _BaseLease:
@@ -36,7 +47,7 @@ class _BaseLease:
 
     def __init__(
         self,
-        limiter: "_BaseConcurrencyLimiter[Any]",
+        limiter: _Limiter,
         key: str,
         lease_id: str,
         reply: Sequence[int] | None,
@@ -109,7 +120,7 @@ class Lease(_BaseLease):
     """
 
     __slots__ = ()
-    _limiter: "ConcurrencyLimiter"
+    _limiter: _SyncLimiter
 
     def release(self) -> bool:
         """Give the slot back.
@@ -157,7 +168,7 @@ class AsyncLease(_BaseLease):
     ``release()`` and ``renew()``, and ``async with``."""
 
     __slots__ = ()
-    _limiter: "AsyncConcurrencyLimiter"
+    _limiter: _AsyncLimiter
 
     async def release(self) -> bool:
         """Give the slot back; see ``Lease.release``. Cancelled before the

@@ -15,7 +15,6 @@ have reached the store) gives that id back before it raises or returns.
 
 import asyncio
 import logging
-import math
 import secrets
 import time
 from collections.abc import Coroutine, Iterable, Sequence
@@ -38,17 +37,21 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
+from luathrottle._lease_options import (
+    check_lease,
+    check_lease_store,
+    check_max_in_flight,
+    refuse_clock,
+)
 from luathrottle._leases import AsyncLease, Lease, _BaseLease
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
-    StoreTraits,
     SyncBackend,
     check_backend_kind,
 )
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.limiter import _default_memory
-from luathrottle.rates import MAX_DURATION
 from luathrottle.scripts import Script, get_script
 
 __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease"]
@@ -56,76 +59,6 @@ __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease
 logger = logging.getLogger("luathrottle")
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
-
-#: The most leases one key may hold at once.
-MAX_IN_FLIGHT = 100_000
-
-
-def check_max_in_flight(max_in_flight: object) -> int:
-    """Validate a concurrency limit.
-
-    Raises:
-        TypeError, ValueError: naming ``max_in_flight``.
-    """
-    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-        raise TypeError(
-            "max_in_flight must be an int, got "
-            f"{type(max_in_flight).__name__} {max_in_flight!r}"
-        )
-    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
-        raise ValueError(
-            f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}, "
-            f"got {max_in_flight!r}"
-        )
-    return max_in_flight
-
-
-def check_lease(lease: object) -> int:
-    """Validate a lease length in seconds; return it in whole milliseconds.
-
-    Raises:
-        TypeError, ValueError: naming ``lease``.
-    """
-    if isinstance(lease, bool) or not isinstance(lease, int | float):
-        raise TypeError(
-            f"lease must be a number of seconds, got {type(lease).__name__} {lease!r}"
-        )
-    if not math.isfinite(lease) or not 0.001 <= lease <= MAX_DURATION:
-        raise ValueError(
-            f"lease must be between 0.001 and {MAX_DURATION} seconds, got {lease!r}"
-        )
-    return round(lease * 1000)
-
-
-def refuse_clock(clock: object, owner: str) -> None:
-    """Refuse a client clock: a lease expires on the store's clock.
-
-    Raises:
-        TypeError: naming ``clock`` and what to do instead.
-    """
-    if clock is not None:
-        raise TypeError(
-            f"clock is not taken by {owner}: leases expire on the store's clock, "
-            "so that processes whose clocks disagree never end each other's "
-            "leases; leave clock out, and to move time in tests give the "
-            "embedded store the clock: backend=MemoryBackend(clock=...)"
-        )
-
-
-def check_lease_store(traits: StoreTraits, owner: str) -> None:
-    """Refuse a store that cannot keep a lease set atomically.
-
-    Raises:
-        ValueError: naming ``backend``.
-    """
-    if not traits.sorted_sets:
-        raise ValueError(
-            f"backend cannot hold the leases of {owner}: a concurrency limit "
-            "needs a store that runs its script atomically with sorted sets "
-            "(SyncRedis/AsyncRedis, a Redis-backed Django cache, or "
-            "MemoryBackend), and this one runs scripts over a snapshot of "
-            "string keys"
-        )
 
 
 class _BaseConcurrencyLimiter(Generic[_BackendT]):

@@ -16,7 +16,6 @@ request for ``ThrottlingReport``.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
@@ -34,40 +33,15 @@ from luathrottle.django._outcomes import (
     record_verdicts,
 )
 from luathrottle.django._responses import not_authenticated, respond
-from luathrottle.django._validation import check_counters, check_throttles
+from luathrottle.django._validation import Bound, check_counters, check_throttles
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.concurrency import BaseConcurrencyThrottle
 from luathrottle.django.throttles import BaseThrottle
 from luathrottle.rates import MAX_LIMITS
 
-__all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
+__all__ = ["AnyAuth", "Endpoint", "arun", "run"]
 
 AnyAuth = BaseSyncAuth | BaseAsyncAuth
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    """A throttle on one view: ``view_scope`` keeps views' counters apart."""
-
-    throttle: BaseThrottle[Any] | BaseConcurrencyThrottle[Any, Any]
-    view_scope: str
-
-    def counter(self) -> tuple[object, ...]:
-        throttle = self.throttle
-        if isinstance(throttle, BaseConcurrencyThrottle):
-            return throttle.counter(self.view_scope)
-        limit = throttle._limit
-        # Two throttles whose rate callables may choose the same limit could
-        # share a counter; the same callable twice surely would.
-        window = (
-            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
-        )
-        return (
-            throttle.scope or self.view_scope,
-            throttle.cache_key.name,
-            *window,
-            throttle.script.name,
-        )
 
 
 class Endpoint:

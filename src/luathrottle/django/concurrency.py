@@ -17,16 +17,15 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from luathrottle._events import Observer, check_observers
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
-from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
-from luathrottle.concurrency import (
-    AsyncConcurrencyLimiter,
-    ConcurrencyLimiter,
+from luathrottle._lease_options import (
     check_lease,
     check_lease_store,
     check_max_in_flight,
     refuse_clock,
 )
+from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
+from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
+from luathrottle.concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.django.throttles import _check_scope, _identity
 

@@ -1,10 +1,11 @@
 """Throttles: one limit, a cache key, a backend and response headers.
 
-A throttle is configuration, and does no I/O: ``check()`` turns a request
-and a view's scope into the check that the engine (``luathrottle._engine``)
-decides, with every other check of the request's stage, in as few script
-calls as the store allows. A throttle knows its backend only through the
-backend contract: it never asks what class a backend is.
+A throttle is configuration, and does no I/O: ``keyed()`` turns a request's
+identity and a view's scope into the check that the engine
+(``luathrottle._engine``) decides, with every other check of the request's
+stage, in as few script calls as the store allows. A throttle knows its
+backend only through the backend contract: it never asks what class a
+backend is.
 """
 
 import functools
@@ -288,43 +289,6 @@ class BaseThrottle(Generic[_BackendT]):
             value = await value
         return self._validated(value)
 
-    def check(
-        self,
-        request: Any,
-        view_scope: str,
-        limit: Limit | None = None,
-        *,
-        on_failure: OnFailure = "allow",
-        door: str = "django",
-    ) -> Check | None:
-        """The check ``request`` makes, or None to skip this throttle.
-
-        Args:
-            request: what the cache key reads.
-            view_scope: names the view; ignored when the throttle has its
-                own ``scope``.
-            limit: the limit the request counts under (see ``limit_for``);
-                the throttle's fixed limit by default.
-            on_failure: the policy when the throttle sets none: the
-                settings' ``LUATHROTTLE["on_failure"]`` in a view.
-            door: the front door, as events name it.
-
-        Raises:
-            TypeError: the cache key returned something else than a str.
-        """
-        identity = self.identity(request)
-        if identity is None:
-            return None
-        limit = self.limit if limit is None else limit
-        return self.keyed(
-            identity,
-            view_scope,
-            limit,
-            request=request,
-            on_failure=on_failure,
-            door=door,
-        )
-
     def state_key(self, request: Any, view_scope: str) -> str | None:
         """The hashed state key ``request`` counts on under the throttle's
         fixed limit on the view ``view_scope``; None when the cache key
@@ -333,8 +297,10 @@ class BaseThrottle(Generic[_BackendT]):
         Raises:
             TypeError: the cache key returned something else than a str.
         """
-        check = self.check(request, view_scope)
-        return None if check is None else check.keys[0]
+        identity = self.identity(request)
+        if identity is None:
+            return None
+        return self.keyed(identity, view_scope, self.limit).keys[0]
 
     def identity(self, request: Any) -> str | None:
         """Who ``request`` counts against, as the cache key says; None skips
