@@ -19,8 +19,9 @@ from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
+from luathrottle.scripts import Script
 
-__all__ = ["Check", "Verdict", "batching"]
+__all__ = ["Batching", "Check", "Verdict", "batching"]
 
 
 class Check(NamedTuple):
@@ -29,12 +30,14 @@ class Check(NamedTuple):
     Attributes:
         backend: the store.
         algorithm: the algorithm whose script decides.
+        script: the algorithm's script.
         keys: the state key of each limit, all with the identity's hash tag.
         limits: the limits, in the order of ``keys``.
+        store: the store's identity: checks of one store go in one round
+            trip.
         batch: equal for checks that one script call may decide together:
-            the store's identity, the algorithm and the clock.
-        single_slot: the store takes one hash slot per script call (Redis
-            Cluster), so only checks of one hash tag share a call.
+            the store, the algorithm and the clock, and on a store that takes
+            one hash slot per call (Redis Cluster) the identity's hash tag.
         mode: ``"hit"`` or ``"peek"``.
         cost: the units a hit spends.
         clock: the decider's clock, read once per script call; None for
@@ -52,10 +55,11 @@ class Check(NamedTuple):
 
     backend: SyncBackend | AsyncBackend
     algorithm: BaseThrottleAlgorithm
+    script: Script
     keys: tuple[str, ...]
     limits: tuple[Limit, ...]
+    store: Hashable
     batch: Hashable
-    single_slot: bool
     mode: Mode
     cost: int
     clock: Callable[[], float] | None
@@ -86,12 +90,34 @@ class Verdict(NamedTuple):
     cached: bool = False
 
 
+class Batching(NamedTuple):
+    """What a decider's checks are batched by, found once per decider.
+
+    Attributes:
+        store: the store's identity.
+        batch: the store, the algorithm itself (not its type, since one
+            script call packs one algorithm's options, a TokenBucket's
+            burst, for all its limits) and the clock.
+        single_slot: a script call may take keys of one hash slot only.
+    """
+
+    store: Hashable
+    batch: tuple[Hashable, ...]
+    single_slot: bool
+
+    def of(self, digest: str) -> Hashable:
+        """The batch of a check of the identity whose hash tag is ``digest``."""
+        return (*self.batch, digest) if self.single_slot else self.batch
+
+
 def batching(
     traits: StoreTraits,
     algorithm: BaseThrottleAlgorithm,
     clock: Callable[[], float] | None,
-) -> tuple[Hashable, bool]:
-    """A check's ``batch`` and ``single_slot`` from its store's traits: the
-    algorithm itself, not its type, since one script call packs one
-    algorithm's options (a TokenBucket's burst) for all its limits."""
-    return (traits.identity, algorithm, id(clock)), traits.single_slot_calls
+) -> Batching:
+    """A decider's batching, from its store's traits."""
+    return Batching(
+        traits.identity,
+        (traits.identity, algorithm, id(clock)),
+        traits.single_slot_calls,
+    )

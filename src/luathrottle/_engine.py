@@ -24,7 +24,6 @@ from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
 from luathrottle._events import DecisionEvent, Observer, Outcome, observed, report
 from luathrottle._failures import failure_decision
-from luathrottle._keys import hash_tag
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import Decision, deciding_limit, decode_reply
 from luathrottle.exceptions import BackendError
@@ -59,7 +58,7 @@ class _Flight:
     def call(self) -> ScriptCall | None:
         """The script call to send; None when the denial cache answered."""
         first = self.checks[0]
-        script = first.algorithm.script
+        script = first.script
         clock = first.clock
         now_us = None if clock is None else microseconds(clock)
         denials = first.denials
@@ -89,7 +88,7 @@ class _Flight:
         """
         if isinstance(reply, BackendError):
             for check, index in zip(self.checks, self.indexes, strict=True):
-                where = f"{check.algorithm.script.name} {check.keys[0]}"
+                where = f"{check.script.name} {check.keys[0]}"
                 decision = failure_decision(
                     check.on_failure, check.limits, reply, where
                 )
@@ -120,16 +119,14 @@ def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
         return [[_Flight(checks[0], 0)]]
     flights: dict[Hashable, _Flight] = {}
     for index, check in enumerate(checks):
-        slot = hash_tag(check.keys[0]) if check.single_slot else ""
-        found = flights.get((check.batch, slot, check.mode, check.cost))
+        found = flights.get((check.batch, check.mode, check.cost))
         if found is None:
-            flights[(check.batch, slot, check.mode, check.cost)] = _Flight(check, index)
+            flights[(check.batch, check.mode, check.cost)] = _Flight(check, index)
         else:
             found.add(check, index)
     stores: dict[Hashable, list[_Flight]] = {}
     for flight in flights.values():
-        store = flight.checks[0].backend.traits().identity
-        stores.setdefault(store, []).append(flight)
+        stores.setdefault(flight.checks[0].store, []).append(flight)
     return list(stores.values())
 
 
@@ -222,7 +219,7 @@ async def adecide(checks: Sequence[Check]) -> list[Verdict]:
 
 
 def _listening(checks: Sequence[Check]) -> bool:
-    return any(observed(check.observers) for check in checks)
+    return observed(()) or any(check.observers for check in checks)
 
 
 def _timed(
@@ -251,7 +248,7 @@ def _events(
             DecisionEvent(
                 door=check.door,
                 limit=main.limit.name,
-                algorithm=check.algorithm.script.name,
+                algorithm=check.script.name,
                 outcome=_outcome(verdict),
                 remaining=main.remaining,
                 retry_after=main.retry_after,

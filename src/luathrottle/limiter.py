@@ -6,10 +6,10 @@ decided by the engine (``luathrottle._engine``), as every door's are.
 """
 
 import functools
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._checks import Check, batching
+from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
 from luathrottle._engine import adecide, decide
@@ -118,7 +118,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
         # Found at the first check, when a Django cache's settings are ready.
-        self._batching: tuple[Hashable, bool] | None = None
+        self._batching: Batching | None = None
         # A hit of cost 1 on the server's clock, the usual call, always
         # packs to the same arguments, so an identity's usual check is the
         # same every time: it is built once and remembered.
@@ -163,7 +163,7 @@ class _BaseLimiter(Generic[_BackendT]):
                 digest = identity_digest(key)
                 keys = tuple([head + digest + tail for head, tail in self._frames])
                 words = self.script.words(keys, self._usual_args[mode])
-                check = self._new(key, keys, self.limits, mode, 1, words)
+                check = self._new(key, digest, keys, self.limits, mode, 1, words)
                 recent[key] = check
             return check
         if isinstance(cost, bool) or not isinstance(cost, int):
@@ -174,11 +174,12 @@ class _BaseLimiter(Generic[_BackendT]):
         chosen = self.limits if limits is None else self._parse_call_limits(limits)
         frames = self._frames if limits is None else self._frames_of(chosen)
         keys = tuple([head + digest + tail for head, tail in frames])
-        return self._new(key, keys, chosen, mode, cost, None)
+        return self._new(key, digest, keys, chosen, mode, cost, None)
 
     def _new(
         self,
         key: str,
+        digest: str,
         keys: tuple[str, ...],
         limits: tuple[Limit, ...],
         mode: Mode,
@@ -194,10 +195,11 @@ class _BaseLimiter(Generic[_BackendT]):
             (
                 self.backend,
                 self.algorithm,
+                self.script,
                 keys,
                 limits,
-                found[0],
-                found[1],
+                found.store,
+                found.of(digest),
                 mode,
                 cost,
                 self.clock,

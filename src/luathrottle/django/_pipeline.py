@@ -167,8 +167,10 @@ def _answered(request: HttpRequest, verdicts: list[Verdict]) -> HttpResponse | N
     """Keep the stage's verdicts on the request; the refusal, if any."""
     record_verdicts(request, verdicts)
     answer = refusal(
-        (verdict.decision, verdict.check.source.response_headers)
-        for verdict in verdicts
+        [
+            (verdict.decision, verdict.check.source.response_headers)
+            for verdict in verdicts
+        ]
     )
     return None if answer is None else respond(answer)
 

@@ -10,10 +10,10 @@ backend is.
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
-from luathrottle._checks import Check, batching
+from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._events import Observer, check_observers
@@ -193,7 +193,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.observers = check_observers(observers)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
-        self._batching: tuple[Hashable, bool] | None = None
+        self._batching: Batching | None = None
 
     def _check_rate(self, rate: RateCallable) -> None:
         """Refuse a rate callable this twin cannot call; sync throttles
@@ -337,14 +337,16 @@ class BaseThrottle(Generic[_BackendT]):
             found = self._batching = batching(
                 self.backend.traits(), self.algorithm, self.clock
             )
+        digest = identity_digest(identity)
         return _new_check(
             (
                 self.backend,
                 self.algorithm,
-                (frame[0] + identity_digest(identity) + frame[1],),
+                self.script,
+                (frame[0] + digest + frame[1],),
                 (limit,),
-                found[0],
-                found[1],
+                found.store,
+                found.of(digest),
                 "hit",
                 1,
                 self.clock,
