@@ -21,6 +21,12 @@ def limiter_keys(limiter: Any, identity: str) -> list[str]:
     return limiter.state_keys(identity)
 
 
+def hash_tag(key: str) -> str:
+    """The hash tag of a state key, read from the key: what its braces hold,
+    the identity's hash (a prefix holds no braces)."""
+    return key.partition("{")[2].partition("}")[0]
+
+
 def script_call(limiter: Any, identity: str, mode: str = "hit") -> ScriptCall:
     """The script call ``limiter`` sends for a hit of cost 1 of ``identity``,
     on the store's clock."""

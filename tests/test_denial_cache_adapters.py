@@ -52,13 +52,14 @@ class Counting(MemoryBackend):
         self.calls += 1
         return super().run_script(script, keys, args)
 
-    _run_script = run_script
+    def run_scripts(self, calls):
+        return [self.run_script(*call) for call in calls]
 
     async def arun_script(self, script, keys, args):
         return self.run_script(script, keys, args)
 
-    async def _arun_scripts(self, calls):
-        return [self.run_script(*call) for call in calls]
+    async def arun_scripts(self, calls):
+        return self.run_scripts(calls)
 
 
 async def hello(scope, receive, send):

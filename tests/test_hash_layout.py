@@ -16,7 +16,6 @@ from django.core.cache import caches
 from django.http import HttpResponse
 
 from luathrottle import Limit, Limiter, SimpleRate
-from luathrottle._keys import state_keys
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -49,7 +48,8 @@ def call(keys, limits, mode="hit"):
 
 
 def names(identity, scope=""):
-    return state_keys("lt", SCRIPT, scope, identity, LIMITS)
+    limiter = Limiter(LIMITS, algorithm=SimpleRate(), prefix="lt", scope=scope)
+    return limiter.state_keys(identity)
 
 
 def test_a_state_key_splits_into_its_identitys_hash_and_a_field():

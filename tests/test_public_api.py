@@ -1,10 +1,12 @@
 """The public surface is pinned, and the sync and async twins match."""
 
+import ast
 import importlib
 import inspect
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -380,3 +382,66 @@ def test_redis_twins_expose_the_same_methods():
         "run_scripts",
         "traits",
     }
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def private_imports(source: str) -> list[str]:
+    """Each private luathrottle module or name that ``source`` imports, with
+    its line: one whose dotted name has a part that starts with ``_``, in
+    the module imported from or in the name imported (``luathrottle._keys``,
+    ``luathrottle.backends._staged``, ``_check_scope`` from a public module)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "luathrottle" and any(p.startswith("_") for p in parts):
+                found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def test_the_private_import_check_finds_every_form():
+    source = "\n".join(
+        [
+            "import luathrottle._keys",
+            "import luathrottle.backends._staged as staged",
+            "from luathrottle._keys import state_keys",
+            "from luathrottle.backends import _staged",
+            "from luathrottle.django.throttles import BaseThrottle, _check_scope",
+            "from luathrottle._denials import *",
+            "def later():",
+            "    from luathrottle import Limiter, _engine",
+            # Public names, and private names of other packages: none found.
+            "import luathrottle, luathrottle.backends.redis",
+            "from luathrottle import Limiter",
+            "from luathrottle.django.throttles import BaseThrottle",
+            "from states import _store",
+            "import _pytest",
+        ]
+    )
+    assert private_imports(source) == [
+        "1: luathrottle._keys",
+        "2: luathrottle.backends._staged",
+        "3: luathrottle._keys.state_keys",
+        "4: luathrottle.backends._staged",
+        "5: luathrottle.django.throttles._check_scope",
+        "6: luathrottle._denials.*",
+        "8: luathrottle._engine",
+    ]
+
+
+def test_tests_import_only_public_luathrottle_modules_and_names():
+    """Tests reach luathrottle as its users do: through public names only."""
+    found = {
+        str(path.relative_to(TESTS)): private
+        for path in sorted(TESTS.rglob("*.py"))
+        if (private := private_imports(path.read_text()))
+    }
+    assert found == {}
