@@ -18,6 +18,7 @@ their own decoder.
 """
 
 import functools
+import operator
 import time
 from collections.abc import Hashable, Iterator, Sequence
 
@@ -194,18 +195,12 @@ def decide_one(check: Check) -> Decision:
     Raises:
         BackendError: the store failed and the check's policy is ``"raise"``.
     """
-    if check.denials is not None or REGISTRY.observers or check.observers:
+    words = _alone(check)
+    if words is None:
         return decide([check])[0].decision
-    # Nothing to plan, learn or report: Limiter's usual call, at the cost
-    # it had before there was an engine.
-    words = check.words
-    if words is None or check.clock is not None:
-        words = _lone_words(check)
     keys, args = words
     try:
-        reply = check.backend.run_script(  # type: ignore[union-attr]
-            check.script, keys, args
-        )
+        reply = check.backend.run_script(check.script, keys, args)  # type: ignore[union-attr]
     except BackendError as error:
         return _failed(check, error).decision
     return Decision.from_reply(check.limits, reply, check.keys)
@@ -213,16 +208,12 @@ def decide_one(check: Check) -> Decision:
 
 async def adecide_one(check: Check) -> Decision:
     """``decide_one`` on an async backend."""
-    if check.denials is not None or REGISTRY.observers or check.observers:
+    words = _alone(check)
+    if words is None:
         return (await adecide([check]))[0].decision
-    words = check.words
-    if words is None or check.clock is not None:
-        words = _lone_words(check)
     keys, args = words
     try:
-        reply = await check.backend.arun_script(  # type: ignore[union-attr]
-            check.script, keys, args
-        )
+        reply = await check.backend.arun_script(check.script, keys, args)  # type: ignore[union-attr]
     except BackendError as error:
         return _failed(check, error).decision
     return Decision.from_reply(check.limits, reply, check.keys)
@@ -237,54 +228,85 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
     Raises:
         BackendError: a store failed and a check's policy is ``"raise"``.
     """
-    verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
-    latencies: dict[int, float] = {}
-    listen = _listening(checks)
-    for flights in _plan(checks):
-        calls = [flight.call() for flight in flights]
-        sending = [call for call in calls if call is not None]
-        replies: _Replies = []
-        if sending:
-            backend = flights[0].checks[0].backend
-            started = time.perf_counter() if listen else 0.0
-            replies = send(backend, sending)  # type: ignore[arg-type]
-            if listen:
-                _timed(flights, calls, time.perf_counter() - started, latencies)
-        _settle(flights, calls, replies, verdicts)
-    if listen:
-        report(_events(verdicts, latencies))
-    return verdicts
+    run = _Run(checks)
+    for backend, sending in run.stores():
+        started = time.perf_counter()
+        run.replied(send(backend, sending), started)  # type: ignore[arg-type]
+    return run.verdicts()
 
 
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     """``decide`` on async backends."""
-    verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
-    latencies: dict[int, float] = {}
-    listen = _listening(checks)
-    for flights in _plan(checks):
-        calls = [flight.call() for flight in flights]
-        sending = [call for call in calls if call is not None]
-        replies: _Replies = []
-        if sending:
-            backend = flights[0].checks[0].backend
-            started = time.perf_counter() if listen else 0.0
-            replies = await asend(backend, sending)  # type: ignore[arg-type]
-            if listen:
-                _timed(flights, calls, time.perf_counter() - started, latencies)
-        _settle(flights, calls, replies, verdicts)
-    if listen:
-        report(_events(verdicts, latencies))
-    return verdicts
+    run = _Run(checks)
+    for backend, sending in run.stores():
+        started = time.perf_counter()
+        run.replied(await asend(backend, sending), started)  # type: ignore[arg-type]
+    return run.verdicts()
 
 
-def _lone_words(check: Check) -> tuple[Sequence[str], Sequence[str]]:
+def _alone(check: Check) -> tuple[Sequence[str], Sequence[str]] | None:
+    """The KEYS and ARGV of ``check`` when it needs nothing but its store
+    call (no denial cache, nobody listening): Limiter's usual call, at the
+    cost it had before there was an engine. None: ``decide`` it."""
+    if check.denials is not None or REGISTRY.observers or check.observers:
+        return None
+    words = check.words
+    if words is not None and check.clock is None:
+        return words
     clock = check.clock
     now_us = None if clock is None else microseconds(clock)
     return _words(check, check.keys, check.limits, now_us)
 
 
+class _Run:
+    """One ``decide``: the calls each store gets, then every verdict."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self._checks = checks
+        self._verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
+        self._latencies: dict[int, float] = {}
+        self._listen = _listening(checks)
+        self._flights: list[_Flight] = []
+        self._calls: list[ScriptCall | None] = []
+
+    def stores(self) -> Iterator[tuple[SyncBackend | AsyncBackend, list[ScriptCall]]]:
+        """Each store and the calls it gets; ``replied`` takes its replies
+        before the next store comes. A store whose every call the denial
+        cache answered is settled here and not given."""
+        for flights in _plan(self._checks):
+            calls = [flight.call() for flight in flights]
+            sending = [call for call in calls if call is not None]
+            self._flights, self._calls = flights, calls
+            if sending:
+                yield flights[0].checks[0].backend, sending
+            else:
+                _settle(flights, calls, [], self._verdicts)
+
+    def replied(self, replies: _Replies, started: float) -> None:
+        """The store's ``replies`` to the calls sent at ``started``.
+
+        Raises:
+            BackendError: the store failed and a check's policy is
+                ``"raise"``.
+        """
+        if self._listen:
+            latency = time.perf_counter() - started
+            _timed(self._flights, self._calls, latency, self._latencies)
+        _settle(self._flights, self._calls, replies, self._verdicts)
+
+    def verdicts(self) -> list[Verdict]:
+        """Every check's verdict, in their order, once reported."""
+        if self._listen:
+            report(_events(self._verdicts, self._latencies))
+        return self._verdicts
+
+
+#: A check's own observers, read in C: every request asks it of each check.
+_OBSERVERS = operator.attrgetter("observers")
+
+
 def _listening(checks: Sequence[Check]) -> bool:
-    return bool(REGISTRY.observers) or any(check.observers for check in checks)
+    return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
 
 
 def _timed(
