@@ -28,7 +28,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import script_words
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -145,16 +144,16 @@ def _fresh(prefix: str) -> str:
 
 def _floor_words(size: int, identity: str) -> tuple[list[str], list[str]]:
     """The state keys and arguments of a SimpleRate hit of ``identity`` under
-    ``size`` limits: a key per limit; the private ``_call`` is how a hit
-    builds them."""
-    call = Limiter(LIMITS[size], algorithm=SimpleRate())._call(identity, "hit")
-    return list(call.keys), list(call.args)
+    ``size`` limits, on the store's clock: a key per limit."""
+    limiter = Limiter(LIMITS[size], algorithm=SimpleRate())
+    args = limiter.algorithm.pack_args("hit", 1, None, limiter.limits)
+    return limiter.state_keys(identity), list(args)
 
 
 def _as_hash(keys: list[str], args: list[str]) -> list[str]:
     """The words SyncRedis sends for that hit: the identity's hash, then
     ARGV with a field per limit."""
-    hashes, words = script_words(SimpleRate().script, keys, args)
+    hashes, words = SimpleRate().script.words(keys, args)
     return [hashes[0], *words]
 
 

@@ -55,7 +55,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import script_words, state_keys
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -329,13 +328,9 @@ class GarbageWriter:
         limit, algorithm = _limit_and_algorithm(job)
         self.job = job
         # Each key's state: a key, or (SimpleRate's) a field of a hash.
+        names = Limiter([limit], algorithm=algorithm, prefix=job.prefix)
         self.states = [
-            script_words(
-                algorithm.script,
-                state_keys(job.prefix, algorithm.script, "", key, [limit]),
-                [],
-            )
-            for key in job.keys
+            algorithm.script.words(names.state_keys(key), []) for key in job.keys
         ]
         self.counted = [0] * len(job.keys)
         self.writes = [0] * len(job.keys)

@@ -8,7 +8,6 @@ says where.
 
 from typing import Any
 
-from luathrottle._keys import script_words
 from luathrottle.backends.base import ScriptCall
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -19,13 +18,21 @@ _HASHED_TAGS = {script.key_tag for script in all_scripts() if script.hashed}
 
 def limiter_keys(limiter: Any, identity: str) -> list[str]:
     """The state key of each of ``limiter``'s limits for ``identity``."""
-    return list(limiter._call(identity, "peek").keys)
+    return limiter.state_keys(identity)
+
+
+def hash_tag(key: str) -> str:
+    """The hash tag of a state key, read from the key: what its braces hold,
+    the identity's hash (a prefix holds no braces)."""
+    return key.partition("{")[2].partition("}")[0]
 
 
 def script_call(limiter: Any, identity: str, mode: str = "hit") -> ScriptCall:
-    """The script call ``limiter`` sends for a hit of cost 1 of ``identity``."""
-    call = limiter._call(identity, mode)
-    return (limiter.script, *script_words(limiter.script, call.keys, call.args))
+    """The script call ``limiter`` sends for a hit of cost 1 of ``identity``,
+    on the store's clock."""
+    args = limiter.algorithm.pack_args(mode, 1, None, limiter.limits)
+    keys = limiter.state_keys(identity)
+    return (limiter.script, *limiter.script.words(keys, args))
 
 
 def locate(key: str) -> tuple[str, str | None]:

@@ -187,13 +187,13 @@ def test_a_bad_cache_value_is_that_keys_problem_in_a_view(rf, alias):
     def view(request):
         return HttpResponse("inside")
 
-    bad = item.call(rf.get("/", REMOTE_ADDR="192.0.2.1"), "unused")
+    bad = item.state_key(rf.get("/", REMOTE_ADDR="192.0.2.1"), "unused")
     assert bad is not None
     if alias == "default":
-        caches[alias].set(bad.key, {"not": "a state"})
+        caches[alias].set(bad, {"not": "a state"})
     else:
         cache = caches[alias]
-        cache._cache.get_client(write=True).hset(cache.make_key(bad.key), "f", "1")
+        cache._cache.get_client(write=True).hset(cache.make_key(bad), "f", "1")
     for _ in range(BAD_HITS):
         response = view(rf.get("/", REMOTE_ADDR="192.0.2.1"))
         assert response.status_code == 503

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from luathrottle import Limiter, SimpleRate
-from luathrottle._keys import script_words
 from luathrottle.backends.redis import SyncRedis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -314,10 +313,13 @@ def test_the_least_decision_script_decides_as_simple_rate_does(redis_client):
 
     backend, script = SyncRedis(redis_client), SimpleRate().script
     limits = ["3/hour", "4/minute"]
-    ours, least = (Limiter(limits)._call(name, "hit") for name in ("ours", "least"))
-    words = _as_hash(list(least.keys), list(least.args))
+    limiter = Limiter(limits)
+    args = limiter.algorithm.pack_args("hit", 1, None, limiter.limits)
+    words = _as_hash(limiter.state_keys("least"), list(args))
     for _ in range(6):
-        mine = backend.run_script(script, *script_words(script, ours.keys, ours.args))
+        mine = backend.run_script(
+            script, *script.words(limiter.state_keys("ours"), args)
+        )
         theirs = redis_client.eval(LEAST_DECISION_SCRIPT, 1, *words)
         assert len(theirs) == len(mine) == 10
         for start in (0, 5):

@@ -248,7 +248,7 @@ def test_the_longest_state_key_is_128_characters_at_most():
         backend=MemoryBackend(),
     )
     request = SimpleNamespace(META={"REMOTE_ADDR": "x" * 100_000})
-    assert len(guard.call(request, "v" * 10_000).key) <= 128
+    assert len(guard.state_key(request, "v" * 10_000)) <= 128
 
 
 # Costs: exact up to max_requests, and a denial beyond it, however large.

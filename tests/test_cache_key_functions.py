@@ -82,9 +82,9 @@ def test_any_key_function_throttles_sync_views(rf, redis_url, cache_settings):
         request = rf.get("/", REMOTE_ADDR="203.0.113.40")
         codes = [view(request).status_code for _ in "abc"]
         assert codes == [200, 200, 429]
-        call = item.call(request, "unused")
-        assert call is not None
-        [state_key] = store_keys([call.key])
+        key = item.state_key(request, "unused")
+        assert key is not None
+        [state_key] = store_keys([key])
         stored = caches["keys"].make_key(state_key)
         assert redis.Redis.from_url(redis_url).exists(stored) == 1
         assert check_caches() == []

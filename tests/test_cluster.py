@@ -24,7 +24,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import state_keys
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.cli import main
 from luathrottle.django import SyncThrottle, throttle
@@ -63,10 +62,12 @@ def keys_on_every_primary(client, per_primary):
 
 
 def test_all_keys_of_an_identity_share_one_slot(cluster_client):
-    script = get_script("fixed_window")
     limits = [Limit(1, 1), Limit(5, 60), Limit(100, 3600)]
-    keys = state_keys("lt", script, "", "user-1", limits)
-    keys += state_keys("lt", script, "view-a:throttle-b", "user-1", limits)
+    keys = Limiter(limits, algorithm=SimpleRate(), prefix="lt").state_keys("user-1")
+    keys += Limiter(
+        limits, algorithm=SimpleRate(), prefix="lt", scope="view-a:throttle-b"
+    ).state_keys("user-1")
+    assert len(set(keys)) == 6
     slots = {cluster_client.keyslot(key) for key in keys}
     assert len(slots) == 1
 

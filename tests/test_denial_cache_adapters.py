@@ -52,13 +52,14 @@ class Counting(MemoryBackend):
         self.calls += 1
         return super().run_script(script, keys, args)
 
-    _run_script = run_script
+    def run_scripts(self, calls):
+        return [self.run_script(*call) for call in calls]
 
     async def arun_script(self, script, keys, args):
         return self.run_script(script, keys, args)
 
-    async def _arun_scripts(self, calls):
-        return [self.run_script(*call) for call in calls]
+    async def arun_scripts(self, calls):
+        return self.run_scripts(calls)
 
 
 async def hello(scope, receive, send):
@@ -99,7 +100,7 @@ async def test_fastapi_throttles(clock, kind):
         statuses = [(await client.get("/")).status_code for _ in range(20)]
     assert statuses == [200, 200] + [429] * 18
     assert backend.calls == 3
-    assert throttle.limiter.denials.size == 10
+    assert throttle.limiter_for("GET /").denials.size == 10
 
 
 def test_drf_throttles(clock):

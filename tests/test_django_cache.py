@@ -31,8 +31,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import script_words, state_keys
-from luathrottle.backends._staged import Staging
 from luathrottle.backends.base import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
@@ -252,7 +250,7 @@ def test_keys_carry_the_cache_prefix_and_version(redis_cache, clock):
         ["3/minute", "10/hour"], backend=SyncDjangoCache(alias), clock=clock
     )
     limiter.hit("k")
-    core_keys = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    core_keys = Limiter(list(limiter.limits), prefix="lt").state_keys("k")
     prefix = {"redis": "site:3:", "django_redis": "dr:1:"}[alias]
     stored = sorted(key.decode() for key in client.keys("*"))
     # SimpleRate keeps both limits in the identity's hash.
@@ -266,7 +264,7 @@ async def test_async_keys_carry_the_cache_prefix_and_version(
     alias, client = redis_cache
     limiter = AsyncLimiter(3, 60, backend=async_backends(alias), clock=clock)
     await limiter.hit("k")
-    [core_key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    [core_key] = Limiter(list(limiter.limits), prefix="lt").state_keys("k")
     [hash_key] = store_keys([core_key])
     assert client.keys("*") == [caches[alias].make_key(hash_key).encode()]
 
@@ -418,7 +416,7 @@ def test_a_foreign_value_counts_as_absent(clock):
     on a fresh key and writes its state over it."""
     backend = SyncDjangoCache()
     limiter = Limiter(3, 60, algorithm=LeakyBucket(), backend=backend, clock=clock)
-    [key] = state_keys("lt", limiter.script, "", "k", limiter.limits)
+    [key] = Limiter(3, 60, algorithm=LeakyBucket(), prefix="lt").state_keys("k")
     caches["default"].set(key, {"count": 5})
     try:
         assert limiter.hit("k").remaining == 2
@@ -495,12 +493,12 @@ def test_a_key_named_twice_is_read_once_and_seen_under_each_name(request):
     assert read.count(cache.make_key("staged:twice")) == 1, read
 
 
-class _AskedLocMemCache(LocMemCache):
+class AskedLocMemCache(LocMemCache):
     """Django's LocMemCache, noting the keys each get_many asks for (its
     get_many reads every key it is given, one get each)."""
 
-    def __init__(self) -> None:
-        super().__init__("asked", {})
+    def __init__(self, name, params) -> None:
+        super().__init__(name, params)
         self.asked: list[list[str]] = []
 
     def get_many(self, keys, version=None):
@@ -509,16 +507,22 @@ class _AskedLocMemCache(LocMemCache):
 
 
 def test_a_hash_named_by_three_limits_is_read_once_from_a_locmem_cache(clock):
-    cache = _AskedLocMemCache()
-    limiter = Limiter(["5/s", "10/minute", "20/hour"], clock=clock)
-    call = limiter._call("k", "hit")
-    keys, args = script_words(limiter.script, call.keys, call.args)
-    assert len(set(keys)) == 1 < len(keys)
-    staging = Staging("asked")
-    for remaining in (4, 3):
-        [reply] = staging.run(cache, [(limiter.script, keys, args)])
-        assert reply[2::5] == [remaining, remaining + 5, remaining + 15]
-    assert cache.asked == [[keys[0]], [keys[0]]]
+    asked = {"BACKEND": f"{__name__}.AskedLocMemCache", "LOCATION": "asked"}
+    with override_settings(CACHES={**settings.CACHES, "asked": asked}):
+        cache = caches["asked"]
+        cache.clear()
+        backend = SyncDjangoCache("asked", breaker=False)
+        limiter = Limiter(["5/s", "10/minute", "20/hour"], backend=backend, clock=clock)
+        keys, _ = limiter.script.words(limiter.state_keys("k"), [])
+        assert len(set(keys)) == 1 < len(keys)
+        for remaining in (4, 3):
+            decision = limiter.hit("k")
+            assert [item.remaining for item in decision.limits] == [
+                remaining,
+                remaining + 5,
+                remaining + 15,
+            ]
+        assert cache.asked == [[keys[0]], [keys[0]]]
 
 
 def test_dummy_cache_admits_every_hit(clock):

@@ -4,7 +4,6 @@ import redis.asyncio
 from django.core.cache import caches
 from django.http import HttpResponse
 
-from luathrottle.backends.base import StoreTraits, SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -13,25 +12,19 @@ from luathrottle.django.cache_keys import RemoteAddr, UserPk
 from luathrottle.headers import RateLimitIETFDraft
 
 
-class Counting(SyncBackend):
+class Counting(MemoryBackend):
     """A MemoryBackend that counts script calls and the keys of each."""
 
     def __init__(self):
-        self.inner = MemoryBackend()
+        super().__init__()
         self.calls = []
 
-    def _run_script(self, script, keys, args):
+    def run_script(self, script, keys, args):
         self.calls.append(len(keys))
-        return self.inner.run_script(script, keys, args)
+        return super().run_script(script, keys, args)
 
-    def delete_keys(self, keys):
-        self.inner.delete_keys(keys)
-
-    def load_script(self, script):
-        self.inner.load_script(script)
-
-    def traits(self):
-        return StoreTraits(self)
+    def run_scripts(self, calls):
+        return [self.run_script(*call) for call in calls]
 
 
 def three_before_one_after(throttle_class, backend, clock):

@@ -46,7 +46,9 @@ def test_twins_expose_the_same_names(sync, async_):
     assert sync_api.keys() == async_api.keys()
     differing = {name for name in sync_api if sync_api[name] != async_api[name]}
     assert all(async_api[name] for name in differing)
-    assert differing == ({"hit_all"} if sync is SyncThrottle else {"__call__"})
+    # A throttle is configuration: the twins differ in nothing but dmr's
+    # call into them, which its own base classes define.
+    assert differing == (set() if sync is SyncThrottle else {"__call__"})
 
 
 def test_report_answers_the_seed_methods():

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio
-from redis.exceptions import NoPermissionError, OutOfMemoryError
 
-from luathrottle import AsyncLimiter, LeakyBucket, Limiter
-from luathrottle.backends._redis_calls import load_failure
+from luathrottle import AsyncLimiter, LeakyBucket, Limiter, SimpleRate
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, all_scripts, get_script
@@ -78,27 +76,87 @@ def test_a_library_name_changes_with_any_change_to_its_code():
     assert again.library == script.library
 
 
+def refused_loads(client: "redis.Redis[bytes]") -> int:
+    """FUNCTION LOAD calls the server refused or failed since the last
+    CONFIG RESETSTAT."""
+    stats = client.info("commandstats").get("cmdstat_function|load", {})
+    return int(stats.get("rejected_calls", 0)) + int(stats.get("failed_calls", 0))
+
+
+#: Each way FUNCTION LOAD fails, caused on a server of the test's own, and
+#: what loading a script then does: go on with functions, go on without
+#: them (EVALSHA from then on), or raise.
+LOAD_FAILURES = {
+    # The library is there already: named by its content, it is this code.
+    "present": "functions",
+    # Out of memory: calls that need the library run by EVAL meanwhile.
+    "full": "functions",
+    # The ACL forbids FUNCTION, or the server has no such command.
+    "noperm": "evalsha",
+    "unknown": "evalsha",
+    # Another library has registered a function of this name: not ours.
+    "function-exists": "raises",
+    "connection": "raises",
+}
+
+
 @pytest.mark.parametrize(
-    ("error", "failure"),
-    [
-        (redis.ResponseError("Library 'luathrottle_fw5_x' already exists"), "present"),
-        (
-            OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
-            "full",
-        ),
-        (
-            NoPermissionError("this user has no permissions to run 'function'"),
-            "unusable",
-        ),
-        (redis.ResponseError("unknown command 'FUNCTION', with args ..."), "unusable"),
-        # Another library has registered a function of this name: not ours.
-        (redis.ResponseError("Function luathrottle_fw5_x already exists"), None),
-        (redis.ConnectionError("Connection refused"), None),
-    ],
-    ids=["present", "full", "noperm", "unknown", "function-exists", "connection"],
+    ("case", "outcome"), LOAD_FAILURES.items(), ids=list(LOAD_FAILURES)
 )
-def test_what_a_failed_function_load_means(error, failure):
-    assert load_failure(error) == failure
+def test_what_a_failed_function_load_means(tmp_path, case, outcome):
+    script = SimpleRate().script
+    renamed = ("--rename-command", "FUNCTION", "") if case == "unknown" else ()
+    binary = shutil.which("redis-server") or "redis-server"
+    server = RedisServer(binary, str(tmp_path), *renamed)
+    server.start()
+    admin: redis.Redis[bytes] = redis.Redis.from_url(server.url)
+    client = admin
+    try:
+        if case == "present":
+            admin.function_load(script.library.code)
+        elif case == "full":
+            admin.config_set("maxmemory", 1)
+        elif case == "noperm":
+            admin.acl_setuser(
+                "limited",
+                enabled=True,
+                nopass=True,
+                keys=["~*"],
+                commands=["+@all", "-function"],
+            )
+            client = redis.Redis.from_url(server.url, username="limited", password="x")
+        elif case == "function-exists":
+            admin.function_load(
+                "#!lua name=squatter\n"
+                f"redis.register_function('{script.function}', function() return 1 end)"
+            )
+        backend = SyncRedis(client)
+        if case == "connection":
+            server.stop()
+        else:
+            admin.config_resetstat()
+
+        if outcome == "raises":
+            with pytest.raises(BackendError, match=f"loading {script.name}: "):
+                backend.load_script(script)
+        else:
+            backend.load_script(script)
+        assert backend.uses_functions is (outcome != "evalsha")
+        if case in ("present", "full", "noperm", "function-exists"):
+            # The load was sent, and refused: nothing above skipped it.
+            assert refused_loads(admin) == 1
+        if case == "function-exists":
+            assert "squatter" in str(admin.function_list())
+        if outcome == "evalsha":
+            assert admin.script_exists(script.sha) == [True]
+        if outcome != "raises":
+            # The server decides, the library missing or not.
+            assert Limiter(2, 60, backend=backend).peek("k").remaining == 2
+    finally:
+        if client is not admin:
+            client.close()
+        admin.close()
+        server.stop()
 
 
 def test_a_fresh_server_gets_the_library_at_the_first_call(fresh):

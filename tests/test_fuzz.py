@@ -7,6 +7,7 @@ ValueError; and random hits on the embedded backend never raise.
 """
 
 import itertools
+import re
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 from luathrottle import (
     AsyncLimiter,
+    ConcurrencyLimiter,
     Decision,
     LeakyBucket,
     Limit,
@@ -26,7 +28,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._keys import hash_identity, hash_tag, state_keys
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import LimitDecision, deciding_limit
@@ -34,7 +35,7 @@ from luathrottle.django import SyncThrottle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.rates import MAX_DURATION, MAX_REQUESTS, parse_limits
 from luathrottle.scripts import all_scripts
-from states import limiter_keys
+from states import hash_tag, limiter_keys
 
 FUZZ = settings(max_examples=300, deadline=None)
 #: For the tests whose examples hold 10,000-character identities.
@@ -189,19 +190,44 @@ identities = st.one_of(
 )
 scopes = st.one_of(st.just(""), identities)
 key_limits = [Limit(5, 60), Limit(100, 86_400)]
+#: The algorithm of ours that runs each script.
+RUNNERS = {algorithm.script.name: algorithm for algorithm in ALGORITHMS}
+
+
+def door_keys(script, scope, identity, prefix="lt"):
+    """The state keys that luathrottle names for ``identity`` within
+    ``scope`` when it runs ``script``: a limiter's, one per limit of
+    ``key_limits``, or a concurrency limiter's lease set."""
+    if script.name == "concurrency":
+        limiter = ConcurrencyLimiter(5, lease=60, prefix=prefix, scope=scope)
+        return [limiter.state_key(identity)]
+    algorithm = RUNNERS[script.name]
+    limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix, scope=scope)
+    return limiter.state_keys(identity)
+
+
+def tag_of(identity):
+    """The hash tag of ``identity``, as a limiter of another prefix, script
+    and limit than the keys' under test names it."""
+    limiter = Limiter(Limit(1, 1), algorithm=LeakyBucket(), prefix="other")
+    return hash_tag(limiter.state_keys(identity)[0])
 
 
 @FUZZ
 @given(identity=identities, scope=scopes, script=st.sampled_from(all_scripts()))
 def test_keys_are_bounded_ascii_and_tagged_once(identity, scope, script):
-    keys = state_keys("lt", script, scope, identity, key_limits)
+    keys = door_keys(script, scope, identity)
     # The same shape as the keys of the plainest identity and scope.
-    plain = state_keys("lt", script, "s" if scope else "", "x", key_limits)
+    plain = door_keys(script, "s" if scope else "", "x")
+    tag = tag_of(identity)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{12}", tag)
     for key, plain_key in zip(keys, plain, strict=True):
+        assert key.startswith(f"lt:{script.key_tag}:{{")
         assert len(key) == len(plain_key) < 100
         assert key.isascii()
         assert key.count("{") == key.count("}") == 1
-        assert hash_tag(key) == hash_identity(identity)
+        # The identity's hash alone: whatever the script, scope and limit.
+        assert hash_tag(key) == tag
 
 
 def speaking_limit(decisions):
@@ -242,16 +268,27 @@ def test_the_deciding_limit_is_the_documented_one(decisions):
     prefix=st.sampled_from(["lt", "app", "a:b"]),
     algorithm=st.sampled_from(ALGORITHMS),
 )
-def test_limiters_key_every_identity_as_state_keys_does(identity, prefix, algorithm):
+def test_limiters_key_every_identity_as_the_readme_lays_keys_out(
+    identity, prefix, algorithm
+):
     limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
-    expected = state_keys(prefix, algorithm.script, "", identity, key_limits)
+    # `lt:lb2:{<identity hash>}:5/60`: the prefix, the script's key tag, the
+    # identity's hash tag and the limit.
+    head = f"{prefix}:{algorithm.script.key_tag}:{{{tag_of(identity)}}}"
+    expected = [f"{head}:{limit.max_requests}/{limit.duration}" for limit in key_limits]
     assert limiter_keys(limiter, identity) == expected
     assert limiter_keys(limiter, identity) == expected  # and again, from the caches
+    # Per-call limits and a client clock take other paths to the same keys.
+    assert limiter.state_keys(identity, limits=key_limits) == expected
+    clocked = Limiter(key_limits, algorithm=algorithm, prefix=prefix, clock=time.time)
+    assert clocked.state_keys(identity) == expected
 
 
 @FUZZ
 @given(identity=identities, view=identities, scope=st.sampled_from([None, "shared"]))
-def test_throttles_key_every_identity_as_state_keys_does(identity, view, scope):
+def test_throttles_key_every_identity_as_a_limiter_of_their_scope_does(
+    identity, view, scope
+):
     class Fixed(BaseThrottleCacheKey):
         def __call__(self, request):
             return identity
@@ -263,39 +300,74 @@ def test_throttles_key_every_identity_as_state_keys_does(identity, view, scope):
         scope=scope,
         backend=MemoryBackend(),
     )
-    expected = state_keys(
-        "lt", throttle.script, f"{scope or view}\x00Fixed", identity, [throttle.limit]
-    )
+    # A throttle counts within its scope, or its view's, and its cache key name.
+    expected = Limiter(
+        [throttle.limit],
+        algorithm=throttle.algorithm,
+        prefix="lt",
+        scope=f"{scope or view}\x00Fixed",
+    ).state_keys(identity)
     for _ in range(2):  # the second call builds the key from the cached frame
-        call = throttle.call(None, view)
-        assert call is not None
-        assert [call.key] == expected
+        key = throttle.state_key(None, view)
+        assert key is not None
+        assert [key] == expected
 
 
 @FUZZ_LONG
 @given(
-    pairs=st.lists(st.tuples(identities, scopes), min_size=2, max_size=12, unique=True)
+    pairs=st.lists(st.tuples(identities, scopes), min_size=2, max_size=12, unique=True),
+    script=st.sampled_from(all_scripts()),
 )
-def test_distinct_identities_and_scopes_never_share_keys(pairs):
-    script = all_scripts()[0]
-    keys = [
-        state_keys("lt", script, scope, identity, key_limits)
-        for identity, scope in pairs
-    ]
+def test_distinct_identities_and_scopes_never_share_keys(pairs, script):
+    keys = [door_keys(script, scope, identity) for identity, scope in pairs]
     assert len({tuple(item) for item in keys}) == len(pairs)
-    identities_seen = list(dict.fromkeys(identity for identity, _ in pairs))
-    digests = {hash_identity(identity) for identity in identities_seen}
-    assert len(digests) == len(identities_seen)
+    # One tag per identity, whatever the scope, and none shared.
+    tags: dict[str, set[str]] = {}
+    for (identity, _), item in zip(pairs, keys, strict=True):
+        tags.setdefault(identity, set()).update(hash_tag(key) for key in item)
+    assert all(len(found) == 1 for found in tags.values())
+    assert len(set.union(*tags.values())) == len(tags)
+
+
+#: A text to split between two parts of a key.
+split_texts = st.text(any_character, max_size=40)
 
 
 @FUZZ_LONG
-@given(
-    parts=st.lists(st.lists(identities, max_size=3).map(tuple), max_size=8, unique=True)
-)
-@example(parts=[("ab", "c"), ("a", "bc"), ("abc",), ("", "abc"), ("abc", ""), ()])
-def test_hash_identity_keeps_parts_apart(parts):
-    digests = {hash_identity(*item) for item in parts}
-    assert len(digests) == len(parts)
+@given(text=split_texts)
+@example(text="abc")
+@example(text="")
+def test_no_split_of_a_text_between_scope_and_identity_shares_a_key(text):
+    splits = [(text[:cut], text[cut:]) for cut in range(len(text) + 1)]
+    keys = {
+        tuple(Limiter(key_limits, scope=scope).state_keys(identity))
+        for scope, identity in splits
+    }
+    assert len(keys) == len(splits)
+
+
+@FUZZ_LONG
+@given(text=split_texts)
+@example(text="abc")
+def test_no_split_of_a_text_between_view_and_cache_key_name_shares_a_key(text):
+    class Fixed(BaseThrottleCacheKey):
+        def __call__(self, request):
+            return "client"
+
+    # A cache key's name is printable and not empty; a view's is any text.
+    splits = [
+        (text[:cut], text[cut:]) for cut in range(len(text)) if text[cut:].isprintable()
+    ]
+    keys = {
+        SyncThrottle(
+            5,
+            60,
+            cache_key=Fixed(runs_before_auth=True, name=name),
+            backend=MEMORY,
+        ).state_key(None, view)
+        for view, name in splits
+    }
+    assert len(keys) == len(splits)
 
 
 limits_lists = st.lists(

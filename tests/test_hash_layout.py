@@ -16,7 +16,6 @@ from django.core.cache import caches
 from django.http import HttpResponse
 
 from luathrottle import Limit, Limiter, SimpleRate
-from luathrottle._keys import script_words, state_keys
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -45,17 +44,18 @@ def backend(request, clock):
 def call(keys, limits, mode="hit"):
     """A SimpleRate call deciding ``limits[i]`` on the state ``keys[i]``."""
     args = SimpleRate().pack_args(mode, 1, None, limits)
-    return script_words(SCRIPT, keys, args)
+    return SCRIPT.words(keys, args)
 
 
 def names(identity, scope=""):
-    return state_keys("lt", SCRIPT, scope, identity, LIMITS)
+    limiter = Limiter(LIMITS, algorithm=SimpleRate(), prefix="lt", scope=scope)
+    return limiter.state_keys(identity)
 
 
 def test_a_state_key_splits_into_its_identitys_hash_and_a_field():
     first, second = names("alice", "view")
     assert locate(first)[0] == locate(second)[0] == first.partition("}")[0] + "}"
-    keys, args = script_words(SCRIPT, [first, second], ["hit", "1", ""])
+    keys, args = SCRIPT.words([first, second], ["hit", "1", ""])
     assert keys == [locate(first)[0]] * 2
     assert args == ["hit", "1", "", locate(first)[1], locate(second)[1]]
 
@@ -147,7 +147,7 @@ def test_the_staged_hash_keeps_its_expiry_and_extends_it(clock):
     for keys in ([long_key], [short_key]):
         limits = [LIMITS[1]] if keys == [long_key] else [LIMITS[0]]
         args = SimpleRate().pack_args("hit", 1, now_us, limits)
-        backend.run_script(SCRIPT, *script_words(SCRIPT, keys, args))
+        backend.run_script(SCRIPT, *SCRIPT.words(keys, args))
     stored = caches["default"].get(locate(long_key)[0])
     expires_ms = stored["expires_at_ms"]
     # The keyspace reads the time a moment after now_us.

@@ -419,7 +419,7 @@ async def test_django_views_overwrite_unreadable_state(
         guard = AsyncThrottle(5, 60, backend=backend, **options)
         view = throttle(guard, **decorator)(aok)
         request = async_rf.get("/")
-    key = guard.call(request, "").key
+    key = guard.state_key(request, "")
     django_store.set(key, garbage(case, algorithm, time.time_ns() // 1000))
 
     try:

@@ -96,11 +96,46 @@ def test_expired_keys_are_swept_without_being_read(clock, limits):
     assert backend.command("DBSIZE") == 0
 
 
+class Recording(MemoryBackend):
+    """The embedded backend, noting the ARGV of every script call."""
+
+    def __init__(self, clock) -> None:
+        super().__init__(clock=clock)
+        self.sent: list[tuple[str, ...]] = []
+
+    def run_script(self, script, keys, args):
+        self.sent.append(tuple(args))
+        return super().run_script(script, keys, args)
+
+    def run_scripts(self, calls):
+        return [self.run_script(*call) for call in calls]
+
+
+def argv_script(name, body):
+    return Script.from_source(
+        f"-- luathrottle script: {name}\n-- version: 1\n{body}", filename=f"{name}.lua"
+    )
+
+
+#: Tells whether the ARGV it is handed holds what its KEYS do: {1}, or {0, n}
+#: where they first differ (n past the end when ARGV is longer).
+ARGV_PROBE = argv_script(
+    "argv_probe",
+    "for i = 1, math.max(#KEYS, #ARGV) do\n"
+    "  if ARGV[i] ~= KEYS[i] then return {0, i} end\n"
+    "end\n"
+    "return {1}\n",
+)
+#: Writes to its ARGV, as no script may.
+ARGV_WRITER = argv_script("argv_writer", "ARGV[1] = 'written'\nreturn {1}\n")
+
+
 def test_scripts_leave_the_argv_tables_the_backend_keeps_unchanged(clock):
     """The backend hands a script the ARGV table it keeps for those
     arguments, not a copy, so a script that wrote to its ARGV would change
-    its next call's. Every script, in every mode, leaves them as they were."""
-    backend = MemoryBackend(clock=clock)
+    its next call's. Every script, in every mode, leaves them as they were:
+    a probe called after them with the same arguments finds each of them."""
+    backend = Recording(clock)
     limits = ["2/second", "3/minute", "4/hour"]
     for algorithm in (SimpleRate(), LeakyBucket(), TokenBucket(), SlidingWindow()):
         limiter = Limiter(limits, algorithm=algorithm, backend=backend)
@@ -114,9 +149,16 @@ def test_scripts_leave_the_argv_tables_the_backend_keeps_unchanged(clock):
     with leases.acquire("someone") as lease:
         assert lease.renew()
         assert not leases.acquire("someone").allowed
-    assert len(backend._argv) > 10
-    for args, table in backend._argv.items():
-        assert [table[index] for index in range(1, len(table) + 1)] == list(args)
+    sent = list(dict.fromkeys(backend.sent))
+    assert len(sent) > 10
+    backend.run_script(ARGV_PROBE, ["warm"], ["warm"])  # compiled, with its own
+    for args in sent:
+        assert backend.run_script(ARGV_PROBE, args, args) == [1], args
+    # The probe sees what a script leaves in the table of its arguments.
+    backend.run_script(ARGV_WRITER, ["warm"], ["warm"])
+    backend.run_script(ARGV_PROBE, ["k"], ["k"])
+    backend.run_script(ARGV_WRITER, ["k"], ["k"])
+    assert backend.run_script(ARGV_PROBE, ["k"], ["k"]) == [0, 1]
 
 
 def test_threads_admit_exactly_the_limit():

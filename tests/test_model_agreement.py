@@ -99,7 +99,7 @@ def check_agreement(backend, clock, algorithm_name, scenario):
         clock=probe_clock,
     )
     model = model_type(burst)
-    keys = limiter._call("identity", "peek").keys
+    keys = limiter.state_keys("identity")
     for step, mode, cost in ops:
         clock.advance(step / 1_000_000)
         now = round(clock() * 1_000_000)

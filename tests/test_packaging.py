@@ -8,8 +8,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 PROGRAM = """
+import sys
+# Python's audit hook sees every file opened: the Lua read must come from
+# the installed package, not from a checkout.
+opened = set()
+sys.addaudithook(
+    lambda event, args: event == "open"
+    and str(args[0]).endswith(".lua")
+    and opened.add(str(args[0]))
+)
 import luathrottle, luathrottle.scripts as s
-assert "site-packages" in str(s._lua_directory()), s._lua_directory()
 allowed = [
     [limiter.hit("k").allowed for _ in range(3)]
     for limiter in (
@@ -27,6 +35,7 @@ print(allowed == [[True, True, False]] * 4, len(s.all_scripts()))
 print(all(s.embedded_source(name) for name in (
     "prelude", "memory_keyspace", "staging_keyspace"
 )))
+print(all("site-packages" in path for path in opened), len(opened))
 """
 
 
@@ -50,6 +59,12 @@ def test_wheel_ships_the_lua_scripts(tmp_path):
         check=True,
         timeout=60,
     )
-    # Every script of the checkout ships, however many there are.
+    # Every script of the checkout ships, however many there are, and every
+    # Lua file read, the embedded ones too, was read from site-packages.
     scripts = len(list((ROOT / "lua").glob("*.lua")))
-    assert result.stdout.split("\n")[:2] == [f"True {scripts}", "True"]
+    read = scripts + len(list((ROOT / "lua" / "embedded").glob("*.lua")))
+    assert result.stdout.split("\n")[:3] == [
+        f"True {scripts}",
+        "True",
+        f"True {read}",
+    ]

@@ -4,8 +4,7 @@ import pytest
 import redis.asyncio.cluster
 import redis.cluster
 
-from luathrottle import LeakyBucket, Limit, SimpleRate
-from luathrottle._keys import script_words, state_keys
+from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import Decision
@@ -15,9 +14,10 @@ LIMITS = [Limit(2, 60)]
 
 def script_call(algorithm: BaseThrottleAlgorithm, identity: str):
     script = algorithm.script
-    keys = state_keys("lt", script, "pipeline", identity, LIMITS)
+    limiter = Limiter(LIMITS, algorithm=algorithm, prefix="lt", scope="pipeline")
+    keys = limiter.state_keys(identity)
     args = algorithm.pack_args("hit", 1, None, LIMITS)
-    return (script, *script_words(script, keys, args))
+    return (script, *script.words(keys, args))
 
 
 def calls():

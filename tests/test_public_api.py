@@ -1,9 +1,12 @@
 """The public surface is pinned, and the sync and async twins match."""
 
+import ast
 import importlib
 import inspect
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,11 +27,13 @@ PUBLIC = {
         "CircuitOpenError",
         "ConcurrencyLimiter",
         "Decision",
+        "DecisionEvent",
         "LeakyBucket",
         "Limit",
         "LimitDecision",
         "Limiter",
         "LuathrottleError",
+        "Outcome",
         "PoolExhaustedError",
         "Rate",
         "Reason",
@@ -36,6 +41,102 @@ PUBLIC = {
         "SimpleRate",
         "SlidingWindow",
         "TokenBucket",
+        "add_observer",
+        "remove_observer",
+    ],
+    "luathrottle.asgi": ["RateLimitMiddleware", "client_address"],
+    "luathrottle.drf": [
+        "AnonRateThrottle",
+        "RateLimitHeadersMixin",
+        "ScopedRateThrottle",
+        "SimpleRateThrottle",
+        "StoreUnavailable",
+        "UserRateThrottle",
+        "exception_handler",
+        "rate_limit_headers",
+    ],
+    "luathrottle.dmr": [
+        "AsyncDjangoCache",
+        "AsyncRedis",
+        "AsyncThrottle",
+        "BaseResponseHeadersProvider",
+        "BaseThrottleAlgorithm",
+        "BaseThrottleAsyncBackend",
+        "BaseThrottleCacheKey",
+        "BaseThrottleSyncBackend",
+        "JwtToken",
+        "LeakyBucket",
+        "MemoryBackend",
+        "Rate",
+        "RateLimitIETFDraft",
+        "RemoteAddr",
+        "RetryAfter",
+        "SimpleRate",
+        "SyncDjangoCache",
+        "SyncOrAsyncThrottle",
+        "SyncRedis",
+        "SyncThrottle",
+        "ThrottlingReport",
+        "UnsafeCacheBackendWarning",
+        "UserPk",
+        "XRateLimit",
+    ],
+    "luathrottle.fastapi": ["SyncThrottle", "Throttle", "client_host"],
+    "luathrottle.rates": [
+        "MAX_DURATION",
+        "MAX_LIMITS",
+        "MAX_NAME",
+        "MAX_REQUESTS",
+        "Limit",
+        "Rate",
+    ],
+    "luathrottle.django.algorithms": [
+        "BaseThrottleAlgorithm",
+        "LeakyBucket",
+        "SimpleRate",
+        "SlidingWindow",
+        "TokenBucket",
+    ],
+    "luathrottle.django.backends": [
+        "AsyncBackend",
+        "AsyncDjangoCache",
+        "BaseThrottleAsyncBackend",
+        "BaseThrottleSyncBackend",
+        "SyncBackend",
+        "SyncDjangoCache",
+    ],
+    "luathrottle.django.backends.django_cache": [
+        "AsyncDjangoCache",
+        "SyncDjangoCache",
+        "UnsafeCacheBackendWarning",
+    ],
+    "luathrottle.django.backends.redis": ["AsyncRedis", "SyncRedis"],
+    "luathrottle.django.cache_keys": [
+        "BaseThrottleCacheKey",
+        "JwtToken",
+        "ProxiedRemoteAddr",
+        "RemoteAddr",
+        "UserPk",
+    ],
+    "luathrottle.django.checks": [
+        "E001",
+        "E002",
+        "E003",
+        "E004",
+        "E005",
+        "E006",
+        "VIEW_ATTRIBUTES",
+        "W001",
+        "W002",
+        "check_caches",
+        "check_settings",
+        "check_views",
+    ],
+    "luathrottle.django.headers": [
+        "BaseResponseHeadersProvider",
+        "RateLimitIETFDraft",
+        "RetryAfter",
+        "XRateLimit",
     ],
     "luathrottle.algorithms": [
         "BaseThrottleAlgorithm",
@@ -138,11 +239,26 @@ def test_public_modules_export_exactly_the_pinned_names(module):
     imported = importlib.import_module(module)
     assert sorted(imported.__all__) == sorted(PUBLIC[module])
     for name in imported.__all__:
-        assert getattr(imported, name).__doc__, f"{module}.{name} has no docstring"
+        value = getattr(imported, name)
+        # Constants and check messages document themselves by their value.
+        if callable(value):
+            assert value.__doc__, f"{module}.{name} has no docstring"
 
 
 def test_top_level_exports_are_pinned():
     assert luathrottle.__all__ == PUBLIC["luathrottle"]
+
+
+#: Modules Python and Django load by name, with nothing to import from them.
+_LOADED_BY_NAME = {"luathrottle.__main__", "luathrottle.cli", "luathrottle.django.apps"}
+
+
+def test_every_public_module_is_pinned():
+    found = set()
+    for module in pkgutil.walk_packages(luathrottle.__path__, "luathrottle."):
+        if not any(part.startswith("_") for part in module.name.split(".")):
+            found.add(module.name)
+    assert found - _LOADED_BY_NAME == set(PUBLIC) - {"luathrottle"}
 
 
 def test_reasons_are_strings_too():
@@ -210,7 +326,21 @@ def test_importing_backends_imports_no_django_and_no_redis():
         "b.SyncDjangoCache\n"
         "print('luathrottle.backends.django_cache' in sys.modules)\n"
     )
-    assert run_python(program) == ["none", "True", "False", "True"]
+    assert run_python(program) == ["none", "False", "False", "True"]
+
+
+def test_importing_the_django_layer_starts_no_lua_runtime():
+    # The runtime changes the process's dlopen flags while it loads: a web
+    # process that never runs an embedded script should not pay for it.
+    program = (
+        "import sys, django\n"
+        "from django.conf import settings\n"
+        "settings.configure()\n"
+        "flags = sys.getdlopenflags()\n"
+        "import luathrottle.django, luathrottle.drf, luathrottle.dmr\n"
+        "print('lupa' in sys.modules, sys.getdlopenflags() == flags)\n"
+    )
+    assert run_python(program) == ["False", "True"]
 
 
 def public_methods(cls):
@@ -225,8 +355,9 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "peek", "reset"}
+        == {"hit", "peek", "reset", "state_keys"}
     )
+    assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
     for name in ("hit", "peek", "reset"):
         assert inspect.iscoroutinefunction(getattr(AsyncLimiter, name))
         assert inspect.signature(getattr(Limiter, name)) == inspect.signature(
@@ -251,3 +382,66 @@ def test_redis_twins_expose_the_same_methods():
         "run_scripts",
         "traits",
     }
+
+
+TESTS = Path(__file__).resolve().parent
+
+
+def private_imports(source: str) -> list[str]:
+    """Each private luathrottle module or name that ``source`` imports, with
+    its line: one whose dotted name has a part that starts with ``_``, in
+    the module imported from or in the name imported (``luathrottle._keys``,
+    ``luathrottle.backends._staged``, ``_check_scope`` from a public module)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "luathrottle" and any(p.startswith("_") for p in parts):
+                found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def test_the_private_import_check_finds_every_form():
+    source = "\n".join(
+        [
+            "import luathrottle._keys",
+            "import luathrottle.backends._staged as staged",
+            "from luathrottle._keys import state_keys",
+            "from luathrottle.backends import _staged",
+            "from luathrottle.django.throttles import BaseThrottle, _check_scope",
+            "from luathrottle._denials import *",
+            "def later():",
+            "    from luathrottle import Limiter, _engine",
+            # Public names, and private names of other packages: none found.
+            "import luathrottle, luathrottle.backends.redis",
+            "from luathrottle import Limiter",
+            "from luathrottle.django.throttles import BaseThrottle",
+            "from states import _store",
+            "import _pytest",
+        ]
+    )
+    assert private_imports(source) == [
+        "1: luathrottle._keys",
+        "2: luathrottle.backends._staged",
+        "3: luathrottle._keys.state_keys",
+        "4: luathrottle.backends._staged",
+        "5: luathrottle.django.throttles._check_scope",
+        "6: luathrottle._denials.*",
+        "8: luathrottle._engine",
+    ]
+
+
+def test_tests_import_only_public_luathrottle_modules_and_names():
+    """Tests reach luathrottle as its users do: through public names only."""
+    found = {
+        str(path.relative_to(TESTS)): private
+        for path in sorted(TESTS.rglob("*.py"))
+        if (private := private_imports(path.read_text()))
+    }
+    assert found == {}

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 
 from luathrottle import LeakyBucket, Limit, Limiter, SimpleRate
-from luathrottle._keys import hash_identity, state_keys
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.django import SyncThrottle
+from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.scripts import Script, all_scripts, get_script
-from states import limiter_keys
+from states import hash_tag, limiter_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,7 +101,9 @@ def test_the_key_tag_follows_the_state_not_the_version():
 
 def test_keys_carry_the_state_version_and_share_one_hash_tag():
     script = get_script("fixed_window")
-    keys = state_keys("lt", script, "", "user-1", [Limit(1, 1), Limit(5, 60)])
+    limiter = Limiter([Limit(1, 1), Limit(5, 60)], algorithm=SimpleRate(), prefix="lt")
+    assert limiter.script is script
+    keys = limiter.state_keys("user-1")
     assert all(key.startswith(f"lt:fw{script.state}:{{") for key in keys)
     tags = {re.search(r"\{(.*?)\}", key).group(1) for key in keys}
     assert len(tags) == 1
@@ -107,10 +111,16 @@ def test_keys_carry_the_state_version_and_share_one_hash_tag():
     assert keys[1].endswith(":5/60")
 
 
+def scoped_keys(scope, identity, algorithm=None):
+    """The state key of ``identity`` under one limit, within ``scope``."""
+    limiter = Limiter(Limit(1, 1), algorithm=algorithm, prefix="lt", scope=scope)
+    return limiter.state_keys(identity)[0]
+
+
 def test_scope_is_outside_the_hash_tag_and_isolates():
-    script = get_script("leaky_bucket")
-    one = state_keys("lt", script, "view-a", "ip", [Limit(1, 1)])[0]
-    two = state_keys("lt", script, "view-b", "ip", [Limit(1, 1)])[0]
+    one = scoped_keys("view-a", "ip", LeakyBucket())
+    two = scoped_keys("view-b", "ip", LeakyBucket())
+    assert one.startswith("lt:lb")
     assert one != two
     assert one.split("}")[0] == two.split("}")[0]
 
@@ -120,15 +130,39 @@ def test_scope_is_outside_the_hash_tag_and_isolates():
     ["x" * 10_000, "{tag}", "}{", "\x00nul", "unicodé ☃", "\ud800 surrogate"],
 )
 def test_any_identity_gives_a_bounded_key_with_a_clean_tag(identity):
-    key = state_keys("lt", get_script("fixed_window"), "", identity, [Limit(1, 1)])[0]
+    key = scoped_keys("", identity, SimpleRate())
+    assert key.startswith("lt:fw")
     assert len(key) < 64
     assert key.count("{") == 1
     assert key.count("}") == 1
 
 
-def test_identity_hashes_keep_parts_apart():
-    assert hash_identity("ab", "c") != hash_identity("a", "bc")
-    assert hash_identity("a") != hash_identity("b")
+class Fixed(BaseThrottleCacheKey):
+    """Counts every request as the one client ``ip``."""
+
+    def __call__(self, request):
+        return "ip"
+
+
+def test_the_parts_of_a_key_are_hashed_apart():
+    # A text split otherwise between the scope and the identity, or between
+    # a view and a throttle's cache key name, is another counter.
+    assert scoped_keys("ab", "c") != scoped_keys("a", "bc")
+    assert scoped_keys("", "abc") != scoped_keys("abc", "")
+    assert scoped_keys("abc", "") != scoped_keys("ab", "c")
+
+    def throttle_key(view, name):
+        item = SyncThrottle(
+            1,
+            1,
+            cache_key=Fixed(runs_before_auth=True, name=name),
+            backend=MemoryBackend(),
+        )
+        return item.state_key(None, view)
+
+    assert throttle_key("ab", "c") != throttle_key("a", "bc")
+    # Identities: each its own hash tag.
+    assert hash_tag(scoped_keys("", "a")) != hash_tag(scoped_keys("", "b"))
 
 
 def test_algorithms_namespace_their_keys():

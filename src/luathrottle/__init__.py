@@ -6,6 +6,7 @@ reads no Lua file and starts no Lua runtime: both happen on first use.
 """
 
 from luathrottle._breaker import CircuitBreaker
+from luathrottle._events import DecisionEvent, Outcome, add_observer, remove_observer
 from luathrottle.algorithms import (
     BaseThrottleAlgorithm,
     LeakyBucket,
@@ -34,11 +35,13 @@ __all__ = [
     "CircuitOpenError",
     "ConcurrencyLimiter",
     "Decision",
+    "DecisionEvent",
     "LeakyBucket",
     "Limit",
     "LimitDecision",
     "Limiter",
     "LuathrottleError",
+    "Outcome",
     "PoolExhaustedError",
     "Rate",
     "Reason",
@@ -46,4 +49,6 @@ __all__ = [
     "SimpleRate",
     "SlidingWindow",
     "TokenBucket",
+    "add_observer",
+    "remove_observer",
 ]

@@ -18,7 +18,7 @@ Such a key names one limit's state. A script whose header says ``-- layout:
 hash`` (SimpleRate's) keeps every limit of an identity in one hash instead:
 the key up to the hash tag names the hash, and the rest (scope and limit)
 the field, ``b3RoZXJzY29w:5/60`` in ``lt:fw5:{Q2xhcHJvZmls}``.
-``script_words`` makes a call's KEYS and ARGV so; everything else, such as
+``Script.words`` makes a call's KEYS and ARGV so; everything else, such as
 the denial cache and the messages that name a state, keeps the whole key.
 """
 
@@ -31,14 +31,18 @@ from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
 __all__ = [
+    "KEY_PREFIX",
     "check_prefix",
+    "check_scope",
     "hash_identity",
     "hash_tag",
     "identity_digest",
     "key_frame",
-    "script_words",
     "state_keys",
 ]
+
+#: The start of every state key, unless a limiter is given another prefix.
+KEY_PREFIX = "lt"
 
 # 9 bytes (72 bits) name an identity: finding another identity with the same
 # digest as a given one takes about 2**72 tries. Scopes are chosen by the
@@ -92,16 +96,21 @@ def _cached_identity_digest(identity: str) -> str:
     return _digest((identity,), _IDENTITY_BYTES)
 
 
-def key_frame(prefix: str, script: Script, scope: str, limit: Limit) -> tuple[str, str]:
-    """What surrounds the identity in the state key of ``limit`` within
+def key_frame(
+    prefix: str, script: Script, scope: str, counter: Limit | str
+) -> tuple[str, str]:
+    """What surrounds the identity in the state key of ``counter`` within
     ``scope``: ``head + identity_digest(identity) + tail`` is that key.
 
-    A limiter or a throttle builds its frames once and then only pays for the
-    identity's digest on each call.
+    Every key is built here: a limit's counter is its window
+    (``5/60``), a concurrency limit's its slots and lease (``3/30000ms``).
+    A limiter or a throttle builds its frames once and then only pays for
+    the identity's digest on each call.
     """
     scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
-    head = f"{prefix}:{script.key_tag}:{{"
-    return head, f"}}{scope_part}:{limit.max_requests}/{limit.duration}"
+    if isinstance(counter, Limit):
+        counter = f"{counter.max_requests}/{counter.duration}"
+    return f"{prefix}:{script.key_tag}:{{", f"}}{scope_part}:{counter}"
 
 
 def state_keys(
@@ -111,22 +120,6 @@ def state_keys(
     digest = identity_digest(identity)
     frames = (key_frame(prefix, script, scope, limit) for limit in limits)
     return [head + digest + tail for head, tail in frames]
-
-
-def script_words(
-    script: Script, keys: Sequence[str], args: Sequence[str]
-) -> tuple[Sequence[str], Sequence[str]]:
-    """The KEYS and ARGV that run ``script`` on the state ``keys`` with
-    ``args``: unchanged, or for a hashed script each key's hash in KEYS and
-    its field after ``args``."""
-    if not script.hashed:
-        return keys, args
-    hashes, fields = [], []
-    for key in keys:
-        head, _, field = key.partition("}:")
-        hashes.append(head + "}")
-        fields.append(field)
-    return hashes, [*args, *fields]
 
 
 def hash_tag(key: str) -> str:
@@ -149,3 +142,16 @@ def check_prefix(prefix: object) -> str:
             f"got {prefix!r}"
         )
     return prefix
+
+
+def check_scope(scope: object) -> str:
+    """Validate a limiter's scope: any str, ``""`` for none.
+
+    Raises:
+        TypeError: naming ``scope``.
+    """
+    if not isinstance(scope, str):
+        raise TypeError(
+            f'scope must be a str ("" for none), got {type(scope).__name__} {scope!r}'
+        )
+    return scope

@@ -4,19 +4,30 @@ refused, released or renewed through the limiter that made it."""
 import asyncio
 from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Protocol
 
 from luathrottle.decision import Reason
 from luathrottle.exceptions import BackendError
 
-if TYPE_CHECKING:
-    from luathrottle.concurrency import (
-        AsyncConcurrencyLimiter,
-        ConcurrencyLimiter,
-        _BaseConcurrencyLimiter,
-    )
-
 __all__ = ["AsyncLease", "Lease"]
+
+
+# What a lease needs of the limiter that made it, as protocols: the
+# limiters' module imports this one.
+class _Limiter(Protocol):
+    max_in_flight: int
+
+
+class _SyncLimiter(_Limiter, Protocol):
+    def _settle(self, lease: "_BaseLease", mode: str) -> bool: ...
+
+
+class _AsyncLimiter(_Limiter, Protocol):
+    async def _asettle(self, lease: "_BaseLease", mode: str) -> bool: ...
+
+    async def _give_back(
+        self, state_key: str, lease_id: str, error: BaseException
+    ) -> None: ...
 
 
 class _BaseLease:
@@ -25,6 +36,7 @@ class _BaseLease:
     __slots__ = (
         "_limiter",
         "allowed",
+        "error",
         "id",
         "in_flight",
         "key",
@@ -35,15 +47,17 @@ class _BaseLease:
 
     def __init__(
         self,
-        limiter: "_BaseConcurrencyLimiter[Any]",
+        limiter: _Limiter,
         key: str,
         lease_id: str,
         reply: Sequence[int] | None,
         error: BackendError | None = None,
+        failed_open: bool = False,
     ) -> None:
         self._limiter = limiter
         self.key = key
         self.id = lease_id
+        self.error = error
         self.released = False
         if reply is not None:
             self.allowed = reply[0] == 1
@@ -53,7 +67,8 @@ class _BaseLease:
             )
             self.reason: Reason | None = None if self.allowed else Reason.LIMIT_EXCEEDED
         else:
-            self.allowed = limiter.on_failure == "allow"
+            # The store failed: the failure policy decided.
+            self.allowed = failed_open
             self.in_flight = None
             self.retry_after = (
                 None if self.allowed or error is None else max(error.retry_after, 1.0)
@@ -96,6 +111,8 @@ class Lease(_BaseLease):
             decided (a lease allowed that way holds nothing).
         key: the hashed state key (never the raw identity).
         id: the lease's random id.
+        error: what the store did when the failure policy decided; else
+            None.
 
     A context manager: ``with limiter.acquire(key) as lease:`` releases the
     lease on leaving the block, however it is left. Entering does not check
@@ -103,7 +120,7 @@ class Lease(_BaseLease):
     """
 
     __slots__ = ()
-    _limiter: "ConcurrencyLimiter"
+    _limiter: _SyncLimiter
 
     def release(self) -> bool:
         """Give the slot back.
@@ -151,7 +168,7 @@ class AsyncLease(_BaseLease):
     ``release()`` and ``renew()``, and ``async with``."""
 
     __slots__ = ()
-    _limiter: "AsyncConcurrencyLimiter"
+    _limiter: _AsyncLimiter
 
     async def release(self) -> bool:
         """Give the slot back; see ``Lease.release``. Cancelled before the

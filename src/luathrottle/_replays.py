@@ -49,42 +49,35 @@ def _fixed_window(
     return [ALLOWED, max_requests, max_requests - count, reset, 0]
 
 
-def _leaky_bucket(
-    limit: Limit, state: Sequence[int], cost: int, elapsed: int
-) -> list[int]:
-    # As lua/leaky_bucket.lua, with its float division for the drain.
-    max_requests = limit.max_requests
-    drain = math.ceil(limit.duration * 1_000_000 / max_requests)
-    level = max(state[3] - elapsed, 0)
-    remaining = (max_requests * drain - level) // drain
-    status, retry = ALLOWED, 0
-    if cost > max_requests:
-        status = _TOO_COSTLY
-    elif level + cost * drain > max_requests * drain:
-        status, retry = EXCEEDED, level + cost * drain - max_requests * drain
-    return [status, max_requests, remaining, level, retry]
+def _bucket(capacity: Callable[[Limit], int]) -> _PerLimit:
+    """The replay of a bucket of ``capacity(limit)`` requests that drains
+    one every ``duration / max_requests``: LeakyBucket's, whose capacity is
+    ``max_requests``, and TokenBucket's (GCRA), whose is its burst."""
 
-
-def _token_bucket(algorithm: TokenBucket) -> _PerLimit:
     def replay(
         limit: Limit, state: Sequence[int], cost: int, elapsed: int
     ) -> list[int]:
-        # As lua/token_bucket.lua, with its float division for the interval;
-        # the reply's reset_after is the bucket's debt.
+        # As lua/leaky_bucket.lua and lua/token_bucket.lua, with their float
+        # division for the interval; the reply's reset_after is the level
+        # (the bucket's debt).
         max_requests = limit.max_requests
-        burst = algorithm.burst_of(limit)
+        size = capacity(limit)
         interval = math.ceil(limit.duration * 1_000_000 / max_requests)
-        debt = max(state[3] - elapsed, 0)
-        # A bucket whose burst was lowered may owe more than it now holds.
-        remaining = max((burst * interval - debt) // interval, 0)
+        level = max(state[3] - elapsed, 0)
+        # A bucket whose size was lowered may hold more than it now may.
+        remaining = max((size * interval - level) // interval, 0)
         status, retry = ALLOWED, 0
-        if cost > burst:
+        if cost > size:
             status = _TOO_COSTLY
-        elif debt + cost * interval > burst * interval:
-            status, retry = EXCEEDED, debt + cost * interval - burst * interval
-        return [status, max_requests, remaining, debt, retry]
+        elif level + cost * interval > size * interval:
+            status, retry = EXCEEDED, level + cost * interval - size * interval
+        return [status, max_requests, remaining, level, retry]
 
     return replay
+
+
+def _max_requests(limit: Limit) -> int:
+    return limit.max_requests
 
 
 def _exact(per_limit: _PerLimit) -> Replay:
@@ -159,12 +152,12 @@ def replay_of(algorithm: BaseThrottleAlgorithm) -> Replay | None:
     one's own, whose script the cache does not know."""
     name = algorithm.script.name
     if name == "token_bucket" and isinstance(algorithm, TokenBucket):
-        return _exact(_token_bucket(algorithm))
+        return _exact(_bucket(algorithm.burst_of))
     return _REPLAYS.get(name)
 
 
 _REPLAYS: dict[str, Replay] = {
     "fixed_window": _exact(_fixed_window),
-    "leaky_bucket": _exact(_leaky_bucket),
+    "leaky_bucket": _exact(_bucket(_max_requests)),
     "sliding_window": _generic,
 }

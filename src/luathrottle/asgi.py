@@ -15,24 +15,16 @@ get the headers too. Lifespan and websocket scopes pass through untouched.
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Reason
-from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm
+from luathrottle._answers import Answer, headers_of, refusal
+from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
 from luathrottle.backends import AsyncBackend
-from luathrottle.headers import (
-    BaseResponseHeadersProvider,
-    collect_headers,
-)
+from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import LimitSpec, parse_limits_named
 
-__all__ = [
-    "TOO_MANY_REQUESTS_BODY",
-    "UNAVAILABLE_BODY",
-    "RateLimitMiddleware",
-    "client_address",
-    "denial_response",
-]
+__all__ = ["RateLimitMiddleware", "client_address"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -52,26 +44,15 @@ def client_address(scope: Scope) -> str | None:
     return host if isinstance(host, str) and host else None
 
 
-def denial_response(
-    decision: Decision, headers: dict[str, str]
-) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
-    """Status, body and raw headers of the answer to a denied request: 429,
-    or 503 when the store failed and the failure policy denied."""
-    unavailable = decision.reason == Reason.STORE_UNAVAILABLE
-    body = UNAVAILABLE_BODY if unavailable else TOO_MANY_REQUESTS_BODY
-    raw = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        *_raw(headers),
-    ]
-    return (503 if unavailable else 429), body, raw
-
-
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
     return [
         (name.lower().encode("latin-1"), value.encode())
         for name, value in headers.items()
     ]
+
+
+class _MiddlewareLimiter(AsyncLimiter):
+    _door = "asgi"
 
 
 class RateLimitMiddleware:
@@ -95,6 +76,8 @@ class RateLimitMiddleware:
         cache_denials: True or a number of identities to answer remembered
             denials in this process without the store (see ``Limiter``);
             False (default) for none.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            decision, besides the process's observers.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -113,6 +96,7 @@ class RateLimitMiddleware:
         prefix: str = "lt",
         clock: Callable[[], float] | None = None,
         cache_denials: bool | int = False,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -120,7 +104,7 @@ class RateLimitMiddleware:
             raise TypeError(f"key must be a callable taking the scope, got {key!r}")
         self.app = app
         self.key = client_address if key is None else key
-        self.limiter = AsyncLimiter(
+        self.limiter: AsyncLimiter = _MiddlewareLimiter(
             list(parse_limits_named(limits, "limits")),
             algorithm=algorithm,
             backend=backend,
@@ -128,6 +112,7 @@ class RateLimitMiddleware:
             clock=clock,
             on_failure=on_failure,
             cache_denials=cache_denials,
+            observers=observers,
         )
         self.response_headers = check_providers(response_headers)
 
@@ -146,14 +131,11 @@ class RateLimitMiddleware:
                 "return a str or None"
             )
         decision = await self.limiter.hit(identity)
-        headers = collect_headers(self.response_headers, decision.limits)
-        if not decision.allowed:
-            status, body, raw = denial_response(decision, headers)
-            await send(
-                {"type": "http.response.start", "status": status, "headers": raw}
-            )
-            await send({"type": "http.response.body", "body": body})
+        answer = refusal([(decision, self.response_headers)])
+        if answer is not None:
+            await _send_answer(send, answer)
             return
+        headers = headers_of([(self.response_headers, decision.limits)])
         if not headers:
             await self.app(scope, receive, send)
             return
@@ -169,3 +151,13 @@ class RateLimitMiddleware:
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self.limiter!r})"
+
+
+async def _send_answer(send: Send, answer: Answer) -> None:
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(answer.body)).encode()),
+        *_raw(answer.headers),
+    ]
+    await send({"type": "http.response.start", "status": answer.status, "headers": raw})
+    await send({"type": "http.response.body", "body": answer.body})

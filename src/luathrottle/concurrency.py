@@ -15,23 +15,43 @@ have reached the store) gives that id back before it raises or returns.
 
 import asyncio
 import logging
-import math
 import secrets
-from collections.abc import Coroutine, Sequence
-from typing import Any, Generic, TypeVar
+import time
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
 
+from luathrottle._engine import asend, send
+from luathrottle._events import (
+    DecisionEvent,
+    Observer,
+    Outcome,
+    check_observers,
+    observed,
+    report,
+)
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle._keys import check_prefix, hash_identity, identity_digest
+from luathrottle._keys import (
+    KEY_PREFIX,
+    check_prefix,
+    check_scope,
+    identity_digest,
+    key_frame,
+)
+from luathrottle._lease_options import (
+    check_lease,
+    check_lease_store,
+    check_max_in_flight,
+    refuse_clock,
+)
 from luathrottle._leases import AsyncLease, Lease, _BaseLease
 from luathrottle.backends.base import (
     AsyncBackend,
-    StoreTraits,
+    ScriptCall,
     SyncBackend,
     check_backend_kind,
 )
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.limiter import _default_memory
-from luathrottle.rates import MAX_DURATION
 from luathrottle.scripts import Script, get_script
 
 __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease"]
@@ -40,93 +60,11 @@ logger = logging.getLogger("luathrottle")
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 
-#: The most leases one key may hold at once.
-MAX_IN_FLIGHT = 100_000
-_SCOPE_BYTES = 8
-
-
-def check_max_in_flight(max_in_flight: object) -> int:
-    """Validate a concurrency limit.
-
-    Raises:
-        TypeError, ValueError: naming ``max_in_flight``.
-    """
-    if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
-        raise TypeError(
-            "max_in_flight must be an int, got "
-            f"{type(max_in_flight).__name__} {max_in_flight!r}"
-        )
-    if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
-        raise ValueError(
-            f"max_in_flight must be between 1 and {MAX_IN_FLIGHT}, "
-            f"got {max_in_flight!r}"
-        )
-    return max_in_flight
-
-
-def check_lease(lease: object) -> int:
-    """Validate a lease length in seconds; return it in whole milliseconds.
-
-    Raises:
-        TypeError, ValueError: naming ``lease``.
-    """
-    if isinstance(lease, bool) or not isinstance(lease, int | float):
-        raise TypeError(
-            f"lease must be a number of seconds, got {type(lease).__name__} {lease!r}"
-        )
-    if not math.isfinite(lease) or not 0.001 <= lease <= MAX_DURATION:
-        raise ValueError(
-            f"lease must be between 0.001 and {MAX_DURATION} seconds, got {lease!r}"
-        )
-    return round(lease * 1000)
-
-
-def check_scope(scope: object) -> str:
-    """Validate a limiter's scope: any str, ``""`` for none.
-
-    Raises:
-        TypeError: naming ``scope``.
-    """
-    if not isinstance(scope, str):
-        raise TypeError(
-            f'scope must be a str ("" for none), got {type(scope).__name__} {scope!r}'
-        )
-    return scope
-
-
-def refuse_clock(clock: object, owner: str) -> None:
-    """Refuse a client clock: a lease expires on the store's clock.
-
-    Raises:
-        TypeError: naming ``clock`` and what to do instead.
-    """
-    if clock is not None:
-        raise TypeError(
-            f"clock is not taken by {owner}: leases expire on the store's clock, "
-            "so that processes whose clocks disagree never end each other's "
-            "leases; leave clock out, and to move time in tests give the "
-            "embedded store the clock: backend=MemoryBackend(clock=...)"
-        )
-
-
-def check_lease_store(traits: StoreTraits, owner: str) -> None:
-    """Refuse a store that cannot keep a lease set atomically.
-
-    Raises:
-        ValueError: naming ``backend``.
-    """
-    if not traits.sorted_sets:
-        raise ValueError(
-            f"backend cannot hold the leases of {owner}: a concurrency limit "
-            "needs a store that runs its script atomically with sorted sets "
-            "(SyncRedis/AsyncRedis, a Redis-backed Django cache, or "
-            "MemoryBackend), and this one runs scripts over a snapshot of "
-            "string keys"
-        )
-
 
 class _BaseConcurrencyLimiter(Generic[_BackendT]):
     _backend_type: type[SyncBackend] | type[AsyncBackend]
+    #: The front door its decisions' events name.
+    _door: ClassVar[str] = "concurrency"
 
     def __init__(
         self,
@@ -135,9 +73,10 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         lease: float,
         backend: _BackendT | None = None,
         clock: None = None,
-        prefix: str = "lt",
+        prefix: str = KEY_PREFIX,
         on_failure: OnFailure = "raise",
         scope: str = "",
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
         self.lease_ms = check_lease(lease)
@@ -149,11 +88,13 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.prefix = check_prefix(prefix)
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
-        scope = check_scope(scope)
-        scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
-        self._head = f"{self.prefix}:{self.script.key_tag}:{{"
-        self._tail = f"}}{scope_part}:{self.max_in_flight}/{self.lease_ms}ms"
+        self.observers = check_observers(observers)
+        counter = f"{self.max_in_flight}/{self.lease_ms}ms"
+        self._head, self._tail = key_frame(
+            self.prefix, self.script, check_scope(scope), counter
+        )
         self._limits = (str(self.max_in_flight), str(self.lease_ms * 1000))
+        self._name = f"{self.max_in_flight} in flight"
 
     def state_key(self, key: str) -> str:
         """The hashed key of ``key``'s lease set.
@@ -166,25 +107,72 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
             raise TypeError(f"key must be a str, got {type(key).__name__} {key!r}")
         return self._head + identity_digest(key) + self._tail
 
-    def _args(self, mode: str, lease_id: str) -> list[str]:
+    def _call(self, mode: str, state_key: str, lease_id: str) -> ScriptCall:
         # No time: the script reads the store's own.
-        return [mode, lease_id, "", *self._limits]
+        return (self.script, [state_key], [mode, lease_id, "", *self._limits])
 
-    def _replied(self, lease: _BaseLease, mode: str, reply: Sequence[int]) -> bool:
+    def _replied(
+        self,
+        lease: _BaseLease,
+        mode: str,
+        reply: Sequence[int],
+        latency: float | None,
+    ) -> bool:
         _log_foreign(lease.key, reply)
         if mode == "renew" and reply[0] != 1:
             # Expired, so the store forgot it: nothing is held any more.
             lease.released = True
+        if mode == "release" and reply[0] == 1 and latency is not None:
+            self._report(lease, Outcome.LEASE_RELEASED, latency, int(reply[1]))
         return reply[0] == 1
 
-    def _failed_acquire(self, state_key: str, error: BackendError) -> None:
+    def _report(
+        self,
+        lease: _BaseLease,
+        outcome: Outcome,
+        latency: float | None,
+        in_flight: int | None,
+        request: Any = None,
+    ) -> None:
+        """Tell the observers of one decision on a lease."""
+        remaining = None if in_flight is None else self.max_in_flight - in_flight
+        event = DecisionEvent(
+            door=self._door,
+            limit=self._name,
+            algorithm=self.script.name,
+            outcome=outcome,
+            remaining=remaining,
+            retry_after=lease.retry_after,
+            latency=latency,
+            key=lease.key,
+            error=lease.error,
+            source=self,
+            request=request,
+        )
+        report([(event, None, self.observers)])
+
+    def _acquired(self, lease: _BaseLease, latency: float | None, request: Any) -> None:
+        """Tell the observers what an acquire decided, when they listen."""
+        if latency is None:
+            return
+        if lease.reason is None:
+            outcome = Outcome.ADMITTED
+        elif lease.in_flight is not None:
+            outcome = Outcome.LEASE_REFUSED
+        else:
+            outcome = Outcome.FAILED_OPEN if lease.allowed else Outcome.FAILED_CLOSED
+        self._report(lease, outcome, latency, lease.in_flight, request)
+
+    def _failed_acquire(
+        self, state_key: str, error: BackendError, policy: OnFailure
+    ) -> None:
         logger.warning(
             "luathrottle store failed to acquire a lease at %s (%s): %s",
             state_key,
-            self.on_failure,
+            policy,
             error,
         )
-        if self.on_failure == "raise":
+        if policy == "raise":
             raise error
 
     def _failed(self, lease: _BaseLease, mode: str, error: BackendError) -> bool:
@@ -254,6 +242,8 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         scope: a str that keeps this limiter's leases apart from those of
             others with the same prefix and limits; ``""`` (the default) for
             none.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            lease granted, refused or released, besides the process's.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -272,22 +262,30 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
+        return self._acquire(key, self.on_failure, None)
+
+    def _acquire(self, key: str, policy: OnFailure, request: Any) -> Lease:
+        """``acquire`` under ``policy``, for a door with a request."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        started = time.perf_counter() if observed(self.observers) else None
         try:
-            reply = self.backend.run_script(
-                self.script, [state_key], self._args("acquire", lease_id)
-            )
+            replies = send(self.backend, [self._call("acquire", state_key, lease_id)])
         except BaseException as error:
-            # The call may have taken the lease before it failed or was
-            # interrupted (KeyboardInterrupt, say).
+            # Interrupted (KeyboardInterrupt, say) after the call may have
+            # taken the lease.
             self._give_back(state_key, lease_id, error)
-            if not isinstance(error, BackendError):
-                raise
-            self._failed_acquire(state_key, error)
-            return Lease(self, state_key, lease_id, None, error)
-        _log_foreign(state_key, reply)
-        return Lease(self, state_key, lease_id, reply)
+            raise
+        latency = None if started is None else time.perf_counter() - started
+        if isinstance(replies, BackendError):
+            self._give_back(state_key, lease_id, replies)
+            self._failed_acquire(state_key, replies, policy)
+            lease = Lease(self, state_key, lease_id, None, replies, policy == "allow")
+        else:
+            _log_foreign(state_key, replies[0])
+            lease = Lease(self, state_key, lease_id, replies[0])
+        self._acquired(lease, latency, request)
+        return lease
 
     def reset(self, key: str) -> None:
         """Forget every lease of ``key``.
@@ -298,23 +296,19 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         self.backend.delete_keys([self.state_key(key)])
 
     def _settle(self, lease: _BaseLease, mode: str) -> bool:
-        try:
-            reply = self.backend.run_script(
-                self.script, [lease.key], self._args(mode, lease.id)
-            )
-        except BackendError as error:
-            return self._failed(lease, mode, error)
-        return self._replied(lease, mode, reply)
+        started = time.perf_counter() if observed(self.observers) else None
+        replies = send(self.backend, [self._call(mode, lease.key, lease.id)])
+        if isinstance(replies, BackendError):
+            return self._failed(lease, mode, replies)
+        latency = None if started is None else time.perf_counter() - started
+        return self._replied(lease, mode, replies[0], latency)
 
     def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
         if isinstance(error, _NOT_SENT):
             return
-        try:
-            self.backend.run_script(
-                self.script, [state_key], self._args("release", lease_id)
-            )
-        except BackendError as failure:
-            _gave_up(state_key, failure)
+        replies = send(self.backend, [self._call("release", state_key, lease_id)])
+        if isinstance(replies, BackendError):
+            _gave_up(state_key, replies)
 
 
 class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
@@ -328,35 +322,46 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         """Take a slot for ``key`` if one is free; see
         ``ConcurrencyLimiter.acquire``. Cancelled, it gives its lease back
         before the cancellation goes on."""
+        return await self._acquire(key, self.on_failure, None)
+
+    async def _acquire(self, key: str, policy: OnFailure, request: Any) -> AsyncLease:
+        """``acquire`` under ``policy``, for a door with a request."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        started = time.perf_counter() if observed(self.observers) else None
         try:
-            reply = await self.backend.arun_script(
-                self.script, [state_key], self._args("acquire", lease_id)
+            replies = await asend(
+                self.backend, [self._call("acquire", state_key, lease_id)]
             )
         except BaseException as error:
-            # The call may have taken the lease before it failed or was
-            # cancelled: at any await, as late as its reply.
+            # Cancelled at any await, as late as its reply, after the call
+            # may have taken the lease.
             await self._give_back(state_key, lease_id, error)
-            if not isinstance(error, BackendError):
-                raise
-            self._failed_acquire(state_key, error)
-            return AsyncLease(self, state_key, lease_id, None, error)
-        _log_foreign(state_key, reply)
-        return AsyncLease(self, state_key, lease_id, reply)
+            raise
+        latency = None if started is None else time.perf_counter() - started
+        if isinstance(replies, BackendError):
+            await self._give_back(state_key, lease_id, replies)
+            self._failed_acquire(state_key, replies, policy)
+            lease = AsyncLease(
+                self, state_key, lease_id, None, replies, policy == "allow"
+            )
+        else:
+            _log_foreign(state_key, replies[0])
+            lease = AsyncLease(self, state_key, lease_id, replies[0])
+        self._acquired(lease, latency, request)
+        return lease
 
     async def reset(self, key: str) -> None:
         """Forget every lease of ``key``."""
         await self.backend.adelete_keys([self.state_key(key)])
 
     async def _asettle(self, lease: _BaseLease, mode: str) -> bool:
-        try:
-            reply = await self.backend.arun_script(
-                self.script, [lease.key], self._args(mode, lease.id)
-            )
-        except BackendError as error:
-            return self._failed(lease, mode, error)
-        return self._replied(lease, mode, reply)
+        started = time.perf_counter() if observed(self.observers) else None
+        replies = await asend(self.backend, [self._call(mode, lease.key, lease.id)])
+        if isinstance(replies, BackendError):
+            return self._failed(lease, mode, replies)
+        latency = None if started is None else time.perf_counter() - started
+        return self._replied(lease, mode, replies[0], latency)
 
     async def _give_back(
         self, state_key: str, lease_id: str, error: BaseException
@@ -365,12 +370,10 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
             await _to_the_end(self._release_id(state_key, lease_id))
 
     async def _release_id(self, state_key: str, lease_id: str) -> None:
-        try:
-            await self.backend.arun_script(
-                self.script, [state_key], self._args("release", lease_id)
-            )
-        except BackendError as failure:
-            _gave_up(state_key, failure)
+        call = self._call("release", state_key, lease_id)
+        replies = await asend(self.backend, [call])
+        if isinstance(replies, BackendError):
+            _gave_up(state_key, replies)
 
 
 #: Give-backs whose caller was cancelled meanwhile, kept until they end.

@@ -145,7 +145,8 @@ class Decision(NamedTuple):
         Raises:
             ValueError: ``decisions`` is empty.
         """
-        main = deciding_limit(decisions)
+        # A lone limit speaks for itself: a Django throttle's decision.
+        main = decisions[0] if len(decisions) == 1 else deciding_limit(decisions)
         return _new_tuple(
             cls,
             (

@@ -19,7 +19,9 @@ override point, and ``DEFAULT_THROTTLE_CLASSES``. What changes:
   ``allow_request()`` decides them all in one round trip, all or nothing,
   and the others read the outcome;
 - ``RateLimitHeadersMixin`` or ``exception_handler`` add the
-  ``X-RateLimit-*`` (or IETF draft) headers.
+  ``X-RateLimit-*`` (or IETF draft) headers;
+- when the store fails and the failure policy denies, the request gets a
+  503 (``StoreUnavailable``), as at every other door, not a 429.
 
 State lives in Django's ``default`` cache, as DRF's does. The
 ``LUATHROTTLE_DRF_BACKEND`` setting (a cache alias or a sync backend) or a
@@ -38,7 +40,7 @@ from django.core.exceptions import ImproperlyConfigured
 try:
     from rest_framework import throttling as _drf
     from rest_framework import views as _drf_views
-    from rest_framework.exceptions import Throttled
+    from rest_framework.exceptions import APIException, Throttled
     from rest_framework.settings import api_settings
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -46,11 +48,14 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle._answers import UNAVAILABLE
+from luathrottle._checks import Check, Verdict
+from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.django._conf import get_config
-from luathrottle.django._outcomes import ThrottleCall, ThrottleOutcome, headers_for
+from luathrottle.django._outcomes import headers_for
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
@@ -60,6 +65,7 @@ __all__ = [
     "RateLimitHeadersMixin",
     "ScopedRateThrottle",
     "SimpleRateThrottle",
+    "StoreUnavailable",
     "UserRateThrottle",
     "exception_handler",
     "rate_limit_headers",
@@ -110,14 +116,27 @@ _REMEMBERED = 256
 _INNER: dict[tuple[object, ...], SyncThrottle] = {}
 
 
-class _State:
-    """The decisions of one request's throttles on one view."""
+class StoreUnavailable(APIException):  # type: ignore[misc]
+    """The 503 of a request whose store failed while the failure policy
+    denies; DRF sends ``wait`` as ``Retry-After``."""
 
-    __slots__ = ("outcomes", "view")
+    status_code = 503
+    default_detail = UNAVAILABLE
+    default_code = "ratelimit_unavailable"
+
+    def __init__(self, wait: float | None) -> None:
+        super().__init__()
+        self.wait = wait
+
+
+class _State:
+    """The verdicts of one request's throttles on one view."""
+
+    __slots__ = ("verdicts", "view")
 
     def __init__(self, view: object) -> None:
         self.view = view
-        self.outcomes: dict[tuple[object, ...], ThrottleOutcome] = {}
+        self.verdicts: dict[tuple[object, ...], Verdict] = {}
 
 
 class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
@@ -166,10 +185,18 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
 
     def allow_request(self, request: Any, view: Any) -> bool:
         """Whether ``request`` may proceed; counts it when every throttle of
-        the view admits it, and nothing otherwise."""
-        outcome = _outcome(self, request, view)
-        self.decision = None if outcome is None else outcome.decision
-        return self.decision is None or self.decision.allowed
+        the view admits it, and nothing otherwise.
+
+        Raises:
+            StoreUnavailable: the store failed and the policy denies.
+        """
+        verdict = _verdict(self, request, view)
+        self.decision = None if verdict is None else verdict.decision.limits[0]
+        if self.decision is None or self.decision.allowed:
+            return True
+        if verdict is not None and verdict.error is not None:
+            raise StoreUnavailable(self.decision.retry_after)
+        return False
 
     def wait(self) -> float | None:
         """Seconds until the denied request would fit, or None."""
@@ -230,9 +257,7 @@ def _is_name(scope: object) -> bool:
     )
 
 
-def _outcome(
-    throttle: SimpleRateThrottle, request: Any, view: Any
-) -> ThrottleOutcome | None:
+def _verdict(throttle: SimpleRateThrottle, request: Any, view: Any) -> Verdict | None:
     key = throttle.luathrottle_key(request, view)
     if key is None:
         return None
@@ -259,10 +284,10 @@ def _outcome(
                     other.duration,
                 )
                 pending.setdefault(other_signature, (other, other_key))
-        _decide(state, pending)
-    elif signature not in state.outcomes:
-        _decide(state, {signature: (throttle, key)})
-    return state.outcomes[signature]
+        _decide(state, pending, request)
+    elif signature not in state.verdicts:
+        _decide(state, {signature: (throttle, key)}, request)
+    return state.verdicts[signature]
 
 
 def _view_throttles(view: Any) -> list[Any]:
@@ -275,19 +300,20 @@ def _view_throttles(view: Any) -> list[Any]:
 def _decide(
     state: _State,
     pending: dict[tuple[object, ...], tuple[SimpleRateThrottle, str]],
+    request: Any,
 ) -> None:
     """One round trip per store for every pending throttle, all or nothing
     within each store: a request one throttle denies costs the others
     nothing."""
-    calls: dict[tuple[object, ...], ThrottleCall] = {}
+    policy = get_config().on_failure
+    checks: dict[tuple[object, ...], Check] = {}
     for signature, (throttle, key) in pending.items():
-        call = throttle.luathrottle_throttle().call(key, _SCOPE)
-        if call is not None:
-            calls[signature] = call
-    found = SyncThrottle.hit_all(calls.values(), on_failure=get_config().on_failure)
-    by_key = {(id(item.throttle), item.key): item for item in found}
-    for signature, call in calls.items():
-        state.outcomes[signature] = by_key[(id(call.throttle), call.key)]
+        inner = throttle.luathrottle_throttle()
+        checks[signature] = inner.keyed(
+            key, _SCOPE, inner.limit, request=request, on_failure=policy, door="drf"
+        )
+    verdicts = decide(list(checks.values()))
+    state.verdicts.update(zip(checks, verdicts, strict=True))
 
 
 class AnonRateThrottle(SimpleRateThrottle, _drf.AnonRateThrottle):  # type: ignore[misc]
@@ -321,7 +347,7 @@ def rate_limit_headers(request: Any) -> dict[str, str]:
     state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
     if state is None:
         return {}
-    return headers_for(state.outcomes.values())
+    return headers_for(state.verdicts.values())
 
 
 def _add_headers(request: Any, response: Any) -> None:
@@ -355,6 +381,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     "luathrottle.drf.exception_handler"``."""
     response = _drf_views.exception_handler(exc, context)
     request = context.get("request")
-    if response is not None and isinstance(exc, Throttled) and request is not None:
+    refused = isinstance(exc, Throttled | StoreUnavailable)
+    if response is not None and refused and request is not None:
         _add_headers(request, response)
     return response

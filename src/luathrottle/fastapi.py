@@ -20,7 +20,7 @@ throttles share a ``scope``.
 """
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, ClassVar, Generic, TypeVar
 
 try:
     from fastapi import HTTPException, Request, Response
@@ -29,17 +29,20 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.fastapi needs FastAPI: pip install 'luathrottle[asgi]'"
     ) from exc
 
-from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter, Reason
+from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter
+from luathrottle._answers import headers_of, refusal
+from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
-from luathrottle.headers import BaseResponseHeadersProvider, collect_headers
-from luathrottle.rates import LimitSpec, parse_limits_named
+from luathrottle.headers import BaseResponseHeadersProvider
+from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 
 __all__ = ["SyncThrottle", "Throttle", "client_host"]
 
-_TOO_MANY = [{"msg": "Too many requests", "type": "ratelimit"}]
-_UNAVAILABLE = [{"msg": "Rate limiting is unavailable", "type": "ratelimit"}]
 _MAX_SCOPE = 200
+#: Routes a throttle keeps a limiter for, forgotten all at once past it, so
+#: that paths no route matched cannot grow them without end.
+_REMEMBERED = 256
 
 
 def client_host(request: Request) -> str | None:
@@ -57,8 +60,19 @@ def _check_scope(scope: object) -> str | None:
     return scope
 
 
-class _Base:
-    _limiter_type: type[Limiter] | type[AsyncLimiter]
+class _AsyncRouteLimiter(AsyncLimiter):
+    _door = "fastapi"
+
+
+class _SyncRouteLimiter(Limiter):
+    _door = "fastapi"
+
+
+_LimiterT = TypeVar("_LimiterT", Limiter, AsyncLimiter)
+
+
+class _Base(Generic[_LimiterT]):
+    _limiter_type: ClassVar[type[Limiter] | type[AsyncLimiter]]
 
     def __init__(
         self,
@@ -72,43 +86,70 @@ class _Base:
         scope: str | None = None,
         clock: Callable[[], float] | None = None,
         cache_denials: bool | int = False,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
         self.key = client_host if key is None else key
         self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
-        # The limiter checks that the backend is of its kind.
-        self.limiter = self._limiter_type(
-            list(parse_limits_named(limits, "limits")),
-            algorithm=algorithm,
-            backend=backend,
-            clock=clock,
-            on_failure=on_failure,
-            cache_denials=cache_denials,
+        self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
+        self._options: dict[str, Any] = {
+            "algorithm": algorithm,
+            "backend": backend,
+            "clock": clock,
+            "on_failure": on_failure,
+            "cache_denials": cache_denials,
+            "observers": observers,
+        }
+        # Built now, so that a bad argument fails here and not at the first
+        # request; the limiter checks that the backend is of its kind.
+        self._limiters: dict[str, _LimiterT] = {}
+        self.limiter_for(self.scope or "")
+
+    def limiter_for(self, scope: str) -> _LimiterT:
+        """The limiter that counts within ``scope``: this throttle's
+        ``scope``, or by default the request's route."""
+        found = self._limiters.get(scope)
+        if found is not None:
+            return found
+        if len(self._limiters) >= _REMEMBERED:
+            self._limiters.clear()
+        limiter: _LimiterT = self._limiter_type(  # type: ignore[assignment]
+            list(self.limits), scope=scope, **self._options
         )
+        self._limiters[scope] = limiter
+        return limiter
 
     def identity(self, request: Request) -> str | None:
-        """What the request counts against within this throttle's scope (by
-        default its route), or None to skip it."""
+        """What the request counts against, or None to skip it.
+
+        Raises:
+            TypeError: the key returned something else than a str.
+        """
         identity = self.key(request)
-        if identity is None:
-            return None
-        if not isinstance(identity, str):
+        if identity is not None and not isinstance(identity, str):
             raise TypeError(
                 f"key returned {type(identity).__name__} {identity!r}; it must "
                 "return a str or None"
             )
-        return f"{self.scope or _route(request)}\x00{identity}"
+        return identity
+
+    def counting(self, request: Request) -> tuple[_LimiterT, str] | None:
+        """The limiter of the request's scope (by default its route) and its
+        identity, or None to skip it."""
+        identity = self.identity(request)
+        if identity is None:
+            return None
+        return self.limiter_for(self.scope or _route(request)), identity
 
     def answer(self, decision: Decision, response: Response) -> Decision:
-        """Put the headers on ``response``, or raise the denial."""
-        headers = collect_headers(self.response_headers, decision.limits)
-        if not decision.allowed:
-            if decision.reason == Reason.STORE_UNAVAILABLE:
-                raise HTTPException(503, detail=_UNAVAILABLE, headers=headers)
-            raise HTTPException(429, detail=_TOO_MANY, headers=headers)
-        response.headers.update(headers)
+        """Put the headers on ``response``, or raise the refusal."""
+        answer = refusal([(decision, self.response_headers)])
+        if answer is not None:
+            detail = [{"msg": answer.message, "type": "ratelimit"}]
+            raise HTTPException(answer.status, detail=detail, headers=answer.headers)
+        response.headers.update(headers_of([(self.response_headers, decision.limits)]))
         return decision
 
 
@@ -123,7 +164,7 @@ def _route(request: Request) -> str:
     return request.url.path
 
 
-class Throttle(_Base):
+class Throttle(_Base[AsyncLimiter]):
     """A FastAPI dependency that limits a route: ``Depends(Throttle(...))``.
 
     Args:
@@ -141,13 +182,14 @@ class Throttle(_Base):
         cache_denials: True or a number of identities to answer remembered
             denials in this process without the store (see ``Limiter``);
             False (default) for none.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            decision, besides the process's observers.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
     """
 
-    _limiter_type = AsyncLimiter
-    limiter: AsyncLimiter
+    _limiter_type = _AsyncRouteLimiter
 
     async def __call__(self, request: Request, response: Response) -> Decision | None:
         """Count the request; the decision, or None when it was skipped.
@@ -156,22 +198,23 @@ class Throttle(_Base):
             HTTPException: 429 when denied, 503 when the store failed and
                 the policy denies.
         """
-        identity = self.identity(request)
-        if identity is None:
+        counting = self.counting(request)
+        if counting is None:
             return None
-        return self.answer(await self.limiter.hit(identity), response)
+        limiter, identity = counting
+        return self.answer(await limiter.hit(identity), response)
 
 
-class SyncThrottle(_Base):
+class SyncThrottle(_Base[Limiter]):
     """``Throttle`` on a sync backend (``SyncRedis``, ``SyncDjangoCache``);
     takes the same arguments."""
 
-    _limiter_type = Limiter
-    limiter: Limiter
+    _limiter_type = _SyncRouteLimiter
 
     def __call__(self, request: Request, response: Response) -> Decision | None:
         """Count the request, in FastAPI's thread pool."""
-        identity = self.identity(request)
-        if identity is None:
+        counting = self.counting(request)
+        if counting is None:
             return None
-        return self.answer(self.limiter.hit(identity), response)
+        limiter, identity = counting
+        return self.answer(limiter.hit(identity), response)

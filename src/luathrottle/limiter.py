@@ -1,22 +1,30 @@
 """The standalone API: ``Limiter`` and ``AsyncLimiter``.
 
 Both twins share ``_BaseLimiter``, which validates the configuration and
-packs and decodes calls without I/O; each method of a twin is one backend
-call between the two.
+turns a call into a check without I/O; each method of a twin is one check
+decided by the engine (``luathrottle._engine``), as every door's are.
 """
 
 import functools
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar, get_args
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._clock import check_clock, microseconds
-from luathrottle._denials import DenialCache, denial_cache
-from luathrottle._failures import OnFailure, check_on_failure, failure_decision
-from luathrottle._keys import check_prefix, identity_digest, key_frame, script_words
+from luathrottle._checks import Batching, Check, batching
+from luathrottle._clock import check_clock
+from luathrottle._denials import denial_cache
+from luathrottle._engine import adecide_one, decide_one
+from luathrottle._events import Observer, check_observers
+from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle._keys import (
+    KEY_PREFIX,
+    check_prefix,
+    check_scope,
+    identity_digest,
+    key_frame,
+)
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
-from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit, LimitSpec, parse_limits, parse_limits_named
 
 if TYPE_CHECKING:
@@ -61,32 +69,16 @@ def _memo(limits: object) -> object:
     return None
 
 
-class _Call(NamedTuple):
-    """One script call: the state keys and arguments, what the denial cache
-    needs of it (the cost, and the time the script reads when the limiter
-    has a clock), and the KEYS and ARGV the store gets (``script_words``)."""
-
-    keys: tuple[str, ...]
-    args: Sequence[str]
-    limits: tuple[Limit, ...]
-    cost: int
-    now_us: int | None
-    script_keys: Sequence[str]
-    script_args: Sequence[str]
-
-
-#: Builds a tuple subclass in C: NamedTuple's own __new__ is a Python
-#: function, and every call of a limiter builds one.
-_new_call = functools.partial(tuple.__new__, _Call)
-
-
-#: What a denial cache that answered nothing needs to learn the store's
-#: reply: the time the call was sent at, and the cache's epoch then.
-_Ticket = tuple[int, int]
+#: Builds a check in C: NamedTuple's own __new__ is a Python function, and
+#: a limiter builds one at every call but its usual ones.
+_new_check = functools.partial(tuple.__new__, Check)
 
 
 class _BaseLimiter(Generic[_BackendT]):
     _backend_type: type[SyncBackend] | type[AsyncBackend]
+    #: The front door its decisions' events name; adapters built on a
+    #: limiter name their own.
+    _door: ClassVar[str] = "limiter"
 
     def __init__(
         self,
@@ -95,10 +87,12 @@ class _BaseLimiter(Generic[_BackendT]):
         *,
         algorithm: BaseThrottleAlgorithm | None = None,
         backend: _BackendT | None = None,
-        prefix: str = "lt",
+        prefix: str = KEY_PREFIX,
+        scope: str = "",
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure = "raise",
         cache_denials: bool | int = False,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
@@ -112,32 +106,48 @@ class _BaseLimiter(Generic[_BackendT]):
         self.backend: _BackendT = _default_memory() if backend is None else backend
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.prefix = check_prefix(prefix)
+        self.scope = check_scope(scope)
         self._frames = [
-            key_frame(self.prefix, self.script, "", limit) for limit in self.limits
+            key_frame(self.prefix, self.script, self.scope, limit)
+            for limit in self.limits
         ]
         self._call_limits: dict[object, tuple[Limit, ...]] = {}
         self._limit_frames: dict[Limit, tuple[str, str]] = {}
         self.clock = check_clock(clock)
         self.on_failure = check_on_failure(on_failure)
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
+        self.observers = check_observers(observers)
+        # Found at the first check, when a Django cache's settings are ready.
+        self._batching: Batching | None = None
         # A hit of cost 1 on the server's clock, the usual call, always
-        # packs to the same arguments, so an identity's usual call is the
+        # packs to the same arguments, so an identity's usual check is the
         # same every time: it is built once and remembered.
         self._usual_args: dict[Mode, tuple[str, ...]] = {
             mode: tuple(self.algorithm.pack_args(mode, 1, None, self.limits))
             for mode in get_args(Mode)
         }
-        self._usual_calls: dict[Mode, dict[str, _Call]] = {
+        self._usual_checks: dict[Mode, dict[str, Check]] = {
             mode: {} for mode in get_args(Mode)
         }
 
-    def _call(
+    def state_keys(
+        self, key: str, limits: LimitSpec | Iterable[LimitSpec] | None = None
+    ) -> list[str]:
+        """The state key of each limit of ``key``: hashed, one per limit,
+        under the limiter's limits or ``limits`` as a call would take them.
+
+        Raises:
+            TypeError, ValueError: naming ``key`` or ``limits``.
+        """
+        return list(self._check(key, "peek", 1, limits).keys)
+
+    def _check(
         self,
         key: str,
         mode: Mode,
         cost: int = 1,
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
-    ) -> _Call:
+    ) -> Check:
         # The empty string is an identity like any other, as every door
         # counts it: all its calls share one count.
         if not isinstance(key, str):
@@ -145,43 +155,64 @@ class _BaseLimiter(Generic[_BackendT]):
         # The usual call: cost 1, on the server's clock, under the
         # limiter's limits.
         if limits is None and type(cost) is int and cost == 1 and self.clock is None:
-            recent = self._usual_calls[mode]
-            call = recent.get(key)
-            if call is None:
+            recent = self._usual_checks[mode]
+            check = recent.get(key)
+            if check is None:
                 if len(recent) >= _RECENT_IDENTITIES:
                     recent.clear()
                 digest = identity_digest(key)
                 keys = tuple([head + digest + tail for head, tail in self._frames])
-                call = self._new(keys, self._usual_args[mode], self.limits, 1, None)
-                recent[key] = call
-            return call
+                words = self.script.words(keys, self._usual_args[mode])
+                check = self._new(key, digest, keys, self.limits, mode, 1, words)
+                recent[key] = check
+            return check
         if isinstance(cost, bool) or not isinstance(cost, int):
             raise TypeError(f"cost must be an int, got {type(cost).__name__} {cost!r}")
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
         digest = identity_digest(key)
-        now_us = None if self.clock is None else microseconds(self.clock)
-        if limits is not None:
-            chosen = self._parse_call_limits(limits)
-            keys = tuple(
-                [head + digest + tail for head, tail in self._frames_of(chosen)]
-            )
-            args = self.algorithm.pack_args(mode, cost, now_us, chosen)
-            return self._new(keys, args, chosen, cost, now_us)
-        keys = tuple([head + digest + tail for head, tail in self._frames])
-        args = self.algorithm.pack_args(mode, cost, now_us, self.limits)
-        return self._new(keys, args, self.limits, cost, now_us)
+        chosen = self.limits if limits is None else self._parse_call_limits(limits)
+        frames = self._frames if limits is None else self._frames_of(chosen)
+        keys = tuple([head + digest + tail for head, tail in frames])
+        return self._new(key, digest, keys, chosen, mode, cost, None)
 
     def _new(
         self,
+        key: str,
+        digest: str,
         keys: tuple[str, ...],
-        args: Sequence[str],
         limits: tuple[Limit, ...],
+        mode: Mode,
         cost: int,
-        now_us: int | None,
-    ) -> _Call:
-        script_keys, script_args = script_words(self.script, keys, args)
-        return _new_call((keys, args, limits, cost, now_us, script_keys, script_args))
+        words: tuple[Sequence[str], Sequence[str]] | None,
+    ) -> Check:
+        found = self._batching
+        if found is None:
+            found = self._batching = batching(
+                self.backend.traits(), self.algorithm, self.clock
+            )
+        return _new_check(
+            (
+                self.backend,
+                self.algorithm,
+                self.script,
+                keys,
+                limits,
+                found.store,
+                found.of(digest),
+                mode,
+                cost,
+                self.clock,
+                self.denials,
+                self.on_failure,
+                self._door,
+                self.observers,
+                self,
+                None,
+                key,
+                words,
+            )
+        )
 
     def _parse_call_limits(
         self, limits: LimitSpec | Iterable[LimitSpec]
@@ -209,7 +240,7 @@ class _BaseLimiter(Generic[_BackendT]):
             if frame is None:
                 if len(self._limit_frames) >= _REMEMBERED:
                     self._limit_frames.clear()
-                frame = key_frame(self.prefix, self.script, "", limit)
+                frame = key_frame(self.prefix, self.script, self.scope, limit)
                 self._limit_frames[limit] = frame
             frames.append(frame)
         return frames
@@ -220,33 +251,15 @@ class _BaseLimiter(Generic[_BackendT]):
         """The state keys of ``key`` under the limiter's limits, and what
         forgets them: the script's reset call when they are fields of a
         hash, else None, and the keys are deleted."""
-        call = self._call(key, "reset")
+        keys = self.state_keys(key)
         if not self.script.hashed:
-            return list(call.keys), None
-        return list(call.keys), (call.script_keys, call.script_args)
-
-    def _known(
-        self, denials: DenialCache, call: _Call
-    ) -> tuple[Decision | None, _Ticket]:
-        """What the denial cache answers for ``call`` without the store, and
-        what it needs to learn the store's reply when it answers nothing."""
-        ticket = (denials.now() if call.now_us is None else call.now_us, denials.epoch)
-        reply = denials.answer(call.keys, call.limits, call.cost, ticket[0])
-        if reply is None:
-            return None, ticket
-        return Decision.from_reply(call.limits, reply), ticket
-
-    def _learn(self, call: _Call, reply: list[int], ticket: _Ticket) -> None:
-        if self.denials is not None:
-            self.denials.learn(call.keys, call.limits, call.cost, reply, *ticket)
+            return keys, None
+        args = self.algorithm.pack_args("reset", 1, None, self.limits)
+        return keys, self.script.words(keys, args)
 
     def _forget(self, keys: Sequence[str]) -> None:
         if self.denials is not None:
             self.denials.forget(keys)
-
-    def _failed(self, call: _Call, error: BackendError) -> Decision:
-        where = f"{self.script.name} {call.keys[0]}"
-        return failure_decision(self.on_failure, call.limits, error, where)
 
     def __repr__(self) -> str:
         limits = ", ".join(repr(limit.name) for limit in self.limits)
@@ -266,6 +279,9 @@ class Limiter(_BaseLimiter[SyncBackend]):
         backend: where state lives; the process-wide ``MemoryBackend`` by
             default, or ``SyncRedis(client)``.
         prefix: the start of every key this limiter writes.
+        scope: a str that keeps this limiter's counts apart from those of
+            others with the same prefix and limits; ``""`` (the default) for
+            none.
         clock: returns the time in seconds; by default the server's clock is
             used, which keeps app servers' clock skew out of decisions.
         on_failure: when the store fails, ``"raise"`` (default) the
@@ -276,6 +292,8 @@ class Limiter(_BaseLimiter[SyncBackend]):
             store: True for up to 10,000 identities, an int for that many,
             False (default) for none. A reset from another process is seen
             at ``retry_after`` at the latest.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            hit this limiter decides, besides the process's observers.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -305,7 +323,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        return self._decide(self._call(key, "hit", cost, limits))
+        return decide_one(self._check(key, "hit", cost, limits))
 
     def peek(
         self,
@@ -315,7 +333,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing;
         ``limits`` as for ``hit``."""
-        return self._decide(self._call(key, "peek", cost, limits))
+        return decide_one(self._check(key, "peek", cost, limits))
 
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
@@ -334,22 +352,6 @@ class Limiter(_BaseLimiter[SyncBackend]):
         finally:
             self._forget(keys)
 
-    def _decide(self, call: _Call) -> Decision:
-        ticket = None
-        if self.denials is not None:
-            known, ticket = self._known(self.denials, call)
-            if known is not None:
-                return known
-        try:
-            reply = self.backend.run_script(
-                self.script, call.script_keys, call.script_args
-            )
-        except BackendError as error:
-            return self._failed(call, error)
-        if ticket is not None:
-            self._learn(call, reply, ticket)
-        return Decision.from_reply(call.limits, reply, call.keys)
-
 
 class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     """``Limiter`` for asyncio, on ``AsyncRedis`` or ``MemoryBackend``.
@@ -367,7 +369,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
         overrides the limiter's for this call, as for ``Limiter.hit``."""
-        return await self._decide(self._call(key, "hit", cost, limits))
+        return await adecide_one(self._check(key, "hit", cost, limits))
 
     async def peek(
         self,
@@ -376,7 +378,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        return await self._decide(self._call(key, "peek", cost, limits))
+        return await adecide_one(self._check(key, "peek", cost, limits))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
@@ -388,19 +390,3 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
                 await self.backend.adelete_keys(keys)
         finally:
             self._forget(keys)
-
-    async def _decide(self, call: _Call) -> Decision:
-        ticket = None
-        if self.denials is not None:
-            known, ticket = self._known(self.denials, call)
-            if known is not None:
-                return known
-        try:
-            reply = await self.backend.arun_script(
-                self.script, call.script_keys, call.script_args
-            )
-        except BackendError as error:
-            return self._failed(call, error)
-        if ticket is not None:
-            self._learn(call, reply, ticket)
-        return Decision.from_reply(call.limits, reply, call.keys)

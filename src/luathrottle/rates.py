@@ -5,18 +5,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = [
-    "MAX_DURATION",
-    "MAX_LIMITS",
-    "MAX_NAME",
-    "MAX_REQUESTS",
-    "Limit",
-    "Rate",
-    "check_limit_count",
-    "parse_limit",
-    "parse_limits",
-    "parse_limits_named",
-]
+__all__ = ["MAX_DURATION", "MAX_LIMITS", "MAX_NAME", "MAX_REQUESTS", "Limit", "Rate"]
 
 #: The most requests one limit admits per window. The scripts' numbers are
 #: doubles, exact below 2**53, and a count plus a cost (which a limiter sends

@@ -54,6 +54,7 @@ counted, though its write may take a few bytes beyond ``maxmemory``.
 import functools
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -150,7 +151,7 @@ class Script:
         hashed: the header says ``-- layout: hash``: the limits of one
             identity are fields of one hash, and a call names each limit's
             hash in KEYS and its field after the limits in ARGV
-            (``luathrottle._keys.script_words`` splits a state key so).
+            (``words`` splits a state key so).
     """
 
     name: str
@@ -163,6 +164,27 @@ class Script:
     function: str
     function_ro: str
     hashed: bool = False
+
+    def words(
+        self, keys: Sequence[str], args: Sequence[str]
+    ) -> tuple[Sequence[str], Sequence[str]]:
+        """The KEYS and ARGV that run this script on the state ``keys`` with
+        ``args``: unchanged, or for a hashed script each key's hash in KEYS
+        and its field after ``args``.
+
+        Args:
+            keys: state keys, one per limit, as a limiter names them
+                (``Limiter.state_keys``).
+            args: the algorithm's arguments (``pack_args``).
+        """
+        if not self.hashed:
+            return keys, args
+        hashes, fields = [], []
+        for key in keys:
+            head, _, field = key.partition("}:")
+            hashes.append(head + "}")
+            fields.append(field)
+        return hashes, [*args, *fields]
 
     @classmethod
     def from_source(cls, source: str, *, filename: str) -> "Script":

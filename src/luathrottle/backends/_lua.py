@@ -11,6 +11,7 @@ Both chunks are files in ``lua/embedded/`` that the script registry reads:
 returns the entry points Python calls.
 """
 
+import functools
 import importlib
 import os
 import sys
@@ -22,10 +23,11 @@ from typing import Any
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, embedded_source
 
-__all__ = ["RUNTIME", "EmbeddedLua", "LazyLua"]
+__all__ = ["EmbeddedLua", "LazyLua", "fastest_runtime"]
 
 
-def _fastest_runtime() -> ModuleType:
+@functools.cache
+def fastest_runtime() -> ModuleType:
     """lupa's LuaJIT, else its Lua 5.1 when the wheel has no LuaJIT.
 
     LuaJIT runs the scripts about three times as fast as Lua 5.1, with the
@@ -34,6 +36,9 @@ def _fastest_runtime() -> ModuleType:
     lupa's Lua 5.1 exports the same C functions when loaded with
     RTLD_GLOBAL, as fakeredis loads it, and LuaJIT's module would otherwise
     call those and run Lua 5.1.
+
+    Loaded on the first embedded call, not at import, since it changes the
+    process's dlopen flags for a moment.
     """
     # Windows has no dlopen flags, and macOS binds symbols per library.
     flags = sys.getdlopenflags() if hasattr(sys, "getdlopenflags") else None
@@ -48,11 +53,6 @@ def _fastest_runtime() -> ModuleType:
             sys.setdlopenflags(flags)
 
 
-#: The lupa module the in-process stores run scripts on, LuaJIT where the
-#: wheel has it: the language of Lua 5.1, which Redis embeds.
-RUNTIME = _fastest_runtime()
-
-
 class EmbeddedLua:
     """One Lua runtime with a keyspace chunk loaded into it.
 
@@ -64,15 +64,17 @@ class EmbeddedLua:
         backend: the backend's name, as error messages show it.
         keyspace: the name of the keyspace chunk in ``lua/embedded/``; what
             it returns becomes ``entry_points``.
-        runtime: the lupa module to run it on, ``RUNTIME`` by default; its
-            ``LuaError``, ``error`` here, is what calls into it raise.
+        runtime: the lupa module to run it on, ``fastest_runtime()`` by
+            default; its ``LuaError``, ``error`` here, is what calls into it
+            raise, and ``module`` is the module itself.
     """
 
     def __init__(
-        self, backend: str, keyspace: str, runtime: ModuleType = RUNTIME
+        self, backend: str, keyspace: str, runtime: ModuleType | None = None
     ) -> None:
-        self.runtime = runtime.LuaRuntime(unpack_returned_tuples=True)
-        self.error: type[Exception] = runtime.LuaError
+        self.module = fastest_runtime() if runtime is None else runtime
+        self.runtime = self.module.LuaRuntime(unpack_returned_tuples=True)
+        self.error: type[Exception] = self.module.LuaError
         prelude = self.runtime.compile(embedded_source("prelude"))
         shared = prelude(backend)
         self._compile = shared[-1]
@@ -114,7 +116,7 @@ class LazyLua:
     """
 
     def __init__(
-        self, backend: str, keyspace: str, runtime: ModuleType = RUNTIME
+        self, backend: str, keyspace: str, runtime: ModuleType | None = None
     ) -> None:
         self._arguments = (backend, keyspace, runtime)
         self._lua: EmbeddedLua | None = None

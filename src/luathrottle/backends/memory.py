@@ -35,10 +35,11 @@ Redis when several processes must share limits.
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import Any, ClassVar
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle.backends._lua import RUNTIME, LazyLua
+from luathrottle.backends._lua import LazyLua
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
@@ -77,8 +78,8 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         clock: returns the current time in seconds; ``time.time`` by default.
     """
 
-    #: The lupa module the scripts run on.
-    _runtime = RUNTIME
+    #: The lupa module the scripts run on; None for the fastest there is.
+    _runtime: ClassVar[ModuleType | None] = None
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = check_clock(clock)
@@ -90,6 +91,9 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         # started: its run_script entry point, each script's Lua function
         # by SHA1, and ARGV tables.
         self._entry: Any = None
+        # The runtime's LuaError, once it has started: before that, no
+        # script has run.
+        self._error: type[Exception] = Exception
         self._functions: dict[str, Any] = {}
         self._argv: dict[tuple[str, ...], Any] = {}
 
@@ -118,7 +122,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
             function, argv = self._prepare(script, argv_key)
         try:
             reply = self._entry(function, now, argv, *keys)
-        except self._runtime.LuaError as exc:
+        except self._error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
         # The keyspace made every field an integer; lupa returns several
         # values as a tuple, one as itself, and none as None.
@@ -136,7 +140,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
             ScriptError: ``script`` does not compile.
         """
         lua = self._lua.get()
-        self._entry = lua.entry_points[0]
+        self._entry, self._error = lua.entry_points[0], lua.error
         try:
             function = lua.function(script)
         except lua.error as exc:
@@ -159,7 +163,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
             reply = lua.entry_points[1](now, *args)
         except lua.error as exc:
             raise ScriptError(f"{args[0]}: {exc}") from exc
-        if self._runtime.lua_type(reply) == "table":
+        if lua.module.lua_type(reply) == "table":
             return list(reply.values())
         return reply
 

@@ -23,20 +23,15 @@ A call is sent once, never retried, whatever retry policy the client
 carries: a retried script call that had reached the server would count a
 hit twice. On one server the backend sends on connections of the client's
 own settings (``luathrottle.backends._connections``), waiting for a free
-one through a spike; on a cluster it names the node that owns the keys'
-slot, which redis-py sends to without retrying (and follows MOVED and ASK).
+one through a spike. On a cluster it names the primary that owns the keys'
+slot (all keys of one call share a hash tag), never a replica, since a call
+may write; redis-py sends to it without retrying, and follows MOVED and ASK.
 
 Every other Redis error becomes a ``BackendError`` with the cause chained:
 a ``ScriptError`` when the server answered but the call's keys or script
 failed (WRONGTYPE, a script error), which no circuit breaker counts, and a
 plain ``BackendError`` when the server itself failed (connection, timeout,
 OOM, READONLY, LOADING, MASTERDOWN, CLUSTERDOWN, BUSY, NOPERM...).
-
-On Redis Cluster, EVALSHA goes to the primary that owns the keys' slot (all
-keys of one call share a hash tag, so one slot) and never to a replica,
-whatever the client's replica settings, because it may write; redis-py
-follows MOVED and ASK redirections, and EVAL reloads a script on whichever
-node lacks it.
 """
 
 import asyncio
@@ -103,6 +98,8 @@ class _RedisBackend(Generic[_ClientT]):
 
     _plain: ClassVar[type[Any]]
     _cluster: ClassVar[type[Any]]
+    #: What sends calls on one server; a cluster's are routed by redis-py.
+    _connections_type: ClassVar[type[SyncConnections] | type[AsyncConnections]]
 
     def __init__(
         self,
@@ -127,6 +124,9 @@ class _RedisBackend(Generic[_ClientT]):
         # itself but asks a node for FCALL's keys (COMMAND GETKEYS), a round
         # trip more per call, so clusters use EVALSHA unless told otherwise.
         self._functions = not cluster if functions is None else functions
+        self._connections = (
+            None if cluster else self._connections_type(client.connection_pool)
+        )
 
     @property
     def uses_functions(self) -> bool:
@@ -237,20 +237,8 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
 
     _plain = redis.Redis
     _cluster = redis.cluster.RedisCluster
-
-    def __init__(
-        self,
-        client: SyncClient,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        functions: bool | None = None,
-    ) -> None:
-        super().__init__(client, breaker=breaker, functions=functions)
-        self._connections = (
-            None
-            if isinstance(client, self._cluster)
-            else SyncConnections(client.connection_pool)
-        )
+    _connections_type = SyncConnections
+    _connections: SyncConnections | None
 
     def _node(self, key: str) -> Any:
         """The cluster node that owns ``key``'s slot; None on one server."""
@@ -363,20 +351,8 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
 
     _plain = redis.asyncio.Redis
     _cluster = redis.asyncio.cluster.RedisCluster
-
-    def __init__(
-        self,
-        client: AsyncClient,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        functions: bool | None = None,
-    ) -> None:
-        super().__init__(client, breaker=breaker, functions=functions)
-        self._connections = (
-            None
-            if isinstance(client, self._cluster)
-            else AsyncConnections(client.connection_pool)
-        )
+    _connections_type = AsyncConnections
+    _connections: AsyncConnections | None
 
     async def _node(self, key: str) -> Any:
         """The cluster node that owns ``key``'s slot; None on one server."""

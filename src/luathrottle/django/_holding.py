@@ -13,16 +13,16 @@ from asgiref.sync import async_to_sync
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 
-from luathrottle._bodies import TOO_MANY_REQUESTS_BODY, UNAVAILABLE_BODY
+from luathrottle._answers import lease_refusal
 from luathrottle._failures import OnFailure
 from luathrottle.concurrency import AsyncLease, Lease
+from luathrottle.decision import Reason
+from luathrottle.django._responses import respond
 from luathrottle.django.concurrency import (
     AsyncConcurrencyThrottle,
-    BaseConcurrencyThrottle,
     ConcurrencyThrottle,
 )
 from luathrottle.exceptions import BackendError
-from luathrottle.headers import _seconds
 
 __all__ = [
     "aacquire_all",
@@ -30,42 +30,19 @@ __all__ = [
     "ahold_until_done",
     "arun_held",
     "hold_until_done",
-    "refusal",
     "run_held",
 ]
 
 logger = logging.getLogger("luathrottle")
 
 
-def refusal(retry_after: float | None, unavailable: bool) -> HttpResponse:
-    """The 429 (or, when the store failed and the policy denies, the 503)
-    of a full view, with ``Retry-After``."""
-    body, status = (
-        (UNAVAILABLE_BODY, 503) if unavailable else (TOO_MANY_REQUESTS_BODY, 429)
-    )
-    response = HttpResponse(body, status=status, content_type="application/json")
-    if retry_after is not None:
-        response["Retry-After"] = _seconds(
-            max(retry_after, 1.0) if unavailable else retry_after
-        )
-    return response
-
-
-def _policy(
-    throttle: BaseConcurrencyThrottle[Any, Any], default: OnFailure
-) -> OnFailure:
-    return throttle.on_failure or default
-
-
-def _store_failed(
-    throttle: BaseConcurrencyThrottle[Any, Any], error: BackendError, policy: OnFailure
-) -> HttpResponse | None:
-    logger.warning("luathrottle store failed for %r (%s): %s", throttle, policy, error)
-    if policy == "raise":
-        raise error
-    if policy == "allow":
+def _refused(lease: Lease | AsyncLease) -> HttpResponse | None:
+    """The 429 of a full view (503 when the store failed and the policy
+    denied); None when the lease lets the request on."""
+    if lease.allowed:
         return None
-    return refusal(error.retry_after, unavailable=True)
+    unavailable = lease.reason == Reason.STORE_UNAVAILABLE
+    return respond(lease_refusal(lease.retry_after, unavailable))
 
 
 def _release_all(leases: list[Lease]) -> None:
@@ -107,18 +84,6 @@ def _targets(held: list[tuple[Any, str]], request: Any) -> list[tuple[Any, Any, 
     return targets
 
 
-def _refused(
-    throttle: BaseConcurrencyThrottle[Any, Any],
-    attempt: Lease | AsyncLease | BackendError,
-    default: OnFailure,
-) -> HttpResponse | None:
-    """What a refused attempt answers; None when it holds a slot, or when the
-    store failed and the policy lets the request go without one."""
-    if isinstance(attempt, BackendError):
-        return _store_failed(throttle, attempt, _policy(throttle, default))
-    return None if attempt.allowed else refusal(attempt.retry_after, False)
-
-
 def acquire_all(
     held: list[tuple[ConcurrencyThrottle, str]],
     request: Any,
@@ -130,17 +95,12 @@ def acquire_all(
     leases: list[Lease] = []
     try:
         for throttle, limiter, identity in _targets(held, request):
-            attempt: Lease | BackendError
-            try:
-                attempt = limiter.acquire(identity)
-            except BackendError as error:
-                attempt = error
-            refused = _refused(throttle, attempt, default)
+            lease = limiter._acquire(identity, throttle.on_failure or default, request)
+            refused = _refused(lease)
             if refused is not None:
                 _release_all(leases)
                 return [], refused
-            if isinstance(attempt, Lease):
-                leases.append(attempt)
+            leases.append(lease)
     except BaseException:
         _release_all(leases)
         raise
@@ -157,17 +117,13 @@ async def aacquire_all(
     leases: list[AsyncLease] = []
     try:
         for throttle, limiter, identity in _targets(held, request):
-            attempt: AsyncLease | BackendError
-            try:
-                attempt = await limiter.acquire(identity)
-            except BackendError as error:
-                attempt = error
-            refused = _refused(throttle, attempt, default)
+            policy = throttle.on_failure or default
+            lease = await limiter._acquire(identity, policy, request)
+            refused = _refused(lease)
             if refused is not None:
                 await _arelease_all(leases)
                 return [], refused
-            if isinstance(attempt, AsyncLease):
-                leases.append(attempt)
+            leases.append(lease)
     except BaseException:
         await _arelease_all(leases)
         raise

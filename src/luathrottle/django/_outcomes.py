@@ -1,97 +1,49 @@
-"""What a stage of throttles produces: calls, outcomes, and their headers,
-kept on the request for ``ThrottlingReport``."""
+"""What a request's throttles decided, kept on the request for
+``ThrottlingReport`` and the headers of every response."""
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-from luathrottle.decision import LimitDecision
-from luathrottle.exceptions import BackendError
-from luathrottle.headers import BaseResponseHeadersProvider
-from luathrottle.rates import Limit
-
-if TYPE_CHECKING:
-    from luathrottle.django.throttles import BaseThrottle
+from luathrottle._answers import headers_of
+from luathrottle._checks import Verdict
 
 __all__ = [
-    "ThrottleCall",
-    "ThrottleOutcome",
     "ThrottlingReport",
-    "forget_outcomes",
+    "forget_verdicts",
     "headers_for",
-    "record_outcomes",
-    "recorded_outcomes",
+    "record_verdicts",
+    "recorded_verdicts",
 ]
 
-_OUTCOMES_ATTRIBUTE = "_luathrottle_outcomes"
+_VERDICTS_ATTRIBUTE = "_luathrottle_verdicts"
 
 
-class ThrottleCall(NamedTuple):
-    """One throttle's part of a stage: the state key it counts on.
-
-    Attributes:
-        throttle: the throttle.
-        key: the state key of this request's identity within the scope.
-        limit: the limit this request counts under: the throttle's, or what
-            its rate callable returned for the request.
-    """
-
-    throttle: "BaseThrottle[Any]"
-    key: str
-    limit: Limit
+def headers_for(verdicts: Iterable[Verdict]) -> dict[str, str]:
+    """The headers of ``verdicts``: each throttle's providers over its
+    decision."""
+    return headers_of(
+        (verdict.check.source.response_headers, verdict.decision.limits)
+        for verdict in verdicts
+    )
 
 
-class ThrottleOutcome(NamedTuple):
-    """How one throttle judged one request.
-
-    Attributes:
-        throttle: the throttle.
-        decision: its limit's decision; when another throttle of the same
-            script call denied, nothing was counted.
-        key: the state key counted on: hashed, never the raw identity.
-        error: what the store did, when the failure policy decided instead.
-    """
-
-    throttle: "BaseThrottle[Any]"
-    decision: LimitDecision
-    key: str
-    error: BackendError | None = None
-
-
-def headers_for(outcomes: Iterable[ThrottleOutcome]) -> dict[str, str]:
-    """The headers of ``outcomes``: each provider over its throttles' decisions.
-
-    Equal providers of several throttles make one set of headers, so
-    ``RateLimitIETFDraft`` lists every throttle that uses it.
-    """
-    # Providers compare by value, so equal ones of several throttles meet
-    # in one entry; dicts keep the order they were first seen in.
-    groups: dict[BaseResponseHeadersProvider, list[LimitDecision]] = {}
-    for outcome in outcomes:
-        for provider in outcome.throttle.response_headers:
-            groups.setdefault(provider, []).append(outcome.decision)
-    headers: dict[str, str] = {}
-    for provider, decisions in groups.items():
-        headers.update(provider.provide_headers(decisions))
-    return headers
-
-
-def record_outcomes(request: Any, outcomes: Iterable[ThrottleOutcome]) -> None:
-    """Keep ``outcomes`` on ``request``, for ``ThrottlingReport``."""
-    recorded: list[ThrottleOutcome] | None = getattr(request, _OUTCOMES_ATTRIBUTE, None)
+def record_verdicts(request: Any, verdicts: Iterable[Verdict]) -> None:
+    """Keep ``verdicts`` on ``request``, for ``ThrottlingReport``."""
+    recorded: list[Verdict] | None = getattr(request, _VERDICTS_ATTRIBUTE, None)
     if recorded is None:
-        setattr(request, _OUTCOMES_ATTRIBUTE, list(outcomes))
+        setattr(request, _VERDICTS_ATTRIBUTE, list(verdicts))
     else:
-        recorded.extend(outcomes)
+        recorded.extend(verdicts)
 
 
-def forget_outcomes(request: Any) -> None:
+def forget_verdicts(request: Any) -> None:
     """Start ``request`` over, before its throttles run."""
-    setattr(request, _OUTCOMES_ATTRIBUTE, [])
+    setattr(request, _VERDICTS_ATTRIBUTE, [])
 
 
-def recorded_outcomes(request: Any) -> tuple[ThrottleOutcome, ...]:
+def recorded_verdicts(request: Any) -> tuple[Verdict, ...]:
     """What the throttles of ``request`` decided so far."""
-    return tuple(getattr(request, _OUTCOMES_ATTRIBUTE, ()))
+    return tuple(getattr(request, _VERDICTS_ATTRIBUTE, ()))
 
 
 class ThrottlingReport:
@@ -106,12 +58,12 @@ class ThrottlingReport:
     """
 
     def __init__(self, request: Any) -> None:
-        self.outcomes: tuple[ThrottleOutcome, ...] = recorded_outcomes(request)
+        self.verdicts: tuple[Verdict, ...] = recorded_verdicts(request)
 
     def report(self) -> dict[str, str]:
         """The headers, for sync views."""
-        return headers_for(self.outcomes)
+        return headers_for(self.verdicts)
 
     async def areport(self) -> dict[str, str]:
         """The headers, for async views."""
-        return headers_for(self.outcomes)
+        return headers_for(self.verdicts)

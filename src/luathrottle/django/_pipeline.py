@@ -10,61 +10,38 @@ A request goes through three stages, each of which can end it:
    released when the response is produced, or when a streaming response's
    content ends (``luathrottle.django.concurrency``).
 
-Each stage makes one script call per store and algorithm, and keeps its
-outcomes on the request for ``ThrottlingReport``.
+Each stage's checks go to the engine (``luathrottle._engine``), which
+makes one script call per store and algorithm, and its verdicts stay on the
+request for ``ThrottlingReport``.
 """
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
+from luathrottle._answers import refusal
+from luathrottle._checks import Check, Verdict
+from luathrottle._engine import adecide, decide
 from luathrottle.django._conf import get_config
 from luathrottle.django._holding import arun_held, run_held
-from luathrottle.django._outcomes import ThrottleCall, forget_outcomes
-from luathrottle.django._responses import denied, not_authenticated
-from luathrottle.django._validation import check_counters, check_throttles
+from luathrottle.django._outcomes import (
+    ThrottlingReport,
+    forget_verdicts,
+    record_verdicts,
+)
+from luathrottle.django._responses import not_authenticated, respond
+from luathrottle.django._validation import Bound, check_counters, check_throttles
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.concurrency import BaseConcurrencyThrottle
-from luathrottle.django.throttles import (
-    AsyncThrottle,
-    BaseThrottle,
-    SyncThrottle,
-    ThrottlingReport,
-)
+from luathrottle.django.throttles import BaseThrottle
 from luathrottle.rates import MAX_LIMITS
 
-__all__ = ["AnyAuth", "Bound", "Endpoint", "arun", "run"]
+__all__ = ["AnyAuth", "Endpoint", "arun", "run"]
 
 AnyAuth = BaseSyncAuth | BaseAsyncAuth
-
-
-@dataclass(frozen=True, slots=True)
-class Bound:
-    """A throttle on one view: ``view_scope`` keeps views' counters apart."""
-
-    throttle: BaseThrottle[Any] | BaseConcurrencyThrottle[Any, Any]
-    view_scope: str
-
-    def counter(self) -> tuple[object, ...]:
-        throttle = self.throttle
-        if isinstance(throttle, BaseConcurrencyThrottle):
-            return throttle.counter(self.view_scope)
-        limit = throttle._limit
-        # Two throttles whose rate callables may choose the same limit could
-        # share a counter; the same callable twice surely would.
-        window = (
-            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
-        )
-        return (
-            throttle.scope or self.view_scope,
-            throttle.cache_key.name,
-            *window,
-            throttle.script.name,
-        )
 
 
 class Endpoint:
@@ -158,46 +135,66 @@ def _keyed(
     return keyed
 
 
-def _calls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
-    calls = []
+def _checks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
+    policy = get_config().on_failure
+    checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = throttle.limit_for(request)
         if limit is not None:
-            calls.append(throttle.keyed(identity, view_scope, limit))
-    return calls
+            checks.append(
+                throttle.keyed(
+                    identity, view_scope, limit, request=request, on_failure=policy
+                )
+            )
+    return checks
 
 
-async def _acalls(request: HttpRequest, stage: Sequence[Bound]) -> list[ThrottleCall]:
-    calls = []
+async def _achecks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
+    policy = get_config().on_failure
+    checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = await throttle.alimit_for(request)
         if limit is not None:
-            calls.append(throttle.keyed(identity, view_scope, limit))
-    return calls
+            checks.append(
+                throttle.keyed(
+                    identity, view_scope, limit, request=request, on_failure=policy
+                )
+            )
+    return checks
+
+
+def _answered(request: HttpRequest, verdicts: list[Verdict]) -> HttpResponse | None:
+    """Keep the stage's verdicts on the request; the refusal, if any."""
+    record_verdicts(request, verdicts)
+    answer = refusal(
+        [
+            (verdict.decision, verdict.check.source.response_headers)
+            for verdict in verdicts
+        ]
+    )
+    return None if answer is None else respond(answer)
 
 
 def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | None:
-    calls = _calls(request, stage)
-    if not calls:
+    checks = _checks(request, stage)
+    if not checks:
         return None
-    outcomes = SyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
-    return denied(request, outcomes)
+    return _answered(request, decide(checks))
 
 
 async def _async_stage(
     request: HttpRequest, stage: Sequence[Bound]
 ) -> HttpResponse | None:
-    calls = await _acalls(request, stage)
-    if not calls:
+    checks = await _achecks(request, stage)
+    if not checks:
         return None
-    outcomes = await AsyncThrottle.hit_all(calls, on_failure=get_config().on_failure)
-    return denied(request, outcomes)
+    return _answered(request, await adecide(checks))
 
 
 def run(
     endpoint: Endpoint, request: HttpRequest, view: Callable[[], HttpResponseBase]
 ) -> HttpResponseBase:
-    forget_outcomes(request)
+    forget_verdicts(request)
     before, after = endpoint.stages()
     response: HttpResponseBase | None = _sync_stage(request, before)
     if response is None and not _sync_authenticated(request, endpoint.auth):
@@ -232,7 +229,7 @@ async def arun(
     request: HttpRequest,
     view: Callable[[], Awaitable[HttpResponseBase]],
 ) -> HttpResponseBase:
-    forget_outcomes(request)
+    forget_verdicts(request)
     before, after = endpoint.stages()
     # Each stage and hook is a coroutine to create and await, so the ones
     # with nothing to do are skipped.

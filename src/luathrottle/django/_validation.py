@@ -1,7 +1,9 @@
-"""Checks a view's throttles and auth hooks when the view is built."""
+"""Checks a view's throttles and auth hooks when the view is built, and the
+throttles bound to it, whose counters must not meet."""
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -12,12 +14,34 @@ from luathrottle.django.concurrency import (
     BaseConcurrencyThrottle,
     ConcurrencyThrottle,
 )
-from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
+from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
 
-if TYPE_CHECKING:
-    from luathrottle.django._pipeline import Bound
+__all__ = ["Bound", "check_auth", "check_counters", "check_stores", "check_throttles"]
 
-__all__ = ["check_auth", "check_counters", "check_stores", "check_throttles"]
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A throttle on one view: ``view_scope`` keeps views' counters apart."""
+
+    throttle: BaseThrottle[Any] | BaseConcurrencyThrottle[Any, Any]
+    view_scope: str
+
+    def counter(self) -> tuple[object, ...]:
+        throttle = self.throttle
+        if isinstance(throttle, BaseConcurrencyThrottle):
+            return throttle.counter(self.view_scope)
+        limit = throttle._limit
+        # Two throttles whose rate callables may choose the same limit could
+        # share a counter; the same callable twice surely would.
+        window = (
+            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
+        )
+        return (
+            throttle.scope or self.view_scope,
+            throttle.cache_key.name,
+            *window,
+            throttle.script.name,
+        )
 
 
 def _kind(is_async: bool) -> str:

@@ -12,20 +12,20 @@ with ``Retry-After``: the time until the oldest lease expires.
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+from luathrottle._events import Observer, check_observers
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
-from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
-from luathrottle.concurrency import (
-    AsyncConcurrencyLimiter,
-    ConcurrencyLimiter,
+from luathrottle._lease_options import (
     check_lease,
     check_lease_store,
     check_max_in_flight,
     refuse_clock,
 )
+from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
+from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
+from luathrottle.concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.django.throttles import _check_scope, _identity
 
@@ -35,9 +35,6 @@ logger = logging.getLogger("luathrottle")
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 _LimiterT = TypeVar("_LimiterT", ConcurrencyLimiter, AsyncConcurrencyLimiter)
-
-#: The start of every lease key a throttle writes, as for rate throttles.
-KEY_PREFIX = "lt"
 
 
 @functools.cache
@@ -74,6 +71,8 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         on_failure: when the store fails, ``"allow"`` the request (without
             a slot), ``"deny"`` it (503), or ``"raise"``; by default
             ``LUATHROTTLE["on_failure"]``.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            slot granted, refused or given back, besides the process's.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -93,6 +92,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         scope: str | None = None,
         clock: None = None,
         on_failure: OnFailure | None = None,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
         self.lease = check_lease(lease) / 1000
@@ -110,6 +110,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         self.scope = _check_scope(scope)
         refuse_clock(clock, type(self).__name__)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
+        self.observers = check_observers(observers)
         self._limiters: dict[str, _LimiterT] = {}
 
     def limiter(self, view_scope: str) -> _LimiterT:
@@ -122,8 +123,8 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
                     self.max_in_flight,
                     lease=self.lease,
                     backend=self.backend,  # type: ignore[arg-type]
-                    prefix=KEY_PREFIX,
                     scope=f"{self.scope or view_scope}\x00{self.cache_key.name}",
+                    observers=self.observers,
                 ),
             )
             self._limiters[view_scope] = limiter

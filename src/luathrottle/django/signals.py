@@ -1,23 +1,76 @@
-"""Signals for watching throttles at work.
+"""Signals for watching throttles at work, from every front door.
 
-Both are sent with the throttle's class as ``sender`` and these arguments:
-``request``, ``throttle``, ``key_name`` (the cache key's name, such as
+Both are sent by one observer of the engine (``luathrottle.add_observer``),
+so every door sends them: Django views, concurrency throttles, DRF, dmr,
+the ASGI middleware, the FastAPI dependency and ``Limiter`` itself. The
+observer is added when the first receiver connects, so a process that
+listens to neither pays nothing for them.
+
+The sender is the class of the limiter or throttle that decided, and the
+arguments are ``request`` (the door's request; None for ``Limiter``),
+``throttle`` (the limiter or throttle), ``key_name`` (the deciding limit's
+name, the cache key's name for a Django throttle, such as
 ``"RemoteAddr"``), ``state_key`` (the hashed name of the limit's state,
-never the raw identity: a key in the store, or for SimpleRate, which keeps
-every limit of an identity in one hash, that hash up to the closing brace
-and the field after it) and ``decision`` (the throttle's
-``LimitDecision``).
+never the raw identity), ``decision`` (the deciding limit's
+``LimitDecision``; None for a lease) and ``event`` (the whole
+``luathrottle.DecisionEvent``).
 
 ``request_throttled``
-    A throttle denied a request (429).
+    A hit was denied (by the store or the denial cache), or a concurrency
+    limit refused a lease.
 ``store_failed``
     The store failed and the failure policy decided; also given ``error``,
     the ``BackendError``, and ``on_failure``, ``"allow"`` or ``"deny"``.
 """
 
+import threading
+from typing import Any
+
 from django.dispatch import Signal
+
+from luathrottle._events import DecisionEvent, Outcome, add_observer
 
 __all__ = ["request_throttled", "store_failed"]
 
-request_throttled = Signal()
-store_failed = Signal()
+_THROTTLED = frozenset(
+    {Outcome.DENIED, Outcome.DENIED_FROM_CACHE, Outcome.LEASE_REFUSED}
+)
+_FAILED = frozenset({Outcome.FAILED_OPEN, Outcome.FAILED_CLOSED})
+_observing = threading.Lock()
+_observed = False
+
+
+def _send(event: DecisionEvent) -> None:
+    if event.outcome in _THROTTLED:
+        signal, extra = request_throttled, {}
+    elif event.outcome in _FAILED:
+        policy = "allow" if event.outcome == Outcome.FAILED_OPEN else "deny"
+        signal, extra = store_failed, {"error": event.error, "on_failure": policy}
+    else:
+        return
+    signal.send(
+        type(event.source),
+        request=event.request,
+        throttle=event.source,
+        key_name=event.limit,
+        state_key=event.key,
+        decision=event.decision,
+        event=event,
+        **extra,
+    )
+
+
+class _ObservedSignal(Signal):
+    """A signal that has the engine report to it once someone listens."""
+
+    def connect(self, *args: Any, **kwargs: Any) -> None:
+        global _observed
+        super().connect(*args, **kwargs)
+        with _observing:
+            if not _observed:
+                add_observer(_send)
+                _observed = True
+
+
+request_throttled = _ObservedSignal()
+store_failed = _ObservedSignal()

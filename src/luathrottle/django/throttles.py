@@ -1,11 +1,11 @@
 """Throttles: one limit, a cache key, a backend and response headers.
 
-The centre of a throttle does no I/O and knows no view: ``call()`` turns a
-request and a scope into a state key, and ``ThrottleOutcome`` carries what
-the script answered. The twins differ only in ``hit_all()``, which runs the
-calls of one stage in as few script calls as the store allows
-(``luathrottle.django._batching``). A throttle knows its backend only
-through the backend contract: it never asks what class a backend is.
+A throttle is configuration, and does no I/O: ``keyed()`` turns a request's
+identity and a view's scope into the check that the engine
+(``luathrottle._engine``) decides, with every other check of the request's
+stage, in as few script calls as the store allows. A throttle knows its
+backend only through the backend contract: it never asks what class a
+backend is.
 """
 
 import functools
@@ -13,20 +13,17 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
+from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
+from luathrottle._events import Observer, check_observers
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle._keys import identity_digest, key_frame
+from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame
 from luathrottle._providers import check_providers
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
-from luathrottle.django import _batching
-from luathrottle.django._outcomes import (
-    ThrottleCall,
-    ThrottleOutcome,
-    ThrottlingReport,
-)
+from luathrottle.django._outcomes import ThrottlingReport
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limit
@@ -47,11 +44,14 @@ RateCallable: TypeAlias = Callable[[Any], RateResult | Awaitable[RateResult]]
 #: request data cannot grow them without end.
 _REMEMBERED = 256
 
-#: The start of every state key a throttle writes.
-KEY_PREFIX = "lt"
 _MAX_SCOPE = 200
 # Clients' reprs can run to a page; messages name the backend's type instead.
 _MAX_BACKEND_REPR = 60
+
+
+#: Builds a check in C: NamedTuple's own __new__ is a Python function, and a
+#: throttle builds one for every request.
+_new_check = functools.partial(tuple.__new__, Check)
 
 
 @functools.cache
@@ -123,6 +123,8 @@ class BaseThrottle(Generic[_BackendT]):
             without calling the store: True for up to 10,000 identities, an
             int for that many, False (default) for none. A stage's script
             call is answered here only when every throttle in it caches.
+        observers: callables given a ``luathrottle.DecisionEvent`` for each
+            of this throttle's decisions, besides the process's observers.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -144,6 +146,7 @@ class BaseThrottle(Generic[_BackendT]):
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
         cache_denials: bool | int = False,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -187,9 +190,10 @@ class BaseThrottle(Generic[_BackendT]):
         self.denials: DenialCache | None = denial_cache(
             cache_denials, self.algorithm, self.clock
         )
+        self.observers = check_observers(observers)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
-        self._batching: tuple[tuple[object, ...], bool] | None = None
+        self._batching: Batching | None = None
 
     def _check_rate(self, rate: RateCallable) -> None:
         """Refuse a rate callable this twin cannot call; sync throttles
@@ -285,17 +289,10 @@ class BaseThrottle(Generic[_BackendT]):
             value = await value
         return self._validated(value)
 
-    def call(
-        self, request: Any, view_scope: str, limit: Limit | None = None
-    ) -> ThrottleCall | None:
-        """The state key ``request`` counts on, or None to skip this throttle.
-
-        Args:
-            request: what the cache key reads.
-            view_scope: names the view; ignored when the throttle has its
-                own ``scope``.
-            limit: the limit the request counts under (see ``limit_for``);
-                the throttle's fixed limit by default.
+    def state_key(self, request: Any, view_scope: str) -> str | None:
+        """The hashed state key ``request`` counts on under the throttle's
+        fixed limit on the view ``view_scope``; None when the cache key
+        skips it.
 
         Raises:
             TypeError: the cache key returned something else than a str.
@@ -303,7 +300,7 @@ class BaseThrottle(Generic[_BackendT]):
         identity = self.identity(request)
         if identity is None:
             return None
-        return self.keyed(identity, view_scope, self.limit if limit is None else limit)
+        return self.keyed(identity, view_scope, self.limit).keys[0]
 
     def identity(self, request: Any) -> str | None:
         """Who ``request`` counts against, as the cache key says; None skips
@@ -314,8 +311,18 @@ class BaseThrottle(Generic[_BackendT]):
         """
         return _identity(self.cache_key, request)
 
-    def keyed(self, identity: str, view_scope: str, limit: Limit) -> ThrottleCall:
-        """The call of ``identity`` under ``limit`` on the view ``view_scope``."""
+    def keyed(
+        self,
+        identity: str,
+        view_scope: str,
+        limit: Limit,
+        *,
+        request: Any = None,
+        on_failure: OnFailure = "allow",
+        door: str = "django",
+    ) -> Check:
+        """The check of ``identity`` under ``limit`` on the view ``view_scope``:
+        one hit, under this throttle's policy, else ``on_failure``."""
         frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
@@ -323,28 +330,36 @@ class BaseThrottle(Generic[_BackendT]):
             if len(self._frames) >= _REMEMBERED:
                 self._frames.clear()
             self._frames[(view_scope, limit)] = frame
-        key = frame[0] + identity_digest(identity) + frame[1]
-        return ThrottleCall(self, key, limit)
-
-    def batching(self) -> tuple[tuple[object, ...], bool]:
-        """What decides which calls share a script call: throttles with equal
-        batch identities (store, algorithm, clock) can, and whether the store
-        takes one hash slot per call. Found on the first request, when
-        settings are ready, since they never change for one backend.
-        """
         found = self._batching
         if found is None:
-            traits = self.backend.traits()
-            # The algorithm itself, not its type: one script call packs one
-            # algorithm's options (a TokenBucket's burst) for all its calls.
-            identity: tuple[object, ...] = (
-                traits.identity,
-                self.algorithm,
-                id(self.clock),
+            # Found on the first request, when settings are ready: they
+            # never change for one backend.
+            found = self._batching = batching(
+                self.backend.traits(), self.algorithm, self.clock
             )
-            found = (identity, traits.single_slot_calls)
-            self._batching = found
-        return found
+        digest = identity_digest(identity)
+        return _new_check(
+            (
+                self.backend,
+                self.algorithm,
+                self.script,
+                (frame[0] + digest + frame[1],),
+                (limit,),
+                found.store,
+                (found.batch, digest) if found.single_slot else found.batch,
+                "hit",
+                1,
+                self.clock,
+                self.denials,
+                self.on_failure or on_failure,
+                door,
+                self.observers,
+                self,
+                request,
+                identity,
+                None,
+            )
+        )
 
     def check_backend(self) -> None:
         """Check the backend's configuration.
@@ -413,41 +428,9 @@ class SyncThrottle(BaseThrottle[SyncBackend]):
                 "callable"
             )
 
-    @classmethod
-    def hit_all(
-        cls, calls: Iterable[ThrottleCall], *, on_failure: OnFailure = "raise"
-    ) -> list[ThrottleOutcome]:
-        """Count one hit on every call: one round trip per shared backend.
-
-        Args:
-            calls: the calls of one stage.
-            on_failure: the policy for throttles that set none.
-
-        Returns:
-            One outcome per call, grouped by script call.
-
-        Raises:
-            TypeError: a call belongs to another kind of throttle.
-            BackendError: the store failed and the policy is ``"raise"``.
-        """
-        outcomes: list[ThrottleOutcome] = []
-        for group in _batching.groups(cls, calls):
-            outcomes += group.settle(_batching.replies(group), on_failure)
-        return outcomes
-
 
 class AsyncThrottle(BaseThrottle[AsyncBackend]):
     """A throttle for async views; see ``BaseThrottle`` for the arguments."""
 
     _backend_type = AsyncBackend
     _default_backend = _default_async_backend
-
-    @classmethod
-    async def hit_all(
-        cls, calls: Iterable[ThrottleCall], *, on_failure: OnFailure = "raise"
-    ) -> list[ThrottleOutcome]:
-        """Count one hit on every call: one round trip per shared backend."""
-        outcomes: list[ThrottleOutcome] = []
-        for group in _batching.groups(cls, calls):
-            outcomes += group.settle(await _batching.areplies(group), on_failure)
-        return outcomes

@@ -31,8 +31,13 @@ from django.views import View
 
 from luathrottle.django import _unsafe
 from luathrottle.django._conf import get_config
-from luathrottle.django._pipeline import AnyAuth, Bound, Endpoint, arun, run
-from luathrottle.django._validation import check_auth, check_stores, check_throttles
+from luathrottle.django._pipeline import AnyAuth, Endpoint, arun, run
+from luathrottle.django._validation import (
+    Bound,
+    check_auth,
+    check_stores,
+    check_throttles,
+)
 from luathrottle.django.concurrency import AsyncConcurrencyThrottle, ConcurrencyThrottle
 from luathrottle.django.throttles import AsyncThrottle, SyncThrottle
 

@@ -53,6 +53,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
+from luathrottle._answers import refusal
+from luathrottle._checks import Check, Verdict
+from luathrottle._engine import adecide, decide
 from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
     AsyncDjangoCache,
@@ -61,17 +64,14 @@ from luathrottle.backends.django_cache import (
 )
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
-from luathrottle.django import _outcomes
 from luathrottle.django import throttles as _lt
-from luathrottle.django._conf import get_config
+from luathrottle.django._outcomes import headers_for
 from luathrottle.dmr._twin import (
-    Context,
     RateLimitIETFDraft,
     RetryAfter,
     State,
     Twin,
     XRateLimit,
-    endpoint_scope,
     recorded,
     request_state,
 )
@@ -112,59 +112,56 @@ __all__ = [
 #: runs the algorithm's Lua script instead of dmr's ``get`` and ``incr``.
 BaseThrottleSyncBackend = SyncBackend
 BaseThrottleAsyncBackend = AsyncBackend
-_UNAVAILABLE = "Rate limiting is unavailable"
 
 
-def _stage_calls(
+def _stage_checks(
     throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
-) -> list[_outcomes.ThrottleCall]:
-    """The calls of every throttle of ``throttle``'s kind and stage."""
+) -> list[Check]:
+    """The checks of every throttle of ``throttle``'s kind and stage."""
     before = throttle.cache_key.runs_before_auth
-    context = Context(endpoint, controller)
-    prefix = endpoint_scope(endpoint, controller)
-    calls: list[_outcomes.ThrottleCall] = []
+    checks: list[Check] = []
     for index, item in enumerate(endpoint.metadata.throttling or ()):
         # dmr gives an endpoint throttles of its own kind only.
         if not isinstance(item, Twin) or item.cache_key.runs_before_auth != before:
             continue
-        call = item.inner.call(context, f"{prefix}{index}")
-        if call is not None:
-            calls.append(call)
-    return calls
+        check = item.check(endpoint, controller, index)
+        if check is not None:
+            checks.append(check)
+    return checks
 
 
 def _stage(
     throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
-) -> tuple[State, list[_outcomes.ThrottleCall]] | None:
-    """The request's state and the calls of ``throttle``'s stage, when this
-    throttle is the first of its stage to run and the stage has calls;
+) -> tuple[State, list[Check]] | None:
+    """The request's state and the checks of ``throttle``'s stage, when this
+    throttle is the first of its stage to run and the stage has checks;
     else None: an earlier throttle decided the stage, or no key applies."""
     state = request_state(controller.request, endpoint)
     before = throttle.cache_key.runs_before_auth
     if before in state.decided:
         return None
     state.decided.add(before)
-    calls = _stage_calls(throttle, endpoint, controller)
-    return (state, calls) if calls else None
+    checks = _stage_checks(throttle, endpoint, controller)
+    return (state, checks) if checks else None
 
 
-def _judge(
-    state: State, outcomes: Sequence[_outcomes.ThrottleOutcome], controller: Any
-) -> None:
+def _judge(state: State, verdicts: Sequence[Verdict], controller: Any) -> None:
     """Record the stage; raise dmr's 429 (or a 503 when the store failed and
     the policy denies) with the headers of the throttles that denied."""
-    state.outcomes.extend(outcomes)
-    denied = [item for item in outcomes if not item.decision.allowed]
-    if not denied:
+    state.verdicts.extend(verdicts)
+    answer = refusal(
+        (verdict.decision, verdict.check.source.response_headers)
+        for verdict in verdicts
+    )
+    if answer is None:
         return
-    headers = _outcomes.headers_for(denied)
-    if any(item.error is not None for item in denied):
+    if answer.status == HTTPStatus.SERVICE_UNAVAILABLE:
         raise APIError(
-            controller.format_error(_UNAVAILABLE, error_type=ErrorType.ratelimit),
+            controller.format_error(answer.message, error_type=ErrorType.ratelimit),
             status_code=HTTPStatus.SERVICE_UNAVAILABLE,
-            headers=headers,
+            headers=answer.headers,
         )
-    raise TooManyRequestsError(headers=headers)
+    raise TooManyRequestsError(headers=answer.headers)
 
 
 class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
@@ -206,11 +203,8 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
         """
         stage = _stage(self, endpoint, controller)
         if stage is not None:
-            state, calls = stage
-            outcomes = _lt.SyncThrottle.hit_all(
-                calls, on_failure=get_config().on_failure
-            )
-            _judge(state, outcomes, controller)
+            state, checks = stage
+            _judge(state, decide(checks), controller)
 
 
 class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
@@ -226,11 +220,8 @@ class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
         """Decide this throttle's stage, unless an earlier throttle did."""
         stage = _stage(self, endpoint, controller)
         if stage is not None:
-            state, calls = stage
-            outcomes = await _lt.AsyncThrottle.hit_all(
-                calls, on_failure=get_config().on_failure
-            )
-            _judge(state, outcomes, controller)
+            state, checks = stage
+            _judge(state, await adecide(checks), controller)
 
     async def report_usage(  # type: ignore[override]
         self, endpoint: "Endpoint", controller: "Controller[Any]"
@@ -255,7 +246,7 @@ class ThrottlingReport:
 
     def report(self) -> dict[str, str]:
         """The headers, for sync endpoints."""
-        return _outcomes.headers_for(recorded(self.controller.request))
+        return headers_for(recorded(self.controller.request))
 
     async def areport(self) -> dict[str, str]:
         """The headers, for async endpoints."""

@@ -15,12 +15,14 @@ from dmr.throttling.cache_keys import BaseThrottleCacheKey, RemoteAddr
 
 from luathrottle import BaseThrottleAlgorithm
 from luathrottle import headers as _headers
+from luathrottle._checks import Check, Verdict
+from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
-from luathrottle.django import _outcomes
 from luathrottle.django import cache_keys as _lt_keys
 from luathrottle.django import throttles as _lt
 from luathrottle.django._conf import get_config
+from luathrottle.django._outcomes import headers_for
 from luathrottle.headers import BaseResponseHeadersProvider
 
 if TYPE_CHECKING:
@@ -152,6 +154,7 @@ class Twin:
         clock: Callable[[], float] | None = None,
         on_failure: OnFailure | None = None,
         cache_denials: bool | int = False,
+        observers: Iterable[Observer] | None = None,
     ) -> None:
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
@@ -168,6 +171,7 @@ class Twin:
             clock=clock,
             on_failure=on_failure,
             cache_denials=cache_denials,
+            observers=observers,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -276,17 +280,35 @@ class Twin:
         self, endpoint: "Endpoint", controller: "Controller[Any]"
     ) -> str | None:
         """The state key this request counts on here, or None to skip."""
-        scope = f"{endpoint_scope(endpoint, controller)}{_place(self, endpoint)}"
-        call = self.inner.call(Context(endpoint, controller), scope)
-        return None if call is None else call.key
+        check = self.check(endpoint, controller, _place(self, endpoint))
+        return None if check is None else check.keys[0]
+
+    def check(
+        self, endpoint: "Endpoint", controller: "Controller[Any]", place: int
+    ) -> Check | None:
+        """The check this request makes here, or None to skip: counted
+        within the endpoint, at this throttle's ``place`` on it."""
+        identity = self.inner.identity(Context(endpoint, controller))
+        if identity is None:
+            return None
+        return self.inner.keyed(
+            identity,
+            f"{endpoint_scope(endpoint, controller)}{place}",
+            self.inner.limit,
+            request=controller.request,
+            on_failure=get_config().on_failure,
+            door="dmr",
+        )
 
     def report_usage(
         self, endpoint: "Endpoint", controller: "Controller[Any]"
     ) -> dict[str, str]:
         """This throttle's headers for the request, from what its stage
         decided; no store is asked."""
-        return _outcomes.headers_for(
-            item for item in recorded(controller.request) if item.throttle is self.inner
+        return headers_for(
+            item
+            for item in recorded(controller.request)
+            if item.check.source is self.inner
         )
 
     def __repr__(self) -> str:
@@ -313,14 +335,14 @@ def _place(throttle: object, endpoint: "Endpoint") -> int:
 
 
 class State:
-    """The outcomes of one request's stages on one endpoint."""
+    """The verdicts of one request's stages on one endpoint."""
 
-    __slots__ = ("decided", "endpoint", "outcomes")
+    __slots__ = ("decided", "endpoint", "verdicts")
 
     def __init__(self, endpoint: object) -> None:
         self.endpoint = endpoint
         self.decided: set[bool] = set()
-        self.outcomes: list[_outcomes.ThrottleOutcome] = []
+        self.verdicts: list[Verdict] = []
 
 
 def request_state(request: Any, endpoint: object) -> State:
@@ -331,6 +353,6 @@ def request_state(request: Any, endpoint: object) -> State:
     return state
 
 
-def recorded(request: Any) -> list[_outcomes.ThrottleOutcome]:
+def recorded(request: Any) -> list[Verdict]:
     state: State | None = getattr(request, _STATE_ATTRIBUTE, None)
-    return [] if state is None else state.outcomes
+    return [] if state is None else state.verdicts

@@ -1,0 +1,105 @@
+"""What every HTTP door answers: the headers of decisions, and the refusal
+of a denied request, as status, headers and body.
+
+Django views, concurrency throttles, DRF, dmr, the ASGI middleware and the
+FastAPI dependency all answer from here, so a denial looks the same at
+every door: 429 with the chapter's JSON body, or 503 when the store failed
+and the failure policy denied, with ``Retry-After`` and the quota headers
+of the throttles that denied.
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from luathrottle.decision import Decision, LimitDecision, Reason
+from luathrottle.headers import BaseResponseHeadersProvider, _seconds
+
+__all__ = [
+    "TOO_MANY_REQUESTS",
+    "TOO_MANY_REQUESTS_BODY",
+    "UNAVAILABLE",
+    "UNAVAILABLE_BODY",
+    "Answer",
+    "headers_of",
+    "lease_refusal",
+    "refusal",
+]
+
+Providers = Sequence[BaseResponseHeadersProvider]
+
+#: The message of a 429: a limit denied the request.
+TOO_MANY_REQUESTS = "Too many requests"
+#: The message of a 503: the store failed and the failure policy denied.
+UNAVAILABLE = "Rate limiting is unavailable"
+
+
+def _body(message: str) -> bytes:
+    # Compact, as the chapter prints it and as Starlette encodes a detail.
+    detail = {"detail": [{"msg": message, "type": "ratelimit"}]}
+    return json.dumps(detail, separators=(",", ":")).encode()
+
+
+TOO_MANY_REQUESTS_BODY = _body(TOO_MANY_REQUESTS)
+UNAVAILABLE_BODY = _body(UNAVAILABLE)
+
+
+class Answer(NamedTuple):
+    """A refusal, for a door to send in its framework's own way.
+
+    Attributes:
+        status: 429, or 503 when the store failed and the policy denied.
+        headers: ``Retry-After`` and the quota headers of what denied.
+        body: the JSON body, ``{"detail": [{"msg": ..., "type":
+            "ratelimit"}]}``.
+        message: the body's ``msg``, for doors that write their own body.
+    """
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    message: str
+
+
+def headers_of(
+    decided: Iterable[tuple[Providers, Sequence[LimitDecision]]],
+) -> dict[str, str]:
+    """The headers of decisions, each given with the providers of whatever
+    decided it. Equal providers of several throttles make one set of
+    headers, so ``RateLimitIETFDraft`` lists every throttle that uses it."""
+    # Providers compare by value, so equal ones of several throttles meet in
+    # one entry; dicts keep the order they were first seen in.
+    groups: dict[BaseResponseHeadersProvider, list[LimitDecision]] = {}
+    for providers, decisions in decided:
+        for provider in providers:
+            groups.setdefault(provider, []).extend(decisions)
+    headers: dict[str, str] = {}
+    for provider, decisions in groups.items():
+        headers.update(provider.provide_headers(decisions))
+    return headers
+
+
+def refusal(decided: Iterable[tuple[Decision, Providers]]) -> Answer | None:
+    """The answer to a request that ``decided``, each decision given with
+    the providers of its decider; None when every one admits it."""
+    denied = [
+        (decision, providers) for decision, providers in decided if not decision.allowed
+    ]
+    if not denied:
+        return None
+    headers = headers_of((providers, decision.limits) for decision, providers in denied)
+    if any(decision.reason == Reason.STORE_UNAVAILABLE for decision, _ in denied):
+        return Answer(503, headers, UNAVAILABLE_BODY, UNAVAILABLE)
+    return Answer(429, headers, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)
+
+
+def lease_refusal(retry_after: float | None, unavailable: bool) -> Answer:
+    """The answer to a request a concurrency limit refused: 429 with the
+    time until the oldest lease ends, or 503 when the store failed."""
+    headers = {}
+    if retry_after is not None:
+        wait = max(retry_after, 1.0) if unavailable else retry_after
+        headers["Retry-After"] = _seconds(wait)
+    if unavailable:
+        return Answer(503, headers, UNAVAILABLE_BODY, UNAVAILABLE)
+    return Answer(429, headers, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)

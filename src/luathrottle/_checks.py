@@ -1,0 +1,134 @@
+"""Checks and verdicts: what a front door asks the engine, and what it gets.
+
+A door (``Limiter``, a Django stage, DRF, dmr, the ASGI middleware, the
+FastAPI dependency) turns a request into checks, one per identity and set
+of limits, and the engine turns the checks into verdicts. A check carries
+everything the store call needs and everything the engine owns around it:
+the denial cache, the failure policy and the observers. Doors build checks
+once per identity where they can (``Limiter`` keeps its usual ones).
+"""
+
+import threading
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, NamedTuple
+
+from luathrottle._denials import DenialCache
+from luathrottle._events import Observer
+from luathrottle._failures import OnFailure
+from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
+from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
+from luathrottle.decision import Decision
+from luathrottle.exceptions import BackendError
+from luathrottle.rates import Limit
+from luathrottle.scripts import Script
+
+__all__ = ["Batching", "Check", "Verdict", "batching"]
+
+
+class Check(NamedTuple):
+    """One identity's limits, to decide in one store call.
+
+    Attributes:
+        backend: the store.
+        algorithm: the algorithm whose script decides.
+        script: the algorithm's script.
+        keys: the state key of each limit, all with the identity's hash tag.
+        limits: the limits, in the order of ``keys``.
+        store: the store's identity: checks of one store go in one round
+            trip.
+        batch: equal for checks that one script call may decide together:
+            the store, the algorithm and the clock, and on a store that takes
+            one hash slot per call (Redis Cluster) the identity's hash tag.
+        mode: ``"hit"`` or ``"peek"``.
+        cost: the units a hit spends.
+        clock: the decider's clock, read once per script call; None for
+            the store's.
+        denials: the decider's denial cache, or None.
+        on_failure: the decider's failure policy.
+        door: the front door, as events name it.
+        observers: the decider's own observers.
+        source: the limiter or throttle that decides, for events.
+        request: the door's request, for events.
+        identity: the raw identity, for observers that ask for it.
+        words: the script's KEYS and ARGV when the door packed them ahead
+            (``Limiter``'s usual calls); None to pack them per call.
+    """
+
+    backend: SyncBackend | AsyncBackend
+    algorithm: BaseThrottleAlgorithm
+    script: Script
+    keys: tuple[str, ...]
+    limits: tuple[Limit, ...]
+    store: Hashable
+    batch: Hashable
+    mode: Mode
+    cost: int
+    clock: Callable[[], float] | None
+    denials: DenialCache | None
+    on_failure: OnFailure
+    door: str
+    observers: tuple[Observer, ...]
+    source: Any
+    request: Any
+    identity: str | None
+    words: tuple[Sequence[str], Sequence[str]] | None
+
+
+class Verdict(NamedTuple):
+    """How the engine decided one check.
+
+    Attributes:
+        check: the check.
+        decision: over the check's limits; made by the failure policy (its
+            reason ``STORE_UNAVAILABLE``) when ``error`` is set.
+        error: what the store did, when the policy decided instead.
+        cached: the denial cache decided, without the store.
+    """
+
+    check: Check
+    decision: Decision
+    error: BackendError | None = None
+    cached: bool = False
+
+
+class Batching(NamedTuple):
+    """What a decider's checks are batched by, found once per decider.
+
+    Attributes:
+        store: the store's identity.
+        batch: one object for every decider of the same store, algorithm
+            and clock, which hashes and compares as fast as any object:
+            requests batch their checks by it.
+        single_slot: a script call may take keys of one hash slot only.
+    """
+
+    store: Hashable
+    batch: object
+    single_slot: bool
+
+    def of(self, digest: str) -> Hashable:
+        """The batch of a check of the identity whose hash tag is ``digest``."""
+        return (self.batch, digest) if self.single_slot else self.batch
+
+
+#: One batch object per store, algorithm and clock. The algorithm itself,
+#: not its type: one script call packs one algorithm's options (a
+#: TokenBucket's burst) for all its limits. Forgotten all at once past
+#: this many, so that deciders built per request with clocks of their own
+#: cannot grow it without end: their checks then only batch apart.
+_BATCHES: dict[tuple[Hashable, ...], object] = {}
+_MOST_BATCHES = 4096
+_BATCHES_LOCK = threading.Lock()
+
+
+def batching(
+    traits: StoreTraits,
+    algorithm: BaseThrottleAlgorithm,
+    clock: Callable[[], float] | None,
+) -> Batching:
+    """A decider's batching, from its store's traits."""
+    with _BATCHES_LOCK:
+        if len(_BATCHES) >= _MOST_BATCHES:
+            _BATCHES.clear()
+        batch = _BATCHES.setdefault((traits.identity, algorithm, id(clock)), object())
+    return Batching(traits.identity, batch, traits.single_slot_calls)

@@ -1,0 +1,360 @@
+"""The decision engine: checks in, verdicts out, for every front door.
+
+Every door decides here, so that what happens around a store call happens
+once, for all of them:
+
+- **batching**: checks whose store, algorithm and clock agree share one
+  script call (on a store of one hash slot per call, only checks of one
+  hash tag do), all or nothing; each store gets one round trip;
+- **the denial cache** answers a script call it proves denied, and learns
+  from the store's replies;
+- **the failure policy** decides a check whose store failed;
+- **observers** hear of every decision once.
+
+Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
+are the twins around the one store call per store, and ``send`` and
+``asend`` are that call alone, which the concurrency leases use with
+their own decoder.
+"""
+
+import functools
+import operator
+import time
+from collections.abc import Hashable, Iterator, Sequence
+
+from luathrottle._checks import Check, Verdict
+from luathrottle._clock import microseconds
+from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
+from luathrottle._failures import failure_decision
+from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
+from luathrottle.decision import Decision, deciding_limit, decode_reply
+from luathrottle.exceptions import BackendError
+from luathrottle.rates import Limit
+
+__all__ = ["adecide", "adecide_one", "asend", "decide", "decide_one", "send"]
+
+_Replies = list[list[int]] | BackendError
+#: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
+_new_verdict = functools.partial(tuple.__new__, Verdict)
+
+
+def _words(
+    check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
+) -> tuple[Sequence[str], Sequence[str]]:
+    """The KEYS and ARGV of the script call of ``check``'s flight: the
+    words its door packed ahead when they fit (the flight is ``check`` alone,
+    its keys the very tuple, and the store reads its own clock), else
+    packed now."""
+    words = check.words
+    if words is None or keys is not check.keys or now_us is not None:
+        args = check.algorithm.pack_args(check.mode, check.cost, now_us, limits)
+        words = check.script.words(keys, args)
+    return words
+
+
+def _failed(check: Check, error: BackendError) -> Verdict:
+    """The failure policy's verdict on ``check``, whose store failed.
+
+    Raises:
+        BackendError: ``error`` itself, when the policy is ``"raise"``.
+    """
+    where = f"{check.script.name} {check.keys[0]}"
+    decision = failure_decision(check.on_failure, check.limits, error, where)
+    return _new_verdict((check, decision, error, False))
+
+
+class _Flight:
+    """Checks that one script call decides, and what the denial cache
+    said of it."""
+
+    __slots__ = ("checks", "epoch", "indexes", "keys", "known", "limits", "sent_us")
+
+    def __init__(self, check: Check, index: int) -> None:
+        self.checks = [check]
+        self.indexes = [index]
+        self.keys = check.keys
+        self.limits = check.limits
+        # The denial cache's answer, or when and in which epoch the call
+        # was sent, to learn the store's reply.
+        self.known: list[int] | None = None
+        self.sent_us = self.epoch = 0
+
+    def add(self, check: Check, index: int) -> None:
+        self.checks.append(check)
+        self.indexes.append(index)
+        self.keys += check.keys
+        self.limits += check.limits
+
+    def call(self) -> ScriptCall | None:
+        """The script call to send; None when the denial cache answered."""
+        first = self.checks[0]
+        clock = first.clock
+        now_us = None if clock is None else microseconds(clock)
+        denials = first.denials
+        if denials is not None and all(c.denials is not None for c in self.checks):
+            self.epoch = denials.epoch
+            self.sent_us = denials.now() if now_us is None else now_us
+            self.known = denials.answer(
+                self.keys, self.limits, first.cost, self.sent_us
+            )
+            if self.known is not None:
+                return None
+        return (first.script, *_words(first, self.keys, self.limits, now_us))
+
+    def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
+        """Each check's verdict, from the store's reply, the denial cache's,
+        or the failure policy.
+
+        Raises:
+            BackendError: the store failed and a check's policy is
+                ``"raise"``.
+        """
+        if isinstance(reply, BackendError):
+            for check, index in zip(self.checks, self.indexes, strict=True):
+                verdicts[index] = _failed(check, reply)
+            return
+        cached = self.known is not None
+        first = self.checks[0]
+        if not cached and first.denials is not None:
+            first.denials.learn(
+                self.keys, self.limits, first.cost, reply, self.sent_us, self.epoch
+            )
+        if len(self.checks) == 1:
+            decision = Decision.from_reply(self.limits, reply, self.keys)
+            verdicts[self.indexes[0]] = _new_verdict((first, decision, None, cached))
+            return
+        decisions = decode_reply(self.limits, reply, self.keys)
+        start = 0
+        for check, index in zip(self.checks, self.indexes, strict=True):
+            end = start + len(check.limits)
+            decision = Decision.combine(decisions[start:end])
+            verdicts[index] = _new_verdict((check, decision, None, cached))
+            start = end
+
+
+def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
+    """The checks as script calls, grouped by store: one round trip each."""
+    if len(checks) == 1:
+        return [[_Flight(checks[0], 0)]]
+    flights: dict[Hashable, _Flight] = {}
+    for index, check in enumerate(checks):
+        found = flights.get((check.batch, check.mode, check.cost))
+        if found is None:
+            flights[(check.batch, check.mode, check.cost)] = _Flight(check, index)
+        else:
+            found.add(check, index)
+    stores: dict[Hashable, list[_Flight]] = {}
+    for flight in flights.values():
+        stores.setdefault(flight.checks[0].store, []).append(flight)
+    return list(stores.values())
+
+
+def send(backend: SyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+    """Run ``calls`` on ``backend`` in one round trip; a failure is returned."""
+    try:
+        if len(calls) == 1:
+            return [backend.run_script(*calls[0])]
+        return backend.run_scripts(calls)
+    except BackendError as error:
+        return error
+
+
+async def asend(backend: AsyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+    """``send`` on an async backend."""
+    try:
+        if len(calls) == 1:
+            return [await backend.arun_script(*calls[0])]
+        return await backend.arun_scripts(calls)
+    except BackendError as error:
+        return error
+
+
+def _settle(
+    flights: list[_Flight],
+    calls: list[ScriptCall | None],
+    replies: _Replies,
+    verdicts: list[Verdict],
+) -> None:
+    sent = iter(() if isinstance(replies, BackendError) else replies)
+    for flight, call in zip(flights, calls, strict=True):
+        reply: list[int] | BackendError
+        if call is None:
+            assert flight.known is not None
+            reply = flight.known
+        elif isinstance(replies, BackendError):
+            reply = replies
+        else:
+            reply = next(sent)
+        flight.settle(reply, verdicts)
+
+
+def decide_one(check: Check) -> Decision:
+    """Decide one check on a sync backend: ``decide`` for a door that only
+    ever has one, such as ``Limiter``, and needs only its decision.
+
+    Raises:
+        BackendError: the store failed and the check's policy is ``"raise"``.
+    """
+    words = _alone(check)
+    if words is None:
+        return decide([check])[0].decision
+    keys, args = words
+    try:
+        reply = check.backend.run_script(check.script, keys, args)  # type: ignore[union-attr]
+    except BackendError as error:
+        return _failed(check, error).decision
+    return Decision.from_reply(check.limits, reply, check.keys)
+
+
+async def adecide_one(check: Check) -> Decision:
+    """``decide_one`` on an async backend."""
+    words = _alone(check)
+    if words is None:
+        return (await adecide([check]))[0].decision
+    keys, args = words
+    try:
+        reply = await check.backend.arun_script(check.script, keys, args)  # type: ignore[union-attr]
+    except BackendError as error:
+        return _failed(check, error).decision
+    return Decision.from_reply(check.limits, reply, check.keys)
+
+
+def decide(checks: Sequence[Check]) -> list[Verdict]:
+    """Decide ``checks`` on sync backends: one round trip per store.
+
+    Returns:
+        One verdict per check, in their order.
+
+    Raises:
+        BackendError: a store failed and a check's policy is ``"raise"``.
+    """
+    run = _Run(checks)
+    for backend, sending in run.stores():
+        started = time.perf_counter()
+        run.replied(send(backend, sending), started)  # type: ignore[arg-type]
+    return run.verdicts()
+
+
+async def adecide(checks: Sequence[Check]) -> list[Verdict]:
+    """``decide`` on async backends."""
+    run = _Run(checks)
+    for backend, sending in run.stores():
+        started = time.perf_counter()
+        run.replied(await asend(backend, sending), started)  # type: ignore[arg-type]
+    return run.verdicts()
+
+
+def _alone(check: Check) -> tuple[Sequence[str], Sequence[str]] | None:
+    """The KEYS and ARGV of ``check`` when it needs nothing but its store
+    call (no denial cache, nobody listening): Limiter's usual call, at the
+    cost it had before there was an engine. None: ``decide`` it."""
+    if check.denials is not None or REGISTRY.observers or check.observers:
+        return None
+    words = check.words
+    if words is not None and check.clock is None:
+        return words
+    clock = check.clock
+    now_us = None if clock is None else microseconds(clock)
+    return _words(check, check.keys, check.limits, now_us)
+
+
+class _Run:
+    """One ``decide``: the calls each store gets, then every verdict."""
+
+    def __init__(self, checks: Sequence[Check]) -> None:
+        self._checks = checks
+        self._verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
+        self._latencies: dict[int, float] = {}
+        self._listen = _listening(checks)
+        self._flights: list[_Flight] = []
+        self._calls: list[ScriptCall | None] = []
+
+    def stores(self) -> Iterator[tuple[SyncBackend | AsyncBackend, list[ScriptCall]]]:
+        """Each store and the calls it gets; ``replied`` takes its replies
+        before the next store comes. A store whose every call the denial
+        cache answered is settled here and not given."""
+        for flights in _plan(self._checks):
+            calls = [flight.call() for flight in flights]
+            sending = [call for call in calls if call is not None]
+            self._flights, self._calls = flights, calls
+            if sending:
+                yield flights[0].checks[0].backend, sending
+            else:
+                _settle(flights, calls, [], self._verdicts)
+
+    def replied(self, replies: _Replies, started: float) -> None:
+        """The store's ``replies`` to the calls sent at ``started``.
+
+        Raises:
+            BackendError: the store failed and a check's policy is
+                ``"raise"``.
+        """
+        if self._listen:
+            latency = time.perf_counter() - started
+            _timed(self._flights, self._calls, latency, self._latencies)
+        _settle(self._flights, self._calls, replies, self._verdicts)
+
+    def verdicts(self) -> list[Verdict]:
+        """Every check's verdict, in their order, once reported."""
+        if self._listen:
+            report(_events(self._verdicts, self._latencies))
+        return self._verdicts
+
+
+#: A check's own observers, read in C: every request asks it of each check.
+_OBSERVERS = operator.attrgetter("observers")
+
+
+def _listening(checks: Sequence[Check]) -> bool:
+    return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
+
+
+def _timed(
+    flights: list[_Flight],
+    calls: list[ScriptCall | None],
+    latency: float,
+    latencies: dict[int, float],
+) -> None:
+    for flight, call in zip(flights, calls, strict=True):
+        if call is not None:
+            for index in flight.indexes:
+                latencies[index] = latency
+
+
+def _events(
+    verdicts: list[Verdict], latencies: dict[int, float]
+) -> Iterator[tuple[DecisionEvent, str | None, tuple[Observer, ...]]]:
+    """One event per hit that was decided; peeks decide nothing."""
+    for index, verdict in enumerate(verdicts):
+        check = verdict.check
+        if check.mode != "hit":
+            continue
+        limits = verdict.decision.limits
+        main = limits[0] if len(limits) == 1 else deciding_limit(limits)
+        yield (
+            DecisionEvent(
+                door=check.door,
+                limit=main.limit.name,
+                algorithm=check.script.name,
+                outcome=_outcome(verdict),
+                remaining=main.remaining,
+                retry_after=main.retry_after,
+                latency=latencies.get(index),
+                key=check.keys[limits.index(main)],
+                decision=main,
+                error=verdict.error,
+                source=check.source,
+                request=check.request,
+            ),
+            check.identity,
+            check.observers,
+        )
+
+
+def _outcome(verdict: Verdict) -> Outcome:
+    allowed = verdict.decision.allowed
+    if verdict.error is not None:
+        return Outcome.FAILED_OPEN if allowed else Outcome.FAILED_CLOSED
+    if allowed:
+        return Outcome.ADMITTED
+    return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED

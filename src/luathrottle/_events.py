@@ -1,0 +1,193 @@
+"""Observers: every decision of every front door, reported once.
+
+An observer is a callable that takes a ``DecisionEvent``. Register it for
+the whole process with ``add_observer`` (metrics, logs, Django's signals),
+or for one limiter or throttle with its ``observers=`` argument. The engine
+reports each decision once, to the process's observers and then to the
+decider's own, after the decision is made and before the door answers.
+
+Reporting is cheap when nobody listens: no event is built, and the store
+call is not timed. An observer that raises is logged on the ``luathrottle``
+logger and skipped; it never fails the request.
+
+Events name a state by its hashed key, never by the raw identity, unless the
+observer was added with ``identities=True``.
+"""
+
+import enum
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from luathrottle.decision import LimitDecision
+from luathrottle.exceptions import BackendError
+
+__all__ = [
+    "REGISTRY",
+    "DecisionEvent",
+    "Observer",
+    "Outcome",
+    "add_observer",
+    "check_observers",
+    "observed",
+    "remove_observer",
+    "report",
+]
+
+logger = logging.getLogger("luathrottle")
+
+
+class Outcome(enum.StrEnum):
+    """What became of one decision.
+
+    A ``StrEnum``, so ``event.outcome == "denied"`` holds too.
+    """
+
+    #: The store admitted the hit, or granted the lease.
+    ADMITTED = "admitted"
+    #: The store denied the hit.
+    DENIED = "denied"
+    #: The denial cache denied the hit without asking the store.
+    DENIED_FROM_CACHE = "denied_from_cache"
+    #: The store failed, and the failure policy admitted the hit.
+    FAILED_OPEN = "failed_open"
+    #: The store failed, and the failure policy denied the hit.
+    FAILED_CLOSED = "failed_closed"
+    #: Every slot of a concurrency limit was taken.
+    LEASE_REFUSED = "lease_refused"
+    #: A lease was given back.
+    LEASE_RELEASED = "lease_released"
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionEvent:
+    """One decision, as the engine reports it to observers.
+
+    Attributes:
+        door: the front door that asked: ``"limiter"``, ``"django"``,
+            ``"drf"``, ``"dmr"``, ``"asgi"``, ``"fastapi"``,
+            ``"concurrency"``.
+        limit: the name of the limit that decided (for a lease, the
+            concurrency limit, ``"3 in flight"``).
+        algorithm: the script that decided, ``"fixed_window"``.
+        outcome: what became of the decision.
+        remaining: units (or free slots) left after it; None when the store
+            did not decide.
+        retry_after: seconds until a denied hit would fit; None otherwise.
+        latency: seconds the store call took; None when no store call was
+            made (the denial cache answered, or the breaker was open).
+        key: the hashed state key the decision was made on.
+        decision: the deciding limit's decision; None for leases.
+        error: what the store did, when the failure policy decided.
+        source: the limiter or throttle that decided.
+        request: the door's request, when it has one.
+        identity: the raw identity, only for observers added with
+            ``identities=True``; None otherwise.
+    """
+
+    door: str
+    limit: str
+    algorithm: str
+    outcome: Outcome
+    remaining: int | None
+    retry_after: float | None
+    latency: float | None
+    key: str
+    decision: LimitDecision | None = None
+    error: BackendError | None = None
+    source: Any = None
+    request: Any = None
+    identity: str | None = None
+
+
+#: What an observer is.
+Observer = Callable[[DecisionEvent], object]
+
+
+class _Registry:
+    """The process's observers, each with whether it sees raw identities:
+    a new tuple at every change, so that reporting reads it without a lock,
+    and deciders test it without a call."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self) -> None:
+        self.observers: tuple[tuple[Observer, bool], ...] = ()
+
+
+#: The process's observers.
+REGISTRY = _Registry()
+
+
+def add_observer(observer: Observer, *, identities: bool = False) -> None:
+    """Report every decision of every limiter and throttle in the process
+    to ``observer``.
+
+    Args:
+        observer: a callable taking a ``DecisionEvent``.
+        identities: give it the raw identity in ``DecisionEvent.identity``;
+            by default it only sees hashed keys.
+
+    Raises:
+        TypeError: ``observer`` is not callable.
+    """
+    if not callable(observer):
+        raise TypeError(f"observer must be a callable, got {observer!r}")
+    REGISTRY.observers = (*REGISTRY.observers, (observer, bool(identities)))
+
+
+def remove_observer(observer: Observer) -> None:
+    """Stop reporting to ``observer``; nothing happens if it was not added."""
+    REGISTRY.observers = tuple(
+        item for item in REGISTRY.observers if item[0] is not observer
+    )
+
+
+def observed(own: tuple[Observer, ...]) -> bool:
+    """Whether anyone listens: the process's observers, or ``own``."""
+    return bool(REGISTRY.observers or own)
+
+
+def check_observers(observers: object) -> tuple[Observer, ...]:
+    """Validate a limiter's or throttle's ``observers=``: callables.
+
+    Raises:
+        TypeError: naming ``observers``.
+    """
+    if observers is None:
+        return ()
+    if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
+        raise TypeError(f"observers must be a list of callables, got {observers!r}")
+    checked = tuple(observers)
+    for observer in checked:
+        if not callable(observer):
+            raise TypeError(
+                f"observers must be a list of callables, got {observer!r} in it"
+            )
+    return checked
+
+
+def report(
+    events: Iterable[tuple[DecisionEvent, str | None, tuple[Observer, ...]]],
+) -> None:
+    """Give each event to the process's observers and to its own, and the
+    raw identity to those that asked for it. An observer that raises is
+    logged and skipped."""
+    everyone = REGISTRY.observers
+    for event, identity, own in events:
+        for observer, identities in everyone:
+            _tell(observer, replace(event, identity=identity) if identities else event)
+        for observer in own:
+            _tell(observer, event)
+
+
+def _tell(observer: Observer, event: DecisionEvent) -> None:
+    try:
+        observer(event)
+    except Exception:
+        logger.exception(
+            "luathrottle observer %r failed on a %s event; skipped",
+            observer,
+            event.outcome,
+        )
