@@ -39,6 +39,9 @@ class Check(NamedTuple):
         batch: equal for checks that one script call may decide together:
             the store, the algorithm and the clock, and on a store that takes
             one hash slot per call (Redis Cluster) the identity's hash tag.
+            Checks in shadow mode never share a call with enforced ones (the
+            engine keeps them apart), so that a would-be denial never stops
+            an enforced limit from counting.
         mode: ``"hit"`` or ``"peek"``.
         cost: the units a hit spends.
         clock: the decider's clock, read once per script call; None for
@@ -50,6 +53,10 @@ class Check(NamedTuple):
         source: the limiter or throttle that decides, for events.
         request: the door's request, for events.
         identity: the raw identity, for observers that ask for it.
+        shadow: the decider is in shadow mode: the store decides and counts
+            as ever, and the door admits what it denies.
+        near_limit: the fraction of a limit left under which an admitted
+            hit is reported as ``Outcome.NEAR_LIMIT``; None for never.
         words: the script's KEYS and ARGV when the door packed them ahead
             (``Limiter``'s usual calls); None to pack them per call.
     """
@@ -71,6 +78,8 @@ class Check(NamedTuple):
     source: Any
     request: Any
     identity: str | None
+    shadow: bool
+    near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
 
 
@@ -79,16 +88,20 @@ class Verdict(NamedTuple):
 
     Attributes:
         check: the check.
-        decision: over the check's limits; made by the failure policy (its
-            reason ``STORE_UNAVAILABLE``) when ``error`` is set.
+        decision: what the door answers with, over the check's limits; made
+            by the failure policy (its reason ``STORE_UNAVAILABLE``) when
+            ``error`` is set.
         error: what the store did, when the policy decided instead.
         cached: the denial cache decided, without the store.
+        stored: the store's own decision when the door answers with another
+            one (a check in shadow mode); None otherwise.
     """
 
     check: Check
     decision: Decision
     error: BackendError | None = None
     cached: bool = False
+    stored: Decision | None = None
 
 
 class Batching(NamedTuple):

@@ -9,7 +9,10 @@ once, for all of them:
 - **the denial cache** answers a script call it proves denied, and learns
   from the store's replies;
 - **the failure policy** decides a check whose store failed;
-- **observers** hear of every decision once.
+- **shadow mode**: the door admits what a shadowed check's store denied;
+- **observers** hear of every decision once, and every denial is logged;
+- **the off switch** (``luathrottle._switch``) admits everything without
+  the store.
 
 Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
 are the twins around the one store call per store, and ``send`` and
@@ -24,10 +27,19 @@ from collections.abc import Hashable, Iterator, Sequence
 
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
+from luathrottle._denial_log import logging_denials
 from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
 from luathrottle._failures import failure_decision
+from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
-from luathrottle.decision import Decision, deciding_limit, decode_reply
+from luathrottle.decision import (
+    Decision,
+    LimitDecision,
+    Reason,
+    admitted_unseen,
+    deciding_limit,
+    decode_reply,
+)
 from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 
@@ -53,14 +65,35 @@ def _words(
 
 
 def _failed(check: Check, error: BackendError) -> Verdict:
-    """The failure policy's verdict on ``check``, whose store failed.
+    """The failure policy's verdict on ``check``, whose store failed; a
+    check in shadow mode refuses nothing, so it fails open.
 
     Raises:
         BackendError: ``error`` itself, when the policy is ``"raise"``.
     """
     where = f"{check.script.name} {check.keys[0]}"
-    decision = failure_decision(check.on_failure, check.limits, error, where)
-    return _new_verdict((check, decision, error, False))
+    policy = "allow" if check.shadow else check.on_failure
+    decision = failure_decision(policy, check.limits, error, where)
+    return _new_verdict((check, decision, error, False, None))
+
+
+def _judged(check: Check, decision: Decision, cached: bool) -> Verdict:
+    """``check``'s verdict on the store's ``decision`` (or the denial
+    cache's): in shadow mode the door admits it, showing no quota, and the
+    store's decision stays on the verdict for the observers."""
+    if not check.shadow:
+        return _new_verdict((check, decision, None, cached, None))
+    reasons = [
+        None if item.allowed else Reason.SHADOW_DENIED for item in decision.limits
+    ]
+    shown = admitted_unseen(check.limits, reasons)
+    return _new_verdict((check, shown, None, cached, decision))
+
+
+def _disabled(check: Check) -> Verdict:
+    """``check``'s verdict while limiting is switched off: admitted."""
+    decision = admitted_unseen(check.limits, [Reason.DISABLED] * len(check.limits))
+    return _new_verdict((check, decision, None, False, None))
 
 
 class _Flight:
@@ -121,14 +154,14 @@ class _Flight:
             )
         if len(self.checks) == 1:
             decision = Decision.from_reply(self.limits, reply, self.keys)
-            verdicts[self.indexes[0]] = _new_verdict((first, decision, None, cached))
+            verdicts[self.indexes[0]] = _judged(first, decision, cached)
             return
         decisions = decode_reply(self.limits, reply, self.keys)
         start = 0
         for check, index in zip(self.checks, self.indexes, strict=True):
             end = start + len(check.limits)
             decision = Decision.combine(decisions[start:end])
-            verdicts[index] = _new_verdict((check, decision, None, cached))
+            verdicts[index] = _judged(check, decision, cached)
             start = end
 
 
@@ -138,9 +171,10 @@ def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
         return [[_Flight(checks[0], 0)]]
     flights: dict[Hashable, _Flight] = {}
     for index, check in enumerate(checks):
-        found = flights.get((check.batch, check.mode, check.cost))
+        together = (check.batch, check.mode, check.cost, check.shadow)
+        found = flights.get(together)
         if found is None:
-            flights[(check.batch, check.mode, check.cost)] = _Flight(check, index)
+            flights[together] = _Flight(check, index)
         else:
             found.add(check, index)
     stores: dict[Hashable, list[_Flight]] = {}
@@ -198,12 +232,17 @@ def decide_one(check: Check) -> Decision:
     words = _alone(check)
     if words is None:
         return decide([check])[0].decision
-    keys, args = words
+    started = time.perf_counter() if _listening((check,)) else None
     try:
-        reply = check.backend.run_script(check.script, keys, args)  # type: ignore[union-attr]
+        reply = check.backend.run_script(check.script, *words)  # type: ignore[union-attr]
     except BackendError as error:
-        return _failed(check, error).decision
-    return Decision.from_reply(check.limits, reply, check.keys)
+        return _one(check, error, started)
+    if started is None and not check.shadow:
+        decision = Decision.from_reply(check.limits, reply, check.keys)
+        if decision.allowed or not logging_denials():
+            return decision
+        return _one(check, decision, None)
+    return _one(check, reply, started)
 
 
 async def adecide_one(check: Check) -> Decision:
@@ -211,12 +250,39 @@ async def adecide_one(check: Check) -> Decision:
     words = _alone(check)
     if words is None:
         return (await adecide([check]))[0].decision
-    keys, args = words
+    started = time.perf_counter() if _listening((check,)) else None
     try:
-        reply = await check.backend.arun_script(check.script, keys, args)  # type: ignore[union-attr]
+        reply = await check.backend.arun_script(check.script, *words)  # type: ignore[union-attr]
     except BackendError as error:
-        return _failed(check, error).decision
-    return Decision.from_reply(check.limits, reply, check.keys)
+        return _one(check, error, started)
+    if started is None and not check.shadow:
+        decision = Decision.from_reply(check.limits, reply, check.keys)
+        if decision.allowed or not logging_denials():
+            return decision
+        return _one(check, decision, None)
+    return _one(check, reply, started)
+
+
+def _one(
+    check: Check, reply: list[int] | Decision | BackendError, started: float | None
+) -> Decision:
+    """The decision of a lone check from its store's reply (decoded or
+    not, or its failure), reported when anyone listens or it is a denial.
+
+    Raises:
+        BackendError: the store failed and the check's policy is ``"raise"``.
+    """
+    latencies = {} if started is None else {0: time.perf_counter() - started}
+    if isinstance(reply, BackendError):
+        verdict = _failed(check, reply)
+    else:
+        if not isinstance(reply, Decision):
+            reply = Decision.from_reply(check.limits, reply, check.keys)
+        verdict = _judged(check, reply, False)
+    verdicts = [verdict]
+    if started is not None or _denied(verdicts):
+        report(_events(verdicts, latencies))
+    return verdict.decision
 
 
 def decide(checks: Sequence[Check]) -> list[Verdict]:
@@ -228,6 +294,8 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
     Raises:
         BackendError: a store failed and a check's policy is ``"raise"``.
     """
+    if not SWITCH.on:
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
@@ -237,6 +305,8 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
 
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     """``decide`` on async backends."""
+    if not SWITCH.on:
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
@@ -245,10 +315,10 @@ async def adecide(checks: Sequence[Check]) -> list[Verdict]:
 
 
 def _alone(check: Check) -> tuple[Sequence[str], Sequence[str]] | None:
-    """The KEYS and ARGV of ``check`` when it needs nothing but its store
-    call (no denial cache, nobody listening): Limiter's usual call, at the
-    cost it had before there was an engine. None: ``decide`` it."""
-    if check.denials is not None or REGISTRY.observers or check.observers:
+    """The KEYS and ARGV of ``check`` when it needs nothing around its store
+    call but a verdict (no denial cache, limiting on): Limiter's usual call,
+    at the cost it had before there was an engine. None: ``decide`` it."""
+    if check.denials is not None or not SWITCH.on:
         return None
     words = check.words
     if words is not None and check.clock is None:
@@ -296,7 +366,7 @@ class _Run:
 
     def verdicts(self) -> list[Verdict]:
         """Every check's verdict, in their order, once reported."""
-        if self._listen:
+        if self._listen or _denied(self._verdicts):
             report(_events(self._verdicts, self._latencies))
         return self._verdicts
 
@@ -307,6 +377,20 @@ _OBSERVERS = operator.attrgetter("observers")
 
 def _listening(checks: Sequence[Check]) -> bool:
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
+
+
+def _denied(verdicts: list[Verdict]) -> bool:
+    """Whether a verdict is a denial (or a would-be one) that the denial
+    log wants, when nobody else listens."""
+    return (
+        any(
+            not (verdict.stored or verdict.decision).allowed
+            and verdict.error is None
+            and verdict.check.mode == "hit"
+            for verdict in verdicts
+        )
+        and logging_denials()
+    )
 
 
 def _timed(
@@ -329,32 +413,51 @@ def _events(
         check = verdict.check
         if check.mode != "hit":
             continue
-        limits = verdict.decision.limits
+        limits = (verdict.stored or verdict.decision).limits
         main = limits[0] if len(limits) == 1 else deciding_limit(limits)
         yield (
-            DecisionEvent(
-                door=check.door,
-                limit=main.limit.name,
-                algorithm=check.script.name,
-                outcome=_outcome(verdict),
-                remaining=main.remaining,
-                retry_after=main.retry_after,
-                latency=latencies.get(index),
-                key=check.keys[limits.index(main)],
-                decision=main,
-                error=verdict.error,
-                source=check.source,
-                request=check.request,
+            _new_event(
+                (
+                    check.door,
+                    main.limit.name,
+                    check.script.name,
+                    _outcome(verdict, main),
+                    main.remaining,
+                    main.retry_after,
+                    latencies.get(index),
+                    check.keys[limits.index(main)],
+                    main,
+                    verdict.error,
+                    check.source,
+                    check.request,
+                    None,
+                )
             ),
             check.identity,
             check.observers,
         )
 
 
-def _outcome(verdict: Verdict) -> Outcome:
-    allowed = verdict.decision.allowed
+#: Builds an event in C, as verdicts are.
+_new_event = functools.partial(tuple.__new__, DecisionEvent)
+
+
+def _outcome(verdict: Verdict, main: LimitDecision) -> Outcome:
+    """What became of ``verdict``, whose deciding limit's decision (as the
+    store made it) is ``main``."""
     if verdict.error is not None:
-        return Outcome.FAILED_OPEN if allowed else Outcome.FAILED_CLOSED
-    if allowed:
-        return Outcome.ADMITTED
-    return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
+        if verdict.decision.allowed:
+            return Outcome.FAILED_OPEN
+        return Outcome.FAILED_CLOSED
+    if not main.allowed:
+        if verdict.check.shadow:
+            return Outcome.SHADOW_DENIED
+        return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
+    near = verdict.check.near_limit
+    if (
+        near is not None
+        and main.remaining is not None
+        and main.remaining < near * main.limit.max_requests
+    ):
+        return Outcome.NEAR_LIMIT
+    return Outcome.ADMITTED

@@ -20,12 +20,14 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
+from luathrottle._denial_log import logging_denials
 from luathrottle._engine import asend, send
 from luathrottle._events import (
     DecisionEvent,
     Observer,
     Outcome,
     check_observers,
+    check_shadow,
     observed,
     report,
 )
@@ -44,12 +46,14 @@ from luathrottle._lease_options import (
     refuse_clock,
 )
 from luathrottle._leases import AsyncLease, Lease, _BaseLease
+from luathrottle._switch import SWITCH
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
     SyncBackend,
     check_backend_kind,
 )
+from luathrottle.decision import Reason
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.limiter import _default_memory
 from luathrottle.scripts import Script, get_script
@@ -59,6 +63,7 @@ __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease
 logger = logging.getLogger("luathrottle")
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+_LeaseT = TypeVar("_LeaseT", bound=_BaseLease)
 
 
 class _BaseConcurrencyLimiter(Generic[_BackendT]):
@@ -77,6 +82,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         on_failure: OnFailure = "raise",
         scope: str = "",
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
         self.lease_ms = check_lease(lease)
@@ -89,6 +95,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
         counter = f"{self.max_in_flight}/{self.lease_ms}ms"
         self._head, self._tail = key_frame(
             self.prefix, self.script, check_scope(scope), counter
@@ -151,13 +158,28 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         )
         report([(event, None, self.observers)])
 
-    def _acquired(self, lease: _BaseLease, latency: float | None, request: Any) -> None:
-        """Tell the observers what an acquire decided, when they listen."""
-        if latency is None:
+    @staticmethod
+    def _unlimited(lease: _LeaseT) -> _LeaseT:
+        """``lease``, made without the store while limiting is switched off:
+        granted, holding nothing."""
+        lease.admit_unseen(Reason.DISABLED)
+        return lease
+
+    def _acquired(
+        self, lease: _BaseLease, latency: float | None, request: Any, shadow: bool
+    ) -> None:
+        """Admit a refused lease in shadow mode, and tell the observers what
+        an acquire decided when they listen (or log its refusal)."""
+        refused = lease.reason is Reason.LIMIT_EXCEEDED
+        if refused and shadow:
+            lease.admit_unseen(Reason.SHADOW_DENIED)
+        if latency is None and not (refused and logging_denials()):
             return
         if lease.reason is None:
             outcome = Outcome.ADMITTED
-        elif lease.in_flight is not None:
+        elif lease.reason is Reason.SHADOW_DENIED:
+            outcome = Outcome.SHADOW_DENIED
+        elif refused:
             outcome = Outcome.LEASE_REFUSED
         else:
             outcome = Outcome.FAILED_OPEN if lease.allowed else Outcome.FAILED_CLOSED
@@ -244,6 +266,10 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             none.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             lease granted, refused or released, besides the process's.
+        shadow: take leases as ever, but grant every acquire: one the store
+            refused is granted holding nothing, with the reason
+            ``"shadow_denied"``, and observers see ``Outcome.SHADOW_DENIED``;
+            a store failure then grants one too.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -264,10 +290,18 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         """
         return self._acquire(key, self.on_failure, None)
 
-    def _acquire(self, key: str, policy: OnFailure, request: Any) -> Lease:
-        """``acquire`` under ``policy``, for a door with a request."""
+    def _acquire(
+        self, key: str, policy: OnFailure, request: Any, shadow: bool = False
+    ) -> Lease:
+        """``acquire`` under ``policy``, for a door with a request, in shadow
+        mode when the limiter or ``shadow`` says so."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        if not SWITCH.on:
+            return self._unlimited(Lease(self, state_key, lease_id, None, None, True))
+        shadow = shadow or self.shadow
+        if shadow:
+            policy = "allow"
         started = time.perf_counter() if observed(self.observers) else None
         try:
             replies = send(self.backend, [self._call("acquire", state_key, lease_id)])
@@ -284,7 +318,7 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         else:
             _log_foreign(state_key, replies[0])
             lease = Lease(self, state_key, lease_id, replies[0])
-        self._acquired(lease, latency, request)
+        self._acquired(lease, latency, request, shadow)
         return lease
 
     def reset(self, key: str) -> None:
@@ -324,10 +358,19 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         before the cancellation goes on."""
         return await self._acquire(key, self.on_failure, None)
 
-    async def _acquire(self, key: str, policy: OnFailure, request: Any) -> AsyncLease:
-        """``acquire`` under ``policy``, for a door with a request."""
+    async def _acquire(
+        self, key: str, policy: OnFailure, request: Any, shadow: bool = False
+    ) -> AsyncLease:
+        """``acquire`` under ``policy``, for a door with a request, in shadow
+        mode when the limiter or ``shadow`` says so."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        if not SWITCH.on:
+            lease = AsyncLease(self, state_key, lease_id, None, None, True)
+            return self._unlimited(lease)
+        shadow = shadow or self.shadow
+        if shadow:
+            policy = "allow"
         started = time.perf_counter() if observed(self.observers) else None
         try:
             replies = await asend(
@@ -348,7 +391,7 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         else:
             _log_foreign(state_key, replies[0])
             lease = AsyncLease(self, state_key, lease_id, replies[0])
-        self._acquired(lease, latency, request)
+        self._acquired(lease, latency, request, shadow)
         return lease
 
     async def reset(self, key: str) -> None:

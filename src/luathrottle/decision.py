@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from luathrottle.rates import Limit
 
-__all__ = ["Decision", "LimitDecision", "Reason"]
+__all__ = ["Decision", "LimitDecision", "Reason", "admitted_unseen"]
 
 
 class Reason(enum.StrEnum):
@@ -31,6 +31,11 @@ class Reason(enum.StrEnum):
     COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
     #: The store failed and the failure policy decided without it.
     STORE_UNAVAILABLE = "store_unavailable"
+    #: The store denied the hit, and the limit is in shadow mode: admitted.
+    SHADOW_DENIED = "shadow_denied"
+    #: Limiting is switched off (``LUATHROTTLE_ENABLED=0``, or Django's
+    #: ``LUATHROTTLE["enabled"]``): admitted without asking the store.
+    DISABLED = "disabled"
 
 
 _EXCEEDED = Reason.LIMIT_EXCEEDED
@@ -159,6 +164,21 @@ class Decision(NamedTuple):
                 tuple(decisions),
             ),
         )
+
+
+def admitted_unseen(
+    limits: Sequence[Limit], reasons: Sequence[Reason | None]
+) -> Decision:
+    """An admission that shows no quota: a limit in shadow mode, whatever
+    the store said of it (each limit's ``reason`` from ``reasons``), or
+    limiting switched off. With ``remaining`` None, header providers send
+    no quota headers for it, so clients never see such a limit."""
+    return Decision.combine(
+        [
+            _new_tuple(LimitDecision, (limit, True, None, None, None, reason))
+            for limit, reason in zip(limits, reasons, strict=True)
+        ]
+    )
 
 
 def decode_reply(

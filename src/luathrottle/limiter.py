@@ -13,7 +13,12 @@ from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
 from luathrottle._engine import adecide_one, decide_one
-from luathrottle._events import Observer, check_observers
+from luathrottle._events import (
+    Observer,
+    check_near_limit,
+    check_observers,
+    check_shadow,
+)
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import (
     KEY_PREFIX,
@@ -93,6 +98,8 @@ class _BaseLimiter(Generic[_BackendT]):
         on_failure: OnFailure = "raise",
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
@@ -117,6 +124,8 @@ class _BaseLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
+        self.near_limit = check_near_limit(near_limit)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: Batching | None = None
         # A hit of cost 1 on the server's clock, the usual call, always
@@ -210,6 +219,8 @@ class _BaseLimiter(Generic[_BackendT]):
                 self,
                 None,
                 key,
+                self.shadow,
+                self.near_limit,
                 words,
             )
         )
@@ -294,6 +305,15 @@ class Limiter(_BaseLimiter[SyncBackend]):
             at ``retry_after`` at the latest.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             hit this limiter decides, besides the process's observers.
+        shadow: decide and count as ever, but admit every hit: a denial
+            becomes ``allowed`` with the reason ``"shadow_denied"``, and
+            observers see ``Outcome.SHADOW_DENIED``. Decisions in shadow
+            mode show no quota (``remaining`` is None), and a store failure
+            admits whatever ``on_failure`` says. Turning it off keeps the
+            counts.
+        near_limit: a fraction such as 0.2: an admitted hit that leaves less
+            than that fraction of its limit is reported to observers as
+            ``Outcome.NEAR_LIMIT``; None (default) for never.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

@@ -16,7 +16,12 @@ from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
-from luathrottle._events import Observer, check_observers
+from luathrottle._events import (
+    Observer,
+    check_near_limit,
+    check_observers,
+    check_shadow,
+)
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame
 from luathrottle._providers import check_providers
@@ -125,6 +130,15 @@ class BaseThrottle(Generic[_BackendT]):
             call is answered here only when every throttle in it caches.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             of this throttle's decisions, besides the process's observers.
+        shadow: decide and count as ever, but never refuse: a request the
+            throttle would deny is admitted, observers see
+            ``Outcome.SHADOW_DENIED`` and the denial is logged. A shadowed
+            throttle sends no quota headers. ``LUATHROTTLE["shadow"]``
+            shadows every throttle.
+        near_limit: a fraction such as 0.2: an admitted request that leaves
+            less than that fraction of the limit is reported to observers as
+            ``Outcome.NEAR_LIMIT``; by default ``LUATHROTTLE["near_limit"]``
+            (None: never).
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -147,6 +161,8 @@ class BaseThrottle(Generic[_BackendT]):
         on_failure: OnFailure | None = None,
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -191,6 +207,8 @@ class BaseThrottle(Generic[_BackendT]):
             cache_denials, self.algorithm, self.clock
         )
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
+        self.near_limit = check_near_limit(near_limit)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
         self._batching: Batching | None = None
@@ -320,9 +338,13 @@ class BaseThrottle(Generic[_BackendT]):
         request: Any = None,
         on_failure: OnFailure = "allow",
         door: str = "django",
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> Check:
         """The check of ``identity`` under ``limit`` on the view ``view_scope``:
-        one hit, under this throttle's policy, else ``on_failure``."""
+        one hit, under this throttle's policy, else ``on_failure``; in shadow
+        mode when the throttle or ``shadow`` (the settings') says so, near
+        its limit at its own ``near_limit``, else at ``near_limit``."""
         frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
@@ -357,6 +379,8 @@ class BaseThrottle(Generic[_BackendT]):
                 self,
                 request,
                 identity,
+                self.shadow or shadow,
+                self.near_limit if self.near_limit is not None else near_limit,
                 None,
             )
         )
