@@ -15,7 +15,9 @@ from django.test import RequestFactory, override_settings
 
 import luathrottle
 from luathrottle import (
+    AsyncLimiter,
     ConcurrencyLimiter,
+    Limit,
     Limiter,
     Outcome,
     Reason,
@@ -85,11 +87,56 @@ def test_a_shadowed_throttle_never_keeps_an_enforced_one_from_counting():
     assert statuses(view_of(enforced, trial), 5) == [200, 200, 200, 429, 429]
 
 
+def test_one_limit_on_trial_beside_an_enforced_one():
+    events: list[Any] = []
+    trial = Limit(1, 60, name="trial", shadow=True)
+    limiter = Limiter(
+        ["2/minute", trial], backend=MemoryBackend(), observers=[events.append]
+    )
+    first, second, third = (limiter.hit("k") for _ in range(3))
+    assert (first.allowed, second.allowed, third.allowed) == (True, True, False)
+    # In the order given: the enforced limit shows its quota, the trial none.
+    assert [item.limit.name for item in second.limits] == ["2/60s", "trial"]
+    assert second.limits[0].remaining == 0
+    assert second.limits[1].reason == Reason.SHADOW_DENIED
+    assert second.remaining == 0
+    assert third.reason == Reason.LIMIT_EXCEEDED
+    # Each hit is two decisions: the enforced limits', the trial's.
+    assert [(e.limit, e.outcome) for e in events] == [
+        ("2/60s", Outcome.ADMITTED),
+        ("trial", Outcome.ADMITTED),
+        ("2/60s", Outcome.ADMITTED),
+        ("trial", Outcome.SHADOW_DENIED),
+        ("2/60s", Outcome.DENIED),
+        ("trial", Outcome.SHADOW_DENIED),
+    ]
+
+
+async def test_limits_on_trial_per_call_and_on_the_async_twin():
+    limiter = AsyncLimiter(5, 60, backend=MemoryBackend())
+    only_trial = [Limit(1, 60, shadow=True)]
+    decisions = [await limiter.hit("k", limits=only_trial) for _ in range(3)]
+    assert [d.reason for d in decisions] == [
+        None,
+        Reason.SHADOW_DENIED,
+        Reason.SHADOW_DENIED,
+    ]
+    assert all(d.allowed for d in decisions)
+    assert not (await limiter.hit("k", limits=[Limit(1, 60)])).allowed
+
+
+def test_a_throttle_of_a_limit_on_trial_is_in_shadow_mode():
+    guard = SyncThrottle(Limit(1, 60, shadow=True), backend=MemoryBackend())
+    assert statuses(view_of(guard), 3) == [200, 200, 200]
+
+
 def test_shadow_must_be_a_bool():
     with pytest.raises(TypeError, match="shadow"):
         Limiter(1, 60, shadow="yes")
     with pytest.raises(TypeError, match="shadow"):
         SyncThrottle(1, 60, shadow=1)
+    with pytest.raises(TypeError, match="shadow"):
+        Limit(1, 60, shadow="on")
 
 
 def test_a_shadowed_concurrency_limiter_grants_without_a_slot():

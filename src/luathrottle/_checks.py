@@ -22,7 +22,7 @@ from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["Batching", "Check", "Verdict", "batching"]
+__all__ = ["Batching", "Check", "Verdict", "batching", "joined", "trial_parts"]
 
 
 class Check(NamedTuple):
@@ -145,3 +145,34 @@ def batching(
             _BATCHES.clear()
         batch = _BATCHES.setdefault((traits.identity, algorithm, id(clock)), object())
     return Batching(traits.identity, batch, traits.single_slot_calls)
+
+
+def trial_parts(check: Check) -> list[Check] | None:
+    """``check`` as the checks to decide when some of its limits are on
+    trial (``Limit(shadow=True)``): its enforced limits, then its shadowed
+    ones in shadow mode, since one script call would let a would-be denial
+    keep the enforced limits from counting. None when it needs no split."""
+    trial = [limit.shadow for limit in check.limits]
+    if check.shadow or not any(trial):
+        return None
+    if all(trial):
+        return [check._replace(shadow=True)]
+    parts = []
+    for shadow in (False, True):
+        keys = tuple(k for k, t in zip(check.keys, trial, strict=True) if t is shadow)
+        limits = tuple(
+            lim for lim, t in zip(check.limits, trial, strict=True) if t is shadow
+        )
+        parts.append(
+            check._replace(keys=keys, limits=limits, shadow=shadow, words=None)
+        )
+    return parts
+
+
+def joined(check: Check, verdicts: Sequence[Verdict]) -> Decision:
+    """One decision over ``check``'s limits, in their order, from the
+    verdicts of its parts."""
+    decided = {}
+    for verdict in verdicts:
+        decided.update(zip(verdict.check.keys, verdict.decision.limits, strict=True))
+    return Decision.combine([decided[key] for key in check.keys])

@@ -9,10 +9,10 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._checks import Batching, Check, batching
+from luathrottle._checks import Batching, Check, batching, joined, trial_parts
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
-from luathrottle._engine import adecide_one, decide_one
+from luathrottle._engine import adecide, adecide_one, decide, decide_one
 from luathrottle._events import (
     Observer,
     check_near_limit,
@@ -125,6 +125,10 @@ class _BaseLimiter(Generic[_BackendT]):
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
         self.shadow = check_shadow(shadow)
+        # Whether a call under the limiter's own limits may need splitting
+        # (``trial_parts``): some of them are on trial.
+        trial = [limit.shadow for limit in self.limits]
+        self._split = not self.shadow and any(trial)
         self.near_limit = check_near_limit(near_limit)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: Batching | None = None
@@ -310,7 +314,9 @@ class Limiter(_BaseLimiter[SyncBackend]):
             observers see ``Outcome.SHADOW_DENIED``. Decisions in shadow
             mode show no quota (``remaining`` is None), and a store failure
             admits whatever ``on_failure`` says. Turning it off keeps the
-            counts.
+            counts. ``Limit(..., shadow=True)`` puts one limit on trial: a
+            hit then goes as two script calls in one round trip, its
+            enforced limits and its shadowed ones, each reported.
         near_limit: a fraction such as 0.2: an admitted hit that leaves less
             than that fraction of its limit is reported to observers as
             ``Outcome.NEAR_LIMIT``; None (default) for never.
@@ -343,7 +349,11 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        return decide_one(self._check(key, "hit", cost, limits))
+        check = self._check(key, "hit", cost, limits)
+        parts = trial_parts(check) if self._split or limits is not None else None
+        if parts is None:
+            return decide_one(check)
+        return joined(check, decide(parts))
 
     def peek(
         self,
@@ -353,7 +363,11 @@ class Limiter(_BaseLimiter[SyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing;
         ``limits`` as for ``hit``."""
-        return decide_one(self._check(key, "peek", cost, limits))
+        check = self._check(key, "peek", cost, limits)
+        parts = trial_parts(check) if self._split or limits is not None else None
+        if parts is None:
+            return decide_one(check)
+        return joined(check, decide(parts))
 
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
@@ -389,7 +403,11 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
         overrides the limiter's for this call, as for ``Limiter.hit``."""
-        return await adecide_one(self._check(key, "hit", cost, limits))
+        check = self._check(key, "hit", cost, limits)
+        parts = trial_parts(check) if self._split or limits is not None else None
+        if parts is None:
+            return await adecide_one(check)
+        return joined(check, await adecide(parts))
 
     async def peek(
         self,
@@ -398,7 +416,11 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        return await adecide_one(self._check(key, "peek", cost, limits))
+        check = self._check(key, "peek", cost, limits)
+        parts = trial_parts(check) if self._split or limits is not None else None
+        if parts is None:
+            return await adecide_one(check)
+        return joined(check, await adecide(parts))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""

@@ -190,7 +190,10 @@ class BaseThrottle(Generic[_BackendT]):
         else:
             limit = parse_limit(max_requests, duration_in_seconds)
             self._limit = Limit(
-                limit.max_requests, limit.duration, name=self.cache_key.name
+                limit.max_requests,
+                limit.duration,
+                name=self.cache_key.name,
+                shadow=limit.shadow,
             )
             self.algorithm.check_limits((self._limit,))
         self._rate_limits: dict[str | Limit, Limit] = {}
@@ -264,7 +267,9 @@ class BaseThrottle(Generic[_BackendT]):
                     f"None, got {type(value).__name__}"
                 )
             parsed = parse_limit(value)
-            limit = Limit(parsed.max_requests, parsed.duration, self.cache_key.name)
+            limit = Limit(
+                parsed.max_requests, parsed.duration, self.cache_key.name, parsed.shadow
+            )
             self.algorithm.check_limits((limit,))
         except (TypeError, ValueError) as exc:
             raise type(exc)(
@@ -379,7 +384,7 @@ class BaseThrottle(Generic[_BackendT]):
                 self,
                 request,
                 identity,
-                self.shadow or shadow,
+                self.shadow or shadow or limit.shadow,
                 self.near_limit if self.near_limit is not None else near_limit,
                 None,
             )
