@@ -17,7 +17,7 @@ from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
-from luathrottle.decision import Decision
+from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
@@ -172,7 +172,7 @@ def trial_parts(check: Check) -> list[Check] | None:
 def joined(check: Check, verdicts: Sequence[Verdict]) -> Decision:
     """One decision over ``check``'s limits, in their order, from the
     verdicts of its parts."""
-    decided = {}
+    decided: dict[str, LimitDecision] = {}
     for verdict in verdicts:
         decided.update(zip(verdict.check.keys, verdict.decision.limits, strict=True))
     return Decision.combine([decided[key] for key in check.keys])
