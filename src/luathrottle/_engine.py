@@ -36,7 +36,6 @@ from luathrottle.decision import (
     Decision,
     LimitDecision,
     Reason,
-    admitted_unseen,
     deciding_limit,
     decode_reply,
 )
@@ -77,6 +76,23 @@ def _failed(check: Check, error: BackendError) -> Verdict:
     return _new_verdict((check, decision, error, False, None))
 
 
+def _unseen(limits: Sequence[Limit], reasons: Sequence[Reason | None]) -> Decision:
+    """An admission that shows no quota: a check in shadow mode, whatever
+    the store said of it (each limit's ``reason`` from ``reasons``), or
+    limiting switched off. With ``remaining`` None, header providers send
+    no quota headers for it, so clients never see such a limit."""
+    return Decision.combine(
+        [
+            _new_limit_decision((limit, True, None, None, None, reason))
+            for limit, reason in zip(limits, reasons, strict=True)
+        ]
+    )
+
+
+#: Builds a limit's decision in C, as verdicts are.
+_new_limit_decision = functools.partial(tuple.__new__, LimitDecision)
+
+
 def _judged(check: Check, decision: Decision, cached: bool) -> Verdict:
     """``check``'s verdict on the store's ``decision`` (or the denial
     cache's): in shadow mode the door admits it, showing no quota, and the
@@ -86,13 +102,13 @@ def _judged(check: Check, decision: Decision, cached: bool) -> Verdict:
     reasons = [
         None if item.allowed else Reason.SHADOW_DENIED for item in decision.limits
     ]
-    shown = admitted_unseen(check.limits, reasons)
+    shown = _unseen(check.limits, reasons)
     return _new_verdict((check, shown, None, cached, decision))
 
 
 def _disabled(check: Check) -> Verdict:
     """``check``'s verdict while limiting is switched off: admitted."""
-    decision = admitted_unseen(check.limits, [Reason.DISABLED] * len(check.limits))
+    decision = _unseen(check.limits, [Reason.DISABLED] * len(check.limits))
     return _new_verdict((check, decision, None, False, None))
 
 

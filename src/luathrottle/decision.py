@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from luathrottle.rates import Limit
 
-__all__ = ["Decision", "LimitDecision", "Reason", "admitted_unseen"]
+__all__ = ["Decision", "LimitDecision", "Reason"]
 
 
 class Reason(enum.StrEnum):
@@ -164,21 +164,6 @@ class Decision(NamedTuple):
                 tuple(decisions),
             ),
         )
-
-
-def admitted_unseen(
-    limits: Sequence[Limit], reasons: Sequence[Reason | None]
-) -> Decision:
-    """An admission that shows no quota: a limit in shadow mode, whatever
-    the store said of it (each limit's ``reason`` from ``reasons``), or
-    limiting switched off. With ``remaining`` None, header providers send
-    no quota headers for it, so clients never see such a limit."""
-    return Decision.combine(
-        [
-            _new_tuple(LimitDecision, (limit, True, None, None, None, reason))
-            for limit, reason in zip(limits, reasons, strict=True)
-        ]
-    )
 
 
 def decode_reply(
