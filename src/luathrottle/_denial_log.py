@@ -16,10 +16,6 @@ counted, and the next record written says how many were not logged
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from luathrottle._events import DecisionEvent
 
 __all__ = ["PER_SECOND", "log_denial", "logging_denials"]
 
@@ -50,8 +46,16 @@ def logging_denials() -> bool:
     return logger.isEnabledFor(logging.INFO)
 
 
-def log_denial(event: "DecisionEvent") -> None:
-    """Log ``event``, a denial, unless this second's records are spent."""
+def log_denial(
+    limit: str,
+    door: str,
+    algorithm: str,
+    outcome: str,
+    key: str,
+    retry_after: float | None,
+) -> None:
+    """Log a denial, named as its ``DecisionEvent`` names it, unless this
+    second's records are spent."""
     if not logger.isEnabledFor(logging.INFO):
         return
     second = int(time.monotonic())
@@ -63,23 +67,23 @@ def log_denial(event: "DecisionEvent") -> None:
             return
         _window.logged += 1
         suppressed, _window.suppressed = _window.suppressed, 0
-    retry = "never" if event.retry_after is None else f"{event.retry_after:.3f} s"
+    retry = "never" if retry_after is None else f"{retry_after:.3f} s"
     logger.info(
         "luathrottle %s: limit %s (%s) at the %s door, key %s, retry after %s%s",
-        event.outcome,
-        event.limit,
-        event.algorithm,
-        event.door,
-        event.key,
+        outcome,
+        limit,
+        algorithm,
+        door,
+        key,
         retry,
         f"; {suppressed} denials before this one were not logged" if suppressed else "",
         extra={
-            "limit": event.limit,
-            "door": event.door,
-            "algorithm": event.algorithm,
-            "outcome": str(event.outcome),
-            "key": event.key,
-            "retry_after": event.retry_after,
+            "limit": limit,
+            "door": door,
+            "algorithm": algorithm,
+            "outcome": str(outcome),
+            "key": key,
+            "retry_after": retry_after,
             "suppressed": suppressed,
         },
     )

@@ -236,7 +236,8 @@ def report(
         for observer in own:
             _tell(observer, event)
         if event.outcome in DENIALS:
-            log_denial(event)
+            door, limit, algorithm, outcome = event[:4]
+            log_denial(limit, door, algorithm, outcome, event.key, event.retry_after)
 
 
 def _tell(observer: Observer, event: DecisionEvent) -> None:

@@ -13,6 +13,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
+from luathrottle._answers import refusal_spec
 from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
@@ -130,15 +131,12 @@ class BaseThrottle(Generic[_BackendT]):
             call is answered here only when every throttle in it caches.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             of this throttle's decisions, besides the process's observers.
-        shadow: decide and count as ever, but never refuse: a request the
-            throttle would deny is admitted, observers see
-            ``Outcome.SHADOW_DENIED`` and the denial is logged. A shadowed
-            throttle sends no quota headers. ``LUATHROTTLE["shadow"]``
-            shadows every throttle.
-        near_limit: a fraction such as 0.2: an admitted request that leaves
-            less than that fraction of the limit is reported to observers as
-            ``Outcome.NEAR_LIMIT``; by default ``LUATHROTTLE["near_limit"]``
-            (None: never).
+        shadow: decide and count as ever, but refuse nothing and send no
+            quota headers; observers see ``Outcome.SHADOW_DENIED``. As
+            ``LUATHROTTLE["shadow"]`` does for every throttle.
+        near_limit: report an admission that leaves less than this fraction
+            of the limit as ``Outcome.NEAR_LIMIT``; by default
+            ``LUATHROTTLE["near_limit"]`` (None: never).
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -414,20 +412,7 @@ class BaseThrottle(Generic[_BackendT]):
             ``{"429": response object}``, its schema a reference to
             ``ErrorModel``, with the headers of every provider.
         """
-        response: dict[str, Any] = {
-            "description": "Raised when throttling rate was hit",
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorModel"}
-                }
-            },
-        }
-        headers: dict[str, Any] = {}
-        for provider in self.response_headers:
-            headers.update(provider.provide_headers_specs())
-        if headers:
-            response["headers"] = dict(sorted(headers.items()))
-        return {"429": response}
+        return {"429": refusal_spec(self.response_headers)}
 
     def __repr__(self) -> str:
         backend = repr(self.backend)
