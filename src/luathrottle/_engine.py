@@ -14,13 +14,15 @@ once, for all of them:
 - **the off switch** (``luathrottle._switch``) admits everything without
   the store.
 
-Planning and settling do no I/O (``_Flight``, and ``luathrottle._verdicts``
-for each check's verdict and event); ``decide`` and ``adecide``
+Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
 are the twins around the one store call per store, and ``send`` and
 ``asend`` are that call alone, which the concurrency leases use with
-their own decoder.
+their own decoder. A door with one check at a time (``Limiter``) goes
+through ``luathrottle._lone``, which comes here for all but its plainest
+calls.
 """
 
+import functools
 import operator
 import time
 from collections.abc import Hashable, Iterator, Sequence
@@ -28,20 +30,38 @@ from collections.abc import Hashable, Iterator, Sequence
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
-from luathrottle._events import REGISTRY, report
+from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
+from luathrottle._failures import failure_decision
 from luathrottle._switch import SWITCH
-from luathrottle._verdicts import denied, disabled, events, failed, judged
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
-from luathrottle.decision import Decision, decode_reply
+from luathrottle.decision import (
+    Decision,
+    LimitDecision,
+    Reason,
+    deciding_limit,
+    decode_reply,
+)
 from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 
-__all__ = ["adecide", "adecide_one", "asend", "decide", "decide_one", "send"]
+__all__ = [
+    "adecide",
+    "asend",
+    "decide",
+    "denied",
+    "events",
+    "failed",
+    "judged",
+    "send",
+    "words",
+]
 
 _Replies = list[list[int]] | BackendError
+#: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
+_new_verdict = functools.partial(tuple.__new__, Verdict)
 
 
-def _words(
+def words(
     check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
 ) -> tuple[Sequence[str], Sequence[str]]:
     """The KEYS and ARGV of the script call of ``check``'s flight: the
@@ -53,6 +73,55 @@ def _words(
         args = check.algorithm.pack_args(check.mode, check.cost, now_us, limits)
         words = check.script.words(keys, args)
     return words
+
+
+def failed(check: Check, error: BackendError) -> Verdict:
+    """The failure policy's verdict on ``check``, whose store failed; a
+    check in shadow mode refuses nothing, so it fails open.
+
+    Raises:
+        BackendError: ``error`` itself, when the policy is ``"raise"``.
+    """
+    where = f"{check.script.name} {check.keys[0]}"
+    policy = "allow" if check.shadow else check.on_failure
+    decision = failure_decision(policy, check.limits, error, where)
+    return _new_verdict((check, decision, error, False, None))
+
+
+def _unseen(limits: Sequence[Limit], reasons: Sequence[Reason | None]) -> Decision:
+    """An admission that shows no quota: a check in shadow mode, whatever
+    the store said of it (each limit's ``reason`` from ``reasons``), or
+    limiting switched off. With ``remaining`` None, header providers send
+    no quota headers for it, so clients never see such a limit."""
+    return Decision.combine(
+        [
+            _new_limit_decision((limit, True, None, None, None, reason))
+            for limit, reason in zip(limits, reasons, strict=True)
+        ]
+    )
+
+
+#: Builds a limit's decision in C, as verdicts are.
+_new_limit_decision = functools.partial(tuple.__new__, LimitDecision)
+
+
+def judged(check: Check, decision: Decision, cached: bool) -> Verdict:
+    """``check``'s verdict on the store's ``decision`` (or the denial
+    cache's): in shadow mode the door admits it, showing no quota, and the
+    store's decision stays on the verdict for the observers."""
+    if not check.shadow:
+        return _new_verdict((check, decision, None, cached, None))
+    reasons = [
+        None if item.allowed else Reason.SHADOW_DENIED for item in decision.limits
+    ]
+    shown = _unseen(check.limits, reasons)
+    return _new_verdict((check, shown, None, cached, decision))
+
+
+def _disabled(check: Check) -> Verdict:
+    """``check``'s verdict while limiting is switched off: admitted."""
+    decision = _unseen(check.limits, [Reason.DISABLED] * len(check.limits))
+    return _new_verdict((check, decision, None, False, None))
 
 
 class _Flight:
@@ -91,7 +160,7 @@ class _Flight:
             )
             if self.known is not None:
                 return None
-        return (first.script, *_words(first, self.keys, self.limits, now_us))
+        return (first.script, *words(first, self.keys, self.limits, now_us))
 
     def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
         """Each check's verdict, from the store's reply, the denial cache's,
@@ -181,69 +250,6 @@ def _settle(
         flight.settle(reply, verdicts)
 
 
-def decide_one(check: Check) -> Decision:
-    """Decide one check on a sync backend: ``decide`` for a door that only
-    ever has one, such as ``Limiter``, and needs only its decision.
-
-    Raises:
-        BackendError: the store failed and the check's policy is ``"raise"``.
-    """
-    words = _alone(check)
-    if words is None:
-        return decide([check])[0].decision
-    started = time.perf_counter() if _listening((check,)) else None
-    try:
-        reply = check.backend.run_script(check.script, *words)  # type: ignore[union-attr]
-    except BackendError as error:
-        return _one(check, error, started)
-    if started is None and not check.shadow:
-        decision = Decision.from_reply(check.limits, reply, check.keys)
-        if decision.allowed or not logging_denials():
-            return decision
-        return _one(check, decision, None)
-    return _one(check, reply, started)
-
-
-async def adecide_one(check: Check) -> Decision:
-    """``decide_one`` on an async backend."""
-    words = _alone(check)
-    if words is None:
-        return (await adecide([check]))[0].decision
-    started = time.perf_counter() if _listening((check,)) else None
-    try:
-        reply = await check.backend.arun_script(check.script, *words)  # type: ignore[union-attr]
-    except BackendError as error:
-        return _one(check, error, started)
-    if started is None and not check.shadow:
-        decision = Decision.from_reply(check.limits, reply, check.keys)
-        if decision.allowed or not logging_denials():
-            return decision
-        return _one(check, decision, None)
-    return _one(check, reply, started)
-
-
-def _one(
-    check: Check, reply: list[int] | Decision | BackendError, started: float | None
-) -> Decision:
-    """The decision of a lone check from its store's reply (decoded or
-    not, or its failure), reported when anyone listens or it is a denial.
-
-    Raises:
-        BackendError: the store failed and the check's policy is ``"raise"``.
-    """
-    latencies = {} if started is None else {0: time.perf_counter() - started}
-    if isinstance(reply, BackendError):
-        verdict = failed(check, reply)
-    else:
-        if not isinstance(reply, Decision):
-            reply = Decision.from_reply(check.limits, reply, check.keys)
-        verdict = judged(check, reply, False)
-    verdicts = [verdict]
-    if started is not None or denied(verdicts):
-        report(events(verdicts, latencies))
-    return verdict.decision
-
-
 def decide(checks: Sequence[Check]) -> list[Verdict]:
     """Decide ``checks`` on sync backends: one round trip per store.
 
@@ -254,7 +260,7 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
         BackendError: a store failed and a check's policy is ``"raise"``.
     """
     if not SWITCH.on:
-        return [disabled(check) for check in checks]
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
@@ -265,26 +271,12 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     """``decide`` on async backends."""
     if not SWITCH.on:
-        return [disabled(check) for check in checks]
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
         run.replied(await asend(backend, sending), started)  # type: ignore[arg-type]
     return run.verdicts()
-
-
-def _alone(check: Check) -> tuple[Sequence[str], Sequence[str]] | None:
-    """The KEYS and ARGV of ``check`` when it needs nothing around its store
-    call but a verdict (no denial cache, limiting on): Limiter's usual call,
-    at the cost it had before there was an engine. None: ``decide`` it."""
-    if check.denials is not None or not SWITCH.on:
-        return None
-    words = check.words
-    if words is not None and check.clock is None:
-        return words
-    clock = check.clock
-    now_us = None if clock is None else microseconds(clock)
-    return _words(check, check.keys, check.limits, now_us)
 
 
 class _Run:
@@ -338,6 +330,20 @@ def _listening(checks: Sequence[Check]) -> bool:
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
 
 
+def denied(verdicts: list[Verdict]) -> bool:
+    """Whether a verdict is a denial (or a would-be one) that the denial
+    log wants, when nobody else listens."""
+    return (
+        any(
+            not (verdict.stored or verdict.decision).allowed
+            and verdict.error is None
+            and verdict.check.mode == "hit"
+            for verdict in verdicts
+        )
+        and logging_denials()
+    )
+
+
 def _timed(
     flights: list[_Flight],
     calls: list[ScriptCall | None],
@@ -348,3 +354,61 @@ def _timed(
         if call is not None:
             for index in flight.indexes:
                 latencies[index] = latency
+
+
+def events(
+    verdicts: list[Verdict], latencies: dict[int, float]
+) -> Iterator[tuple[DecisionEvent, str | None, tuple[Observer, ...]]]:
+    """One event per hit that was decided; peeks decide nothing."""
+    for index, verdict in enumerate(verdicts):
+        check = verdict.check
+        if check.mode != "hit":
+            continue
+        limits = (verdict.stored or verdict.decision).limits
+        main = limits[0] if len(limits) == 1 else deciding_limit(limits)
+        yield (
+            _new_event(
+                (
+                    check.door,
+                    main.limit.name,
+                    check.script.name,
+                    _outcome(verdict, main),
+                    main.remaining,
+                    main.retry_after,
+                    latencies.get(index),
+                    check.keys[limits.index(main)],
+                    main,
+                    verdict.error,
+                    check.source,
+                    check.request,
+                    None,
+                )
+            ),
+            check.identity,
+            check.observers,
+        )
+
+
+#: Builds an event in C, as verdicts are.
+_new_event = functools.partial(tuple.__new__, DecisionEvent)
+
+
+def _outcome(verdict: Verdict, main: LimitDecision) -> Outcome:
+    """What became of ``verdict``, whose deciding limit's decision (as the
+    store made it) is ``main``."""
+    if verdict.error is not None:
+        if verdict.decision.allowed:
+            return Outcome.FAILED_OPEN
+        return Outcome.FAILED_CLOSED
+    if not main.allowed:
+        if verdict.check.shadow:
+            return Outcome.SHADOW_DENIED
+        return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
+    near = verdict.check.near_limit
+    if (
+        near is not None
+        and main.remaining is not None
+        and main.remaining < near * main.limit.max_requests
+    ):
+        return Outcome.NEAR_LIMIT
+    return Outcome.ADMITTED

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 from luathrottle._checks import Batching, Check, batching, joined, trial_parts
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
-from luathrottle._engine import adecide, adecide_one, decide, decide_one
+from luathrottle._engine import adecide, decide
 from luathrottle._events import (
     Observer,
     check_near_limit,
@@ -27,6 +27,7 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
+from luathrottle._lone import adecide_one, decide_one
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
