@@ -53,8 +53,10 @@ class Check(NamedTuple):
         source: the limiter or throttle that decides, for events.
         request: the door's request, for events.
         identity: the raw identity, for observers that ask for it.
-        shadow: the decider is in shadow mode: the store decides and counts
-            as ever, and the door admits what it denies.
+        shadow: the check is in shadow mode: the store decides and counts
+            as ever, and the door admits what it denies. None when some of
+            its limits, not all, are on trial (``Limit(shadow=True)``): it
+            is decided as two checks (``trial_parts``).
         near_limit: the fraction of a limit left under which an admitted
             hit is reported as ``Outcome.NEAR_LIMIT``; None for never.
         words: the script's KEYS and ARGV when the door packed them ahead
@@ -78,7 +80,7 @@ class Check(NamedTuple):
     source: Any
     request: Any
     identity: str | None
-    shadow: bool
+    shadow: bool | None
     near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
 
@@ -147,22 +149,16 @@ def batching(
     return Batching(traits.identity, batch, traits.single_slot_calls)
 
 
-def trial_parts(check: Check) -> list[Check] | None:
-    """``check`` as the checks to decide when some of its limits are on
-    trial (``Limit(shadow=True)``): its enforced limits, then its shadowed
-    ones in shadow mode, since one script call would let a would-be denial
-    keep the enforced limits from counting. None when it needs no split."""
-    trial = [limit.shadow for limit in check.limits]
-    if check.shadow or not any(trial):
-        return None
-    if all(trial):
-        return [check._replace(shadow=True)]
+def trial_parts(check: Check) -> list[Check]:
+    """``check``, whose limits are partly on trial, as the two checks to
+    decide: its enforced limits, and its limits on trial in shadow mode.
+    One script call for both would let a would-be denial keep the enforced
+    limits from counting (all or nothing)."""
     parts = []
     for shadow in (False, True):
-        keys = tuple(k for k, t in zip(check.keys, trial, strict=True) if t is shadow)
-        limits = tuple(
-            lim for lim, t in zip(check.limits, trial, strict=True) if t is shadow
-        )
+        chosen = [i for i, limit in enumerate(check.limits) if limit.shadow is shadow]
+        keys = tuple(check.keys[i] for i in chosen)
+        limits = tuple(check.limits[i] for i in chosen)
         parts.append(
             check._replace(keys=keys, limits=limits, shadow=shadow, words=None)
         )

@@ -30,7 +30,7 @@ from collections.abc import Hashable, Iterator, Sequence
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
-from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
+from luathrottle._events import REGISTRY, DecisionEvent, Outcome, report
 from luathrottle._failures import failure_decision
 from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -41,15 +41,16 @@ from luathrottle.decision import (
     deciding_limit,
     decode_reply,
 )
-from luathrottle.exceptions import BackendError
+from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.rates import Limit
 
 __all__ = [
+    "NOT_SENT",
     "adecide",
     "asend",
     "decide",
     "denied",
-    "events",
+    "event",
     "failed",
     "judged",
     "send",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 _Replies = list[list[int]] | BackendError
+#: Failures of calls that never reached the store: the breaker kept them
+#: back, or no connection came free. They have no latency.
+NOT_SENT = (CircuitOpenError, PoolExhaustedError)
 #: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
 _new_verdict = functools.partial(tuple.__new__, Verdict)
 
@@ -310,15 +314,20 @@ class _Run:
             BackendError: the store failed and a check's policy is
                 ``"raise"``.
         """
-        if self._listen:
+        if self._listen and not isinstance(replies, NOT_SENT):
             latency = time.perf_counter() - started
             _timed(self._flights, self._calls, latency, self._latencies)
         _settle(self._flights, self._calls, replies, self._verdicts)
 
     def verdicts(self) -> list[Verdict]:
-        """Every check's verdict, in their order, once reported."""
+        """Every check's verdict, in their order, once each hit's is
+        reported; peeks decide nothing."""
         if self._listen or denied(self._verdicts):
-            report(events(self._verdicts, self._latencies))
+            for index, verdict in enumerate(self._verdicts):
+                check = verdict.check
+                if check.mode == "hit":
+                    latency = self._latencies.get(index)
+                    report(event(*verdict, latency), check.identity, check.observers)
         return self._verdicts
 
 
@@ -356,59 +365,74 @@ def _timed(
                 latencies[index] = latency
 
 
-def events(
-    verdicts: list[Verdict], latencies: dict[int, float]
-) -> Iterator[tuple[DecisionEvent, str | None, tuple[Observer, ...]]]:
-    """One event per hit that was decided; peeks decide nothing."""
-    for index, verdict in enumerate(verdicts):
-        check = verdict.check
-        if check.mode != "hit":
-            continue
-        limits = (verdict.stored or verdict.decision).limits
-        main = limits[0] if len(limits) == 1 else deciding_limit(limits)
-        yield (
-            _new_event(
-                (
-                    check.door,
-                    main.limit.name,
-                    check.script.name,
-                    _outcome(verdict, main),
-                    main.remaining,
-                    main.retry_after,
-                    latencies.get(index),
-                    check.keys[limits.index(main)],
-                    main,
-                    verdict.error,
-                    check.source,
-                    check.request,
-                    None,
-                )
-            ),
-            check.identity,
-            check.observers,
+def event(
+    check: Check,
+    decision: Decision,
+    error: BackendError | None,
+    cached: bool,
+    stored: Decision | None,
+    latency: float | None,
+) -> DecisionEvent:
+    """The event of a hit's verdict (``Verdict``'s fields, which a lone
+    check's path has without building one), whose store call took
+    ``latency``.
+
+    Every decision of every door is reported through here, so it reads the
+    check by unpacking it (a named tuple's field read by name costs a type
+    lookup each) and names the outcome by module constants (so does an enum
+    member read off its class)."""
+    (_, _, script, keys, _, _, _, _, _, _, _, _, door, _, source, request, _) = check[
+        :17
+    ]
+    shadow, near = check[17], check[18]
+    limits = (stored or decision)[6]
+    if len(limits) == 1:
+        main, key = limits[0], keys[0]
+    else:
+        main = deciding_limit(limits)
+        key = keys[limits.index(main)]
+    limit, allowed, remaining, _, retry_after, _ = main
+    if error is not None:
+        outcome = _FAILED_OPEN if decision[0] else _FAILED_CLOSED
+    elif not allowed:
+        if shadow:
+            outcome = _SHADOW_DENIED
+        else:
+            outcome = _DENIED_FROM_CACHE if cached else _DENIED
+    elif (
+        near is not None
+        and remaining is not None
+        and remaining < near * limit.max_requests
+    ):
+        outcome = _NEAR_LIMIT
+    else:
+        outcome = _ADMITTED
+    return _new_event(
+        (
+            door,
+            limit.name,
+            script.name,
+            outcome,
+            remaining,
+            retry_after,
+            latency,
+            key,
+            main,
+            error,
+            source,
+            request,
+            None,
         )
+    )
 
 
 #: Builds an event in C, as verdicts are.
 _new_event = functools.partial(tuple.__new__, DecisionEvent)
 
-
-def _outcome(verdict: Verdict, main: LimitDecision) -> Outcome:
-    """What became of ``verdict``, whose deciding limit's decision (as the
-    store made it) is ``main``."""
-    if verdict.error is not None:
-        if verdict.decision.allowed:
-            return Outcome.FAILED_OPEN
-        return Outcome.FAILED_CLOSED
-    if not main.allowed:
-        if verdict.check.shadow:
-            return Outcome.SHADOW_DENIED
-        return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
-    near = verdict.check.near_limit
-    if (
-        near is not None
-        and main.remaining is not None
-        and main.remaining < near * main.limit.max_requests
-    ):
-        return Outcome.NEAR_LIMIT
-    return Outcome.ADMITTED
+_ADMITTED = Outcome.ADMITTED
+_NEAR_LIMIT = Outcome.NEAR_LIMIT
+_DENIED = Outcome.DENIED
+_DENIED_FROM_CACHE = Outcome.DENIED_FROM_CACHE
+_SHADOW_DENIED = Outcome.SHADOW_DENIED
+_FAILED_OPEN = Outcome.FAILED_OPEN
+_FAILED_CLOSED = Outcome.FAILED_CLOSED

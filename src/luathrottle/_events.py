@@ -164,9 +164,12 @@ def add_observer(observer: Observer, *, identities: bool = False) -> None:
 
 
 def remove_observer(observer: Observer) -> None:
-    """Stop reporting to ``observer``; nothing happens if it was not added."""
+    """Stop reporting to ``observer``, and to every observer added that
+    equals it (``remove_observer(events.append)`` removes the
+    ``events.append`` added earlier, another bound method of the same
+    list); nothing happens if none was added."""
     REGISTRY.observers = tuple(
-        item for item in REGISTRY.observers if item[0] is not observer
+        item for item in REGISTRY.observers if item[0] != observer
     )
 
 
@@ -224,28 +227,29 @@ def check_shadow(shadow: object) -> bool:
 
 
 def report(
-    events: Iterable[tuple[DecisionEvent, str | None, tuple[Observer, ...]]],
+    event: DecisionEvent, identity: str | None, own: tuple[Observer, ...]
 ) -> None:
-    """Give each event to the process's observers and to its own, and the
-    raw identity to those that asked for it; log each denial. An observer
-    that raises is logged and skipped."""
-    everyone = REGISTRY.observers
-    for event, identity, own in events:
-        for observer, identities in everyone:
-            _tell(observer, event._replace(identity=identity) if identities else event)
-        for observer in own:
-            _tell(observer, event)
-        if event.outcome in DENIALS:
-            door, limit, algorithm, outcome = event[:4]
-            log_denial(limit, door, algorithm, outcome, event.key, event.retry_after)
+    """Give ``event`` to the process's observers and to ``own``, the
+    decider's, and the raw ``identity`` to those that asked for it; log it
+    when it is a denial. An observer that raises is logged and skipped."""
+    for observer, identities in REGISTRY.observers:
+        try:
+            observer(event._replace(identity=identity) if identities else event)
+        except Exception:
+            _failed(observer, event)
+    for observer in own:
+        try:
+            observer(event)
+        except Exception:
+            _failed(observer, event)
+    if event.outcome in DENIALS:
+        door, limit, algorithm, outcome = event[:4]
+        log_denial(limit, door, algorithm, outcome, event.key, event.retry_after)
 
 
-def _tell(observer: Observer, event: DecisionEvent) -> None:
-    try:
-        observer(event)
-    except Exception:
-        logger.exception(
-            "luathrottle observer %r failed on a %s event; skipped",
-            observer,
-            event.outcome,
-        )
+def _failed(observer: Observer, event: DecisionEvent) -> None:
+    logger.exception(
+        "luathrottle observer %r failed on a %s event; skipped",
+        observer,
+        event.outcome,
+    )

@@ -21,7 +21,7 @@ from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from luathrottle._denial_log import logging_denials
-from luathrottle._engine import asend, send
+from luathrottle._engine import NOT_SENT, asend, send
 from luathrottle._events import (
     DecisionEvent,
     Observer,
@@ -54,7 +54,7 @@ from luathrottle.backends.base import (
     check_backend_kind,
 )
 from luathrottle.decision import Reason
-from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
+from luathrottle.exceptions import BackendError
 from luathrottle.limiter import _default_memory
 from luathrottle.scripts import Script, get_script
 
@@ -156,7 +156,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
             source=self,
             request=request,
         )
-        report([(event, None, self.observers)])
+        report(event, None, self.observers)
 
     @staticmethod
     def _unlimited(lease: _LeaseT) -> _LeaseT:
@@ -216,9 +216,11 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         )
 
 
-#: Failures of an acquire that never reached the store: the breaker kept it
-#: back, or no connection came free. There is nothing to give back.
-_NOT_SENT = (CircuitOpenError, PoolExhaustedError)
+def _latency(started: float | None, replies: object) -> float | None:
+    """The store call's seconds, when timed and sent."""
+    if started is None or isinstance(replies, NOT_SENT):
+        return None
+    return time.perf_counter() - started
 
 
 def _gave_up(state_key: str, error: BackendError) -> None:
@@ -310,7 +312,7 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             # taken the lease.
             self._give_back(state_key, lease_id, error)
             raise
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         if isinstance(replies, BackendError):
             self._give_back(state_key, lease_id, replies)
             self._failed_acquire(state_key, replies, policy)
@@ -334,11 +336,11 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         replies = send(self.backend, [self._call(mode, lease.key, lease.id)])
         if isinstance(replies, BackendError):
             return self._failed(lease, mode, replies)
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         return self._replied(lease, mode, replies[0], latency)
 
     def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
-        if isinstance(error, _NOT_SENT):
+        if isinstance(error, NOT_SENT):
             return
         replies = send(self.backend, [self._call("release", state_key, lease_id)])
         if isinstance(replies, BackendError):
@@ -381,7 +383,7 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
             # may have taken the lease.
             await self._give_back(state_key, lease_id, error)
             raise
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         if isinstance(replies, BackendError):
             await self._give_back(state_key, lease_id, replies)
             self._failed_acquire(state_key, replies, policy)
@@ -403,13 +405,13 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         replies = await asend(self.backend, [self._call(mode, lease.key, lease.id)])
         if isinstance(replies, BackendError):
             return self._failed(lease, mode, replies)
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         return self._replied(lease, mode, replies[0], latency)
 
     async def _give_back(
         self, state_key: str, lease_id: str, error: BaseException
     ) -> None:
-        if not isinstance(error, _NOT_SENT):
+        if not isinstance(error, NOT_SENT):
             await _to_the_end(self._release_id(state_key, lease_id))
 
     async def _release_id(self, state_key: str, lease_id: str) -> None:

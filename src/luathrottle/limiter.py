@@ -9,10 +9,9 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._checks import Batching, Check, batching, joined, trial_parts
+from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
-from luathrottle._engine import adecide, decide
 from luathrottle._events import (
     Observer,
     check_near_limit,
@@ -80,6 +79,13 @@ def _memo(limits: object) -> object:
 _new_check = functools.partial(tuple.__new__, Check)
 
 
+def _trial(limits: tuple[Limit, ...]) -> bool | None:
+    """A check's shadow mode by its limits': True when all are on trial
+    (``Limit(shadow=True)``), False when none is, None when some are."""
+    trial = [limit.shadow for limit in limits]
+    return all(trial) or (None if any(trial) else False)
+
+
 class _BaseLimiter(Generic[_BackendT]):
     _backend_type: type[SyncBackend] | type[AsyncBackend]
     #: The front door its decisions' events name; adapters built on a
@@ -126,10 +132,6 @@ class _BaseLimiter(Generic[_BackendT]):
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
         self.shadow = check_shadow(shadow)
-        # Whether a call under the limiter's own limits may need splitting
-        # (``trial_parts``): some of them are on trial.
-        trial = [limit.shadow for limit in self.limits]
-        self._split = not self.shadow and any(trial)
         self.near_limit = check_near_limit(near_limit)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: Batching | None = None
@@ -224,7 +226,7 @@ class _BaseLimiter(Generic[_BackendT]):
                 self,
                 None,
                 key,
-                self.shadow,
+                self.shadow or _trial(limits),
                 self.near_limit,
                 words,
             )
@@ -350,11 +352,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        check = self._check(key, "hit", cost, limits)
-        parts = trial_parts(check) if self._split or limits is not None else None
-        if parts is None:
-            return decide_one(check)
-        return joined(check, decide(parts))
+        return decide_one(self._check(key, "hit", cost, limits))
 
     def peek(
         self,
@@ -364,11 +362,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing;
         ``limits`` as for ``hit``."""
-        check = self._check(key, "peek", cost, limits)
-        parts = trial_parts(check) if self._split or limits is not None else None
-        if parts is None:
-            return decide_one(check)
-        return joined(check, decide(parts))
+        return decide_one(self._check(key, "peek", cost, limits))
 
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
@@ -404,11 +398,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
         overrides the limiter's for this call, as for ``Limiter.hit``."""
-        check = self._check(key, "hit", cost, limits)
-        parts = trial_parts(check) if self._split or limits is not None else None
-        if parts is None:
-            return await adecide_one(check)
-        return joined(check, await adecide(parts))
+        return await adecide_one(self._check(key, "hit", cost, limits))
 
     async def peek(
         self,
@@ -417,11 +407,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         limits: LimitSpec | Iterable[LimitSpec] | None = None,
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
-        check = self._check(key, "peek", cost, limits)
-        parts = trial_parts(check) if self._split or limits is not None else None
-        if parts is None:
-            return await adecide_one(check)
-        return joined(check, await adecide(parts))
+        return await adecide_one(self._check(key, "peek", cost, limits))
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
