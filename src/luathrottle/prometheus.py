@@ -25,8 +25,9 @@ No label holds an identity or a key. One registry takes one observer: a
 second raises ``ValueError``.
 
 In one process the counts are kept in plain integers under a lock and read
-by the registry when it is scraped, which costs about a tenth of what
-updating prometheus-client's metrics at each decision does. In
+by the registry when it is scraped: a third of the instructions that
+updating prometheus-client's counter and histogram at each decision takes
+(callgrind: 5,400 against 16,700). In
 prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) the
 observer updates prometheus-client's own metrics instead, which write the
 files that ``prometheus_client.multiprocess.MultiProcessCollector`` reads.
@@ -172,7 +173,7 @@ class PrometheusObserver(Collector):
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
-        # Hot: one dict look-up by the event's first four fields, and a few
+        # Hot: one dict look-up by the event's first four fields, and two
         # additions under the lock; the registry sums them when scraped.
         row = self._rows.get(event[:4])
         if row is None:
@@ -180,8 +181,9 @@ class PrometheusObserver(Collector):
         latency = event[6]
         self._acquire()
         try:
-            row[0] += 1
-            if latency is not None:
+            if latency is None:
+                row[0] += 1
+            else:
                 row[1] += latency
                 row[bisect_left(_BOUNDS, latency) + 2] += 1
         finally:
@@ -190,8 +192,9 @@ class PrometheusObserver(Collector):
             self._failed(event)
 
     def _row(self, event: DecisionEvent) -> list[float]:
-        """The counts of the decisions labelled as ``event``: how many, the
-        sum of their latencies, and how many fell in each bucket."""
+        """The counts of the decisions labelled as ``event``: how many made
+        no store call, the sum of the others' latencies, and how many of
+        those fell in each bucket."""
         fresh: list[float] = [0, 0.0, *[0] * len(_BOUNDS)]
         with self._lock:
             return self._rows.setdefault(event[:4], fresh)
@@ -223,9 +226,10 @@ class PrometheusObserver(Collector):
         decisions, seconds, answers, failed = _families()
         by_store_call: dict[tuple[str, str], list[float]] = {}
         for (door, limit, algorithm, outcome), row in rows:
-            decisions.add_metric([limit, algorithm, door, str(outcome)], row[0])
+            count = row[0] + sum(row[2:])
+            decisions.add_metric([limit, algorithm, door, str(outcome)], count)
             if outcome == Outcome.DENIED_FROM_CACHE:
-                answers.add_metric([limit, algorithm, door], row[0])
+                answers.add_metric([limit, algorithm, door], count)
             summed = by_store_call.setdefault((algorithm, door), [0.0] * len(row))
             for index, value in enumerate(row):
                 summed[index] += value
