@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import prometheus_client
@@ -144,6 +145,23 @@ def test_the_histogram_counts_each_store_call_in_its_bucket(registry):
     assert counts[-1] == 5
     # The embedded store answers within a second, however loaded the host.
     assert [s.value for s in buckets if s.labels["le"] == "1.0"] == [5]
+
+
+def test_threads_lose_no_count(registry):
+    limiter = Limiter(100_000, 60, backend=MemoryBackend())
+
+    def hit_many():
+        for _ in range(500):
+            limiter.hit("k")
+
+    threads = [threading.Thread(target=hit_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert by_outcome(registry, "100000/60s") == {"admitted": 2000}
+    timed = {"algorithm": "fixed_window", "door": "limiter"}
+    assert registry.get_sample_value(f"{SECONDS}_count", timed) == 2000
 
 
 def test_the_breaker_gauge_follows_the_breaker(registry, redis_url, clock):
@@ -338,10 +356,10 @@ def test_multiprocess_mode_counts_what_one_process_counts(tmp_path):
     assert value(f"{SECONDS}_count", **fixed) == 7
     answers = "luathrottle_denial_cache_answers_total"
     assert value(answers, limit="1/60s", **fixed) == 2
-    [(labels, breaker)] = [
-        (labels, value)
-        for (name, labels), value in counted.items()
+    [(labels, gauge)] = [
+        (labels, shown)
+        for (name, labels), shown in counted.items()
         if name == "luathrottle_breaker_open"
     ]
-    assert breaker == 1
+    assert gauge == 1
     assert dict(labels)["store"].startswith("redis 127.0.0.1:")

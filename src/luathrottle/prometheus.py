@@ -27,10 +27,10 @@ second raises ``ValueError``.
 In one process the counts are kept in plain integers under a lock and read
 by the registry when it is scraped: a third of the instructions that
 updating prometheus-client's counter and histogram at each decision takes
-(callgrind: 5,400 against 16,700). In
-prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) the
-observer updates prometheus-client's own metrics instead, which write the
-files that ``prometheus_client.multiprocess.MultiProcessCollector`` reads.
+(callgrind: 5,400 against 16,700). In prometheus-client's multiprocess mode
+(``PROMETHEUS_MULTIPROC_DIR``) the observer updates prometheus-client's own
+metrics instead, which write the files that
+``prometheus_client.multiprocess.MultiProcessCollector`` reads.
 """
 
 import os
@@ -152,7 +152,7 @@ class PrometheusObserver(Collector):
             registry=None,
             multiprocess_mode="livemax",
         )
-        self._start()
+        self._start_counting()
         chosen = REGISTRY if registry is None else registry
         try:
             chosen.register(self)
@@ -165,7 +165,7 @@ class PrometheusObserver(Collector):
             ) from exc
         _watching.add(self)
 
-    def _start(self) -> None:
+    def _start_counting(self) -> None:
         self._rows: dict[_Labels, list[float]] = {}
         self._failures: dict[tuple[str, str, str], int] = {}
         self._acquire = self._lock.acquire
@@ -263,7 +263,7 @@ class _SharedObserver(PrometheusObserver):
     it updates prometheus-client's metrics, which write the files the
     workers share."""
 
-    def _start(self) -> None:
+    def _start_counting(self) -> None:
         self._decisions = Counter(
             _DECISIONS, _DECISIONS_HELP, _DECISION_LABELS, registry=None
         )
