@@ -11,6 +11,7 @@ ADAPTERS = [
     ("luathrottle.drf", "rest_framework", "luathrottle[drf]"),
     ("luathrottle.dmr", "dmr", "luathrottle[dmr]"),
     ("luathrottle.fastapi", "fastapi", "luathrottle[asgi]"),
+    ("luathrottle.otel", "opentelemetry", "luathrottle[otel]"),
 ]
 FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette")
 
