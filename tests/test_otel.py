@@ -2,6 +2,9 @@
 the breaker gauge, and a span event for each denial, never an identity."""
 
 import logging
+import os
+import subprocess
+import sys
 from importlib import metadata
 
 import pytest
@@ -240,6 +243,53 @@ def test_the_global_meter_provider_is_the_default(caplog):
     finally:
         observer.close()
     assert not [r for r in caplog.records if "observer" in r.getMessage()]
+
+
+DJANGO_THEN_A_PROVIDER = """
+import django
+from django.conf import settings
+
+settings.configure(
+    LUATHROTTLE={"observers": ["luathrottle.otel.OtelObserver"]},
+    INSTALLED_APPS=["luathrottle.django"],
+)
+django.setup()
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from luathrottle import Limiter
+from luathrottle.backends.memory import MemoryBackend
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+limiter = Limiter(1, 60, backend=MemoryBackend())
+for _ in range(3):
+    limiter.hit("alice")
+data = reader.get_metrics_data()
+for resource in data.resource_metrics:
+    for scope in resource.scope_metrics:
+        for metric in scope.metrics:
+            if metric.name == "luathrottle.decisions":
+                for point in metric.data.data_points:
+                    print(point.attributes["outcome"], point.value)
+"""
+
+
+def test_djangos_setting_records_on_a_global_provider_set_later():
+    # A process sets its global provider once: this one is a process of its
+    # own, whose observer Django makes before the provider is set.
+    env = {**os.environ}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", DJANGO_THEN_A_PROVIDER],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.split("\n")[:2]) == ["admitted 1", "denied 2"]
 
 
 # --- the breaker gauge -------------------------------------------------------
