@@ -88,7 +88,7 @@ def observer(recorded):
 def spans():
     """A tracer whose finished spans are kept in memory."""
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
+    provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield provider.get_tracer("tests"), exporter
     provider.shutdown()
