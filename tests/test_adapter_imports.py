@@ -12,6 +12,7 @@ ADAPTERS = [
     ("luathrottle.dmr", "dmr", "luathrottle[dmr]"),
     ("luathrottle.fastapi", "fastapi", "luathrottle[asgi]"),
     ("luathrottle.prometheus", "prometheus_client", "luathrottle[prometheus]"),
+    ("luathrottle.otel", "opentelemetry", "luathrottle[otel]"),
 ]
 FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette")
 

@@ -82,6 +82,7 @@ PUBLIC = {
         "XRateLimit",
     ],
     "luathrottle.fastapi": ["SyncThrottle", "Throttle", "client_host"],
+    "luathrottle.otel": ["OtelObserver"],
     "luathrottle.prometheus": ["PrometheusObserver"],
     "luathrottle.rates": [
         "MAX_DURATION",
