@@ -45,20 +45,20 @@ def observer_cases(client: redis.Redis) -> list[Case]:
     hookless = Limiter(LIMITS[1], backend=memory)
     return [
         Case(
-            "lt.sync_redis.simple.1.prometheus",
+            "lt.sync_redis_prometheus.simple.1",
             "SyncRedis hit, Prometheus on: SimpleRate, 1 limit",
             "luathrottle",
             op=partial(_metered(SyncRedis(client)).hit, "bench:prometheus"),
         ),
         Case(
-            "lt.memory.simple.1.prometheus",
+            "lt.memory_prometheus.simple.1",
             "MemoryBackend hit, Prometheus on: SimpleRate, 1 limit",
             "luathrottle",
             op=partial(_metered(memory).hit, "bench:prometheus"),
             uses_redis=False,
         ),
         Case(
-            "lt.memory.simple.1.hookless",
+            "lt.memory_hookless.simple.1",
             "MemoryBackend hit without the observer hook: SimpleRate, 1 limit",
             "luathrottle",
             op=partial(_hookless, hookless, "bench:hookless"),

@@ -106,10 +106,13 @@ def _one(
     """
     if isinstance(decided, BackendError):
         verdict = failed(check, decided)
-        if latency is not None or listening:
+        if check.mode == "hit" and (latency is not None or listening):
             report(event(*verdict, latency), check.identity, check.observers)
         return verdict.decision
     # Never in shadow mode here (``_alone``): the store's decision stands.
+    # Peeks decide nothing, so they are never reported.
+    if check.mode != "hit":
+        return decided
     if latency is not None or (not decided.allowed and logging_denials()):
         happened = event(check, decided, None, False, None, latency)
         report(happened, check.identity, check.observers)
