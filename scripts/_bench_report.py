@@ -344,6 +344,27 @@ TARGETS = [
         _round_ratio("lt.memory.simple.1", "limits.memory.fixed"),
     ),
     Target(
+        "SyncRedis hit, Prometheus on / metrics off (SimpleRate, 1 limit)",
+        1.03,
+        "lower",
+        "issue 24: counting every decision may add 3% to a hit on Redis",
+        _round_ratio("lt.sync_redis_prometheus.simple.1", "lt.sync_redis.simple.1"),
+    ),
+    Target(
+        "MemoryBackend hit, Prometheus on / metrics off (SimpleRate, 1 limit)",
+        1.15,
+        "lower",
+        "issue 24: counting every decision may add 15% to an embedded hit",
+        _round_ratio("lt.memory_prometheus.simple.1", "lt.memory.simple.1"),
+    ),
+    Target(
+        "MemoryBackend hit, nobody listening / without the observer hook",
+        1.01,
+        "lower",
+        "issue 24: with nobody listening, the observer hook adds nothing measurable",
+        _round_ratio("lt.memory.simple.1", "lt.memory_hookless.simple.1"),
+    ),
+    Target(
         "view with 3 MemoryBackend throttles / same view without throttles (rps)",
         0.9,
         "higher",

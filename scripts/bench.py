@@ -48,6 +48,7 @@ from _bench_cases import floor_cases, hot_key_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
 from _bench_measure import Case, CaseResult, Runner
+from _bench_observers import observer_cases
 from _bench_peers import peer_cases
 from _bench_report import write_outputs
 from _redis_server import redis_url
@@ -155,6 +156,7 @@ def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], lis
     cases = [
         *floor_cases(client, aclient),
         *luathrottle_cases(client, aclient),
+        *observer_cases(client),
         *hot_key_cases(client),
         *django_cases(client),
         *peers,

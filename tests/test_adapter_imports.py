@@ -11,6 +11,8 @@ ADAPTERS = [
     ("luathrottle.drf", "rest_framework", "luathrottle[drf]"),
     ("luathrottle.dmr", "dmr", "luathrottle[dmr]"),
     ("luathrottle.fastapi", "fastapi", "luathrottle[asgi]"),
+    ("luathrottle.prometheus", "prometheus_client", "luathrottle[prometheus]"),
+    ("luathrottle.otel", "opentelemetry", "luathrottle[otel]"),
 ]
 FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette")
 

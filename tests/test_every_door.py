@@ -90,13 +90,15 @@ def asgi_answer(response: httpx.Response) -> Answer:
 # --- the doors -----------------------------------------------------------
 
 
-def limiter_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    limiter = Limiter(1, 60, backend=backend, on_failure=on_failure)
+def limiter_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
+    limiter = Limiter(1, 60, backend=backend, on_failure=on_failure, **options)
     return lambda: decision_answer(limiter.hit(ADDRESS))
 
 
-def async_limiter_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    limiter = AsyncLimiter(1, 60, backend=backend, on_failure=on_failure)
+def async_limiter_door(
+    backend: Any, on_failure: str, **options: Any
+) -> Callable[[], Answer]:
+    limiter = AsyncLimiter(1, 60, backend=backend, on_failure=on_failure, **options)
     return lambda: decision_answer(asyncio.run(limiter.hit(ADDRESS)))
 
 
@@ -109,15 +111,17 @@ def decision_answer(decision: Any) -> Answer:
     return Answer(status, wait, b"")
 
 
-def django_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    guard = SyncThrottle(1, 60, backend=backend, on_failure=on_failure)
+def django_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
+    guard = SyncThrottle(1, 60, backend=backend, on_failure=on_failure, **options)
     view = throttle(guard, allow_unsafe_cache=None)(lambda request: HttpResponse())
     rf = RequestFactory()
     return lambda: django_answer(view(rf.get("/", REMOTE_ADDR=ADDRESS)))
 
 
-def async_django_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    guard = AsyncThrottle(1, 60, backend=backend, on_failure=on_failure)
+def async_django_door(
+    backend: Any, on_failure: str, **options: Any
+) -> Callable[[], Answer]:
+    guard = AsyncThrottle(1, 60, backend=backend, on_failure=on_failure, **options)
 
     async def handler(request: Any) -> HttpResponse:
         return HttpResponse()
@@ -127,11 +131,11 @@ def async_django_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
     return lambda: django_answer(asyncio.run(view(rf.get("/", REMOTE_ADDR=ADDRESS))))
 
 
-def drf_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
+def drf_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
     anon = type(
         "EveryDoorAnon",
         (AnonRateThrottle,),
-        {"backend": backend, "rate": "1/minute", "on_failure": on_failure},
+        {"backend": backend, "rate": "1/minute", "on_failure": on_failure, **options},
     )
 
     class View(APIView):
@@ -151,8 +155,10 @@ def drf_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
     return send
 
 
-def dmr_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    guard = lt_dmr.SyncThrottle(1, 60, backend=backend, on_failure=on_failure)
+def dmr_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
+    guard = lt_dmr.SyncThrottle(
+        1, 60, backend=backend, on_failure=on_failure, **options
+    )
 
     class Endpoint(Controller[PydanticSerializer]):
         @modify(throttling=[guard])
@@ -164,18 +170,20 @@ def dmr_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
     return lambda: django_answer(view(factory.get("/", REMOTE_ADDR=ADDRESS)))
 
 
-def asgi_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
+def asgi_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
     async def hello(scope: Any, receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"hello"})
 
-    app = RateLimitMiddleware(hello, "1/minute", backend=backend, on_failure=on_failure)
+    app = RateLimitMiddleware(
+        hello, "1/minute", backend=backend, on_failure=on_failure, **options
+    )
     return lambda: asgi_answer(asyncio.run(served(app)))
 
 
-def fastapi_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
+def fastapi_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
     app = FastAPI()
-    guard = Throttle("1/minute", backend=backend, on_failure=on_failure)
+    guard = Throttle("1/minute", backend=backend, on_failure=on_failure, **options)
 
     @app.get("/", dependencies=[Depends(guard)])
     def index() -> str:
@@ -190,8 +198,12 @@ async def served(app: Any) -> httpx.Response:
         return await client.get("/")
 
 
-def concurrency_door(backend: Any, on_failure: str) -> Callable[[], Answer]:
-    slots = ConcurrencyThrottle(1, lease=60, backend=backend, on_failure=on_failure)
+def concurrency_door(
+    backend: Any, on_failure: str, **options: Any
+) -> Callable[[], Answer]:
+    slots = ConcurrencyThrottle(
+        1, lease=60, backend=backend, on_failure=on_failure, **options
+    )
 
     def handler(request: Any) -> HttpResponse:
         return HttpResponse()
@@ -234,6 +246,7 @@ DOOR_NAMES = {
     "dmr": "dmr",
     "asgi": "asgi",
     "fastapi": "fastapi",
+    "concurrency": "concurrency",
 }
 
 
@@ -311,3 +324,39 @@ def test_a_dead_store_follows_the_policy_at_every_door(door, on_failure, heard):
     assert [event.outcome for event in heard["events"]][:1] == [expected]
     assert [call["on_failure"] for call in heard["failed"]][:1] == [on_failure]
     assert heard["throttled"] == []
+
+
+# --- shadow mode, at every door --------------------------------------------
+
+
+@pytest.mark.parametrize("door", DOORS, ids=lambda door: door.name)
+def test_shadow_mode_counts_as_ever_and_admits_at_every_door(door, heard):
+    send = door.build(MemoryBackend(), "deny", shadow=True)
+    answers = [send() for _ in range(3)]
+    assert [answer.status for answer in answers] == [200, 200, 200]
+    # A limit on trial changes nothing clients see.
+    for answer in answers:
+        assert not set(answer.headers) & (QUOTA | {"retry-after"})
+    events = [e for e in heard["events"] if e.outcome != Outcome.LEASE_RELEASED]
+    # The concurrency door's second request finds the slot the test holds:
+    # taking it is one more admission.
+    admitted = 2 if door.name == "concurrency" else 1
+    assert [event.outcome for event in events] == [Outcome.ADMITTED] * admitted + [
+        Outcome.SHADOW_DENIED,
+        Outcome.SHADOW_DENIED,
+    ]
+    assert {event.door for event in events} == {DOOR_NAMES[door.name]}
+    # The store counted the admitted hit, and nothing for the would-be
+    # denials: as it does when enforcing.
+    assert {event.remaining for event in events} == {0}
+    assert all(event.retry_after for event in events[admitted:])
+    # Nothing was throttled: the signal is for refusals only.
+    assert heard["throttled"] == []
+
+
+@pytest.mark.parametrize("door", DOORS, ids=lambda door: door.name)
+def test_shadow_mode_admits_when_the_store_is_dead(door, heard):
+    store = dead("async" if door.name in ASYNC_DOORS else "sync")
+    answer = door.build(store, "deny", shadow=True)()
+    assert answer.status == 200
+    assert [event.outcome for event in heard["events"]][:1] == [Outcome.FAILED_OPEN]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import luathrottle
-from luathrottle import AsyncLimiter, Limiter, Reason
+from luathrottle import AsyncLimiter, Limiter, Outcome, Reason
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 
 #: Every public module and its ``__all__``; every other module is private
@@ -82,6 +82,8 @@ PUBLIC = {
         "XRateLimit",
     ],
     "luathrottle.fastapi": ["SyncThrottle", "Throttle", "client_host"],
+    "luathrottle.otel": ["OtelObserver"],
+    "luathrottle.prometheus": ["PrometheusObserver"],
     "luathrottle.rates": [
         "MAX_DURATION",
         "MAX_LIMITS",
@@ -269,6 +271,8 @@ def test_reasons_are_strings_too():
         "limit_exceeded",
         "cost_exceeds_limit",
         "store_unavailable",
+        "shadow_denied",
+        "disabled",
     ]
     decision = Limiter(1, 60, prefix="reasons").peek("k", cost=2)
     assert decision.reason is Reason.COST_EXCEEDS_LIMIT
@@ -445,3 +449,18 @@ def test_tests_import_only_public_luathrottle_modules_and_names():
         if (private := private_imports(path.read_text()))
     }
     assert found == {}
+
+
+def test_outcomes_are_strings_too():
+    assert [item.value for item in Outcome] == [
+        "admitted",
+        "near_limit",
+        "denied",
+        "denied_from_cache",
+        "failed_open",
+        "failed_closed",
+        "lease_refused",
+        "lease_released",
+        "shadow_denied",
+    ]
+    assert Outcome.SHADOW_DENIED == "shadow_denied"

@@ -10,7 +10,7 @@ of the throttles that denied.
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.headers import BaseResponseHeadersProvider, _seconds
@@ -24,6 +24,7 @@ __all__ = [
     "headers_of",
     "lease_refusal",
     "refusal",
+    "refusal_spec",
 ]
 
 Providers = Sequence[BaseResponseHeadersProvider]
@@ -103,3 +104,20 @@ def lease_refusal(retry_after: float | None, unavailable: bool) -> Answer:
     if unavailable:
         return Answer(503, headers, UNAVAILABLE_BODY, UNAVAILABLE)
     return Answer(429, headers, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)
+
+
+def refusal_spec(providers: Providers) -> dict[str, Any]:
+    """The OpenAPI response object of a 429 with ``providers``' headers,
+    its schema a reference to ``ErrorModel``."""
+    response: dict[str, Any] = {
+        "description": "Raised when throttling rate was hit",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/ErrorModel"}}
+        },
+    }
+    headers: dict[str, Any] = {}
+    for provider in providers:
+        headers.update(provider.provide_headers_specs())
+    if headers:
+        response["headers"] = dict(sorted(headers.items()))
+    return response

@@ -18,7 +18,8 @@ timeout around the call, a ``KeyboardInterrupt``, a bug) count as nothing
 but give up the trial the call may have held, so that the next call tries
 the store again.
 
-Every change of a breaker is logged on the ``luathrottle`` logger.
+Every change of a breaker is logged on the ``luathrottle`` logger, and
+told to the watchers (``watch``), which metrics keep their gauges by.
 """
 
 import logging
@@ -35,9 +36,34 @@ from luathrottle.exceptions import (
     ScriptError,
 )
 
-__all__ = ["UNGUARDED", "CircuitBreaker", "Guard", "guard_for"]
+__all__ = ["UNGUARDED", "CircuitBreaker", "Guard", "guard_for", "unwatch", "watch"]
 
 logger = logging.getLogger("luathrottle")
+
+State = Literal["closed", "open", "half-open"]
+#: What hears of each change of a breaker: the breaker and its new state.
+Watcher = Callable[["CircuitBreaker", State], object]
+_watchers: tuple[Watcher, ...] = ()
+
+
+def watch(watcher: Watcher) -> None:
+    """Tell ``watcher`` of every change of every breaker in the process."""
+    global _watchers
+    _watchers = (*_watchers, watcher)
+
+
+def unwatch(watcher: Watcher) -> None:
+    """Stop telling ``watcher``; nothing happens if it was not watching."""
+    global _watchers
+    _watchers = tuple(item for item in _watchers if item is not watcher)
+
+
+def _changed(breaker: "CircuitBreaker", state: State) -> None:
+    for watcher in _watchers:
+        try:
+            watcher(breaker, state)
+        except Exception:
+            logger.exception("luathrottle breaker watcher %r failed; skipped", watcher)
 
 
 class CircuitBreaker:
@@ -83,6 +109,9 @@ class CircuitBreaker:
             )
         self.failures = failures
         self.cool_off = float(cool_off)
+        #: Names the store the breaker guards, in metrics; the first backend
+        #: that takes the breaker names it.
+        self.store = ""
         self._clock = clock
         self._lock = threading.Lock()
         self._failed = 0
@@ -90,7 +119,7 @@ class CircuitBreaker:
         self._trial = False
 
     @property
-    def state(self) -> Literal["closed", "open", "half-open"]:
+    def state(self) -> State:
         """``closed`` (calling), ``open`` (not calling) or ``half-open``
         (one trial call may go through, or is under way)."""
         with self._lock:
@@ -121,6 +150,7 @@ class CircuitBreaker:
                 raise CircuitOpenError(max(self._open_until - self._clock(), 0.0))
             self._trial = True
         logger.info("luathrottle circuit breaker half-open: trying the store")
+        _changed(self, "half-open")
 
     def succeeded(self) -> None:
         """Record a call that worked: the breaker closes."""
@@ -129,6 +159,7 @@ class CircuitBreaker:
             self._failed, self._open_until, self._trial = 0, None, False
         if was_open:
             logger.warning("luathrottle circuit breaker closed: the store answers")
+            _changed(self, "closed")
 
     def failed(self) -> None:
         """Record a call that failed: enough in a row open the breaker."""
@@ -144,6 +175,7 @@ class CircuitBreaker:
                 self.cool_off,
                 self._failed,
             )
+            _changed(self, "open")
 
     def released(self) -> None:
         """Record a call that ended with no answer (cancelled, interrupted):
@@ -210,18 +242,20 @@ UNGUARDED = _Unguarded()
 Guard = CircuitBreaker | _Unguarded
 
 
-def guard_for(breaker: object, *, default: bool = True) -> Guard:
+def guard_for(breaker: object, store: str, *, default: bool = True) -> Guard:
     """Read a backend's ``breaker`` argument: None for a new default breaker
     (or none when ``default`` is False, as on Redis Cluster), False for none,
-    or a ``CircuitBreaker``.
+    or a ``CircuitBreaker``; a breaker not yet named is named ``store``.
 
     Raises:
         TypeError: naming ``breaker``.
     """
     if breaker is None:
-        return CircuitBreaker() if default else UNGUARDED
+        breaker = CircuitBreaker() if default else UNGUARDED
     if breaker is False:
         return UNGUARDED
-    if not isinstance(breaker, CircuitBreaker):
+    if not isinstance(breaker, CircuitBreaker | _Unguarded):
         raise TypeError(f"breaker must be a CircuitBreaker or False, got {breaker!r}")
+    if isinstance(breaker, CircuitBreaker) and not breaker.store:
+        breaker.store = store
     return breaker

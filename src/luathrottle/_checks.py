@@ -17,12 +17,12 @@ from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
-from luathrottle.decision import Decision
+from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["Batching", "Check", "Verdict", "batching"]
+__all__ = ["Batching", "Check", "Verdict", "batching", "joined", "trial_parts"]
 
 
 class Check(NamedTuple):
@@ -39,6 +39,9 @@ class Check(NamedTuple):
         batch: equal for checks that one script call may decide together:
             the store, the algorithm and the clock, and on a store that takes
             one hash slot per call (Redis Cluster) the identity's hash tag.
+            Checks in shadow mode never share a call with enforced ones (the
+            engine keeps them apart), so that a would-be denial never stops
+            an enforced limit from counting.
         mode: ``"hit"`` or ``"peek"``.
         cost: the units a hit spends.
         clock: the decider's clock, read once per script call; None for
@@ -50,6 +53,12 @@ class Check(NamedTuple):
         source: the limiter or throttle that decides, for events.
         request: the door's request, for events.
         identity: the raw identity, for observers that ask for it.
+        shadow: the check is in shadow mode: the store decides and counts
+            as ever, and the door admits what it denies. None when some of
+            its limits, not all, are on trial (``Limit(shadow=True)``): it
+            is decided as two checks (``trial_parts``).
+        near_limit: the fraction of a limit left under which an admitted
+            hit is reported as ``Outcome.NEAR_LIMIT``; None for never.
         words: the script's KEYS and ARGV when the door packed them ahead
             (``Limiter``'s usual calls); None to pack them per call.
     """
@@ -71,6 +80,8 @@ class Check(NamedTuple):
     source: Any
     request: Any
     identity: str | None
+    shadow: bool | None
+    near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
 
 
@@ -79,16 +90,20 @@ class Verdict(NamedTuple):
 
     Attributes:
         check: the check.
-        decision: over the check's limits; made by the failure policy (its
-            reason ``STORE_UNAVAILABLE``) when ``error`` is set.
+        decision: what the door answers with, over the check's limits; made
+            by the failure policy (its reason ``STORE_UNAVAILABLE``) when
+            ``error`` is set.
         error: what the store did, when the policy decided instead.
         cached: the denial cache decided, without the store.
+        stored: the store's own decision when the door answers with another
+            one (a check in shadow mode); None otherwise.
     """
 
     check: Check
     decision: Decision
     error: BackendError | None = None
     cached: bool = False
+    stored: Decision | None = None
 
 
 class Batching(NamedTuple):
@@ -132,3 +147,28 @@ def batching(
             _BATCHES.clear()
         batch = _BATCHES.setdefault((traits.identity, algorithm, id(clock)), object())
     return Batching(traits.identity, batch, traits.single_slot_calls)
+
+
+def trial_parts(check: Check) -> list[Check]:
+    """``check``, whose limits are partly on trial, as the two checks to
+    decide: its enforced limits, and its limits on trial in shadow mode.
+    One script call for both would let a would-be denial keep the enforced
+    limits from counting (all or nothing)."""
+    parts = []
+    for shadow in (False, True):
+        chosen = [i for i, limit in enumerate(check.limits) if limit.shadow is shadow]
+        keys = tuple(check.keys[i] for i in chosen)
+        limits = tuple(check.limits[i] for i in chosen)
+        parts.append(
+            check._replace(keys=keys, limits=limits, shadow=shadow, words=None)
+        )
+    return parts
+
+
+def joined(check: Check, verdicts: Sequence[Verdict]) -> Decision:
+    """One decision over ``check``'s limits, in their order, from the
+    verdicts of its parts."""
+    decided: dict[str, LimitDecision] = {}
+    for verdict in verdicts:
+        decided.update(zip(verdict.check.keys, verdict.decision.limits, strict=True))
+    return Decision.combine([decided[key] for key in check.keys])

@@ -9,12 +9,17 @@ once, for all of them:
 - **the denial cache** answers a script call it proves denied, and learns
   from the store's replies;
 - **the failure policy** decides a check whose store failed;
-- **observers** hear of every decision once.
+- **shadow mode**: the door admits what a shadowed check's store denied;
+- **observers** hear of every decision once, and every denial is logged;
+- **the off switch** (``luathrottle._switch``) admits everything without
+  the store.
 
 Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
 are the twins around the one store call per store, and ``send`` and
 ``asend`` are that call alone, which the concurrency leases use with
-their own decoder.
+their own decoder. A door with one check at a time (``Limiter``) goes
+through ``luathrottle._lone``, which comes here for all but its plainest
+calls.
 """
 
 import functools
@@ -24,21 +29,43 @@ from collections.abc import Hashable, Iterator, Sequence
 
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
-from luathrottle._events import REGISTRY, DecisionEvent, Observer, Outcome, report
+from luathrottle._denial_log import logging_denials
+from luathrottle._events import REGISTRY, DecisionEvent, Outcome, report
 from luathrottle._failures import failure_decision
+from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
-from luathrottle.decision import Decision, deciding_limit, decode_reply
-from luathrottle.exceptions import BackendError
+from luathrottle.decision import (
+    Decision,
+    LimitDecision,
+    Reason,
+    deciding_limit,
+    decode_reply,
+)
+from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.rates import Limit
 
-__all__ = ["adecide", "adecide_one", "asend", "decide", "decide_one", "send"]
+__all__ = [
+    "NOT_SENT",
+    "adecide",
+    "asend",
+    "decide",
+    "denied",
+    "event",
+    "failed",
+    "judged",
+    "send",
+    "words",
+]
 
 _Replies = list[list[int]] | BackendError
+#: Failures of calls that never reached the store: the breaker kept them
+#: back, or no connection came free. They have no latency.
+NOT_SENT = (CircuitOpenError, PoolExhaustedError)
 #: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
 _new_verdict = functools.partial(tuple.__new__, Verdict)
 
 
-def _words(
+def words(
     check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
 ) -> tuple[Sequence[str], Sequence[str]]:
     """The KEYS and ARGV of the script call of ``check``'s flight: the
@@ -52,15 +79,53 @@ def _words(
     return words
 
 
-def _failed(check: Check, error: BackendError) -> Verdict:
-    """The failure policy's verdict on ``check``, whose store failed.
+def failed(check: Check, error: BackendError) -> Verdict:
+    """The failure policy's verdict on ``check``, whose store failed; a
+    check in shadow mode refuses nothing, so it fails open.
 
     Raises:
         BackendError: ``error`` itself, when the policy is ``"raise"``.
     """
     where = f"{check.script.name} {check.keys[0]}"
-    decision = failure_decision(check.on_failure, check.limits, error, where)
-    return _new_verdict((check, decision, error, False))
+    policy = "allow" if check.shadow else check.on_failure
+    decision = failure_decision(policy, check.limits, error, where)
+    return _new_verdict((check, decision, error, False, None))
+
+
+def _unseen(limits: Sequence[Limit], reasons: Sequence[Reason | None]) -> Decision:
+    """An admission that shows no quota: a check in shadow mode, whatever
+    the store said of it (each limit's ``reason`` from ``reasons``), or
+    limiting switched off. With ``remaining`` None, header providers send
+    no quota headers for it, so clients never see such a limit."""
+    return Decision.combine(
+        [
+            _new_limit_decision((limit, True, None, None, None, reason))
+            for limit, reason in zip(limits, reasons, strict=True)
+        ]
+    )
+
+
+#: Builds a limit's decision in C, as verdicts are.
+_new_limit_decision = functools.partial(tuple.__new__, LimitDecision)
+
+
+def judged(check: Check, decision: Decision, cached: bool) -> Verdict:
+    """``check``'s verdict on the store's ``decision`` (or the denial
+    cache's): in shadow mode the door admits it, showing no quota, and the
+    store's decision stays on the verdict for the observers."""
+    if not check.shadow:
+        return _new_verdict((check, decision, None, cached, None))
+    reasons = [
+        None if item.allowed else Reason.SHADOW_DENIED for item in decision.limits
+    ]
+    shown = _unseen(check.limits, reasons)
+    return _new_verdict((check, shown, None, cached, decision))
+
+
+def _disabled(check: Check) -> Verdict:
+    """``check``'s verdict while limiting is switched off: admitted."""
+    decision = _unseen(check.limits, [Reason.DISABLED] * len(check.limits))
+    return _new_verdict((check, decision, None, False, None))
 
 
 class _Flight:
@@ -99,7 +164,7 @@ class _Flight:
             )
             if self.known is not None:
                 return None
-        return (first.script, *_words(first, self.keys, self.limits, now_us))
+        return (first.script, *words(first, self.keys, self.limits, now_us))
 
     def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
         """Each check's verdict, from the store's reply, the denial cache's,
@@ -111,7 +176,7 @@ class _Flight:
         """
         if isinstance(reply, BackendError):
             for check, index in zip(self.checks, self.indexes, strict=True):
-                verdicts[index] = _failed(check, reply)
+                verdicts[index] = failed(check, reply)
             return
         cached = self.known is not None
         first = self.checks[0]
@@ -121,14 +186,14 @@ class _Flight:
             )
         if len(self.checks) == 1:
             decision = Decision.from_reply(self.limits, reply, self.keys)
-            verdicts[self.indexes[0]] = _new_verdict((first, decision, None, cached))
+            verdicts[self.indexes[0]] = judged(first, decision, cached)
             return
         decisions = decode_reply(self.limits, reply, self.keys)
         start = 0
         for check, index in zip(self.checks, self.indexes, strict=True):
             end = start + len(check.limits)
             decision = Decision.combine(decisions[start:end])
-            verdicts[index] = _new_verdict((check, decision, None, cached))
+            verdicts[index] = judged(check, decision, cached)
             start = end
 
 
@@ -138,9 +203,10 @@ def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
         return [[_Flight(checks[0], 0)]]
     flights: dict[Hashable, _Flight] = {}
     for index, check in enumerate(checks):
-        found = flights.get((check.batch, check.mode, check.cost))
+        together = (check.batch, check.mode, check.cost, check.shadow)
+        found = flights.get(together)
         if found is None:
-            flights[(check.batch, check.mode, check.cost)] = _Flight(check, index)
+            flights[together] = _Flight(check, index)
         else:
             found.add(check, index)
     stores: dict[Hashable, list[_Flight]] = {}
@@ -188,37 +254,6 @@ def _settle(
         flight.settle(reply, verdicts)
 
 
-def decide_one(check: Check) -> Decision:
-    """Decide one check on a sync backend: ``decide`` for a door that only
-    ever has one, such as ``Limiter``, and needs only its decision.
-
-    Raises:
-        BackendError: the store failed and the check's policy is ``"raise"``.
-    """
-    words = _alone(check)
-    if words is None:
-        return decide([check])[0].decision
-    keys, args = words
-    try:
-        reply = check.backend.run_script(check.script, keys, args)  # type: ignore[union-attr]
-    except BackendError as error:
-        return _failed(check, error).decision
-    return Decision.from_reply(check.limits, reply, check.keys)
-
-
-async def adecide_one(check: Check) -> Decision:
-    """``decide_one`` on an async backend."""
-    words = _alone(check)
-    if words is None:
-        return (await adecide([check]))[0].decision
-    keys, args = words
-    try:
-        reply = await check.backend.arun_script(check.script, keys, args)  # type: ignore[union-attr]
-    except BackendError as error:
-        return _failed(check, error).decision
-    return Decision.from_reply(check.limits, reply, check.keys)
-
-
 def decide(checks: Sequence[Check]) -> list[Verdict]:
     """Decide ``checks`` on sync backends: one round trip per store.
 
@@ -228,6 +263,8 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
     Raises:
         BackendError: a store failed and a check's policy is ``"raise"``.
     """
+    if not SWITCH.on:
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
@@ -237,25 +274,13 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
 
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     """``decide`` on async backends."""
+    if not SWITCH.on:
+        return [_disabled(check) for check in checks]
     run = _Run(checks)
     for backend, sending in run.stores():
         started = time.perf_counter()
         run.replied(await asend(backend, sending), started)  # type: ignore[arg-type]
     return run.verdicts()
-
-
-def _alone(check: Check) -> tuple[Sequence[str], Sequence[str]] | None:
-    """The KEYS and ARGV of ``check`` when it needs nothing but its store
-    call (no denial cache, nobody listening): Limiter's usual call, at the
-    cost it had before there was an engine. None: ``decide`` it."""
-    if check.denials is not None or REGISTRY.observers or check.observers:
-        return None
-    words = check.words
-    if words is not None and check.clock is None:
-        return words
-    clock = check.clock
-    now_us = None if clock is None else microseconds(clock)
-    return _words(check, check.keys, check.limits, now_us)
 
 
 class _Run:
@@ -289,15 +314,20 @@ class _Run:
             BackendError: the store failed and a check's policy is
                 ``"raise"``.
         """
-        if self._listen:
+        if self._listen and not isinstance(replies, NOT_SENT):
             latency = time.perf_counter() - started
             _timed(self._flights, self._calls, latency, self._latencies)
         _settle(self._flights, self._calls, replies, self._verdicts)
 
     def verdicts(self) -> list[Verdict]:
-        """Every check's verdict, in their order, once reported."""
-        if self._listen:
-            report(_events(self._verdicts, self._latencies))
+        """Every check's verdict, in their order, once each hit's is
+        reported; peeks decide nothing."""
+        if self._listen or denied(self._verdicts):
+            for index, verdict in enumerate(self._verdicts):
+                check = verdict.check
+                if check.mode == "hit":
+                    latency = self._latencies.get(index)
+                    report(event(*verdict, latency), check.identity, check.observers)
         return self._verdicts
 
 
@@ -307,6 +337,20 @@ _OBSERVERS = operator.attrgetter("observers")
 
 def _listening(checks: Sequence[Check]) -> bool:
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
+
+
+def denied(verdicts: list[Verdict]) -> bool:
+    """Whether a verdict is a denial (or a would-be one) that the denial
+    log wants, when nobody else listens."""
+    return (
+        any(
+            not (verdict.stored or verdict.decision).allowed
+            and verdict.error is None
+            and verdict.check.mode == "hit"
+            for verdict in verdicts
+        )
+        and logging_denials()
+    )
 
 
 def _timed(
@@ -321,40 +365,74 @@ def _timed(
                 latencies[index] = latency
 
 
-def _events(
-    verdicts: list[Verdict], latencies: dict[int, float]
-) -> Iterator[tuple[DecisionEvent, str | None, tuple[Observer, ...]]]:
-    """One event per hit that was decided; peeks decide nothing."""
-    for index, verdict in enumerate(verdicts):
-        check = verdict.check
-        if check.mode != "hit":
-            continue
-        limits = verdict.decision.limits
-        main = limits[0] if len(limits) == 1 else deciding_limit(limits)
-        yield (
-            DecisionEvent(
-                door=check.door,
-                limit=main.limit.name,
-                algorithm=check.script.name,
-                outcome=_outcome(verdict),
-                remaining=main.remaining,
-                retry_after=main.retry_after,
-                latency=latencies.get(index),
-                key=check.keys[limits.index(main)],
-                decision=main,
-                error=verdict.error,
-                source=check.source,
-                request=check.request,
-            ),
-            check.identity,
-            check.observers,
+def event(
+    check: Check,
+    decision: Decision,
+    error: BackendError | None,
+    cached: bool,
+    stored: Decision | None,
+    latency: float | None,
+) -> DecisionEvent:
+    """The event of a hit's verdict (``Verdict``'s fields, which a lone
+    check's path has without building one), whose store call took
+    ``latency``.
+
+    Every decision of every door is reported through here, so it reads the
+    check by unpacking it (a named tuple's field read by name costs a type
+    lookup each) and names the outcome by module constants (so does an enum
+    member read off its class)."""
+    (_, _, script, keys, _, _, _, _, _, _, _, _, door, _, source, request, _) = check[
+        :17
+    ]
+    shadow, near = check[17], check[18]
+    limits = (stored or decision)[6]
+    if len(limits) == 1:
+        main, key = limits[0], keys[0]
+    else:
+        main = deciding_limit(limits)
+        key = keys[limits.index(main)]
+    limit, allowed, remaining, _, retry_after, _ = main
+    if error is not None:
+        outcome = _FAILED_OPEN if decision[0] else _FAILED_CLOSED
+    elif not allowed:
+        if shadow:
+            outcome = _SHADOW_DENIED
+        else:
+            outcome = _DENIED_FROM_CACHE if cached else _DENIED
+    elif (
+        near is not None
+        and remaining is not None
+        and remaining < near * limit.max_requests
+    ):
+        outcome = _NEAR_LIMIT
+    else:
+        outcome = _ADMITTED
+    return _new_event(
+        (
+            door,
+            limit.name,
+            script.name,
+            outcome,
+            remaining,
+            retry_after,
+            latency,
+            key,
+            main,
+            error,
+            source,
+            request,
+            None,
         )
+    )
 
 
-def _outcome(verdict: Verdict) -> Outcome:
-    allowed = verdict.decision.allowed
-    if verdict.error is not None:
-        return Outcome.FAILED_OPEN if allowed else Outcome.FAILED_CLOSED
-    if allowed:
-        return Outcome.ADMITTED
-    return Outcome.DENIED_FROM_CACHE if verdict.cached else Outcome.DENIED
+#: Builds an event in C, as verdicts are.
+_new_event = functools.partial(tuple.__new__, DecisionEvent)
+
+_ADMITTED = Outcome.ADMITTED
+_NEAR_LIMIT = Outcome.NEAR_LIMIT
+_DENIED = Outcome.DENIED
+_DENIED_FROM_CACHE = Outcome.DENIED_FROM_CACHE
+_SHADOW_DENIED = Outcome.SHADOW_DENIED
+_FAILED_OPEN = Outcome.FAILED_OPEN
+_FAILED_CLOSED = Outcome.FAILED_CLOSED

@@ -8,7 +8,8 @@ decider's own, after the decision is made and before the door answers.
 
 Reporting is cheap when nobody listens: no event is built, and the store
 call is not timed. An observer that raises is logged on the ``luathrottle``
-logger and skipped; it never fails the request.
+logger and skipped; it never fails the request. Every denial is also logged,
+once, on that logger (``luathrottle._denial_log``).
 
 Events name a state by its hashed key, never by the raw identity, unless the
 observer was added with ``identities=True``.
@@ -17,19 +18,22 @@ observer was added with ``identities=True``.
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 
+from luathrottle._denial_log import log_denial
 from luathrottle.decision import LimitDecision
 from luathrottle.exceptions import BackendError
 
 __all__ = [
+    "DENIALS",
     "REGISTRY",
     "DecisionEvent",
     "Observer",
     "Outcome",
     "add_observer",
+    "check_near_limit",
     "check_observers",
+    "check_shadow",
     "observed",
     "remove_observer",
     "report",
@@ -46,6 +50,9 @@ class Outcome(enum.StrEnum):
 
     #: The store admitted the hit, or granted the lease.
     ADMITTED = "admitted"
+    #: The store admitted the hit, and the deciding limit has less than
+    #: its ``near_limit`` fraction left: the identity nears a denial.
+    NEAR_LIMIT = "near_limit"
     #: The store denied the hit.
     DENIED = "denied"
     #: The denial cache denied the hit without asking the store.
@@ -58,11 +65,28 @@ class Outcome(enum.StrEnum):
     LEASE_REFUSED = "lease_refused"
     #: A lease was given back.
     LEASE_RELEASED = "lease_released"
+    #: The store denied the hit (or refused the lease), and the limit is in
+    #: shadow mode: the door admitted it.
+    SHADOW_DENIED = "shadow_denied"
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionEvent:
+#: The outcomes that refused, or would have refused in shadow mode: each is
+#: logged once (``luathrottle._denial_log``).
+DENIALS = frozenset(
+    {
+        Outcome.DENIED,
+        Outcome.DENIED_FROM_CACHE,
+        Outcome.LEASE_REFUSED,
+        Outcome.SHADOW_DENIED,
+    }
+)
+
+
+class DecisionEvent(NamedTuple):
     """One decision, as the engine reports it to observers.
+
+    A named tuple, cheap to build for every decision; its first four fields
+    are what metrics count decisions by (``event[:4]``).
 
     Attributes:
         door: the front door that asked: ``"limiter"``, ``"django"``,
@@ -72,13 +96,15 @@ class DecisionEvent:
             concurrency limit, ``"3 in flight"``).
         algorithm: the script that decided, ``"fixed_window"``.
         outcome: what became of the decision.
-        remaining: units (or free slots) left after it; None when the store
-            did not decide.
+        remaining: units (or free slots) left after it, as the store
+            counted them (in shadow mode too); None when the store did not
+            decide.
         retry_after: seconds until a denied hit would fit; None otherwise.
         latency: seconds the store call took; None when no store call was
             made (the denial cache answered, or the breaker was open).
         key: the hashed state key the decision was made on.
-        decision: the deciding limit's decision; None for leases.
+        decision: the deciding limit's decision, as the store made it (in
+            shadow mode, not what the door answered); None for leases.
         error: what the store did, when the failure policy decided.
         source: the limiter or throttle that decided.
         request: the door's request, when it has one.
@@ -138,9 +164,12 @@ def add_observer(observer: Observer, *, identities: bool = False) -> None:
 
 
 def remove_observer(observer: Observer) -> None:
-    """Stop reporting to ``observer``; nothing happens if it was not added."""
+    """Stop reporting to ``observer``, and to every observer added that
+    equals it (``remove_observer(events.append)`` removes the
+    ``events.append`` added earlier, another bound method of the same
+    list); nothing happens if none was added."""
     REGISTRY.observers = tuple(
-        item for item in REGISTRY.observers if item[0] is not observer
+        item for item in REGISTRY.observers if item[0] != observer
     )
 
 
@@ -168,26 +197,59 @@ def check_observers(observers: object) -> tuple[Observer, ...]:
     return checked
 
 
-def report(
-    events: Iterable[tuple[DecisionEvent, str | None, tuple[Observer, ...]]],
-) -> None:
-    """Give each event to the process's observers and to its own, and the
-    raw identity to those that asked for it. An observer that raises is
-    logged and skipped."""
-    everyone = REGISTRY.observers
-    for event, identity, own in events:
-        for observer, identities in everyone:
-            _tell(observer, replace(event, identity=identity) if identities else event)
-        for observer in own:
-            _tell(observer, event)
+def check_near_limit(near_limit: object) -> float | None:
+    """Validate a decider's ``near_limit=``: None, or a fraction of a limit
+    above 0 and below 1.
 
-
-def _tell(observer: Observer, event: DecisionEvent) -> None:
-    try:
-        observer(event)
-    except Exception:
-        logger.exception(
-            "luathrottle observer %r failed on a %s event; skipped",
-            observer,
-            event.outcome,
+    Raises:
+        TypeError, ValueError: naming ``near_limit``.
+    """
+    if near_limit is None:
+        return None
+    if isinstance(near_limit, bool) or not isinstance(near_limit, int | float):
+        raise TypeError(
+            f"near_limit must be a fraction such as 0.2, got {near_limit!r}"
         )
+    if not 0 < near_limit < 1:
+        raise ValueError(f"near_limit must be above 0 and below 1, got {near_limit!r}")
+    return float(near_limit)
+
+
+def check_shadow(shadow: object) -> bool:
+    """Validate a decider's ``shadow=``.
+
+    Raises:
+        TypeError: naming ``shadow``.
+    """
+    if not isinstance(shadow, bool):
+        raise TypeError(f"shadow must be True or False, got {shadow!r}")
+    return shadow
+
+
+def report(
+    event: DecisionEvent, identity: str | None, own: tuple[Observer, ...]
+) -> None:
+    """Give ``event`` to the process's observers and to ``own``, the
+    decider's, and the raw ``identity`` to those that asked for it; log it
+    when it is a denial. An observer that raises is logged and skipped."""
+    for observer, identities in REGISTRY.observers:
+        try:
+            observer(event._replace(identity=identity) if identities else event)
+        except Exception:
+            _failed(observer, event)
+    for observer in own:
+        try:
+            observer(event)
+        except Exception:
+            _failed(observer, event)
+    if event.outcome in DENIALS:
+        door, limit, algorithm, outcome = event[:4]
+        log_denial(limit, door, algorithm, outcome, event.key, event.retry_after)
+
+
+def _failed(observer: Observer, event: DecisionEvent) -> None:
+    logger.exception(
+        "luathrottle observer %r failed on a %s event; skipped",
+        observer,
+        event.outcome,
+    )

@@ -78,6 +78,15 @@ class _BaseLease:
             # from the store): nothing is left to release.
             self.released = True
 
+    def admit_unseen(self, reason: Reason) -> None:
+        """Grant the lease without a slot: the store refused it and the
+        limiter is in shadow mode (``Reason.SHADOW_DENIED``), or limiting
+        is switched off (``Reason.DISABLED``). It holds nothing to
+        release."""
+        self.allowed = True
+        self.reason = reason
+        self.released = True
+
     @property
     def limit(self) -> int:
         """``max_in_flight`` of the limiter that granted or refused this."""
@@ -108,7 +117,10 @@ class Lease(_BaseLease):
             store failed and the failure policy decided.
         reason: None when granted; ``Reason.LIMIT_EXCEEDED`` when every slot
             is taken; ``Reason.STORE_UNAVAILABLE`` when the failure policy
-            decided (a lease allowed that way holds nothing).
+            decided, ``Reason.SHADOW_DENIED`` when every slot was taken but
+            the limiter is in shadow mode, ``Reason.DISABLED`` when limiting
+            is switched off (a lease allowed in these three ways holds
+            nothing).
         key: the hashed state key (never the raw identity).
         id: the lease's random id.
         error: what the store did when the failure policy decided; else

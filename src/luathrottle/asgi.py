@@ -78,6 +78,11 @@ class RateLimitMiddleware:
             False (default) for none.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             decision, besides the process's observers.
+        shadow: decide and count as ever, but let every request through, with
+            no quota headers; observers see ``Outcome.SHADOW_DENIED`` (see
+            ``Limiter``).
+        near_limit: the fraction of a limit under which an admitted request
+            is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -97,6 +102,8 @@ class RateLimitMiddleware:
         clock: Callable[[], float] | None = None,
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -113,6 +120,8 @@ class RateLimitMiddleware:
             on_failure=on_failure,
             cache_denials=cache_denials,
             observers=observers,
+            shadow=shadow,
+            near_limit=near_limit,
         )
         self.response_headers = check_providers(response_headers)
 

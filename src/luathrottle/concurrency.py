@@ -20,12 +20,14 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
-from luathrottle._engine import asend, send
+from luathrottle._denial_log import logging_denials
+from luathrottle._engine import NOT_SENT, asend, send
 from luathrottle._events import (
     DecisionEvent,
     Observer,
     Outcome,
     check_observers,
+    check_shadow,
     observed,
     report,
 )
@@ -44,13 +46,15 @@ from luathrottle._lease_options import (
     refuse_clock,
 )
 from luathrottle._leases import AsyncLease, Lease, _BaseLease
+from luathrottle._switch import SWITCH
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
     SyncBackend,
     check_backend_kind,
 )
-from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
+from luathrottle.decision import Reason
+from luathrottle.exceptions import BackendError
 from luathrottle.limiter import _default_memory
 from luathrottle.scripts import Script, get_script
 
@@ -59,6 +63,7 @@ __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease
 logger = logging.getLogger("luathrottle")
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
+_LeaseT = TypeVar("_LeaseT", bound=_BaseLease)
 
 
 class _BaseConcurrencyLimiter(Generic[_BackendT]):
@@ -77,6 +82,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         on_failure: OnFailure = "raise",
         scope: str = "",
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
         self.lease_ms = check_lease(lease)
@@ -89,6 +95,7 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.script: Script = get_script("concurrency")
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
         counter = f"{self.max_in_flight}/{self.lease_ms}ms"
         self._head, self._tail = key_frame(
             self.prefix, self.script, check_scope(scope), counter
@@ -149,15 +156,30 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
             source=self,
             request=request,
         )
-        report([(event, None, self.observers)])
+        report(event, None, self.observers)
 
-    def _acquired(self, lease: _BaseLease, latency: float | None, request: Any) -> None:
-        """Tell the observers what an acquire decided, when they listen."""
-        if latency is None:
+    @staticmethod
+    def _unlimited(lease: _LeaseT) -> _LeaseT:
+        """``lease``, made without the store while limiting is switched off:
+        granted, holding nothing."""
+        lease.admit_unseen(Reason.DISABLED)
+        return lease
+
+    def _acquired(
+        self, lease: _BaseLease, latency: float | None, request: Any, shadow: bool
+    ) -> None:
+        """Admit a refused lease in shadow mode, and tell the observers what
+        an acquire decided when they listen (or log its refusal)."""
+        refused = lease.reason is Reason.LIMIT_EXCEEDED
+        if refused and shadow:
+            lease.admit_unseen(Reason.SHADOW_DENIED)
+        if latency is None and not (refused and logging_denials()):
             return
         if lease.reason is None:
             outcome = Outcome.ADMITTED
-        elif lease.in_flight is not None:
+        elif lease.reason is Reason.SHADOW_DENIED:
+            outcome = Outcome.SHADOW_DENIED
+        elif refused:
             outcome = Outcome.LEASE_REFUSED
         else:
             outcome = Outcome.FAILED_OPEN if lease.allowed else Outcome.FAILED_CLOSED
@@ -194,9 +216,11 @@ class _BaseConcurrencyLimiter(Generic[_BackendT]):
         )
 
 
-#: Failures of an acquire that never reached the store: the breaker kept it
-#: back, or no connection came free. There is nothing to give back.
-_NOT_SENT = (CircuitOpenError, PoolExhaustedError)
+def _latency(started: float | None, replies: object) -> float | None:
+    """The store call's seconds, when timed and sent."""
+    if started is None or isinstance(replies, NOT_SENT):
+        return None
+    return time.perf_counter() - started
 
 
 def _gave_up(state_key: str, error: BackendError) -> None:
@@ -244,6 +268,10 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             none.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             lease granted, refused or released, besides the process's.
+        shadow: take leases as ever, but grant every acquire: one the store
+            refused is granted holding nothing, with the reason
+            ``"shadow_denied"``, and observers see ``Outcome.SHADOW_DENIED``;
+            a store failure then grants one too.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -264,10 +292,18 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         """
         return self._acquire(key, self.on_failure, None)
 
-    def _acquire(self, key: str, policy: OnFailure, request: Any) -> Lease:
-        """``acquire`` under ``policy``, for a door with a request."""
+    def _acquire(
+        self, key: str, policy: OnFailure, request: Any, shadow: bool = False
+    ) -> Lease:
+        """``acquire`` under ``policy``, for a door with a request, in shadow
+        mode when the limiter or ``shadow`` says so."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        if not SWITCH.on:
+            return self._unlimited(Lease(self, state_key, lease_id, None, None, True))
+        shadow = shadow or self.shadow
+        if shadow:
+            policy = "allow"
         started = time.perf_counter() if observed(self.observers) else None
         try:
             replies = send(self.backend, [self._call("acquire", state_key, lease_id)])
@@ -276,7 +312,7 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
             # taken the lease.
             self._give_back(state_key, lease_id, error)
             raise
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         if isinstance(replies, BackendError):
             self._give_back(state_key, lease_id, replies)
             self._failed_acquire(state_key, replies, policy)
@@ -284,7 +320,7 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         else:
             _log_foreign(state_key, replies[0])
             lease = Lease(self, state_key, lease_id, replies[0])
-        self._acquired(lease, latency, request)
+        self._acquired(lease, latency, request, shadow)
         return lease
 
     def reset(self, key: str) -> None:
@@ -300,11 +336,11 @@ class ConcurrencyLimiter(_BaseConcurrencyLimiter[SyncBackend]):
         replies = send(self.backend, [self._call(mode, lease.key, lease.id)])
         if isinstance(replies, BackendError):
             return self._failed(lease, mode, replies)
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         return self._replied(lease, mode, replies[0], latency)
 
     def _give_back(self, state_key: str, lease_id: str, error: BaseException) -> None:
-        if isinstance(error, _NOT_SENT):
+        if isinstance(error, NOT_SENT):
             return
         replies = send(self.backend, [self._call("release", state_key, lease_id)])
         if isinstance(replies, BackendError):
@@ -324,10 +360,19 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         before the cancellation goes on."""
         return await self._acquire(key, self.on_failure, None)
 
-    async def _acquire(self, key: str, policy: OnFailure, request: Any) -> AsyncLease:
-        """``acquire`` under ``policy``, for a door with a request."""
+    async def _acquire(
+        self, key: str, policy: OnFailure, request: Any, shadow: bool = False
+    ) -> AsyncLease:
+        """``acquire`` under ``policy``, for a door with a request, in shadow
+        mode when the limiter or ``shadow`` says so."""
         state_key = self.state_key(key)
         lease_id = secrets.token_hex(16)
+        if not SWITCH.on:
+            lease = AsyncLease(self, state_key, lease_id, None, None, True)
+            return self._unlimited(lease)
+        shadow = shadow or self.shadow
+        if shadow:
+            policy = "allow"
         started = time.perf_counter() if observed(self.observers) else None
         try:
             replies = await asend(
@@ -338,7 +383,7 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
             # may have taken the lease.
             await self._give_back(state_key, lease_id, error)
             raise
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         if isinstance(replies, BackendError):
             await self._give_back(state_key, lease_id, replies)
             self._failed_acquire(state_key, replies, policy)
@@ -348,7 +393,7 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         else:
             _log_foreign(state_key, replies[0])
             lease = AsyncLease(self, state_key, lease_id, replies[0])
-        self._acquired(lease, latency, request)
+        self._acquired(lease, latency, request, shadow)
         return lease
 
     async def reset(self, key: str) -> None:
@@ -360,13 +405,13 @@ class AsyncConcurrencyLimiter(_BaseConcurrencyLimiter[AsyncBackend]):
         replies = await asend(self.backend, [self._call(mode, lease.key, lease.id)])
         if isinstance(replies, BackendError):
             return self._failed(lease, mode, replies)
-        latency = None if started is None else time.perf_counter() - started
+        latency = _latency(started, replies)
         return self._replied(lease, mode, replies[0], latency)
 
     async def _give_back(
         self, state_key: str, lease_id: str, error: BaseException
     ) -> None:
-        if not isinstance(error, _NOT_SENT):
+        if not isinstance(error, NOT_SENT):
             await _to_the_end(self._release_id(state_key, lease_id))
 
     async def _release_id(self, state_key: str, lease_id: str) -> None:

@@ -31,6 +31,11 @@ class Reason(enum.StrEnum):
     COST_EXCEEDS_LIMIT = "cost_exceeds_limit"
     #: The store failed and the failure policy decided without it.
     STORE_UNAVAILABLE = "store_unavailable"
+    #: The store denied the hit, and the limit is in shadow mode: admitted.
+    SHADOW_DENIED = "shadow_denied"
+    #: Limiting is switched off (``LUATHROTTLE_ENABLED=0``, or Django's
+    #: ``LUATHROTTLE["enabled"]``): admitted without asking the store.
+    DISABLED = "disabled"
 
 
 _EXCEEDED = Reason.LIMIT_EXCEEDED

@@ -159,6 +159,10 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
         cache_denials: as for ``luathrottle.django.SyncThrottle``: True or a
             number of identities to answer remembered denials without the
             store; False (default) for none.
+        shadow: decide and count as ever, but admit every request: as for
+            ``luathrottle.django.SyncThrottle`` (and as
+            ``LUATHROTTLE["shadow"]`` does for every throttle).
+        near_limit: as for ``luathrottle.django.SyncThrottle``.
     """
 
     backend: ClassVar[SyncBackend | None] = None
@@ -166,6 +170,8 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     clock: ClassVar[Callable[[], float] | None] = None
     on_failure: ClassVar[OnFailure | None] = None
     cache_denials: ClassVar[bool | int] = False
+    shadow: ClassVar[bool] = False
+    near_limit: ClassVar[float | None] = None
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
         RetryAfter(),
@@ -240,6 +246,8 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     clock=cls.clock,
                     on_failure=cls.on_failure,
                     cache_denials=cls.cache_denials,
+                    shadow=cls.shadow,
+                    near_limit=cls.near_limit,
                 )
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfigured(
@@ -305,12 +313,19 @@ def _decide(
     """One round trip per store for every pending throttle, all or nothing
     within each store: a request one throttle denies costs the others
     nothing."""
-    policy = get_config().on_failure
+    config = get_config()
     checks: dict[tuple[object, ...], Check] = {}
     for signature, (throttle, key) in pending.items():
         inner = throttle.luathrottle_throttle()
         checks[signature] = inner.keyed(
-            key, _SCOPE, inner.limit, request=request, on_failure=policy, door="drf"
+            key,
+            _SCOPE,
+            inner.limit,
+            request=request,
+            on_failure=config.on_failure,
+            door="drf",
+            shadow=config.shadow,
+            near_limit=config.near_limit,
         )
     verdicts = decide(list(checks.values()))
     state.verdicts.update(zip(checks, verdicts, strict=True))

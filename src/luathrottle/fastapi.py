@@ -87,6 +87,8 @@ class _Base(Generic[_LimiterT]):
         clock: Callable[[], float] | None = None,
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
@@ -101,6 +103,8 @@ class _Base(Generic[_LimiterT]):
             "on_failure": on_failure,
             "cache_denials": cache_denials,
             "observers": observers,
+            "shadow": shadow,
+            "near_limit": near_limit,
         }
         # Built now, so that a bad argument fails here and not at the first
         # request; the limiter checks that the backend is of its kind.
@@ -184,6 +188,11 @@ class Throttle(_Base[AsyncLimiter]):
             False (default) for none.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             decision, besides the process's observers.
+        shadow: decide and count as ever, but never answer 429 or 503, and
+            send no quota headers; observers see ``Outcome.SHADOW_DENIED``
+            (see ``Limiter``).
+        near_limit: the fraction of a limit under which an admitted request
+            is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
-from luathrottle._engine import adecide_one, decide_one
-from luathrottle._events import Observer, check_observers
+from luathrottle._events import (
+    Observer,
+    check_near_limit,
+    check_observers,
+    check_shadow,
+)
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import (
     KEY_PREFIX,
@@ -22,6 +26,7 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
+from luathrottle._lone import adecide_one, decide_one
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
@@ -74,6 +79,13 @@ def _memo(limits: object) -> object:
 _new_check = functools.partial(tuple.__new__, Check)
 
 
+def _trial(limits: tuple[Limit, ...]) -> bool | None:
+    """A check's shadow mode by its limits': True when all are on trial
+    (``Limit(shadow=True)``), False when none is, None when some are."""
+    trial = [limit.shadow for limit in limits]
+    return all(trial) or (None if any(trial) else False)
+
+
 class _BaseLimiter(Generic[_BackendT]):
     _backend_type: type[SyncBackend] | type[AsyncBackend]
     #: The front door its decisions' events name; adapters built on a
@@ -93,6 +105,8 @@ class _BaseLimiter(Generic[_BackendT]):
         on_failure: OnFailure = "raise",
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         self.algorithm = SimpleRate() if algorithm is None else algorithm
@@ -117,6 +131,8 @@ class _BaseLimiter(Generic[_BackendT]):
         self.on_failure = check_on_failure(on_failure)
         self.denials = denial_cache(cache_denials, self.algorithm, self.clock)
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
+        self.near_limit = check_near_limit(near_limit)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: Batching | None = None
         # A hit of cost 1 on the server's clock, the usual call, always
@@ -210,6 +226,8 @@ class _BaseLimiter(Generic[_BackendT]):
                 self,
                 None,
                 key,
+                self.shadow or _trial(limits),
+                self.near_limit,
                 words,
             )
         )
@@ -294,6 +312,17 @@ class Limiter(_BaseLimiter[SyncBackend]):
             at ``retry_after`` at the latest.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             hit this limiter decides, besides the process's observers.
+        shadow: decide and count as ever, but admit every hit: a denial
+            becomes ``allowed`` with the reason ``"shadow_denied"``, and
+            observers see ``Outcome.SHADOW_DENIED``. Decisions in shadow
+            mode show no quota (``remaining`` is None), and a store failure
+            admits whatever ``on_failure`` says. Turning it off keeps the
+            counts. ``Limit(..., shadow=True)`` puts one limit on trial: a
+            hit then goes as two script calls in one round trip, its
+            enforced limits and its shadowed ones, each reported.
+        near_limit: a fraction such as 0.2: an admitted hit that leaves less
+            than that fraction of its limit is reported to observers as
+            ``Outcome.NEAR_LIMIT``; None (default) for never.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

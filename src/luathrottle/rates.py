@@ -42,10 +42,14 @@ class Limit:
             ``MAX_DURATION`` (ten years).
         name: how headers and logs call this limit, at most ``MAX_NAME``
             printable characters; ``"5/60s"`` by default.
+        shadow: the limit is on trial: the store decides and counts it as
+            ever, but it refuses nothing and shows no quota; observers see
+            its would-be denials as ``Outcome.SHADOW_DENIED``. Its counts do
+            not depend on it, so dropping it enforces the limit as counted.
 
     Raises:
-        TypeError: an argument is not an int (bools and floats included), or
-            the name is not a str.
+        TypeError: an argument is not an int (bools and floats included), the
+            name is not a str, or ``shadow`` is not a bool.
         ValueError: an argument is below 1 or too large to stay exact, or
             the name is too long or not printable.
     """
@@ -53,6 +57,7 @@ class Limit:
     max_requests: int
     duration: int
     name: str = ""
+    shadow: bool = False
 
     def __post_init__(self) -> None:
         _check_count("max_requests", self.max_requests, MAX_REQUESTS)
@@ -64,6 +69,8 @@ class Limit:
                 f"name must be at most {MAX_NAME} printable characters, "
                 f"got {self.name[: MAX_NAME + 1]!r}"
             )
+        if not isinstance(self.shadow, bool):
+            raise TypeError(f"shadow must be True or False, got {self.shadow!r}")
         object.__setattr__(self, "duration", int(self.duration))
         if not self.name:
             object.__setattr__(self, "name", f"{self.max_requests}/{self.duration}s")

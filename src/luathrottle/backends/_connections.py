@@ -47,7 +47,7 @@ from redis.exceptions import MaxConnectionsError, ResponseError
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.exceptions import PoolExhaustedError
 
-__all__ = ["WAIT", "AsyncConnections", "SyncConnections"]
+__all__ = ["WAIT", "AsyncConnections", "SyncConnections", "store_name"]
 
 #: Seconds a call waits for a free connection when the client has no
 #: socket timeout to bound it by.
@@ -242,3 +242,15 @@ class AsyncConnections:
                 if now >= deadline:
                     raise _exhausted(self._pool, self._wait) from None
                 await asyncio.sleep(_POLL)
+
+
+def store_name(client: Any) -> str:
+    """What metrics call the server of ``client``: its address, never its
+    password."""
+    kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+    if "path" in kwargs:
+        return f"redis unix:{kwargs['path']}/{kwargs.get('db', 0)}"
+    if "host" in kwargs:
+        port, db = kwargs.get("port", 6379), kwargs.get("db", 0)
+        return f"redis {kwargs['host']}:{port}/{db}"
+    return f"redis {type(client).__name__}"

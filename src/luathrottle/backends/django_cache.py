@@ -109,7 +109,7 @@ class _DjangoCacheBase:
             raise ValueError("cache_name must not be empty")
         self.cache_name = cache_name
         # The Redis backends this resolves to have no guard of their own.
-        self._guard = guard_for(breaker)
+        self._guard = guard_for(breaker, f"django cache {cache_name}")
         self._identity = (type(self), cache_name)
         self._staging = Staging(cache_name)
 

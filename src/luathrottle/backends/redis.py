@@ -15,17 +15,16 @@ FUNCTION LOAD, never REPLACE, so no build evicts another's (see
 no script (NOSCRIPT) runs again once with EVAL too, which runs the source
 and caches it in one step that no flush can split. Either way the first
 call ran nothing, so nothing counts twice, and the caller never sees it.
-A server without functions (an unknown command) or a user the ACL forbids
-FCALL or FUNCTION LOAD (NOPERM) switches the backend object to EVALSHA for
-good: the probe costs one failed call, once.
+A server without functions (an unknown command) or an ACL forbidding FCALL
+or FUNCTION LOAD (NOPERM) switches the backend to EVALSHA for good, at the
+cost of one failed call.
 
 A call is sent once, never retried, whatever retry policy the client
-carries: a retried script call that had reached the server would count a
-hit twice. On one server the backend sends on connections of the client's
-own settings (``luathrottle.backends._connections``), waiting for a free
-one through a spike. On a cluster it names the primary that owns the keys'
-slot (all keys of one call share a hash tag), never a replica, since a call
-may write; redis-py sends to it without retrying, and follows MOVED and ASK.
+carries: a retried script call that reached the server would count a hit
+twice. On one server it goes on connections of the client's settings
+(``backends._connections``), waiting for a free one through a spike. On a
+cluster it names the primary owning the keys' slot (one hash tag per call),
+never a replica; redis-py sends it there, following MOVED and ASK.
 
 Every other Redis error becomes a ``BackendError`` with the cause chained:
 a ``ScriptError`` when the server answered but the call's keys or script
@@ -50,7 +49,11 @@ from redis.exceptions import (
 )
 
 from luathrottle._breaker import CircuitBreaker, guard_for
-from luathrottle.backends._connections import AsyncConnections, SyncConnections
+from luathrottle.backends._connections import (
+    AsyncConnections,
+    SyncConnections,
+    store_name,
+)
 from luathrottle.backends._redis_calls import (
     Via,
     command,
@@ -67,8 +70,7 @@ from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 
-#: Clients the sync backend accepts: one server (a Sentinel-managed primary
-#: from ``Sentinel.master_for`` is one too) or a Redis Cluster.
+#: Clients the sync backend accepts: a server (Sentinel's too) or a cluster.
 SyncClient = redis.Redis | redis.cluster.RedisCluster
 #: Clients the async backend accepts.
 AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
@@ -85,10 +87,8 @@ def _timeout(timeout: object) -> float:
 # A cluster client's errors of routing (a slot no node covers) are not
 # RedisErrors.
 _ERRORS = (RedisError, RedisClusterException)
-
 # redis-py annotates its sync and async clients' commands with one type.
 _Reply = Awaitable[list[int]]
-
 
 _ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
 
@@ -117,7 +117,7 @@ class _RedisBackend(Generic[_ClientT]):
             raise TypeError(f"functions must be a bool or None, got {functions!r}")
         self.client = client
         cluster = isinstance(client, self._cluster)
-        self._guard = guard_for(breaker, default=not cluster)
+        self._guard = guard_for(breaker, store_name(client), default=not cluster)
         self._traits = StoreTraits(self, single_slot_calls=cluster)
         # Whether calls go out as FCALL; turned off for good when the server
         # or the ACL turns functions down. redis-py finds EVALSHA's slot by

@@ -10,6 +10,10 @@ unsafe caches, and the failure policy.
         ],
         "allow_unsafe_cache": True,
         "on_failure": "allow",
+        "enabled": True,
+        "shadow": False,
+        "near_limit": 0.2,
+        "observers": ["luathrottle.prometheus.PrometheusObserver"],
     }
 
 An entry of ``throttling`` is a throttle, or a pair of twins of which each
@@ -18,8 +22,15 @@ default), False (raise) or None (do not check). ``on_failure`` is what
 throttles that set no policy do when their store fails: ``"allow"`` the
 request (the default: a dead store must not take the site down; every
 failure is logged and signalled), ``"deny"`` it with a 503, or ``"raise"``.
+``enabled`` False switches limiting off in the process (``luathrottle._switch``).
+``shadow`` True puts every throttle (Django's, DRF's and dmr's) in shadow
+mode; ``near_limit`` is the fraction under which throttles that set none
+report ``Outcome.NEAR_LIMIT``. ``observers`` are added for every limiter in
+the process: each a callable, or a dotted path to one, and a class is
+made once, with no arguments.
 
-The settings are read when first needed and again after they change.
+The settings are read when the app is ready, when first needed, and again
+after they change.
 """
 
 from dataclasses import dataclass
@@ -28,16 +39,34 @@ from typing import Any, cast
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
+from luathrottle._events import (
+    Observer,
+    add_observer,
+    check_near_limit,
+    remove_observer,
+)
 from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle._switch import SWITCH
 from luathrottle.django._unsafe import is_setting
 from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
 
-__all__ = ["Config", "Problem", "get_config", "problems"]
+__all__ = ["Config", "Problem", "apply_settings", "get_config", "problems"]
 
 Entry = SyncThrottle | AsyncThrottle | tuple[BaseThrottle[Any], BaseThrottle[Any]]
 
-_KEYS = frozenset({"throttling", "allow_unsafe_cache", "on_failure"})
+_KEYS = frozenset(
+    {
+        "throttling",
+        "allow_unsafe_cache",
+        "on_failure",
+        "enabled",
+        "shadow",
+        "near_limit",
+        "observers",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +90,19 @@ class Config:
         throttling: the entries of ``LUATHROTTLE["throttling"]``.
         allow_unsafe_cache: the settings-level policy on unsafe caches.
         on_failure: the failure policy of throttles that set none.
+        enabled: whether limiting is on.
+        shadow: every throttle is in shadow mode.
+        near_limit: the near-limit fraction of throttles that set none.
+        observers: the process's observers from the settings.
     """
 
     throttling: tuple[Entry, ...]
     allow_unsafe_cache: bool | None
     on_failure: OnFailure
+    enabled: bool
+    shadow: bool
+    near_limit: float | None
+    observers: tuple[Observer, ...]
 
     def throttles_for(
         self, *, is_async: bool, view: str
@@ -136,6 +173,23 @@ def problems(raw: object) -> list[Problem]:
         check_on_failure(raw.get("on_failure", "allow"))
     except ValueError as exc:
         found.append(Problem("E001", f"LUATHROTTLE['on_failure']: {exc}"))
+    for switch in ("enabled", "shadow"):
+        if not isinstance(raw.get(switch, switch == "enabled"), bool):
+            found.append(
+                Problem(
+                    "E001",
+                    f"LUATHROTTLE[{switch!r}] must be True or False, "
+                    f"got {raw[switch]!r}",
+                )
+            )
+    try:
+        check_near_limit(raw.get("near_limit"))
+    except (TypeError, ValueError) as exc:
+        found.append(Problem("E001", f"LUATHROTTLE['near_limit']: {exc}"))
+    try:
+        _observers(raw.get("observers", ()))
+    except (ImportError, TypeError) as exc:
+        found.append(Problem("E001", f"LUATHROTTLE['observers']: {exc}"))
     throttling = raw.get("throttling", ())
     if not isinstance(throttling, list | tuple):
         found.append(
@@ -152,7 +206,52 @@ def problems(raw: object) -> list[Problem]:
     return found
 
 
+#: What each dotted path or class of ``observers`` made, made once, so that
+#: reading the settings again (a test's override) registers no metric twice.
+_made: dict[object, Observer] = {}
+
+
+def _observers(value: object) -> tuple[Observer, ...]:
+    """``LUATHROTTLE["observers"]`` as observers.
+
+    Raises:
+        ImportError: a dotted path names nothing.
+        TypeError: the value is not a list, or an item is no observer.
+    """
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise TypeError(f"must be a list of observers or dotted paths, got {value!r}")
+    found = []
+    for item in value:
+        observer = _made.get(item) if isinstance(item, str | type) else item
+        if observer is None:
+            made = import_string(item) if isinstance(item, str) else item
+            if isinstance(made, type):
+                made = made()
+            if not callable(made):
+                raise TypeError(f"{item!r} is not callable")
+            observer = _made[item] = made
+        if not callable(observer):
+            raise TypeError(f"{item!r} is not callable")
+        found.append(observer)
+    return tuple(found)
+
+
 _cached: Config | None = None
+#: The observers the settings added, to remove when they change.
+_added: tuple[Observer, ...] = ()
+
+
+def _apply(config: Config) -> None:
+    """Make the process follow ``config``: the off switch and the
+    observers."""
+    global _added
+    SWITCH.set_django(config.enabled)
+    if config.observers != _added:
+        for observer in _added:
+            remove_observer(observer)
+        for observer in config.observers:
+            add_observer(observer)
+        _added = config.observers
 
 
 def get_config() -> Config:
@@ -172,14 +271,27 @@ def get_config() -> Config:
             throttling=tuple(raw.get("throttling", ())),
             allow_unsafe_cache=raw.get("allow_unsafe_cache", True),
             on_failure=raw.get("on_failure", "allow"),
+            enabled=raw.get("enabled", True),
+            shadow=raw.get("shadow", False),
+            near_limit=check_near_limit(raw.get("near_limit")),
+            observers=_observers(raw.get("observers", ())),
         )
+        _apply(_cached)
     return _cached
+
+
+def apply_settings() -> None:
+    """Follow the settings now (at start, and when they change), unless
+    they are wrong: the system checks, or the first request, say how."""
+    if not problems(_raw()):
+        get_config()
 
 
 def _forget(*, setting: str, **kwargs: Any) -> None:
     global _cached
     if setting in ("LUATHROTTLE", "CACHES"):
         _cached = None
+        apply_settings()
 
 
 setting_changed.connect(_forget, dispatch_uid="luathrottle.django.conf")

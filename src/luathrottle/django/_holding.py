@@ -88,14 +88,17 @@ def acquire_all(
     held: list[tuple[ConcurrencyThrottle, str]],
     request: Any,
     default: OnFailure,
+    shadow: bool,
 ) -> tuple[list[Lease], HttpResponse | None]:
-    """Take a slot of each throttle for ``request``; on a refusal, give back
-    the slots taken and return the response to answer with, and on an
-    error, give them back and raise it."""
+    """Take a slot of each throttle for ``request`` (``shadow``: in shadow
+    mode, as ``LUATHROTTLE["shadow"]`` says); on a refusal, give back the
+    slots taken and return the response to answer with, and on an error,
+    give them back and raise it."""
     leases: list[Lease] = []
     try:
         for throttle, limiter, identity in _targets(held, request):
-            lease = limiter._acquire(identity, throttle.on_failure or default, request)
+            policy = throttle.on_failure or default
+            lease = limiter._acquire(identity, policy, request, shadow)
             refused = _refused(lease)
             if refused is not None:
                 _release_all(leases)
@@ -111,6 +114,7 @@ async def aacquire_all(
     held: list[tuple[AsyncConcurrencyThrottle, str]],
     request: Any,
     default: OnFailure,
+    shadow: bool,
 ) -> tuple[list[AsyncLease], HttpResponse | None]:
     """``acquire_all`` for async views; cancelled, it gives back the slots
     taken before the cancellation goes on."""
@@ -118,7 +122,7 @@ async def aacquire_all(
     try:
         for throttle, limiter, identity in _targets(held, request):
             policy = throttle.on_failure or default
-            lease = await limiter._acquire(identity, policy, request)
+            lease = await limiter._acquire(identity, policy, request, shadow)
             refused = _refused(lease)
             if refused is not None:
                 await _arelease_all(leases)
@@ -240,9 +244,10 @@ def run_held(
     request: Any,
     view: Callable[[], HttpResponseBase],
     default: OnFailure,
+    shadow: bool,
 ) -> HttpResponseBase:
     """Run ``view`` holding a slot of each throttle."""
-    leases, refused = acquire_all(held, request, default)
+    leases, refused = acquire_all(held, request, default, shadow)
     if refused is not None:
         return refused
     try:
@@ -258,9 +263,10 @@ async def arun_held(
     request: Any,
     view: Callable[[], Awaitable[HttpResponseBase]],
     default: OnFailure,
+    shadow: bool,
 ) -> HttpResponseBase:
     """``run_held`` for async views."""
-    leases, refused = await aacquire_all(held, request, default)
+    leases, refused = await aacquire_all(held, request, default, shadow)
     if refused is not None:
         return refused
     try:

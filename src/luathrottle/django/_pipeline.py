@@ -136,28 +136,40 @@ def _keyed(
 
 
 def _checks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
-    policy = get_config().on_failure
+    config = get_config()
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = throttle.limit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, on_failure=policy
+                    identity,
+                    view_scope,
+                    limit,
+                    request=request,
+                    on_failure=config.on_failure,
+                    shadow=config.shadow,
+                    near_limit=config.near_limit,
                 )
             )
     return checks
 
 
 async def _achecks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
-    policy = get_config().on_failure
+    config = get_config()
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = await throttle.alimit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, on_failure=policy
+                    identity,
+                    view_scope,
+                    limit,
+                    request=request,
+                    on_failure=config.on_failure,
+                    shadow=config.shadow,
+                    near_limit=config.near_limit,
                 )
             )
     return checks
@@ -204,7 +216,8 @@ def run(
     if response is None:
         held = endpoint.held()
         if held:
-            response = run_held(held, request, view, get_config().on_failure)
+            config = get_config()
+            response = run_held(held, request, view, config.on_failure, config.shadow)
         else:
             response = view()
     return endpoint.finish(request, response)
@@ -251,7 +264,10 @@ async def arun(
     if response is None:
         held = endpoint.held()
         if held:
-            response = await arun_held(held, request, view, get_config().on_failure)
+            config = get_config()
+            response = await arun_held(
+                held, request, view, config.on_failure, config.shadow
+            )
         else:
             response = await view()
     return endpoint.finish(request, response)

@@ -15,9 +15,13 @@ class LuathrottleConfig(AppConfig):
     verbose_name = "luathrottle"
 
     def ready(self) -> None:
-        """Register ``check_settings``, ``check_views`` and ``check_caches``."""
+        """Register ``check_settings``, ``check_views`` and ``check_caches``,
+        and follow ``LUATHROTTLE``'s off switch and observers from the
+        start."""
+        from luathrottle.django._conf import apply_settings
         from luathrottle.django.checks import check_caches, check_settings, check_views
 
         checks.register(check_settings, "luathrottle")
         checks.register(check_views, "luathrottle", checks.Tags.urls)
         checks.register(check_caches, "luathrottle", checks.Tags.caches)
+        apply_settings()

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
-from luathrottle._events import Observer, check_observers
+from luathrottle._events import Observer, check_observers, check_shadow
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._lease_options import (
     check_lease,
@@ -73,6 +73,10 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
             ``LUATHROTTLE["on_failure"]``.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             slot granted, refused or given back, besides the process's.
+        shadow: take slots as ever, but let every request through: one the
+            store refused runs holding nothing, and observers see
+            ``Outcome.SHADOW_DENIED``. ``LUATHROTTLE["shadow"]`` shadows every
+            throttle.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -93,6 +97,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         clock: None = None,
         on_failure: OnFailure | None = None,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
     ) -> None:
         self.max_in_flight = check_max_in_flight(max_in_flight)
         self.lease = check_lease(lease) / 1000
@@ -111,6 +116,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         refuse_clock(clock, type(self).__name__)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
         self._limiters: dict[str, _LimiterT] = {}
 
     def limiter(self, view_scope: str) -> _LimiterT:
@@ -125,6 +131,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
                     backend=self.backend,  # type: ignore[arg-type]
                     scope=f"{self.scope or view_scope}\x00{self.cache_key.name}",
                     observers=self.observers,
+                    shadow=self.shadow,
                 ),
             )
             self._limiters[view_scope] = limiter

@@ -17,7 +17,8 @@ never the raw identity), ``decision`` (the deciding limit's
 
 ``request_throttled``
     A hit was denied (by the store or the denial cache), or a concurrency
-    limit refused a lease.
+    limit refused a lease. Not sent for a would-be denial in shadow mode,
+    which refuses nothing: observers see those as ``Outcome.SHADOW_DENIED``.
 ``store_failed``
     The store failed and the failure policy decided; also given ``error``,
     the ``BackendError``, and ``on_failure``, ``"allow"`` or ``"deny"``.

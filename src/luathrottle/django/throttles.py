@@ -13,10 +13,16 @@ import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
+from luathrottle._answers import refusal_spec
 from luathrottle._checks import Batching, Check, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
-from luathrottle._events import Observer, check_observers
+from luathrottle._events import (
+    Observer,
+    check_near_limit,
+    check_observers,
+    check_shadow,
+)
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame
 from luathrottle._providers import check_providers
@@ -125,6 +131,12 @@ class BaseThrottle(Generic[_BackendT]):
             call is answered here only when every throttle in it caches.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             of this throttle's decisions, besides the process's observers.
+        shadow: decide and count as ever, but refuse nothing and send no
+            quota headers; observers see ``Outcome.SHADOW_DENIED``. As
+            ``LUATHROTTLE["shadow"]`` does for every throttle.
+        near_limit: report an admission that leaves less than this fraction
+            of the limit as ``Outcome.NEAR_LIMIT``; by default
+            ``LUATHROTTLE["near_limit"]`` (None: never).
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -147,6 +159,8 @@ class BaseThrottle(Generic[_BackendT]):
         on_failure: OnFailure | None = None,
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -174,7 +188,10 @@ class BaseThrottle(Generic[_BackendT]):
         else:
             limit = parse_limit(max_requests, duration_in_seconds)
             self._limit = Limit(
-                limit.max_requests, limit.duration, name=self.cache_key.name
+                limit.max_requests,
+                limit.duration,
+                name=self.cache_key.name,
+                shadow=limit.shadow,
             )
             self.algorithm.check_limits((self._limit,))
         self._rate_limits: dict[str | Limit, Limit] = {}
@@ -191,6 +208,8 @@ class BaseThrottle(Generic[_BackendT]):
             cache_denials, self.algorithm, self.clock
         )
         self.observers = check_observers(observers)
+        self.shadow = check_shadow(shadow)
+        self.near_limit = check_near_limit(near_limit)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
         self._batching: Batching | None = None
@@ -246,7 +265,9 @@ class BaseThrottle(Generic[_BackendT]):
                     f"None, got {type(value).__name__}"
                 )
             parsed = parse_limit(value)
-            limit = Limit(parsed.max_requests, parsed.duration, self.cache_key.name)
+            limit = Limit(
+                parsed.max_requests, parsed.duration, self.cache_key.name, parsed.shadow
+            )
             self.algorithm.check_limits((limit,))
         except (TypeError, ValueError) as exc:
             raise type(exc)(
@@ -320,9 +341,13 @@ class BaseThrottle(Generic[_BackendT]):
         request: Any = None,
         on_failure: OnFailure = "allow",
         door: str = "django",
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> Check:
         """The check of ``identity`` under ``limit`` on the view ``view_scope``:
-        one hit, under this throttle's policy, else ``on_failure``."""
+        one hit, under this throttle's policy, else ``on_failure``; in shadow
+        mode when the throttle or ``shadow`` (the settings') says so, near
+        its limit at its own ``near_limit``, else at ``near_limit``."""
         frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
@@ -357,6 +382,8 @@ class BaseThrottle(Generic[_BackendT]):
                 self,
                 request,
                 identity,
+                self.shadow or shadow or limit.shadow,
+                self.near_limit if self.near_limit is not None else near_limit,
                 None,
             )
         )
@@ -385,20 +412,7 @@ class BaseThrottle(Generic[_BackendT]):
             ``{"429": response object}``, its schema a reference to
             ``ErrorModel``, with the headers of every provider.
         """
-        response: dict[str, Any] = {
-            "description": "Raised when throttling rate was hit",
-            "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/ErrorModel"}
-                }
-            },
-        }
-        headers: dict[str, Any] = {}
-        for provider in self.response_headers:
-            headers.update(provider.provide_headers_specs())
-        if headers:
-            response["headers"] = dict(sorted(headers.items()))
-        return {"429": response}
+        return {"429": refusal_spec(self.response_headers)}
 
     def __repr__(self) -> str:
         backend = repr(self.backend)

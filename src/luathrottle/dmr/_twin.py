@@ -155,6 +155,8 @@ class Twin:
         on_failure: OnFailure | None = None,
         cache_denials: bool | int = False,
         observers: Iterable[Observer] | None = None,
+        shadow: bool = False,
+        near_limit: float | None = None,
     ) -> None:
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
@@ -172,6 +174,8 @@ class Twin:
             on_failure=on_failure,
             cache_denials=cache_denials,
             observers=observers,
+            shadow=shadow,
+            near_limit=near_limit,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -212,6 +216,9 @@ class Twin:
             clock=self._clock,
             on_failure=self._on_failure,
             cache_denials=self._cache_denials,
+            observers=self.inner.observers,
+            shadow=self.inner.shadow,
+            near_limit=self.inner.near_limit,
         )
 
     __replace__ = replace
@@ -291,13 +298,16 @@ class Twin:
         identity = self.inner.identity(Context(endpoint, controller))
         if identity is None:
             return None
+        config = get_config()
         return self.inner.keyed(
             identity,
             f"{endpoint_scope(endpoint, controller)}{place}",
             self.inner.limit,
             request=controller.request,
-            on_failure=get_config().on_failure,
+            on_failure=config.on_failure,
             door="dmr",
+            shadow=config.shadow,
+            near_limit=config.near_limit,
         )
 
     def report_usage(
