@@ -189,11 +189,17 @@ class _Flight:
             verdicts[self.indexes[0]] = judged(first, decision, cached)
             return
         decisions = decode_reply(self.limits, reply, self.keys)
+        # One flight is all in shadow mode or none of it (``_plan``).
+        shadow = first.shadow
         start = 0
         for check, index in zip(self.checks, self.indexes, strict=True):
             end = start + len(check.limits)
             decision = Decision.combine(decisions[start:end])
-            verdicts[index] = judged(check, decision, cached)
+            verdicts[index] = (
+                judged(check, decision, cached)
+                if shadow
+                else _new_verdict((check, decision, None, cached, None))
+            )
             start = end
 
 
@@ -341,16 +347,19 @@ def _listening(checks: Sequence[Check]) -> bool:
 
 def denied(verdicts: list[Verdict]) -> bool:
     """Whether a verdict is a denial (or a would-be one) that the denial
-    log wants, when nobody else listens."""
-    return (
-        any(
-            not (verdict.stored or verdict.decision).allowed
+    log wants, when nobody else listens: asked of every decide, so the log's
+    level is asked first, and the verdicts only when it logs."""
+    if not logging_denials():
+        return False
+    for verdict in verdicts:
+        decided = verdict.stored or verdict.decision
+        if (
+            not decided.allowed
             and verdict.error is None
             and verdict.check.mode == "hit"
-            for verdict in verdicts
-        )
-        and logging_denials()
-    )
+        ):
+            return True
+    return False
 
 
 def _timed(
