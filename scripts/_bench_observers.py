@@ -3,7 +3,10 @@ SyncRedis and on MemoryBackend with Prometheus metrics on (a
 ``PrometheusObserver`` of the limiter's own, on a registry of its own), and
 the same MemoryBackend hit through a copy of the engine's lone path without
 the observer hook, beside which the hook's cost with nobody listening is
-judged. The cases with metrics off are ``_bench_cases``' own."""
+judged. On Redis the case with metrics off is ``_bench_cases``' own; the
+embedded ones share a MemoryBackend of their own with their own case with
+metrics off, since a store that holds every other case's keys answers at
+another speed."""
 
 from functools import partial
 
@@ -44,6 +47,13 @@ def observer_cases(client: redis.Redis) -> list[Case]:
     memory = MemoryBackend()
     hookless = Limiter(LIMITS[1], backend=memory)
     return [
+        Case(
+            "lt.memory_alone.simple.1",
+            "MemoryBackend hit, metrics off, a store of its own: SimpleRate, 1 limit",
+            "luathrottle",
+            op=partial(Limiter(LIMITS[1], backend=memory).hit, "bench:alone"),
+            uses_redis=False,
+        ),
         Case(
             "lt.sync_redis_prometheus.simple.1",
             "SyncRedis hit, Prometheus on: SimpleRate, 1 limit",

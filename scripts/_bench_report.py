@@ -355,14 +355,14 @@ TARGETS = [
         1.15,
         "lower",
         "issue 24: counting every decision may add 15% to an embedded hit",
-        _round_ratio("lt.memory_prometheus.simple.1", "lt.memory.simple.1"),
+        _round_ratio("lt.memory_prometheus.simple.1", "lt.memory_alone.simple.1"),
     ),
     Target(
         "MemoryBackend hit, nobody listening / without the observer hook",
         1.01,
         "lower",
         "issue 24: with nobody listening, the observer hook adds nothing measurable",
-        _round_ratio("lt.memory.simple.1", "lt.memory_hookless.simple.1"),
+        _round_ratio("lt.memory_alone.simple.1", "lt.memory_hookless.simple.1"),
     ),
     Target(
         "view with 3 MemoryBackend throttles / same view without throttles (rps)",
