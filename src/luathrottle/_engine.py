@@ -49,10 +49,8 @@ __all__ = [
     "adecide",
     "asend",
     "decide",
-    "denied",
     "event",
     "failed",
-    "judged",
     "send",
     "words",
 ]
@@ -109,7 +107,7 @@ def _unseen(limits: Sequence[Limit], reasons: Sequence[Reason | None]) -> Decisi
 _new_limit_decision = functools.partial(tuple.__new__, LimitDecision)
 
 
-def judged(check: Check, decision: Decision, cached: bool) -> Verdict:
+def _judged(check: Check, decision: Decision, cached: bool) -> Verdict:
     """``check``'s verdict on the store's ``decision`` (or the denial
     cache's): in shadow mode the door admits it, showing no quota, and the
     store's decision stays on the verdict for the observers."""
@@ -186,7 +184,7 @@ class _Flight:
             )
         if len(self.checks) == 1:
             decision = Decision.from_reply(self.limits, reply, self.keys)
-            verdicts[self.indexes[0]] = judged(first, decision, cached)
+            verdicts[self.indexes[0]] = _judged(first, decision, cached)
             return
         decisions = decode_reply(self.limits, reply, self.keys)
         # One flight is all in shadow mode or none of it (``_plan``).
@@ -196,7 +194,7 @@ class _Flight:
             end = start + len(check.limits)
             decision = Decision.combine(decisions[start:end])
             verdicts[index] = (
-                judged(check, decision, cached)
+                _judged(check, decision, cached)
                 if shadow
                 else _new_verdict((check, decision, None, cached, None))
             )
@@ -328,7 +326,7 @@ class _Run:
     def verdicts(self) -> list[Verdict]:
         """Every check's verdict, in their order, once each hit's is
         reported; peeks decide nothing."""
-        if self._listen or denied(self._verdicts):
+        if self._listen or _denied(self._verdicts):
             for index, verdict in enumerate(self._verdicts):
                 check = verdict.check
                 if check.mode == "hit":
@@ -345,7 +343,7 @@ def _listening(checks: Sequence[Check]) -> bool:
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
 
 
-def denied(verdicts: list[Verdict]) -> bool:
+def _denied(verdicts: list[Verdict]) -> bool:
     """Whether a verdict is a denial (or a would-be one) that the denial
     log wants, when nobody else listens: asked of every decide, so the log's
     level is asked first, and the verdicts only when it logs."""
