@@ -10,7 +10,7 @@ once per identity where they can (``Limiter`` keeps its usual ones).
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from luathrottle._denials import DenialCache
 from luathrottle._events import Observer
@@ -22,7 +22,16 @@ from luathrottle.exceptions import BackendError
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
-__all__ = ["Batching", "Check", "Verdict", "batching", "joined", "trial_parts"]
+__all__ = [
+    "NO_SETTINGS",
+    "Batching",
+    "Check",
+    "Defaults",
+    "Verdict",
+    "batching",
+    "joined",
+    "trial_parts",
+]
 
 
 class Check(NamedTuple):
@@ -83,6 +92,30 @@ class Check(NamedTuple):
     shadow: bool | None
     near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
+
+
+class Defaults(Protocol):
+    """What the settings give a check whose throttle sets none itself:
+    ``luathrottle.django._conf.Config`` is one."""
+
+    @property
+    def on_failure(self) -> OnFailure: ...
+
+    @property
+    def shadow(self) -> bool: ...
+
+    @property
+    def near_limit(self) -> float | None: ...
+
+
+class _NoSettings(NamedTuple):
+    on_failure: OnFailure = "allow"
+    shadow: bool = False
+    near_limit: float | None = None
+
+
+#: The defaults of a check made without the settings (``state_key``).
+NO_SETTINGS = _NoSettings()
 
 
 class Verdict(NamedTuple):

@@ -318,14 +318,7 @@ def _decide(
     for signature, (throttle, key) in pending.items():
         inner = throttle.luathrottle_throttle()
         checks[signature] = inner.keyed(
-            key,
-            _SCOPE,
-            inner.limit,
-            request=request,
-            on_failure=config.on_failure,
-            door="drf",
-            shadow=config.shadow,
-            near_limit=config.near_limit,
+            key, _SCOPE, inner.limit, request=request, settings=config, door="drf"
         )
     verdicts = decide(list(checks.values()))
     state.verdicts.update(zip(checks, verdicts, strict=True))

@@ -143,13 +143,7 @@ def _checks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity,
-                    view_scope,
-                    limit,
-                    request=request,
-                    on_failure=config.on_failure,
-                    shadow=config.shadow,
-                    near_limit=config.near_limit,
+                    identity, view_scope, limit, request=request, settings=config
                 )
             )
     return checks
@@ -163,13 +157,7 @@ async def _achecks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity,
-                    view_scope,
-                    limit,
-                    request=request,
-                    on_failure=config.on_failure,
-                    shadow=config.shadow,
-                    near_limit=config.near_limit,
+                    identity, view_scope, limit, request=request, settings=config
                 )
             )
     return checks

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from luathrottle._answers import refusal_spec
-from luathrottle._checks import Batching, Check, batching
+from luathrottle._checks import NO_SETTINGS, Batching, Check, Defaults, batching
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._events import (
@@ -339,15 +339,13 @@ class BaseThrottle(Generic[_BackendT]):
         limit: Limit,
         *,
         request: Any = None,
-        on_failure: OnFailure = "allow",
+        settings: Defaults = NO_SETTINGS,
         door: str = "django",
-        shadow: bool = False,
-        near_limit: float | None = None,
     ) -> Check:
         """The check of ``identity`` under ``limit`` on the view ``view_scope``:
-        one hit, under this throttle's policy, else ``on_failure``; in shadow
-        mode when the throttle or ``shadow`` (the settings') says so, near
-        its limit at its own ``near_limit``, else at ``near_limit``."""
+        one hit, under this throttle's policy, else the ``settings``' one; in
+        shadow mode when the throttle, its limit or the ``settings`` say so;
+        near its limit at its own ``near_limit``, else at the settings'."""
         frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
@@ -376,14 +374,14 @@ class BaseThrottle(Generic[_BackendT]):
                 1,
                 self.clock,
                 self.denials,
-                self.on_failure or on_failure,
+                self.on_failure or settings.on_failure,
                 door,
                 self.observers,
                 self,
                 request,
                 identity,
-                self.shadow or shadow or limit.shadow,
-                self.near_limit if self.near_limit is not None else near_limit,
+                self.shadow or settings.shadow or limit.shadow,
+                settings.near_limit if self.near_limit is None else self.near_limit,
                 None,
             )
         )

@@ -298,16 +298,13 @@ class Twin:
         identity = self.inner.identity(Context(endpoint, controller))
         if identity is None:
             return None
-        config = get_config()
         return self.inner.keyed(
             identity,
             f"{endpoint_scope(endpoint, controller)}{place}",
             self.inner.limit,
             request=controller.request,
-            on_failure=config.on_failure,
+            settings=get_config(),
             door="dmr",
-            shadow=config.shadow,
-            near_limit=config.near_limit,
         )
 
     def report_usage(
