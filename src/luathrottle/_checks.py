@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from luathrottle._denials import DenialCache
-from luathrottle._events import Observer
+from luathrottle._events import Observers
 from luathrottle._failures import OnFailure
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
@@ -85,7 +85,7 @@ class Check(NamedTuple):
     denials: DenialCache | None
     on_failure: OnFailure
     door: str
-    observers: tuple[Observer, ...]
+    observers: Observers
     source: Any
     request: Any
     identity: str | None

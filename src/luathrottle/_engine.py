@@ -30,15 +30,15 @@ from collections.abc import Hashable, Iterator, Sequence
 from luathrottle._checks import Check, Verdict
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
-from luathrottle._events import REGISTRY, DecisionEvent, Outcome, report
+from luathrottle._events import REGISTRY, report
 from luathrottle._failures import failure_decision
+from luathrottle._outcomes import counted, event
 from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import (
     Decision,
     LimitDecision,
     Reason,
-    deciding_limit,
     decode_reply,
 )
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
@@ -49,7 +49,6 @@ __all__ = [
     "adecide",
     "asend",
     "decide",
-    "event",
     "failed",
     "send",
     "words",
@@ -331,7 +330,15 @@ class _Run:
                 check = verdict.check
                 if check.mode == "hit":
                     latency = self._latencies.get(index)
-                    report(event(*verdict, latency), check.identity, check.observers)
+                    # A tally tells only the store's own decision.
+                    if (
+                        verdict.error is not None
+                        or verdict.cached
+                        or verdict.stored is not None
+                        or not counted(check, verdict.decision, latency)
+                    ):
+                        happened = event(*verdict, latency)
+                        report(happened, check.identity, check.observers)
         return self._verdicts
 
 
@@ -370,76 +377,3 @@ def _timed(
         if call is not None:
             for index in flight.indexes:
                 latencies[index] = latency
-
-
-def event(
-    check: Check,
-    decision: Decision,
-    error: BackendError | None,
-    cached: bool,
-    stored: Decision | None,
-    latency: float | None,
-) -> DecisionEvent:
-    """The event of a hit's verdict (``Verdict``'s fields, which a lone
-    check's path has without building one), whose store call took
-    ``latency``.
-
-    Every decision of every door is reported through here, so it reads the
-    check by unpacking it (a named tuple's field read by name costs a type
-    lookup each) and names the outcome by module constants (so does an enum
-    member read off its class)."""
-    (_, _, script, keys, _, _, _, _, _, _, _, _, door, _, source, request, _) = check[
-        :17
-    ]
-    shadow, near = check[17], check[18]
-    limits = (stored or decision)[6]
-    if len(limits) == 1:
-        main, key = limits[0], keys[0]
-    else:
-        main = deciding_limit(limits)
-        key = keys[limits.index(main)]
-    limit, allowed, remaining, _, retry_after, _ = main
-    if error is not None:
-        outcome = _FAILED_OPEN if decision[0] else _FAILED_CLOSED
-    elif not allowed:
-        if shadow:
-            outcome = _SHADOW_DENIED
-        else:
-            outcome = _DENIED_FROM_CACHE if cached else _DENIED
-    elif (
-        near is not None
-        and remaining is not None
-        and remaining < near * limit.max_requests
-    ):
-        outcome = _NEAR_LIMIT
-    else:
-        outcome = _ADMITTED
-    return _new_event(
-        (
-            door,
-            limit.name,
-            script.name,
-            outcome,
-            remaining,
-            retry_after,
-            latency,
-            key,
-            main,
-            error,
-            source,
-            request,
-            None,
-        )
-    )
-
-
-#: Builds an event in C, as verdicts are.
-_new_event = functools.partial(tuple.__new__, DecisionEvent)
-
-_ADMITTED = Outcome.ADMITTED
-_NEAR_LIMIT = Outcome.NEAR_LIMIT
-_DENIED = Outcome.DENIED
-_DENIED_FROM_CACHE = Outcome.DENIED_FROM_CACHE
-_SHADOW_DENIED = Outcome.SHADOW_DENIED
-_FAILED_OPEN = Outcome.FAILED_OPEN
-_FAILED_CLOSED = Outcome.FAILED_CLOSED

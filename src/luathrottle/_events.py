@@ -7,9 +7,14 @@ reports each decision once, to the process's observers and then to the
 decider's own, after the decision is made and before the door answers.
 
 Reporting is cheap when nobody listens: no event is built, and the store
-call is not timed. An observer that raises is logged on the ``luathrottle``
-logger and skipped; it never fails the request. Every denial is also logged,
-once, on that logger (``luathrottle._denial_log``).
+call is not timed. An observer that only counts decisions, such as
+``PrometheusObserver``, may also have a ``tally`` (``Tally``): when every
+observer listening has one, an admitted hit is told to each as a tally,
+without an event, which would cost more to build than the count.
+
+An observer that raises is logged on the ``luathrottle`` logger and
+skipped; it never fails the request. Every denial is also logged, once, on
+that logger (``luathrottle._denial_log``).
 
 Events name a state by its hashed key, never by the raw identity, unless the
 observer was added with ``identities=True``.
@@ -18,7 +23,7 @@ observer was added with ``identities=True``.
 import enum
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from luathrottle._denial_log import log_denial
 from luathrottle.decision import LimitDecision
@@ -29,7 +34,9 @@ __all__ = [
     "REGISTRY",
     "DecisionEvent",
     "Observer",
+    "Observers",
     "Outcome",
+    "Tally",
     "add_observer",
     "check_near_limit",
     "check_observers",
@@ -37,6 +44,7 @@ __all__ = [
     "observed",
     "remove_observer",
     "report",
+    "tally_failed",
 ]
 
 logger = logging.getLogger("luathrottle")
@@ -131,15 +139,53 @@ class DecisionEvent(NamedTuple):
 Observer = Callable[[DecisionEvent], object]
 
 
-class _Registry:
-    """The process's observers, each with whether it sees raw identities:
-    a new tuple at every change, so that reporting reads it without a lock,
-    and deciders test it without a call."""
+class Tally(Protocol):
+    """An observer's ``tally``: it counts an admitted hit by the event's
+    first four fields and its latency, as the observer would count the
+    hit's event."""
 
-    __slots__ = ("observers",)
+    def __call__(
+        self,
+        door: str,
+        limit: str,
+        algorithm: str,
+        outcome: Outcome,
+        latency: float | None,
+        /,
+    ) -> object: ...
+
+
+def _tallies(observers: Iterable[Observer]) -> tuple[Tally, ...] | None:
+    """The ``tally`` of each of ``observers``; None when one has none."""
+    found = []
+    for observer in observers:
+        tally = getattr(observer, "tally", None)
+        if not callable(tally):
+            return None
+        found.append(tally)
+    return tuple(found)
+
+
+class Observers(tuple[Observer, ...]):
+    """A limiter's or throttle's own observers, and their ``tallies``."""
+
+    tallies: tuple[Tally, ...] | None
+
+
+class _Registry:
+    """The process's observers, each with whether it sees raw identities,
+    and their ``tallies``: new tuples at every change, so that reporting
+    reads them without a lock, and deciders test them without a call."""
+
+    __slots__ = ("observers", "tallies")
 
     def __init__(self) -> None:
         self.observers: tuple[tuple[Observer, bool], ...] = ()
+        self.tallies: tuple[Tally, ...] | None = ()
+
+    def set(self, observers: tuple[tuple[Observer, bool], ...]) -> None:
+        self.tallies = _tallies(observer for observer, _ in observers)
+        self.observers = observers
 
 
 #: The process's observers.
@@ -160,7 +206,7 @@ def add_observer(observer: Observer, *, identities: bool = False) -> None:
     """
     if not callable(observer):
         raise TypeError(f"observer must be a callable, got {observer!r}")
-    REGISTRY.observers = (*REGISTRY.observers, (observer, bool(identities)))
+    REGISTRY.set((*REGISTRY.observers, (observer, bool(identities))))
 
 
 def remove_observer(observer: Observer) -> None:
@@ -168,9 +214,7 @@ def remove_observer(observer: Observer) -> None:
     equals it (``remove_observer(events.append)`` removes the
     ``events.append`` added earlier, another bound method of the same
     list); nothing happens if none was added."""
-    REGISTRY.observers = tuple(
-        item for item in REGISTRY.observers if item[0] != observer
-    )
+    REGISTRY.set(tuple(item for item in REGISTRY.observers if item[0] != observer))
 
 
 def observed(own: tuple[Observer, ...]) -> bool:
@@ -178,14 +222,14 @@ def observed(own: tuple[Observer, ...]) -> bool:
     return bool(REGISTRY.observers or own)
 
 
-def check_observers(observers: object) -> tuple[Observer, ...]:
+def check_observers(observers: object) -> Observers:
     """Validate a limiter's or throttle's ``observers=``: callables.
 
     Raises:
         TypeError: naming ``observers``.
     """
     if observers is None:
-        return ()
+        observers = ()
     if isinstance(observers, str | bytes) or not isinstance(observers, Iterable):
         raise TypeError(f"observers must be a list of callables, got {observers!r}")
     checked = tuple(observers)
@@ -194,7 +238,9 @@ def check_observers(observers: object) -> tuple[Observer, ...]:
             raise TypeError(
                 f"observers must be a list of callables, got {observer!r} in it"
             )
-    return checked
+    own = Observers(checked)
+    own.tallies = _tallies(own)
+    return own
 
 
 def check_near_limit(near_limit: object) -> float | None:
@@ -252,4 +298,14 @@ def _failed(observer: Observer, event: DecisionEvent) -> None:
         "luathrottle observer %r failed on a %s event; skipped",
         observer,
         event.outcome,
+    )
+
+
+def tally_failed(tally: Tally, outcome: Outcome) -> None:
+    """Log that ``tally`` raised on a hit of ``outcome``, as a failed
+    observer is; the hit goes on."""
+    logger.exception(
+        "luathrottle observer's tally %r failed on a %s hit; skipped",
+        tally,
+        outcome,
     )

@@ -14,15 +14,9 @@ from collections.abc import Sequence
 from luathrottle._checks import Check, joined, trial_parts
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
-from luathrottle._engine import (
-    NOT_SENT,
-    adecide,
-    decide,
-    event,
-    failed,
-    words,
-)
+from luathrottle._engine import NOT_SENT, adecide, decide, failed, words
 from luathrottle._events import REGISTRY, report
+from luathrottle._outcomes import counted, event
 from luathrottle._switch import SWITCH
 from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError
@@ -59,7 +53,10 @@ def decide_one(check: Check) -> Decision:
     except BackendError as error:
         return _one(check, error, time.perf_counter() - started)
     latency = time.perf_counter() - started
-    return _one(check, Decision.from_reply(check.limits, reply, check.keys), latency)
+    decision = Decision.from_reply(check.limits, reply, check.keys)
+    if counted(check, decision, latency):
+        return decision
+    return _one(check, decision, latency)
 
 
 async def adecide_one(check: Check) -> Decision:
@@ -86,7 +83,10 @@ async def adecide_one(check: Check) -> Decision:
     except BackendError as error:
         return _one(check, error, time.perf_counter() - started)
     latency = time.perf_counter() - started
-    return _one(check, Decision.from_reply(check.limits, reply, check.keys), latency)
+    decision = Decision.from_reply(check.limits, reply, check.keys)
+    if counted(check, decision, latency):
+        return decision
+    return _one(check, decision, latency)
 
 
 def _one(

@@ -73,7 +73,7 @@ _BUCKETS = (
 _Attributes = dict[str, str]
 
 
-class _Tally:
+class _Counts:
     """What one label tuple (``event[:4]``) was counted, and the attribute
     dicts its measurements take, built once."""
 
@@ -132,7 +132,7 @@ class OtelObserver:
                 f"got {meter_provider!r}"
             )
         self._lock = threading.Lock()
-        self._tallies: dict[tuple[str, str, str, Outcome], _Tally] = {}
+        self._counts: dict[tuple[str, str, str, Outcome], _Counts] = {}
         self._failures: dict[tuple[str, str, type[Any]], _Failures] = {}
         meter = meter_provider.get_meter("luathrottle", _version())
         meter.create_observable_counter(
@@ -169,19 +169,37 @@ class OtelObserver:
 
     def __call__(self, event: DecisionEvent) -> None:
         """Record ``event``."""
-        labels = event[:4]
-        tally = self._tallies.get(labels)
-        if tally is None:
-            with self._lock:
-                tally = self._tallies.setdefault(labels, _Tally(labels))
-        with self._lock:
-            tally.count += 1
-        if event.latency is not None:
-            self._durations.record(event.latency, tally.stored)
+        counts = self._count(event[:4], event.latency)
         if event.error is not None:
             self._failed(event)
-        if tally.denial:
-            _add_span_event(event, tally.attributes)
+        if counts.denial:
+            _add_span_event(event, counts.attributes)
+
+    def tally(
+        self,
+        door: str,
+        limit: str,
+        algorithm: str,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        """Record a decision by its labels and store call's ``latency``:
+        what the engine tells of an admitted hit, without building its
+        event."""
+        self._count((door, limit, algorithm, outcome), latency)
+
+    def _count(
+        self, labels: tuple[str, str, str, Outcome], latency: float | None
+    ) -> "_Counts":
+        counts = self._counts.get(labels)
+        if counts is None:
+            with self._lock:
+                counts = self._counts.setdefault(labels, _Counts(labels))
+        with self._lock:
+            counts.count += 1
+        if latency is not None:
+            self._durations.record(latency, counts.stored)
+        return counts
 
     def close(self) -> None:
         """Stop: no more decisions from the process (``remove_observer``),
@@ -209,24 +227,24 @@ class OtelObserver:
         # Half-open, it still refuses every call but one trial.
         self._breakers.set(0 if state == "closed" else 1, {"store": breaker.store})
 
-    def _counted(self) -> list[tuple[int, _Tally]]:
+    def _counted(self) -> list[tuple[int, _Counts]]:
         with self._lock:
-            return [(tally.count, tally) for tally in self._tallies.values()]
+            return [(counts.count, counts) for counts in self._counts.values()]
 
     def _decisions(
         self, options: metrics.CallbackOptions
     ) -> Iterable[metrics.Observation]:
         return [
-            metrics.Observation(n, tally.attributes) for n, tally in self._counted()
+            metrics.Observation(n, counts.attributes) for n, counts in self._counted()
         ]
 
     def _answers(
         self, options: metrics.CallbackOptions
     ) -> Iterable[metrics.Observation]:
         return [
-            metrics.Observation(n, tally.answered)
-            for n, tally in self._counted()
-            if tally.answered is not None
+            metrics.Observation(n, counts.answered)
+            for n, counts in self._counted()
+            if counts.answered is not None
         ]
 
     def _store_failures(

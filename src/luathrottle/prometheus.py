@@ -173,12 +173,26 @@ class PrometheusObserver(Collector):
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
-        # Hot: one dict look-up by the event's first four fields, and two
-        # additions under the lock; the registry sums them when scraped.
-        row = self._rows.get(event[:4])
+        self.tally(event[0], event[1], event[2], event[3], event[6])
+        if event[9] is not None:
+            self._failed(event)
+
+    def tally(
+        self,
+        door: str,
+        limit: str,
+        algorithm: str,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        """Count a decision by its labels and store call's ``latency``: what
+        the engine tells of an admitted hit, without building its event."""
+        # Hot: one dict look-up, and two additions under the lock; the
+        # registry sums them when scraped.
+        labels = (door, limit, algorithm, outcome)
+        row = self._rows.get(labels)
         if row is None:
-            row = self._row(event)
-        latency = event[6]
+            row = self._row(labels)
         self._acquire()
         try:
             if latency is None:
@@ -188,16 +202,14 @@ class PrometheusObserver(Collector):
                 row[bisect_left(_BOUNDS, latency) + 2] += 1
         finally:
             self._release()
-        if event[9] is not None:
-            self._failed(event)
 
-    def _row(self, event: DecisionEvent) -> list[float]:
-        """The counts of the decisions labelled as ``event``: how many made
-        no store call, the sum of the others' latencies, and how many of
-        those fell in each bucket."""
+    def _row(self, labels: _Labels) -> list[float]:
+        """The counts of the decisions labelled ``labels``: how many made no
+        store call, the sum of the others' latencies, and how many of those
+        fell in each bucket."""
         fresh: list[float] = [0, 0.0, *[0] * len(_BOUNDS)]
         with self._lock:
-            return self._rows.setdefault(event[:4], fresh)
+            return self._rows.setdefault(labels, fresh)
 
     def _failed(self, event: DecisionEvent) -> None:
         key = (event.algorithm, event.door, type(event.error).__name__)
@@ -280,23 +292,35 @@ class _SharedObserver(PrometheusObserver):
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
-        children = self._children.get(event[:4])
-        if children is None:
-            children = self._children_of(event)
-        decisions, seconds, answers = children
-        decisions.inc()
-        if event.latency is not None:
-            seconds.observe(event.latency)
-        if answers is not None:
-            answers.inc()
+        self.tally(event[0], event[1], event[2], event[3], event[6])
         if event.error is not None:
             error = type(event.error).__name__
             self._errors.labels(event.algorithm, event.door, error).inc()
 
+    def tally(
+        self,
+        door: str,
+        limit: str,
+        algorithm: str,
+        outcome: Outcome,
+        latency: float | None,
+    ) -> None:
+        """Count a decision by its labels and store call's ``latency``."""
+        labels = (door, limit, algorithm, outcome)
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children_of(labels)
+        decisions, seconds, answers = children
+        decisions.inc()
+        if latency is not None:
+            seconds.observe(latency)
+        if answers is not None:
+            answers.inc()
+
     def _children_of(
-        self, event: DecisionEvent
+        self, labels: _Labels
     ) -> tuple[Counter, Histogram, Counter | None]:
-        door, limit, algorithm, outcome = event[:4]
+        door, limit, algorithm, outcome = labels
         answers = None
         if outcome == Outcome.DENIED_FROM_CACHE:
             answers = self._answers.labels(limit, algorithm, door)
@@ -306,7 +330,7 @@ class _SharedObserver(PrometheusObserver):
             answers,
         )
         # Racing threads find the same children: labels() makes each once.
-        self._children[event[:4]] = children
+        self._children[labels] = children
         return children
 
     def describe(self) -> Iterable[Metric]:

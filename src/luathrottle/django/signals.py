@@ -41,24 +41,33 @@ _observing = threading.Lock()
 _observed = False
 
 
-def _send(event: DecisionEvent) -> None:
-    if event.outcome in _THROTTLED:
-        signal, extra = request_throttled, {}
-    elif event.outcome in _FAILED:
-        policy = "allow" if event.outcome == Outcome.FAILED_OPEN else "deny"
-        signal, extra = store_failed, {"error": event.error, "on_failure": policy}
-    else:
-        return
-    signal.send(
-        type(event.source),
-        request=event.request,
-        throttle=event.source,
-        key_name=event.limit,
-        state_key=event.key,
-        decision=event.decision,
-        event=event,
-        **extra,
-    )
+class _Sender:
+    """The observer that sends the signals."""
+
+    def __call__(self, event: DecisionEvent) -> None:
+        if event.outcome in _THROTTLED:
+            signal, extra = request_throttled, {}
+        elif event.outcome in _FAILED:
+            policy = "allow" if event.outcome == Outcome.FAILED_OPEN else "deny"
+            signal, extra = store_failed, {"error": event.error, "on_failure": policy}
+        else:
+            return
+        signal.send(
+            type(event.source),
+            request=event.request,
+            throttle=event.source,
+            key_name=event.limit,
+            state_key=event.key,
+            decision=event.decision,
+            event=event,
+            **extra,
+        )
+
+    def tally(self, *labels: object) -> None:
+        """Ignore an admitted hit, told as a tally: it sends no signal."""
+
+
+_send = _Sender()
 
 
 class _ObservedSignal(Signal):

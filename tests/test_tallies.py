@@ -1,0 +1,158 @@
+"""Tallies: an admitted hit is told to observers that only count as a tally,
+without an event, when every observer listening has one; everything else,
+and every hit when one listener has no tally, is told as an event. Both
+tell the same counts."""
+
+import logging
+
+import pytest
+from django.http import HttpResponse
+from django.test import RequestFactory
+
+import luathrottle
+from luathrottle import Limiter, Outcome
+from luathrottle.backends.memory import MemoryBackend
+from luathrottle.backends.redis import SyncRedis
+from luathrottle.django import SyncThrottle, throttle
+from luathrottle.django.signals import request_throttled
+from test_prometheus import dead_store
+
+
+class Counting:
+    """An observer that counts: what it was told, as a tally or an event."""
+
+    def __init__(self, fail=False):
+        self.tallied = []
+        self.events = []
+        self.fail = fail
+
+    def __call__(self, event):
+        self.events.append(event)
+
+    def tally(self, door, limit, algorithm, outcome, latency):
+        if self.fail:
+            raise RuntimeError("tally broke")
+        self.tallied.append((door, limit, algorithm, outcome, latency))
+
+    def outcomes(self):
+        told = [labels[3] for labels in self.tallied]
+        return told + [event.outcome for event in self.events]
+
+
+@pytest.fixture
+def counting():
+    observer = Counting()
+    luathrottle.add_observer(observer)
+    yield observer
+    luathrottle.remove_observer(observer)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request, redis_url):
+    if request.param == "memory":
+        return MemoryBackend()
+    return SyncRedis.from_url(redis_url)
+
+
+def test_admitted_hits_are_tallied_and_denials_are_events(counting, backend):
+    limiter = Limiter(2, 60, backend=backend, prefix=f"tally:{id(counting)}")
+    for _ in range(3):
+        limiter.hit("k")
+    assert [labels[:4] for labels in counting.tallied] == [
+        ("limiter", "2/60s", "fixed_window", Outcome.ADMITTED)
+    ] * 2
+    # Each tally carries its store call's time.
+    assert all(labels[4] > 0 for labels in counting.tallied)
+    assert [event.outcome for event in counting.events] == [Outcome.DENIED]
+    assert limiter.peek("k").remaining == 0
+
+
+def test_a_listener_without_a_tally_has_every_hit_told_as_an_event(counting):
+    events = []
+    luathrottle.add_observer(events.append)
+    try:
+        limiter = Limiter(2, 60, backend=MemoryBackend())
+        for _ in range(3):
+            limiter.hit("k")
+    finally:
+        luathrottle.remove_observer(events.append)
+    assert counting.tallied == []
+    assert counting.outcomes() == [e.outcome for e in events]
+    assert counting.outcomes() == ["admitted", "admitted", "denied"]
+
+
+def test_own_observers_are_tallied_unless_one_has_no_tally():
+    own = Counting()
+    events = []
+    alone = Limiter(2, 60, backend=MemoryBackend(), observers=[own])
+    mixed = Limiter(2, 60, backend=MemoryBackend(), observers=[own, events.append])
+    for limiter in (alone, mixed):
+        for _ in range(2):
+            limiter.hit("k")
+    assert len(own.tallied) == 2
+    assert [event.outcome for event in own.events] == ["admitted"] * 2
+    assert len(events) == 2
+
+
+def test_peeks_are_never_told(counting):
+    limiter = Limiter(2, 60, backend=MemoryBackend())
+    limiter.peek("k")
+    limiter.hit("k")
+    limiter.peek("k")
+    assert counting.outcomes() == ["admitted"]
+
+
+def test_near_limit_shadow_and_failures_are_told_with_their_outcomes(counting):
+    near = Limiter(4, 600, backend=MemoryBackend(), near_limit=0.5)
+    shadowed = Limiter(1, 60, backend=MemoryBackend(), shadow=True)
+    failing = Limiter(1, 60, backend=dead_store(), on_failure="allow")
+    for _ in range(4):
+        near.hit("k")
+    for _ in range(2):
+        shadowed.hit("k")
+    failing.hit("k")
+    assert [labels[3] for labels in counting.tallied] == [
+        "admitted",
+        "admitted",
+        "near_limit",
+        "near_limit",
+    ]
+    # Shadowed checks are told by events, their admitted hits too, and so
+    # are the failure policy's decisions.
+    assert [event.outcome for event in counting.events] == [
+        "admitted",
+        "shadow_denied",
+        "failed_open",
+    ]
+
+
+def test_a_tally_that_raises_is_logged_and_the_hit_goes_on(caplog):
+    broken, counting = Counting(fail=True), Counting()
+    limiter = Limiter(1, 60, backend=MemoryBackend(), observers=[broken, counting])
+    with caplog.at_level(logging.ERROR, logger="luathrottle"):
+        assert limiter.hit("k").allowed
+    assert len(counting.tallied) == 1
+    assert "tally" in caplog.text
+    assert "tally broke" in caplog.text
+
+
+def test_a_django_door_tallies_too_while_signals_are_connected(counting):
+    received = []
+
+    def receiver(sender, **kwargs):
+        received.append(kwargs["event"].outcome)
+
+    request_throttled.connect(receiver)
+    try:
+        guard = SyncThrottle(2, 60, backend=MemoryBackend())
+        view = throttle(guard, allow_unsafe_cache=None)(lambda r: HttpResponse())
+        request = RequestFactory().get("/", REMOTE_ADDR="192.0.2.77")
+        statuses = [view(request).status_code for _ in range(3)]
+    finally:
+        request_throttled.disconnect(receiver)
+    assert statuses == [200, 200, 429]
+    assert [labels[:4] for labels in counting.tallied] == [
+        ("django", "RemoteAddr", "fixed_window", Outcome.ADMITTED)
+    ] * 2
+    assert [event.outcome for event in counting.events] == ["denied"]
+    assert received == ["denied"]
