@@ -82,6 +82,7 @@ PUBLIC = {
         "XRateLimit",
     ],
     "luathrottle.fastapi": ["SyncThrottle", "Throttle", "client_host"],
+    "luathrottle.flask": ["Throttle", "remote_address"],
     "luathrottle.otel": ["OtelObserver"],
     "luathrottle.prometheus": ["PrometheusObserver"],
     "luathrottle.rates": [
