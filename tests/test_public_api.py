@@ -36,6 +36,7 @@ PUBLIC = {
         "Outcome",
         "PoolExhaustedError",
         "Rate",
+        "RateLimited",
         "Reason",
         "ScriptError",
         "SimpleRate",
@@ -217,6 +218,7 @@ PUBLIC = {
         "CircuitOpenError",
         "LuathrottleError",
         "PoolExhaustedError",
+        "RateLimited",
         "ScriptError",
     ],
     "luathrottle.headers": [
@@ -360,7 +362,7 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "peek", "reset", "state_keys"}
+        == {"hit", "limit", "peek", "reset", "state_keys"}
     )
     assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
     for name in ("hit", "peek", "reset"):

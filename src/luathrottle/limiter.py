@@ -26,6 +26,7 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
+from luathrottle._limited import AsyncLimited, Limited
 from luathrottle._lone import adecide_one, decide_one
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
@@ -364,6 +365,21 @@ class Limiter(_BaseLimiter[SyncBackend]):
         ``limits`` as for ``hit``."""
         return decide_one(self._check(key, "peek", cost, limits))
 
+    def limit(self, *, key: str | Callable[..., str | None], cost: int = 1) -> Limited:
+        """Limit a function, or a block: each call (or entry) is a hit.
+
+        ``@limiter.limit(key="geocoder")`` guards a ``def`` or an ``async
+        def``; ``key`` may be a callable given the function's arguments,
+        returning the str to count against (None: not counted).
+        ``with limiter.limit(key="geocoder"):`` guards a block, with a str
+        key. A refused hit raises ``luathrottle.RateLimited`` before the
+        function runs, spending nothing.
+
+        Raises:
+            TypeError, ValueError: naming ``key`` or ``cost``.
+        """
+        return Limited(self, key, cost)
+
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
 
@@ -408,6 +424,13 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
         return await adecide_one(self._check(key, "peek", cost, limits))
+
+    def limit(
+        self, *, key: str | Callable[..., str | None], cost: int = 1
+    ) -> AsyncLimited:
+        """``Limiter.limit`` for ``async def`` functions and ``async with``
+        blocks."""
+        return AsyncLimited(self, key, cost)
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
