@@ -53,7 +53,7 @@ from luathrottle._engine import decide
 from luathrottle._events import Observer, check_shadow
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._providers import check_providers
-from luathrottle.backends.base import SyncBackend
+from luathrottle.backends.base import SyncBackend, check_backend_kind
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.decision import Decision
 from luathrottle.headers import BaseResponseHeadersProvider
@@ -170,6 +170,8 @@ class Throttle:
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable of no arguments, got {key!r}")
+        if backend is not None:
+            check_backend_kind(backend, SyncBackend, "luathrottle.flask.Throttle")
         self._backend = backend
         self._key: _Key = remote_address if key is None else key
         self._defaults = None if default_limits is None else _default(default_limits)

@@ -92,6 +92,10 @@ class _BaseLimiter(Generic[_BackendT]):
     #: The front door its decisions' events name; adapters built on a
     #: limiter name their own.
     _door: ClassVar[str] = "limiter"
+    #: What the user built, and its twin of the other kind, as errors name
+    #: them: an adapter's, when it is built on a limiter.
+    _owner: ClassVar[str | None] = None
+    _twin: ClassVar[str | None]
 
     def __init__(
         self,
@@ -119,7 +123,8 @@ class _BaseLimiter(Generic[_BackendT]):
         self.algorithm.check_limits(self.limits)
         self.script = self.algorithm.script
         self.backend: _BackendT = _default_memory() if backend is None else backend
-        check_backend_kind(self.backend, self._backend_type, type(self).__name__)
+        owner = self._owner or type(self).__name__
+        check_backend_kind(self.backend, self._backend_type, owner, self._twin)
         self.prefix = check_prefix(prefix)
         self.scope = check_scope(scope)
         self._frames = [
@@ -330,6 +335,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
     """
 
     _backend_type = SyncBackend
+    _twin: ClassVar[str | None] = "AsyncLimiter"
 
     def hit(
         self,
@@ -405,6 +411,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     """
 
     _backend_type = AsyncBackend
+    _twin: ClassVar[str | None] = "Limiter"
 
     async def hit(
         self,
