@@ -261,3 +261,15 @@ def by_window(admissions):
             windows.append([])
         windows[-1].append(remaining)
     return windows
+
+
+def test_a_wait_past_a_cached_denial_asks_the_store(store):
+    """The denial cache keeps a denial until its retry_after, which is when
+    the wait tries again: that try reaches the store."""
+    events = []
+    limiter = Limiter(
+        "1/1s", backend=store, cache_denials=True, observers=[events.append]
+    )
+    limiter.hit("k")
+    assert limiter.wait("k", timeout=30).allowed
+    assert outcomes(events) == [Outcome.ADMITTED, Outcome.DENIED, Outcome.ADMITTED]
