@@ -172,6 +172,25 @@ async def test_a_django_throttle_without_max_wait_is_never_held(astore, async_rf
     assert (await view(async_rf.get("/"))).status_code == 429
 
 
+async def test_a_django_stage_is_held_no_longer_than_its_least_max_wait(
+    astore, async_rf
+):
+    """The per-3-seconds throttle would hold the request up to 3 seconds,
+    longer than the per-second one's max_wait: answered at once."""
+    events = []
+    options = {"backend": astore, "observers": [events.append]}
+    view = throttle(
+        AsyncThrottle(
+            1, 1, cache_key=RemoteAddr(name="short"), max_wait=1.5, **options
+        ),
+        AsyncThrottle(1, 3, cache_key=RemoteAddr(name="long"), max_wait=30, **options),
+        allow_unsafe_cache=None,
+    )(aok)
+    await view(async_rf.get("/"))
+    assert (await view(async_rf.get("/"))).status_code == 429
+    assert [event.outcome for event in events][2:] == [Outcome.DENIED] * 2
+
+
 @pytest.mark.parametrize("together", [True, False], ids=["one-call", "two-stores"])
 async def test_a_held_django_stage_spends_each_throttle_once(
     astore, async_rf, together

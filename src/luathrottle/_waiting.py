@@ -145,10 +145,12 @@ def stage_pause(
     """When a door's stage of checks, held ``waited`` seconds so far, tries
     again, and which of ``verdicts`` it decides again: those of every
     script call that was denied, since they spent nothing; the others were
-    admitted and spent. None: answer with ``verdicts`` now, since all were
-    admitted, or a denied check's ``max_wait`` is None or would pass.
+    admitted and spent. The stage sleeps until its longest wait, so that
+    must fit every denied check's ``max_wait``. None: answer with
+    ``verdicts`` now, since all were admitted, or a denied check's
+    ``max_wait`` is None or would pass.
     """
-    longest = 0.0
+    longest, least_left = 0.0, math.inf
     denied = set()
     for verdict in verdicts:
         if verdict.decision.allowed:
@@ -156,12 +158,13 @@ def stage_pause(
         budget = max_wait(verdict.check)
         if budget is None or verdict.error is not None:
             return None
-        retry = _pause(verdict.decision, budget - waited)
+        left = budget - waited
+        retry = _pause(verdict.decision, left)
         if retry is None:
             return None
-        longest = max(longest, retry)
+        longest, least_left = max(longest, retry), min(least_left, left)
         denied.add(_flight(verdict.check))
-    if not denied:
+    if not denied or longest > least_left:
         return None
     again = [i for i, v in enumerate(verdicts) if _flight(v.check) in denied]
     return longest, again
