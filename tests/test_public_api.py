@@ -396,10 +396,10 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "limit", "peek", "reset", "state_keys"}
+        == {"hit", "limit", "peek", "reset", "state_keys", "wait"}
     )
     assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
-    for name in ("hit", "peek", "reset"):
+    for name in ("hit", "peek", "reset", "wait"):
         assert inspect.iscoroutinefunction(getattr(AsyncLimiter, name))
         assert inspect.signature(getattr(Limiter, name)) == inspect.signature(
             getattr(AsyncLimiter, name)

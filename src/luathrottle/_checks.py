@@ -30,6 +30,8 @@ __all__ = [
     "Verdict",
     "batching",
     "joined",
+    "limits_memo",
+    "trial_of",
     "trial_parts",
 ]
 
@@ -205,3 +207,26 @@ def joined(check: Check, verdicts: Sequence[Verdict]) -> Decision:
     for verdict in verdicts:
         decided.update(zip(verdict.check.keys, verdict.decision.limits, strict=True))
     return Decision.combine([decided[key] for key in check.keys])
+
+
+def limits_memo(limits: object) -> object:
+    """What per-call ``limits`` are remembered by, or None when they cannot
+    be. A list is remembered apart from a tuple of the same items: [5, 60]
+    is no limit, (5, 60) is one."""
+    if isinstance(limits, str | Limit):
+        return limits
+    if isinstance(limits, tuple | list):
+        memo = (type(limits), *limits)
+        try:
+            hash(memo)
+        except TypeError:
+            return None
+        return memo
+    return None
+
+
+def trial_of(limits: tuple[Limit, ...]) -> bool | None:
+    """A check's shadow mode by its limits': True when all are on trial
+    (``Limit(shadow=True)``), False when none is, None when some are."""
+    trial = [limit.shadow for limit in limits]
+    return all(trial) or (None if any(trial) else False)

@@ -20,6 +20,7 @@ from luathrottle._answers import Answer, headers_of, refusal
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
+from luathrottle._waiting import check_max_wait
 from luathrottle.backends import AsyncBackend
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import LimitSpec, parse_limits_named
@@ -85,6 +86,10 @@ class RateLimitMiddleware:
             ``Limiter``).
         near_limit: the fraction of a limit under which an admitted request
             is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
+        max_wait: hold a denied request up to this many seconds, until it
+            fits, rather than answer 429 (as nginx's ``delay=``); a request
+            that cannot fit in time gets its 429 at once. None (default):
+            never hold.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -106,6 +111,7 @@ class RateLimitMiddleware:
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -126,6 +132,7 @@ class RateLimitMiddleware:
             near_limit=near_limit,
         )
         self.response_headers = check_providers(response_headers)
+        self.max_wait = check_max_wait(max_wait, type(self).__name__)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Decide HTTP requests; pass every other scope through."""
@@ -141,7 +148,10 @@ class RateLimitMiddleware:
                 f"key returned {type(identity).__name__} {identity!r}; it must "
                 "return a str or None"
             )
-        decision = await self.limiter.hit(identity)
+        if self.max_wait is None:
+            decision = await self.limiter.hit(identity)
+        else:
+            decision = await self.limiter.wait(identity, timeout=self.max_wait)
         answer = refusal([(decision, self.response_headers)])
         if answer is not None:
             await _send_answer(send, answer)

@@ -34,6 +34,7 @@ from luathrottle._answers import headers_of, refusal
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
+from luathrottle._waiting import check_max_wait
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 
@@ -77,6 +78,8 @@ _LimiterT = TypeVar("_LimiterT", Limiter, AsyncLimiter)
 
 class _Base(Generic[_LimiterT]):
     _limiter_type: ClassVar[type[Limiter] | type[AsyncLimiter]]
+    #: Whether a denied request may be held (``max_wait``).
+    _holds: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -93,6 +96,7 @@ class _Base(Generic[_LimiterT]):
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
@@ -100,6 +104,7 @@ class _Base(Generic[_LimiterT]):
         self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
         self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
+        self.max_wait = check_max_wait(max_wait, type(self).__name__, self._holds)
         self._options: dict[str, Any] = {
             "algorithm": algorithm,
             "backend": backend,
@@ -197,12 +202,17 @@ class Throttle(_Base[AsyncLimiter]):
             (see ``Limiter``).
         near_limit: the fraction of a limit under which an admitted request
             is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
+        max_wait: hold a denied request up to this many seconds, until it
+            fits, rather than answer 429; a request that cannot fit in time
+            gets its 429 at once. None (default): never hold.
+            ``SyncThrottle`` refuses it: it would hold a pool thread.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
     """
 
     _limiter_type = _AsyncRouteLimiter
+    _holds = True
 
     async def __call__(self, request: Request, response: Response) -> Decision | None:
         """Count the request; the decision, or None when it was skipped.
@@ -215,7 +225,10 @@ class Throttle(_Base[AsyncLimiter]):
         if counting is None:
             return None
         limiter, identity = counting
-        return self.answer(await limiter.hit(identity), response)
+        if self.max_wait is None:
+            return self.answer(await limiter.hit(identity), response)
+        decision = await limiter.wait(identity, timeout=self.max_wait)
+        return self.answer(decision, response)
 
 
 class SyncThrottle(_Base[Limiter]):

@@ -5,11 +5,13 @@ turns a call into a check without I/O; each method of a twin is one check
 decided by the engine (``luathrottle._engine``), as every door's are.
 """
 
+import asyncio
 import functools
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._checks import Batching, Check, batching
+from luathrottle._checks import Batching, Check, batching, limits_memo, trial_of
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
 from luathrottle._events import (
@@ -28,6 +30,7 @@ from luathrottle._keys import (
 )
 from luathrottle._limited import AsyncLimited, Limited
 from luathrottle._lone import adecide_one, decide_one
+from luathrottle._waiting import Waiting
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.decision import Decision
@@ -59,32 +62,9 @@ _REMEMBERED = 256
 _RECENT_IDENTITIES = 1024
 
 
-def _memo(limits: object) -> object:
-    """What per-call ``limits`` are remembered by, or None when they cannot
-    be. A list is remembered apart from a tuple of the same items: [5, 60]
-    is no limit, (5, 60) is one."""
-    if isinstance(limits, str | Limit):
-        return limits
-    if isinstance(limits, tuple | list):
-        memo = (type(limits), *limits)
-        try:
-            hash(memo)
-        except TypeError:
-            return None
-        return memo
-    return None
-
-
 #: Builds a check in C: NamedTuple's own __new__ is a Python function, and
 #: a limiter builds one at every call but its usual ones.
 _new_check = functools.partial(tuple.__new__, Check)
-
-
-def _trial(limits: tuple[Limit, ...]) -> bool | None:
-    """A check's shadow mode by its limits': True when all are on trial
-    (``Limit(shadow=True)``), False when none is, None when some are."""
-    trial = [limit.shadow for limit in limits]
-    return all(trial) or (None if any(trial) else False)
 
 
 class _BaseLimiter(Generic[_BackendT]):
@@ -232,7 +212,7 @@ class _BaseLimiter(Generic[_BackendT]):
                 self,
                 None,
                 key,
-                self.shadow or _trial(limits),
+                self.shadow or trial_of(limits),
                 self.near_limit,
                 words,
             )
@@ -243,7 +223,7 @@ class _BaseLimiter(Generic[_BackendT]):
     ) -> tuple[Limit, ...]:
         """Per-call limits, validated as the constructor's are, naming
         ``limits``; remembered when they are hashable."""
-        memo = _memo(limits)
+        memo = limits_memo(limits)
         if memo is not None and memo in self._call_limits:
             return self._call_limits[memo]
         parsed = parse_limits_named(limits, "limits")
@@ -361,6 +341,37 @@ class Limiter(_BaseLimiter[SyncBackend]):
         """
         return decide_one(self._check(key, "hit", cost, limits))
 
+    def wait(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Decision:
+        """``hit`` until admitted or ``timeout`` passes, sleeping exactly each
+        denial's ``retry_after`` (the store's figure) between tries. Waiters
+        keep no place in a queue: a fresh hit may get in first.
+
+        Args:
+            key, cost, limits: as for ``hit``.
+            timeout: seconds to wait at most; None (default) for as long as
+                the store says it takes.
+
+        Returns:
+            The admission; or the denial, at once, when the next try would
+            pass ``timeout`` or the store failed. A denied wait spends nothing.
+
+        Raises:
+            ValueError: the cost can never fit a limit; a bad ``timeout``.
+            BackendError: the store failed and ``on_failure`` is ``"raise"``.
+        """
+        waiting = Waiting(timeout, cost, time.monotonic())
+        check = self._check(key, "hit", cost, limits)
+        while pause := waiting.pause(decided := decide_one(check), time.monotonic()):
+            time.sleep(pause)
+        return decided
+
     def peek(
         self,
         key: str,
@@ -422,6 +433,24 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
         """Spend ``cost`` for ``key`` if every limit admits it; ``limits``
         overrides the limiter's for this call, as for ``Limiter.hit``."""
         return await adecide_one(self._check(key, "hit", cost, limits))
+
+    async def wait(
+        self,
+        key: str,
+        cost: int = 1,
+        limits: LimitSpec | Iterable[LimitSpec] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Decision:
+        """``hit``, until admitted or ``timeout`` passes, as ``Limiter.wait``;
+        cancelled while it sleeps, it spends nothing."""
+        waiting = Waiting(timeout, cost, time.monotonic())
+        check = self._check(key, "hit", cost, limits)
+        while pause := waiting.pause(
+            decided := await adecide_one(check), time.monotonic()
+        ):
+            await asyncio.sleep(pause)
+        return decided
 
     async def peek(
         self,

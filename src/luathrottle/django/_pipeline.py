@@ -12,7 +12,8 @@ A request goes through three stages, each of which can end it:
 
 Each stage's checks go to the engine (``luathrottle._engine``), which
 makes one script call per store and algorithm, and its verdicts stay on the
-request for ``ThrottlingReport``.
+request for ``ThrottlingReport``. An async stage denied only by throttles
+with a ``max_wait`` is held until it fits (``luathrottle._waiting``).
 """
 
 from collections.abc import Awaitable, Callable, Sequence
@@ -25,6 +26,7 @@ from django.http.response import HttpResponseBase
 from luathrottle._answers import refusal
 from luathrottle._checks import Check, Verdict
 from luathrottle._engine import adecide, decide
+from luathrottle._waiting import ahold
 from luathrottle.django._conf import get_config
 from luathrottle.django._holding import arun_held, run_held
 from luathrottle.django._outcomes import (
@@ -188,7 +190,13 @@ async def _async_stage(
     checks = await _achecks(request, stage)
     if not checks:
         return None
-    return _answered(request, await adecide(checks))
+    verdicts = await ahold(await adecide(checks), _max_wait)
+    return _answered(request, verdicts)
+
+
+def _max_wait(check: Check) -> float | None:
+    """How long the throttle of ``check`` holds a denied request."""
+    return cast("BaseThrottle[Any]", check.source).max_wait
 
 
 def run(

@@ -26,8 +26,8 @@ from luathrottle._lease_options import (
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.concurrency import AsyncConcurrencyLimiter, ConcurrencyLimiter
+from luathrottle.django._identities import check_scope, identity_of
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
-from luathrottle.django.throttles import _check_scope, _identity
 
 __all__ = ["AsyncConcurrencyThrottle", "BaseConcurrencyThrottle", "ConcurrencyThrottle"]
 
@@ -112,7 +112,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         )
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         check_lease_store(self.backend.traits(), type(self).__name__)
-        self.scope = _check_scope(scope)
+        self.scope = check_scope(scope)
         refuse_clock(clock, type(self).__name__)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         self.observers = check_observers(observers)
@@ -143,7 +143,7 @@ class BaseConcurrencyThrottle(Generic[_BackendT, _LimiterT]):
         Raises:
             TypeError: the cache key returned something else than a str.
         """
-        return _identity(self.cache_key, request)
+        return identity_of(self.cache_key, request)
 
     def counter(self, view_scope: str) -> tuple[object, ...]:
         """What two throttles share slots by."""

@@ -26,9 +26,11 @@ from luathrottle._events import (
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame
 from luathrottle._providers import check_providers
+from luathrottle._waiting import check_max_wait
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
+from luathrottle.django._identities import check_scope, identity_of
 from luathrottle.django._outcomes import ThrottlingReport
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.headers import BaseResponseHeadersProvider
@@ -50,7 +52,6 @@ RateCallable: TypeAlias = Callable[[Any], RateResult | Awaitable[RateResult]]
 #: request data cannot grow them without end.
 _REMEMBERED = 256
 
-_MAX_SCOPE = 200
 # Clients' reprs can run to a page; messages name the backend's type instead.
 _MAX_BACKEND_REPR = 60
 
@@ -68,33 +69,6 @@ def _default_sync_backend() -> SyncDjangoCache:
 @functools.cache
 def _default_async_backend() -> AsyncDjangoCache:
     return AsyncDjangoCache()
-
-
-def _check_scope(scope: object) -> str | None:
-    if scope is None:
-        return None
-    if not isinstance(scope, str):
-        raise TypeError(f"scope must be a str, got {type(scope).__name__} {scope!r}")
-    if not scope or len(scope) > _MAX_SCOPE or not scope.isprintable():
-        raise ValueError(
-            f"scope must be 1 to {_MAX_SCOPE} printable characters, got {scope!r}"
-        )
-    return scope
-
-
-def _identity(cache_key: BaseThrottleCacheKey, request: Any) -> str | None:
-    """What ``cache_key`` reads from ``request``: a str, or None to skip.
-
-    Raises:
-        TypeError: the cache key returned something else than a str.
-    """
-    identity = cache_key(request)
-    if identity is not None and not isinstance(identity, str):
-        raise TypeError(
-            f"{cache_key!r} returned {type(identity).__name__}; cache keys "
-            "must return a str or None"
-        )
-    return identity
 
 
 class BaseThrottle(Generic[_BackendT]):
@@ -137,6 +111,9 @@ class BaseThrottle(Generic[_BackendT]):
         near_limit: report an admission that leaves less than this fraction
             of the limit as ``Outcome.NEAR_LIMIT``; by default
             ``LUATHROTTLE["near_limit"]`` (None: never).
+        max_wait: hold a denied request up to this many seconds, until it
+            fits, rather than answer 429; None (default) for never. Only an
+            ``AsyncThrottle`` holds: a ``SyncThrottle`` refuses it.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -144,6 +121,8 @@ class BaseThrottle(Generic[_BackendT]):
 
     _backend_type: ClassVar[type[SyncBackend] | type[AsyncBackend]]
     _default_backend: ClassVar[Callable[[], SyncBackend | AsyncBackend]]
+    #: Whether a denied request may be held (``max_wait``).
+    _holds: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -161,6 +140,7 @@ class BaseThrottle(Generic[_BackendT]):
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        max_wait: float | None = None,
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -201,7 +181,7 @@ class BaseThrottle(Generic[_BackendT]):
         )
         check_backend_kind(self.backend, self._backend_type, type(self).__name__)
         self.response_headers = check_providers(response_headers)
-        self.scope = _check_scope(scope)
+        self.scope = check_scope(scope)
         self.clock = check_clock(clock)
         self.on_failure = None if on_failure is None else check_on_failure(on_failure)
         self.denials: DenialCache | None = denial_cache(
@@ -210,6 +190,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.observers = check_observers(observers)
         self.shadow = check_shadow(shadow)
         self.near_limit = check_near_limit(near_limit)
+        self.max_wait = check_max_wait(max_wait, type(self).__name__, self._holds)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
         self._batching: Batching | None = None
@@ -330,7 +311,7 @@ class BaseThrottle(Generic[_BackendT]):
         Raises:
             TypeError: the cache key returned something else than a str.
         """
-        return _identity(self.cache_key, request)
+        return identity_of(self.cache_key, request)
 
     def keyed(
         self,
@@ -446,3 +427,4 @@ class AsyncThrottle(BaseThrottle[AsyncBackend]):
 
     _backend_type = AsyncBackend
     _default_backend = _default_async_backend
+    _holds = True
