@@ -3,7 +3,10 @@ limited; a refused call raises ``RateLimited`` before it runs and spends
 nothing. On Redis and the embedded store."""
 
 import asyncio
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +174,73 @@ def test_bad_arguments_fail_when_limiting_naming_them():
 
     with pytest.raises(TypeError, match="key returned int"):
         wrong()
+
+
+def test_wait_true_waits_for_the_hit_instead_of_refusing():
+    limiter = Limiter(1, 1, backend=MemoryBackend())
+    ran = []
+
+    @limiter.limit(key="slow", wait=True, timeout=30)
+    def call(n):
+        ran.append(n)
+        return n
+
+    # The second call waits out the first's second, and runs.
+    assert [call(1), call(2)] == [1, 2]
+    assert ran == [1, 2]
+
+
+def test_a_wait_that_cannot_fit_in_time_raises_at_once():
+    limiter = Limiter(1, 86400, backend=MemoryBackend())
+
+    @limiter.limit(key="daily", wait=True, timeout=5)
+    def call():
+        return "ran"
+
+    assert call() == "ran"
+    with pytest.raises(RateLimited) as refused:
+        call()
+    assert refused.value.retry_after > 5
+
+
+def test_an_async_limiter_waits_in_async_code():
+    limiter = AsyncLimiter(1, 1, backend=MemoryBackend())
+
+    @limiter.limit(key="slow", wait=True, timeout=30)
+    async def call(n):
+        return n
+
+    async def main():
+        return [await call(1), await call(2)]
+
+    assert asyncio.run(main()) == [1, 2]
+
+
+def test_a_limiter_refuses_to_wait_in_async_code_and_bad_waits():
+    limiter = Limiter(1, 60, backend=MemoryBackend())
+    with pytest.raises(TypeError, match="block the event loop"):
+
+        @limiter.limit(key="k", wait=True)
+        async def call():
+            return None
+
+    with pytest.raises(TypeError, match="wait"):
+        limiter.limit(key="k", wait="yes")
+    with pytest.raises(ValueError, match="timeout"):
+        limiter.limit(key="k", wait=True, timeout=-1)
+
+
+def test_the_outside_api_example_runs_its_workers_under_the_limit():
+    example = Path(__file__).resolve().parents[1] / "examples" / "outside_api.py"
+    result = subprocess.run(
+        [sys.executable, example, "--calls", "8", "--workers", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("8 calls answered in ")
+    # 5 a second, spaced a fifth of a second apart by the store; a thread
+    # that notes its call late may put one more in some second.
+    assert int(lines[1].rsplit(" ", 1)[1]) <= 6

@@ -28,7 +28,7 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
-from luathrottle._limited import AsyncLimited, Limited
+from luathrottle._limited import AsyncLimits, Limits
 from luathrottle._lone import adecide_one, decide_one
 from luathrottle._waiting import Waiting
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
@@ -54,8 +54,7 @@ def _default_memory() -> "MemoryBackend":
 
 
 #: Per-call limits parsed, and key frames built, are remembered up to this
-#: many, so that a caller passing limits from its own data cannot grow them
-#: without end.
+#: many: limits from a caller's own data cannot grow them without end.
 _REMEMBERED = 256
 #: The usual calls of this many recent identities are remembered, each
 #: whole (its keys and arguments), per mode; forgotten all at once past it.
@@ -270,7 +269,7 @@ class _BaseLimiter(Generic[_BackendT]):
         return f"{type(self).__name__}([{limits}], algorithm={self.algorithm!r})"
 
 
-class Limiter(_BaseLimiter[SyncBackend]):
+class Limiter(_BaseLimiter[SyncBackend], Limits):
     """Limits how often each key may act, on a sync backend.
 
     Args:
@@ -349,18 +348,11 @@ class Limiter(_BaseLimiter[SyncBackend]):
         *,
         timeout: float | None = None,
     ) -> Decision:
-        """``hit`` until admitted or ``timeout`` passes, sleeping exactly each
-        denial's ``retry_after`` (the store's figure) between tries. Waiters
-        keep no place in a queue: a fresh hit may get in first.
-
-        Args:
-            key, cost, limits: as for ``hit``.
-            timeout: seconds to wait at most; None (default) for as long as
-                the store says it takes.
-
-        Returns:
-            The admission; or the denial, at once, when the next try would
-            pass ``timeout`` or the store failed. A denied wait spends nothing.
+        """``hit`` until admitted or ``timeout`` seconds (None: no limit)
+        pass, sleeping exactly each denial's ``retry_after`` between tries;
+        waiters keep no place in a queue. Returns the admission, or at once
+        the denial when the next try would pass ``timeout`` or the store
+        failed; a denied wait spends nothing.
 
         Raises:
             ValueError: the cost can never fit a limit; a bad ``timeout``.
@@ -382,21 +374,6 @@ class Limiter(_BaseLimiter[SyncBackend]):
         ``limits`` as for ``hit``."""
         return decide_one(self._check(key, "peek", cost, limits))
 
-    def limit(self, *, key: str | Callable[..., str | None], cost: int = 1) -> Limited:
-        """Limit a function, or a block: each call (or entry) is a hit.
-
-        ``@limiter.limit(key="geocoder")`` guards a ``def`` or an ``async
-        def``; ``key`` may be a callable given the function's arguments,
-        returning the str to count against (None: not counted).
-        ``with limiter.limit(key="geocoder"):`` guards a block, with a str
-        key. A refused hit raises ``luathrottle.RateLimited`` before the
-        function runs, spending nothing.
-
-        Raises:
-            TypeError, ValueError: naming ``key`` or ``cost``.
-        """
-        return Limited(self, key, cost)
-
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
 
@@ -415,7 +392,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
             self._forget(keys)
 
 
-class AsyncLimiter(_BaseLimiter[AsyncBackend]):
+class AsyncLimiter(_BaseLimiter[AsyncBackend], AsyncLimits):
     """``Limiter`` for asyncio, on ``AsyncRedis`` or ``MemoryBackend``.
 
     Takes the same arguments as ``Limiter``; its methods are awaitables.
@@ -460,13 +437,6 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
         return await adecide_one(self._check(key, "peek", cost, limits))
-
-    def limit(
-        self, *, key: str | Callable[..., str | None], cost: int = 1
-    ) -> AsyncLimited:
-        """``Limiter.limit`` for ``async def`` functions and ``async with``
-        blocks."""
-        return AsyncLimited(self, key, cost)
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""
