@@ -97,6 +97,7 @@ def test_every_door_is_counted_alike_by_events_prometheus_otel_and_the_store(cou
         "dmr",
         "asgi",
         "fastapi",
+        "flask",
         "concurrency",
     }
     outcomes = Counter(key[3] for key in by_events.elements())
