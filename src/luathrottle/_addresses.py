@@ -21,10 +21,9 @@ __all__ = [
     "Address",
     "Clients",
     "Network",
+    "address_of",
     "check_networks",
     "check_own_key",
-    "parse",
-    "parse_with_port",
 ]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -43,7 +42,7 @@ _CACHED_LENGTH = 64
 _CACHED = 4096
 
 
-def parse(text: str) -> Address | None:
+def _parse(text: str) -> Address | None:
     """``text`` as an address, IPv4-mapped IPv6 turned into IPv4; else None."""
     try:
         address = ipaddress.ip_address(text)
@@ -54,18 +53,26 @@ def parse(text: str) -> Address | None:
     return address
 
 
-def parse_with_port(text: str) -> Address | None:
+def _parse_with_port(text: str) -> Address | None:
     """``text`` as an address, with or without a port, which is dropped."""
     match = _WITH_PORT.fullmatch(text)
     if match is None:
-        return parse(text)
+        return _parse(text)
     if match["v6"] is not None and ":" not in match["v6"]:
         # Brackets are for IPv6 only; "[192.0.2.1]" is no form a proxy writes.
         return None
-    return parse(match["v6"] or match["v4"])
+    return _parse(match["v6"] or match["v4"])
 
 
-_cached_parse = functools.lru_cache(maxsize=_CACHED)(parse_with_port)
+_cached_parse = functools.lru_cache(maxsize=_CACHED)(_parse_with_port)
+
+
+def address_of(text: str) -> Address | None:
+    """``text`` as an address, with or without a port, which is dropped;
+    IPv4-mapped IPv6 turned into IPv4; None if it is no address."""
+    if len(text) <= _CACHED_LENGTH:
+        return _cached_parse(text)
+    return _parse_with_port(text)
 
 
 def _bucket(address: Address, ipv6_prefix: int) -> str:
@@ -164,12 +171,6 @@ class Clients:
         self.ipv6_prefix = _check_ipv6_prefix(ipv6_prefix)
         self.exempt = check_networks(exempt, "exempt")
 
-    def address(self, text: str) -> Address | None:
-        """``text`` as an address (a port dropped), or None if it is none."""
-        if len(text) <= _CACHED_LENGTH:
-            return _cached_parse(text)
-        return parse_with_port(text)
-
     def exempts(self, address: Address) -> bool:
         """Whether ``address`` is in ``exempt``."""
         return any(address in network for network in self.exempt)
@@ -179,7 +180,7 @@ class Clients:
         it, is in ``exempt``; a value that is no address never is."""
         if not self.exempt or not host:
             return False
-        address = self.address(host.strip())
+        address = address_of(host.strip())
         return address is not None and self.exempts(address)
 
     def counted(self, address: Address) -> str | None:
@@ -192,7 +193,7 @@ class Clients:
     def identity(self, text: str) -> str | None:
         """What the client at ``text`` counts as, as ``counted()`` says; a
         value that is no address counts as it is."""
-        address = self.address(text)
+        address = address_of(text)
         return text if address is None else self.counted(address)
 
     def __eq__(self, other: object) -> bool:
@@ -201,9 +202,3 @@ class Clients:
             and self.ipv6_prefix == other.ipv6_prefix
             and self.exempt == other.exempt
         )
-
-    def __hash__(self) -> int:
-        return hash((self.ipv6_prefix, self.exempt))
-
-    def __repr__(self) -> str:
-        return f"Clients(ipv6_prefix={self.ipv6_prefix!r}, exempt={self.exempt!r})"

@@ -137,8 +137,8 @@ class RateLimitMiddleware:
             raise TypeError(f"app must be an ASGI app, got {app!r}")
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the scope, got {key!r}")
-        self.clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
-        check_own_key(self.clients, key)
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        check_own_key(self._clients, key)
         self.app = app
         self.key = self._client_address if key is None else key
         self.limiter: AsyncLimiter = _MiddlewareLimiter(
@@ -157,13 +157,13 @@ class RateLimitMiddleware:
 
     def _client_address(self, scope: Scope) -> str | None:
         host = _host(scope)
-        return None if host is None else self.clients.identity(host)
+        return None if host is None else self._clients.identity(host)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Decide HTTP requests, but those of exempt clients; pass every
         other scope through."""
         if scope["type"] != "http" or (
-            self.clients.exempt and self.clients.exempts_host(_host(scope))
+            self._clients.exempt and self._clients.exempts_host(_host(scope))
         ):
             await self.app(scope, receive, send)
             return

@@ -112,8 +112,8 @@ class _Base(Generic[_LimiterT]):
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
-        self.clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
-        check_own_key(self.clients, key)
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        check_own_key(self._clients, key)
         self.key = self._client_host if key is None else key
         self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
@@ -149,7 +149,7 @@ class _Base(Generic[_LimiterT]):
 
     def _client_host(self, request: Request) -> str | None:
         host = _host(request)
-        return None if not host else self.clients.identity(host)
+        return None if not host else self._clients.identity(host)
 
     def identity(self, request: Request) -> str | None:
         """What the request counts against, or None to skip it.
@@ -169,7 +169,7 @@ class _Base(Generic[_LimiterT]):
         """The limiter of the request's scope (by default its route) and its
         identity, or None to skip it: the key skips it, or the client is
         exempt."""
-        if self.clients.exempt and self.clients.exempts_host(_host(request)):
+        if self._clients.exempt and self._clients.exempts_host(_host(request)):
             return None
         identity = self.identity(request)
         if identity is None:

@@ -16,6 +16,7 @@ from luathrottle._addresses import (
     Address,
     Clients,
     Network,
+    address_of,
     check_networks,
 )
 
@@ -125,7 +126,7 @@ class RemoteAddr(BaseThrottleCacheKey):
     def __call__(self, request: Any) -> str | None:
         """The client's address or IPv6 network, or None without one or
         for an exempt client."""
-        peer = _peer(request, self._clients)
+        peer = _peer(request)
         if peer is None or isinstance(peer, str):
             return peer
         return self._clients.counted(peer)
@@ -206,7 +207,7 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
     def __call__(self, request: Any) -> str | None:
         """The client found by the rule above, counted as ``RemoteAddr``
         counts it; None without ``REMOTE_ADDR`` or for an exempt client."""
-        peer = _peer(request, self._clients)
+        peer = _peer(request)
         if peer is None or isinstance(peer, str):
             return peer
         client = peer
@@ -227,7 +228,7 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
         for entry in reversed(
             header.rsplit(",", self.num_proxies)[-self.num_proxies :]
         ):
-            address = self._clients.address(entry.strip())
+            address = address_of(entry.strip())
             if address is None:
                 break
             client = address
@@ -250,13 +251,13 @@ def _check_num_proxies(num_proxies: object) -> int:
     return num_proxies
 
 
-def _peer(request: Any, clients: Clients) -> Address | str | None:
+def _peer(request: Any) -> Address | str | None:
     """``REMOTE_ADDR`` as an address; the value as it is when it is no
     address; None when there is none."""
     value = request.META.get("REMOTE_ADDR")
     if not isinstance(value, str) or not value.strip():
         return None
-    address = clients.address(value.strip())
+    address = address_of(value.strip())
     return value if address is None else address
 
 
