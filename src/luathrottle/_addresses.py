@@ -19,15 +19,17 @@ from collections.abc import Iterable
 __all__ = [
     "DEFAULT_IPV6_PREFIX",
     "Address",
+    "Client",
     "Clients",
     "Network",
-    "address_of",
     "check_networks",
     "check_own_key",
 ]
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+#: An address, and what it counts as: itself, or its IPv6 network.
+Client = tuple[Address, str]
 
 DEFAULT_IPV6_PREFIX = 64
 # An address with a port: "[2001:db8::1]:443", "[2001:db8::1]" or
@@ -64,24 +66,18 @@ def _parse_with_port(text: str) -> Address | None:
     return _parse(match["v6"] or match["v4"])
 
 
-_cached_parse = functools.lru_cache(maxsize=_CACHED)(_parse_with_port)
-
-
-def address_of(text: str) -> Address | None:
-    """``text`` as an address, with or without a port, which is dropped;
-    IPv4-mapped IPv6 turned into IPv4; None if it is no address."""
-    if len(text) <= _CACHED_LENGTH:
-        return _cached_parse(text)
-    return _parse_with_port(text)
-
-
 def _bucket(address: Address, ipv6_prefix: int) -> str:
     if address.version == 4 or ipv6_prefix == 128:
         return address.compressed
     return ipaddress.IPv6Network((address, ipv6_prefix), strict=False).compressed
 
 
-_cached_bucket = functools.lru_cache(maxsize=_CACHED)(_bucket)
+def _client(text: str, ipv6_prefix: int) -> Client | None:
+    address = _parse_with_port(text)
+    return None if address is None else (address, _bucket(address, ipv6_prefix))
+
+
+_cached_client = functools.lru_cache(maxsize=_CACHED)(_client)
 
 
 def check_networks(value: object, argument: str) -> tuple[Network, ...]:
@@ -171,6 +167,14 @@ class Clients:
         self.ipv6_prefix = _check_ipv6_prefix(ipv6_prefix)
         self.exempt = check_networks(exempt, "exempt")
 
+    def client(self, text: str) -> Client | None:
+        """The address in ``text`` (a port dropped, IPv4-mapped IPv6 as
+        IPv4) and what it counts as: itself, or its IPv6 network written
+        with its prefix (``2001:db8:1:2::/64``); None if it is no address."""
+        if len(text) <= _CACHED_LENGTH:
+            return _cached_client(text, self.ipv6_prefix)
+        return _client(text, self.ipv6_prefix)
+
     def exempts(self, address: Address) -> bool:
         """Whether ``address`` is in ``exempt``."""
         return any(address in network for network in self.exempt)
@@ -180,21 +184,20 @@ class Clients:
         it, is in ``exempt``; a value that is no address never is."""
         if not self.exempt or not host:
             return False
-        address = address_of(host.strip())
-        return address is not None and self.exempts(address)
+        found = self.client(host.strip())
+        return found is not None and self.exempts(found[0])
 
-    def counted(self, address: Address) -> str | None:
-        """What ``address`` counts as: itself, or its IPv6 network written
-        with its prefix (``2001:db8:1:2::/64``); None when exempt."""
-        if self.exempt and self.exempts(address):
+    def counted(self, client: Client) -> str | None:
+        """What ``client`` counts as, or None when it is exempt."""
+        if self.exempt and self.exempts(client[0]):
             return None
-        return _cached_bucket(address, self.ipv6_prefix)
+        return client[1]
 
     def identity(self, text: str) -> str | None:
-        """What the client at ``text`` counts as, as ``counted()`` says; a
-        value that is no address counts as it is."""
-        address = address_of(text)
-        return text if address is None else self.counted(address)
+        """What the client at ``text`` counts as, or None when it is
+        exempt; a value that is no address counts as it is."""
+        found = self.client(text)
+        return text if found is None else self.counted(found)
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -14,9 +14,9 @@ from typing import Any
 from luathrottle._addresses import (
     DEFAULT_IPV6_PREFIX,
     Address,
+    Client,
     Clients,
     Network,
-    address_of,
     check_networks,
 )
 
@@ -126,7 +126,7 @@ class RemoteAddr(BaseThrottleCacheKey):
     def __call__(self, request: Any) -> str | None:
         """The client's address or IPv6 network, or None without one or
         for an exempt client."""
-        peer = _peer(request)
+        peer = _peer(request, self._clients)
         if peer is None or isinstance(peer, str):
             return peer
         return self._clients.counted(peer)
@@ -207,7 +207,7 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
     def __call__(self, request: Any) -> str | None:
         """The client found by the rule above, counted as ``RemoteAddr``
         counts it; None without ``REMOTE_ADDR`` or for an exempt client."""
-        peer = _peer(request)
+        peer = _peer(request, self._clients)
         if peer is None or isinstance(peer, str):
             return peer
         client = peer
@@ -216,10 +216,10 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
             client = self._client_behind(peer, header)
         return self._clients.counted(client)
 
-    def _trusts(self, address: Address) -> bool:
-        return any(address in network for network in self.trusted_proxies)
+    def _trusts(self, client: Client) -> bool:
+        return any(client[0] in network for network in self.trusted_proxies)
 
-    def _client_behind(self, peer: Address, header: object) -> Address:
+    def _client_behind(self, peer: Client, header: object) -> Client:
         if not isinstance(header, str):
             return peer
         client = peer
@@ -228,11 +228,11 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
         for entry in reversed(
             header.rsplit(",", self.num_proxies)[-self.num_proxies :]
         ):
-            address = address_of(entry.strip())
-            if address is None:
+            found = self._clients.client(entry.strip())
+            if found is None:
                 break
-            client = address
-            if not self._trusts(address):
+            client = found
+            if not self._trusts(found):
                 break
         return client
 
@@ -251,14 +251,15 @@ def _check_num_proxies(num_proxies: object) -> int:
     return num_proxies
 
 
-def _peer(request: Any) -> Address | str | None:
-    """``REMOTE_ADDR`` as an address; the value as it is when it is no
-    address; None when there is none."""
+def _peer(request: Any, clients: Clients) -> Client | str | None:
+    """``REMOTE_ADDR`` as ``clients`` count it; the value as it is when it
+    is no address; None when there is none."""
     value = request.META.get("REMOTE_ADDR")
-    if not isinstance(value, str) or not value.strip():
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
         return None
-    address = address_of(value.strip())
-    return value if address is None else address
+    found = clients.client(text)
+    return value if found is None else found
 
 
 def _after_auth(cache_key: str, runs_before_auth: bool) -> None:
