@@ -58,6 +58,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(_SERVER.directory, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def _unsafe_caches_warn_afresh() -> None:
+    """Each test is warned of an unsafe cache as a fresh process is: the
+    warning comes once per cache per process."""
+    from luathrottle.django import _unsafe
+
+    _unsafe._warned.clear()
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The URL of the real redis-server the session runs."""

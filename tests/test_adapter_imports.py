@@ -11,10 +11,11 @@ ADAPTERS = [
     ("luathrottle.drf", "rest_framework", "luathrottle[drf]"),
     ("luathrottle.dmr", "dmr", "luathrottle[dmr]"),
     ("luathrottle.fastapi", "fastapi", "luathrottle[asgi]"),
+    ("luathrottle.flask", "flask", "luathrottle[flask]"),
     ("luathrottle.prometheus", "prometheus_client", "luathrottle[prometheus]"),
     ("luathrottle.otel", "opentelemetry", "luathrottle[otel]"),
 ]
-FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette")
+FRAMEWORKS = ("rest_framework", "dmr", "fastapi", "starlette", "flask")
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
@@ -54,7 +55,13 @@ def test_the_core_and_the_middleware_import_no_framework():
 
 @pytest.mark.parametrize(
     "module",
-    ["luathrottle.drf", "luathrottle.dmr", "luathrottle.asgi", "luathrottle.fastapi"],
+    [
+        "luathrottle.drf",
+        "luathrottle.dmr",
+        "luathrottle.asgi",
+        "luathrottle.fastapi",
+        "luathrottle.flask",
+    ],
 )
 def test_every_exported_name_exists(module):
     imported = importlib.import_module(module)

@@ -2,6 +2,7 @@
 
 import io
 import shutil
+import socket
 import subprocess
 import sys
 import urllib.parse
@@ -63,6 +64,36 @@ def test_check_fails_until_load_then_passes(redis_url, redis_client):
     assert status == 0
     for script in all_scripts():
         assert f"\tpresent\tlibrary\t{script.library.name}\n" in output
+
+
+def test_a_server_serving_from_its_libraries_is_healthy(redis_url, redis_client):
+    run("scripts", "load", "--url", redis_url)
+    # As after a restart that kept the libraries: the script cache is empty.
+    redis_client.script_flush()
+    status, output = run("scripts", "check", "--url", redis_url)
+    assert status == 0
+    assert "MISSING" not in output
+    for script in all_scripts():
+        assert (
+            f"\tunneeded\t{script.name}\t{script.sha}\tserved by library "
+            f"{script.library.name}\n"
+        ) in output
+        assert f"\tok\tlibrary\t{script.library.name}\n" in output
+
+
+@pytest.mark.timeout(4)
+def test_timeout_bounds_the_wait_for_a_server_that_never_answers():
+    # Listening, so the connection is made, and never answering: without
+    # --timeout the command waits 5 seconds, past this test's 4.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+    try:
+        status, _ = run("scripts", "check", "--url", url, "--timeout", "0.2")
+    finally:
+        silent.close()
+    assert status == 2
 
 
 def test_check_reports_only_the_library_missing(redis_url, redis_client):
@@ -201,6 +232,8 @@ def dead_url():
         (["bogus"], ["invalid choice: 'bogus'"]),
         (["scripts", "check", "--url", "redis://127.0.0.1:1/0", "--bogus"], []),
         (["scripts", "check", "--url", "redis:///0", "--sentinel", "m"], ["host"]),
+        (["scripts", "check", "--url", "redis:///0", "--timeout", "0"], ["above 0"]),
+        (["demo", "--redis", "redis:///0", "--timeout", "soon"], ["'soon'"]),
     ],
     ids=[
         "not-a-url",
@@ -211,6 +244,8 @@ def dead_url():
         "unknown-command",
         "unknown-option",
         "sentinel-without-host",
+        "timeout-zero",
+        "timeout-not-a-number",
     ],
 )
 def test_usage_errors_exit_2_in_one_line(argv, fragments):
@@ -294,7 +329,7 @@ def test_help_is_plain_text_and_lists_the_exit_statuses(argv):
     assert "\nexit status:\n" in result.stdout
     for line in (
         "  0  success",
-        "  1  check: a script or a function library is missing",
+        "  1  check: a function library is missing on a server that has",
         "  2  usage or configuration error",
     ):
         assert f"\n{line}" in result.stdout

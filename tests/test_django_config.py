@@ -235,8 +235,33 @@ def build_class_view(**attributes):
 def test_default_cache_warns_by_default():
     with pytest.warns(UnsafeCacheBackendWarning, match="LocMemCache"):
         build_function_view()
+
+
+def test_default_cache_warns_of_a_class_view_too():
     with pytest.warns(UnsafeCacheBackendWarning, match="Guarded"):
         build_class_view()
+
+
+def test_an_unsafe_cache_warns_once_per_process_with_the_fix():
+    def build_three_views():
+        build_function_view()
+        build_function_view()
+        build_class_view()
+
+    with pytest.warns(UnsafeCacheBackendWarning) as warned:
+        build_three_views()
+    assert len(warned) == 1
+    text = str(warned[0].message)
+    assert "CACHES['default']: LocMemCache keeps its data in each process" in text
+    assert "use a Redis-backed cache" in text
+    assert "LUATHROTTLE = {'allow_unsafe_cache': None}" in text
+    # Another cache is another warning; changed settings warn afresh.
+    with pytest.warns(UnsafeCacheBackendWarning, match="CACHES\\['dummy'\\]"):
+        throttle(SyncThrottle(1, 60, backend=SyncDjangoCache("dummy")))(
+            lambda request: None
+        )
+    with override_settings(LUATHROTTLE={}), pytest.warns(UnsafeCacheBackendWarning):
+        build_function_view()
 
 
 @override_settings(LUATHROTTLE={"allow_unsafe_cache": False})

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import flask
 import httpx
 import pytest
 from django.http import HttpResponse
@@ -43,6 +44,7 @@ from luathrottle.django import (
 from luathrottle.django.signals import request_throttled, store_failed
 from luathrottle.drf import AnonRateThrottle
 from luathrottle.fastapi import Throttle
+from luathrottle.flask import Throttle as FlaskThrottle
 from servers import free_port
 
 ADDRESS = "192.0.2.1"
@@ -192,6 +194,26 @@ def fastapi_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], 
     return lambda: asgi_answer(asyncio.run(served(app)))
 
 
+def flask_door(backend: Any, on_failure: str, **options: Any) -> Callable[[], Answer]:
+    app = flask.Flask(__name__)
+    guard = FlaskThrottle(app, backend=backend, on_failure=on_failure, **options)
+
+    @app.get("/")
+    @guard.limit("1/minute")
+    def index() -> str:
+        return "index"
+
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = ADDRESS
+
+    def send() -> Answer:
+        response = client.get("/")
+        headers = {name.lower(): value for name, value in response.headers.items()}
+        return Answer(response.status_code, headers, response.data)
+
+    return send
+
+
 async def served(app: Any) -> httpx.Response:
     transport = httpx.ASGITransport(app=app, client=(ADDRESS, 4000))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -233,6 +255,7 @@ DOORS = [
     Door("dmr", dmr_door),
     Door("asgi", asgi_door),
     Door("fastapi", fastapi_door),
+    Door("flask", flask_door),
     Door("concurrency", concurrency_door, quota_headers=False),
 ]
 ASYNC_DOORS = {"async_limiter", "async_django", "asgi", "fastapi"}
@@ -246,6 +269,7 @@ DOOR_NAMES = {
     "dmr": "dmr",
     "asgi": "asgi",
     "fastapi": "fastapi",
+    "flask": "flask",
     "concurrency": "concurrency",
 }
 

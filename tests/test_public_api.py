@@ -36,6 +36,7 @@ PUBLIC = {
         "Outcome",
         "PoolExhaustedError",
         "Rate",
+        "RateLimited",
         "Reason",
         "ScriptError",
         "SimpleRate",
@@ -82,6 +83,7 @@ PUBLIC = {
         "XRateLimit",
     ],
     "luathrottle.fastapi": ["SyncThrottle", "Throttle", "client_host"],
+    "luathrottle.flask": ["Throttle", "remote_address"],
     "luathrottle.otel": ["OtelObserver"],
     "luathrottle.prometheus": ["PrometheusObserver"],
     "luathrottle.rates": [
@@ -135,6 +137,39 @@ PUBLIC = {
         "check_views",
     ],
     "luathrottle.django.headers": [
+        "BaseResponseHeadersProvider",
+        "RateLimitIETFDraft",
+        "RetryAfter",
+        "XRateLimit",
+    ],
+    "luathrottle.dmr.algorithms": [
+        "BaseThrottleAlgorithm",
+        "LeakyBucket",
+        "SimpleRate",
+        "SlidingWindow",
+        "TokenBucket",
+    ],
+    "luathrottle.dmr.backends": [
+        "AsyncBackend",
+        "AsyncDjangoCache",
+        "BaseThrottleAsyncBackend",
+        "BaseThrottleSyncBackend",
+        "SyncBackend",
+        "SyncDjangoCache",
+    ],
+    "luathrottle.dmr.backends.django_cache": [
+        "AsyncDjangoCache",
+        "SyncDjangoCache",
+        "UnsafeCacheBackendWarning",
+    ],
+    "luathrottle.dmr.backends.redis": ["AsyncRedis", "SyncRedis"],
+    "luathrottle.dmr.cache_keys": [
+        "BaseThrottleCacheKey",
+        "JwtToken",
+        "RemoteAddr",
+        "UserPk",
+    ],
+    "luathrottle.dmr.headers": [
         "BaseResponseHeadersProvider",
         "RateLimitIETFDraft",
         "RetryAfter",
@@ -216,6 +251,7 @@ PUBLIC = {
         "CircuitOpenError",
         "LuathrottleError",
         "PoolExhaustedError",
+        "RateLimited",
         "ScriptError",
     ],
     "luathrottle.headers": [
@@ -359,7 +395,7 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "peek", "reset", "state_keys"}
+        == {"hit", "limit", "peek", "reset", "state_keys"}
     )
     assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
     for name in ("hit", "peek", "reset"):

@@ -21,6 +21,7 @@ from luathrottle.exceptions import (
     CircuitOpenError,
     LuathrottleError,
     PoolExhaustedError,
+    RateLimited,
     ScriptError,
 )
 from luathrottle.limiter import AsyncLimiter, Limiter
@@ -44,6 +45,7 @@ __all__ = [
     "Outcome",
     "PoolExhaustedError",
     "Rate",
+    "RateLimited",
     "Reason",
     "ScriptError",
     "SimpleRate",

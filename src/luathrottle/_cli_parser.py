@@ -2,15 +2,18 @@
 Usage errors are one line, as every error of the command is."""
 
 import argparse
+import math
 from typing import Any, NoReturn
 
 __all__ = ["EXIT_STATUS", "build_parser", "one_line"]
 
 #: What each exit status means, as ``--help`` prints it.
 EXIT_STATUS = """exit status:
-  0  success (for check: every script, and its function library where the
-     server has functions, is on every primary)
-  1  check: a script or a function library is missing on a server
+  0  success (for check: every primary serves every script: from its
+     function library where the server has functions, else from the
+     script cache, which a restart or SCRIPT FLUSH empties)
+  1  check: a function library is missing on a server that has functions,
+     or a script where it has none
   2  usage or configuration error: bad arguments, a malformed --url or
      --redis, a server, cluster or Sentinel that cannot be reached, an
      unknown Sentinel name
@@ -44,6 +47,28 @@ def _subparser(commands: Any, name: str, text: str, **kwargs: Any) -> Any:
         epilog=EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         **kwargs,
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0, at most 3600, got {text!r}"
+        )
+    return seconds
+
+
+def _timeout_option(command: Any) -> None:
+    command.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds to wait to connect, and for each reply (default: 5)",
     )
 
 
@@ -93,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="redis://, rediss:// or unix:// URL of the server, of any "
             "cluster node with --cluster, or of a Sentinel with --sentinel",
         )
+        _timeout_option(action)
         topology = action.add_mutually_exclusive_group()
         topology.add_argument(
             "--cluster", action="store_true", help="act on every cluster primary"
@@ -111,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = demo.add_mutually_exclusive_group()
     mode.add_argument("--redis", metavar="URL", help="run against this Redis instead")
+    _timeout_option(demo)
     mode.add_argument(
         "--seed",
         action="store_true",

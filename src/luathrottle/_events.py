@@ -98,7 +98,7 @@ class DecisionEvent(NamedTuple):
 
     Attributes:
         door: the front door that asked: ``"limiter"``, ``"django"``,
-            ``"drf"``, ``"dmr"``, ``"asgi"``, ``"fastapi"``,
+            ``"drf"``, ``"dmr"``, ``"asgi"``, ``"fastapi"``, ``"flask"``,
             ``"concurrency"``.
         limit: the name of the limit that decided (for a lease, the
             concurrency limit, ``"3 in flight"``).

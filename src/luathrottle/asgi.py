@@ -72,6 +72,8 @@ def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
 
 class _MiddlewareLimiter(AsyncLimiter):
     _door = "asgi"
+    _owner = "luathrottle.asgi.RateLimitMiddleware"
+    _twin = None
 
 
 class RateLimitMiddleware:

@@ -36,12 +36,10 @@ from luathrottle.backends.redis import SyncRedis
 from luathrottle.exceptions import BackendError
 from luathrottle.headers import RetryAfter, XRateLimit, collect_headers
 from luathrottle.limiter import Limiter
-from luathrottle.scripts import LIBRARY_PREFIX, Library, all_scripts
+from luathrottle.scripts import LIBRARY_PREFIX, Library, Script, all_scripts
 
 __all__ = ["EXIT_STATUS", "main"]
 
-_TIMEOUT = 5
-_TIMEOUTS = {"socket_timeout": _TIMEOUT, "socket_connect_timeout": _TIMEOUT}
 
 Runner = Callable[..., Any]
 
@@ -58,8 +56,13 @@ def _check_url(option: str, url: str) -> None:
         raise _UsageError(f"{option} {url!r}: {exc}") from exc
 
 
-def _connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, **_TIMEOUTS)
+def _timeouts(args: argparse.Namespace) -> dict[str, float]:
+    """How long to wait to connect, and for each reply: ``--timeout``."""
+    return {"socket_timeout": args.timeout, "socket_connect_timeout": args.timeout}
+
+
+def _connect(url: str, args: argparse.Namespace) -> redis.Redis:
+    return redis.Redis.from_url(url, **_timeouts(args))
 
 
 def _address(client: redis.Redis) -> str:
@@ -75,24 +78,26 @@ def _primaries(args: argparse.Namespace) -> list[tuple[str, Runner]]:
     Otherwise: the one server at ``--url``.
     """
     if args.cluster:
-        cluster = redis.cluster.RedisCluster.from_url(args.url, **_TIMEOUTS)
+        cluster = redis.cluster.RedisCluster.from_url(args.url, **_timeouts(args))
         return [
             (node.name, functools.partial(cluster.execute_command, target_nodes=node))
             for node in sorted(cluster.get_primaries(), key=lambda node: node.name)
         ]
     if args.sentinel:
-        return [_sentinel_primary(args.url, args.sentinel)]
-    client = _connect(args.url)
+        return [_sentinel_primary(args.url, args.sentinel, _timeouts(args))]
+    client = _connect(args.url, args)
     return [(_address(client), client.execute_command)]
 
 
-def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
+def _sentinel_primary(
+    url: str, name: str, timeouts: dict[str, float]
+) -> tuple[str, Runner]:
     address = urllib.parse.urlsplit(url)
     if not address.hostname:
         raise _UsageError(f"--url {url!r}: a Sentinel URL needs a host")
     where = f"{address.hostname}:{address.port or 26379}"
     sentinel = redis.sentinel.Sentinel(
-        [(address.hostname, address.port or 26379)], sentinel_kwargs=_TIMEOUTS
+        [(address.hostname, address.port or 26379)], sentinel_kwargs=timeouts
     )
     try:
         # discover_master() hides why it failed: ask the one Sentinel directly.
@@ -109,7 +114,9 @@ def _sentinel_primary(url: str, name: str) -> tuple[str, Runner]:
         )
     host, port = sentinel.discover_master(name)
     primary = sentinel.master_for(
-        name, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT
+        name,
+        socket_timeout=timeouts["socket_timeout"],
+        socket_connect_timeout=timeouts["socket_connect_timeout"],
     )
     return (f"{host}:{port}", primary.execute_command)
 
@@ -217,11 +224,11 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
         present = run("SCRIPT EXISTS", *(script.sha for script in scripts))
         libraries, why = _libraries(run)
         for script, exists in zip(scripts, present, strict=True):
-            state = "ok" if exists else "MISSING"
-            print(f"{node}\t{state}\t{script.name}\t{script.sha}", file=out)
-            state = _library_state(script.library, libraries, why)
-            print(f"{node}\t{state}", file=out)
-            missing += (not exists) + state.startswith("MISSING")
+            library = _library_state(script.library, libraries, why)
+            print(f"{node}\t{_script_state(script, exists, library)}", file=out)
+            print(f"{node}\t{library}", file=out)
+            missing += library.startswith("MISSING")
+            missing += not exists and not library.startswith("ok")
     if not missing:
         return 0
     print(
@@ -230,6 +237,18 @@ def _scripts_check(args: argparse.Namespace, out: TextIO) -> int:
         file=sys.stderr,
     )
     return 1
+
+
+def _script_state(script: Script, exists: bool, library: str) -> str:
+    """``ok``; ``unneeded`` when the server serves the script from its
+    function library (a restart or SCRIPT FLUSH empties the script cache,
+    not the libraries); else ``MISSING``."""
+    line = f"{script.name}\t{script.sha}"
+    if exists:
+        return f"ok\t{line}"
+    if library.startswith("ok"):
+        return f"unneeded\t{line}\tserved by library {script.library.name}"
+    return f"MISSING\t{line}"
 
 
 def _scripts_prune(args: argparse.Namespace, out: TextIO) -> int:
@@ -249,7 +268,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
         return _demo_seed(args, out)
     if args.redis:
         _check_url("--redis", args.redis)
-        backend: SyncBackend = SyncRedis(_connect(args.redis))
+        backend: SyncBackend = SyncRedis(_connect(args.redis, args))
         label = f"Redis at {args.redis}"
     else:
         backend, label = MemoryBackend(), "the embedded MemoryBackend"

@@ -6,17 +6,47 @@ store does wrong is translated, in the backend that talked to it, into one of
 the classes below, with the original exception chained.
 """
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from luathrottle.decision import Decision
+
 __all__ = [
     "BackendError",
     "CircuitOpenError",
     "LuathrottleError",
     "PoolExhaustedError",
+    "RateLimited",
     "ScriptError",
 ]
 
 
 class LuathrottleError(Exception):
     """The root of every error luathrottle raises on its own account."""
+
+
+class RateLimited(LuathrottleError):  # noqa: N818 - a refusal, not an error
+    """A limit refused a call of a function that ``Limiter.limit`` guards,
+    or the entry of its ``with`` block: nothing ran, and nothing was spent.
+
+    Args:
+        decision: the refusal.
+
+    Attributes:
+        decision: the refusal: which limits denied, and what is left; its
+            ``reason`` is ``Reason.STORE_UNAVAILABLE`` when the store failed
+            and the failure policy refused.
+        retry_after: seconds until the call would fit, or until the store
+            is asked again; None when it can never fit (its cost is more
+            than a limit holds). The decision's.
+    """
+
+    def __init__(self, decision: "Decision") -> None:
+        after = decision.retry_after
+        when = "" if after is None else f": retry after {after:g} s"
+        super().__init__(f"rate limited ({decision.reason}){when}")
+        self.decision = decision
+        self.retry_after = decision.retry_after
 
 
 class BackendError(LuathrottleError):

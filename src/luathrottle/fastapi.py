@@ -80,10 +80,14 @@ def _check_scope(scope: object) -> str | None:
 
 class _AsyncRouteLimiter(AsyncLimiter):
     _door = "fastapi"
+    _owner = "luathrottle.fastapi.Throttle"
+    _twin = "luathrottle.fastapi.SyncThrottle"
 
 
 class _SyncRouteLimiter(Limiter):
     _door = "fastapi"
+    _owner = "luathrottle.fastapi.SyncThrottle"
+    _twin = "luathrottle.fastapi.Throttle"
 
 
 _LimiterT = TypeVar("_LimiterT", Limiter, AsyncLimiter)

@@ -26,6 +26,7 @@ from luathrottle._keys import (
     identity_digest,
     key_frame,
 )
+from luathrottle._limited import AsyncLimited, Limited
 from luathrottle._lone import adecide_one, decide_one
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
@@ -91,6 +92,10 @@ class _BaseLimiter(Generic[_BackendT]):
     #: The front door its decisions' events name; adapters built on a
     #: limiter name their own.
     _door: ClassVar[str] = "limiter"
+    #: What the user built, and its twin of the other kind, as errors name
+    #: them: an adapter's, when it is built on a limiter.
+    _owner: ClassVar[str | None] = None
+    _twin: ClassVar[str | None]
 
     def __init__(
         self,
@@ -118,7 +123,8 @@ class _BaseLimiter(Generic[_BackendT]):
         self.algorithm.check_limits(self.limits)
         self.script = self.algorithm.script
         self.backend: _BackendT = _default_memory() if backend is None else backend
-        check_backend_kind(self.backend, self._backend_type, type(self).__name__)
+        owner = self._owner or type(self).__name__
+        check_backend_kind(self.backend, self._backend_type, owner, self._twin)
         self.prefix = check_prefix(prefix)
         self.scope = check_scope(scope)
         self._frames = [
@@ -329,6 +335,7 @@ class Limiter(_BaseLimiter[SyncBackend]):
     """
 
     _backend_type = SyncBackend
+    _twin: ClassVar[str | None] = "AsyncLimiter"
 
     def hit(
         self,
@@ -364,6 +371,21 @@ class Limiter(_BaseLimiter[SyncBackend]):
         ``limits`` as for ``hit``."""
         return decide_one(self._check(key, "peek", cost, limits))
 
+    def limit(self, *, key: str | Callable[..., str | None], cost: int = 1) -> Limited:
+        """Limit a function, or a block: each call (or entry) is a hit.
+
+        ``@limiter.limit(key="geocoder")`` guards a ``def`` or an ``async
+        def``; ``key`` may be a callable given the function's arguments,
+        returning the str to count against (None: not counted).
+        ``with limiter.limit(key="geocoder"):`` guards a block, with a str
+        key. A refused hit raises ``luathrottle.RateLimited`` before the
+        function runs, spending nothing.
+
+        Raises:
+            TypeError, ValueError: naming ``key`` or ``cost``.
+        """
+        return Limited(self, key, cost)
+
     def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent under the limiter's limits.
 
@@ -389,6 +411,7 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     """
 
     _backend_type = AsyncBackend
+    _twin: ClassVar[str | None] = "Limiter"
 
     async def hit(
         self,
@@ -408,6 +431,13 @@ class AsyncLimiter(_BaseLimiter[AsyncBackend]):
     ) -> Decision:
         """Whether a hit of ``cost`` would be admitted now, spending nothing."""
         return await adecide_one(self._check(key, "peek", cost, limits))
+
+    def limit(
+        self, *, key: str | Callable[..., str | None], cost: int = 1
+    ) -> AsyncLimited:
+        """``Limiter.limit`` for ``async def`` functions and ``async with``
+        blocks."""
+        return AsyncLimited(self, key, cost)
 
     async def reset(self, key: str) -> None:
         """Forget everything ``key`` has spent."""

@@ -194,14 +194,47 @@ class AsyncBackend(_Contract):
         await self.aload_script(algorithm.script)
 
 
-def check_backend_kind(backend: object, kind: type, owner: str) -> None:
+def check_backend_kind(
+    backend: object, kind: type, owner: str, twin: str | None = None
+) -> None:
     """Check that ``backend`` is of the ``kind`` that ``owner`` runs on.
 
+    Args:
+        backend: what the user gave.
+        kind: ``SyncBackend`` or ``AsyncBackend``.
+        owner: what the user built, as they wrote it.
+        twin: ``owner``'s twin of the other kind, if it has one.
+
     Raises:
-        TypeError: naming ``backend``, what it is and what ``owner`` needs.
+        TypeError: naming ``backend``, what it is, what ``owner`` needs, and
+            what to write instead.
     """
     if not isinstance(backend, kind):
         raise TypeError(
             f"backend must be {indefinite(kind.__name__)} for {owner}, got "
-            f"{type(backend).__module__}.{type(backend).__qualname__}"
+            f"{type(backend).__module__}.{type(backend).__qualname__}: "
+            + _instead(backend, kind, twin)
         )
+
+
+def _instead(backend: object, kind: type, twin: str | None) -> str:
+    """What to write instead of ``backend``."""
+    wanted = "SyncRedis" if kind is SyncBackend else "AsyncRedis"
+    if isinstance(backend, str):
+        alias = (
+            " or SyncDjangoCache(alias) for a Django cache"
+            if kind is SyncBackend
+            else ""
+        )
+        return (
+            f"give a backend object, such as {wanted}.from_url"
+            f"('redis://localhost:6379/0'){alias}"
+        )
+    module = type(backend).__module__.partition(".")[0]
+    if module in ("redis", "valkey"):
+        return f"wrap the client, {wanted}(client)"
+    other = "sync" if kind is AsyncBackend else "async"
+    fix = f"give {indefinite(wanted)}"
+    if isinstance(backend, SyncBackend | AsyncBackend) and twin is not None:
+        return f"{fix}, or use {twin} for {indefinite(other)} backend"
+    return fix

@@ -139,7 +139,8 @@ class _DjangoCacheBase:
         return StoreTraits(
             self._identity,
             shared_across_processes=shared,
-            unsafe_reason=reason,
+            # Named by its alias: each cache is warned about once.
+            unsafe_reason=reason and f"CACHES[{self.cache_name!r}]: {reason}",
             sorted_sets=_kind(cache) != _STAGED,
         )
 

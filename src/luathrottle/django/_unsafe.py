@@ -4,9 +4,10 @@ A cache that cannot keep limits exact (``traits().unsafe_reason``) is
 warned about, refused, or let be, as the first level that says so decides:
 the handler (``@throttle(allow_unsafe_cache=...)``), the view class
 (``throttling_allow_unsafe_cache``), then ``LUATHROTTLE["allow_unsafe_cache"]``
-(True by default). True warns with ``UnsafeCacheBackendWarning``, False
-raises ``ImproperlyConfigured``, None does not check; ``UNSET`` leaves the
-choice to the next level out.
+(True by default). True warns with ``UnsafeCacheBackendWarning``, once per
+cache per process (and again after the settings change), with the fix in
+its text; False raises ``ImproperlyConfigured``; None does not check.
+``UNSET`` leaves the choice to the next level out.
 """
 
 import enum
@@ -15,10 +16,30 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
 
-__all__ = ["UNSET", "Policy", "check_policy", "enforce", "is_setting", "resolve"]
+__all__ = [
+    "UNSET",
+    "Policy",
+    "check_policy",
+    "enforce",
+    "is_setting",
+    "resolve",
+    "warn_once",
+]
+
+#: What the warning says to do about it.
+_FIX = (
+    "use a Redis-backed cache (Django's RedisCache, django-redis or "
+    "django-valkey) for exact limits, or silence this with "
+    "LUATHROTTLE = {'allow_unsafe_cache': None} (or allow_unsafe_cache=None "
+    "on the throttle or view)"
+)
+
+#: Why each cache warned about in this process is unsafe: each warns once.
+_warned: set[str] = set()
 
 
 class _Unset(enum.Enum):
@@ -76,4 +97,24 @@ def enforce(label: str, throttles: Iterable[Any], policy: bool | None) -> None:
         if policy is False:
             raise ImproperlyConfigured(f"{message} (allow_unsafe_cache is False)")
         # Points the warning at the code that declared the view.
-        warnings.warn(message, UnsafeCacheBackendWarning, stacklevel=4)
+        warn_once(message, reason, stacklevel=5)
+
+
+def warn_once(message: str, reason: str, stacklevel: int) -> None:
+    """Warn that a cache is unsafe, with the fix, unless this process has
+    warned about it (``reason`` names the cache) since the settings last
+    changed."""
+    if reason in _warned:
+        return
+    _warned.add(reason)
+    warnings.warn(
+        f"{message}; {_FIX}", UnsafeCacheBackendWarning, stacklevel=stacklevel
+    )
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("LUATHROTTLE", "CACHES"):
+        _warned.clear()
+
+
+setting_changed.connect(_forget, dispatch_uid="luathrottle.django.unsafe")

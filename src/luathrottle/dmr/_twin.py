@@ -2,7 +2,6 @@
 and header specs, the configuration both throttles share, and where a
 request keeps the outcomes of its stages."""
 
-import warnings
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, Self
@@ -18,11 +17,11 @@ from luathrottle import headers as _headers
 from luathrottle._checks import Check, Verdict
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
-from luathrottle.backends.django_cache import UnsafeCacheBackendWarning
 from luathrottle.django import cache_keys as _lt_keys
 from luathrottle.django import throttles as _lt
 from luathrottle.django._conf import get_config
 from luathrottle.django._outcomes import headers_for
+from luathrottle.django._unsafe import warn_once
 from luathrottle.headers import BaseResponseHeadersProvider
 
 if TYPE_CHECKING:
@@ -239,7 +238,7 @@ class Twin:
         message = f"{metadata.endpoint_name}: {self!r}: {reason}"
         if policy is False:
             raise EndpointMetadataError(f"{message} (allow_unsafe_cache is False)")
-        warnings.warn(message, UnsafeCacheBackendWarning, stacklevel=2)
+        warn_once(message, reason, stacklevel=3)
 
     def _headers_spec(self) -> dict[str, HeaderSpec]:
         specs: dict[str, HeaderSpec] = {}
