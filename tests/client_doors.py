@@ -1,8 +1,10 @@
 """Doors and stores for the client identity and exemption tests: a Django
-view, the ASGI middleware and the FastAPI dependency, each sent requests
-from chosen client addresses, over a store whose keys can be counted."""
+view, the ASGI middleware, the FastAPI dependency and the Flask extension,
+each sent requests from chosen client addresses, over a store whose keys
+can be counted."""
 
 import inspect
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 from django.http import HttpResponse
 from fastapi import Depends, FastAPI
+from flask import Flask
 
 from luathrottle.asgi import RateLimitMiddleware
 from luathrottle.backends.memory import MemoryBackend
@@ -17,6 +20,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
 from luathrottle.django.cache_keys import ProxiedRemoteAddr, RemoteAddr
 from luathrottle.fastapi import Throttle
+from luathrottle.flask import Throttle as FlaskThrottle
 from servers import free_port
 
 #: Two addresses of one /64, and one of the next /64.
@@ -140,6 +144,31 @@ async def asgi_statuses(app: Any, *addresses: str) -> list[int]:
     return [response.status_code for response in await served(app, *addresses)]
 
 
+# --- the Flask extension ------------------------------------------------------
+
+
+def flask_app(backend: Any, **options: Any) -> Flask:
+    """An app of one route limited to one request an hour."""
+    app = Flask(f"identity-{uuid.uuid4().hex}")
+    guard = FlaskThrottle(app, backend=backend, **options)
+
+    @app.get("/")
+    @guard.limit("1/hour")
+    def index() -> str:
+        return "index"
+
+    return app
+
+
+def flask_answers(app: Flask, *addresses: str) -> list[Any]:
+    client = app.test_client()
+    return [client.get("/", environ_base={"REMOTE_ADDR": a}) for a in addresses]
+
+
+def flask_statuses(app: Flask, *addresses: str) -> list[int]:
+    return [response.status_code for response in flask_answers(app, *addresses)]
+
+
 #: Every door that takes ``ipv6_prefix`` and ``exempt``, built with options.
 BUILDERS = {
     "RemoteAddr": lambda **options: RemoteAddr(**options),
@@ -148,4 +177,5 @@ BUILDERS = {
         hello, "1/minute", **options
     ),
     "Throttle": lambda **options: Throttle("1/minute", **options),
+    "flask.Throttle": lambda **options: FlaskThrottle(**options),
 }

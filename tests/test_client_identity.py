@@ -2,7 +2,8 @@
 (``ipv6_prefix`` changes it), an IPv4 client as its address.
 
 The Django cache keys (``RemoteAddr``, ``ProxiedRemoteAddr``, also on dmr),
-the ASGI middleware and the FastAPI dependency count alike. Each door test
+the ASGI middleware, the FastAPI dependency and the Flask extension count
+alike. Each door test
 runs on the embedded backend and on the real Redis, sync and async where
 the door is both, and counts the keys the store holds.
 """
@@ -27,6 +28,8 @@ from client_doors import (
     PROXY,
     Store,
     asgi_statuses,
+    flask_app,
+    flask_statuses,
     guarded,
     rate,
     statuses,
@@ -36,6 +39,7 @@ from luathrottle import dmr as lt_dmr
 from luathrottle.asgi import client_address
 from luathrottle.django.cache_keys import ProxiedRemoteAddr, RemoteAddr
 from luathrottle.fastapi import client_host
+from luathrottle.flask import remote_address
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -120,6 +124,21 @@ async def test_asgi_ipv6_prefix_128_counts_each_address(asgi, store, clock):
     assert store.keys() == 2
 
 
+# --- the Flask extension ------------------------------------------------------
+
+
+def test_flask_ipv6_clients_of_one_64_share_a_quota(store):
+    app = flask_app(store.sync)
+    assert flask_statuses(app, HOST, NEIGHBOUR, NEXT_64) == [200, 429, 200]
+    assert store.keys() == 2
+
+
+def test_flask_ipv6_prefix_128_counts_each_address(store):
+    app = flask_app(store.sync, ipv6_prefix=128)
+    assert flask_statuses(app, HOST, NEIGHBOUR, HOST) == [200, 200, 429]
+    assert store.keys() == 2
+
+
 # --- the identities, and bad arguments ----------------------------------------
 
 
@@ -151,6 +170,9 @@ def test_the_default_keys_of_the_asgi_doors_count_alike():
     assert client_address(scope) == "2001:db8:1:2::/64"
     request = SimpleNamespace(client=SimpleNamespace(host=NEIGHBOUR))
     assert client_host(request) == "2001:db8:1:2::/64"
+    app = flask_app(None)
+    with app.test_request_context(environ_base={"REMOTE_ADDR": NEIGHBOUR}):
+        assert remote_address() == "2001:db8:1:2::/64"
 
 
 def test_keys_keep_their_options_and_compare_by_them():
@@ -182,7 +204,7 @@ def test_bad_ipv6_prefixes_are_named(door, value, error, match):
 
 def test_a_prefix_given_with_a_key_of_ones_own_is_refused():
     own = lambda request: "everyone"  # noqa: E731
-    for door in ("RateLimitMiddleware", "Throttle"):
+    for door in ("RateLimitMiddleware", "Throttle", "flask.Throttle"):
         with pytest.raises(ValueError, match="drop ipv6_prefix=56"):
             BUILDERS[door](key=own, ipv6_prefix=56)
         BUILDERS[door](key=own, exempt=EXEMPT)

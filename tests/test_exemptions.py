@@ -1,13 +1,13 @@
 """Exemptions: clients in an allow-list of CIDR ranges are let through
 without a store call.
 
-``exempt`` on ``RemoteAddr``, ``ProxiedRemoteAddr``, the ASGI middleware
-and the FastAPI dependency, and ``LUATHROTTLE["exempt"]`` for every Django
-throttle (Django's own, concurrency, DRF and dmr). On a dead store exempt
-clients get no failure-policy answer and no event is reported; on a live
-one they leave no key, while other clients are limited as ever. Each test
-runs on the embedded backend and on the real Redis, sync and async where
-the door is both.
+``exempt`` on ``RemoteAddr``, ``ProxiedRemoteAddr``, the ASGI middleware,
+the FastAPI dependency and the Flask extension, and ``LUATHROTTLE["exempt"]``
+for every Django throttle (Django's own, concurrency, DRF and dmr). On a
+dead store exempt clients get no failure-policy answer and no event is
+reported; on a live one they leave no key, while other clients are limited
+as ever. Each test runs on the embedded backend and on the real Redis, sync
+and async where the door is both.
 """
 
 import ipaddress
@@ -42,6 +42,9 @@ from client_doors import (
     answers,
     asgi_statuses,
     dead,
+    flask_answers,
+    flask_app,
+    flask_statuses,
     guarded,
     rate,
     served,
@@ -163,6 +166,34 @@ async def test_asgi_exempt_holds_whatever_the_key(asgi, store, clock):
     found = await asgi_statuses(app, INSIDER, OUTSIDER, INSIDER, "2001:db8:2::1")
     assert found == [200, 200, 200, 429]
     assert store.keys() == 1
+
+
+# --- the Flask extension ------------------------------------------------------
+
+
+def test_flask_exempt_clients_leave_no_key(store):
+    app = flask_app(store.sync, exempt=EXEMPT)
+    exempt = flask_answers(app, INSIDER, HOST, INSIDER, NEIGHBOUR)
+    assert [response.status_code for response in exempt] == [200] * 4
+    assert all("X-RateLimit-Limit" not in response.headers for response in exempt)
+    assert store.keys() == 0
+    assert flask_statuses(app, OUTSIDER, OUTSIDER) == [200, 429]
+    assert store.keys() == 1
+
+
+def test_flask_exempt_holds_whatever_the_key(store):
+    app = flask_app(store.sync, key=lambda: "all", exempt=EXEMPT)
+    found = flask_statuses(app, INSIDER, OUTSIDER, INSIDER, "2001:db8:2::1")
+    assert found == [200, 200, 200, 429]
+    assert store.keys() == 1
+
+
+def test_flask_exempt_clients_never_reach_a_dead_store(events):
+    app = flask_app(dead("sync"), exempt=EXEMPT, on_failure="deny")
+    assert flask_statuses(app, INSIDER, NEIGHBOUR) == [200, 200]
+    assert events == []
+    assert flask_statuses(app, OUTSIDER) == [503]
+    assert [event.outcome for event in events] == [luathrottle.Outcome.FAILED_CLOSED]
 
 
 # --- LUATHROTTLE["exempt"], for every Django throttle ---------------------------
