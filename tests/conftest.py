@@ -59,12 +59,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _unsafe_caches_warn_afresh() -> None:
-    """Each test is warned of an unsafe cache as a fresh process is: the
-    warning comes once per cache per process."""
-    from luathrottle.django import _unsafe
+def _unsafe_caches_warn_afresh() -> Iterator[None]:
+    """Each test runs under settings changed afresh: luathrottle warns of an
+    unsafe cache once per cache per process, and again after the settings
+    change, so each test is warned as a fresh process is."""
+    from django.conf import settings
+    from django.test import override_settings
 
-    _unsafe._warned.clear()
+    with override_settings(LUATHROTTLE=getattr(settings, "LUATHROTTLE", {})):
+        yield
 
 
 @pytest.fixture(scope="session")

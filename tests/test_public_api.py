@@ -42,6 +42,7 @@ PUBLIC = {
         "SimpleRate",
         "SlidingWindow",
         "TokenBucket",
+        "__version__",
         "add_observer",
         "remove_observer",
     ],

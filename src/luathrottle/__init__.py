@@ -5,6 +5,8 @@ The standalone API lives here; Django throttles live in
 reads no Lua file and starts no Lua runtime: both happen on first use.
 """
 
+from importlib import metadata
+
 from luathrottle._breaker import CircuitBreaker
 from luathrottle._events import DecisionEvent, Outcome, add_observer, remove_observer
 from luathrottle.algorithms import (
@@ -26,6 +28,13 @@ from luathrottle.exceptions import (
 )
 from luathrottle.limiter import AsyncLimiter, Limiter
 from luathrottle.rates import Limit, Rate
+
+try:
+    #: The installed distribution's version, as ``pip show luathrottle``
+    #: reports it.
+    __version__ = metadata.version("luathrottle")
+except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
+    __version__ = "0+unknown"
 
 __all__ = [
     "AsyncConcurrencyLimiter",
@@ -51,6 +60,7 @@ __all__ = [
     "SimpleRate",
     "SlidingWindow",
     "TokenBucket",
+    "__version__",
     "add_observer",
     "remove_observer",
 ]

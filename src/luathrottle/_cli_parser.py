@@ -5,6 +5,8 @@ import argparse
 import math
 from typing import Any, NoReturn
 
+from luathrottle import __version__
+
 __all__ = ["EXIT_STATUS", "build_parser", "one_line"]
 
 #: What each exit status means, as ``--help`` prints it.
@@ -79,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=_DESCRIPTION,
         epilog=EXIT_STATUS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"luathrottle {__version__}",
+        help="print the installed version and exit",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
