@@ -90,7 +90,7 @@ async def test_bracketed_ipv6_with_a_port_is_its_address(get):
     ports = [f"[2001:DB8::1]:{port}" for port in range(443, 446)]
     assert await statuses(get, ports) == [200] * 3
     assert await statuses(get, ["2001:db8::1", "[2001:db8:0::1]:8443"]) == [429] * 2
-    assert await get("[2001:db8::2]:443") == 200
+    assert await get("[2001:db8:0:1::1]:443") == 200  # another /64
 
 
 async def test_ipv4_mapped_with_a_port_is_its_ipv4_address(get):

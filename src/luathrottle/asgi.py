@@ -7,15 +7,23 @@
     app = RateLimitMiddleware(app, "100/minute")
 
 Pure ASGI, with no framework imported: every HTTP request costs one script
-call on the backend. A denied request gets a 429 with the JSON body and the
-headers of the Django layer, ``Retry-After`` included; admitted responses
-get the headers too. Lifespan and websocket scopes pass through untouched.
+call on the backend, but those of exempt clients, which cost none. A denied
+request gets a 429 with the JSON body and the headers of the Django layer,
+``Retry-After`` included; admitted responses get the headers too. Lifespan
+and websocket scopes pass through untouched.
 """
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from luathrottle import AsyncLimiter, BaseThrottleAlgorithm
+from luathrottle._addresses import (
+    DEFAULT_IPV6_PREFIX,
+    Address,
+    Clients,
+    Network,
+    check_own_key,
+)
 from luathrottle._answers import Answer, headers_of, refusal
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
@@ -34,15 +42,26 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def client_address(scope: Scope) -> str | None:
-    """The client's address from the ASGI scope, or None when the server
-    gave none (a Unix socket, say). Behind a proxy, configure the server
-    (``uvicorn --proxy-headers``) so that this is the real client."""
+#: How ``client_address`` counts clients: every door's defaults.
+_BY_ADDRESS = Clients()
+
+
+def _host(scope: Scope) -> str | None:
     client = scope.get("client")
     if not client:
         return None
     host = client[0]
     return host if isinstance(host, str) and host else None
+
+
+def client_address(scope: Scope) -> str | None:
+    """The client's address from the ASGI scope, or None when the server
+    gave none (a Unix socket, say). Counted as the Django cache keys count
+    it: an IPv6 client as its /64 network (``2001:db8:1:2::/64``), an
+    IPv4-mapped address as IPv4. Behind a proxy, configure the server
+    (``uvicorn --proxy-headers``) so that this is the real client."""
+    host = _host(scope)
+    return None if host is None else _BY_ADDRESS.identity(host)
 
 
 def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -66,7 +85,14 @@ class RateLimitMiddleware:
         limits: every form ``Limiter`` takes: ``"100/minute"``,
             ``["10/second", "100/minute"]``, ``Limit(...)``, pairs.
         key: ``key(scope) -> str | None`` names who a request counts
-            against; the client address by default. None skips the request.
+            against; the client address by default (``client_address``).
+            None skips the request.
+        ipv6_prefix: the IPv6 network length that the default key counts
+            as one client, from 1 to 128 (each address on its own); 64 by
+            default. Not with a ``key`` of your own.
+        exempt: IP addresses or CIDR networks, IPv4 or IPv6, whose clients
+            are let through with no store call and no quota headers, whatever
+            ``key`` says.
         backend: ``AsyncRedis(...)`` for limits shared by every worker;
             the process-wide embedded ``MemoryBackend`` by default.
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
@@ -112,13 +138,17 @@ class RateLimitMiddleware:
         shadow: bool = False,
         near_limit: float | None = None,
         max_wait: float | None = None,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        exempt: Iterable[str | Address | Network] = (),
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the scope, got {key!r}")
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        check_own_key(self._clients, key)
         self.app = app
-        self.key = client_address if key is None else key
+        self.key = self._client_address if key is None else key
         self.limiter: AsyncLimiter = _MiddlewareLimiter(
             list(parse_limits_named(limits, "limits")),
             algorithm=algorithm,
@@ -134,9 +164,16 @@ class RateLimitMiddleware:
         self.response_headers = check_providers(response_headers)
         self.max_wait = check_max_wait(max_wait, type(self).__name__)
 
+    def _client_address(self, scope: Scope) -> str | None:
+        host = _host(scope)
+        return None if host is None else self._clients.identity(host)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Decide HTTP requests; pass every other scope through."""
-        if scope["type"] != "http":
+        """Decide HTTP requests, but those of exempt clients; pass every
+        other scope through."""
+        if scope["type"] != "http" or (
+            self._clients.exempt and self._clients.exempts_host(_host(scope))
+        ):
             await self.app(scope, receive, send)
             return
         identity = self.key(scope)

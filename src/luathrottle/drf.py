@@ -266,6 +266,8 @@ def _is_name(scope: object) -> bool:
 
 
 def _verdict(throttle: SimpleRateThrottle, request: Any, view: Any) -> Verdict | None:
+    if get_config().exempts(request):
+        return None
     key = throttle.luathrottle_key(request, view)
     if key is None:
         return None

@@ -30,6 +30,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import AsyncLimiter, BaseThrottleAlgorithm, Decision, Limiter
+from luathrottle._addresses import (
+    DEFAULT_IPV6_PREFIX,
+    Address,
+    Clients,
+    Network,
+    check_own_key,
+)
 from luathrottle._answers import headers_of, refusal
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
@@ -46,9 +53,20 @@ _MAX_SCOPE = 200
 _REMEMBERED = 256
 
 
-def client_host(request: Request) -> str | None:
-    """The client's address, or None when the server gave none."""
+#: How ``client_host`` counts clients: every door's defaults.
+_BY_ADDRESS = Clients()
+
+
+def _host(request: Request) -> str | None:
     return request.client.host if request.client else None
+
+
+def client_host(request: Request) -> str | None:
+    """The client's address, or None when the server gave none. Counted as
+    the Django cache keys count it: an IPv6 client as its /64 network
+    (``2001:db8:1:2::/64``), an IPv4-mapped address as IPv4."""
+    host = _host(request)
+    return None if not host else _BY_ADDRESS.identity(host)
 
 
 def _check_scope(scope: object) -> str | None:
@@ -97,10 +115,14 @@ class _Base(Generic[_LimiterT]):
         shadow: bool = False,
         near_limit: float | None = None,
         max_wait: float | None = None,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        exempt: Iterable[str | Address | Network] = (),
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
-        self.key = client_host if key is None else key
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        check_own_key(self._clients, key)
+        self.key = self._client_host if key is None else key
         self.response_headers = check_providers(response_headers)
         self.scope = _check_scope(scope)
         self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
@@ -134,6 +156,10 @@ class _Base(Generic[_LimiterT]):
         self._limiters[scope] = limiter
         return limiter
 
+    def _client_host(self, request: Request) -> str | None:
+        host = _host(request)
+        return None if not host else self._clients.identity(host)
+
     def identity(self, request: Request) -> str | None:
         """What the request counts against, or None to skip it.
 
@@ -150,7 +176,10 @@ class _Base(Generic[_LimiterT]):
 
     def counting(self, request: Request) -> tuple[_LimiterT, str] | None:
         """The limiter of the request's scope (by default its route) and its
-        identity, or None to skip it."""
+        identity, or None to skip it: the key skips it, or the client is
+        exempt."""
+        if self._clients.exempt and self._clients.exempts_host(_host(request)):
+            return None
         identity = self.identity(request)
         if identity is None:
             return None
@@ -183,8 +212,14 @@ class Throttle(_Base[AsyncLimiter]):
     Args:
         limits: every form ``Limiter`` takes: ``"5/minute"``,
             ``["1/second", "30/minute"]``, ``Limit(...)``, pairs.
-        key: ``key(request) -> str | None``; the client address by default.
-            None skips the request.
+        key: ``key(request) -> str | None``; the client address by default
+            (``client_host``). None skips the request.
+        ipv6_prefix: the IPv6 network length that the default key counts
+            as one client, from 1 to 128 (each address on its own); 64 by
+            default. Not with a ``key`` of your own.
+        exempt: IP addresses or CIDR networks, IPv4 or IPv6, whose clients
+            are let through with no store call and no quota headers, whatever
+            ``key`` says.
         backend: ``AsyncRedis(...)`` or the embedded backend (default).
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
         on_failure: ``"allow"`` (default), ``"deny"`` (503) or ``"raise"``.

@@ -47,6 +47,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, Limiter
+from luathrottle._addresses import (
+    DEFAULT_IPV6_PREFIX,
+    Address,
+    Clients,
+    Network,
+    check_own_key,
+)
 from luathrottle._answers import headers_of, refusal
 from luathrottle._checks import Check, joined, trial_parts
 from luathrottle._engine import decide
@@ -67,10 +74,17 @@ _Providers = Sequence[BaseResponseHeadersProvider]
 _EXTENSION = "luathrottle"
 
 
+#: How ``remote_address`` counts clients: every door's defaults.
+_BY_ADDRESS = Clients()
+
+
 def remote_address() -> str | None:
-    """The client's address, ``request.remote_addr``: behind a proxy, wrap
-    the app in Werkzeug's ``ProxyFix`` so that this is the real client."""
-    return request.remote_addr or None
+    """The client's address, ``request.remote_addr``, counted as the
+    Django cache keys count it: an IPv6 client as its /64 network
+    (``2001:db8:1:2::/64``). Behind a proxy, wrap the app in Werkzeug's
+    ``ProxyFix`` so that this is the real client."""
+    host = request.remote_addr
+    return _BY_ADDRESS.identity(host) if host else None
 
 
 class _Limits:
@@ -150,6 +164,12 @@ class Throttle:
         response_headers: ``[XRateLimit(), RetryAfter()]`` by default.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             decision, besides the process's observers.
+        ipv6_prefix: the IPv6 network length that the default key counts
+            as one client, from 1 to 128 (each address on its own); 64 by
+            default. Not with a ``key`` of your own.
+        exempt: IP addresses or CIDR networks, IPv4 or IPv6, whose clients
+            (``request.remote_addr``) are let through with no store call and
+            no quota headers, whatever the key.
 
     Raises:
         TypeError, ValueError: a bad argument or setting, named in the
@@ -167,13 +187,17 @@ class Throttle:
         shadow: bool | None = None,
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         observers: Iterable[Observer] | None = None,
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        exempt: Iterable[str | Address | Network] = (),
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable of no arguments, got {key!r}")
         if backend is not None:
             check_backend_kind(backend, SyncBackend, "luathrottle.flask.Throttle")
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        check_own_key(self._clients, key)
         self._backend = backend
-        self._key: _Key = remote_address if key is None else key
+        self._key: _Key = self._remote_address if key is None else key
         self._defaults = None if default_limits is None else _default(default_limits)
         self._on_failure = None if on_failure is None else check_on_failure(on_failure)
         self._shadow = None if shadow is None else check_shadow(shadow)
@@ -275,10 +299,14 @@ class Throttle:
         self._exempt.add(guarded)
         return guarded
 
+    def _remote_address(self) -> str | None:
+        host = request.remote_addr
+        return self._clients.identity(host) if host else None
+
     def _before(self) -> Response | None:
         state: _AppState = current_app.extensions[_EXTENSION]
         chosen = self._chosen(state)
-        if not chosen:
+        if not chosen or self._clients.exempts_host(request.remote_addr):
             return None
         checks: list[tuple[Check, _Providers]] = []
         for limited in chosen:

@@ -14,6 +14,7 @@ unsafe caches, and the failure policy.
         "shadow": False,
         "near_limit": 0.2,
         "observers": ["luathrottle.prometheus.PrometheusObserver"],
+        "exempt": ["10.0.0.0/8", "2001:db8:ffff::/48"],
     }
 
 An entry of ``throttling`` is a throttle, or a pair of twins of which each
@@ -27,7 +28,10 @@ failure is logged and signalled), ``"deny"`` it with a 503, or ``"raise"``.
 mode; ``near_limit`` is the fraction under which throttles that set none
 report ``Outcome.NEAR_LIMIT``. ``observers`` are added for every limiter in
 the process: each a callable, or a dotted path to one, and a class is
-made once, with no arguments.
+made once, with no arguments. ``exempt`` lists IP addresses or CIDR
+networks whose clients (``REMOTE_ADDR``, normalised as ``RemoteAddr``
+normalises it) skip every luathrottle throttle, Django's, DRF's and dmr's,
+with no store call.
 
 The settings are read when the app is ready, when first needed, and again
 after they change.
@@ -41,6 +45,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
+from luathrottle._addresses import Clients, check_networks
 from luathrottle._events import (
     Observer,
     add_observer,
@@ -65,6 +70,7 @@ _KEYS = frozenset(
         "shadow",
         "near_limit",
         "observers",
+        "exempt",
     }
 )
 
@@ -94,6 +100,7 @@ class Config:
         shadow: every throttle is in shadow mode.
         near_limit: the near-limit fraction of throttles that set none.
         observers: the process's observers from the settings.
+        clients: the clients ``LUATHROTTLE["exempt"]`` exempts.
     """
 
     throttling: tuple[Entry, ...]
@@ -103,6 +110,15 @@ class Config:
     shadow: bool
     near_limit: float | None
     observers: tuple[Observer, ...]
+    clients: Clients
+
+    def exempts(self, request: Any) -> bool:
+        """Whether the client of ``request``, a Django (or DRF) request, is
+        exempt from every throttle: its ``REMOTE_ADDR`` is in ``exempt``."""
+        if not self.clients.exempt:
+            return False
+        value = request.META.get("REMOTE_ADDR")
+        return isinstance(value, str) and self.clients.exempts_host(value)
 
     def throttles_for(
         self, *, is_async: bool, view: str
@@ -190,6 +206,10 @@ def problems(raw: object) -> list[Problem]:
         _observers(raw.get("observers", ()))
     except (ImportError, TypeError) as exc:
         found.append(Problem("E001", f"LUATHROTTLE['observers']: {exc}"))
+    try:
+        check_networks(raw.get("exempt", ()), "LUATHROTTLE['exempt']")
+    except (TypeError, ValueError) as exc:
+        found.append(Problem("E001", str(exc)))
     throttling = raw.get("throttling", ())
     if not isinstance(throttling, list | tuple):
         found.append(
@@ -275,6 +295,7 @@ def get_config() -> Config:
             shadow=raw.get("shadow", False),
             near_limit=check_near_limit(raw.get("near_limit")),
             observers=_observers(raw.get("observers", ())),
+            clients=Clients(exempt=raw.get("exempt", ())),
         )
         _apply(_cached)
     return _cached

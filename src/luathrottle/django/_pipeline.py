@@ -10,6 +10,9 @@ A request goes through three stages, each of which can end it:
    released when the response is produced, or when a streaming response's
    content ends (``luathrottle.django.concurrency``).
 
+A client that ``LUATHROTTLE["exempt"]`` lists goes through authentication
+alone: no stage asks a store anything, and nothing is decided or reported.
+
 Each stage's checks go to the engine (``luathrottle._engine``), which
 makes one script call per store and algorithm, and its verdicts stay on the
 request for ``ThrottlingReport``. An async stage denied only by throttles
@@ -95,11 +98,22 @@ class Endpoint:
             self._stages = (config, before, after, held)
         return self._stages[1], self._stages[2]
 
-    def held(self) -> list[tuple[Any, str]]:
+    def stages_for(
+        self, request: HttpRequest
+    ) -> tuple[tuple[Bound, ...], tuple[Bound, ...]]:
+        """``stages()``, or none for a client the settings exempt."""
+        if get_config().exempts(request):
+            return (), ()
+        return self.stages()
+
+    def held(self, request: HttpRequest) -> list[tuple[Any, str]]:
         """The concurrency throttles, which hold a slot around the handler
-        once every stage has passed, each with its view scope."""
+        once every stage has passed, each with its view scope; none for a
+        client the settings exempt."""
         self.stages()
         assert self._stages is not None
+        if get_config().exempts(request):
+            return []
         return [(item.throttle, item.view_scope) for item in self._stages[3]]
 
     def _settings_bound(self) -> tuple[Bound, ...]:
@@ -203,14 +217,14 @@ def run(
     endpoint: Endpoint, request: HttpRequest, view: Callable[[], HttpResponseBase]
 ) -> HttpResponseBase:
     forget_verdicts(request)
-    before, after = endpoint.stages()
+    before, after = endpoint.stages_for(request)
     response: HttpResponseBase | None = _sync_stage(request, before)
     if response is None and not _sync_authenticated(request, endpoint.auth):
         response = not_authenticated()
     if response is None:
         response = _sync_stage(request, after)
     if response is None:
-        held = endpoint.held()
+        held = endpoint.held(request)
         if held:
             config = get_config()
             response = run_held(held, request, view, config.on_failure, config.shadow)
@@ -239,7 +253,7 @@ async def arun(
     view: Callable[[], Awaitable[HttpResponseBase]],
 ) -> HttpResponseBase:
     forget_verdicts(request)
-    before, after = endpoint.stages()
+    before, after = endpoint.stages_for(request)
     # Each stage and hook is a coroutine to create and await, so the ones
     # with nothing to do are skipped.
     response: HttpResponseBase | None = None
@@ -258,7 +272,7 @@ async def arun(
             request.user = await request.auser()
         response = await _async_stage(request, after)
     if response is None:
-        held = endpoint.held()
+        held = endpoint.held(request)
         if held:
             config = get_config()
             response = await arun_held(

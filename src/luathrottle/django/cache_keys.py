@@ -7,12 +7,18 @@ state key, so keys stay short and hold no personal data.
 """
 
 import abc
-import functools
 import hashlib
-import ipaddress
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from luathrottle._addresses import (
+    DEFAULT_IPV6_PREFIX,
+    Address,
+    Client,
+    Clients,
+    Network,
+    check_networks,
+)
 
 __all__ = [
     "BaseThrottleCacheKey",
@@ -27,15 +33,6 @@ _MAX_PROXIES = 32
 # Wider ints are no ids any issuer hands out, and turning them into decimal
 # digits is slow (Python refuses beyond 4300 digits).
 _MAX_INT_CLAIM = 2**64
-# An address with a port: "[2001:db8::1]:443", "[2001:db8::1]" or
-# "192.0.2.1:80". ASCII digits only: \d would accept other scripts' digits.
-_WITH_PORT = re.compile(
-    r"\[(?P<v6>[^\]]+)\](?::[0-9]{1,5})?|(?P<v4>[0-9.]+):[0-9]{1,5}"
-)
-_MAPPED_V4 = ipaddress.IPv6Network("::ffff:0:0/96")
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class BaseThrottleCacheKey(abc.ABC):
@@ -77,7 +74,11 @@ class BaseThrottleCacheKey(abc.ABC):
         return hash((type(self), self.name))
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        fields = ", ".join(
+            f"{key}={value!r}"
+            for key, value in vars(self).items()
+            if not key.startswith("_")
+        )
         return f"{type(self).__name__}({fields})"
 
 
@@ -87,9 +88,11 @@ class RemoteAddr(BaseThrottleCacheKey):
     Addresses are normalised as ``ProxiedRemoteAddr`` normalises them: an
     IPv4-mapped IPv6 address counts as its IPv4 address, and a port, which
     some servers put there (``192.0.2.1:5678``, ``[2001:db8::1]:443``), is
-    dropped, since a client picks a new one per connection. A value that is
-    no address at all still counts, as it is. Without a value the throttle
-    is skipped.
+    dropped, since a client picks a new one per connection. An IPv6 client
+    counts as its network of ``ipv6_prefix`` bits, ``2001:db8:1:2::/64``
+    by default: a host picks new addresses within its /64 at will. A value
+    that is no address at all still counts, as it is. Without a value, or
+    for a client in ``exempt``, the throttle is skipped, with no store call.
 
     Put a reverse proxy's real client address into ``REMOTE_ADDR`` (and
     never trust ``X-Forwarded-For`` blindly), or every client shares the
@@ -98,16 +101,35 @@ class RemoteAddr(BaseThrottleCacheKey):
     Args:
         runs_before_auth: True by default.
         name: ``"RemoteAddr"`` by default.
+        ipv6_prefix: the IPv6 network length that counts as one client,
+            from 1 to 128 (each address on its own); 64 by default.
+        exempt: IP addresses or CIDR networks, IPv4 or IPv6, as strings or
+            ``ipaddress`` objects, whose clients skip the throttle.
+
+    Raises:
+        TypeError, ValueError: a bad argument, named in the message.
     """
 
     def __init__(
-        self, *, runs_before_auth: bool = True, name: str = "RemoteAddr"
+        self,
+        *,
+        runs_before_auth: bool = True,
+        name: str = "RemoteAddr",
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        exempt: Iterable[str | Address | Network] = (),
     ) -> None:
         super().__init__(runs_before_auth=runs_before_auth, name=name)
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        self.ipv6_prefix = self._clients.ipv6_prefix
+        self.exempt = self._clients.exempt
 
     def __call__(self, request: Any) -> str | None:
-        """The normalised client address, or None without one."""
-        return _remote_addr(request)
+        """The client's address or IPv6 network, or None without one or
+        for an exempt client."""
+        peer = _peer(request, self._clients)
+        if peer is None or isinstance(peer, str):
+            return peer
+        return self._clients.counted(peer)
 
 
 class ProxiedRemoteAddr(BaseThrottleCacheKey):
@@ -138,10 +160,13 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
     is safe only when nothing reaches Django but through those proxies.
 
     Addresses are normalised: an IPv4-mapped IPv6 address counts (and is
-    matched against ``trusted_proxies``) as its IPv4 address, and entries
-    may carry a port, ``192.0.2.1:5678`` or ``[2001:db8::1]:443``, which is
-    dropped, since a client picks a new one per connection. Without
-    ``REMOTE_ADDR`` the throttle is skipped, as with ``RemoteAddr``.
+    matched against ``trusted_proxies`` and ``exempt``) as its IPv4
+    address, and entries may carry a port, ``192.0.2.1:5678`` or
+    ``[2001:db8::1]:443``, which is dropped, since a client picks a new one
+    per connection. The client found counts as ``RemoteAddr`` counts one:
+    an IPv6 client as its network of ``ipv6_prefix`` bits, and a client in
+    ``exempt`` skips the throttle. Without ``REMOTE_ADDR`` the throttle is
+    skipped, as with ``RemoteAddr``.
 
     Args:
         trusted_proxies: the proxies' IP addresses or CIDR networks, IPv4 or
@@ -150,6 +175,8 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
             ``X-Forwarded-For``, from 1 to 32.
         runs_before_auth: True by default.
         name: ``"ProxiedRemoteAddr"`` by default.
+        ipv6_prefix: as for ``RemoteAddr``; 64 by default.
+        exempt: as for ``RemoteAddr``: matched against the client found.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -162,25 +189,37 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
         *,
         runs_before_auth: bool = True,
         name: str = "ProxiedRemoteAddr",
+        ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
+        exempt: Iterable[str | Address | Network] = (),
     ) -> None:
         super().__init__(runs_before_auth=runs_before_auth, name=name)
-        self.trusted_proxies = _trusted_networks(trusted_proxies)
+        self.trusted_proxies = check_networks(trusted_proxies, "trusted_proxies")
+        if not self.trusted_proxies:
+            raise ValueError(
+                "trusted_proxies must name at least one proxy; without "
+                "proxies, use RemoteAddr()"
+            )
         self.num_proxies = _check_num_proxies(num_proxies)
+        self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
+        self.ipv6_prefix = self._clients.ipv6_prefix
+        self.exempt = self._clients.exempt
 
     def __call__(self, request: Any) -> str | None:
-        """The client address found by the rule above, or None without
-        ``REMOTE_ADDR``."""
-        peer = _remote_addr(request)
-        address = None if peer is None else _parse(peer)
-        if address is None or not self._trusts(address):
+        """The client found by the rule above, counted as ``RemoteAddr``
+        counts it; None without ``REMOTE_ADDR`` or for an exempt client."""
+        peer = _peer(request, self._clients)
+        if peer is None or isinstance(peer, str):
             return peer
-        header = request.META.get("HTTP_X_FORWARDED_FOR")
-        return self._client_behind(address, header).compressed
+        client = peer
+        if self._trusts(peer):
+            header = request.META.get("HTTP_X_FORWARDED_FOR")
+            client = self._client_behind(peer, header)
+        return self._clients.counted(client)
 
-    def _trusts(self, address: Address) -> bool:
-        return any(address in network for network in self.trusted_proxies)
+    def _trusts(self, client: Client) -> bool:
+        return any(client[0] in network for network in self.trusted_proxies)
 
-    def _client_behind(self, peer: Address, header: object) -> Address:
+    def _client_behind(self, peer: Client, header: object) -> Client:
         if not isinstance(header, str):
             return peer
         client = peer
@@ -189,49 +228,13 @@ class ProxiedRemoteAddr(BaseThrottleCacheKey):
         for entry in reversed(
             header.rsplit(",", self.num_proxies)[-self.num_proxies :]
         ):
-            address = _parse_with_port(entry.strip())
-            if address is None:
+            found = self._clients.client(entry.strip())
+            if found is None:
                 break
-            client = address
-            if not self._trusts(address):
+            client = found
+            if not self._trusts(found):
                 break
         return client
-
-
-def _trusted_networks(trusted_proxies: object) -> tuple[Network, ...]:
-    if isinstance(trusted_proxies, str | bytes) or not isinstance(
-        trusted_proxies, Iterable
-    ):
-        raise TypeError(
-            "trusted_proxies must be a list of IP addresses or networks such "
-            f"as ['10.0.0.0/8'], got {trusted_proxies!r}"
-        )
-    networks = tuple(_trusted_network(entry) for entry in trusted_proxies)
-    if not networks:
-        raise ValueError(
-            "trusted_proxies must name at least one proxy; without proxies, "
-            "use RemoteAddr()"
-        )
-    return networks
-
-
-def _trusted_network(entry: object) -> Network:
-    # ip_network() also takes ints and bytes, which are no way to write one.
-    if not isinstance(entry, str | Address | Network):
-        raise TypeError(
-            "trusted_proxies must hold IP addresses or networks, got "
-            f"{type(entry).__name__} {entry!r}"
-        )
-    try:
-        network = ipaddress.ip_network(entry)
-    except ValueError as exc:
-        raise ValueError(f"trusted_proxies holds {entry!r}: {exc}") from exc
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED_V4):
-        raise ValueError(
-            f"trusted_proxies holds {entry!r}, an IPv4-mapped network; list "
-            "it as IPv4, since mapped addresses are matched as IPv4"
-        )
-    return network
 
 
 def _check_num_proxies(num_proxies: object) -> int:
@@ -248,46 +251,15 @@ def _check_num_proxies(num_proxies: object) -> int:
     return num_proxies
 
 
-def _remote_addr(request: Any) -> str | None:
+def _peer(request: Any, clients: Clients) -> Client | str | None:
+    """``REMOTE_ADDR`` as ``clients`` count it; the value as it is when it
+    is no address; None when there is none."""
     value = request.META.get("REMOTE_ADDR")
-    if not isinstance(value, str) or not value.strip():
+    text = value.strip() if isinstance(value, str) else ""
+    if not text:
         return None
-    text = value.strip()
-    # Parsing an address costs more than the rest of a throttle's key, and a
-    # site sees the same addresses again and again: remember short ones.
-    normalize = _cached_normalize if len(text) <= _CACHED_LENGTH else _normalize
-    return normalize(text) or value
-
-
-def _normalize(text: str) -> str | None:
-    address = _parse_with_port(text)
-    return None if address is None else address.compressed
-
-
-_CACHED_LENGTH = 64
-_cached_normalize = functools.lru_cache(maxsize=4096)(_normalize)
-
-
-def _parse(text: str) -> Address | None:
-    """``text`` as an address, IPv4-mapped IPv6 turned into IPv4; else None."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
-
-
-def _parse_with_port(text: str) -> Address | None:
-    """``text`` as an address, with or without a port, which is dropped."""
-    match = _WITH_PORT.fullmatch(text)
-    if match is None:
-        return _parse(text)
-    if match["v6"] is not None and ":" not in match["v6"]:
-        # Brackets are for IPv6 only; "[192.0.2.1]" is no form a proxy writes.
-        return None
-    return _parse(match["v6"] or match["v4"])
+    found = clients.client(text)
+    return value if found is None else found
 
 
 def _after_auth(cache_key: str, runs_before_auth: bool) -> None:

@@ -65,6 +65,7 @@ from luathrottle.backends.django_cache import (
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import throttles as _lt
+from luathrottle.django._conf import get_config
 from luathrottle.django._outcomes import headers_for
 from luathrottle.dmr._twin import (
     RateLimitIETFDraft,
@@ -141,6 +142,8 @@ def _stage(
     if before in state.decided:
         return None
     state.decided.add(before)
+    if get_config().exempts(controller.request):
+        return None
     checks = _stage_checks(throttle, endpoint, controller)
     return (state, checks) if checks else None
 
