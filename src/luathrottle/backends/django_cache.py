@@ -5,8 +5,10 @@
 hands every thread its own cache object and settings may not be ready when a
 throttle is declared. Each cache object then resolves once to what it is:
 
-Redis-backed caches (``django.core.cache.backends.redis.RedisCache`` and
-django-redis's ``RedisCache``, except its ``ShardClient``)
+Redis-backed caches (``django.core.cache.backends.redis.RedisCache``,
+django-redis's ``RedisCache`` and django-valkey's ``ValkeyCache``,
+``AsyncValkeyCache`` and ``ClusterValkeyCache``, except with their
+``ShardClient``)
     Each decision is one EVALSHA on the cache's own server, through
     ``SyncRedis`` or ``AsyncRedis``: atomic across processes and machines.
     Every key goes through ``cache.make_key()``, so the cache's
