@@ -16,7 +16,14 @@ import redis
 import valkey
 import valkey.asyncio
 import valkey.asyncio.cluster
+import valkey.asyncio.retry
+import valkey.backoff
 import valkey.cluster
+import valkey.retry
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.core.cache import caches
+from django.test import override_settings
 
 from luathrottle import (
     AsyncConcurrencyLimiter,
@@ -33,6 +40,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
+from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import Script, get_script
 from servers import RedisServer, wait_until
@@ -515,6 +523,59 @@ def test_a_full_valkey_cluster_pool_is_pool_exhaustion(cluster, redis_cluster):
     client.close()
 
 
+def retrying_valkey_client(server, flavour):
+    """A valkey-py client that retries a timed-out command three times."""
+    module = valkey if flavour == "sync" else valkey.asyncio
+    retry = module.retry.Retry(valkey.backoff.ExponentialBackoff(), 3)
+    return module.Valkey(
+        host="127.0.0.1",
+        port=server.port,
+        socket_timeout=0.3,
+        retry=retry,
+        retry_on_timeout=True,
+    )
+
+
+def test_a_paused_store_costs_one_attempt_per_call_whatever_the_retries(fresh):
+    server, admin = fresh
+    client = retrying_valkey_client(server, "sync")
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    limiter = Limiter(10, 60, backend=SyncRedis(client, breaker=breaker))
+    limiter.hit("k")
+    accepted = admin.info("stats")["total_connections_received"]
+    admin.client_pause(3000, all=True)
+    for _ in range(3):
+        with pytest.raises(BackendError, match="Timeout"):
+            limiter.hit("k")
+    assert breaker.state == "open"
+    admin.client_unpause()
+    # One connection at most per call: a retry would have made three more.
+    assert admin.info("stats")["total_connections_received"] - accepted <= 3
+    # Each call ran at most once, when the server woke, if at all.
+    unguarded = Limiter(10, 60, backend=SyncRedis(client, breaker=False))
+    assert unguarded.peek("k").remaining >= 6
+    client.close()
+
+
+async def test_a_paused_store_costs_one_asyncio_attempt_per_call(fresh):
+    server, admin = fresh
+    client = retrying_valkey_client(server, "asyncio")
+    breaker = CircuitBreaker(failures=3, cool_off=60)
+    limiter = AsyncLimiter(10, 60, backend=AsyncRedis(client, breaker=breaker))
+    await limiter.hit("k")
+    accepted = admin.info("stats")["total_connections_received"]
+    admin.client_pause(3000, all=True)
+    for _ in range(3):
+        with pytest.raises(BackendError, match="Timeout"):
+            await limiter.hit("k")
+    assert breaker.state == "open"
+    admin.client_unpause()
+    assert admin.info("stats")["total_connections_received"] - accepted <= 3
+    unguarded = AsyncLimiter(10, 60, backend=AsyncRedis(client, breaker=False))
+    assert (await unguarded.peek("k")).remaining >= 6
+    await client.aclose()
+
+
 # --- what the backends accept ----------------------------------------------
 
 
@@ -545,3 +606,64 @@ def test_a_client_of_the_other_twin_is_refused_by_name(twin, client, says):
 def test_limiters_name_the_wrapper_for_a_bare_valkey_client():
     with pytest.raises(TypeError, match=r"wrap the client, SyncRedis\(client\)"):
         Limiter(1, 60, backend=valkey.Valkey())
+
+
+# --- django-valkey's other caches ------------------------------------------
+
+
+def valkey_cache(backend, location):
+    return {
+        "BACKEND": backend,
+        "LOCATION": location,
+        "KEY_PREFIX": "dv",
+    }
+
+
+def test_django_valkeys_asyncio_cache_takes_the_direct_path(redis_url, admin, clock):
+    """Its own client is asyncio: the sync backend gets a sync one of its
+    server, and both twins count on the server, under the cache's keys."""
+    cache = valkey_cache("django_valkey.async_cache.cache.AsyncValkeyCache", redis_url)
+    with override_settings(CACHES={**settings.CACHES, "av": cache}):
+        assert SyncDjangoCache("av").traits().unsafe_reason is None
+        limiter = Limiter(3, 60, backend=SyncDjangoCache("av"), clock=clock)
+        assert [limiter.hit("k").allowed for _ in range(2)] == [True, True]
+
+        async def hits():
+            backend = AsyncDjangoCache("av")
+            twin = AsyncLimiter(3, 60, backend=backend, clock=clock)
+            allowed = [(await twin.hit("k")).allowed for _ in range(2)]
+            await backend.aclose()
+            return allowed
+
+        assert async_to_sync(hits)() == [True, False]
+        # Leaving override_settings closes every cache without awaiting,
+        # which this cache's close needs: it leaves first.
+        del caches["av"]
+    assert [key.decode()[:5] for key in admin.keys("*")] == ["dv:1:"]
+    assert set(script_commands(admin)) <= {"fcall", "function|load", "eval"}
+
+
+def test_django_valkeys_cluster_cache_takes_the_direct_path(cluster, redis_cluster):
+    cache = valkey_cache(
+        "django_valkey.cluster_cache.cache.ClusterValkeyCache", redis_cluster.url
+    )
+    keys = keys_on_every_primary(cluster, 1)
+    with override_settings(CACHES={**settings.CACHES, "cv": cache}):
+        backend = SyncDjangoCache("cv")
+        assert backend.traits().unsafe_reason is None
+        limiter = Limiter(2, 60, backend=backend)
+        for key in keys:
+            assert [limiter.hit(key).allowed for _ in range(3)] == [True, True, False]
+
+        async def hits():
+            backend = AsyncDjangoCache("cv")
+            twin = AsyncLimiter(2, 60, backend=backend)
+            decisions = [await twin.peek(key) for key in keys]
+            await backend.aclose()
+            return [decision.remaining for decision in decisions]
+
+        assert async_to_sync(hits)() == [0] * len(keys)
+    # Each identity's keys carry the prefix, on the primary of their slot.
+    stored = [key.decode() for key in cluster.keys(target_nodes="primaries")]
+    assert len(stored) == len(keys)
+    assert all(key.startswith("dv:1:") for key in stored)
