@@ -94,6 +94,10 @@ def test_the_redis_backends_work_without_valkey(redis_url):
         "    SyncRedis(object())\n"
         "except TypeError as exc:\n"
         "    print(exc)\n"
+        "try:\n"
+        "    SyncRedis.from_url('valkey://localhost:6379/0')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
         "print('valkey' in sys.modules and sys.modules['valkey'] is not None)\n"
     )
     assert result.returncode == 0, result.stderr
@@ -102,5 +106,7 @@ def test_the_redis_backends_work_without_valkey(redis_url):
         "[True, False]",
         "client must be a redis.Redis, redis.cluster.RedisCluster, valkey.Valkey "
         "or valkey.cluster.ValkeyCluster, got builtins.object",
+        "url 'valkey://localhost:6379/0' needs valkey-py: "
+        "pip install 'luathrottle[valkey]'",
         "False",
     ]

@@ -579,6 +579,27 @@ async def test_a_paused_store_costs_one_asyncio_attempt_per_call(fresh):
 # --- what the backends accept ----------------------------------------------
 
 
+def test_from_url_builds_a_valkey_client_for_a_valkey_url(redis_url, admin):
+    url = redis_url.replace("redis://", "valkey://")
+    backend = SyncRedis.from_url(url, timeout=2)
+    assert isinstance(backend.client, valkey.Valkey)
+    assert backend.client.connection_pool.connection_kwargs["socket_timeout"] == 2
+    assert [Limiter(1, 60, backend=backend).hit("k").allowed for _ in range(2)] == [
+        True,
+        False,
+    ]
+    backend.client.close()
+    # redis-py's own schemes still build redis-py's client.
+    assert isinstance(SyncRedis.from_url(redis_url).client, redis.Redis)
+
+
+async def test_async_from_url_builds_a_valkey_client_for_a_valkey_url(redis_url, admin):
+    backend = AsyncRedis.from_url(redis_url.replace("redis://", "valkey://"))
+    assert isinstance(backend.client, valkey.asyncio.Valkey)
+    assert (await AsyncLimiter(1, 60, backend=backend).hit("k")).allowed
+    await backend.client.aclose()
+
+
 @pytest.mark.parametrize(
     ("twin", "client", "says"),
     [

@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--url",
             required=True,
-            help="redis://, rediss:// or unix:// URL of the server, of any "
+            help="redis://, rediss://, valkey://, valkeys:// or unix:// URL of the "
+            "server, of any "
             "cluster node with --cluster, or of a Sentinel with --sentinel",
         )
         topology = action.add_mutually_exclusive_group()

@@ -38,9 +38,11 @@ __all__ = [
     "SYNC_CLUSTERS",
     "SYNC_NAMES",
     "SYNC_PLAINS",
+    "VALKEY_SCHEMES",
     "AsyncClient",
     "SyncClient",
     "async_no_retry",
+    "plain_for",
     "pool_full",
     "sync_no_retry",
     "wrong_client",
@@ -138,6 +140,33 @@ def pool_full(error: BaseException) -> bool:
     if isinstance(error, POOL_FULL):
         return True
     return isinstance(error, CONNECTION_ERRORS) and str(error) == _POOL_FULL_TEXT
+
+
+#: The URL schemes of valkey-py alone; the server behind them speaks the
+#: protocol redis-py does.
+VALKEY_SCHEMES = ("valkey://", "valkeys://")
+
+
+def plain_for(url: object, plains: tuple[type[Any], ...]) -> type[Any]:
+    """The client class of ``plains`` that ``from_url`` builds for ``url``:
+    valkey-py's for a valkey URL, else redis-py's.
+
+    Raises:
+        TypeError: ``url`` is no str.
+        ImportError: a valkey URL, and valkey-py is not installed.
+    """
+    if not isinstance(url, str):
+        raise TypeError(
+            "url must be a redis://, rediss://, unix://, valkey:// or valkeys:// "
+            f"URL, got {url!r}"
+        )
+    if not url.startswith(VALKEY_SCHEMES):
+        return plains[0]
+    if len(plains) == 1:
+        raise ImportError(
+            f"url {url!r} needs valkey-py: pip install 'luathrottle[valkey]'"
+        )
+    return plains[1]
 
 
 def wrong_client(client: object, accepted: str) -> TypeError:

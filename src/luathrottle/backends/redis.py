@@ -136,7 +136,9 @@ class _RedisBackend(Generic[_ClientT]):
         """A backend on a new client for ``url``, with bounded timeouts.
 
         Args:
-            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+            url: a ``redis://``, ``rediss://`` or ``unix://`` URL for a
+                redis-py client, or a ``valkey://`` or ``valkeys://`` URL
+                for a valkey-py one.
             timeout: seconds to connect, and to wait for each reply.
             breaker: as for the constructor.
             functions: as for the constructor.
@@ -144,12 +146,9 @@ class _RedisBackend(Generic[_ClientT]):
 
         Raises:
             TypeError, ValueError: naming ``url`` or ``timeout``.
+            ImportError: a valkey URL, and valkey-py is not installed.
         """
-        if not isinstance(url, str):
-            raise TypeError(
-                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
-            )
-        client = cls._plains[0].from_url(
+        client = _clients.plain_for(url, cls._plains).from_url(
             url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
         )
         return cls(client, breaker=breaker, functions=functions)
