@@ -42,6 +42,7 @@ from luathrottle import (
 )
 from luathrottle.backends.django_cache import AsyncDjangoCache, SyncDjangoCache
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.django.checks import check_caches
 from luathrottle.scripts import Script, get_script
 from servers import RedisServer, wait_until
 from states import limiter_keys, script_call
@@ -688,3 +689,16 @@ def test_django_valkeys_cluster_cache_takes_the_direct_path(cluster, redis_clust
     stored = [key.decode() for key in cluster.keys(target_nodes="primaries")]
     assert len(stored) == len(keys)
     assert all(key.startswith("dv:1:") for key in stored)
+
+
+def test_a_valkey_cluster_cache_that_moves_the_hash_tag_is_named_at_start_up(
+    redis_cluster,
+):
+    braced = valkey_cache(
+        "django_valkey.cluster_cache.cache.ClusterValkeyCache", redis_cluster.url
+    )
+    braced["KEY_PREFIX"] = "{myapp}"
+    with override_settings(CACHES={**settings.CACHES, "braced": braced}):
+        messages = check_caches()
+    assert [message.id for message in messages] == ["luathrottle.W002"]
+    assert "'braced'" in messages[0].msg
