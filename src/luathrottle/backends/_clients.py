@@ -32,13 +32,11 @@ __all__ = [
     "NO_PERMISSION",
     "NO_SCRIPT",
     "OUT_OF_MEMORY",
-    "POOL_FULL",
     "RESPONSE_ERRORS",
     "SERVER_ERRORS",
     "SYNC_CLUSTERS",
     "SYNC_NAMES",
     "SYNC_PLAINS",
-    "VALKEY_SCHEMES",
     "AsyncClient",
     "SyncClient",
     "async_no_retry",
@@ -48,6 +46,9 @@ __all__ = [
     "wrong_client",
 ]
 
+# Imported once, here, where installed: the tuples below are then fixed,
+# and each check is one isinstance. A client of valkey-py means valkey-py
+# is installed, so the guard loses nothing.
 _valkey: ModuleType | None
 try:
     import valkey
@@ -83,10 +84,9 @@ ASYNC_CLUSTERS = _classes(
     redis.asyncio.cluster.RedisCluster, "asyncio.cluster.ValkeyCluster"
 )
 
+# The aliases name valkey-py's classes for the type checker (the project's
+# dev extra installs it); at run time, the classes there are.
 if TYPE_CHECKING:
-    import valkey.asyncio.cluster
-    import valkey.cluster
-
     SyncClient = (
         redis.Redis
         | redis.cluster.RedisCluster
@@ -128,23 +128,22 @@ SERVER_ERRORS = (
     + _classes(_redis.ReadOnlyError, "exceptions.ReadOnlyError")
     + _classes(_redis.TryAgainError, "exceptions.TryAgainError")
 )
-# A pool with no connection free. valkey-py's own pools (and redis-py's
-# before 6) say so with a plain ConnectionError of this text; see
-# ``pool_full``.
-POOL_FULL = _classes(_redis.MaxConnectionsError, "exceptions.MaxConnectionsError")
+# A pool with no connection free. valkey-py 6's own pools (not its asyncio
+# cluster's) say so with a plain ConnectionError of this text instead.
+_POOL_FULL = _classes(_redis.MaxConnectionsError, "exceptions.MaxConnectionsError")
 _POOL_FULL_TEXT = "Too many connections"
 
 
 def pool_full(error: BaseException) -> bool:
     """Whether ``error`` says the client's pool had no connection free."""
-    if isinstance(error, POOL_FULL):
+    if isinstance(error, _POOL_FULL):
         return True
     return isinstance(error, CONNECTION_ERRORS) and str(error) == _POOL_FULL_TEXT
 
 
 #: The URL schemes of valkey-py alone; the server behind them speaks the
 #: protocol redis-py does.
-VALKEY_SCHEMES = ("valkey://", "valkeys://")
+_VALKEY_SCHEMES = ("valkey://", "valkeys://")
 
 
 def plain_for(url: object, plains: tuple[type[Any], ...]) -> type[Any]:
@@ -160,7 +159,7 @@ def plain_for(url: object, plains: tuple[type[Any], ...]) -> type[Any]:
             "url must be a redis://, rediss://, unix://, valkey:// or valkeys:// "
             f"URL, got {url!r}"
         )
-    if not url.startswith(VALKEY_SCHEMES):
+    if not url.startswith(_VALKEY_SCHEMES):
         return plains[0]
     if len(plains) == 1:
         raise ImportError(
