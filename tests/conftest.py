@@ -52,6 +52,24 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.configure(**build_settings(url))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _django_closes_its_caches_itself() -> None:
+    """Keep Django's own request_finished receiver for the whole session.
+
+    Importing django-valkey (as loading the "django_valkey" cache does)
+    swaps it for an async one of django-valkey's, a workaround for Django
+    ticket #36047, which Django's async test client then cannot send from a
+    running event loop: the other tests would depend on whether a
+    django-valkey cache was loaded before them.
+    """
+    from django.core import signals
+    from django.core.cache import close_caches
+    from django_valkey.base import close_async_caches
+
+    signals.request_finished.disconnect(close_async_caches)
+    signals.request_finished.connect(close_caches)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _SERVER is not None:
         _SERVER.stop()

@@ -8,6 +8,8 @@ none runs here."""
 import asyncio
 import functools
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 
@@ -702,3 +704,27 @@ def test_a_valkey_cluster_cache_that_moves_the_hash_tag_is_named_at_start_up(
         messages = check_caches()
     assert [message.id for message in messages] == ["luathrottle.W002"]
     assert "'braced'" in messages[0].msg
+
+
+def test_classifying_a_cache_loads_no_django_valkey():
+    # Loading django-valkey rewires Django's request_finished: only a
+    # django-valkey cache may bring it in.
+    code = (
+        "import sys, django\n"
+        "from django.conf import settings\n"
+        "settings.configure(CACHES={'default': "
+        "{'BACKEND': 'django.core.cache.backends.locmem.LocMemCache'}})\n"
+        "django.setup()\n"
+        "from luathrottle.backends.django_cache import SyncDjangoCache\n"
+        "print(SyncDjangoCache('default').traits().shared_across_processes)\n"
+        "print('django_valkey' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]

@@ -8,6 +8,7 @@ is the only one that reads them.
 """
 
 import functools
+import sys
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -40,12 +41,26 @@ def _django_redis_classes() -> tuple[type[Any], type[Any], type[Any]] | None:
     return DjangoRedisCache, ShardClient, SentinelClient
 
 
-@functools.cache
 def _django_valkey_classes() -> (
     tuple[tuple[type[Any], ...], type[Any], type[Any]] | None
 ):
     """django-valkey's caches (sync, cluster, asyncio), its asyncio cache and
-    its sharded client, if installed."""
+    its sharded client, once django-valkey is loaded.
+
+    Any cache of django-valkey's has loaded it. Importing it otherwise would
+    swap Django's request_finished receiver for one of django-valkey's own
+    (a workaround of its for a Django bug): no app without a django-valkey
+    cache gets that from luathrottle.
+    """
+    if sys.modules.get("django_valkey.base") is None:
+        return None
+    return _loaded_django_valkey_classes()
+
+
+@functools.cache
+def _loaded_django_valkey_classes() -> (
+    tuple[tuple[type[Any], ...], type[Any], type[Any]] | None
+):
     try:
         from django_valkey.async_cache.cache import AsyncValkeyCache
         from django_valkey.cache import ValkeyCache
