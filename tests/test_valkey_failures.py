@@ -3,6 +3,7 @@ port is a BackendError the breaker counts, a full pool a PoolExhaustedError
 it does not, WRONGTYPE a ScriptError it does not, and a paused server costs
 one attempt per call whatever the client's retries."""
 
+import asyncio
 import functools
 import threading
 import uuid
@@ -122,6 +123,20 @@ async def test_an_asyncio_dead_port_opens_the_breaker():
     for _ in range(3):
         assert (await limiter.hit("k")).reason == Reason.STORE_UNAVAILABLE
     assert breaker.state == "open"
+    await client.aclose()
+
+
+async def test_a_spike_on_a_small_valkey_pool_waits_its_turn(redis_url, redis_admin):
+    client = valkey.asyncio.Valkey.from_url(
+        redis_url, max_connections=5, socket_timeout=5
+    )
+    backend = AsyncRedis(client)
+    limiter = AsyncLimiter(50, 60, backend=backend)
+    decisions = await asyncio.gather(*(limiter.hit("spike") for _ in range(300)))
+    # No caller failed, the count is exact, and the breaker never opened.
+    assert sum(d.allowed for d in decisions) == 50
+    assert all(d.reason != "store_unavailable" for d in decisions)
+    assert backend.breaker.state == "closed"
     await client.aclose()
 
 
