@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -50,6 +51,77 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["LUATHROTTLE_REDIS_URL"] = url
     if not settings.configured:
         settings.configure(**build_settings(url))
+
+
+@pytest.fixture
+def redis_admin(redis_client: "redis.Redis[bytes]") -> "redis.Redis[bytes]":
+    """The session's server on an emptied database, its stats reset."""
+    redis_client.config_resetstat()
+    return redis_client
+
+
+@pytest.fixture
+def valkey_client(redis_url: str, redis_admin: object) -> Iterator[Any]:
+    """A valkey-py client of the session's server, on an emptied database."""
+    import valkey
+
+    client = valkey.Valkey.from_url(redis_url, socket_timeout=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+async def async_valkey_client(
+    redis_url: str, redis_admin: object
+) -> AsyncIterator[Any]:
+    """``valkey_client``, asyncio."""
+    import valkey.asyncio
+
+    client = valkey.asyncio.Valkey.from_url(redis_url, socket_timeout=5)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def valkey_cluster(redis_cluster: LocalCluster) -> Iterator[Any]:
+    """A valkey-py client of the session's cluster, emptied."""
+    import valkey.cluster
+
+    client = valkey.cluster.ValkeyCluster.from_url(redis_cluster.url)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fresh_server(
+    tmp_path: Path,
+) -> Iterator[tuple[RedisServer, "redis.Redis[bytes]"]]:
+    """A redis-server of the test's own, which has never seen a library."""
+    server = RedisServer(shutil.which("redis-server") or "redis-server", str(tmp_path))
+    server.start()
+    admin = redis.Redis.from_url(server.url)
+    yield server, admin
+    admin.close()
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _django_closes_its_caches_itself() -> None:
+    """Keep Django's own request_finished receiver for the whole session.
+
+    Importing django-valkey (as loading the "django_valkey" cache does)
+    swaps it for an async one of django-valkey's, a workaround for Django
+    ticket #36047, which Django's async test client then cannot send from a
+    running event loop: the other tests would depend on whether a
+    django-valkey cache was loaded before them.
+    """
+    from django.core import signals
+    from django.core.cache import close_caches
+    from django_valkey.base import close_async_caches
+
+    signals.request_finished.disconnect(close_async_caches)
+    signals.request_finished.connect(close_caches)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

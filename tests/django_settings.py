@@ -7,7 +7,8 @@ def build_settings(redis_url: str) -> dict[str, Any]:
     """Settings with a locmem default cache and Redis-backed caches.
 
     Database 0 serves the luathrottle backends; Django's RedisCache uses
-    database 1 and django-redis database 2, so each can be flushed alone.
+    database 1, django-redis database 2 and django-valkey database 3, so
+    each can be flushed alone.
     """
     base = redis_url.rsplit("/", 1)[0]
     return {
@@ -41,6 +42,11 @@ def build_settings(redis_url: str) -> dict[str, Any]:
                 "BACKEND": "django_redis.cache.RedisCache",
                 "LOCATION": f"{base}/2",
                 "KEY_PREFIX": "dr",
+            },
+            "django_valkey": {
+                "BACKEND": "django_valkey.cache.ValkeyCache",
+                "LOCATION": f"{base}/3",
+                "KEY_PREFIX": "dv",
             },
             "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
             "database": {

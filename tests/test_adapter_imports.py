@@ -67,3 +67,46 @@ def test_every_exported_name_exists(module):
     imported = importlib.import_module(module)
     missing = [name for name in imported.__all__ if not hasattr(imported, name)]
     assert missing == []
+
+
+def test_the_redis_backends_work_without_valkey(redis_url):
+    # valkey-py is optional: hidden, redis-py's clients still decide, and
+    # the error for a wrong client still names valkey-py's classes.
+    result = run(
+        "import sys\n"
+        "sys.modules['valkey'] = None\n"
+        "import asyncio, redis, redis.asyncio\n"
+        "from luathrottle import AsyncLimiter, Limiter\n"
+        "from luathrottle.backends.redis import AsyncRedis, SyncRedis\n"
+        f"client = redis.Redis.from_url({redis_url!r})\n"
+        "limiter = Limiter(2, 60, backend=SyncRedis(client), prefix='novalkey')\n"
+        "limiter.reset('k')\n"
+        "print([limiter.hit('k').allowed for _ in range(3)])\n"
+        "async def main():\n"
+        f"    client = redis.asyncio.Redis.from_url({redis_url!r})\n"
+        "    backend = AsyncRedis(client)\n"
+        "    limiter = AsyncLimiter(1, 60, backend=backend, prefix='novalkey-a')\n"
+        "    await limiter.reset('k')\n"
+        "    print([(await limiter.hit('k')).allowed for _ in range(2)])\n"
+        "    await client.aclose()\n"
+        "asyncio.run(main())\n"
+        "try:\n"
+        "    SyncRedis(object())\n"
+        "except TypeError as exc:\n"
+        "    print(exc)\n"
+        "try:\n"
+        "    SyncRedis.from_url('valkey://localhost:6379/0')\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+        "print('valkey' in sys.modules and sys.modules['valkey'] is not None)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "[True, True, False]",
+        "[True, False]",
+        "client must be a redis.Redis, redis.cluster.RedisCluster, valkey.Valkey "
+        "or valkey.cluster.ValkeyCluster, got builtins.object",
+        "url 'valkey://localhost:6379/0' needs valkey-py: "
+        "pip install 'luathrottle[valkey]'",
+        "False",
+    ]

@@ -166,6 +166,17 @@ def test_demo_against_redis(redis_url, redis_client):
     assert output.count("429 Too Many Requests") == 2
 
 
+def test_valkey_urls_reach_the_same_server(redis_url, redis_client):
+    # valkey-py's URL schemes name a server redis-py speaks to as well.
+    redis_client.function_flush()
+    url = redis_url.replace("redis://", "valkey://")
+    assert run("scripts", "load", "--url", url)[0] == 0
+    status, output = run("scripts", "check", "--url", url)
+    assert (status, output.count("\tok\t")) == (0, 2 * len(all_scripts()))
+    status, output = run("demo", "--redis", url)
+    assert (status, output.count("429 Too Many Requests")) == (0, 2)
+
+
 @pytest.mark.parametrize(
     "command",
     [

@@ -2,7 +2,8 @@
 
 Caches come from tests/django_settings.py: "default" (locmem), "redis"
 (Django's RedisCache, KEY_PREFIX "site", VERSION 3, db 1), "django_redis"
-(db 2), "dummy" and "database". Time moves through the limiter's clock.
+(db 2), "django_valkey" (django-valkey's ValkeyCache, db 3), "dummy" and
+"database". Time moves through the limiter's clock.
 """
 
 import asyncio
@@ -42,8 +43,8 @@ from luathrottle.scripts import Script
 from states import limiter_keys, store_keys
 
 ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket(burst=3), SlidingWindow()]
-REDIS_DBS = {"redis": 1, "django_redis": 2}
-CACHE_KINDS = ["default", "redis", "django_redis", "database"]
+REDIS_DBS = {"redis": 1, "django_redis": 2, "django_valkey": 3}
+CACHE_KINDS = ["default", "redis", "django_redis", "django_valkey", "database"]
 
 
 def raw_client(redis_url, alias):
@@ -251,7 +252,9 @@ def test_keys_carry_the_cache_prefix_and_version(redis_cache, clock):
     )
     limiter.hit("k")
     core_keys = Limiter(list(limiter.limits), prefix="lt").state_keys("k")
-    prefix = {"redis": "site:3:", "django_redis": "dr:1:"}[alias]
+    prefix = {"redis": "site:3:", "django_redis": "dr:1:", "django_valkey": "dv:1:"}[
+        alias
+    ]
     stored = sorted(key.decode() for key in client.keys("*"))
     # SimpleRate keeps both limits in the identity's hash.
     assert stored == sorted(prefix + key for key in store_keys(core_keys))
@@ -564,6 +567,7 @@ async def test_tasks_of_one_loop_admit_exactly_the_limit(async_backends):
     [
         ("redis", True, None),
         ("django_redis", True, None),
+        ("django_valkey", True, None),
         ("default", False, "LocMemCache keeps its data in each process"),
         ("dummy", False, "DummyCache stores nothing"),
         ("database", True, "DatabaseCache cannot run a script atomically"),

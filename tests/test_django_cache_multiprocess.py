@@ -56,7 +56,9 @@ def race(url, alias, algorithm, extra_caches=None):
 
 
 @pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)
-@pytest.mark.parametrize(("alias", "db"), [("redis", 1), ("django_redis", 2)])
+@pytest.mark.parametrize(
+    ("alias", "db"), [("redis", 1), ("django_redis", 2), ("django_valkey", 3)]
+)
 def test_processes_admit_exactly_the_limit_on_redis(redis_url, alias, db, algorithm):
     base = redis_url.rsplit("/", 1)[0]
     with redis.Redis.from_url(f"{base}/{db}") as client:

@@ -86,15 +86,16 @@ def test_the_limit_forms_decide_alike(rf):
         pytest.param(
             lambda: SyncRedis(redis.asyncio.Redis()),
             TypeError,
-            "client must be a redis.Redis or redis.cluster.RedisCluster, "
-            "got redis.asyncio.Redis",
+            "client must be a redis.Redis, redis.cluster.RedisCluster, "
+            "valkey.Valkey or valkey.cluster.ValkeyCluster, got redis.asyncio.Redis",
             id="async-client-for-sync",
         ),
         pytest.param(
             lambda: AsyncRedis(redis.Redis()),
             TypeError,
-            "client must be a redis.asyncio.Redis or "
-            "redis.asyncio.cluster.RedisCluster, got redis.Redis",
+            "client must be a redis.asyncio.Redis, "
+            "redis.asyncio.cluster.RedisCluster, valkey.asyncio.Valkey or "
+            "valkey.asyncio.cluster.ValkeyCluster, got redis.Redis",
             id="sync-client-for-async",
         ),
     ],

@@ -9,6 +9,8 @@ import pytest
 import redis
 import redis.asyncio.sentinel
 import redis.sentinel
+import valkey.asyncio.sentinel
+import valkey.sentinel
 
 from luathrottle import AsyncLimiter, Limiter
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
@@ -64,6 +66,24 @@ def test_sentinel_managed_primary(sentinel, server):
 
 async def test_async_sentinel_managed_primary(sentinel):
     watcher = redis.asyncio.sentinel.Sentinel([("127.0.0.1", sentinel.port)])
+    client = watcher.master_for("primary")
+    limiter = AsyncLimiter(1, 60, backend=AsyncRedis(client))
+    assert [(await limiter.hit("k")).allowed for _ in range(2)] == [True, False]
+    await client.aclose()
+    for sentinel_client in watcher.sentinels:
+        await sentinel_client.aclose()
+
+
+def test_valkey_sentinel_managed_primary(sentinel):
+    watcher = valkey.sentinel.Sentinel([("127.0.0.1", sentinel.port)], socket_timeout=5)
+    limiter = Limiter(2, 60, backend=SyncRedis(watcher.master_for("primary")))
+    assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+    for sentinel_client in watcher.sentinels:
+        sentinel_client.close()
+
+
+async def test_async_valkey_sentinel_managed_primary(sentinel):
+    watcher = valkey.asyncio.sentinel.Sentinel([("127.0.0.1", sentinel.port)])
     client = watcher.master_for("primary")
     limiter = AsyncLimiter(1, 60, backend=AsyncRedis(client))
     assert [(await limiter.hit("k")).allowed for _ in range(2)] == [True, False]

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument(
             "--url",
             required=True,
-            help="redis://, rediss:// or unix:// URL of the server, of any "
+            help="redis://, rediss://, valkey://, valkeys:// or unix:// URL of the "
+            "server, of any "
             "cluster node with --cluster, or of a Sentinel with --sentinel",
         )
         _timeout_option(action)

@@ -43,17 +43,25 @@ __all__ = ["EXIT_STATUS", "main"]
 
 Runner = Callable[..., Any]
 
+_VALKEY_SCHEMES = {"valkey://": "redis://", "valkeys://": "rediss://"}
+
 
 class _UsageError(Exception):
     """A bad argument found after parsing; exit status 2."""
 
 
-def _check_url(option: str, url: str) -> None:
-    """Reject what is no Redis URL before any connection is tried."""
+def _check_url(option: str, url: str) -> str:
+    """Reject what is no Redis URL before any connection is tried; return
+    it for redis-py, a valkey:// or valkeys:// URL as redis:// or rediss://
+    (a Valkey server speaks the protocol redis-py does)."""
+    for valkey_scheme, redis_scheme in _VALKEY_SCHEMES.items():
+        if url.startswith(valkey_scheme):
+            return _check_url(option, redis_scheme + url.removeprefix(valkey_scheme))
     try:
         redis.connection.parse_url(url)
     except ValueError as exc:
         raise _UsageError(f"{option} {url!r}: {exc}") from exc
+    return url
 
 
 def _timeouts(args: argparse.Namespace) -> dict[str, float]:
@@ -267,8 +275,8 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     if args.seed:
         return _demo_seed(args, out)
     if args.redis:
-        _check_url("--redis", args.redis)
-        backend: SyncBackend = SyncRedis(_connect(args.redis, args))
+        url = _check_url("--redis", args.redis)
+        backend: SyncBackend = SyncRedis(_connect(url, args))
         label = f"Redis at {args.redis}"
     else:
         backend, label = MemoryBackend(), "the embedded MemoryBackend"
@@ -406,7 +414,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     handler = _HANDLERS[(args.command, getattr(args, "action", None))]
     try:
         if getattr(args, "url", None) is not None:
-            _check_url("--url", args.url)
+            args.url = _check_url("--url", args.url)
         return handler(args, sys.stdout if out is None else out)
     except _UsageError as exc:
         return _fail(str(exc))

@@ -25,9 +25,10 @@ failing. Only when the wait runs out does the call fail, with
 ``PoolExhaustedError``, which no circuit breaker counts: the store may be
 perfectly healthy.
 
-Error replies arrive as redis-py's exceptions (``ResponseError`` and its
-kin), raised for a lone call and returned in place for a pipeline; the
-backend translates them.
+Both serve redis-py's clients and valkey-py's alike, with each library's
+own retry class. Error replies arrive as that library's exceptions
+(``ResponseError`` and its kin), raised for a lone call and returned in
+place for a pipeline; the backend translates them.
 """
 
 import asyncio
@@ -38,12 +39,13 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import redis.asyncio.retry
-import redis.exceptions
-import redis.retry
-from redis.backoff import NoBackoff
-from redis.exceptions import MaxConnectionsError, ResponseError
-
+from luathrottle.backends._clients import (
+    CONNECTION_ERRORS,
+    RESPONSE_ERRORS,
+    async_no_retry,
+    pool_full,
+    sync_no_retry,
+)
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.exceptions import PoolExhaustedError
 
@@ -76,7 +78,7 @@ def _read(connection: Any, count: int, raise_on_error: bool) -> list[Any]:
     for _ in range(count):
         try:
             replies.append(connection.read_response())
-        except ResponseError as error:
+        except RESPONSE_ERRORS as error:
             if raise_on_error:
                 raise
             replies.append(error)
@@ -92,7 +94,7 @@ def _ensure_connected(connection: Any) -> None:
     connection.connect()
     try:
         stale = connection.can_read()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
+    except CONNECTION_ERRORS:
         stale = True
     if stale:
         connection.disconnect()
@@ -114,7 +116,7 @@ class SyncConnections:
 
     def __init__(self, pool: Any) -> None:
         settings = dict(pool.connection_kwargs)
-        settings["retry"] = redis.retry.Retry(NoBackoff(), 0)
+        settings["retry"] = sync_no_retry(pool)
         self._make: Callable[[], Any] = lambda: pool.connection_class(**settings)
         self._pool = pool
         self._wait = _wait(pool)
@@ -182,7 +184,7 @@ class AsyncConnections:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._no_retry = redis.asyncio.retry.Retry(NoBackoff(), 0)
+        self._no_retry = async_no_retry(pool)
         self._wait = _wait(pool)
         # Calls of this backend that hold a connection, per event loop, up
         # to what the pool allows: the rest wait here, in order, rather
@@ -218,7 +220,7 @@ class AsyncConnections:
                 for _ in range(len(commands)):
                     try:
                         replies.append(await connection.read_response())
-                    except ResponseError as error:
+                    except RESPONSE_ERRORS as error:
                         if raise_on_error:
                             raise
                         replies.append(error)
@@ -236,7 +238,9 @@ class AsyncConnections:
         while True:
             try:
                 return self._pool.get_available_connection()
-            except MaxConnectionsError:
+            except CONNECTION_ERRORS as error:
+                if not pool_full(error):
+                    raise
                 now = time.monotonic()
                 deadline = deadline or now + self._wait
                 if now >= deadline:

@@ -1,24 +1,20 @@
 """Redis script calls without I/O: the command a call goes out as (FCALL,
 FCALL_RO, EVALSHA or EVAL), what a pipeline's replies say about the calls
-to run again, what a failed FUNCTION LOAD means, and Redis errors as
-luathrottle's. The backends in
+to run again, what a failed FUNCTION LOAD means, and Redis errors, of
+redis-py or valkey-py alike, as luathrottle's. The backends in
 ``luathrottle.backends.redis`` are these around one network call each."""
 
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from redis.exceptions import (
-    ClusterDownError,
-    MaxConnectionsError,
-    NoPermissionError,
-    NoScriptError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-    TryAgainError,
+from luathrottle.backends._clients import (
+    NO_PERMISSION,
+    NO_SCRIPT,
+    OUT_OF_MEMORY,
+    RESPONSE_ERRORS,
+    SERVER_ERRORS,
+    pool_full,
 )
-
 from luathrottle.backends.base import ScriptCall
 from luathrottle.exceptions import BackendError, PoolExhaustedError, ScriptError
 from luathrottle.scripts import Script
@@ -36,16 +32,9 @@ __all__ = [
     "translated",
 ]
 
-# Error replies that speak of the server, not of one call's keys. redis-py
-# gives some their own classes and leaves the rest as ResponseError with the
-# code in front of the message.
-_SERVER_ERRORS = (
-    ClusterDownError,
-    NoPermissionError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    TryAgainError,
-)
+# Error replies that speak of the server, not of one call's keys, beyond
+# those the client libraries give classes of their own (SERVER_ERRORS):
+# these stay ResponseErrors with the code in front of the message.
 _SERVER_ERROR_CODES = frozenset(
     {"BUSY", "CLUSTERDOWN", "LOADING", "MASTERDOWN", "MISCONF", "NOREPLICAS"}
 )
@@ -56,11 +45,11 @@ def translated(what: str, error: Exception) -> BackendError:
     this call alone, a ``PoolExhaustedError`` when the client had no free
     connection, else a ``BackendError`` that a breaker counts."""
     message = f"{what}: {error}"
-    if isinstance(error, MaxConnectionsError):
+    if pool_full(error):
         return PoolExhaustedError(message)
     if (
-        isinstance(error, ResponseError)
-        and not isinstance(error, _SERVER_ERRORS)
+        isinstance(error, RESPONSE_ERRORS)
+        and not isinstance(error, SERVER_ERRORS)
         and str(error).split(" ", 1)[0] not in _SERVER_ERROR_CODES
     ):
         return ScriptError(message)
@@ -93,13 +82,13 @@ def function_trouble(error: Exception) -> Trouble | None:
     """``"missing"`` when the library or function is not loaded,
     ``"unusable"`` when the server has no functions or the ACL forbids
     them, None when the error is about something else."""
-    if not isinstance(error, ResponseError):
+    if not isinstance(error, RESPONSE_ERRORS):
         return None
     text = str(error)
     if text.startswith("Function not found"):
         return "missing"
     if text.startswith("unknown command") or (
-        isinstance(error, NoPermissionError) and "'fcall" in text
+        isinstance(error, NO_PERMISSION) and "'fcall" in text
     ):
         return "unusable"
     return None
@@ -114,7 +103,7 @@ def reruns(
     missing: list[int] = []
     troubles: set[Trouble] = set()
     for index, reply in enumerate(replies):
-        if isinstance(reply, NoScriptError):
+        if isinstance(reply, NO_SCRIPT):
             missing.append(index)
         elif isinstance(reply, Exception):
             trouble = function_trouble(reply)
@@ -155,15 +144,15 @@ def missing_scripts(
 LoadFailure = Literal["present", "unusable", "full"]
 
 
-def load_failure(error: RedisError) -> LoadFailure | None:
+def load_failure(error: Exception) -> LoadFailure | None:
     """What a failed FUNCTION LOAD of a library means, None when the server
     failed otherwise. A library is named by its content, so one of its name
     already loaded is this very code: ``"present"`` is a success."""
-    if isinstance(error, OutOfMemoryError):
+    if isinstance(error, OUT_OF_MEMORY):
         return "full"
-    if isinstance(error, NoPermissionError):
+    if isinstance(error, NO_PERMISSION):
         return "unusable"
-    if not isinstance(error, ResponseError):
+    if not isinstance(error, RESPONSE_ERRORS):
         return None
     text = str(error)
     if text.startswith("unknown command"):

@@ -5,14 +5,16 @@
 hands every thread its own cache object and settings may not be ready when a
 throttle is declared. Each cache object then resolves once to what it is:
 
-Redis-backed caches (``django.core.cache.backends.redis.RedisCache`` and
-django-redis's ``RedisCache``, except its ``ShardClient``)
+Redis-backed caches (``django.core.cache.backends.redis.RedisCache``,
+django-redis's ``RedisCache`` and django-valkey's ``ValkeyCache``,
+``AsyncValkeyCache`` and ``ClusterValkeyCache``, except with their
+``ShardClient``)
     Each decision is one EVALSHA on the cache's own server, through
     ``SyncRedis`` or ``AsyncRedis``: atomic across processes and machines.
     Every key goes through ``cache.make_key()``, so the cache's
     ``KEY_PREFIX``, ``VERSION`` and ``KEY_FUNCTION`` apply, braces
-    included: these caches talk to one server, where a key's hash tag does
-    not matter. On a Redis Cluster client (a custom django-redis client) a
+    included: on one server a key's hash tag does not matter. On a Redis
+    Cluster client (``ClusterValkeyCache``, a custom django-redis client) a
     prefix or key function that moves the ``{...}`` hash tag would put every
     key in one slot, or one call's keys in several; the system check
     ``luathrottle.W002`` says so at start-up.

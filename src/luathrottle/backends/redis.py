@@ -1,4 +1,5 @@
-"""Redis backends: FCALL or EVALSHA over redis-py, sync and async.
+"""Redis backends: FCALL or EVALSHA over redis-py or valkey-py, sync and
+async.
 
 Both twins send one call per decision. On Redis 7+ (and Valkey 7.2+) that is
 an FCALL of the function in the script's own library (``luathrottle.
@@ -37,18 +38,15 @@ import asyncio
 from collections.abc import Awaitable, Sequence
 from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
-import redis.cluster
-from redis.exceptions import (
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-)
-
 from luathrottle._breaker import CircuitBreaker, guard_for
+from luathrottle.backends import _clients
+from luathrottle.backends._clients import (
+    ERRORS,
+    NO_SCRIPT,
+    RESPONSE_ERRORS,
+    AsyncClient,
+    SyncClient,
+)
 from luathrottle.backends._connections import (
     AsyncConnections,
     SyncConnections,
@@ -70,11 +68,6 @@ from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 
-#: Clients the sync backend accepts: a server (Sentinel's too) or a cluster.
-SyncClient = redis.Redis | redis.cluster.RedisCluster
-#: Clients the async backend accepts.
-AsyncClient = redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster
-
 
 def _timeout(timeout: object) -> float:
     if isinstance(timeout, bool) or not isinstance(timeout, int | float):
@@ -84,9 +77,6 @@ def _timeout(timeout: object) -> float:
     return float(timeout)
 
 
-# A cluster client's errors of routing (a slot no node covers) are not
-# RedisErrors.
-_ERRORS = (RedisError, RedisClusterException)
 # redis-py annotates its sync and async clients' commands with one type.
 _Reply = Awaitable[list[int]]
 
@@ -96,8 +86,11 @@ _ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
 class _RedisBackend(Generic[_ClientT]):
     """What both twins share: the client, its checks, the guard, traits."""
 
-    _plain: ClassVar[type[Any]]
-    _cluster: ClassVar[type[Any]]
+    #: The clients of one server (Sentinel's primary too) and of a cluster
+    #: that the twin takes, redis-py's first; and their names, for errors.
+    _plains: ClassVar[tuple[type[Any], ...]]
+    _clusters: ClassVar[tuple[type[Any], ...]]
+    _names: ClassVar[str]
     #: What sends calls on one server; a cluster's are routed by redis-py.
     _connections_type: ClassVar[type[SyncConnections] | type[AsyncConnections]]
 
@@ -108,15 +101,12 @@ class _RedisBackend(Generic[_ClientT]):
         breaker: CircuitBreaker | Literal[False] | None = None,
         functions: bool | None = None,
     ) -> None:
-        if not isinstance(client, self._plain | self._cluster):
-            raise TypeError(
-                f"client must be a {_qualified(self._plain)} or "
-                f"{_qualified(self._cluster)}, got {_qualified(type(client))}"
-            )
+        if not isinstance(client, self._plains + self._clusters):
+            raise _clients.wrong_client(client, self._names)
         if functions is not None and not isinstance(functions, bool):
             raise TypeError(f"functions must be a bool or None, got {functions!r}")
         self.client = client
-        cluster = isinstance(client, self._cluster)
+        cluster = isinstance(client, self._clusters)
         self._guard = guard_for(breaker, store_name(client), default=not cluster)
         self._traits = StoreTraits(self, single_slot_calls=cluster)
         # Whether calls go out as FCALL; turned off for good when the server
@@ -146,7 +136,9 @@ class _RedisBackend(Generic[_ClientT]):
         """A backend on a new client for ``url``, with bounded timeouts.
 
         Args:
-            url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+            url: a ``redis://``, ``rediss://`` or ``unix://`` URL for a
+                redis-py client, or a ``valkey://`` or ``valkeys://`` URL
+                for a valkey-py one.
             timeout: seconds to connect, and to wait for each reply.
             breaker: as for the constructor.
             functions: as for the constructor.
@@ -154,12 +146,9 @@ class _RedisBackend(Generic[_ClientT]):
 
         Raises:
             TypeError, ValueError: naming ``url`` or ``timeout``.
+            ImportError: a valkey URL, and valkey-py is not installed.
         """
-        if not isinstance(url, str):
-            raise TypeError(
-                f"url must be a redis://, rediss:// or unix:// URL, got {url!r}"
-            )
-        client = cls._plain.from_url(
+        client = _clients.plain_for(url, cls._plains).from_url(
             url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
         )
         return cls(client, breaker=breaker, functions=functions)
@@ -167,11 +156,11 @@ class _RedisBackend(Generic[_ClientT]):
     def _via(self) -> Via:
         return "function" if self._functions else "sha"
 
-    def _reruns_by_source(self, error: ResponseError) -> bool:
+    def _reruns_by_source(self, error: Exception) -> bool:
         """Whether a call that failed with ``error`` ran nothing for want of
         its script or function, so that EVAL may run it again; a missing
         function is to be loaded, and unusable functions turn them off."""
-        if isinstance(error, NoScriptError):
+        if isinstance(error, NO_SCRIPT):
             return True
         trouble = function_trouble(error) if self._functions else None
         if trouble == "unusable":
@@ -184,11 +173,11 @@ class _RedisBackend(Generic[_ClientT]):
         it already does not keep it from the others."""
         if not self._functions:
             return []
-        if isinstance(self.client, self._cluster):
+        if isinstance(self.client, self._clusters):
             return list(self.client.get_primaries())
         return [None]
 
-    def _load_failed(self, error: RedisError) -> None:
+    def _load_failed(self, error: Exception) -> None:
         """Go on after a failed FUNCTION LOAD where calls can: the library
         is there already; the server is out of memory, and the call that
         needed it runs by EVAL, which a full server runs up to its first
@@ -208,18 +197,16 @@ class _RedisBackend(Generic[_ClientT]):
         return f"{type(self).__name__}({self.client!r})"
 
 
-def _qualified(cls: type[Any]) -> str:
-    return f"{cls.__module__.replace('.client', '')}.{cls.__name__}"
-
-
 class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
-    """Runs the scripts on a Redis-compatible server through redis-py.
+    """Runs the scripts on a Redis-compatible server through redis-py or
+    valkey-py.
 
     Atomic across processes and machines: every decision is one script call.
 
     Args:
-        client: a ``redis.Redis`` (a Sentinel-managed primary included) or a
-            ``redis.cluster.RedisCluster``. Give it a ``socket_timeout`` and
+        client: a ``redis.Redis`` (a Sentinel-managed primary included) or
+            ``redis.cluster.RedisCluster``, or valkey-py's ``valkey.Valkey``
+            or ``valkey.cluster.ValkeyCluster``. Give it a ``socket_timeout`` and
             ``socket_connect_timeout`` (``from_url`` does), or a stalled
             server stalls requests for as long as the OS lets it.
         breaker: trips after repeated failures; a new ``CircuitBreaker()``
@@ -235,8 +222,9 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             GETKEYS), a round trip more than EVALSHA.
     """
 
-    _plain = redis.Redis
-    _cluster = redis.cluster.RedisCluster
+    _plains = _clients.SYNC_PLAINS
+    _clusters = _clients.SYNC_CLUSTERS
+    _names = _clients.SYNC_NAMES
     _connections_type = SyncConnections
     _connections: SyncConnections | None
 
@@ -264,14 +252,14 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             node = self._node(keys[0])
             try:
                 reply = self._send(command(script, keys, args, self._via()), node)
-            except ResponseError as exc:
+            except RESPONSE_ERRORS as exc:
                 if not self._reruns_by_source(exc):
                     raise
                 self._reload_library(script)
                 # EVAL runs the source and caches it in one step, which no
                 # flush can split as it could a load and a call.
                 reply = self._send(command(script, keys, args, "source"), node)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
@@ -280,7 +268,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         for node in self._load_targets():
             try:
                 self._send(("FUNCTION", "LOAD", script.library.code), node)
-            except RedisError as exc:
+            except ERRORS as exc:
                 self._load_failed(exc)
 
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
@@ -298,7 +286,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 for script in missing_scripts(calls, missing):
                     self._reload_library(script)
             rerun = self._pipeline([calls[i] for i in missing], "source")
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise translated("pipeline", exc) from exc
         return merge(calls, replies, missing, rerun)
 
@@ -314,7 +302,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         for (_, keys, _), call in zip(calls, commands, strict=True):
             try:
                 replies.append(self._send(call, self._node(keys[0])))
-            except ResponseError as error:
+            except RESPONSE_ERRORS as error:
                 replies.append(error)
         return replies
 
@@ -322,7 +310,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
         """Delete ``keys`` with one DEL."""
         try:
             self.client.delete(*keys)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
     def load_script(self, script: Script) -> None:
@@ -333,24 +321,25 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             self._reload_library(script)
             if not self._functions:
                 self.client.script_load(script.source)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise BackendError(f"loading {script.name}: {exc}") from exc
 
 
 class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     """Runs the scripts on a Redis-compatible server through redis-py's
-    asyncio client.
+    or valkey-py's asyncio client.
 
     Args:
         client: a ``redis.asyncio.Redis`` (a Sentinel-managed primary
-            included) or a ``redis.asyncio.cluster.RedisCluster``, with
-            timeouts, as for ``SyncRedis``.
+            included) or ``redis.asyncio.cluster.RedisCluster``, or their
+            valkey-py twins, with timeouts, as for ``SyncRedis``.
         breaker: as for ``SyncRedis``.
         functions: as for ``SyncRedis``.
     """
 
-    _plain = redis.asyncio.Redis
-    _cluster = redis.asyncio.cluster.RedisCluster
+    _plains = _clients.ASYNC_PLAINS
+    _clusters = _clients.ASYNC_CLUSTERS
+    _names = _clients.ASYNC_NAMES
     _connections_type = AsyncConnections
     _connections: AsyncConnections | None
 
@@ -378,12 +367,12 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             node = await self._node(keys[0])
             try:
                 reply = await self._send(command(script, keys, args, self._via()), node)
-            except ResponseError as exc:
+            except RESPONSE_ERRORS as exc:
                 if not self._reruns_by_source(exc):
                     raise
                 await self._reload_library(script)
                 reply = await self._send(command(script, keys, args, "source"), node)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise translated(script.name, exc) from exc
         return reply
 
@@ -392,7 +381,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
         for node in self._load_targets():
             try:
                 await self._send(("FUNCTION", "LOAD", script.library.code), node)
-            except RedisError as exc:
+            except ERRORS as exc:
                 self._load_failed(exc)
 
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
@@ -407,7 +396,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
                 for script in missing_scripts(calls, missing):
                     await self._reload_library(script)
             rerun = await self._pipeline([calls[i] for i in missing], "source")
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise translated("pipeline", exc) from exc
         return merge(calls, replies, missing, rerun)
 
@@ -428,14 +417,14 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     async def _send_quietly(self, key: str, call: tuple[str, ...]) -> Any:
         try:
             return await self._send(call, await self._node(key))
-        except ResponseError as error:
+        except RESPONSE_ERRORS as error:
             return error
 
     async def adelete_keys(self, keys: Sequence[str]) -> None:
         """Delete ``keys`` with one DEL."""
         try:
             await self.client.delete(*keys)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise BackendError(f"DEL: {exc}") from exc
 
     async def aload_script(self, script: Script) -> None:
@@ -446,5 +435,5 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             await self._reload_library(script)
             if not self._functions:
                 await self.client.script_load(script.source)
-        except _ERRORS as exc:
+        except ERRORS as exc:
             raise BackendError(f"loading {script.name}: {exc}") from exc
