@@ -21,6 +21,7 @@ from luathrottle._events import (
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import (
     KEY_PREFIX,
+    check_apart,
     check_prefix,
     check_scope,
     identity_digest,
@@ -109,6 +110,7 @@ class _BaseLimiter(Generic[_BackendT]):
         near_limit: float | None = None,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
+        check_apart(self.limits, "max_requests")
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
             raise TypeError(
@@ -241,6 +243,7 @@ class _BaseLimiter(Generic[_BackendT]):
         if memo is not None and memo in self._call_limits:
             return self._call_limits[memo]
         parsed = parse_limits_named(limits, "limits")
+        check_apart(parsed, "limits")
         try:
             self.algorithm.check_limits(parsed)
         except (TypeError, ValueError) as exc:
