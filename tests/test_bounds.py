@@ -165,7 +165,8 @@ def test_leaky_bucket_at_its_fastest_gives_the_quota_back_in_one_duration(clock)
 
 
 def distinct_limits(count):
-    return [Limit(number, 60) for number in range(1, count + 1)]
+    # Named, as limits of one window count apart only by name.
+    return [Limit(number, 60, name=f"limit {number}") for number in range(1, count + 1)]
 
 
 @pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)

@@ -15,8 +15,12 @@ import pytest
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpResponse
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from conftest import Clock
 from luathrottle import (
+    Decision,
     LeakyBucket,
     Limit,
     Limiter,
@@ -30,6 +34,8 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.django.cache_keys import RemoteAddr
+from runtimes import EMBEDDED
+from test_model_agreement import ALGORITHMS as MODELS
 
 ALGORITHMS = {
     "simple": SimpleRate,
@@ -210,3 +216,52 @@ def test_two_throttles_of_one_window_on_a_view_are_refused():
     )
     def fine(request):
         return HttpResponse()
+
+
+@st.composite
+def changing_limits(draw):
+    """Named limits, so their counters stay, and for each call the numbers
+    each has then: any of 1 to 6 requests over 1 to 4 seconds."""
+    size = draw(st.integers(1, 2))
+    numbers = st.tuples(st.integers(1, 6), st.integers(1, 4))
+    call = st.tuples(
+        st.integers(0, 3_000_000),
+        st.sampled_from(["hit", "hit", "peek"]),
+        st.integers(1, 4),
+        # A limiter refuses two limits of the same numbers, named or not.
+        st.lists(numbers, min_size=size, max_size=size, unique=True),
+    )
+    return size, draw(st.lists(call, min_size=1, max_size=25))
+
+
+@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
+@pytest.mark.parametrize("algorithm_name", sorted(MODELS))
+@settings(
+    max_examples=80,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(scenario=changing_limits(), burst=st.one_of(st.none(), st.integers(1, 6)))
+def test_changing_limits_agree_with_the_models(
+    algorithm_name, runtime, scenario, burst
+):
+    """Every call under other numbers than the last, and the scripts judge
+    each state as the reference models do (``tests/models.py``)."""
+    algorithm, model_type = MODELS[algorithm_name]
+    size, calls = scenario
+    clock = Clock()
+    limiter = Limiter(
+        [Limit(i + 1, 1, name=f"limit {i}") for i in range(size)],
+        algorithm=algorithm(burst),
+        backend=EMBEDDED[runtime](clock=clock),
+        clock=clock,
+    )
+    keys = limiter.state_keys("identity")
+    model = model_type(burst)
+    for step, mode, cost, numbers in calls:
+        clock.advance(step / 1_000_000)
+        now = round(clock() * 1_000_000)
+        limits = [Limit(m, d, name=f"limit {i}") for i, (m, d) in enumerate(numbers)]
+        reply = model.call(keys, numbers, cost, now, mode == "hit")
+        got = getattr(limiter, mode)("identity", cost, limits=limits)
+        assert got == Decision.from_reply(limits, reply), (step, mode, cost, numbers)
