@@ -265,3 +265,14 @@ def test_changing_limits_agree_with_the_models(
         reply = model.call(keys, numbers, cost, now, mode == "hit")
         got = getattr(limiter, mode)("identity", cost, limits=limits)
         assert got == Decision.from_reply(limits, reply), (step, mode, cost, numbers)
+
+
+def test_a_remembered_denial_is_not_replayed_under_a_raised_limit(clock):
+    limiter = Limiter(
+        "2/hour", backend=MemoryBackend(clock=clock), clock=clock, cache_denials=True
+    )
+    assert [limiter.hit("u").allowed for _ in range(3)] == [True, True, False]
+    assert not limiter.hit("u").allowed  # answered by the cache
+    raised = limiter.hit("u", limits="3/hour")
+    assert (raised.allowed, raised.remaining) == (True, 0)
+    assert not limiter.hit("u").allowed

@@ -39,11 +39,11 @@ __all__ = [
     "check_apart",
     "check_prefix",
     "check_scope",
-    "counter",
     "hash_identity",
     "hash_tag",
     "identity_digest",
     "key_frame",
+    "limit_counter",
     "state_keys",
     "window_counter",
 ]
@@ -109,7 +109,7 @@ def window_counter(limit: Limit) -> str:
     return f"{limit.duration}s"
 
 
-def counter(limit: Limit) -> str:
+def limit_counter(limit: Limit) -> str:
     """The counter of ``limit`` in its state key: its name, when it was
     given one, else its window (``window_counter``).
 
@@ -131,7 +131,7 @@ def check_apart(limits: Iterable[Limit], argument: str) -> None:
     """
     seen: dict[str, Limit] = {}
     for limit in limits:
-        other = seen.setdefault(counter(limit), limit)
+        other = seen.setdefault(limit_counter(limit), limit)
         if other is not limit:
             raise ValueError(
                 f"{argument} holds limits {other.name!r} and {limit.name!r}, "
@@ -141,21 +141,21 @@ def check_apart(limits: Iterable[Limit], argument: str) -> None:
 
 
 def key_frame(
-    prefix: str, script: Script, scope: str, counter_: Limit | str
+    prefix: str, script: Script, scope: str, counter: Limit | str
 ) -> tuple[str, str]:
-    """What surrounds the identity in the state key of ``counter_`` within
+    """What surrounds the identity in the state key of ``counter`` within
     ``scope``: ``head + identity_digest(identity) + tail`` is that key.
 
-    Every key is built here: a limit's counter is ``counter(limit)``, a
+    Every key is built here: a limit's counter is ``limit_counter(limit)``, a
     concurrency limit's its slots and lease (``3/30000ms``), and a caller
     may give its own (a Django throttle, ``window_counter``).
     A limiter or a throttle builds its frames once and then only pays for
     the identity's digest on each call.
     """
     scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
-    if isinstance(counter_, Limit):
-        counter_ = counter(counter_)
-    return f"{prefix}:{script.key_tag}:{{", f"}}{scope_part}:{counter_}"
+    if isinstance(counter, Limit):
+        counter = limit_counter(counter)
+    return f"{prefix}:{script.key_tag}:{{", f"}}{scope_part}:{counter}"
 
 
 def state_keys(
