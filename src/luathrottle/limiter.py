@@ -294,6 +294,8 @@ class Limiter(_BaseLimiter[SyncBackend]):
         max_requests: an int with ``duration_in_seconds``, or limits as
             strings (``"5/minute"``, ``"100/10s"``), ``Limit`` objects or
             ``(max_requests, duration)`` pairs; one call checks them all.
+            Each counts by its name, else its window: two unnamed limits of
+            one window are refused, give them ``name=``.
         duration_in_seconds: the window for an int ``max_requests``; a
             ``Rate`` or a number of seconds.
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
@@ -346,8 +348,9 @@ class Limiter(_BaseLimiter[SyncBackend]):
             cost: units this hit spends, at least 1.
             limits: limits for this call instead of the limiter's, in any
                 form the limiter takes (``"5/minute"``, a ``Limit``, a pair,
-                or a list of them); each limit has its own counter, so the
-                same key under other limits counts afresh.
+                or a list of them); a limit counts on the counter of its
+                name, else of its window, so one of the limiter's window
+                counts on with the limiter's, judged by these numbers.
 
         Returns:
             The decision; when it is denied, nothing was spent.
