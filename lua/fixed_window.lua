@@ -1,6 +1,6 @@
 -- luathrottle script: fixed_window
--- version: 5
--- state: 5
+-- version: 6
+-- state: 6
 -- layout: hash
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first
@@ -24,22 +24,31 @@
 -- ARGV[3 + 2n + i] limit i's field in its hash
 --
 -- State of a limit, in its field: when its window ends, in milliseconds
--- since 1970, a colon and the count ("1800000000000:3": 3 hits in a window
--- that ends 2027-01-15 08:00 UTC). A field outlives its window until the
--- hash expires, which is when the last window of any of its fields ends:
--- the state says when its window ended, so a stale field reads as unused.
+-- since 1970, the count, and the window's duration in seconds, apart by
+-- colons ("1800000000000:3:60": 3 hits in a minute that ends 2027-01-15
+-- 08:00 UTC). A field outlives its window until the hash expires, which is
+-- when the last window of any of its fields ends: the state says when its
+-- window ended, so a stale field reads as unused.
+--
+-- The field names a limit by its name or its window, not by max_requests,
+-- so the state is judged against the limit given now: a count above a
+-- lowered max_requests admits nothing until its window ends. A named limit
+-- whose duration changed keeps its count too, in a window that ends when
+-- its stored one does, or a new duration from now if that is sooner; a
+-- hit, admitted or not, writes the window so shortened, so that it ends
+-- then.
 --
 -- A state the script cannot read as its own was written by someone else:
--- another format (anything but digits, a colon and digits), a count above
--- max_requests, or a window ending more than its duration plus SKEW_US
--- after now. So is every field of a key that holds no hash. It counts as
--- absent, so the next admitted hit overwrites it (a key of another type is
--- deleted first), and the reply names its limit.
+-- another format (anything but three runs of digits apart by colons), a
+-- count of more than 16 digits, or a window ending more than its stored
+-- duration plus SKEW_US after now. So is every field of a key that holds
+-- no hash. It counts as absent, so the next admitted hit overwrites it (a
+-- key of another type is deleted first), and the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
---   remaining       units left in the window after this call
+--   remaining       units left in the window after this call, at least 0
 --   reset_after_us  time until the whole quota is back (0 when unused)
 --   retry_after_us  time until this hit would fit (0 when it fits now)
 -- then, only when there are any, the index (from 1, in KEYS order) of each
@@ -111,7 +120,7 @@ end
 -- reallocated at every power of two. Unreadable states are rare, so their
 -- list is only made when one turns up.
 local match = string.match
-local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
+local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
 for i = 1, n do
   local limit = ARGV[2 + 2 * i] + 0
   local count, reset_after = 0, 0
@@ -119,12 +128,19 @@ for i = 1, n do
   if state then
     -- Matched before any arithmetic, which raises an error on a string that
     -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    local window_ms, used = match(state, '^(%d+):(%d+)$')
+    local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
     local window_end
-    if window_ms then
-      window_end, used = window_ms * 1000, used + 0
-      if used > limit or window_end > now + ARGV[3 + 2 * i] * 1000000 + SKEW_US then
+    if window_ms and #used <= 16 and #stored <= 9 then
+      window_end, used, stored = window_ms * 1000, used + 0, stored * 1000000
+      local duration = ARGV[3 + 2 * i] * 1000000
+      if window_end > now + stored + SKEW_US then
         window_end = nil
+      elseif stored ~= duration and window_end > now + duration then
+        -- A named limit's window changed: its count stays, for no longer
+        -- than a window of the new duration opened now would last.
+        window_end = math.floor((now + duration) / 1000) * 1000
+        moved = moved or {}
+        moved[i] = used
       end
     end
     if not window_end then
@@ -137,7 +153,7 @@ for i = 1, n do
   local base = 5 * i - 5
   reply[base + 1] = 1
   reply[base + 2] = limit
-  reply[base + 3] = limit - count
+  reply[base + 3] = math.max(limit - count, 0)
   reply[base + 4] = reset_after
   reply[base + 5] = 0
   if cost > limit then
@@ -147,30 +163,37 @@ for i = 1, n do
   end
 end
 
-if consume and admitted then
+-- A denied hit still writes a window it shortened: it counts nothing.
+if consume and (admitted or moved) then
   -- Each run is one HSET. A hash lives until the last window of any of its
   -- fields ends, so it only needs a longer life when a window opens.
   local format = string.format
   local writes, opened = {}, 0
   for i = 1, n do
     local base = 5 * i - 5
-    local remaining = reply[base + 3] - cost
     local reset_after = reply[base + 4]
-    -- Only a live window has time left: otherwise this hit opens one.
-    if reset_after == 0 then
-      local duration_us = ARGV[3 + 2 * i] * 1000000
-      reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
-      if reset_after > opened then
-        opened = reset_after
+    local count = moved and moved[i]
+    if admitted then
+      local remaining = reply[base + 3] - cost
+      -- Only a live window has time left: otherwise this hit opens one.
+      if reset_after == 0 then
+        local duration_us = ARGV[3 + 2 * i] * 1000000
+        reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
+        if reset_after > opened then
+          opened = reset_after
+        end
+        reply[base + 4] = reset_after
       end
-      reply[base + 4] = reset_after
+      reply[base + 3] = remaining
+      count = reply[base + 2] - remaining
     end
-    reply[base + 3] = remaining
-    local count = reply[base + 2] - remaining
-    local w = #writes
-    writes[w + 1] = ARGV[FIELDS + i]
-    writes[w + 2] = format('%d:%d', (now + reset_after) / 1000, count)
-    if i == n or KEYS[i + 1] ~= KEYS[i] then
+    if count then
+      local w = #writes
+      writes[w + 1] = ARGV[FIELDS + i]
+      writes[w + 2] = format('%d:%d:', (now + reset_after) / 1000, count)
+        .. ARGV[3 + 2 * i]
+    end
+    if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
       local key = KEYS[i]
       if foreign and foreign[key] then
         redis.call('DEL', key)

@@ -1,6 +1,6 @@
 -- luathrottle script: leaky_bucket
--- version: 2
--- state: 2
+-- version: 3
+-- state: 3
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
 -- and drains continuously at max_requests units per duration. A hit pours
@@ -22,13 +22,23 @@
 -- ARGV[3 + 2i]     duration of limit i, in seconds
 --
 -- State of a limit: the time, in microseconds, at which the bucket will
--- have drained empty, expiring then. A number of 16 digits, which Redis
--- keeps as a 64-bit integer.
+-- have drained empty, expiring then; then the drain and the max_requests
+-- it was written with (or the requests it holds, if more), apart by colons
+-- ("1800000000000000:36000000:100").
+--
+-- The key names a limit by its name or its window, not by max_requests,
+-- so the state is judged against the limit given now. The requests in a
+-- bucket carry over a change of drain (of max_requests or, for a named
+-- limit, of duration), a part of one rounded up: level / old drain
+-- requests, each draining at the new drain; a hit, admitted or not, writes
+-- the bucket so converted, so that it drains at the new drain from then
+-- on. A bucket that holds more than a lowered max_requests admits nothing
+-- until it drains below it.
 --
 -- A state the script cannot read as its own was written by someone else:
--- anything but 1 to 16 digits, a bucket that would take longer to drain
--- than a full one plus SKEW_US, or a key of another type (a hash, a list:
--- GET answers it with an error). It counts as absent (an empty bucket), so
+-- another format, a bucket that would take longer to drain than a full
+-- one of its stored drain and max_requests plus SKEW_US, or a key of
+-- another type (a hash, a list: GET answers it with an error). It counts as absent (an empty bucket), so
 -- a peek writes nothing and the next admitted hit overwrites it (SET
 -- replaces a key of any type) with a state that expires; the reply names
 -- its limit.
@@ -36,7 +46,7 @@
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
---   remaining       whole requests that fit after this call
+--   remaining       whole requests that fit after this call, at least 0
 --   reset_after_us  time until the bucket is empty
 --   retry_after_us  time until this hit would fit (0 when it fits now)
 -- then, only when there are any, the index (from 1, in KEYS order) of each
@@ -46,6 +56,9 @@
 -- clients whose clocks (the clock= option) disagree by up to five
 -- minutes share buckets.
 local SKEW_US = 300000000
+-- The longest level carried to a new drain, 2^52 microseconds (about 142
+-- years): sums with it stay exact below 2^53.
+local BOUND = 4503599627370496
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -62,7 +75,7 @@ end
 -- reallocated at every power of two. Divisions round with math.ceil and
 -- math.floor, exact for integers below 2^53. Unreadable states are rare,
 -- so their list is only made when one turns up.
-local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
+local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
 for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
   local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
@@ -71,13 +84,19 @@ for i = 1, #KEYS do
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
   if state then
-    -- Checked before any arithmetic, which raises an error on a string that
+    -- Matched before any arithmetic, which raises an error on a string that
     -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    local empty_at = type(state) == 'string' and #state <= 16
-      and string.find(state, '^%d+$') and state + 0
-    if empty_at and empty_at - now <= limit * drain + SKEW_US then
-      if empty_at > now then
-        level = empty_at - now
+    local empty_at, was, held
+    if type(state) == 'string' then
+      empty_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+    end
+    if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
+        and empty_at - now <= held * was + SKEW_US then
+      level = math.max(empty_at - now, 0)
+      if was + 0 ~= drain and level > 0 then
+        level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
+        moved = moved or {}
+        moved[i] = true
       end
     else
       unreadable = unreadable or {}
@@ -94,21 +113,31 @@ for i = 1, #KEYS do
   local base = 5 * (i - 1)
   reply[base + 1] = status
   reply[base + 2] = limit
-  reply[base + 3] = math.floor((limit * drain - level) / drain)
+  reply[base + 3] = math.max(math.floor((limit * drain - level) / drain), 0)
   reply[base + 4] = level
   reply[base + 5] = retry_after
 end
 
-if consume and admitted then
+-- A denied hit still writes a bucket converted to a new drain: it pours
+-- nothing in.
+if consume and (admitted or moved) then
   for i = 1, #KEYS do
-    local base = 5 * (i - 1)
-    local limit = reply[base + 2]
-    local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
-    local level = reply[base + 4] + cost * drain
-    redis.call('SET', KEYS[i], string.format('%d', now + level),
-      'PX', math.ceil(level / 1000))
-    reply[base + 3] = math.floor((limit * drain - level) / drain)
-    reply[base + 4] = level
+    if admitted or moved[i] then
+      local base = 5 * (i - 1)
+      local limit = reply[base + 2]
+      local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
+      local level = reply[base + 4]
+      if admitted then
+        level = level + cost * drain
+        reply[base + 3] = math.floor((limit * drain - level) / drain)
+        reply[base + 4] = level
+      end
+      -- A converted bucket may hold more than max_requests: the state
+      -- names what it holds, the bound its next reader checks.
+      local held = math.max(limit, math.ceil(level / drain))
+      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + level, drain, held),
+        'PX', math.ceil(level / 1000))
+    end
   end
 end
 if unreadable then

@@ -1,6 +1,6 @@
 -- luathrottle script: sliding_window
--- version: 1
--- state: 1
+-- version: 2
+-- state: 2
 --
 -- SlidingWindow: for each limit, the two-window weighted counter. Windows
 -- are aligned to multiples of the duration since 1970. A hit's estimate is
@@ -35,21 +35,27 @@
 --
 -- State of a limit: the window's index counted from EPOCH_US (the number
 -- of whole durations between EPOCH_US rounded down to a window and the
--- window's start), followed by the previous and the current window's
--- counts, each zero-padded to as many digits as max_requests has
--- ("1234531": 1 hit in window 12345 and 3 in the one before, of a limit
--- below 10). It expires when the current window's count stops
--- weighing: two durations after the window's start. Up to 99999 requests
--- per window and until 2053 this is a number of at most 19 digits, which
--- Redis keeps as a 64-bit integer, 8 bytes, instead of a string.
+-- window's start), the previous and the current window's counts, and the
+-- duration in seconds, apart by colons ("12345:3:1:60": 1 hit in minute
+-- 12345 and 3 in the one before). It expires when the current window's
+-- count stops weighing: two durations after the window's start.
+--
+-- The key names a limit by its name or its window, not by max_requests,
+-- so the state is judged against the limit given now: a count above a
+-- lowered max_requests weighs as a full window, so the current window
+-- admits nothing until it ends, and the next weighs it as a full previous
+-- one. A named limit whose duration changed keeps what its old window
+-- still counted, its current and, if that is still current, its previous
+-- count, as the count of the new duration's current window; a hit,
+-- admitted or not, writes the state so moved, so that it weighs in
+-- windows of the new duration from then on.
 --
 -- A state the script cannot read as its own was written by someone else:
--- anything but digits, more than 16 digits beyond the two counts, a count
--- above max_requests, a window starting more than SKEW_US after now, or a
--- key of another type (a hash, a list: GET answers it with an error). It
--- counts as absent, so a peek writes nothing and the next admitted hit
--- overwrites it (SET replaces a key of any type) with a state that
--- expires; the reply names its limit.
+-- another format, a count of more than 16 digits, a window starting more
+-- than SKEW_US after now, or a key of another type (a hash, a list: GET
+-- answers it with an error). It counts as absent, so a peek writes nothing
+-- and the next admitted hit overwrites it (SET replaces a key of any type)
+-- with a state that expires; the reply names its limit.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -63,12 +69,9 @@
 -- Counting windows from here rather than from 1970 saves digits per state.
 local EPOCH_US = 1700000000000000
 -- Integers below 2^53 are exact as Lua numbers, and math.floor and
--- math.ceil divide them exactly.
-local EXACT = 9007199254740992
+-- math.ceil divide them exactly; products of limit and steps stay within
+-- BOUND.
 local BOUND = 4503599627370496
--- Digits of a window's index: enough for a duration of one second until
--- the year 300,000,000.
-local INDEX_DIGITS = 16
 -- A window may start this much after now: the margin lets clients whose
 -- clocks (the clock= option) disagree by up to five minutes share windows.
 local SKEW_US = 300000000
@@ -102,9 +105,9 @@ end
 -- writes, each limit's window index and counts, three numbers per limit.
 -- Unreadable states are rare, so their list is only made when one turns up.
 local reply, counts, admitted, unreadable = {0, 0, 0, 0, 0}, {}, true, nil
+local moved = nil
 for i = 1, #KEYS do
-  local max_requests = ARGV[2 + 2 * i]
-  local limit = max_requests + 0
+  local limit = ARGV[2 + 2 * i] + 0
   local duration = ARGV[3 + 2 * i] * 1000000
   local unit = 1
   while limit * duration > BOUND * unit and unit < 1000000 do
@@ -120,35 +123,46 @@ for i = 1, #KEYS do
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
   if state then
-    local digits = #max_requests
-    local stored, first, second
-    -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
-    -- The number drops the index's leading zeros (window 0 of 2023-11-14
-    -- and the counts are all that is left), so no least length holds.
-    if type(state) == 'string' and #state <= 2 * digits + INDEX_DIGITS
-        and string.find(state, '^%d+$') then
-      local number, scale = state + 0, 10 ^ digits
-      if number < EXACT then
-        second = number % scale
-        number = (number - second) / scale
-        first = number % scale
-        stored = (number - first) / scale
-      else
-        stored = string.sub(state, 1, -2 * digits - 1) + 0
-        first = string.sub(state, -2 * digits, -digits - 1) + 0
-        second = string.sub(state, -digits) + 0
-      end
+    -- Matched before any arithmetic, which reads "inf" or " 5" as numbers.
+    local stored, first, second, was
+    if type(state) == 'string' then
+      stored, first, second, was = string.match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
     end
-    if not stored or first > limit or second > limit
-        or (stored - index) * duration > now - start + SKEW_US then
+    local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
+      and #was <= 9 and was + 0 > 0
+    local at
+    if readable then
+      stored, first, second, was = stored + 0, first + 0, second + 0, was * 1000000
+      -- The index of now's window in the state's own duration.
+      local window_was = math.floor(now / was)
+      at = window_was - math.floor(EPOCH_US / was)
+      readable = (stored - at) * was <= now - window_was * was + SKEW_US
+    end
+    if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
+    elseif was ~= duration then
+      -- A named limit's window changed: what the old window still counts
+      -- counts in the new one's current window.
+      if stored == at then
+        current = first + second
+      elseif stored == at - 1 then
+        current = second
+      end
+      if current > 0 then
+        moved = moved or {}
+        moved[i] = true
+      end
     elseif stored == index then
       previous, current = first, second
     elseif stored == index - 1 then
       previous = second
     end
   end
+  -- A hit writes the counts as read; the arithmetic weighs no more than a
+  -- full window, which keeps every product within BOUND.
+  counts[3 * i - 2], counts[3 * i - 1], counts[3 * i] = index, previous, current
+  previous, current = math.min(previous, limit), math.min(current, limit)
   local weighted = previous * (steps - elapsed)
   local status, retry_after = 1, 0
   if cost > limit then
@@ -186,31 +200,27 @@ for i = 1, #KEYS do
     reply[base + 4] = 0
   end
   reply[base + 5] = retry_after
-  counts[3 * i - 2], counts[3 * i - 1], counts[3 * i] = index, previous, current
 end
 
-if consume and admitted then
+-- A denied hit still writes a state it moved to a new duration: it counts
+-- nothing.
+if consume and (admitted or moved) then
   for i = 1, #KEYS do
-    local base = 5 * (i - 1)
-    local max_requests = ARGV[2 + 2 * i]
-    local duration = ARGV[3 + 2 * i] * 1000000
-    local index, previous = counts[3 * i - 2], counts[3 * i - 1]
-    local current = counts[3 * i] + cost
-    local scale = 10 ^ #max_requests
-    local state = (index * scale + previous) * scale + current
-    -- The digits the format below would give, whenever the three fit side
-    -- by side in one exact number.
-    if index >= 0 and state < EXACT then
-      state = string.format('%d', state)
-    else
-      local digits = #max_requests
-      state = string.format('%d%0' .. digits .. 'd%0' .. digits .. 'd',
-        index, previous, current)
+    if admitted or moved[i] then
+      local base = 5 * (i - 1)
+      local duration = ARGV[3 + 2 * i] * 1000000
+      local index, previous = counts[3 * i - 2], counts[3 * i - 1]
+      local current = counts[3 * i]
+      local reset_after = math.floor(now / duration) * duration + 2 * duration - now
+      if admitted then
+        current = current + cost
+        reply[base + 3] = reply[base + 3] - cost
+        reply[base + 4] = reset_after
+      end
+      local state = string.format('%d:%d:%d:', index, previous, current)
+        .. ARGV[3 + 2 * i]
+      redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
     end
-    local reset_after = math.floor(now / duration) * duration + 2 * duration - now
-    redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
-    reply[base + 3] = reply[base + 3] - cost
-    reply[base + 4] = reset_after
   end
 end
 if unreadable then

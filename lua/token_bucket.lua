@@ -1,6 +1,6 @@
 -- luathrottle script: token_bucket
--- version: 1
--- state: 1
+-- version: 2
+-- state: 2
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
 -- bucket holds up to burst tokens and gains one back every emission
@@ -24,14 +24,25 @@
 -- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
 --
 -- State of a limit: the theoretical arrival time (TAT), in microseconds
--- since 1970: when the bucket will be full again, expiring then. A number
--- of 16 digits, which Redis keeps as a 64-bit integer. It does not depend
--- on burst, so changing burst keeps every bucket's level.
+-- since 1970: when the bucket will be full again, expiring then; then the
+-- interval and the burst it was written with (or the tokens it owes, if
+-- more), apart by colons
+-- ("1800000000000000:600000:100").
+--
+-- The key names a limit by its name or its window, not by its numbers, so
+-- the state is judged against the limit given now. The tokens a bucket
+-- owes carry over a change of interval (of max_requests or, for a named
+-- limit, of duration), a part of a token rounded up: debt / old interval
+-- tokens, each coming back at the new interval; a hit, admitted or not,
+-- writes the bucket so converted, so that its tokens come back at the new
+-- interval from then on. A lowered burst clamps
+-- the tokens a bucket holds, and a bucket that owes more than it now
+-- holds admits nothing until enough come back.
 --
 -- A state the script cannot read as its own was written by someone else:
--- anything but 1 to 16 digits, a bucket full later than burst intervals
--- plus SKEW_US from now, or a key of another type (a hash, a list: GET
--- answers it with an error). It counts as absent (a full bucket), so a
+-- another format, a bucket full later than its stored burst and interval
+-- allow plus SKEW_US from now, or a key of another type (a hash, a list:
+-- GET answers it with an error). It counts as absent (a full bucket), so a
 -- peek writes nothing and the next admitted hit overwrites it (SET replaces
 -- a key of any type) with a state that expires; the reply names its limit.
 --
@@ -48,6 +59,9 @@
 -- margin lets clients whose clocks (the clock= option) disagree by up to
 -- five minutes share buckets.
 local SKEW_US = 300000000
+-- The longest debt carried to a new interval, 2^52 microseconds (about
+-- 142 years): sums with it stay exact below 2^53.
+local BOUND = 4503599627370496
 
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
@@ -64,7 +78,7 @@ end
 -- algorithm's check_limits keeps burst * interval within 2^52, and a cost
 -- above burst is refused before it is multiplied. Unreadable states are
 -- rare, so their list is only made when one turns up.
-local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
+local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
 for i = 1, #KEYS do
   local limit = ARGV[1 + 3 * i] + 0
   local burst = ARGV[3 + 3 * i] + 0
@@ -74,11 +88,20 @@ for i = 1, #KEYS do
   local state = redis.pcall('GET', KEYS[i])
   local debt = 0
   if state then
-    -- Checked before any arithmetic, which reads "inf" or " 5" as numbers.
-    local full_at = type(state) == 'string' and #state <= 16
-      and string.find(state, '^%d+$') and state + 0
-    if full_at and full_at - now <= burst * interval + SKEW_US then
+    -- Matched before any arithmetic, which reads "inf" or " 5" as numbers.
+    local full_at, was, held
+    if type(state) == 'string' then
+      full_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+    end
+    if full_at and #full_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
+        and full_at - now <= held * was + SKEW_US then
       debt = math.max(full_at - now, 0)
+      if was + 0 ~= interval and debt > 0 then
+        debt = math.min(math.ceil(debt / was), math.floor(BOUND / interval))
+          * interval
+        moved = moved or {}
+        moved[i] = true
+      end
     else
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
@@ -100,15 +123,25 @@ for i = 1, #KEYS do
   reply[base + 5] = retry_after
 end
 
-if consume and admitted then
+-- A denied hit still writes a bucket converted to a new interval: it
+-- takes no token.
+if consume and (admitted or moved) then
   for i = 1, #KEYS do
-    local base = 5 * (i - 1)
-    local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
-    local debt = reply[base + 4] + cost * interval
-    redis.call('SET', KEYS[i], string.format('%d', now + debt),
-      'PX', math.ceil(debt / 1000))
-    reply[base + 3] = reply[base + 3] - cost
-    reply[base + 4] = debt
+    if admitted or moved[i] then
+      local base = 5 * (i - 1)
+      local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
+      local debt = reply[base + 4]
+      if admitted then
+        debt = debt + cost * interval
+        reply[base + 3] = reply[base + 3] - cost
+        reply[base + 4] = debt
+      end
+      -- A converted bucket may owe more than burst: the state names what it
+      -- owes, the bound its next reader checks.
+      local held = math.max(ARGV[3 + 3 * i] + 0, math.ceil(debt / interval))
+      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + debt, interval, held),
+        'PX', math.ceil(debt / 1000))
+    end
   end
 end
 if unreadable then

@@ -1,5 +1,5 @@
 -- luathrottle script: torture_swap
--- version: 4
+-- version: 5
 --
 -- scripts/torture.py --garbage: swaps a key's state for garbage in one
 -- atomic call, and answers how many units the replaced state held, so that
@@ -11,8 +11,7 @@
 -- ARGV[3]  the algorithm: simple, leaky, token or sliding
 -- ARGV[4]  the time one request takes to drain, in microseconds (leaky and
 --          token buckets; none drains during a run)
--- ARGV[5]  max_requests, whose digits pad a count in a sliding window's
---          state
+-- ARGV[5]  max_requests
 -- ARGV[6]  the state's field in the hash, for a hashed script (SimpleRate)
 --
 -- Reply: {units held, 0}; the second integer is there because the embedded
@@ -30,17 +29,17 @@ if not state or state == ARGV[2] then
   return {0, 0}
 end
 if ARGV[3] == 'simple' then
-  -- The window's end, a colon and the count.
-  return {tonumber(string.match(state, ':(%d+)$')), 0}
+  -- The window's end, the count and the duration, apart by colons.
+  return {tonumber(string.match(state, '^%d+:(%d+):')), 0}
 end
-local digits = #ARGV[5]
 if ARGV[3] == 'sliding' then
-  -- The previous window's count and the current one's; a short run stays in
-  -- one window, so the previous one holds nothing. The integer form drops
-  -- leading zeros, so a count may be missing.
-  local previous = tonumber(string.sub(state, -2 * digits, -digits - 1)) or 0
-  return {previous + tonumber(string.sub(state, -digits)), 0}
+  -- The window's index, the previous window's count and the current one's,
+  -- and the duration; a short run stays in one window, so the previous one
+  -- holds nothing.
+  local previous, current = string.match(state, '^%-?%d+:(%d+):(%d+):')
+  return {previous + current, 0}
 end
+-- When the bucket is empty (or full), its drain (or interval) and its size.
 local time = redis.call('TIME')
-local level = state - (time[1] * 1000000 + time[2])
+local level = string.match(state, '^(%d+):') - (time[1] * 1000000 + time[2])
 return {math.max(math.ceil(level / ARGV[4]), 0), 0}

@@ -3,6 +3,11 @@
 Each model keeps the same state a script keeps and answers with the reply
 the script should give: five integers per limit (status, limit, remaining,
 reset_after_us, retry_after_us). Times are integer microseconds.
+
+A key names a limit by its name or window, so a call may judge a state
+counted under other numbers: the models judge it as the scripts do
+(``test_limit_changes.py``), and a hit, admitted or not, writes a state it
+had to convert to the limit's new terms.
 """
 
 import math
@@ -16,49 +21,72 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+#: The longest level or debt a bucket carries to a new rate, in µs.
+BOUND = 2**52
+
+
+def converted(level: int, was: int, step: int) -> int:
+    """A bucket's level of ``level`` µs at ``was`` µs per request, in
+    requests (a part of one rounded up) at ``step`` µs each."""
+    return min(ceil_div(level, was), BOUND // step) * step
+
+
 @dataclass
 class FixedWindowModel:
-    # key -> (window_end_us, count); the script keeps the end in whole ms
-    state: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # key -> (window_end_us, count, duration); the script keeps the end in
+    # whole ms
+    state: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def call(self, keys, limits, cost, now, consume):
         views = []
-        for key, (limit, _) in zip(keys, limits, strict=True):
-            end, count = self.state.get(key, (None, 0))
+        for key, (limit, duration) in zip(keys, limits, strict=True):
+            end, count, was = self.state.get(key, (None, 0, duration))
+            moved = False
+            if end is not None and was != duration and end > now + duration * 10**6:
+                # A named limit's shorter window: its count, for no longer.
+                end, moved = (now + duration * 1_000_000) // 1000 * 1000, True
             if end is None or end <= now:
                 end, count = None, 0
             status = -1 if cost > limit else (0 if count + cost > limit else 1)
-            views.append((end, count, status))
-        admitted = all(status == 1 for _, _, status in views)
+            views.append((end, count, status, moved))
+        admitted = all(view[2] == 1 for view in views)
         reply: Reply = []
-        for key, (limit, duration), (end, count, status) in zip(
+        for key, (limit, duration), (end, count, status, moved) in zip(
             keys, limits, views, strict=True
         ):
             if consume and admitted:
                 count += cost
                 if end is None:
                     end = (now + duration * 1_000_000) // 1000 * 1000
-                self.state[key] = (end, count)
+            if consume and (admitted or moved):
+                self.state[key] = (end, count, duration)
             reset = 0 if end is None else end - now
-            reply += [status, limit, limit - count, reset, reset if status == 0 else 0]
+            remaining = max(limit - count, 0)
+            reply += [status, limit, remaining, reset, reset if status == 0 else 0]
         return reply
 
     def ttl_ms(self, key, limit, now):
-        end, _ = self.state[key]
+        end, _, _ = self.state[key]
         return ceil_div(end - now, 1000)
 
 
 @dataclass
 class LeakyBucketModel:
-    # key -> empty_at_us: when the bucket will have drained empty. Each
-    # request drains in ceil(duration_us / limit) microseconds.
-    state: dict[str, int] = field(default_factory=dict)
+    # key -> (empty_at_us, drain_us): when the bucket will have drained
+    # empty, and in how long each request drains, ceil(duration_us / limit)
+    # microseconds when written.
+    state: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def call(self, keys, limits, cost, now, consume):
         views = []
+        moved = set()
         for key, (limit, duration) in zip(keys, limits, strict=True):
             drain = ceil_div(duration * 1_000_000, limit)
-            level = max(self.state.get(key, now) - now, 0)
+            empty_at, was = self.state.get(key, (now, drain))
+            level = max(empty_at - now, 0)
+            if was != drain and level > 0:
+                level = converted(level, was, drain)
+                moved.add(key)
             retry = 0
             if cost > limit:
                 status = -1
@@ -76,12 +104,14 @@ class LeakyBucketModel:
             drain = ceil_div(duration * 1_000_000, limit)
             if consume and admitted:
                 level += cost * drain
-                self.state[key] = now + level
-            reply += [status, limit, (limit * drain - level) // drain, level, retry]
+            if consume and (admitted or key in moved):
+                self.state[key] = (now + level, drain)
+            remaining = max((limit * drain - level) // drain, 0)
+            reply += [status, limit, remaining, level, retry]
         return reply
 
     def ttl_ms(self, key, limit, now):
-        return ceil_div(self.state[key] - now, 1000)
+        return ceil_div(self.state[key][0] - now, 1000)
 
 
 @dataclass
@@ -89,15 +119,21 @@ class TokenBucketModel:
     # GCRA. key -> tat_us: when the bucket will be full again. A token comes
     # back every ceil(duration_us / limit) microseconds; the bucket holds
     # burst of them (each limit's own max_requests when burst is None).
+    # The interval a state was written with is kept beside it.
     burst: int | None = None
-    state: dict[str, int] = field(default_factory=dict)
+    state: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def call(self, keys, limits, cost, now, consume):
         views = []
+        moved = set()
         for key, (limit, duration) in zip(keys, limits, strict=True):
             burst = limit if self.burst is None else self.burst
             interval = ceil_div(duration * 1_000_000, limit)
-            debt = max(self.state.get(key, now) - now, 0)
+            tat, was = self.state.get(key, (now, interval))
+            debt = max(tat - now, 0)
+            if was != interval and debt > 0:
+                debt = converted(debt, was, interval)
+                moved.add(key)
             retry = 0
             if cost > burst:
                 status = -1
@@ -114,13 +150,14 @@ class TokenBucketModel:
         ):
             if consume and admitted:
                 debt += cost * interval
-                self.state[key] = now + debt
+            if consume and (admitted or key in moved):
+                self.state[key] = (now + debt, interval)
             remaining = max((burst * interval - debt) // interval, 0)
             reply += [status, limit, remaining, debt, retry]
         return reply
 
     def ttl_ms(self, key, limit, now):
-        return ceil_div(self.state[key] - now, 1000)
+        return ceil_div(self.state[key][0] - now, 1000)
 
 
 def sliding_unit(limit: int, duration_us: int) -> int:
@@ -140,11 +177,27 @@ class SlidingWindowModel:
     # Admission is decided with fractions, and retry_after found by
     # bisection over the next two windows, so that neither copies the
     # script's integer shortcuts.
-    state: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    state: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
 
-    def counts(self, key, duration_us, now):
-        window = now // duration_us
-        stored, previous, current, _ = self.state.get(key, (window - 2, 0, 0, 0))
+    def moved(self, key, duration_us, now):
+        """The state of ``key`` as a limit of ``duration_us`` reads it at
+        ``now``, and whether a hit writes it: a state of another duration
+        moves to this one's window with what its old window still counts."""
+        state = self.state.get(key)
+        if state is None or state[3] == duration_us:
+            return state, False
+        stored, previous, current, was = state
+        old = now // was
+        carried = previous + current if stored == old else 0
+        carried = current if stored == old - 1 else carried
+        if not carried:
+            return None, False
+        return (now // duration_us, 0, carried, duration_us), True
+
+    @staticmethod
+    def counts(state, duration_us, at):
+        window = at // duration_us
+        stored, previous, current, _ = state or (window - 2, 0, 0, 0)
         if stored == window:
             return window, previous, current
         if stored == window - 1:
@@ -153,12 +206,15 @@ class SlidingWindowModel:
 
     @staticmethod
     def estimate(limit, duration_us, previous, current, elapsed_us):
+        # Counts above the limit, counted under a higher one, weigh as a
+        # full window.
+        previous, current = min(previous, limit), min(current, limit)
         unit = sliding_unit(limit, duration_us)
         steps = duration_us // unit
         return previous * Fraction(steps - elapsed_us // unit, steps) + current
 
-    def fits(self, key, limit, duration_us, cost, at):
-        window, previous, current = self.counts(key, duration_us, at)
+    def fits(self, state, limit, duration_us, cost, at):
+        window, previous, current = self.counts(state, duration_us, at)
         elapsed = at - window * duration_us
         estimate = self.estimate(limit, duration_us, previous, current, elapsed)
         return estimate + cost <= limit
@@ -167,31 +223,33 @@ class SlidingWindowModel:
         views = []
         for key, (limit, duration) in zip(keys, limits, strict=True):
             duration_us = duration * 1_000_000
+            state, moved = self.moved(key, duration_us, now)
             retry = 0
             if cost > limit:
                 status = -1
-            elif self.fits(key, limit, duration_us, cost, now):
+            elif self.fits(state, limit, duration_us, cost, now):
                 status = 1
             else:
                 status = 0
                 low, high = now, (now // duration_us + 2) * duration_us
                 while low + 1 < high:  # fits(high), not fits(low)
                     middle = (low + high) // 2
-                    if self.fits(key, limit, duration_us, cost, middle):
+                    if self.fits(state, limit, duration_us, cost, middle):
                         high = middle
                     else:
                         low = middle
                 retry = high - now
-            views.append((status, retry))
-        admitted = all(status == 1 for status, _ in views)
+            views.append((status, retry, state, moved))
+        admitted = all(view[0] == 1 for view in views)
         reply: Reply = []
-        for key, (limit, duration), (status, retry) in zip(
+        for key, (limit, duration), (status, retry, state, moved) in zip(
             keys, limits, views, strict=True
         ):
             duration_us = duration * 1_000_000
-            window, previous, current = self.counts(key, duration_us, now)
+            window, previous, current = self.counts(state, duration_us, now)
             if consume and admitted:
                 current += cost
+            if consume and (admitted or moved):
                 self.state[key] = (window, previous, current, duration_us)
             start = window * duration_us
             estimate = self.estimate(limit, duration_us, previous, current, now - start)

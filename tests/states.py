@@ -1,6 +1,6 @@
 """Limiters' state as tests reach it, whatever the script's layout.
 
-A state key names one limit's state (``lt:fw5:{tag}:scope:5/60``). Most
+A state key names one limit's state (``lt:fw6:{tag}:scope:60s``). Most
 scripts keep it at that key; a hashed script (SimpleRate's) keeps it in a
 field of the identity's hash, the key up to the hash tag, and ``locate``
 says where.

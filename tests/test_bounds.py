@@ -165,7 +165,8 @@ def test_leaky_bucket_at_its_fastest_gives_the_quota_back_in_one_duration(clock)
 
 
 def distinct_limits(count):
-    return [Limit(number, 60) for number in range(1, count + 1)]
+    # Named, as limits of one window count apart only by name.
+    return [Limit(number, 60, name=f"limit {number}") for number in range(1, count + 1)]
 
 
 @pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)
@@ -183,8 +184,14 @@ def ok(request):
 
 
 def stage_of(count):
+    # Throttles of one window count apart by their cache key names.
     return [
-        SyncThrottle(number, Rate.minute, backend=MemoryBackend())
+        SyncThrottle(
+            number,
+            Rate.minute,
+            cache_key=RemoteAddr(name=f"Before {number}"),
+            backend=MemoryBackend(),
+        )
         for number in range(1, count + 1)
     ]
 
@@ -202,7 +209,7 @@ def test_each_stage_has_its_own_bound(rf):
         SyncThrottle(
             number,
             Rate.minute,
-            cache_key=RemoteAddr(runs_before_auth=False, name="After"),
+            cache_key=RemoteAddr(runs_before_auth=False, name=f"After {number}"),
             backend=MemoryBackend(),
         )
         for number in range(1, MAX_LIMITS + 1)
@@ -235,7 +242,10 @@ def test_prefix_scope_and_name_bounds(build, culprit):
 
 def test_the_longest_state_key_is_128_characters_at_most():
     limiter = Limiter(
-        [Limit(MAX_REQUESTS, MAX_DURATION), Limit(MAX_REQUESTS - 1, MAX_DURATION)],
+        [
+            Limit(MAX_REQUESTS, MAX_DURATION),
+            Limit(MAX_REQUESTS - 1, MAX_DURATION, name="n" * MAX_NAME),
+        ],
         prefix="p" * 64,
     )
     keys = limiter_keys(limiter, "x" * 100_000)
@@ -283,7 +293,9 @@ def test_the_largest_limits_count_exactly(sync_backend, clock, algorithm, limit)
 @pytest.mark.parametrize("algorithm", [SimpleRate(), LeakyBucket()], ids=repr)
 def test_a_cost_above_one_limit_exceeds_only_that_limit(sync_backend, algorithm):
     limiter = Limiter(
-        [Limit(5, 60), Limit(50, 60)], algorithm=algorithm, backend=sync_backend
+        [Limit(5, 60), Limit(50, 60, name="fifty")],
+        algorithm=algorithm,
+        backend=sync_backend,
     )
     decision = limiter.hit("k", 2**53 + 1)
     assert [item.reason for item in decision.limits] == [Reason.COST_EXCEEDS_LIMIT] * 2

@@ -333,8 +333,8 @@ def run_failover(cluster, limit, per_primary):
     rows = {}
     for key in keys:
         value = read_state(client, state_key[key])
-        # the state is the window's end, a colon and the count
-        stored = int(value.rpartition(":")[2]) if value else 0
+        # the state is the window's end, the count and the duration
+        stored = int(value.split(":")[1]) if value else 0
         admitted = traffic.admitted[key]
         rows[key] = {
             "on_failed_primary": key in on_victim,

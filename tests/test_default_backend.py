@@ -1,7 +1,7 @@
 """The default embedded backend is one per process, as the README says next
 to its first example: limiters that name no backend share counters for one
-key and limit, whatever their objects or limit names; ``prefix=`` or a
-backend of their own separates them."""
+key and limit (its name, else its window), whatever their objects or
+numbers; ``prefix=`` or a backend of their own separates them."""
 
 import uuid
 
@@ -24,12 +24,20 @@ def test_two_limiters_without_a_backend_share_counters():
     assert not second.peek(key).allowed
 
 
-def test_a_named_limit_shares_with_the_unnamed_one():
+def test_limits_of_one_window_share_whatever_their_numbers():
+    key = fresh_key()
+    small, large = Limiter((5, 60)), Limiter((10, 60))
+    assert large.hit(key, cost=4).remaining == 6
+    assert small.hit(key).remaining == 0
+    assert not small.hit(key).allowed
+
+
+def test_a_named_limit_counts_apart_from_the_unnamed_one():
     key = fresh_key()
     named, unnamed = Limiter(Limit(5, 60, name="burst")), Limiter((5, 60))
     assert named.hit(key, cost=4).remaining == 1
-    assert unnamed.hit(key).remaining == 0
-    assert not named.hit(key).allowed
+    assert unnamed.hit(key).remaining == 4
+    assert named.hit(key).remaining == 0
 
 
 def test_a_prefix_or_a_backend_of_their_own_separates_them():

@@ -60,7 +60,9 @@ def test_each_plan_gets_its_limit_and_headers(sync_backend, rf, clock):
     assert denied["Retry-After"] == "60"
 
 
-def test_a_new_plan_starts_a_fresh_counter(rf, clock):
+def test_a_new_plan_of_one_window_keeps_the_count(rf, clock):
+    """A throttle counts by its window, not its rate: a user moved from the
+    free plan (2 a minute) to pro (4) has 2 left, not 4."""
     backend = MemoryBackend(clock=clock)
     view = throttle(
         SyncThrottle(plan_rate, cache_key=UserPk(), backend=backend, clock=clock),
@@ -68,7 +70,9 @@ def test_a_new_plan_starts_a_fresh_counter(rf, clock):
     )(ok)
     assert codes(view, rf, 7, "free", 3) == [200, 200, 429]
     assert codes(view, rf, 7, "pro", 1) == [200]
-    assert view(as_user(rf.get("/"), 7, "pro"))["X-RateLimit-Remaining"] == "2"
+    assert view(as_user(rf.get("/"), 7, "pro"))["X-RateLimit-Remaining"] == "0"
+    # Back on the free plan, the 4 counted deny at once.
+    assert codes(view, rf, 7, "free", 1) == [429]
 
 
 async def test_async_throttle_takes_sync_and_async_callables(

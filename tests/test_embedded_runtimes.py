@@ -53,7 +53,8 @@ def limiter_setups(draw):
         "token": TokenBucket(burst=burst),
         "sliding": SlidingWindow(),
     }[kind]
-    parsed = [Limit(m, d) for m, d in limits]
+    # Named, so that limits of one window count apart.
+    parsed = [Limit(m, d, name=f"limit {i}") for i, (m, d) in enumerate(limits)]
     try:
         algorithm.check_limits(parsed)
     except ValueError:

@@ -272,10 +272,10 @@ def test_limiters_key_every_identity_as_the_readme_lays_keys_out(
     identity, prefix, algorithm
 ):
     limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
-    # `lt:lb2:{<identity hash>}:5/60`: the prefix, the script's key tag, the
-    # identity's hash tag and the limit.
+    # `lt:lb3:{<identity hash>}:60s`: the prefix, the script's key tag, the
+    # identity's hash tag and the limit's window.
     head = f"{prefix}:{algorithm.script.key_tag}:{{{tag_of(identity)}}}"
-    expected = [f"{head}:{limit.max_requests}/{limit.duration}" for limit in key_limits]
+    expected = [f"{head}:{limit.duration}s" for limit in key_limits]
     assert limiter_keys(limiter, identity) == expected
     assert limiter_keys(limiter, identity) == expected  # and again, from the caches
     # Per-call limits and a client clock take other paths to the same keys.
@@ -300,9 +300,11 @@ def test_throttles_key_every_identity_as_a_limiter_of_their_scope_does(
         scope=scope,
         backend=MemoryBackend(),
     )
-    # A throttle counts within its scope, or its view's, and its cache key name.
+    # A throttle counts within its scope, or its view's, and its cache key
+    # name, by its window: as an unnamed limit of a limiter does.
+    limit = throttle.limit
     expected = Limiter(
-        [throttle.limit],
+        [Limit(limit.max_requests, limit.duration)],
         algorithm=throttle.algorithm,
         prefix="lt",
         scope=f"{scope or view}\x00Fixed",

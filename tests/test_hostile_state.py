@@ -1,8 +1,9 @@
 """State that someone else wrote at a state key.
 
 Whatever a third party SETs at a key (a string the script cannot read, a
-number out of range, a count above the limit, a window or bucket that ends
-too far ahead), the script treats it as absent: the next admitted hit is
+number out of range, a count longer than any limit's, a window or bucket
+that ends too far ahead for the duration or capacity it names), the script
+treats it as absent: the next admitted hit is
 judged as on a fresh key and overwrites it with a state that expires; the
 ``luathrottle`` logger warns once per call that met it, naming the hashed
 key. A key of another type (a hash, a list; in a staged cache, a value that
@@ -65,31 +66,34 @@ GARBAGE = {
     "colon": ":",
     "no-count": "1800000000000:",
     "no-window": ":3",
-    "two-colons": "1800000000000:1:1",
+    "four-colons": "1:1:1:1:1",
     "signed-count": "1800000000000:-1",
     "spaced-colon": "1800000000000: 1",
 }
 
 
 def far_ahead(algorithm: str, now_us: int) -> str:
-    """Digits that end an hour from now: no 5/60 limit of ours lasts that long."""
+    """A state that ends an hour from now, though it names a 5/60 limit:
+    none of those lasts that long."""
     if algorithm == "simple":
-        return f"{now_us // 1000 + 3_600_000}:0"
-    return str(now_us + 3_600_000_000)
+        return f"{now_us // 1000 + 3_600_000}:0:60"
+    return f"{now_us + 3_600_000_000}:12000000:5"
 
 
-def count_above_limit(algorithm: str, now_us: int) -> str:
-    """A window that ends in 30 s, holding 9 hits of a limit of 5; a leaky
-    bucket's state has no count, so a bucket 10 minutes from empty: more
-    than a full one (1 minute) plus the margin for clocks (5 minutes)."""
+def beyond_any_limit(algorithm: str, now_us: int) -> str:
+    """A window that ends in 30 s, holding a count of 17 digits, more than
+    any limit admits; a leaky bucket 10 minutes from empty, though the drain
+    and capacity it names empty a full one in 1 minute (plus 5 minutes'
+    margin for clocks). A count merely above today's limit is no one
+    else's: it was counted under a higher limit (``test_limit_changes.py``)."""
     if algorithm == "simple":
-        return f"{now_us // 1000 + 30_000}:9"
-    return str(now_us + 600_000_000)
+        return f"{now_us // 1000 + 30_000}:{'1' * 17}:60"
+    return f"{now_us + 600_000_000}:12000000:5"
 
 
 COMPUTED: dict[str, Callable[[str, int], str]] = {
     "far-ahead": far_ahead,
-    "count-above-limit": count_above_limit,
+    "beyond-any-limit": beyond_any_limit,
 }
 CASES = [*GARBAGE, *COMPUTED]
 ALGORITHMS: dict[str, Callable[[], BaseThrottleAlgorithm]] = {
@@ -176,16 +180,17 @@ def assert_fresh_state(algorithm: str, state: str | None, ttl_ms: int, now_us: i
     real server's clock moving on meanwhile."""
     assert state is not None
     if algorithm == "simple":
-        parts = re.fullmatch(r"([0-9]+):([0-9]+)", state)
+        parts = re.fullmatch(r"([0-9]+):([0-9]+):60", state)
         assert parts, state
         window_end_us = int(parts[1]) * 1000
         assert int(parts[2]) == 1
         assert 0 < window_end_us - now_us <= 60_000_000 + 2_000_000
         assert 0 < ttl_ms <= 60_000
     else:
-        assert re.fullmatch(r"[0-9]+", state), state
         drain_us = 12_000_000  # 60 s / 5
-        assert 0 < int(state) - now_us <= drain_us + 2_000_000
+        parts = re.fullmatch(rf"([0-9]+):{drain_us}:5", state)
+        assert parts, state
+        assert 0 < int(parts[1]) - now_us <= drain_us + 2_000_000
         assert 0 < ttl_ms <= drain_us // 1000
 
 
@@ -237,7 +242,7 @@ def test_a_peek_reads_unreadable_state_as_absent_and_writes_nothing(
 @pytest.mark.parametrize("algorithm", list(ALGORITHMS))
 @pytest.mark.parametrize("case", ["letters", "nan", "huge-float", "far-ahead"])
 def test_a_denial_by_another_limit_writes_nothing(store, algorithm, case, caplog):
-    strict = Limit(1, 60)
+    strict = Limit(1, 60, name="strict")
     limiter = Limiter(
         [LIMIT, strict], algorithm=ALGORITHMS[algorithm](), backend=store.backend
     )

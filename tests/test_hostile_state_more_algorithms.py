@@ -24,20 +24,22 @@ EPOCH_US = 1_700_000_000_000_000
 def far_ahead(algorithm: str, now_us: int) -> str:
     """A bucket full, or a window starting, an hour from now."""
     if algorithm == "token":
-        return str(now_us + 3_600_000_000)
+        return f"{now_us + 3_600_000_000}:12000000:5"
     duration = LIMIT.duration * 1_000_000
     index = (now_us + 3_600_000_000) // duration - EPOCH_US // duration
-    return f"{index}00"
+    return f"{index}:0:0:60"
 
 
-def count_above_limit(algorithm: str, now_us: int) -> str:
-    """A window holding 9 hits of a limit of 5; a bucket has no count, so
-    one full 10 minutes from now: more than a whole burst (1 minute) plus
-    the margin for clocks (5 minutes)."""
+def beyond_any_limit(algorithm: str, now_us: int) -> str:
+    """A window holding a count of 17 digits, more than any limit admits; a
+    bucket full 10 minutes from now, though the interval and burst it names
+    fill one in 1 minute (plus 5 minutes' margin for clocks). A count merely
+    above today's limit is no one else's: it was counted under a higher
+    limit (``test_limit_changes.py``)."""
     if algorithm == "token":
-        return str(now_us + 600_000_000)
+        return f"{now_us + 600_000_000}:12000000:5"
     duration = LIMIT.duration * 1_000_000
-    return f"{now_us // duration - EPOCH_US // duration}09"
+    return f"{now_us // duration - EPOCH_US // duration}:0:{'1' * 17}:60"
 
 
 def fixed(value: str):
@@ -47,7 +49,7 @@ def fixed(value: str):
 CASES = {
     **{name: fixed(value) for name, value in GARBAGE.items()},
     "far-ahead": far_ahead,
-    "count-above-limit": count_above_limit,
+    "beyond-any-limit": beyond_any_limit,
 }
 ALGORITHMS = {"token": TokenBucket, "sliding": SlidingWindow}
 
@@ -95,7 +97,7 @@ def test_unreadable_state_counts_as_absent(store, clock, caplog, algorithm, case
     assert key in warned[0].getMessage()
     state = get_state(key)
     assert state is not None
-    assert re.fullmatch(r"[0-9]+", state), state
+    assert re.fullmatch(r"[0-9]+(:[0-9]+){2,3}", state), state
     assert 0 < pttl(key) <= 2 * LIMIT.duration * 1000
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="luathrottle"):

@@ -72,7 +72,7 @@ def test_a_hit_overwrites_it_with_a_state_that_expires(store, algorithm, kind, c
         assert [item.remaining for item in decision.limits] == [3, 8]
         assert decision.allowed
         assert store.type_of(foreign) == "string"
-        assert re.fullmatch(r"[0-9]+", store.get(foreign) or ""), store.get(foreign)
+        assert re.fullmatch(r"[0-9]+(:[0-9]+){2,3}", store.get(foreign) or "")
         # A sliding window's state lives two durations.
         assert 0 < store.pttl(foreign) <= 2 * OTHER.duration * 1000
         second = limiter.hit("client")
@@ -93,7 +93,7 @@ def test_a_peek_reads_it_as_absent_and_writes_nothing(store, algorithm, kind, ca
 
 
 def test_a_hit_another_limit_denies_leaves_it_as_it_is(store, algorithm, kind, caplog):
-    strict = Limit(1, 60)
+    strict = Limit(1, 60, name="strict")
     limiter = Limiter(
         [LIMIT, strict], algorithm=ALGORITHMS[algorithm](), backend=store.backend
     )

@@ -17,8 +17,11 @@ def test_per_call_limits_override_the_limiters(sync_backend, clock):
     denied = limiter.peek("u", limits="2/minute")
     assert denied.limit == 2
     assert denied.reason is Reason.LIMIT_EXCEEDED
-    # The limiter's own limit has its own counter, untouched by those hits.
-    assert limiter.hit("u").remaining == 99
+    # A limit counts by its window, whatever its numbers: the limiter's own
+    # limit of that window counts on from those two hits.
+    assert limiter.hit("u").remaining == 97
+    # A limit of another window has a counter of its own.
+    assert limiter.hit("u", limits="5/hour").remaining == 4
 
 
 @pytest.mark.parametrize(
@@ -33,11 +36,11 @@ def test_every_form_the_limiter_takes(limits, clock):
     assert decisions[0].limits[0].limit.max_requests == 3
 
 
-def test_a_changed_limit_starts_a_fresh_counter(clock):
+def test_a_changed_limit_keeps_its_count(clock):
     limiter = Limiter(1, 60, backend=MemoryBackend(clock=clock), clock=clock)
     assert limiter.hit("u", limits="1/minute").allowed
     assert not limiter.hit("u", limits="1/minute").allowed
-    assert limiter.hit("u", limits="5/minute").remaining == 4
+    assert limiter.hit("u", limits="5/minute").remaining == 3
 
 
 def test_one_script_call_for_all_per_call_limits(redis_client):
@@ -59,7 +62,8 @@ async def test_async_limiter_takes_per_call_limits(async_backend, clock):
     assert (await limiter.hit("u", limits="2/minute")).allowed
     assert (await limiter.hit("u", limits="2/minute")).remaining == 0
     assert not (await limiter.peek("u", limits="2/minute")).allowed
-    assert (await limiter.peek("u")).remaining == 1
+    # The limiter's own 1/60 counts on the same counter, now above it.
+    assert (await limiter.peek("u")).remaining == 0
 
 
 @pytest.mark.parametrize(
@@ -73,6 +77,7 @@ async def test_async_limiter_takes_per_call_limits(async_backend, clock):
         ([object()], TypeError),
         ([5, 60], TypeError),
         (["5/minute", "5/minute"], ValueError),
+        (["5/minute", "10/minute"], ValueError),
         (["1/second"] * 65, ValueError),
     ],
 )

@@ -10,6 +10,7 @@ from luathrottle import (
     BackendError,
     ConcurrencyLimiter,
     LeakyBucket,
+    Limit,
     Limiter,
     SimpleRate,
     SlidingWindow,
@@ -74,7 +75,13 @@ def test_unknown_commands_and_script_errors_are_backend_errors():
         backend.run_script(broken, [], [])
 
 
-@pytest.mark.parametrize("limits", [["1/second"], ["1/second", "2/second", "3/second"]])
+@pytest.mark.parametrize(
+    "limits",
+    [
+        ["1/second"],
+        ["1/second", Limit(2, 1, name="two"), Limit(3, 1, name="three")],
+    ],
+)
 def test_expired_keys_are_swept_without_being_read(clock, limits):
     """Each call owes the sweep two keys for each key it names, paid 32 at a
     time. The 200 keys come due together once their second has passed: 60

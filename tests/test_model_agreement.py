@@ -81,8 +81,9 @@ def check_agreement(backend, clock, algorithm_name, scenario):
     algorithm, model_type = ALGORITHMS[algorithm_name]
     limits, ops, burst = scenario
     prefix = f"model{next(_counter)}"
+    # Named, so that limits of one window count apart.
     limiter = Limiter(
-        [Limit(m, d) for m, d in limits],
+        [Limit(m, d, name=f"limit {i}") for i, (m, d) in enumerate(limits)],
         algorithm=algorithm(burst),
         backend=backend,
         prefix=prefix,

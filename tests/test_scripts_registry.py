@@ -70,10 +70,10 @@ def test_header_must_name_the_file():
 #: change this pin with it.
 KEY_TAGS = {
     "concurrency": (1, "c1"),
-    "fixed_window": (5, "fw5"),
-    "leaky_bucket": (2, "lb2"),
-    "sliding_window": (1, "sw1"),
-    "token_bucket": (1, "tb1"),
+    "fixed_window": (6, "fw6"),
+    "leaky_bucket": (3, "lb3"),
+    "sliding_window": (2, "sw2"),
+    "token_bucket": (2, "tb2"),
 }
 
 
@@ -107,8 +107,8 @@ def test_keys_carry_the_state_version_and_share_one_hash_tag():
     assert all(key.startswith(f"lt:fw{script.state}:{{") for key in keys)
     tags = {re.search(r"\{(.*?)\}", key).group(1) for key in keys}
     assert len(tags) == 1
-    assert keys[0].endswith(":1/1")
-    assert keys[1].endswith(":5/60")
+    assert keys[0].endswith(":1s")
+    assert keys[1].endswith(":60s")
 
 
 def scoped_keys(scope, identity, algorithm=None):

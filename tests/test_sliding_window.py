@@ -125,23 +125,25 @@ def test_denials_write_nothing_and_keys_expire_after_two_windows(sync_backend, c
 
 
 def test_the_state_packs_window_and_counts(sync_backend, clock):
-    """One integer: the window's index from 2023-11-14, then both counts."""
+    """The window's index from 2023-11-14, both counts and the duration."""
     limiter = Limiter(
         5, 60, algorithm=SlidingWindow(), backend=sync_backend, clock=clock
     )
     to_window_start(clock, 60)
     index = int(clock.now) // 60 - 1_700_000_000 // 60
     limiter.hit("k", cost=3)
-    assert raw_state(sync_backend, limiter_keys(limiter, "k")[0]) == f"{index}03"
+    assert raw_state(sync_backend, limiter_keys(limiter, "k")[0]) == f"{index}:0:3:60"
     clock.advance(60)
     limiter.hit("k")
-    assert raw_state(sync_backend, limiter_keys(limiter, "k")[0]) == f"{index + 1}31"
+    assert (
+        raw_state(sync_backend, limiter_keys(limiter, "k")[0]) == f"{index + 1}:3:1:60"
+    )
 
 
 def test_large_limits_keep_their_state_as_digits(sync_backend, clock):
-    """Counts too wide for one exact number are written and read as text,
-    and the weight falls in steps of 100 us, since 10**9 * 60 s in
-    microseconds passes 2**52."""
+    """Counts of every width are written and read back as digits, and the
+    weight falls in steps of 100 us, since 10**9 * 60 s in microseconds
+    passes 2**52."""
     limiter = Limiter(
         10**9, 60, algorithm=SlidingWindow(), backend=sync_backend, clock=clock
     )
@@ -149,11 +151,11 @@ def test_large_limits_keep_their_state_as_digits(sync_backend, clock):
     index = 1_900_000_040 // 60 - 1_700_000_000 // 60
     limiter.hit("k", cost=10**9)
     key = limiter_keys(limiter, "k")[0]
-    assert raw_state(sync_backend, key) == f"{index}{0:010d}{10**9}"
+    assert raw_state(sync_backend, key) == f"{index}:0:{10**9}:60"
     clock.advance(40 + 15)  # a quarter into the next window: weight 3/4
     decision = limiter.hit("k", cost=250_000_000)
     assert (decision.allowed, decision.remaining) == (True, 0)
-    assert raw_state(sync_backend, key) == f"{index + 1}{10**9}{250_000_000:010d}"
+    assert raw_state(sync_backend, key) == f"{index + 1}:{10**9}:250000000:60"
     assert limiter.peek("k").retry_after == 0.0001
 
 

@@ -48,16 +48,21 @@ never outlives the store's wait as the server measured it (up to the
 difference in one-way latency between two calls).
 
 An entry is keyed by every state key of its call, and a state key names
-its identity, scope and limit: a call under other limits (a per-call
-``limits=``, another plan) is another entry, and never answered from a
-denial it did not get.
+its identity, scope and limit's counter (its name or window, not its
+numbers): an entry remembers the limits it was learned under, and a call
+under other limits (a per-call ``limits=``, another plan of the same
+window) is never answered from a denial it did not get, but asks the
+store, and the store's denial replaces the entry.
 
 A reset through the same limiter or throttle forgets every entry that names
 one of the keys it deletes, and makes every call already in flight forget
 what it learns; a reset from another process is only seen when the entry
 ends, at ``retry_after`` at the latest. Denials because a cost exceeds a
 limit are not remembered (a caller's bug, not traffic); neither are
-failure-policy decisions.
+failure-policy decisions, nor a peek's denials: a state counted under
+other numbers is converted to the limits a call gives, and a hit writes it
+so converted, but a peek only reads it, so the store's state does not age
+as the peek's reply would.
 
 The cache is an LRU of at most ``size`` identities behind one lock, held
 only for dictionary operations (never across an await or a store call),
@@ -70,7 +75,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 
 from luathrottle._clock import Clock, microseconds
-from luathrottle._replays import ALLOWED, EXCEEDED, FIELDS, Replay, replay_of
+from luathrottle._replays import EXCEEDED, FIELDS, Replay, replay_of
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.rates import Limit
 
@@ -84,15 +89,21 @@ MAX_SIZE = 1_000_000
 
 
 class _Entry:
-    __slots__ = ("cost", "expires_us", "reply", "sent_us")
+    __slots__ = ("cost", "expires_us", "limits", "reply", "sent_us")
 
     def __init__(
-        self, sent_us: int, expires_us: int, reply: list[int], cost: int
+        self,
+        sent_us: int,
+        expires_us: int,
+        reply: list[int],
+        cost: int,
+        limits: tuple[Limit, ...],
     ) -> None:
         self.sent_us = sent_us
         self.expires_us = expires_us
         self.reply = reply
         self.cost = cost
+        self.limits = limits
 
 
 class DenialCache:
@@ -148,6 +159,8 @@ class DenialCache:
                 self._drop(keys)
                 return None
             self._entries.move_to_end(keys)
+        if entry.limits != tuple(limits):
+            return None
         elapsed = max(now_us - entry.sent_us, 0)
         return self._replay(limits, entry.reply, entry.cost, cost, elapsed)
 
@@ -160,17 +173,18 @@ class DenialCache:
         sent_us: int,
         epoch: int,
     ) -> None:
-        """Remember the store's ``reply`` to a call of ``cost`` sent at
+        """Remember the store's ``reply`` to a hit of ``cost`` sent at
         ``sent_us`` (when the cache's ``epoch`` was ``epoch``) on the state
-        ``keys``, if it is a denial that ends; if the call was admitted, it
-        spent quota, so drop every entry that names one of ``keys``."""
+        ``keys``, if it is a denial that ends; drop every entry that names
+        one of ``keys`` first: an admitted hit spent quota there, and a
+        denied one may have converted a state counted under other limits,
+        which an entry learned under those would not age as the store
+        does."""
+        if self._naming and any(key in self._naming for key in keys):
+            with self._lock:
+                self._drop_naming(keys)
         fields = FIELDS * len(limits)
         statuses = reply[0:fields:FIELDS]
-        if all(status == ALLOWED for status in statuses):
-            if self._naming and any(key in self._naming for key in keys):
-                with self._lock:
-                    self._drop_naming(keys)
-            return
         waits = [
             reply[FIELDS * index + 4]
             for index, status in enumerate(statuses)
@@ -178,7 +192,9 @@ class DenialCache:
         ]
         if not waits:
             return
-        entry = _Entry(sent_us, sent_us + max(waits), list(reply[:fields]), cost)
+        entry = _Entry(
+            sent_us, sent_us + max(waits), list(reply[:fields]), cost, tuple(limits)
+        )
         with self._lock:
             if epoch != self.epoch:
                 return

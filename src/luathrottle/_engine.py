@@ -177,7 +177,8 @@ class _Flight:
             return
         cached = self.known is not None
         first = self.checks[0]
-        if not cached and first.denials is not None:
+        # Only a hit's denial is remembered (see ``_denials``).
+        if not cached and first.denials is not None and first.mode == "hit":
             first.denials.learn(
                 self.keys, self.limits, first.cost, reply, self.sent_us, self.epoch
             )

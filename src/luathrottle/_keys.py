@@ -1,6 +1,6 @@
 """State keys: namespaced, hashed, and one hash tag per identity.
 
-A key looks like ``lt:fw5:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
+A key looks like ``lt:fw6:{Q2xhcHJvZmls}:b3RoZXJzY29w:60s``:
 
 - the prefix, then the script's key tag (the initials of its name, and the
   version of its state layout), so a new layout never reads keys an older
@@ -9,7 +9,11 @@ A key looks like ``lt:fw5:{Q2xhcHJvZmls}:b3RoZXJzY29w:5/60``:
   no personal data, and no client-chosen value can pick or break the tag;
 - the scope (a view and throttle name, say), hashed, when there is one, so
   that scopes never share a counter;
-- the limit, so each limit has its own counter.
+- the limit's counter: its name when it was given one (``name=``), else
+  its window (``60s``). The numbers of a limit are not in its key, so a
+  limit lowered from ``100/hour`` to ``10/hour`` keeps counting where it
+  was, and the script judges that count against the limit it is given now;
+  a new window is a new counter, unless the limit is named.
 
 All keys of one identity share the hash tag, whatever their scope, so one
 script call on one Redis Cluster slot decides all of its limits.
@@ -17,7 +21,7 @@ script call on one Redis Cluster slot decides all of its limits.
 Such a key names one limit's state. A script whose header says ``-- layout:
 hash`` (SimpleRate's) keeps every limit of an identity in one hash instead:
 the key up to the hash tag names the hash, and the rest (scope and limit)
-the field, ``b3RoZXJzY29w:5/60`` in ``lt:fw5:{Q2xhcHJvZmls}``.
+the field, ``b3RoZXJzY29w:60s`` in ``lt:fw6:{Q2xhcHJvZmls}``.
 ``Script.words`` makes a call's KEYS and ARGV so; everything else, such as
 the denial cache and the messages that name a state, keeps the whole key.
 """
@@ -25,20 +29,23 @@ the denial cache and the messages that name a state, keeps the whole key.
 import base64
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from luathrottle.rates import Limit
 from luathrottle.scripts import Script
 
 __all__ = [
     "KEY_PREFIX",
+    "check_apart",
     "check_prefix",
     "check_scope",
     "hash_identity",
     "hash_tag",
     "identity_digest",
     "key_frame",
+    "limit_counter",
     "state_keys",
+    "window_counter",
 ]
 
 #: The start of every state key, unless a limiter is given another prefix.
@@ -96,20 +103,58 @@ def _cached_identity_digest(identity: str) -> str:
     return _digest((identity,), _IDENTITY_BYTES)
 
 
+def window_counter(limit: Limit) -> str:
+    """The counter of ``limit`` named by its window alone, ``60s``: limits
+    of one window share it, whatever their ``max_requests``."""
+    return f"{limit.duration}s"
+
+
+def limit_counter(limit: Limit) -> str:
+    """The counter of ``limit`` in its state key: its name, when it was
+    given one, else its window (``window_counter``).
+
+    A name is hashed, so that no character of it reaches a store's key and
+    no name reads as a window. A limit named as ``Limit`` names it by
+    default (``"5/60s"``) counts as unnamed: the two cannot be told apart.
+    """
+    if limit.name == f"{limit.max_requests}/{limit.duration}s":
+        return window_counter(limit)
+    return "n" + hash_identity(limit.name, size=_SCOPE_BYTES)
+
+
+def check_apart(limits: Iterable[Limit], argument: str) -> None:
+    """Refuse two limits that would count on one counter: unnamed limits of
+    one window, or limits of one name.
+
+    Raises:
+        ValueError: naming ``argument``, both limits and the fix.
+    """
+    seen: dict[str, Limit] = {}
+    for limit in limits:
+        other = seen.setdefault(limit_counter(limit), limit)
+        if other is not limit:
+            raise ValueError(
+                f"{argument} holds limits {other.name!r} and {limit.name!r}, "
+                "which would count on one counter: a limit is counted by its "
+                "name, else by its window; give them name=... to count apart"
+            )
+
+
 def key_frame(
     prefix: str, script: Script, scope: str, counter: Limit | str
 ) -> tuple[str, str]:
     """What surrounds the identity in the state key of ``counter`` within
     ``scope``: ``head + identity_digest(identity) + tail`` is that key.
 
-    Every key is built here: a limit's counter is its window
-    (``5/60``), a concurrency limit's its slots and lease (``3/30000ms``).
+    Every key is built here: a limit's counter is ``limit_counter(limit)``, a
+    concurrency limit's its slots and lease (``3/30000ms``), and a caller
+    may give its own (a Django throttle, ``window_counter``).
     A limiter or a throttle builds its frames once and then only pays for
     the identity's digest on each call.
     """
     scope_part = f":{hash_identity(scope, size=_SCOPE_BYTES)}" if scope else ""
     if isinstance(counter, Limit):
-        counter = f"{counter.max_requests}/{counter.duration}"
+        counter = limit_counter(counter)
     return f"{prefix}:{script.key_tag}:{{", f"}}{scope_part}:{counter}"
 
 

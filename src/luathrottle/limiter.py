@@ -23,6 +23,7 @@ from luathrottle._events import (
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import (
     KEY_PREFIX,
+    check_apart,
     check_prefix,
     check_scope,
     identity_digest,
@@ -93,6 +94,7 @@ class _BaseLimiter(Generic[_BackendT]):
         near_limit: float | None = None,
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
+        check_apart(self.limits, "max_requests")
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
             raise TypeError(
@@ -226,6 +228,7 @@ class _BaseLimiter(Generic[_BackendT]):
         if memo is not None and memo in self._call_limits:
             return self._call_limits[memo]
         parsed = parse_limits_named(limits, "limits")
+        check_apart(parsed, "limits")
         try:
             self.algorithm.check_limits(parsed)
         except (TypeError, ValueError) as exc:
@@ -276,6 +279,8 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
         max_requests: an int with ``duration_in_seconds``, or limits as
             strings (``"5/minute"``, ``"100/10s"``), ``Limit`` objects or
             ``(max_requests, duration)`` pairs; one call checks them all.
+            Each counts by its name, else its window: two unnamed limits of
+            one window are refused, give them ``name=``.
         duration_in_seconds: the window for an int ``max_requests``; a
             ``Rate`` or a number of seconds.
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
@@ -329,8 +334,9 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
             cost: units this hit spends, at least 1.
             limits: limits for this call instead of the limiter's, in any
                 form the limiter takes (``"5/minute"``, a ``Limit``, a pair,
-                or a list of them); each limit has its own counter, so the
-                same key under other limits counts afresh.
+                or a list of them); a limit counts on the counter of its
+                name, else of its window, so one of the limiter's window
+                counts on with the limiter's, judged by these numbers.
 
         Returns:
             The decision; when it is denied, nothing was spent.

@@ -5,7 +5,7 @@ and the layout of the state it keeps::
 
     -- luathrottle script: fixed_window
     -- version: 6
-    -- state: 5
+    -- state: 6
 
 and, for a script that keeps every limit of an identity in one hash, a
 last line, ``-- layout: hash``. A script without a ``-- state:`` line (one
@@ -16,7 +16,7 @@ SHA1 and load the source when the server does not know it yet.
 
 ``-- version:`` counts changes to the code; ``-- state:`` names the layout
 of what it stores, and makes the key tag, with the script's initials:
-``fw5`` is in every key ``fixed_window`` writes. A new version whose layout
+``fw6`` is in every key ``fixed_window`` writes. A new version whose layout
 is unchanged keeps its key tag, so it reads and writes the very state the
 previous version wrote: during a rolling deploy both builds count on one
 state, and a quota is never doubled. A change of layout must bump
@@ -36,7 +36,7 @@ go to a Redis server.
 On Redis 7+ each script also goes to the server as a function library of
 its own (``Script.library``), generated here from its file, so ``lua/``
 stays the one source of truth. A library is named by its content,
-``luathrottle_fw5_`` and 12 digits of the SHA1 of its code: the name stays
+``luathrottle_fw6_`` and 12 digits of the SHA1 of its code: the name stays
 while the code does, and changes with any change to it, the script's or the
 wrapper's. So a backend loads it with FUNCTION LOAD, never REPLACE, and a
 library that is already there is this very code: two builds that differ
@@ -80,7 +80,7 @@ class Library:
     Attributes:
         name: ``luathrottle_``, the script's key tag, ``_`` and the first 12
             digits of the SHA1 of the library's code (the script and the
-            wrapper around it), ``luathrottle_fw5_0d1c6f3e2a9b``; the name
+            wrapper around it), ``luathrottle_fw6_0d1c6f3e2a9b``; the name
             of its function too.
         code: the Lua that FUNCTION LOAD takes, with its shebang.
         functions: the function and its read-only twin, ``<name>_ro``.
@@ -141,7 +141,7 @@ class Script:
         source: the Lua text sent to the server.
         sha: the SHA1 of ``source``, as EVALSHA and SCRIPT LOAD know it.
         key_tag: the script in its keys: the initials of its name and its
-            state version, ``fw5`` for ``fixed_window`` state 5; short, since
+            state version, ``fw6`` for ``fixed_window`` state 6; short, since
             every key of every identity carries it.
         library: the script as a function library of its own, named by
             content (see the module's docstring).

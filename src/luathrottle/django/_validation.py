@@ -31,11 +31,10 @@ class Bound:
         if isinstance(throttle, BaseConcurrencyThrottle):
             return throttle.counter(self.view_scope)
         limit = throttle._limit
-        # Two throttles whose rate callables may choose the same limit could
-        # share a counter; the same callable twice surely would.
-        window = (
-            (throttle.rate,) if limit is None else (limit.max_requests, limit.duration)
-        )
+        # A throttle counts by its window, whatever its rate: two whose rate
+        # callables may choose one window could share a counter; the same
+        # callable twice surely would.
+        window = (throttle.rate,) if limit is None else (limit.duration,)
         return (
             throttle.scope or self.view_scope,
             throttle.cache_key.name,
@@ -101,5 +100,7 @@ def check_counters(label: str, bound: Sequence["Bound"]) -> None:
         if other is not item:
             raise ImproperlyConfigured(
                 f"{label}: {other.throttle!r} and {item.throttle!r} would share "
-                "one counter; give one of them another cache key name"
+                "one counter (a throttle counts by its cache key name and "
+                "window, whatever its rate); give one of them another cache "
+                "key name or scope"
             )

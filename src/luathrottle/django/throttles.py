@@ -24,7 +24,7 @@ from luathrottle._events import (
     check_shadow,
 )
 from luathrottle._failures import OnFailure, check_on_failure
-from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame
+from luathrottle._keys import KEY_PREFIX, identity_digest, key_frame, window_counter
 from luathrottle._providers import check_providers
 from luathrottle._waiting import check_max_wait
 from luathrottle.algorithms import BaseThrottleAlgorithm, SimpleRate
@@ -80,9 +80,9 @@ class BaseThrottle(Generic[_BackendT]):
             ``"5/minute"``, ``(5, Rate.minute)`` or ``Limit(5, 60)``; or a
             callable ``rate(request)`` returning such a limit, or None to
             exempt the request (an ``AsyncThrottle`` may await it). The
-            limit is named after the cache key, as headers show it, and is
-            part of the state key: a request under another limit counts on
-            another counter.
+            limit is named after the cache key, as headers show it; its
+            window is in the state key, so a changed rate keeps its count
+            and a changed window starts another counter.
         duration_in_seconds: the window, a ``Rate`` or a number of seconds;
             only with an int ``max_requests``.
         cache_key: who requests count against; ``RemoteAddr()`` by default.
@@ -330,7 +330,7 @@ class BaseThrottle(Generic[_BackendT]):
         frame = self._frames.get((view_scope, limit))
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
-            frame = key_frame(KEY_PREFIX, self.script, scope, limit)
+            frame = key_frame(KEY_PREFIX, self.script, scope, window_counter(limit))
             if len(self._frames) >= _REMEMBERED:
                 self._frames.clear()
             self._frames[(view_scope, limit)] = frame
