@@ -53,9 +53,9 @@ from luathrottle.backends.base import (
     SyncBackend,
     check_backend_kind,
 )
+from luathrottle.backends.memory import _default_memory
 from luathrottle.decision import Reason
 from luathrottle.exceptions import BackendError
-from luathrottle.limiter import _default_memory
 from luathrottle.scripts import Script, get_script
 
 __all__ = ["AsyncConcurrencyLimiter", "AsyncLease", "ConcurrencyLimiter", "Lease"]

@@ -9,7 +9,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar, get_args
+from typing import ClassVar, Generic, TypeVar, get_args
 
 from luathrottle._checks import Batching, Check, batching, limits_memo, trial_of
 from luathrottle._clock import check_clock
@@ -34,24 +34,13 @@ from luathrottle._lone import adecide_one, decide_one
 from luathrottle._waiting import Waiting
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
+from luathrottle.backends.memory import _default_memory
 from luathrottle.decision import Decision
 from luathrottle.rates import Limit, LimitSpec, parse_limits, parse_limits_named
-
-if TYPE_CHECKING:
-    from luathrottle.backends.memory import MemoryBackend
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
-
-
-@functools.cache
-def _default_memory() -> "MemoryBackend":
-    """The process-wide store of limiters given no backend, built when the
-    first of them is."""
-    from luathrottle.backends.memory import MemoryBackend
-
-    return MemoryBackend()
 
 
 #: Per-call limits parsed, and key frames built, are remembered up to this

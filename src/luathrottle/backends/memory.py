@@ -33,6 +33,7 @@ and between asyncio tasks (a call never awaits). State is per process: use
 Redis when several processes must share limits.
 """
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -204,3 +205,10 @@ class MemoryBackend(SyncBackend, AsyncBackend):
 
     def __repr__(self) -> str:
         return "MemoryBackend()"
+
+
+@functools.cache
+def _default_memory() -> MemoryBackend:
+    """The process-wide store of limiters given no backend, built when the
+    first of them is."""
+    return MemoryBackend()
