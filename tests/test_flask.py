@@ -16,10 +16,10 @@ from test_prometheus import dead_store
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request, redis_url):
+def backend(request):
     if request.param == "memory":
         return MemoryBackend()
-    return SyncRedis.from_url(redis_url)
+    return SyncRedis(request.getfixturevalue("redis_client"))
 
 
 def client_of(app):
@@ -205,7 +205,7 @@ def test_a_limit_on_trial_counts_beside_an_enforced_one(backend):
     app, throttle = make_app(backend)
 
     @app.get("/")
-    @throttle.limit([Limit(3, 60), Limit(1, 60, shadow=True)])
+    @throttle.limit([Limit(3, 60), Limit(1, 60, name="trial", shadow=True)])
     def index():
         return "ok"
 
@@ -288,5 +288,7 @@ def test_bad_arguments_fail_at_import_naming_them():
         throttle.limit("1/minute", key="user")
     with pytest.raises(TypeError, match="scope"):
         throttle.limit("1/minute", scope="")
+    with pytest.raises(ValueError, match="give them name="):
+        throttle.limit(["1/minute", "5/minute"])
     with pytest.raises(TypeError, match="key"):
         Throttle(key=42)

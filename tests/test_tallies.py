@@ -48,10 +48,10 @@ def counting():
 
 
 @pytest.fixture(params=["memory", "redis"])
-def backend(request, redis_url):
+def backend(request):
     if request.param == "memory":
         return MemoryBackend()
-    return SyncRedis.from_url(redis_url)
+    return SyncRedis(request.getfixturevalue("redis_client"))
 
 
 def test_admitted_hits_are_tallied_and_denials_are_events(counting, backend):

@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "luathrottle.flask needs Flask: pip install 'luathrottle[flask]'"
     ) from exc
 
-from luathrottle import BaseThrottleAlgorithm, Limiter
+from luathrottle import BaseThrottleAlgorithm, Limiter, SimpleRate
 from luathrottle._addresses import (
     DEFAULT_IPV6_PREFIX,
     Address,
@@ -59,6 +59,7 @@ from luathrottle._checks import Check, joined, trial_parts
 from luathrottle._engine import decide
 from luathrottle._events import Observer, check_shadow
 from luathrottle._failures import OnFailure, check_on_failure
+from luathrottle._keys import check_apart
 from luathrottle._providers import check_providers
 from luathrottle.backends.base import SyncBackend, check_backend_kind
 from luathrottle.backends.redis import SyncRedis
@@ -108,6 +109,10 @@ class _Limits:
             raise TypeError(
                 f"algorithm must be a luathrottle algorithm, got {algorithm!r}"
             )
+        # What a limiter of these limits refuses, refused at import: the
+        # limiters are made at each route's first request.
+        check_apart(self.limits, "limits")
+        (algorithm or SimpleRate()).check_limits(self.limits)
         self.key = key
         self.scope = scope
         self.algorithm = algorithm
