@@ -38,7 +38,7 @@ from luathrottle.django._outcomes import (
     record_verdicts,
 )
 from luathrottle.django._responses import not_authenticated, respond
-from luathrottle.django._validation import Bound, check_counters, check_throttles
+from luathrottle.django._validation import Bound, check_throttles, counted_apart
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.concurrency import BaseConcurrencyThrottle
 from luathrottle.django.throttles import BaseThrottle
@@ -82,8 +82,7 @@ class Endpoint:
         """
         config = get_config()
         if self._stages is None or self._stages[0] is not config:
-            bound = self._settings_bound() + self.bound
-            check_counters(self.label, bound)
+            bound = counted_apart(self.label, self._settings_bound() + self.bound)
             held = tuple(
                 b for b in bound if isinstance(b.throttle, BaseConcurrencyThrottle)
             )

@@ -16,7 +16,7 @@ from luathrottle.django.concurrency import (
 )
 from luathrottle.django.throttles import AsyncThrottle, BaseThrottle, SyncThrottle
 
-__all__ = ["Bound", "check_auth", "check_counters", "check_stores", "check_throttles"]
+__all__ = ["Bound", "check_auth", "check_stores", "check_throttles", "counted_apart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +93,45 @@ def check_auth(label: str, is_async: bool, hooks: Iterable[object]) -> None:
             )
 
 
-def check_counters(label: str, bound: Sequence["Bound"]) -> None:
-    seen: dict[tuple[object, ...], Bound] = {}
+def counted_apart(label: str, bound: Sequence["Bound"]) -> tuple["Bound", ...]:
+    """The throttles of a view, each on a counter of its own.
+
+    A throttle counts by its cache key name and window, so that a change of
+    its rate keeps its count. Two of one view that share both (the
+    chapter's class-level and method-level throttles, say) count apart by
+    their rates instead: only a change of one of those rates starts its
+    count afresh.
+
+    Raises:
+        ImproperlyConfigured: two would still share one counter.
+    """
+    shared: dict[tuple[object, ...], int] = {}
     for item in bound:
+        shared[item.counter()] = shared.get(item.counter(), 0) + 1
+    apart = tuple(
+        _by_rate(item) if shared[item.counter()] > 1 else item for item in bound
+    )
+    seen: dict[tuple[object, ...], Bound] = {}
+    for item in apart:
         other = seen.setdefault(item.counter(), item)
         if other is not item:
             raise ImproperlyConfigured(
                 f"{label}: {other.throttle!r} and {item.throttle!r} would share "
                 "one counter (a throttle counts by its cache key name and "
-                "window, whatever its rate); give one of them another cache "
-                "key name or scope"
+                "window, and by its rate beside another of both); give one of "
+                "them another cache key name or scope"
             )
+    return apart
+
+
+def _by_rate(item: "Bound") -> "Bound":
+    """``item`` counting by its rate too, beside a throttle of the same cache
+    key name and window; a throttle of an explicit scope, a rate callable or
+    a concurrency limit keeps its counter."""
+    throttle = item.throttle
+    if isinstance(throttle, BaseConcurrencyThrottle) or throttle.scope:
+        return item
+    limit = throttle._limit
+    if limit is None:
+        return item
+    return Bound(throttle, f"{item.view_scope}\x00{limit.max_requests}")
