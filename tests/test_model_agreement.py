@@ -139,7 +139,7 @@ def check_agreement(
                 if not limit.allowed:
                     assert read_state(backend, key) == was
                 elif not limiter.script.hashed:
-                    assert 0 < state_ttl(backend, key)
+                    assert state_ttl(backend, key) > 0
                     if isinstance(backend, MemoryBackend):
                         assert state_ttl(backend, key) == model.ttl_ms(key, 0, now)
         else:
