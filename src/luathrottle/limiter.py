@@ -328,7 +328,8 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
                 counts on with the limiter's, judged by these numbers.
 
         Returns:
-            The decision; when it is denied, nothing was spent.
+            The decision; when it is denied, nothing was spent (under
+            ``counting="each"``, the limits that admitted it spent it).
 
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
