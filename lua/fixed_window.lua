@@ -1,11 +1,12 @@
 -- luathrottle script: fixed_window
--- version: 6
+-- version: 7
 -- state: 6
 -- layout: hash
 --
 -- SimpleRate: for each limit, a fixed window that opens at the first
 -- admitted hit and admits at most max_requests units of cost until it ends.
--- Every limit must admit the hit, or nothing is written at all.
+-- Every limit must admit the hit, or nothing is written at all; with
+-- "each", every limit that admits it counts it.
 --
 -- n = #KEYS limits. Every limit of one identity is a field of one hash, so
 -- that several limits cost one HMGET and one HSET rather than a GET and a
@@ -22,6 +23,9 @@
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
 -- ARGV[3 + 2n + i] limit i's field in its hash
+-- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
+--                  admits it, even when another denies it; absent, a hit
+--                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit, in its field: when its window ends, in milliseconds
 -- since 1970, the count, and the window's duration in seconds, apart by
@@ -163,8 +167,10 @@ for i = 1, n do
   end
 end
 
--- A denied hit still writes a window it shortened: it counts nothing.
-if consume and (admitted or moved) then
+-- A denied hit still writes a window it shortened: it counts nothing,
+-- unless under "each" in the limits that admit it.
+local each = ARGV[FIELDS + n + 1] == 'each'
+if consume and (admitted or moved or each) then
   -- Each run is one HSET. A hash lives until the last window of any of its
   -- fields ends, so it only needs a longer life when a window opens.
   local format = string.format
@@ -173,7 +179,7 @@ if consume and (admitted or moved) then
     local base = 5 * i - 5
     local reset_after = reply[base + 4]
     local count = moved and moved[i]
-    if admitted then
+    if admitted or (each and reply[base + 1] == 1) then
       local remaining = reply[base + 3] - cost
       -- Only a live window has time left: otherwise this hit opens one.
       if reset_after == 0 then

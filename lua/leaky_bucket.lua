@@ -1,11 +1,11 @@
 -- luathrottle script: leaky_bucket
--- version: 3
+-- version: 4
 -- state: 3
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
 -- and drains continuously at max_requests units per duration. A hit pours
 -- its cost in when it fits. Every limit must admit the hit, or nothing is
--- written at all.
+-- written at all; with "each", every limit that admits it counts it.
 --
 -- The level is kept as drain time, in whole microseconds, so that all
 -- arithmetic stays integral: one request takes drain = ceil(duration_us /
@@ -20,6 +20,9 @@
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
+-- ARGV[4 + 2n]     optional: "each" counts a hit in every limit that
+--                  admits it, even when another denies it; absent, a hit
+--                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit: the time, in microseconds, at which the bucket will
 -- have drained empty, expiring then; then the drain and the max_requests
@@ -120,14 +123,18 @@ end
 
 -- A denied hit still writes a bucket converted to a new drain: it pours
 -- nothing in.
-if consume and (admitted or moved) then
+local each = ARGV[4 + 2 * #KEYS] == 'each'
+if consume and (admitted or moved or each) then
   for i = 1, #KEYS do
-    if admitted or moved[i] then
-      local base = 5 * (i - 1)
+    local base = 5 * (i - 1)
+    -- Under "each", a limit that admits the hit counts it, whatever the
+    -- others say.
+    local spends = admitted or (each and reply[base + 1] == 1)
+    if spends or (moved and moved[i]) then
       local limit = reply[base + 2]
       local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
       local level = reply[base + 4]
-      if admitted then
+      if spends then
         level = level + cost * drain
         reply[base + 3] = math.floor((limit * drain - level) / drain)
         reply[base + 4] = level

@@ -1,5 +1,5 @@
 -- luathrottle script: sliding_window
--- version: 2
+-- version: 3
 -- state: 2
 --
 -- SlidingWindow: for each limit, the two-window weighted counter. Windows
@@ -10,7 +10,8 @@
 --   estimate = previous * (1 - elapsed / duration) + current
 --
 -- and a hit of cost n is admitted when estimate + n <= max_requests. Every
--- limit must admit the hit, or nothing is written at all.
+-- limit must admit the hit, or nothing is written at all;
+-- with "each", every limit that admits it counts it.
 --
 -- The comparison is exact, in integers. Time counts in steps of unit
 -- microseconds, elapsed rounded down to a whole step, and with steps =
@@ -32,6 +33,9 @@
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
+-- ARGV[4 + 2n]     optional: "each" counts a hit in every limit that
+--                  admits it, even when another denies it; absent, a hit
+--                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit: the window's index counted from EPOCH_US (the number
 -- of whole durations between EPOCH_US rounded down to a window and the
@@ -204,15 +208,19 @@ end
 
 -- A denied hit still writes a state it moved to a new duration: it counts
 -- nothing.
-if consume and (admitted or moved) then
+local each = ARGV[4 + 2 * #KEYS] == 'each'
+if consume and (admitted or moved or each) then
   for i = 1, #KEYS do
-    if admitted or moved[i] then
-      local base = 5 * (i - 1)
+    local base = 5 * (i - 1)
+    -- Under "each", a limit that admits the hit counts it, whatever the
+    -- others say.
+    local spends = admitted or (each and reply[base + 1] == 1)
+    if spends or (moved and moved[i]) then
       local duration = ARGV[3 + 2 * i] * 1000000
       local index, previous = counts[3 * i - 2], counts[3 * i - 1]
       local current = counts[3 * i]
       local reset_after = math.floor(now / duration) * duration + 2 * duration - now
-      if admitted then
+      if spends then
         current = current + cost
         reply[base + 3] = reply[base + 3] - cost
         reply[base + 4] = reset_after

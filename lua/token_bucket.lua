@@ -1,11 +1,12 @@
 -- luathrottle script: token_bucket
--- version: 2
+-- version: 3
 -- state: 2
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
 -- bucket holds up to burst tokens and gains one back every emission
 -- interval; a hit of cost n takes n tokens when they are there. Every limit
--- must admit the hit, or nothing is written at all.
+-- must admit the hit, or nothing is written at all;
+-- with "each", every limit that admits it counts it.
 --
 -- Time is kept in whole microseconds so that all arithmetic stays integral:
 -- interval = ceil(duration_us / max_requests), rounded up so that tokens
@@ -22,6 +23,9 @@
 -- ARGV[1 + 3i]     max_requests of limit i
 -- ARGV[2 + 3i]     duration of limit i, in seconds
 -- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
+-- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
+--                  admits it, even when another denies it; absent, a hit
+--                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit: the theoretical arrival time (TAT), in microseconds
 -- since 1970: when the bucket will be full again, expiring then; then the
@@ -125,13 +129,17 @@ end
 
 -- A denied hit still writes a bucket converted to a new interval: it
 -- takes no token.
-if consume and (admitted or moved) then
+local each = ARGV[4 + 3 * #KEYS] == 'each'
+if consume and (admitted or moved or each) then
   for i = 1, #KEYS do
-    if admitted or moved[i] then
-      local base = 5 * (i - 1)
+    local base = 5 * (i - 1)
+    -- Under "each", a limit that admits the hit counts it, whatever the
+    -- others say.
+    local spends = admitted or (each and reply[base + 1] == 1)
+    if spends or (moved and moved[i]) then
       local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
       local debt = reply[base + 4]
-      if admitted then
+      if spends then
         debt = debt + cost * interval
         reply[base + 3] = reply[base + 3] - cost
         reply[base + 4] = debt

@@ -8,6 +8,10 @@ A key names a limit by its name or window, so a call may judge a state
 counted under other numbers: the models judge it as the scripts do
 (``test_limit_changes.py``), and a hit, admitted or not, writes a state it
 had to convert to the limit's new terms.
+
+``each=True`` is ``counting="each"``: a hit counts in every limit that
+admits it, even when another denies it; by default a hit any limit denies
+counts in none (all or nothing).
 """
 
 import math
@@ -37,7 +41,7 @@ class FixedWindowModel:
     # whole ms
     state: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
-    def call(self, keys, limits, cost, now, consume):
+    def call(self, keys, limits, cost, now, consume, each=False):
         views = []
         for key, (limit, duration) in zip(keys, limits, strict=True):
             end, count, was = self.state.get(key, (None, 0, duration))
@@ -54,11 +58,12 @@ class FixedWindowModel:
         for key, (limit, duration), (end, count, status, moved) in zip(
             keys, limits, views, strict=True
         ):
-            if consume and admitted:
+            spends = consume and (admitted or (each and status == 1))
+            if spends:
                 count += cost
                 if end is None:
                     end = (now + duration * 1_000_000) // 1000 * 1000
-            if consume and (admitted or moved):
+            if spends or (consume and moved):
                 self.state[key] = (end, count, duration)
             reset = 0 if end is None else end - now
             remaining = max(limit - count, 0)
@@ -77,7 +82,7 @@ class LeakyBucketModel:
     # microseconds when written.
     state: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def call(self, keys, limits, cost, now, consume):
+    def call(self, keys, limits, cost, now, consume, each=False):
         views = []
         moved = set()
         for key, (limit, duration) in zip(keys, limits, strict=True):
@@ -102,9 +107,10 @@ class LeakyBucketModel:
             keys, limits, views, strict=True
         ):
             drain = ceil_div(duration * 1_000_000, limit)
-            if consume and admitted:
+            spends = consume and (admitted or (each and status == 1))
+            if spends:
                 level += cost * drain
-            if consume and (admitted or key in moved):
+            if spends or (consume and key in moved):
                 self.state[key] = (now + level, drain)
             remaining = max((limit * drain - level) // drain, 0)
             reply += [status, limit, remaining, level, retry]
@@ -123,7 +129,7 @@ class TokenBucketModel:
     burst: int | None = None
     state: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def call(self, keys, limits, cost, now, consume):
+    def call(self, keys, limits, cost, now, consume, each=False):
         views = []
         moved = set()
         for key, (limit, duration) in zip(keys, limits, strict=True):
@@ -148,9 +154,10 @@ class TokenBucketModel:
         for key, (limit, _), (burst, interval, debt, status, retry) in zip(
             keys, limits, views, strict=True
         ):
-            if consume and admitted:
+            spends = consume and (admitted or (each and status == 1))
+            if spends:
                 debt += cost * interval
-            if consume and (admitted or key in moved):
+            if spends or (consume and key in moved):
                 self.state[key] = (now + debt, interval)
             remaining = max((burst * interval - debt) // interval, 0)
             reply += [status, limit, remaining, debt, retry]
@@ -219,7 +226,7 @@ class SlidingWindowModel:
         estimate = self.estimate(limit, duration_us, previous, current, elapsed)
         return estimate + cost <= limit
 
-    def call(self, keys, limits, cost, now, consume):
+    def call(self, keys, limits, cost, now, consume, each=False):
         views = []
         for key, (limit, duration) in zip(keys, limits, strict=True):
             duration_us = duration * 1_000_000
@@ -247,9 +254,10 @@ class SlidingWindowModel:
         ):
             duration_us = duration * 1_000_000
             window, previous, current = self.counts(state, duration_us, now)
-            if consume and admitted:
+            spends = consume and (admitted or (each and status == 1))
+            if spends:
                 current += cost
-            if consume and (admitted or moved):
+            if spends or (consume and moved):
                 self.state[key] = (window, previous, current, duration_us)
             start = window * duration_us
             estimate = self.estimate(limit, duration_us, previous, current, now - start)

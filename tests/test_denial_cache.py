@@ -110,6 +110,7 @@ class CacheAgreesWithTheStore(RuleBasedStateMachine):
 
     algorithm = ALGORITHMS[0]
     backend_kind = "memory"
+    counting = "all_or_nothing"
     # Durations are multiplied by this; steps of the clock, in microseconds.
     scale = 1
     steps = st.integers(min_value=0, max_value=3_000_000)
@@ -128,6 +129,7 @@ class CacheAgreesWithTheStore(RuleBasedStateMachine):
             "algorithm": self.algorithm,
             "backend": self.backend,
             "clock": self.clock,
+            "counting": self.counting,
         }
         limits = scaled(LIMITS, self.scale)
         self.cached = Limiter(limits, prefix="cached", cache_denials=size, **common)
@@ -153,10 +155,14 @@ class CacheAgreesWithTheStore(RuleBasedStateMachine):
             method == "hit"
             and not replayed
             and with_cache.reason is Reason.LIMIT_EXCEEDED
+            and (
+                self.counting != "each" or not any(d.allowed for d in with_cache.limits)
+            )
         ):
             # The denial the store just gave a hit is the cache's to give
             # again, whole: at the same instant nothing has refilled. A
-            # peek's is not remembered (``luathrottle._denials``).
+            # peek's is not remembered (``luathrottle._denials``). Under
+            # "each", only when no limit counted the hit.
             calls = self.backend.calls
             assert self.cached.peek(key, cost, limits) == with_cache
             assert self.backend.calls == calls
@@ -226,6 +232,24 @@ def test_the_cache_agrees_with_the_store_on_redis(redis_url, algorithm):
         suppress_health_check=[HealthCheck.too_slow],
     )
     OnRedis.TestCase().runTest()
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS, ids=repr)
+def test_the_cache_agrees_with_the_store_counting_each(algorithm):
+    """Under counting="each" a denied hit still counts in the limits that
+    admit it: the cache answers only what every limit denies."""
+
+    class Each(CacheAgreesWithTheStore):
+        counting = "each"
+
+    Each.algorithm = algorithm
+    Each.TestCase.settings = settings(
+        max_examples=60,
+        stateful_step_count=50,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    Each.TestCase().runTest()
 
 
 def test_a_hammering_client_reaches_the_store_once_per_window(clock):

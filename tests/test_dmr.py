@@ -131,6 +131,20 @@ def test_a_denied_request_consumes_nothing(clock):
     assert denied["Retry-After"] == str(3600 - 3)
 
 
+def test_each_throttle_that_admits_counts_with_counting_each(clock):
+    backend = MemoryBackend()
+    each = {"backend": backend, "clock": clock, "counting": "each"}
+    hourly = SyncThrottle(3, Rate.hour, cache_key=RemoteAddr(name="h"), **each)
+    view = controller(
+        SyncThrottle(1, Rate.minute, cache_key=RemoteAddr(name="m"), **each), hourly
+    ).as_view()
+    assert [get(view).status_code for _ in range(3)] == [200, 429, 429]
+    clock.advance(60)
+    # The hour's throttle counted the two denied requests too.
+    assert get(view).status_code == 429
+    assert hourly.replace().inner.counting == "each"
+
+
 def evalsha_calls(client):
     stats = client.info("commandstats")
     return sum(

@@ -252,13 +252,17 @@ def evalsha_calls(client):
 def test_several_throttles_are_one_round_trip_and_all_or_nothing(redis_client):
     backend = SyncRedis(redis_client)
 
+    # DRF's own semantics count a request in every throttle that admits it
+    # (test_counting.py); these two count it only when both admit it.
     class Burst(AnonRateThrottle):
         scope = "burst"
         rate = "2/minute"
+        counting = "all_or_nothing"
 
     class Sustained(AnonRateThrottle):
         scope = "sustained"
         rate = "3/hour"
+        counting = "all_or_nothing"
 
     Burst.backend = Sustained.backend = backend
     view = make_view(Burst, Sustained)
@@ -275,8 +279,13 @@ def test_several_throttles_are_one_round_trip_and_all_or_nothing(redis_client):
 
 def test_a_denial_by_one_throttle_costs_the_others_nothing(clock):
     backend = MemoryBackend()
-    burst = throttle_class(AnonRateThrottle, clock, backend, scope="b", rate="1/s")
-    hourly = throttle_class(AnonRateThrottle, clock, backend, scope="h", rate="3/h")
+    together = {"counting": "all_or_nothing"}
+    burst = throttle_class(
+        AnonRateThrottle, clock, backend, scope="b", rate="1/s", **together
+    )
+    hourly = throttle_class(
+        AnonRateThrottle, clock, backend, scope="h", rate="3/h", **together
+    )
     view = make_view(burst, hourly)
     assert [request(view).status_code for _ in range(5)] == [200, *[429] * 4]
     clock.advance(1)

@@ -9,31 +9,41 @@ once per identity where they can (``Limiter`` keeps its usual ones).
 """
 
 import threading
-from collections.abc import Callable, Hashable, Sequence
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 from luathrottle._denials import DenialCache
 from luathrottle._events import Observers
 from luathrottle._failures import OnFailure
+from luathrottle._keys import check_apart
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
 from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError
-from luathrottle.rates import Limit
+from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 from luathrottle.scripts import Script
 
 __all__ = [
     "NO_SETTINGS",
     "Batching",
     "Check",
+    "Counting",
     "Defaults",
     "Verdict",
     "batching",
+    "call_limits",
+    "check_counting",
     "joined",
     "limits_memo",
+    "packed",
     "trial_of",
     "trial_parts",
 ]
+
+#: How a hit counts when some limits admit it and others deny it:
+#: ``"all_or_nothing"`` counts it in none, ``"each"`` in every limit that
+#: admits it (Django REST framework's throttles count so).
+Counting = Literal["all_or_nothing", "each"]
 
 
 class Check(NamedTuple):
@@ -72,6 +82,10 @@ class Check(NamedTuple):
             hit is reported as ``Outcome.NEAR_LIMIT``; None for never.
         words: the script's KEYS and ARGV when the door packed them ahead
             (``Limiter``'s usual calls); None to pack them per call.
+        each: a hit counts in every limit that admits it, even when another
+            denies it (``counting="each"``); False for all or nothing.
+            Checks batch into one script call only with checks that count
+            the same way.
     """
 
     backend: SyncBackend | AsyncBackend
@@ -94,6 +108,7 @@ class Check(NamedTuple):
     shadow: bool | None
     near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
+    each: bool
 
 
 class Defaults(Protocol):
@@ -209,6 +224,35 @@ def joined(check: Check, verdicts: Sequence[Verdict]) -> Decision:
     return Decision.combine([decided[key] for key in check.keys])
 
 
+def call_limits(
+    memos: dict[object, tuple[Limit, ...]],
+    limits: LimitSpec | Iterable[LimitSpec],
+    algorithm: BaseThrottleAlgorithm,
+    most: int,
+) -> tuple[Limit, ...]:
+    """A limiter's per-call ``limits``, validated as its constructor's are,
+    naming ``limits``; remembered in ``memos`` (up to ``most``) when they
+    are hashable.
+
+    Raises:
+        TypeError, ValueError: naming ``limits``.
+    """
+    memo = limits_memo(limits)
+    if memo is not None and memo in memos:
+        return memos[memo]
+    parsed = parse_limits_named(limits, "limits")
+    check_apart(parsed, "limits")
+    try:
+        algorithm.check_limits(parsed)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"limits: {exc}") from None
+    if memo is not None:
+        if len(memos) >= most:
+            memos.clear()
+        memos[memo] = parsed
+    return parsed
+
+
 def limits_memo(limits: object) -> object:
     """What per-call ``limits`` are remembered by, or None when they cannot
     be. A list is remembered apart from a tuple of the same items: [5, 60]
@@ -230,3 +274,27 @@ def trial_of(limits: tuple[Limit, ...]) -> bool | None:
     (``Limit(shadow=True)``), False when none is, None when some are."""
     trial = [limit.shadow for limit in limits]
     return all(trial) or (None if any(trial) else False)
+
+
+def check_counting(counting: object) -> Counting:
+    """``counting``, validated.
+
+    Raises:
+        ValueError: naming ``counting`` when it is neither
+            ``"all_or_nothing"`` nor ``"each"``.
+    """
+    if counting not in get_args(Counting):
+        raise ValueError(
+            f'counting must be "all_or_nothing" or "each", got {counting!r}'
+        )
+    return counting  # type: ignore[return-value]
+
+
+def packed(
+    script: Script, keys: Sequence[str], args: Sequence[str], each: bool
+) -> tuple[Sequence[str], Sequence[str]]:
+    """The KEYS and ARGV of a script call (``Script.words``), with the flag
+    that makes every limit that admits a hit count it last in ARGV, where
+    every script of ours reads it."""
+    words = script.words(keys, args)
+    return (words[0], [*words[1], "each"]) if each else words

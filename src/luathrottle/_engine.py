@@ -27,12 +27,13 @@ import operator
 import time
 from collections.abc import Hashable, Iterator, Sequence
 
-from luathrottle._checks import Check, Verdict
+from luathrottle._checks import Check, Verdict, packed
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
 from luathrottle._events import REGISTRY, report
 from luathrottle._failures import failure_decision
 from luathrottle._outcomes import counted, event
+from luathrottle._replays import ALLOWED, FIELDS
 from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
 from luathrottle.decision import (
@@ -72,7 +73,7 @@ def words(
     words = check.words
     if words is None or keys is not check.keys or now_us is not None:
         args = check.algorithm.pack_args(check.mode, check.cost, now_us, limits)
-        words = check.script.words(keys, args)
+        words = packed(check.script, keys, args, check.each)
     return words
 
 
@@ -156,10 +157,12 @@ class _Flight:
         if denials is not None and all(c.denials is not None for c in self.checks):
             self.epoch = denials.epoch
             self.sent_us = denials.now() if now_us is None else now_us
-            self.known = denials.answer(
-                self.keys, self.limits, first.cost, self.sent_us
-            )
-            if self.known is not None:
+            known = denials.answer(self.keys, self.limits, first.cost, self.sent_us)
+            # Under "each" the store would count the hit in a limit that
+            # admits it: only a call that every limit denies is the cache's.
+            statuses = known[0 : FIELDS * len(self.limits) : FIELDS] if known else ()
+            if known is not None and not (first.each and ALLOWED in statuses):
+                self.known = known
                 return None
         return (first.script, *words(first, self.keys, self.limits, now_us))
 
@@ -207,7 +210,10 @@ def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
         return [[_Flight(checks[0], 0)]]
     flights: dict[Hashable, _Flight] = {}
     for index, check in enumerate(checks):
-        together = (check.batch, check.mode, check.cost, check.shadow)
+        # One script call counts one way: an all-or-nothing check's denial
+        # must not stop another's limits counting under "each", nor the
+        # other way round.
+        together = (check.batch, check.mode, check.cost, check.shadow, check.each)
         found = flights.get(together)
         if found is None:
             flights[together] = _Flight(check, index)

@@ -49,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
 from luathrottle._answers import UNAVAILABLE
-from luathrottle._checks import Check, Verdict
+from luathrottle._checks import Check, Counting, Verdict
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
@@ -163,6 +163,10 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             ``luathrottle.django.SyncThrottle`` (and as
             ``LUATHROTTLE["shadow"]`` does for every throttle).
         near_limit: as for ``luathrottle.django.SyncThrottle``.
+        counting: ``"each"`` (default), DRF's own semantics: every throttle
+            that admits a request counts it, even when another throttle
+            denies it; ``"all_or_nothing"``: a denied request costs the
+            throttles it shares a script call with nothing.
     """
 
     backend: ClassVar[SyncBackend | None] = None
@@ -172,6 +176,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     cache_denials: ClassVar[bool | int] = False
     shadow: ClassVar[bool] = False
     near_limit: ClassVar[float | None] = None
+    counting: ClassVar[Counting] = "each"
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
         RetryAfter(),
@@ -248,6 +253,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     cache_denials=cls.cache_denials,
                     shadow=cls.shadow,
                     near_limit=cls.near_limit,
+                    counting=cls.counting,
                 )
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfigured(
@@ -312,8 +318,10 @@ def _decide(
     pending: dict[tuple[object, ...], tuple[SimpleRateThrottle, str]],
     request: Any,
 ) -> None:
-    """One round trip per store for every pending throttle, all or nothing
-    within each store: a request one throttle denies costs the others
+    """One round trip per store for every pending throttle: under
+    ``counting="each"`` (the default) every throttle that admits the
+    request counts it, as DRF's throttles do; under ``"all_or_nothing"`` a
+    request one throttle denies costs the others of its script call
     nothing."""
     config = get_config()
     checks: dict[tuple[object, ...], Check] = {}

@@ -11,7 +11,16 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar, Generic, TypeVar, get_args
 
-from luathrottle._checks import Batching, Check, batching, limits_memo, trial_of
+from luathrottle._checks import (
+    Batching,
+    Check,
+    Counting,
+    batching,
+    call_limits,
+    check_counting,
+    packed,
+    trial_of,
+)
 from luathrottle._clock import check_clock
 from luathrottle._denials import denial_cache
 from luathrottle._events import (
@@ -36,7 +45,7 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.memory import _default_memory
 from luathrottle.decision import Decision
-from luathrottle.rates import Limit, LimitSpec, parse_limits, parse_limits_named
+from luathrottle.rates import Limit, LimitSpec, parse_limits
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
@@ -81,6 +90,7 @@ class _BaseLimiter(Generic[_BackendT]):
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        counting: Counting = "all_or_nothing",
     ) -> None:
         self.limits = parse_limits(max_requests, duration_in_seconds)
         check_apart(self.limits, "max_requests")
@@ -109,6 +119,7 @@ class _BaseLimiter(Generic[_BackendT]):
         self.observers = check_observers(observers)
         self.shadow = check_shadow(shadow)
         self.near_limit = check_near_limit(near_limit)
+        self.counting = check_counting(counting)
         # Found at the first check, when a Django cache's settings are ready.
         self._batching: Batching | None = None
         # A hit of cost 1 on the server's clock, the usual call, always
@@ -154,7 +165,8 @@ class _BaseLimiter(Generic[_BackendT]):
                     recent.clear()
                 digest = identity_digest(key)
                 keys = tuple([head + digest + tail for head, tail in self._frames])
-                words = self.script.words(keys, self._usual_args[mode])
+                each = self.counting == "each"
+                words = packed(self.script, keys, self._usual_args[mode], each)
                 check = self._new(key, digest, keys, self.limits, mode, 1, words)
                 recent[key] = check
             return check
@@ -163,7 +175,11 @@ class _BaseLimiter(Generic[_BackendT]):
         if cost < 1:
             raise ValueError(f"cost must be at least 1, got {cost!r}")
         digest = identity_digest(key)
-        chosen = self.limits if limits is None else self._parse_call_limits(limits)
+        chosen = (
+            self.limits
+            if limits is None
+            else call_limits(self._call_limits, limits, self.algorithm, _REMEMBERED)
+        )
         frames = self._frames if limits is None else self._frames_of(chosen)
         keys = tuple([head + digest + tail for head, tail in frames])
         return self._new(key, digest, keys, chosen, mode, cost, None)
@@ -205,28 +221,9 @@ class _BaseLimiter(Generic[_BackendT]):
                 self.shadow or trial_of(limits),
                 self.near_limit,
                 words,
+                self.counting == "each",
             )
         )
-
-    def _parse_call_limits(
-        self, limits: LimitSpec | Iterable[LimitSpec]
-    ) -> tuple[Limit, ...]:
-        """Per-call limits, validated as the constructor's are, naming
-        ``limits``; remembered when they are hashable."""
-        memo = limits_memo(limits)
-        if memo is not None and memo in self._call_limits:
-            return self._call_limits[memo]
-        parsed = parse_limits_named(limits, "limits")
-        check_apart(parsed, "limits")
-        try:
-            self.algorithm.check_limits(parsed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"limits: {exc}") from None
-        if memo is not None:
-            if len(self._call_limits) >= _REMEMBERED:
-                self._call_limits.clear()
-            self._call_limits[memo] = parsed
-        return parsed
 
     def _frames_of(self, limits: Sequence[Limit]) -> list[tuple[str, str]]:
         frames = []
@@ -302,6 +299,9 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
         near_limit: a fraction such as 0.2: an admitted hit that leaves less
             than that fraction of its limit is reported to observers as
             ``Outcome.NEAR_LIMIT``; None (default) for never.
+        counting: ``"all_or_nothing"`` (default): a hit one limit denies
+            counts in none; ``"each"``: it counts in every limit that admits
+            it (DRF's way), and the hit is still denied.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -328,7 +328,8 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
                 counts on with the limiter's, judged by these numbers.
 
         Returns:
-            The decision; when it is denied, nothing was spent.
+            The decision; when it is denied, nothing was spent (under
+            ``counting="each"``, the limits that admitted it spent it).
 
         Raises:
             BackendError: the store failed and ``on_failure`` is ``"raise"``.

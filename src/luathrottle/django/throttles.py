@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Generic, TypeAlias, TypeVar, cast
 
 from luathrottle._answers import refusal_spec
-from luathrottle._checks import NO_SETTINGS, Batching, Check, Defaults, batching
+from luathrottle._checks import (
+    NO_SETTINGS,
+    Batching,
+    Check,
+    Counting,
+    Defaults,
+    batching,
+    check_counting,
+)
 from luathrottle._clock import check_clock
 from luathrottle._denials import DenialCache, denial_cache
 from luathrottle._events import (
@@ -114,6 +122,12 @@ class BaseThrottle(Generic[_BackendT]):
         max_wait: hold a denied request up to this many seconds, until it
             fits, rather than answer 429; None (default) for never. Only an
             ``AsyncThrottle`` holds: a ``SyncThrottle`` refuses it.
+        counting: ``"all_or_nothing"`` (default): a request another
+            throttle of its stage denies costs this one nothing, when they
+            share a script call (same store, algorithm and clock);
+            ``"each"``: this throttle counts every request it admits, even
+            one another throttle denies (DRF's way). Throttles of a stage
+            that count apart are decided in calls apart, in one round trip.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -141,6 +155,7 @@ class BaseThrottle(Generic[_BackendT]):
         shadow: bool = False,
         near_limit: float | None = None,
         max_wait: float | None = None,
+        counting: Counting = "all_or_nothing",
     ) -> None:
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
@@ -190,6 +205,7 @@ class BaseThrottle(Generic[_BackendT]):
         self.observers = check_observers(observers)
         self.shadow = check_shadow(shadow)
         self.near_limit = check_near_limit(near_limit)
+        self.counting = check_counting(counting)
         self.max_wait = check_max_wait(max_wait, type(self).__name__, self._holds)
         # The state key's frame on each view and limit the throttle counts for.
         self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
@@ -364,6 +380,7 @@ class BaseThrottle(Generic[_BackendT]):
                 self.shadow or settings.shadow or limit.shadow,
                 settings.near_limit if self.near_limit is None else self.near_limit,
                 None,
+                self.counting == "each",
             )
         )
 

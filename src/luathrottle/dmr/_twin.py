@@ -14,7 +14,7 @@ from dmr.throttling.cache_keys import BaseThrottleCacheKey, RemoteAddr
 
 from luathrottle import BaseThrottleAlgorithm
 from luathrottle import headers as _headers
-from luathrottle._checks import Check, Verdict
+from luathrottle._checks import Check, Counting, Verdict
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle.django import cache_keys as _lt_keys
@@ -156,6 +156,7 @@ class Twin:
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        counting: Counting = "all_or_nothing",
     ) -> None:
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
@@ -175,6 +176,7 @@ class Twin:
             observers=observers,
             shadow=shadow,
             near_limit=near_limit,
+            counting=counting,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -218,6 +220,7 @@ class Twin:
             observers=self.inner.observers,
             shadow=self.inner.shadow,
             near_limit=self.inner.near_limit,
+            counting=self.inner.counting,
         )
 
     __replace__ = replace
