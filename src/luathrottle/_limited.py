@@ -12,14 +12,32 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from luathrottle._waiting import check_timeout
 from luathrottle.decision import Decision
 from luathrottle.exceptions import RateLimited
 
-if TYPE_CHECKING:
-    from luathrottle.limiter import AsyncLimiter, Limiter
+
+class _Hits(Protocol):
+    """What a limit asks of its ``Limiter``."""
+
+    def hit(self, key: str, cost: int = ...) -> Decision: ...
+
+    def wait(
+        self, key: str, cost: int = ..., *, timeout: float | None = ...
+    ) -> Decision: ...
+
+
+class _AsyncHits(Protocol):
+    """What a limit asks of its ``AsyncLimiter``."""
+
+    async def hit(self, key: str, cost: int = ...) -> Decision: ...
+
+    async def wait(
+        self, key: str, cost: int = ..., *, timeout: float | None = ...
+    ) -> Decision: ...
+
 
 __all__ = ["AsyncLimited", "AsyncLimits", "Limited", "Limits"]
 
@@ -82,7 +100,7 @@ class Limited:
 
     def __init__(
         self,
-        limiter: "Limiter",
+        limiter: _Hits,
         key: object,
         cost: object,
         wait: object,
@@ -150,7 +168,7 @@ class AsyncLimited:
 
     def __init__(
         self,
-        limiter: "AsyncLimiter",
+        limiter: _AsyncHits,
         key: object,
         cost: object,
         wait: object,
@@ -231,7 +249,7 @@ class Limits:
             TypeError, ValueError: naming ``key``, ``cost``, ``wait`` or
                 ``timeout``.
         """
-        return Limited(cast("Limiter", self), key, cost, wait, timeout)
+        return Limited(cast(_Hits, self), key, cost, wait, timeout)
 
 
 class AsyncLimits:
@@ -247,4 +265,4 @@ class AsyncLimits:
     ) -> AsyncLimited:
         """``Limiter.limit`` for ``async def`` functions and ``async with``
         blocks; ``wait=True`` awaits ``AsyncLimiter.wait``."""
-        return AsyncLimited(cast("AsyncLimiter", self), key, cost, wait, timeout)
+        return AsyncLimited(cast(_AsyncHits, self), key, cost, wait, timeout)
