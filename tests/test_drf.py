@@ -236,7 +236,9 @@ def test_a_bad_rate_is_improperly_configured():
         rate = "0/minute"
         backend = MemoryBackend()
 
-    with pytest.raises(ImproperlyConfigured, match=r"Zero \(rate '0/minute'\)"):
+    with pytest.raises(
+        ImproperlyConfigured, match=r"Zero \(scope 'anon'\) rate '0/minute'"
+    ):
         request(make_view(Zero))
 
 

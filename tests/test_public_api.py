@@ -49,6 +49,7 @@ PUBLIC = {
     "luathrottle.asgi": ["RateLimitMiddleware", "client_address"],
     "luathrottle.drf": [
         "AnonRateThrottle",
+        "BaseThrottle",
         "RateLimitHeadersMixin",
         "ScopedRateThrottle",
         "SimpleRateThrottle",

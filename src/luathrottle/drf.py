@@ -59,9 +59,15 @@ from luathrottle.django._outcomes import headers_for
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+from luathrottle.rates import parse_drf_rate
+
+#: DRF's own, re-exported so that every name of ``rest_framework.throttling``
+#: ports by import: a throttle of your own that decides in Python.
+BaseThrottle = _drf.BaseThrottle
 
 __all__ = [
     "AnonRateThrottle",
+    "BaseThrottle",
     "RateLimitHeadersMixin",
     "ScopedRateThrottle",
     "SimpleRateThrottle",
@@ -185,6 +191,22 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     #: This throttle's limit's decision for the last request, or None when
     #: the throttle did not apply to it.
     decision: LimitDecision | None = None
+
+    def parse_rate(self, rate: str | None) -> tuple[int | None, int | None]:
+        """``rate`` as ``(num_requests, duration)``, in luathrottle's forms
+        (``"5/2h"``, ``"100/10s"``) as well as DRF's; None for no rate.
+
+        Raises:
+            ImproperlyConfigured: naming the rate and the throttle's scope.
+        """
+        if rate is None:
+            return (None, None)
+        try:
+            return parse_drf_rate(rate)
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"{type(self).__name__} (scope {self.scope!r}) rate {rate!r}: {exc}"
+            ) from exc
 
     @property
     def THROTTLE_RATES(self) -> dict[str, str | None]:  # noqa: N802 - DRF's name
@@ -338,10 +360,15 @@ class AnonRateThrottle(SimpleRateThrottle, _drf.AnonRateThrottle):  # type: igno
     """DRF's ``AnonRateThrottle``: anonymous requests, by client address;
     scope ``"anon"``."""
 
+    # Its own, as DRF's is: a scope set on SimpleRateThrottle is not its.
+    scope = "anon"
+
 
 class UserRateThrottle(SimpleRateThrottle, _drf.UserRateThrottle):  # type: ignore[misc]
     """DRF's ``UserRateThrottle``: by user id, or client address when
     anonymous; scope ``"user"``."""
+
+    scope = "user"
 
 
 class ScopedRateThrottle(SimpleRateThrottle, _drf.ScopedRateThrottle):  # type: ignore[misc]

@@ -232,3 +232,26 @@ def _parse_one(spec: object) -> Limit:
         f"max_requests holds {spec!r}; each limit must be a string such as "
         "'5/minute', a Limit, or a (max_requests, duration) pair"
     )
+
+
+#: DRF's periods, by their first letter: DRF reads "5/mins" and "2/hr" so.
+_DRF_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_drf_rate(rate: object) -> tuple[int, int]:
+    """A DRF throttle rate as ``(num_requests, duration)``, in every form
+    luathrottle reads (``"5/2h"``, ``"100/10s"``) and every form DRF reads
+    (``"5/mins"``: the period's first letter).
+
+    Raises:
+        ValueError: naming the rate and the forms it may take.
+    """
+    try:
+        (limit,) = parse_limits_named(rate, "rate")  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        num, _, period = rate.partition("/") if isinstance(rate, str) else ("", "", "")
+        duration = _DRF_PERIODS.get(period[:1])
+        if not num.isdigit() or duration is None or int(num) < 1:
+            raise ValueError(str(exc)) from exc
+        return int(num), duration
+    return limit.max_requests, limit.duration

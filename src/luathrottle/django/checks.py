@@ -21,9 +21,10 @@ from django.core.checks import CheckMessage, Error, Warning
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from luathrottle.backends._django_redis import scatters_hash_tags
-from luathrottle.django._conf import get_config, problems
+from luathrottle.django._conf import Problem, get_config, problems
 from luathrottle.django.throttles import BaseThrottle
 from luathrottle.django.views import ThrottledView
+from luathrottle.rates import parse_drf_rate
 
 __all__ = [
     "E001",
@@ -164,6 +165,7 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
         names the entry at fault.
     """
     found = problems(getattr(settings, "LUATHROTTLE", {}))
+    found += _drf_rate_problems(getattr(settings, "REST_FRAMEWORK", {}))
     if found:
         return _unique(
             _naming(_BY_CODE[problem.code], problem.detail) for problem in found
@@ -171,6 +173,29 @@ def check_settings(app_configs: object = None, **kwargs: object) -> list[CheckMe
     policy = get_config().allow_unsafe_cache
     messages = (_cache_message(where, item, policy) for where, item in _throttles())
     return _unique(message for message in messages if message is not None)
+
+
+def _drf_rate_problems(rest_framework: object) -> list[Problem]:
+    """The rates of ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` that no
+    throttle of ``luathrottle.drf`` (nor DRF) reads: refused at start-up,
+    not at the first request."""
+    rates = (
+        rest_framework.get("DEFAULT_THROTTLE_RATES")
+        if isinstance(rest_framework, dict)
+        else None
+    )
+    if not isinstance(rates, dict):
+        return []
+    found = []
+    for scope, rate in rates.items():
+        if rate is None:
+            continue
+        try:
+            parse_drf_rate(rate)
+        except ValueError as exc:
+            where = f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'][{scope!r}]"
+            found.append(Problem("E001", f"{where}: {exc}"))
+    return found
 
 
 def _view_classes(patterns: Iterable[object]) -> Iterator[type]:
