@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 from luathrottle._checks import Check
 from luathrottle._clock import Clock, microseconds
 from luathrottle._lone import adecide_one, decide_one
+from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
 from luathrottle.rates import LimitSpec
 
@@ -120,10 +121,15 @@ async def agive_back(
     return Decision.from_reply(check.limits, reply, check.keys)
 
 
-def clock_us(clock: Clock | None) -> int:
-    """Now on ``clock``, else on this process's clock, in microseconds:
-    what a hit on ``clock`` was decided at, to anchor its refund."""
-    return microseconds(clock if clock is not None else time.time)
+def clock_us(clock: Clock | None, backend: object = None) -> int:
+    """Now on ``clock``, else on the store's clock when this process keeps
+    it (the embedded store), else on this process's, in microseconds: what
+    a hit on ``clock`` was decided at, to anchor its refund."""
+    if clock is not None:
+        return microseconds(clock)
+    if isinstance(backend, MemoryBackend):
+        return backend._now_us()
+    return time.time_ns() // 1000
 
 
 def plan(estimate: int, actual: object) -> tuple[str, int] | None:
@@ -311,9 +317,9 @@ class Refunds:
         """
         limiter = cast("Limiter", self)
         check = limiter._check(key, "hit", _cost(estimate, "estimate", 1), limits)
-        before = clock_us(limiter.clock)
+        before = clock_us(limiter.clock, limiter.backend)
         decision = decide_one(check)
-        now_us = (before + clock_us(limiter.clock)) // 2
+        now_us = (before + clock_us(limiter.clock, limiter.backend)) // 2
         return Reservation(limiter, key, check, decision, anchors_of(decision, now_us))
 
 
@@ -342,9 +348,9 @@ class AsyncRefunds:
         ``settle`` is awaited."""
         limiter = cast("AsyncLimiter", self)
         check = limiter._check(key, "hit", _cost(estimate, "estimate", 1), limits)
-        before = clock_us(limiter.clock)
+        before = clock_us(limiter.clock, limiter.backend)
         decision = await adecide_one(check)
-        now_us = (before + clock_us(limiter.clock)) // 2
+        now_us = (before + clock_us(limiter.clock, limiter.backend)) // 2
         return AsyncReservation(
             limiter, key, check, decision, anchors_of(decision, now_us)
         )

@@ -50,6 +50,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
 from luathrottle._answers import UNAVAILABLE
 from luathrottle._checks import Check, Verdict
+from luathrottle._counting import (
+    CountWhen,
+    Spent,
+    check_count_when,
+    refund_unless,
+    spent_by,
+)
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
@@ -132,11 +139,13 @@ class StoreUnavailable(APIException):  # type: ignore[misc]
 class _State:
     """The verdicts of one request's throttles on one view."""
 
-    __slots__ = ("verdicts", "view")
+    __slots__ = ("spent", "verdicts", "view")
 
     def __init__(self, view: object) -> None:
         self.view = view
         self.verdicts: dict[tuple[object, ...], Verdict] = {}
+        #: What throttles with a ``count_when`` spent, by throttle class.
+        self.spent: list[tuple[CountWhen, list[Spent]]] = []
 
 
 class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
@@ -163,6 +172,11 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             ``luathrottle.django.SyncThrottle`` (and as
             ``LUATHROTTLE["shadow"]`` does for every throttle).
         near_limit: as for ``luathrottle.django.SyncThrottle``.
+        count_when: ``count_when(response) -> bool``, set with
+            ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
+            admitted request whose response does not count is refunded (for
+            a login view, ``lambda r: r.status_code in (401, 403)``); None
+            (default): every request counts.
     """
 
     backend: ClassVar[SyncBackend | None] = None
@@ -172,10 +186,15 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     cache_denials: ClassVar[bool | int] = False
     shadow: ClassVar[bool] = False
     near_limit: ClassVar[float | None] = None
+    count_when: ClassVar[CountWhen | None] = None
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
         RetryAfter(),
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_count_when(cls.count_when, f"{cls.__module__}.{cls.__qualname__}")
 
     #: This throttle's limit's decision for the last request, or None when
     #: the throttle did not apply to it.
@@ -324,6 +343,11 @@ def _decide(
         )
     verdicts = decide(list(checks.values()))
     state.verdicts.update(zip(checks, verdicts, strict=True))
+    for (throttle, _), verdict in zip(pending.values(), verdicts, strict=True):
+        # Read off the class: a plain function there takes the response.
+        count_when = type(throttle).count_when
+        if count_when is not None:
+            state.spent.append((count_when, spent_by([verdict])))
 
 
 class AnonRateThrottle(SimpleRateThrottle, _drf.AnonRateThrottle):  # type: ignore[misc]
@@ -382,7 +406,18 @@ class RateLimitHeadersMixin:
             request, response, *args, **kwargs
         )
         _add_headers(request, response)
+        _refund_uncounted(request, response)
         return response
+
+
+def _refund_uncounted(request: Any, response: Any) -> None:
+    """Refund what throttles with a ``count_when`` spent, when the view ran
+    (every throttle admitted) and its response does not count."""
+    state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
+    if state is None or not all(v.decision.allowed for v in state.verdicts.values()):
+        return
+    for count_when, hits in state.spent:
+        refund_unless(count_when, response, hits)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
