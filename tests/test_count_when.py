@@ -4,6 +4,7 @@ middleware and Flask. A login view counts only its failures: a request
 whose response does not count is refunded after the view, so successes
 never use the quota, and failures still run out of it."""
 
+import multiprocessing
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.test import APIRequestFactory
 from rest_framework.views import APIView
 
+from count_when_worker import log_in_from_threads
 from luathrottle.asgi import RateLimitMiddleware
 from luathrottle.django import AsyncThrottle, SyncThrottle, ThrottledView, throttle
 from luathrottle.drf import AnonRateThrottle, RateLimitHeadersMixin
@@ -176,3 +178,18 @@ async def test_async_doors_count_only_failures(name, async_backend, clock):
 def test_count_when_must_be_callable(build):
     with pytest.raises(TypeError, match="count_when"):
         build(401)
+
+
+def test_processes_never_count_more_than_the_limit(redis_url, redis_client):
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(4) as pool:
+        results = pool.starmap(log_in_from_threads, [(redis_url, 3, 20)] * 4)
+    answers = [status for result in results for status in result]
+    assert len(answers) == 4 * 3 * 20
+    # Every failure the view answered was counted, and no more than the
+    # limit ever were, however many were pending at once.
+    assert answers.count(401) == int(redis_client.get("failures")) <= 10
+    assert answers.count(401) == 10
+    # Successes were refunded: far more got in than the limit.
+    assert answers.count(200) > 10
+    assert 429 in answers
