@@ -22,7 +22,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle._refunds import anchors_of, plan, refund_words
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from runtimes import EMBEDDED
@@ -264,36 +263,29 @@ def test_refunds_on_django_caches(alias, algorithm, clock, request):
     assert late.peek("a", 4).allowed
 
 
-def test_plan_says_what_a_settle_sends():
-    assert plan(5, 2) == ("refund", 3)
-    assert plan(5, 0) == ("refund", 5)
-    assert plan(5, 9) == ("hit", 4)
-    assert plan(5, 5) is None
-    with pytest.raises(TypeError, match="actual"):
-        plan(5, True)
-
-
-def test_anchors_are_each_limits_reset_from_the_hits_now(clock):
-    limiter = Limiter(["2/minute", "5/hour"], backend=MemoryBackend(clock=clock))
-    decision = limiter.hit("a")
-    assert anchors_of(decision, 1_000_000) == ("61000000", "3601000000")
-    shadowed = Limiter(2, 60, backend=MemoryBackend(clock=clock), shadow=True)
-    assert anchors_of(shadowed.hit("a"), 0) is None
-
-
-def test_refund_words_append_one_anchor_per_limit(clock):
-    limiter = Limiter(["2/minute", "5/hour"], algorithm=SlidingWindow(), clock=clock)
-    check = limiter._check("a", "peek", 3)
-    keys, argv = refund_words(check, 3, None)
-    assert list(keys) == limiter.state_keys("a")
-    assert argv[:3] == ["refund", "3", str(round(clock() * 1e6))]
-    assert argv[-2:] == ["", ""]
-    assert refund_words(check, 3, ("7", "8"))[1][-2:] == ["7", "8"]
-
-
 def test_reservation_twins_expose_the_same_methods():
     def public(cls):
         return {name for name in dir(cls) if not name.startswith("_")}
 
     assert public(Reservation) == public(AsyncReservation)
     assert public(Reservation) == {"allowed", "decision", "estimate", "settle"}
+
+
+def test_settle_validates_actual_before_it_spends(clock):
+    limiter = Limiter(5, 60, backend=MemoryBackend(clock=clock), clock=clock)
+    reservation = limiter.reserve("a", 3)
+    with pytest.raises(TypeError, match="actual"):
+        reservation.settle(True)  # type: ignore[arg-type]
+    # Nothing was settled: a good actual still settles.
+    assert reservation.settle(0).remaining == 5
+
+
+def test_a_shadowed_reservation_gives_nothing_back(clock):
+    limiter = Limiter(
+        1, 60, backend=MemoryBackend(clock=clock), clock=clock, shadow=True
+    )
+    reservation = limiter.reserve("a", 1)
+    assert reservation.settle(0) == reservation.decision
+    # The store counted the hit and showed no quota: nothing names its
+    # window, so it stays counted, and the store denies the next.
+    assert limiter.reserve("a", 1).decision.reason == "shadow_denied"

@@ -221,7 +221,9 @@ class Reservation(_Pending):
 
         Returns:
             The refund's decision (as a peek after it), the extra hit's, or
-            the reservation's own when ``actual`` is the estimate.
+            the reservation's own when ``actual`` is the estimate, or when
+            the store did not decide the reservation (the failure policy
+            did, or it is in shadow mode): then nothing is given back.
 
         Raises:
             RuntimeError: settled twice, or the reservation was denied.
@@ -235,6 +237,8 @@ class Reservation(_Pending):
             return self.decision
         kind, cost = planned
         check = self._check
+        if kind == "refund" and self._anchors is None:
+            return self.decision
         if kind == "hit":
             return decide_one(
                 limiter._check(self._key, "hit", cost, list(check.limits))
@@ -254,6 +258,8 @@ class AsyncReservation(_Pending):
             return self.decision
         kind, cost = planned
         check = self._check
+        if kind == "refund" and self._anchors is None:
+            return self.decision
         if kind == "hit":
             recheck = limiter._check(self._key, "hit", cost, list(check.limits))
             return await adecide_one(recheck)
