@@ -16,7 +16,8 @@
 --                  tag, and each run of limits sharing a hash is read and
 --                  written at once, so a caller puts them next to each other
 -- ARGV[1]          "hit" consumes the cost, "peek" only reads, "reset"
---                  deletes every limit's field and replies nothing
+--                  deletes every limit's field and replies nothing,
+--                  "refund" gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer from 1 to the largest
 --                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
@@ -48,6 +49,15 @@
 -- duration plus SKEW_US after now. So is every field of a key that holds
 -- no hash. It counts as absent, so the next admitted hit overwrites it (a
 -- key of another type is deleted first), and the reply names its limit.
+--
+-- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
+-- when the hit being refunded said its window ends, in microseconds since
+-- 1970 (its now plus its reset_after_us), or "" for the current window. A
+-- refund takes the cost off the count of a live window that is the
+-- anchor's (its end less than half a stored duration from the anchor),
+-- never below 0, and keeps when the window ends; a window that ended or
+-- is another's, or a state the script cannot read, is left alone. It
+-- replies as a peek of cost 1 after the refund.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -88,6 +98,33 @@ if ARGV[3] == '' then
   now = time[1] * 1000000 + time[2]
 else
   now = ARGV[3] + 0
+end
+
+-- Refunds only ever lower a live window's count: kept apart from the
+-- decision below, and reading each field on its own, as they are rare.
+local function refund(cost, now)
+  for i = 1, n do
+    local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
+    local state = not read.err and read[1]
+    local window_ms, used, stored
+    if state then
+      window_ms, used, stored = string.match(state, '^(%d+):(%d+):(%d+)$')
+    end
+    if window_ms and #used <= 16 and #stored <= 9 then
+      local window_end, duration = window_ms * 1000, stored * 1000000
+      local anchor = tonumber(ARGV[FIELDS + n + i])
+      if window_end > now and window_end <= now + duration + SKEW_US
+          and (not anchor or math.abs(window_end - anchor) * 2 < duration) then
+        redis.call('HSET', KEYS[i], ARGV[FIELDS + i], string.format('%s:%d:%s',
+          window_ms, math.max(used - cost, 0), stored))
+      end
+    end
+  end
+end
+if ARGV[1] == 'refund' then
+  -- The decision below then reads as a peek of cost 1: consume is false.
+  refund(cost, now)
+  cost = 1
 end
 
 -- Each run is one HMGET. A key holding no hash reads as '' for each of its

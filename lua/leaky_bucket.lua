@@ -14,7 +14,8 @@
 -- microsecond per request, never faster than the configured rate.
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "refund"
+--                  takes the cost back out (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer from 1 to the largest
 --                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
@@ -46,6 +47,15 @@
 -- replaces a key of any type) with a state that expires; the reply names
 -- its limit.
 --
+-- Refunds: ARGV as for a hit, then ARGV[3 + 2n + i], limit i's anchor:
+-- when the hit being refunded said its bucket is empty, in microseconds
+-- since 1970 (its now plus its reset_after_us), or "" for none. A refund
+-- takes cost * drain out of the level, no more than the anchor is still
+-- ahead of now (what is left of the hit's own cost, the last in), and
+-- never below empty; a bucket of another drain, or a state the script
+-- cannot read, is left alone. It replies as a peek of cost 1 after the
+-- refund.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
@@ -70,6 +80,40 @@ local now = tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+end
+
+-- Refunds only ever lower a bucket's level: kept apart from the decision
+-- below, as they are rare.
+local function refund(cost, now)
+  for i = 1, #KEYS do
+    local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / ARGV[2 + 2 * i])
+    local anchor = tonumber(ARGV[3 + 2 * #KEYS + i])
+    local state = redis.pcall('GET', KEYS[i])
+    local empty_at, was, held
+    if type(state) == 'string' then
+      empty_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+    end
+    if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
+        and was + 0 == drain and empty_at - now <= held * was + SKEW_US
+        and empty_at - now > 0 then
+      local give = cost * drain
+      if anchor then
+        give = math.min(give, math.max(anchor - now, 0))
+      end
+      local level = math.max(empty_at - now - give, 0)
+      if level > 0 then
+        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + level, drain, held),
+          'PX', math.ceil(level / 1000))
+      else
+        redis.call('DEL', KEYS[i])
+      end
+    end
+  end
+end
+if ARGV[1] == 'refund' then
+  -- The decision below then reads as a peek of cost 1: consume is false.
+  refund(cost, now)
+  cost = 1
 end
 
 -- The reply is filled in as the limits are read, and the writes read back

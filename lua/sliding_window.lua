@@ -28,7 +28,8 @@
 -- steps of unit; retry_after is exact to the microsecond either way.
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "refund"
+--                  gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
@@ -61,6 +62,16 @@
 -- and the next admitted hit overwrites it (SET replaces a key of any type)
 -- with a state that expires; the reply names its limit.
 --
+-- Refunds: ARGV as for a hit, then ARGV[3 + 2n + i], limit i's anchor:
+-- when the hit being refunded said its count stops weighing, in
+-- microseconds since 1970 (its now plus its reset_after_us), or "" for the
+-- current window. A refund takes the cost off the current window's count
+-- when that window is the anchor's (it stops weighing less than half a
+-- duration from the anchor) and the state is of the limit's duration,
+-- never below 0, and expires when a hit would have; a count that already
+-- weighs as the previous window's, or a state the script cannot read, is
+-- left alone. It replies as a peek of cost 1 after the refund.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
 --   limit           max_requests
@@ -87,6 +98,35 @@ local now = tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+end
+
+-- Refunds only ever lower the current window's count: kept apart from the
+-- decision below, as they are rare, and replying what a peek would.
+local function refund(cost, now)
+  for i = 1, #KEYS do
+    local duration = ARGV[3 + 2 * i] * 1000000
+    local window = math.floor(now / duration)
+    local index = window - math.floor(EPOCH_US / duration)
+    local ends = window * duration + 2 * duration
+    local anchor = tonumber(ARGV[3 + 2 * #KEYS + i])
+    local state = redis.pcall('GET', KEYS[i])
+    local stored, first, second, was
+    if type(state) == 'string' then
+      stored, first, second, was = string.match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
+    end
+    if stored and #stored <= 17 and #first <= 16 and #second <= 16 and #was <= 9
+        and was * 1000000 == duration and stored + 0 == index
+        and (not anchor or math.abs(ends - anchor) * 2 < duration) then
+      local current = math.max(second - cost, 0)
+      redis.call('SET', KEYS[i], string.format('%d:%d:%d:%s', index, first, current,
+        ARGV[3 + 2 * i]), 'PX', math.ceil((ends - now) / 1000))
+    end
+  end
+end
+if ARGV[1] == 'refund' then
+  -- The decision below then reads as a peek of cost 1: consume is false.
+  refund(cost, now)
+  cost = 1
 end
 
 -- The first step of a window at which a count of weight, decaying over

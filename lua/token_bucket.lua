@@ -17,7 +17,8 @@
 -- decision.
 --
 -- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "refund"
+--                  gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[1 + 3i]     max_requests of limit i
@@ -50,6 +51,15 @@
 -- peek writes nothing and the next admitted hit overwrites it (SET replaces
 -- a key of any type) with a state that expires; the reply names its limit.
 --
+-- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
+-- when the hit being refunded said its bucket is full again, in
+-- microseconds since 1970 (its now plus its reset_after_us), or "" for
+-- none. A refund gives back cost * interval of the debt, no more than the
+-- anchor is still ahead of now (what is left of the hit's own tokens, the
+-- last the bucket owes), and never past full; a bucket of another
+-- interval, or a state the script cannot read, is left alone. It replies
+-- as a peek of cost 1 after the refund.
+--
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above burst
 --   limit           max_requests
@@ -74,6 +84,40 @@ local now = tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+end
+
+-- Refunds only ever lower a bucket's debt: kept apart from the decision
+-- below, as they are rare.
+local function refund(cost, now)
+  for i = 1, #KEYS do
+    local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
+    local anchor = tonumber(ARGV[3 + 3 * #KEYS + i])
+    local state = redis.pcall('GET', KEYS[i])
+    local full_at, was, held
+    if type(state) == 'string' then
+      full_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+    end
+    if full_at and #full_at <= 16 and #was <= 16 and #held <= 16
+        and was + 0 == interval and full_at - now <= held * was + SKEW_US
+        and full_at - now > 0 then
+      local give = cost * interval
+      if anchor then
+        give = math.min(give, math.max(anchor - now, 0))
+      end
+      local debt = math.max(full_at - now - give, 0)
+      if debt > 0 then
+        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + debt, interval, held),
+          'PX', math.ceil(debt / 1000))
+      else
+        redis.call('DEL', KEYS[i])
+      end
+    end
+  end
+end
+if ARGV[1] == 'refund' then
+  -- The decision below then reads as a peek of cost 1: consume is false.
+  refund(cost, now)
+  cost = 1
 end
 
 -- The reply is filled in as the limits are read, and the writes read back

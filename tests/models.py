@@ -12,6 +12,10 @@ had to convert to the limit's new terms.
 ``each=True`` is ``counting="each"``: a hit counts in every limit that
 admits it, even when another denies it; by default a hit any limit denies
 counts in none (all or nothing).
+
+``refund`` gives cost back as each script's "refund" mode does, to the
+window or bucket of each limit's anchor (None: the current one), and
+answers as a peek of cost 1 after it.
 """
 
 import math
@@ -70,6 +74,17 @@ class FixedWindowModel:
             reply += [status, limit, remaining, reset, reset if status == 0 else 0]
         return reply
 
+    def refund(self, keys, limits, cost, now, anchors=None):
+        for i, key in enumerate(keys):
+            if key not in self.state:
+                continue
+            end, count, was = self.state[key]
+            anchor = None if anchors is None else anchors[i]
+            mine = anchor is None or abs(end - anchor) * 2 < was * 1_000_000
+            if end > now and mine:
+                self.state[key] = (end, max(count - cost, 0), was)
+        return self.call(keys, limits, 1, now, False)
+
     def ttl_ms(self, key, limit, now):
         end, _, _ = self.state[key]
         return ceil_div(end - now, 1000)
@@ -115,6 +130,23 @@ class LeakyBucketModel:
             remaining = max((limit * drain - level) // drain, 0)
             reply += [status, limit, remaining, level, retry]
         return reply
+
+    def refund(self, keys, limits, cost, now, anchors=None):
+        for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True)):
+            step = ceil_div(duration * 1_000_000, limit)
+            if key not in self.state or self.state[key][1] != step:
+                continue
+            owed = self.state[key][0] - now
+            give = cost * step
+            if anchors is not None:
+                give = min(give, max(anchors[i] - now, 0))
+            if owed > 0:
+                level = max(owed - give, 0)
+                if level:
+                    self.state[key] = (now + level, step)
+                else:
+                    del self.state[key]
+        return self.call(keys, limits, 1, now, False)
 
     def ttl_ms(self, key, limit, now):
         return ceil_div(self.state[key][0] - now, 1000)
@@ -162,6 +194,23 @@ class TokenBucketModel:
             remaining = max((burst * interval - debt) // interval, 0)
             reply += [status, limit, remaining, debt, retry]
         return reply
+
+    def refund(self, keys, limits, cost, now, anchors=None):
+        for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True)):
+            step = ceil_div(duration * 1_000_000, limit)
+            if key not in self.state or self.state[key][1] != step:
+                continue
+            owed = self.state[key][0] - now
+            give = cost * step
+            if anchors is not None:
+                give = min(give, max(anchors[i] - now, 0))
+            if owed > 0:
+                debt = max(owed - give, 0)
+                if debt:
+                    self.state[key] = (now + debt, step)
+                else:
+                    del self.state[key]
+        return self.call(keys, limits, 1, now, False)
 
     def ttl_ms(self, key, limit, now):
         return ceil_div(self.state[key][0] - now, 1000)
@@ -270,6 +319,25 @@ class SlidingWindowModel:
                 reset = 0
             reply += [status, limit, remaining, reset, retry]
         return reply
+
+    def refund(self, keys, limits, cost, now, anchors=None):
+        for i, (key, (_, duration)) in enumerate(zip(keys, limits, strict=True)):
+            duration_us = duration * 1_000_000
+            state = self.state.get(key)
+            window = now // duration_us
+            if state is None or state[3] != duration_us or state[0] != window:
+                continue
+            anchor = None if anchors is None else anchors[i]
+            ends = (window + 2) * duration_us
+            if anchor is None or abs(ends - anchor) * 2 < duration_us:
+                stored, previous, current, _ = state
+                self.state[key] = (
+                    stored,
+                    previous,
+                    max(current - cost, 0),
+                    duration_us,
+                )
+        return self.call(keys, limits, 1, now, False)
 
     def ttl_ms(self, key, limit, now):
         window, _, _, duration_us = self.state[key]

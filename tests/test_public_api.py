@@ -21,6 +21,7 @@ PUBLIC = {
     "luathrottle": [
         "AsyncConcurrencyLimiter",
         "AsyncLimiter",
+        "AsyncReservation",
         "BackendError",
         "BaseThrottleAlgorithm",
         "CircuitBreaker",
@@ -38,6 +39,7 @@ PUBLIC = {
         "Rate",
         "RateLimited",
         "Reason",
+        "Reservation",
         "ScriptError",
         "SimpleRate",
         "SlidingWindow",
@@ -397,7 +399,7 @@ def test_limiter_twins_expose_the_same_methods():
     assert (
         public_methods(Limiter)
         == public_methods(AsyncLimiter)
-        == {"hit", "limit", "peek", "reset", "state_keys", "wait"}
+        == {"hit", "limit", "peek", "refund", "reserve", "reset", "state_keys", "wait"}
     )
     assert not inspect.iscoroutinefunction(AsyncLimiter.state_keys)
     for name in ("hit", "peek", "reset", "wait"):

@@ -43,7 +43,8 @@ def strict_script() -> Script:
     strict = source.replace("redis.pcall('GET'", "redis.call('GET'").replace(
         "script: leaky_bucket", "script: strict_leaky_bucket"
     )
-    assert strict.count("redis.call('GET'") == 1
+    # The decision's GET and the refund's.
+    assert strict.count("redis.call('GET'") == 2
     return Script.from_source(strict, filename="strict_leaky_bucket.lua")
 
 

@@ -9,6 +9,7 @@ from importlib import metadata
 
 from luathrottle._breaker import CircuitBreaker
 from luathrottle._events import DecisionEvent, Outcome, add_observer, remove_observer
+from luathrottle._refunds import AsyncReservation, Reservation
 from luathrottle.algorithms import (
     BaseThrottleAlgorithm,
     LeakyBucket,
@@ -39,6 +40,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover - a bare checkout
 __all__ = [
     "AsyncConcurrencyLimiter",
     "AsyncLimiter",
+    "AsyncReservation",
     "BackendError",
     "BaseThrottleAlgorithm",
     "CircuitBreaker",
@@ -56,6 +58,7 @@ __all__ = [
     "Rate",
     "RateLimited",
     "Reason",
+    "Reservation",
     "ScriptError",
     "SimpleRate",
     "SlidingWindow",

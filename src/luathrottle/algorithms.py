@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 #: What a call does: consume, only read, or (a hashed script) forget.
-Mode = Literal["hit", "peek", "reset"]
+Mode = Literal["hit", "peek", "reset", "refund"]
 
 #: The scripts keep every product and sum of their arithmetic within 2**53,
 #: where Lua's doubles hold integers exactly, by keeping each term within

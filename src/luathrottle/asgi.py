@@ -25,6 +25,7 @@ from luathrottle._addresses import (
     check_own_key,
 )
 from luathrottle._answers import Answer, headers_of, refusal
+from luathrottle._counting import CountWhen, arefund_unless, check_count_when, spent
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
@@ -116,6 +117,11 @@ class RateLimitMiddleware:
             fits, rather than answer 429 (as nginx's ``delay=``); a request
             that cannot fit in time gets its 429 at once. None (default):
             never hold.
+        count_when: ``count_when(message) -> bool``, given the app's
+            ``http.response.start`` message (its ``status`` and
+            ``headers``): a request whose response does not count is
+            refunded once it is sent, such as any but a 401 or 403 for a
+            login path. None (default): every request counts.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -140,6 +146,7 @@ class RateLimitMiddleware:
         max_wait: float | None = None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
+        count_when: CountWhen | None = None,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -148,6 +155,7 @@ class RateLimitMiddleware:
         self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
         check_own_key(self._clients, key)
         self.app = app
+        self.count_when = check_count_when(count_when, type(self).__name__)
         self.key = self._client_address if key is None else key
         self.limiter: AsyncLimiter = _MiddlewareLimiter(
             list(parse_limits_named(limits, "limits")),
@@ -194,18 +202,27 @@ class RateLimitMiddleware:
             await _send_answer(send, answer)
             return
         headers = headers_of([(self.response_headers, decision.limits)])
-        if not headers:
+        count_when = self.count_when
+        if not headers and count_when is None:
             await self.app(scope, receive, send)
             return
         extra = _raw(headers)
+        hits = (
+            []
+            if count_when is None
+            else spent(self.limiter._check(identity, "hit"), decision)
+        )
+        started: Message = {}
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started.update(message)
                 message = dict(message)
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+        await arefund_unless(count_when, started, hits)
 
     def __repr__(self) -> str:
         return f"RateLimitMiddleware({self.app!r}, {self.limiter!r})"

@@ -39,8 +39,6 @@ from django.core.exceptions import ImproperlyConfigured
 
 try:
     from rest_framework import throttling as _drf
-    from rest_framework import views as _drf_views
-    from rest_framework.exceptions import APIException, Throttled
     from rest_framework.settings import api_settings
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
@@ -48,14 +46,25 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
-from luathrottle._answers import UNAVAILABLE
 from luathrottle._checks import Check, Counting, Verdict
+from luathrottle._counting import (
+    CountWhen,
+    check_count_when,
+    spent_by,
+)
+from luathrottle._drf_answers import (
+    STATE_ATTRIBUTE,
+    RateLimitHeadersMixin,
+    State,
+    StoreUnavailable,
+    exception_handler,
+    rate_limit_headers,
+)
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.django._conf import get_config
-from luathrottle.django._outcomes import headers_for
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
 from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
@@ -77,8 +86,6 @@ __all__ = [
     "rate_limit_headers",
 ]
 
-#: Where the request keeps what its throttles decided.
-_STATE_ATTRIBUTE = "_luathrottle_drf"
 #: Every throttle of this module counts within this scope; DRF's cache keys
 #: already hold the throttle's scope and the client's identity.
 _SCOPE = "drf"
@@ -122,29 +129,6 @@ _REMEMBERED = 256
 _INNER: dict[tuple[object, ...], SyncThrottle] = {}
 
 
-class StoreUnavailable(APIException):  # type: ignore[misc]
-    """The 503 of a request whose store failed while the failure policy
-    denies; DRF sends ``wait`` as ``Retry-After``."""
-
-    status_code = 503
-    default_detail = UNAVAILABLE
-    default_code = "ratelimit_unavailable"
-
-    def __init__(self, wait: float | None) -> None:
-        super().__init__()
-        self.wait = wait
-
-
-class _State:
-    """The verdicts of one request's throttles on one view."""
-
-    __slots__ = ("verdicts", "view")
-
-    def __init__(self, view: object) -> None:
-        self.view = view
-        self.verdicts: dict[tuple[object, ...], Verdict] = {}
-
-
 class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     """DRF's ``SimpleRateThrottle``, decided by one atomic script call.
 
@@ -173,6 +157,11 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             that admits a request counts it, even when another throttle
             denies it; ``"all_or_nothing"``: a denied request costs the
             throttles it shares a script call with nothing.
+        count_when: ``count_when(response) -> bool``, set with
+            ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
+            admitted request whose response does not count is refunded (for
+            a login view, ``lambda r: r.status_code in (401, 403)``); None
+            (default): every request counts.
     """
 
     backend: ClassVar[SyncBackend | None] = None
@@ -183,10 +172,15 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     shadow: ClassVar[bool] = False
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
+    count_when: ClassVar[CountWhen | None] = None
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
         RetryAfter(),
     )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_count_when(cls.count_when, f"{cls.__module__}.{cls.__qualname__}")
 
     #: This throttle's limit's decision for the last request, or None when
     #: the throttle did not apply to it.
@@ -305,10 +299,10 @@ def _verdict(throttle: SimpleRateThrottle, request: Any, view: Any) -> Verdict |
         throttle.num_requests,
         throttle.duration,
     )
-    state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
+    state: State | None = getattr(request, STATE_ATTRIBUTE, None)
     if state is None or state.view is not view:
-        state = _State(view)
-        setattr(request, _STATE_ATTRIBUTE, state)
+        state = State(view)
+        setattr(request, STATE_ATTRIBUTE, state)
         pending = {signature: (throttle, key)}
         for other in _view_throttles(view):
             if other is throttle or not isinstance(other, SimpleRateThrottle):
@@ -336,7 +330,7 @@ def _view_throttles(view: Any) -> list[Any]:
 
 
 def _decide(
-    state: _State,
+    state: State,
     pending: dict[tuple[object, ...], tuple[SimpleRateThrottle, str]],
     request: Any,
 ) -> None:
@@ -354,6 +348,11 @@ def _decide(
         )
     verdicts = decide(list(checks.values()))
     state.verdicts.update(zip(checks, verdicts, strict=True))
+    for (throttle, _), verdict in zip(pending.values(), verdicts, strict=True):
+        # Read off the class: a plain function there takes the response.
+        count_when = type(throttle).count_when
+        if count_when is not None:
+            state.spent.append((count_when, spent_by([verdict])))
 
 
 class AnonRateThrottle(SimpleRateThrottle, _drf.AnonRateThrottle):  # type: ignore[misc]
@@ -383,50 +382,3 @@ class ScopedRateThrottle(SimpleRateThrottle, _drf.ScopedRateThrottle):  # type: 
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         return super().luathrottle_key(request, view)
-
-
-def rate_limit_headers(request: Any) -> dict[str, str]:
-    """The rate-limit headers of the throttles that decided ``request``:
-    each throttle class's ``response_headers`` over its decisions. Asks no
-    store anything."""
-    state: _State | None = getattr(request, _STATE_ATTRIBUTE, None)
-    if state is None:
-        return {}
-    return headers_for(state.verdicts.values())
-
-
-def _add_headers(request: Any, response: Any) -> None:
-    for name, value in rate_limit_headers(request).items():
-        # DRF already set Retry-After from wait(), to the same second.
-        if name not in response:
-            response[name] = value
-
-
-class RateLimitHeadersMixin:
-    """Put before ``APIView`` (or a ``ViewSet``) to send the rate-limit
-    headers on every response, admitted or throttled::
-
-        class Orders(RateLimitHeadersMixin, APIView): ...
-    """
-
-    def finalize_response(
-        self, request: Any, response: Any, *args: Any, **kwargs: Any
-    ) -> Any:
-        """DRF's ``finalize_response``, plus the headers."""
-        response = super().finalize_response(  # type: ignore[misc]
-            request, response, *args, **kwargs
-        )
-        _add_headers(request, response)
-        return response
-
-
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
-    """DRF's exception handler, adding the rate-limit headers to throttled
-    responses. Set ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
-    "luathrottle.drf.exception_handler"``."""
-    response = _drf_views.exception_handler(exc, context)
-    request = context.get("request")
-    refused = isinstance(exc, Throttled | StoreUnavailable)
-    if response is not None and refused and request is not None:
-        _add_headers(request, response)
-    return response

@@ -56,6 +56,7 @@ from luathrottle._addresses import (
 )
 from luathrottle._answers import headers_of, refusal
 from luathrottle._checks import Check, joined, trial_parts
+from luathrottle._counting import CountWhen, check_count_when, refund_unless, spent
 from luathrottle._engine import decide
 from luathrottle._events import Observer, check_shadow
 from luathrottle._failures import OnFailure, check_on_failure
@@ -99,8 +100,12 @@ class _Limits:
         algorithm: BaseThrottleAlgorithm | None,
         shadow: bool | None,
         response_headers: Iterable[BaseResponseHeadersProvider] | None,
+        count_when: CountWhen | None = None,
     ) -> None:
         self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
+        self.count_when = check_count_when(
+            count_when, "luathrottle.flask.Throttle.limit"
+        )
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable of no arguments, got {key!r}")
         if scope is not None and (not isinstance(scope, str) or not scope):
@@ -270,6 +275,7 @@ class Throttle:
         algorithm: BaseThrottleAlgorithm | None = None,
         shadow: bool | None = None,
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
+        count_when: CountWhen | None = None,
     ) -> Callable[[_Guarded], _Guarded]:
         """Limit a view, or every route of a blueprint: a decorator.
 
@@ -283,11 +289,17 @@ class Throttle:
             algorithm: ``SimpleRate()`` by default.
             shadow: these limits in shadow mode; the throttle's by default.
             response_headers: the throttle's by default.
+            count_when: ``count_when(response) -> bool``: a request whose
+                response does not count is refunded after the view, such as
+                any but a 401 or 403 for a login view; None (default):
+                every request counts.
 
         Raises:
             TypeError, ValueError: a bad argument, named in the message.
         """
-        limited = _Limits(limits, key, scope, algorithm, shadow, response_headers)
+        limited = _Limits(
+            limits, key, scope, algorithm, shadow, response_headers, count_when
+        )
 
         def decorate(guarded: _Guarded) -> _Guarded:
             if isinstance(guarded, Blueprint):
@@ -313,7 +325,7 @@ class Throttle:
         chosen = self._chosen(state)
         if not chosen or self._clients.exempts_host(request.remote_addr):
             return None
-        checks: list[tuple[Check, _Providers]] = []
+        checks: list[tuple[Check, _Providers, _Limits]] = []
         for limited in chosen:
             identity = (limited.key or self._key)()
             if identity is None:
@@ -325,11 +337,11 @@ class Throttle:
                 )
             limiter = self._limiter(state, limited)
             check = limiter._check(identity, "hit")._replace(request=request)
-            checks.append((check, limited.providers or self._providers))
-        decisions = _decisions([check for check, _ in checks])
+            checks.append((check, limited.providers or self._providers, limited))
+        decisions = _decisions([check for check, _, _ in checks])
         decided = [
             (decision, providers)
-            for decision, (_, providers) in zip(decisions, checks, strict=True)
+            for decision, (_, providers, _) in zip(decisions, checks, strict=True)
         ]
         answer = refusal(decided)
         if answer is not None:
@@ -340,6 +352,11 @@ class Throttle:
                 mimetype="application/json",
             )
         g._luathrottle_decided = decided
+        g._luathrottle_spent = [
+            (limited.count_when, spent(check, decision))
+            for decision, (check, _, limited) in zip(decisions, checks, strict=True)
+            if limited.count_when is not None
+        ]
         return None
 
     def _after(self, response: Response) -> Response:
@@ -350,6 +367,8 @@ class Throttle:
             )
             for name, value in headers.items():
                 response.headers.setdefault(name, value)
+        for count_when, hits in g.pop("_luathrottle_spent", ()):
+            refund_unless(count_when, response, hits)
         return response
 
     def _chosen(self, state: _AppState) -> list[_Limits]:

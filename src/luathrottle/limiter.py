@@ -40,6 +40,7 @@ from luathrottle._keys import (
 )
 from luathrottle._limited import AsyncLimits, Limits
 from luathrottle._lone import adecide_one, decide_one
+from luathrottle._refunds import AsyncRefunds, Refunds
 from luathrottle._waiting import Waiting
 from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
@@ -258,7 +259,7 @@ class _BaseLimiter(Generic[_BackendT]):
         return f"{type(self).__name__}([{limits}], algorithm={self.algorithm!r})"
 
 
-class Limiter(_BaseLimiter[SyncBackend], Limits):
+class Limiter(_BaseLimiter[SyncBackend], Limits, Refunds):
     """Limits how often each key may act, on a sync backend.
 
     Args:
@@ -388,7 +389,7 @@ class Limiter(_BaseLimiter[SyncBackend], Limits):
             self._forget(keys)
 
 
-class AsyncLimiter(_BaseLimiter[AsyncBackend], AsyncLimits):
+class AsyncLimiter(_BaseLimiter[AsyncBackend], AsyncLimits, AsyncRefunds):
     """``Limiter`` for asyncio, on ``AsyncRedis`` or ``MemoryBackend``.
 
     Takes the same arguments as ``Limiter``; its methods are awaitables.

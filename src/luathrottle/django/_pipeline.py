@@ -28,6 +28,13 @@ from django.http.response import HttpResponseBase
 
 from luathrottle._answers import refusal
 from luathrottle._checks import Check, Verdict
+from luathrottle._counting import (
+    CountWhen,
+    Spent,
+    arefund_unless,
+    refund_unless,
+    spent_by,
+)
 from luathrottle._engine import adecide, decide
 from luathrottle._waiting import ahold
 from luathrottle.django._conf import get_config
@@ -36,6 +43,7 @@ from luathrottle.django._outcomes import (
     ThrottlingReport,
     forget_verdicts,
     record_verdicts,
+    recorded_verdicts,
 )
 from luathrottle.django._responses import not_authenticated, respond
 from luathrottle.django._validation import Bound, check_throttles, counted_apart
@@ -61,8 +69,10 @@ class Endpoint:
         auth: tuple[AnyAuth, ...],
         use_settings: bool,
         headers_on_every_response: bool,
+        count_when: CountWhen | None = None,
     ) -> None:
         self.label = label
+        self.count_when = count_when
         self.is_async = is_async
         self.bound = bound
         self.auth = auth
@@ -223,13 +233,22 @@ def run(
     if response is None:
         response = _sync_stage(request, after)
     if response is None:
+        hits = _spent(endpoint, request)
         held = endpoint.held(request)
         if held:
             config = get_config()
             response = run_held(held, request, view, config.on_failure, config.shadow)
         else:
             response = view()
+        refund_unless(endpoint.count_when, response, hits)
     return endpoint.finish(request, response)
+
+
+def _spent(endpoint: Endpoint, request: HttpRequest) -> list[Spent]:
+    """What the request's stages spent, that its response may give back."""
+    if endpoint.count_when is None:
+        return []
+    return spent_by(recorded_verdicts(request))
 
 
 def _sync_authenticated(request: HttpRequest, hooks: Sequence[AnyAuth]) -> bool:
@@ -271,6 +290,7 @@ async def arun(
             request.user = await request.auser()
         response = await _async_stage(request, after)
     if response is None:
+        hits = _spent(endpoint, request)
         held = endpoint.held(request)
         if held:
             config = get_config()
@@ -279,4 +299,5 @@ async def arun(
             )
         else:
             response = await view()
+        await arefund_unless(endpoint.count_when, response, hits)
     return endpoint.finish(request, response)

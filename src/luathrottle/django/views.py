@@ -29,6 +29,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 from django.views import View
 
+from luathrottle._counting import CountWhen, check_count_when
 from luathrottle.django import _unsafe
 from luathrottle.django._conf import get_config
 from luathrottle.django._pipeline import AnyAuth, Endpoint, arun, run
@@ -57,6 +58,7 @@ class _Declaration:
     auth: tuple[object, ...] | None
     allow_unsafe_cache: _unsafe.Policy
     headers_on_every_response: bool | None
+    count_when: CountWhen | None = None
 
 
 _NOTHING = _Declaration((), None, _unsafe.UNSET, None)
@@ -97,6 +99,7 @@ def _build_function(func: _F, declaration: _Declaration) -> _F:
         auth=declaration.auth or (),  # type: ignore[arg-type]
         use_settings=True,
         headers_on_every_response=bool(declaration.headers_on_every_response),
+        count_when=declaration.count_when,
     )
     policy = _settings_policy(declaration.allow_unsafe_cache)
     _unsafe.enforce(label, (item.throttle for item in endpoint.bound), policy)
@@ -139,6 +142,7 @@ def throttle(
     auth: Iterable[AnyAuth] | None = None,
     allow_unsafe_cache: _unsafe.Policy = _unsafe.UNSET,
     headers_on_every_response: bool | None = None,
+    count_when: CountWhen | None = None,
 ) -> Callable[[_F], _F]:
     """Throttle a function view, or a handler of a ``ThrottledView``.
 
@@ -153,6 +157,11 @@ def throttle(
         headers_on_every_response: add the rate-limit headers of every
             throttle that ran to every response the view returns, as
             ``ThrottlingReport`` computes them.
+        count_when: ``count_when(response) -> bool``: a request whose
+            response does not count is refunded after the view, to the
+            windows it was counted in; for a login view, ``lambda r:
+            r.status_code in (401, 403)``. None (default): every request
+            counts.
 
     Returns:
         The decorator.
@@ -172,6 +181,7 @@ def throttle(
         None if auth is None else tuple(auth),
         allow_unsafe_cache,
         headers_on_every_response,
+        check_count_when(count_when, "throttle"),
     )
 
     def decorate(func: _F) -> _F:
@@ -248,6 +258,7 @@ def _handler_endpoint(
         headers_on_every_response=bool(
             cls.throttling_headers_on_every_response if headers is None else headers
         ),
+        count_when=declaration.count_when,
     )
 
 
