@@ -23,7 +23,7 @@ Planning a settle and packing a refund do no I/O (``plan``,
 
 import time
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, Protocol, cast
 
 from luathrottle._checks import Check
 from luathrottle._clock import Clock, microseconds
@@ -32,8 +32,18 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.decision import Decision
 from luathrottle.rates import LimitSpec
 
-if TYPE_CHECKING:
-    from luathrottle.limiter import AsyncLimiter, Limiter, _BaseLimiter
+
+class _Checking(Protocol):
+    """What refunds and reservations ask of their limiter: the checks of its
+    calls, and the clock and store that time them."""
+
+    clock: Clock | None
+    backend: Any
+
+    def _check(
+        self, key: str, mode: Any, cost: int = ..., limits: Any = ...
+    ) -> Check: ...
+
 
 __all__ = [
     "AsyncRefunds",
@@ -163,7 +173,7 @@ class _Pending:
 
     def __init__(
         self,
-        limiter: "_BaseLimiter[Any]",
+        limiter: _Checking,
         key: str,
         check: Check,
         decision: Decision,
@@ -232,7 +242,7 @@ class Reservation(_Pending):
                 ``on_failure`` says, an extra hit as ``hit`` does.
         """
         planned = self._plan(actual)
-        limiter: Limiter = self._limiter  # type: ignore[assignment]
+        limiter = self._limiter
         if planned is None:
             return self.decision
         kind, cost = planned
@@ -253,7 +263,7 @@ class AsyncReservation(_Pending):
         """Count ``actual`` instead of the estimate, as
         ``Reservation.settle``."""
         planned = self._plan(actual)
-        limiter: AsyncLimiter = self._limiter  # type: ignore[assignment]
+        limiter = self._limiter
         if planned is None:
             return self.decision
         kind, cost = planned
@@ -295,7 +305,7 @@ class Refunds:
             TypeError, ValueError: a bad argument, named.
             BackendError: the store failed, whatever ``on_failure`` says.
         """
-        limiter = cast("Limiter", self)
+        limiter = cast(_Checking, self)
         check = limiter._check(key, "peek", _cost(cost, "cost", 1), limits)
         return give_back(check, cost, _CURRENT)
 
@@ -321,7 +331,7 @@ class Refunds:
             TypeError, ValueError: a bad argument, named.
             BackendError: the store failed and ``on_failure`` is ``"raise"``.
         """
-        limiter = cast("Limiter", self)
+        limiter = cast(_Checking, self)
         check = limiter._check(key, "hit", _cost(estimate, "estimate", 1), limits)
         before = clock_us(limiter.clock, limiter.backend)
         decision = decide_one(check)
@@ -340,7 +350,7 @@ class AsyncRefunds:
     ) -> Decision:
         """Give ``cost`` back to ``key``'s current windows or buckets, as
         ``Limiter.refund``."""
-        limiter = cast("AsyncLimiter", self)
+        limiter = cast(_Checking, self)
         check = limiter._check(key, "peek", _cost(cost, "cost", 1), limits)
         return await agive_back(check, cost, _CURRENT)
 
@@ -352,7 +362,7 @@ class AsyncRefunds:
     ) -> AsyncReservation:
         """Spend ``estimate`` now, as ``Limiter.reserve``; the reservation's
         ``settle`` is awaited."""
-        limiter = cast("AsyncLimiter", self)
+        limiter = cast(_Checking, self)
         check = limiter._check(key, "hit", _cost(estimate, "estimate", 1), limits)
         before = clock_us(limiter.clock, limiter.backend)
         decision = await adecide_one(check)
