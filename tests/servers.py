@@ -4,12 +4,18 @@ Each listens on a free loopback port the harness picks, can be stopped and
 started again at will, and keeps its files in a directory of its own.
 """
 
+import contextlib
+import http.client
 import os
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -123,3 +129,80 @@ class Traffic:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+#: Seconds a served app may take to answer its health check, and a request.
+_STARTUP_SECONDS = 60
+_REQUEST_SECONDS = 30
+
+
+def get(port: int, path: str) -> tuple[int, Any, bytes]:
+    """One GET of ``path`` on the loopback server at ``port``: its status,
+    headers and body."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=_REQUEST_SECONDS)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()
+
+
+def _up(process: subprocess.Popen[bytes], port: int) -> bool:
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            if get(port, "/health")[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def gunicorn(
+    app: str, env: dict[str, str], log: Path, workers: int, *options: str
+) -> Iterator[int]:
+    """gunicorn serving ``app`` (``module:callable`` in tests/) with
+    ``workers`` worker processes on a free loopback port, which it yields
+    once ``/health`` answers; ``env`` is added to this process's, with
+    tests/ and the PYTHONPATH made absolute, since gunicorn runs in tests/."""
+    tests = Path(__file__).resolve().parent
+    python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    absolute = [str(tests), *map(os.path.abspath, filter(None, python_path))]
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join(absolute)}
+    for _attempt in range(3):
+        port = free_port()
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "gunicorn", app, *options),
+                    *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+                    *("--timeout", "120", "--log-level", "warning"),
+                ],
+                cwd=tests,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        if _up(process, port):
+            break
+        _stop(process)
+    else:
+        raise RuntimeError(f"gunicorn did not start:\n{log.read_text()}")
+    try:
+        yield port
+    finally:
+        _stop(process)

@@ -3,62 +3,25 @@ Redis: however the requests are shared out, each key is admitted exactly
 its limit."""
 
 import concurrent.futures
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 
 from luathrottle import Limiter
 from luathrottle.backends.redis import SyncRedis
-from servers import free_port
-from test_prometheus_served import get, stop, up
+from servers import get, gunicorn
 
 pytestmark = pytest.mark.redis
 
-TESTS = Path(__file__).resolve().parent
 LIMIT = 5
 
 
 @pytest.fixture
 def served(redis_url, tmp_path):
     scope = f"flask-served-{uuid.uuid4().hex}"
-    python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-    env = {
-        **os.environ,
-        "LUATHROTTLE_REDIS_URL": redis_url,
-        "LUATHROTTLE_TEST_SCOPE": scope,
-        "PYTHONPATH": os.pathsep.join(
-            [str(TESTS), *map(os.path.abspath, filter(None, python_path))]
-        ),
-    }
-    log = tmp_path / "gunicorn.log"
-    for _attempt in range(3):
-        port = free_port()
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "gunicorn", "flask_app:app"),
-                    *("--bind", f"127.0.0.1:{port}", "--workers", "3"),
-                    *("--timeout", "120", "--log-level", "warning"),
-                ],
-                cwd=TESTS,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if up(process, port):
-            break
-        stop(process)
-    else:
-        pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
-    try:
+    env = {"LUATHROTTLE_REDIS_URL": redis_url, "LUATHROTTLE_TEST_SCOPE": scope}
+    with gunicorn("flask_app:app", env, tmp_path / "gunicorn.log", 3) as port:
         yield port, scope
-    finally:
-        stop(process)
 
 
 def test_workers_admit_each_key_exactly_its_limit(served, redis_url):

@@ -3,64 +3,22 @@ multiprocess mode: each worker counts in its own files, and a scrape of any
 worker sums them, equal to what was sent and to what the store holds."""
 
 import concurrent.futures
-import http.client
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from luathrottle import LeakyBucket, Limit, Limiter
 from luathrottle.backends.redis import SyncRedis
-from servers import free_port
+from servers import get, gunicorn
 
 pytestmark = pytest.mark.redis
 
-TESTS = Path(__file__).resolve().parent
 #: As tests/prometheus_wsgi.py limits each key.
 LIMIT = Limit(5, 86400)
 #: Requests of one round, per key: one key stays under the limit.
 ROUND = {"few": 3, "many": 9, "most": 12}
-STARTUP_SECONDS = 60
-TIMEOUT = 30
-
-
-def get(port, path):
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
-
-
-def up(process, port):
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while process.poll() is None and time.monotonic() < deadline:
-        try:
-            if get(port, "/health")[0] == 200:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.05)
-    return False
-
-
-def stop(process):
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @pytest.fixture
@@ -69,43 +27,17 @@ def served(redis_url, tmp_path_factory):
     scope of the limiter its workers hit."""
     files = tmp_path_factory.mktemp("prometheus-multiproc")
     scope = f"prometheus-{uuid.uuid4().hex}"
-    python_path = os.environ.get("PYTHONPATH", "").split(os.pathsep)
     env = {
-        **os.environ,
         "LUATHROTTLE_REDIS_URL": redis_url,
         "LUATHROTTLE_TEST_SCOPE": scope,
         "PROMETHEUS_MULTIPROC_DIR": str(files),
-        # Absolute: gunicorn runs in tests/.
-        "PYTHONPATH": os.pathsep.join(
-            [str(TESTS), *map(os.path.abspath, filter(None, python_path))]
-        ),
     }
     log = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    for _attempt in range(3):
-        port = free_port()
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [
-                    *(sys.executable, "-m", "gunicorn", "prometheus_wsgi:application"),
-                    *("--config", "python:prometheus_gunicorn"),
-                    *("--bind", f"127.0.0.1:{port}", "--workers", "2"),
-                    *("--timeout", "120", "--log-level", "warning"),
-                ],
-                cwd=TESTS,
-                env=env,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        if up(process, port):
-            break
-        stop(process)
-    else:
-        pytest.fail(f"gunicorn did not start:\n{log.read_text()}")
+    config = ("--config", "python:prometheus_gunicorn")
     try:
-        yield port, files, scope
+        with gunicorn("prometheus_wsgi:application", env, log, 2, *config) as port:
+            yield port, files, scope
     finally:
-        stop(process)
         shutil.rmtree(files, ignore_errors=True)
 
 
