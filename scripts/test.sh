@@ -19,5 +19,5 @@ step 4 "ruff check and ruff format --check"
 .venv/bin/ruff format --check .
 step 5 "mypy --strict"
 .venv/bin/mypy
-step 6 "pytest (about 2 minutes)"
+step 6 "pytest (about 7 minutes on 2 cores)"
 .venv/bin/python -m pytest "$@"
