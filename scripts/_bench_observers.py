@@ -3,10 +3,12 @@ SyncRedis and on MemoryBackend with Prometheus metrics on (a
 ``PrometheusObserver`` of the limiter's own, on a registry of its own), and
 the same MemoryBackend hit through a copy of the engine's lone path without
 the observer hook, beside which the hook's cost with nobody listening is
-judged. On Redis the case with metrics off is ``_bench_cases``' own; the
-embedded ones share a MemoryBackend of their own with their own case with
-metrics off, since a store that holds every other case's keys answers at
-another speed."""
+judged: ``Limiter.hit`` calls the lone path, and so the copy is called
+through a function of its own, lest the hook be charged for a call. On
+Redis the case with metrics off is ``_bench_cases``' own; the embedded ones
+share a MemoryBackend of their own with their own case with metrics off,
+since a store that holds every other case's keys answers at another
+speed."""
 
 from functools import partial
 
@@ -16,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from _bench_cases import LIMITS
 from _bench_measure import Case
 from luathrottle import Decision, Limiter
+from luathrottle._checks import Check
 from luathrottle._lone import _alone
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -25,12 +28,16 @@ __all__ = ["observer_cases"]
 
 
 def _hookless(limiter: Limiter, key: str) -> Decision:
-    """``limiter.hit(key)`` as the engine's lone path decides it, less the
+    """``limiter.hit(key)`` less the observer hook, in as many calls."""
+    return _decided_hookless(limiter._check(key, "hit"))
+
+
+def _decided_hookless(check: Check) -> Decision:
+    """``decide_one(check)`` as the engine's lone path decides it, less the
     observer hook: who listens, shadow mode and the denial log."""
-    check = limiter._check(key, "hit")
     words = _alone(check)
     assert words is not None
-    reply = limiter.backend.run_script(check.script, *words)
+    reply = check.backend.run_script(check.script, *words)  # type: ignore[union-attr]
     return Decision.from_reply(check.limits, reply, check.keys)
 
 

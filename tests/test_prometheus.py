@@ -147,6 +147,75 @@ def test_the_histogram_counts_each_store_call_in_its_bucket(registry):
     assert [s.value for s in buckets if s.labels["le"] == "1.0"] == [5]
 
 
+def test_timings_land_in_their_buckets_across_many_folds():
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    # 0.00001 is a bucket's bound: a timing on it falls in that bucket.
+    timings = [0.00001, 0.00002, 0.0003, 0.0007, 2.0] * 1001
+    for latency in timings:
+        observer.tally(
+            "limiter", "5/60s", "fixed_window", luathrottle.Outcome.ADMITTED, latency
+        )
+    observer.tally(
+        "limiter", "5/60s", "fixed_window", luathrottle.Outcome.ADMITTED, None
+    )
+    timed = {"algorithm": "fixed_window", "door": "limiter"}
+    buckets = {
+        sample.labels["le"]: sample.value
+        for metric in registry.collect()
+        for sample in metric.samples
+        if sample.name == f"{SECONDS}_bucket"
+    }
+    assert buckets["1e-05"] == 1001
+    assert buckets["2.5e-05"] == 2002
+    assert buckets["0.00025"] == 2002
+    assert buckets["0.0005"] == 3003
+    assert buckets["0.001"] == 4004
+    assert buckets["1.0"] == 4004
+    assert buckets["+Inf"] == 5005
+    assert registry.get_sample_value(f"{SECONDS}_count", timed) == 5005
+    assert registry.get_sample_value(f"{SECONDS}_sum", timed) == pytest.approx(
+        sum(timings)
+    )
+    assert decisions(registry, "5/60s", "admitted") == 5006
+
+
+@pytest.fixture
+def switching():
+    """Threads switched every microsecond: a race between two steps of one
+    thread shows within a test's run."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)
+
+
+def test_threads_lose_no_timing_while_scraped(switching):
+    registry = CollectorRegistry()
+    observer = PrometheusObserver(registry)
+    admitted = luathrottle.Outcome.ADMITTED
+    started = threading.Barrier(5)
+
+    def tally_many():
+        started.wait()
+        for _ in range(5000):
+            observer.tally("limiter", "x", "fixed_window", admitted, 0.0001)
+
+    threads = [threading.Thread(target=tally_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    started.wait()
+    scraped = []
+    while any(thread.is_alive() for thread in threads):
+        scraped.append(decisions(registry, "x", "admitted"))
+    for thread in threads:
+        thread.join(timeout=120)
+    assert scraped == sorted(scraped)
+    assert decisions(registry, "x", "admitted") == 20_000
+    timed = {"algorithm": "fixed_window", "door": "limiter"}
+    assert registry.get_sample_value(f"{SECONDS}_count", timed) == 20_000
+
+
 def test_threads_lose_no_count(registry):
     limiter = Limiter(100_000, 60, backend=MemoryBackend())
 

@@ -8,8 +8,8 @@ in shadow mode, or any check while limiting is off, is the engine's
 two checks (``trial_parts``) in one round trip.
 """
 
-import time
 from collections.abc import Sequence
+from time import perf_counter
 
 from luathrottle._checks import Check, joined, trial_parts
 from luathrottle._clock import microseconds
@@ -45,14 +45,14 @@ def decide_one(check: Check) -> Decision:
         if decision.allowed or not logging_denials():
             return decision
         return _one(check, decision, None)
-    started = time.perf_counter()
+    started = perf_counter()
     try:
         reply = check.backend.run_script(check.script, *packed)  # type: ignore[union-attr]
     except NOT_SENT as error:
         return _one(check, error, None, listening=True)
     except BackendError as error:
-        return _one(check, error, time.perf_counter() - started)
-    latency = time.perf_counter() - started
+        return _one(check, error, perf_counter() - started)
+    latency = perf_counter() - started
     decision = Decision.from_reply(check.limits, reply, check.keys)
     if counted(check, decision, latency):
         return decision
@@ -75,14 +75,14 @@ async def adecide_one(check: Check) -> Decision:
         if decision.allowed or not logging_denials():
             return decision
         return _one(check, decision, None)
-    started = time.perf_counter()
+    started = perf_counter()
     try:
         reply = await check.backend.arun_script(check.script, *packed)  # type: ignore[union-attr]
     except NOT_SENT as error:
         return _one(check, error, None, listening=True)
     except BackendError as error:
-        return _one(check, error, time.perf_counter() - started)
-    latency = time.perf_counter() - started
+        return _one(check, error, perf_counter() - started)
+    latency = perf_counter() - started
     decision = Decision.from_reply(check.limits, reply, check.keys)
     if counted(check, decision, latency):
         return decision

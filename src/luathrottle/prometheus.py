@@ -24,10 +24,12 @@ or, in Django, ``LUATHROTTLE = {"observers":
 No label holds an identity or a key. One registry takes one observer: a
 second raises ``ValueError``.
 
-In one process the counts are kept in plain integers under a lock and read
-by the registry when it is scraped: a quarter of the instructions that
-updating prometheus-client's counter and histogram at each decision takes
-(callgrind: 4,300 against 16,700). In prometheus-client's multiprocess mode
+In one process a decision's store call time is appended to a list, which
+threads share without a lock, and a thousand of them at a time are sorted
+and bucketed under one; the registry reads the counts when scraped. That
+takes a seventh of the instructions that updating prometheus-client's
+counter and histogram at each decision does (callgrind: 2,200 against
+16,700). In prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``) the observer updates prometheus-client's own
 metrics instead, which write the files that
 ``prometheus_client.multiprocess.MultiProcessCollector`` reads.
@@ -36,7 +38,7 @@ metrics instead, which write the files that
 import os
 import threading
 import weakref
-from bisect import bisect_left
+from bisect import bisect_right
 from collections.abc import Iterable
 
 try:
@@ -101,6 +103,10 @@ _BOUNDS = (
     1.0,
     float("inf"),
 )
+#: How many timings of one label tuple wait to be bucketed at most: their
+#: list takes 8 KiB at most.
+_FOLDED = 1024
+
 _LE = tuple(floatToGoString(bound) for bound in _BOUNDS)  # type: ignore[no-untyped-call]
 
 
@@ -167,9 +173,8 @@ class PrometheusObserver(Collector):
 
     def _start_counting(self) -> None:
         self._rows: dict[_Labels, list[float]] = {}
+        self._timings: dict[_Labels, list[float]] = {}
         self._failures: dict[tuple[str, str, str], int] = {}
-        self._acquire = self._lock.acquire
-        self._release = self._lock.release
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
@@ -187,29 +192,51 @@ class PrometheusObserver(Collector):
     ) -> None:
         """Count a decision by its labels and store call's ``latency``: what
         the engine tells of an admitted hit, without building its event."""
-        # Hot: one dict look-up, and two additions under the lock; the
-        # registry sums them when scraped.
+        # Hot: a timed decision is one append, which threads may make to one
+        # list without a lock. Bucketing a thousand sorted timings at once
+        # costs a sixth of bucketing each alone.
         labels = (door, limit, algorithm, outcome)
-        row = self._rows.get(labels)
-        if row is None:
-            row = self._row(labels)
-        self._acquire()
-        try:
-            if latency is None:
-                row[0] += 1
-            else:
-                row[1] += latency
-                row[bisect_left(_BOUNDS, latency) + 2] += 1
-        finally:
-            self._release()
+        if latency is None:
+            self._untimed(labels)
+            return
+        timings = self._timings.get(labels)
+        if timings is None:
+            timings = self._timings_of(labels)
+        timings.append(latency)
+        if len(timings) >= _FOLDED:
+            self._fold(labels, timings)
+
+    def _timings_of(self, labels: _Labels) -> list[float]:
+        with self._lock:
+            self._row(labels)
+            return self._timings.setdefault(labels, [])
 
     def _row(self, labels: _Labels) -> list[float]:
-        """The counts of the decisions labelled ``labels``: how many made no
-        store call, the sum of the others' latencies, and how many of those
-        fell in each bucket."""
-        fresh: list[float] = [0, 0.0, *[0] * len(_BOUNDS)]
+        """The counts of the decisions labelled ``labels``, under the lock:
+        how many made no store call, the sum of the others' latencies, and
+        how many of those fell in each bucket."""
+        return self._rows.setdefault(labels, [0, 0.0, *[0] * len(_BOUNDS)])
+
+    def _untimed(self, labels: _Labels) -> None:
         with self._lock:
-            return self._rows.setdefault(labels, fresh)
+            self._row(labels)[0] += 1
+
+    def _fold(self, labels: _Labels, timings: list[float]) -> None:
+        """Count the ``timings`` of ``labels`` appended so far in its row, and
+        forget them."""
+        with self._lock:
+            # Copying and deleting are each one step that no append splits:
+            # one made between them stays, to be folded next time.
+            taken = timings[:]
+            del timings[: len(taken)]
+            taken.sort()
+            row = self._row(labels)
+            row[1] += sum(taken)
+            below = 0
+            for index, bound in enumerate(_BOUNDS, 2):
+                upto = bisect_right(taken, bound)
+                row[index] += upto - below
+                below = upto
 
     def _failed(self, event: DecisionEvent) -> None:
         key = (event.algorithm, event.door, type(event.error).__name__)
@@ -232,6 +259,10 @@ class PrometheusObserver(Collector):
 
     def collect(self) -> Iterable[Metric]:
         """The metrics and their samples, as counted so far."""
+        with self._lock:
+            pending = list(self._timings.items())
+        for counted_by, timings in pending:
+            self._fold(counted_by, timings)
         with self._lock:
             rows = [(key, row.copy()) for key, row in self._rows.items()]
             failures = list(self._failures.items())
