@@ -1,4 +1,4 @@
-"""gunicorn's settings for tests/prometheus_wsgi.py, as the README gives
+"""gunicorn's settings for tests/prometheus_wsgi.py, as docs/metrics.md gives
 them for multiprocess metrics."""
 
 from typing import Any

@@ -1,6 +1,7 @@
-"""CSRF and throttles, as the README's CSRF section says: throttles run
-inside the view, so CsrfViewMiddleware refuses a POST without a token (403)
-before any throttle counts it; API views exempt from CSRF are throttled."""
+"""CSRF and throttles, as the CSRF section of docs/guide/django.md says:
+throttles run inside the view, so CsrfViewMiddleware refuses a POST without
+a token (403) before any throttle counts it; API views exempt from CSRF are
+throttled."""
 
 import pytest
 from django.test import Client, override_settings

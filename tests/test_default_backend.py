@@ -1,7 +1,7 @@
-"""The default embedded backend is one per process, as the README says next
-to its first example: limiters that name no backend share counters for one
-key and limit (its name, else its window), whatever their objects or
-numbers; ``prefix=`` or a backend of their own separates them."""
+"""The default embedded backend is one per process, as docs/guide/limiter.md
+says next to its first example: limiters that name no backend share
+counters for one key and limit (its name, else its window), whatever their
+objects or numbers; ``prefix=`` or a backend of their own separates them."""
 
 import uuid
 

@@ -26,7 +26,7 @@ from luathrottle.decision import Reason
 
 LIMITS = [(3, 2), (5, 10)]
 KEYS = ["a", "b", "c"]
-# Per-call limits, as the README's plans pattern passes them: some share the
+# Per-call limits, as the docs' plans pattern passes them: some share the
 # limiter's first limit, some have more limits than it, some fewer.
 PLANS = [None, [(3, 2)], [(3, 2), (5, 10), (8, 30)], [(3, 2), (9, 10)], [(4, 2)]]
 # Every algorithm, and buckets that hold fewer and more tokens than the
@@ -273,7 +273,7 @@ def test_a_hammering_client_reaches_the_store_once_per_window(clock):
 def test_a_denial_is_never_replayed_against_other_limits(
     sync_backend, clock, algorithm
 ):
-    # The README's plans pattern, with plans that share their first limit;
+    # The docs' plans pattern, with plans that share their first limit;
     # the free plan's denial comes from its second.
     plans = {
         "free": ["50/minute", "2/hour"],
@@ -455,7 +455,7 @@ def test_the_cache_holds_at_most_size_identities(clock):
     assert backend.calls == calls
     assert not limiter.hit("a").allowed
     assert backend.calls == calls + 1
-    # True keeps 10,000 identities, as the docstrings and the README say.
+    # True keeps 10,000 identities, as the docstrings and the docs say.
     assert Limiter(1, 60, cache_denials=True).denials.size == 10_000
 
 

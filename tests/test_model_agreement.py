@@ -153,7 +153,7 @@ def check_agreement(
             later = probe.peek("identity", cost)
             if each and mode == "hit":
                 # The limits that denied admit it then; those that counted
-                # the denied hit may take longer (README, "counting").
+                # the denied hit may take longer (docs/guide/limiter.md, "counting").
                 denied = [not limit.allowed for limit in got.limits]
                 assert all(
                     limit.allowed

@@ -1,5 +1,5 @@
-"""What an operator reads before adopting: every adapter's section of the
-README states its failure policy by default, and the demo's servers come
+"""What an operator reads before adopting: every front door's guide in the
+docs states its failure policy by default, and the demo's servers come
 with an extra."""
 
 import re
@@ -9,27 +9,29 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+GUIDE = ROOT / "docs" / "guide"
 
-#: Each front door's section, by its heading.
+#: Each front door's guide, and the heading its section starts at.
 SECTIONS = {
-    "django": "## Django\n",
-    "drf": "### Django REST framework: `luathrottle.drf`\n",
-    "dmr": "### django-modern-rest: `luathrottle.dmr`\n",
-    "asgi": "### ASGI: `luathrottle.asgi.RateLimitMiddleware`\n",
-    "fastapi": "### FastAPI: `luathrottle.fastapi.Throttle`\n",
-    "flask": "### Flask: `luathrottle.flask.Throttle`\n",
+    "django": ("django.md", "# Django\n"),
+    "drf": ("drf.md", "# Django REST framework: `luathrottle.drf`\n"),
+    "dmr": ("dmr.md", "# django-modern-rest: `luathrottle.dmr`\n"),
+    "asgi": ("asgi.md", "# ASGI: `luathrottle.asgi.RateLimitMiddleware`\n"),
+    "fastapi": ("fastapi.md", "# FastAPI: `luathrottle.fastapi.Throttle`\n"),
+    "flask": ("flask.md", "# Flask: `luathrottle.flask.Throttle`\n"),
 }
 
 
-def section(heading: str) -> str:
-    text = README.split(heading, 1)[1]
-    return re.split(r"\n#{2,3} ", text, maxsplit=1)[0]
+def section(page: str, heading: str) -> str:
+    """The text under ``heading`` in a guide, up to its next section; a
+    ``# comment`` in a code block is no heading, so only ``## `` ends it."""
+    text = (GUIDE / page).read_text(encoding="utf-8").split(heading, 1)[1]
+    return re.split(r"\n## ", text, maxsplit=1)[0]
 
 
 @pytest.mark.parametrize("door", SECTIONS)
 def test_every_adapter_states_its_failure_policy_by_default(door):
-    text = " ".join(section(SECTIONS[door]).split())
+    text = " ".join(section(*SECTIONS[door]).split())
     assert re.search(r"fails? open by default", text), door
 
 
@@ -39,5 +41,5 @@ def test_the_demo_servers_come_with_an_extra():
     ]
     assert any(item.startswith("uvicorn") for item in extras["demo"])
     assert "pip install 'luathrottle[demo]'" in section(
-        "### The seed example project\n"
+        "django.md", "## The seed example project\n"
     )

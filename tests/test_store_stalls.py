@@ -1,7 +1,7 @@
 """A store that stalls: a hit is sent once and counted at most once, and a
 call lasts one attempt, whatever retry policy the user's client carries.
 
-The clients here are built as the README shows, so they carry redis-py's
+The clients here are built as the docs show, so they carry redis-py's
 default retry policy (three retries with backoff since redis-py 6). The
 server is slowed with DEBUG SLEEP, which holds every reply while commands
 already sent wait in their sockets, and paused with CLIENT PAUSE, which
@@ -53,7 +53,7 @@ def admin(server):
 
 
 def retrying_client(server):
-    """A client built as the README shows, with redis-py's default retries
+    """A client built as the docs show, with redis-py's default retries
     (from_url gives none)."""
     client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=TIMEOUT)
     assert client.get_retry().get_retries() >= 3
