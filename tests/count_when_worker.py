@@ -91,3 +91,56 @@ async def _log_in(url: str, tasks: int, attempts: int) -> list[int]:
         await asyncio.gather(*(worker() for _ in range(tasks)))
     await client.aclose()
     return answers
+
+
+def log_in_to_dmr(url: str, threads: int, attempts: int) -> list[int]:
+    """``log_in_from_threads`` for a dmr controller, served through
+    ``luathrottle.dmr.CountWhenMiddleware``, in a fresh interpreter that
+    configures Django first."""
+    from django.conf import settings
+
+    from django_settings import build_settings
+
+    settings.configure(**build_settings(url))
+    import django
+
+    django.setup()
+    from dmr import Controller, ResponseSpec, modify
+    from dmr.exceptions import NotAuthenticatedError
+    from dmr.plugins.pydantic import PydanticSerializer
+    from dmr.test import DMRRequestFactory
+
+    from luathrottle.dmr import CountWhenMiddleware, Rate, SyncThrottle
+
+    client = redis.Redis.from_url(url)
+    guard = SyncThrottle(10, Rate.minute, backend=SyncRedis(client), count_when=failed)
+
+    class Login(Controller[PydanticSerializer]):
+        @modify(
+            throttling=[guard],
+            status_code=200,
+            extra_responses=[ResponseSpec(Controller.error_model, status_code=401)],
+        )
+        def post(self) -> str:
+            if int(self.request.GET["attempt"]) % 2:
+                client.incr("failures")
+                raise NotAuthenticatedError
+            client.get("failures")
+            return "welcome"
+
+    served = CountWhenMiddleware(Login.as_view())
+    factory = DMRRequestFactory()
+    answers: list[int] = []
+
+    def worker() -> None:
+        for attempt in range(attempts):
+            request = factory.post(f"/?attempt={attempt}", REMOTE_ADDR="192.0.2.7")
+            answers.append(served(request).status_code)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(timeout=120)
+    client.close()
+    return answers
