@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 from dmr import Controller, ResponseSpec, modify
@@ -163,6 +164,40 @@ async def test_async_doors_count_only_failures(name, async_backend, clock):
     outcome = Outcome()
     door = ASYNC_DOORS[name](async_backend, outcome, clock)
     await check_only_failures_count(door, outcome)
+
+
+async def test_dmr_middleware_of_the_other_kind_refunds_too(clock):
+    """Django runs a sync view under an async middleware chain (ASGI), and
+    an async view under a sync one (WSGI): the middleware refunds either
+    kind of throttle from either kind of chain."""
+    outcome = Outcome()
+    sync_view = dmr_view(
+        DmrSyncThrottle(2, Rate.minute, clock=clock, count_when=failed), outcome
+    )
+    async_view = dmr_view(
+        DmrAsyncThrottle(2, Rate.minute, clock=clock, count_when=failed), outcome
+    )
+
+    async def under_asgi(request: Any) -> Any:
+        return await sync_to_async(sync_view)(request)
+
+    def under_wsgi(request: Any) -> Any:
+        return async_to_sync(async_view)(request)
+
+    served_async = DmrCountWhen(under_asgi)
+    served_sync = DmrCountWhen(under_wsgi)
+    factory = DMRRequestFactory()
+
+    async def post() -> int:
+        request = factory.post("/", REMOTE_ADDR=ADDRESS)
+        return (await served_async(request)).status_code
+
+    async def post_sync() -> int:
+        request = factory.post("/", REMOTE_ADDR=ADDRESS)
+        return (await sync_to_async(served_sync)(request)).status_code
+
+    await check_only_failures_count(post, outcome)
+    await check_only_failures_count(post_sync, outcome)
 
 
 async def test_fastapi_without_the_middleware_is_refused_by_name():
