@@ -10,6 +10,10 @@ quota for, spent nothing the door can name. A refused request spent nothing
 more than it did before: the door answers without running the view, and
 counts what it spent.
 
+The FastAPI dependency and the dmr throttles never see the response they
+guard: they leave what they spent in a ``Pending`` that a middleware of
+their door puts on the request, and settles once the response is made.
+
 A refund that fails after the response is made is logged on the
 ``luathrottle`` logger, whatever ``on_failure`` says: the response stands,
 and the hit stays counted, the safe side.
@@ -26,6 +30,7 @@ from luathrottle.exceptions import BackendError
 
 __all__ = [
     "CountWhen",
+    "Pending",
     "Spent",
     "arefund_unless",
     "check_count_when",
@@ -45,6 +50,23 @@ class Spent(NamedTuple):
 
     check: Check
     anchors: tuple[str, ...]
+
+
+class Pending:
+    """What a request's throttles spent that its response may give back,
+    each with its ``count_when`` and whether its backend is async; and
+    whether a throttle refused the request, which then spent what it spent:
+    the view never ran."""
+
+    __slots__ = ("hits", "refused")
+
+    def __init__(self) -> None:
+        self.hits: list[tuple[CountWhen, list[Spent], bool]] = []
+        self.refused = False
+
+    def due(self) -> list[tuple[CountWhen, list[Spent], bool]]:
+        """What to settle now that the response is made."""
+        return [] if self.refused else [item for item in self.hits if item[1]]
 
 
 def check_count_when(value: object, owner: str) -> CountWhen | None:

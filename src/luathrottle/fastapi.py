@@ -17,6 +17,17 @@ routes alike. A denied request gets a 429 (503 when the store failed and
 the policy denies) with the Django layer's body and headers; admitted
 responses get the headers too. Each route counts on its own unless
 throttles share a ``scope``.
+
+``count_when=`` counts only some outcomes, such as a login route's
+failures; a dependency never sees the response it guards, so the app
+takes ``CountWhenMiddleware``, which sees what was sent::
+
+    app.add_middleware(CountWhenMiddleware)
+
+    failed = Throttle("5/minute", count_when=lambda r: r.status_code in (401, 403))
+
+    @app.post("/login", dependencies=[Depends(failed)])
+    async def login() -> dict[str, str]: ...
 """
 
 from collections.abc import Callable, Iterable
@@ -24,6 +35,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 try:
     from fastapi import HTTPException, Request, Response
+    from starlette.concurrency import run_in_threadpool
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "luathrottle.fastapi needs FastAPI: pip install 'luathrottle[asgi]'"
@@ -38,6 +51,14 @@ from luathrottle._addresses import (
     check_own_key,
 )
 from luathrottle._answers import headers_of, refusal
+from luathrottle._counting import (
+    CountWhen,
+    Pending,
+    arefund_unless,
+    check_count_when,
+    refund_unless,
+    spent,
+)
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle._providers import check_providers
@@ -45,7 +66,7 @@ from luathrottle._waiting import check_max_wait
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 
-__all__ = ["SyncThrottle", "Throttle", "client_host"]
+__all__ = ["CountWhenMiddleware", "SyncThrottle", "Throttle", "client_host"]
 
 _MAX_SCOPE = 200
 #: Routes a throttle keeps a limiter for, forgotten all at once past it, so
@@ -77,6 +98,60 @@ def _check_scope(scope: object) -> str | None:
             f"scope must be a str of 1 to {_MAX_SCOPE} characters, got {scope!r}"
         )
     return scope
+
+
+#: Where ``CountWhenMiddleware`` keeps the request's ``Pending``.
+_PENDING = "luathrottle.count_when"
+
+
+def _sent(message: Message) -> Response:
+    """The response whose start ``message`` the app sent: its status and
+    headers, without the body, which may still be streaming."""
+    response = Response(status_code=message["status"])
+    response.raw_headers = list(message.get("headers", ()))
+    return response
+
+
+class CountWhenMiddleware:
+    """Refunds what throttles with a ``count_when`` spent on a request
+    whose response does not count: ``app.add_middleware(CountWhenMiddleware)``.
+
+    ``count_when`` is given a ``Response`` with the status and headers the
+    app sent, whatever sent them (the route, an ``HTTPException``, an
+    exception handler, a validation error), but not the body. A request a
+    throttle refused, or whose app raised, is not refunded.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        if not callable(app):
+            raise TypeError(f"app must be an ASGI app, got {app!r}")
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on, and settle its throttles once it is sent."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        pending = scope[_PENDING] = Pending()
+        started: Message = {}
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started.update(message)
+            await send(message)
+
+        await self.app(scope, receive, watched)
+        due = pending.due()
+        if not due or not started:
+            return
+        response = _sent(started)
+        for count_when, hits, is_async in due:
+            if is_async:
+                await arefund_unless(count_when, response, hits)
+            else:
+                # A sync store blocks: off the event loop, as FastAPI runs
+                # SyncThrottle.
+                await run_in_threadpool(refund_unless, count_when, response, hits)
 
 
 class _AsyncRouteLimiter(AsyncLimiter):
@@ -117,7 +192,9 @@ class _Base(Generic[_LimiterT]):
         max_wait: float | None = None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
+        count_when: CountWhen | None = None,
     ) -> None:
+        self.count_when = check_count_when(count_when, type(self).__name__)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
         self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
@@ -185,6 +262,23 @@ class _Base(Generic[_LimiterT]):
             return None
         return self.limiter_for(self.scope or _route(request)), identity
 
+    def _pending(self, request: Request) -> Pending | None:
+        """Where this request's refunds wait for its response; None when
+        the app has no ``CountWhenMiddleware``.
+
+        Raises:
+            RuntimeError: this throttle has a ``count_when`` and the app no
+                ``CountWhenMiddleware``, which alone sees the response.
+        """
+        pending: Pending | None = request.scope.get(_PENDING)
+        if pending is None and self.count_when is not None:
+            raise RuntimeError(
+                f"{type(self).__name__}(count_when=...) needs the app to settle "
+                "it once the response is sent: "
+                "app.add_middleware(luathrottle.fastapi.CountWhenMiddleware)"
+            )
+        return pending
+
     def answer(self, decision: Decision, response: Response) -> Decision:
         """Put the headers on ``response``, or raise the refusal."""
         answer = refusal([(decision, self.response_headers)])
@@ -192,6 +286,28 @@ class _Base(Generic[_LimiterT]):
             detail = [{"msg": answer.message, "type": "ratelimit"}]
             raise HTTPException(answer.status, detail=detail, headers=answer.headers)
         response.headers.update(headers_of([(self.response_headers, decision.limits)]))
+        return decision
+
+    def _settle(
+        self,
+        decision: Decision,
+        response: Response,
+        pending: Pending | None,
+        counted: tuple[_LimiterT, str],
+    ) -> Decision:
+        """``answer``, and leave what an admitted request spent for
+        ``CountWhenMiddleware`` to refund unless its response counts."""
+        try:
+            self.answer(decision, response)
+        except HTTPException:
+            if pending is not None:
+                pending.refused = True
+            raise
+        if pending is not None and self.count_when is not None:
+            limiter, identity = counted
+            hits = spent(limiter._check(identity, "hit"), decision)
+            is_async = isinstance(limiter, AsyncLimiter)
+            pending.hits.append((self.count_when, hits, is_async))
         return decision
 
 
@@ -241,6 +357,10 @@ class Throttle(_Base[AsyncLimiter]):
             fits, rather than answer 429; a request that cannot fit in time
             gets its 429 at once. None (default): never hold.
             ``SyncThrottle`` refuses it: it would hold a pool thread.
+        count_when: ``count_when(response) -> bool``: a request whose
+            response does not count is refunded once it is sent, such as
+            any but a 401 or 403 for a login route; the app needs
+            ``CountWhenMiddleware``. None (default): every request counts.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -259,11 +379,13 @@ class Throttle(_Base[AsyncLimiter]):
         counting = self.counting(request)
         if counting is None:
             return None
+        pending = self._pending(request)
         limiter, identity = counting
         if self.max_wait is None:
-            return self.answer(await limiter.hit(identity), response)
-        decision = await limiter.wait(identity, timeout=self.max_wait)
-        return self.answer(decision, response)
+            decision = await limiter.hit(identity)
+        else:
+            decision = await limiter.wait(identity, timeout=self.max_wait)
+        return self._settle(decision, response, pending, counting)
 
 
 class SyncThrottle(_Base[Limiter]):
@@ -277,5 +399,6 @@ class SyncThrottle(_Base[Limiter]):
         counting = self.counting(request)
         if counting is None:
             return None
+        pending = self._pending(request)
         limiter, identity = counting
-        return self.answer(limiter.hit(identity), response)
+        return self._settle(limiter.hit(identity), response, pending, counting)

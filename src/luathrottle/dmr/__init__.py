@@ -28,11 +28,17 @@ Cache keys are dmr's (``RemoteAddr``, ``UserPk``, ``JwtToken``, re-exported
 here) or luathrottle's (``luathrottle.django.cache_keys``, which read the
 request). Backends, algorithms and header providers are luathrottle's,
 re-exported here under dmr's names. Supported: django-modern-rest 0.16.
+
+``count_when=`` on a throttle counts only some outcomes, such as a login
+endpoint's failures: the request is counted before the endpoint runs and
+refunded afterwards unless ``count_when(response)`` says it counts. dmr
+calls no throttle once the response exists, so ``MIDDLEWARE`` takes
+``"luathrottle.dmr.CountWhenMiddleware"``, which does.
 """
 
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 try:
     from dmr.errors import ErrorType
@@ -55,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from luathrottle import BaseThrottleAlgorithm, LeakyBucket, Rate, SimpleRate
 from luathrottle._answers import refusal
 from luathrottle._checks import Check, Verdict
+from luathrottle._counting import CountWhen, Pending, spent_by
 from luathrottle._engine import adecide, decide
 from luathrottle.backends import AsyncBackend, SyncBackend
 from luathrottle.backends.django_cache import (
@@ -67,6 +74,7 @@ from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.django import throttles as _lt
 from luathrottle.django._conf import get_config
 from luathrottle.django._outcomes import headers_for
+from luathrottle.dmr._middleware import CountWhenMiddleware, pending_of
 from luathrottle.dmr._twin import (
     RateLimitIETFDraft,
     RetryAfter,
@@ -91,6 +99,7 @@ __all__ = [
     "BaseThrottleAsyncBackend",
     "BaseThrottleCacheKey",
     "BaseThrottleSyncBackend",
+    "CountWhenMiddleware",
     "JwtToken",
     "LeakyBucket",
     "MemoryBackend",
@@ -115,28 +124,46 @@ BaseThrottleSyncBackend = SyncBackend
 BaseThrottleAsyncBackend = AsyncBackend
 
 
+class _Stage(NamedTuple):
+    """A stage to decide: the request's state, the checks, each check's
+    ``count_when``, where refunds wait for the response, and whether the
+    throttles are async."""
+
+    state: State
+    checks: list[Check]
+    count_when: list[CountWhen | None]
+    pending: Pending | None
+    is_async: bool
+
+
 def _stage_checks(
     throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
-) -> list[Check]:
-    """The checks of every throttle of ``throttle``'s kind and stage."""
+) -> list[tuple[Check, CountWhen | None]]:
+    """The checks of every throttle of ``throttle``'s kind and stage, each
+    with its throttle's ``count_when``."""
     before = throttle.cache_key.runs_before_auth
-    checks: list[Check] = []
+    checks: list[tuple[Check, CountWhen | None]] = []
     for index, item in enumerate(endpoint.metadata.throttling or ()):
         # dmr gives an endpoint throttles of its own kind only.
         if not isinstance(item, Twin) or item.cache_key.runs_before_auth != before:
             continue
         check = item.check(endpoint, controller, index)
         if check is not None:
-            checks.append(check)
+            checks.append((check, item.count_when))
     return checks
 
 
 def _stage(
     throttle: Twin, endpoint: "Endpoint", controller: "Controller[Any]"
-) -> tuple[State, list[Check]] | None:
-    """The request's state and the checks of ``throttle``'s stage, when this
-    throttle is the first of its stage to run and the stage has checks;
-    else None: an earlier throttle decided the stage, or no key applies."""
+) -> _Stage | None:
+    """The stage of ``throttle`` to decide, when this throttle is the first
+    of its stage to run and the stage has checks; else None: an earlier
+    throttle decided the stage, or no key applies.
+
+    Raises:
+        ImproperlyConfigured: a throttle has a ``count_when`` and
+            ``MIDDLEWARE`` lacks ``CountWhenMiddleware``.
+    """
     state = request_state(controller.request, endpoint)
     before = throttle.cache_key.runs_before_auth
     if before in state.decided:
@@ -144,20 +171,34 @@ def _stage(
     state.decided.add(before)
     if get_config().exempts(controller.request):
         return None
-    checks = _stage_checks(throttle, endpoint, controller)
-    return (state, checks) if checks else None
+    found = _stage_checks(throttle, endpoint, controller)
+    if not found:
+        return None
+    whens = [count_when for _, count_when in found]
+    needed = any(count_when is not None for count_when in whens)
+    pending = pending_of(controller.request, needed)
+    is_async = isinstance(throttle.inner, _lt.AsyncThrottle)
+    return _Stage(state, [check for check, _ in found], whens, pending, is_async)
 
 
-def _judge(state: State, verdicts: Sequence[Verdict], controller: Any) -> None:
+def _judge(stage: _Stage, verdicts: Sequence[Verdict], controller: Any) -> None:
     """Record the stage; raise dmr's 429 (or a 503 when the store failed and
     the policy denies) with the headers of the throttles that denied."""
-    state.verdicts.extend(verdicts)
+    stage.state.verdicts.extend(verdicts)
     answer = refusal(
         (verdict.decision, verdict.check.source.response_headers)
         for verdict in verdicts
     )
+    pending = stage.pending
     if answer is None:
+        if pending is not None:
+            for verdict, count_when in zip(verdicts, stage.count_when, strict=True):
+                if count_when is not None:
+                    hits = spent_by([verdict])
+                    pending.hits.append((count_when, hits, stage.is_async))
         return
+    if pending is not None:
+        pending.refused = True
     if answer.status == HTTPStatus.SERVICE_UNAVAILABLE:
         raise APIError(
             controller.format_error(answer.message, error_type=ErrorType.ratelimit),
@@ -188,6 +229,11 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
         cache_denials: True or a number of identities to answer remembered
             denials without the store (see ``luathrottle.django``); False
             (default) for none.
+        count_when: ``count_when(response) -> bool``: a request whose
+            response does not count is refunded once it is made, such as
+            any but a 401 or 403 for a login endpoint; ``MIDDLEWARE`` needs
+            ``"luathrottle.dmr.CountWhenMiddleware"``. None (default):
+            every request counts.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -206,8 +252,7 @@ class SyncThrottle(Twin, _DmrSyncThrottle):  # type: ignore[misc]
         """
         stage = _stage(self, endpoint, controller)
         if stage is not None:
-            state, checks = stage
-            _judge(state, decide(checks), controller)
+            _judge(stage, decide(stage.checks), controller)
 
 
 class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
@@ -223,8 +268,7 @@ class AsyncThrottle(Twin, _DmrAsyncThrottle):  # type: ignore[misc]
         """Decide this throttle's stage, unless an earlier throttle did."""
         stage = _stage(self, endpoint, controller)
         if stage is not None:
-            state, checks = stage
-            _judge(state, await adecide(checks), controller)
+            _judge(stage, await adecide(stage.checks), controller)
 
     async def report_usage(  # type: ignore[override]
         self, endpoint: "Endpoint", controller: "Controller[Any]"

@@ -15,6 +15,7 @@ from dmr.throttling.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle import BaseThrottleAlgorithm
 from luathrottle import headers as _headers
 from luathrottle._checks import Check, Counting, Verdict
+from luathrottle._counting import CountWhen, check_count_when
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
 from luathrottle.django import cache_keys as _lt_keys
@@ -157,7 +158,9 @@ class Twin:
         shadow: bool = False,
         near_limit: float | None = None,
         counting: Counting = "all_or_nothing",
+        count_when: CountWhen | None = None,
     ) -> None:
+        self.count_when = check_count_when(count_when, type(self).__name__)
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
         self.inner = self._inner_type(
@@ -221,6 +224,7 @@ class Twin:
             shadow=self.inner.shadow,
             near_limit=self.inner.near_limit,
             counting=self.inner.counting,
+            count_when=self.count_when,
         )
 
     __replace__ = replace
