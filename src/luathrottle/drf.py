@@ -330,23 +330,22 @@ def _decide(
     config = get_config()
     checks: dict[tuple[object, ...], Check] = {}
     clocks: dict[float, Any] = {}
-    times: dict[str, float | None] = {}
+    times: list[tuple[str, float | None]] = []
     for signature, (throttle, key) in pending.items():
         inner = throttle.luathrottle_throttle()
         now = reading(throttle)
         if inner.counting == "all_or_nothing":
-            times[type(throttle).__name__] = now
+            times.append((type(throttle).__name__, now))
         check = inner.keyed(
             key, _SCOPE, inner.limit, request=request, settings=config, door="drf"
         )
         checks[signature] = on_time(check, now, clocks)
-    if len(set(times.values())) > 1:
+    if len({now for _, now in times}) > 1:
         raise ImproperlyConfigured(
             'throttles that count "all_or_nothing" on one view must read one '
             "time, or one script call cannot decide them together; they read "
             + ", ".join(
-                f"{name}: {'the store' if now is None else now}"
-                for name, now in times.items()
+                f"{name}: {'the store' if now is None else now}" for name, now in times
             )
         )
     verdicts = decide(list(checks.values()))
