@@ -23,18 +23,19 @@ override point, and ``DEFAULT_THROTTLE_CLASSES``. What changes:
 - when the store fails and the failure policy denies, the request gets a
   503 (``StoreUnavailable``), as at every other door, not a 429.
 
-State lives in Django's ``default`` cache, as DRF's does. The
+State lives in Django's ``default`` cache, as DRF's does, or in the cache
+a class names with DRF's ``cache = caches["alias"]``. The
 ``LUATHROTTLE_DRF_BACKEND`` setting (a cache alias or a sync backend) or a
-``backend`` class attribute picks another store. Windows are luathrottle's
+``backend`` class attribute picks another store. Time is the store's,
+unless a class overrides DRF's ``timer`` (as DRF's tests do) or sets
+``clock``: either is read at each decision. Windows are luathrottle's
 algorithms (``SimpleRate()`` by default, ``LeakyBucket()`` through the
 ``algorithm`` class attribute), not DRF's sliding log.
 """
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 try:
@@ -60,10 +61,11 @@ from luathrottle._drf_answers import (
     exception_handler,
     rate_limit_headers,
 )
+from luathrottle._drf_stores import backend_of
+from luathrottle._drf_time import on_time, reading
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
 from luathrottle.backends import SyncBackend
-from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.django._conf import get_config
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
@@ -103,23 +105,6 @@ class _GivenKey(BaseThrottleCacheKey):
         return request if isinstance(request, str) else None
 
 
-@functools.cache
-def _cache_backend(alias: str) -> SyncDjangoCache:
-    return SyncDjangoCache(alias)
-
-
-def _configured_backend() -> SyncBackend:
-    chosen = getattr(settings, "LUATHROTTLE_DRF_BACKEND", "default")
-    if isinstance(chosen, str):
-        return _cache_backend(chosen)
-    if isinstance(chosen, SyncBackend):
-        return chosen
-    raise ImproperlyConfigured(
-        "LUATHROTTLE_DRF_BACKEND must be a cache alias or a sync backend such "
-        f"as SyncRedis(client), got {chosen!r}"
-    )
-
-
 #: DRF builds its throttles anew for every request; the luathrottle throttle
 #: behind each (its key frames included) is built once per class, rate,
 #: name and store, and kept for up to this many, forgotten all at once past
@@ -140,8 +125,12 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             ``SyncRedis(client)``); None (default) means the
             ``LUATHROTTLE_DRF_BACKEND`` setting, else the ``default`` cache.
         algorithm: ``SimpleRate()`` when None (default), or ``LeakyBucket()``.
-        clock: returns the time in seconds; None uses the store's clock.
-            Set it with ``staticmethod``.
+        clock: returns the time in seconds, read at each decision, as
+            DRF's ``timer`` is (override either, not both); a reading below
+            1_700_000_000 counts from that instant, so a clock may start at
+            0. None uses the store's clock, unless ``timer`` is overridden.
+            Set it with ``staticmethod``. Throttles of one view that count
+            ``"all_or_nothing"`` must read one time.
         on_failure: ``"allow"``, ``"deny"`` or ``"raise"`` when the store
             fails; None (default) follows ``LUATHROTTLE["on_failure"]``.
         response_headers: the providers ``RateLimitHeadersMixin`` and
@@ -250,7 +239,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             ImproperlyConfigured: the rate, backend or algorithm is invalid.
         """
         cls = type(self)
-        backend = _configured_backend() if cls.backend is None else cls.backend
+        backend = backend_of(self)
         name = self.scope if _is_name(self.scope) else cls.__name__[:_MAX_NAME]
         signature = (cls, self.num_requests, self.duration, name, backend)
         inner = _INNER.get(signature)
@@ -264,7 +253,6 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     algorithm=cls.algorithm,
                     response_headers=cls.response_headers,
                     scope=_SCOPE,
-                    clock=cls.clock,
                     on_failure=cls.on_failure,
                     cache_denials=cls.cache_denials,
                     shadow=cls.shadow,
@@ -288,10 +276,10 @@ def _is_name(scope: object) -> bool:
 
 
 def _verdict(throttle: SimpleRateThrottle, request: Any, view: Any) -> Verdict | None:
-    if get_config().exempts(request):
-        return None
+    # The key first, as DRF does: a throttle without a rate or a key admits
+    # whatever it is given, even what is not a request.
     key = throttle.luathrottle_key(request, view)
-    if key is None:
+    if key is None or get_config().exempts(request):
         return None
     signature: tuple[object, ...] = (
         type(throttle),
@@ -341,10 +329,24 @@ def _decide(
     nothing."""
     config = get_config()
     checks: dict[tuple[object, ...], Check] = {}
+    clocks: dict[float, Any] = {}
+    times: list[tuple[str, float | None]] = []
     for signature, (throttle, key) in pending.items():
         inner = throttle.luathrottle_throttle()
-        checks[signature] = inner.keyed(
+        now = reading(throttle)
+        if inner.counting == "all_or_nothing":
+            times.append((type(throttle).__name__, now))
+        check = inner.keyed(
             key, _SCOPE, inner.limit, request=request, settings=config, door="drf"
+        )
+        checks[signature] = on_time(check, now, clocks)
+    if len({now for _, now in times}) > 1:
+        raise ImproperlyConfigured(
+            'throttles that count "all_or_nothing" on one view must read one '
+            "time, or one script call cannot decide them together; they read "
+            + ", ".join(
+                f"{name}: {'the store' if now is None else now}" for name, now in times
+            )
         )
     verdicts = decide(list(checks.values()))
     state.verdicts.update(zip(checks, verdicts, strict=True))
