@@ -18,8 +18,8 @@ override point, and ``DEFAULT_THROTTLE_CLASSES``. What changes:
 - when a view lists several of these throttles, the first
   ``allow_request()`` decides them all in one round trip, all or nothing,
   and the others read the outcome;
-- ``RateLimitHeadersMixin`` or ``exception_handler`` add the
-  ``X-RateLimit-*`` (or IETF draft) headers;
+- ``RateLimitHeadersMixin`` or ``exception_handler`` add the IETF draft's
+  ``RateLimit-Policy`` and ``RateLimit`` headers (or ``X-RateLimit-*``);
 - when the store fails and the failure policy denies, the request gets a
   503 (``StoreUnavailable``), as at every other door, not a 429.
 
@@ -62,12 +62,13 @@ from luathrottle._drf_answers import (
 )
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
+from luathrottle._providers import DRAFT_PROVIDERS
 from luathrottle.backends import SyncBackend
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.django._conf import get_config
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
-from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import parse_drf_rate
 
 #: DRF's own, re-exported so that every name of ``rest_framework.throttling``
@@ -145,7 +146,8 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
         on_failure: ``"allow"``, ``"deny"`` or ``"raise"`` when the store
             fails; None (default) follows ``LUATHROTTLE["on_failure"]``.
         response_headers: the providers ``RateLimitHeadersMixin`` and
-            ``exception_handler`` use.
+            ``exception_handler`` use: ``(RateLimitIETFDraft(current_draft=
+            True), RetryAfter())`` by default, the IETF draft's fields.
         cache_denials: as for ``luathrottle.django.SyncThrottle``: True or a
             number of identities to answer remembered denials without the
             store; False (default) for none.
@@ -173,10 +175,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
     count_when: ClassVar[CountWhen | None] = None
-    response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
-        XRateLimit(),
-        RetryAfter(),
-    )
+    response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = DRAFT_PROVIDERS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
