@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+from django.test import override_settings
 from fastapi import Depends, FastAPI
 from flask import Flask
 from rest_framework.response import Response
@@ -244,6 +245,44 @@ def test_flask_answers_problems_when_asked():
     assert problem["type"] == "about:blank"
 
 
+def drf_view(**attributes):
+    anon = type("ProblemAnon", (AnonRateThrottle,), {"rate": "1/min", **attributes})
+
+    def get(self, request):
+        return Response({"ok": True})
+
+    view = type("View", (APIView,), {"throttle_classes": [anon], "get": get})
+    return view.as_view()
+
+
+def test_drf_answers_problems_when_asked(clock):
+    factory = APIRequestFactory()
+    handler = {"EXCEPTION_HANDLER": "luathrottle.drf.exception_handler"}
+    view = drf_view(
+        backend=MemoryBackend(), clock=staticmethod(clock), problem_json=True
+    )
+    failing = drf_view(backend=dead("sync"), on_failure="deny", problem_json=True)
+    plain = drf_view(backend=MemoryBackend(), clock=staticmethod(clock))
+    with override_settings(REST_FRAMEWORK=handler):
+        assert view(factory.get("/", REMOTE_ADDR="192.0.2.7")).status_code == 200
+        denied = view(factory.get("/", REMOTE_ADDR="192.0.2.7"))
+        unavailable = failing(factory.get("/", REMOTE_ADDR="192.0.2.7"))
+        plain(factory.get("/", REMOTE_ADDR="192.0.2.8"))
+        drfs = plain(factory.get("/", REMOTE_ADDR="192.0.2.8")).render()
+    problem = problem_of(429, denied["Content-Type"], denied.content)
+    assert (problem["type"], problem["violated-policies"]) == (
+        QUOTA_EXCEEDED,
+        ["anon"],
+    )
+    assert denied["Retry-After"] == "60"
+    assert states(denied["RateLimit"]) == {"anon": {"r": 0, "t": 60}}
+    problem = problem_of(503, unavailable["Content-Type"], unavailable.content)
+    assert problem["type"] == "about:blank"
+    # Without the option, DRF's own body stays.
+    assert (drfs.status_code, drfs["Content-Type"]) == (429, "application/json")
+    assert "detail" in json.loads(drfs.content)
+
+
 async def test_the_default_body_stays_the_chapters(clock):
     app = RateLimitMiddleware(hello, "1/minute", backend=MemoryBackend(), clock=clock)
     async with asgi_client(app) as client:
@@ -261,3 +300,5 @@ def test_problem_json_must_be_a_bool(bad):
         RateLimitMiddleware(hello, "1/minute", problem_json=bad)
     with pytest.raises(TypeError, match="problem_json"):
         FlaskThrottle(problem_json=bad)
+    with pytest.raises(TypeError, match="problem_json"):
+        type("Bad", (AnonRateThrottle,), {"problem_json": bad})

@@ -46,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle._answers import check_problem_json
 from luathrottle._checks import Check, Counting, Verdict
 from luathrottle._counting import (
     CountWhen,
@@ -159,6 +160,9 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             that admits a request counts it, even when another throttle
             denies it; ``"all_or_nothing"``: a denied request costs the
             throttles it shares a script call with nothing.
+        problem_json: with ``exception_handler``, answer a request this
+            throttle refused with an RFC 9457 ``application/problem+json``
+            body rather than DRF's; False by default.
         count_when: ``count_when(response) -> bool``, set with
             ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
             admitted request whose response does not count is refunded (for
@@ -175,11 +179,13 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
     count_when: ClassVar[CountWhen | None] = None
+    problem_json: ClassVar[bool] = False
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = DRAFT_PROVIDERS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_count_when(cls.count_when, f"{cls.__module__}.{cls.__qualname__}")
+        check_problem_json(cls.problem_json)
 
     #: This throttle's limit's decision for the last request, or None when
     #: the throttle did not apply to it.
