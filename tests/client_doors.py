@@ -30,7 +30,10 @@ OUTSIDER = "198.51.100.7"
 #: What the exemption tests exempt: an IPv4 range and an IPv6 /48.
 EXEMPT = ["192.0.2.0/24", "2001:db8:1::/48"]
 INSIDER = "192.0.2.5"
+#: A quota header: the chapter's at the Django throttles, the IETF draft's
+#: at the ASGI, FastAPI and Flask doors.
 QUOTA = "x-ratelimit-limit"
+DRAFT_QUOTA = "ratelimit"
 
 
 @dataclass

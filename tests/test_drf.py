@@ -16,6 +16,7 @@ from rest_framework.test import APIClient, APIRequestFactory, force_authenticate
 from rest_framework.views import APIView
 
 import drf_urls
+from ietf_fields import policies, states
 from luathrottle import LeakyBucket
 from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
@@ -102,15 +103,17 @@ def test_viewset_through_the_router_with_api_client(monkeypatch):
         first = client.get("/orders/")
         assert first.status_code == 200
         assert first.json() == [{"id": 1}]
-        assert first["X-RateLimit-Limit"] == "3"
-        assert first["X-RateLimit-Remaining"] == "2"
+        (policy,) = policies(first["RateLimit-Policy"]).values()
+        assert policy == {"q": 3, "w": 60}
+        assert [state["r"] for state in states(first["RateLimit"]).values()] == [2]
         assert client.get("/orders/7/").json() == {"id": 7}
         assert client.get("/orders/").status_code == 200
         denied = client.get("/orders/8/")
     assert denied.status_code == 429
-    assert denied["X-RateLimit-Remaining"] == "0"
+    (state,) = states(denied["RateLimit"]).values()
+    assert state["r"] == 0
     assert 0 < int(denied["Retry-After"]) <= 60
-    assert denied["Retry-After"] == denied["X-RateLimit-Reset"]
+    assert int(denied["Retry-After"]) == state["t"]
 
 
 RATES = {"anon": None, "user": None, "burst": "2/minute", "sustained": "3/minute"}
@@ -323,10 +326,11 @@ def test_the_mixin_adds_headers_to_every_response(clock):
     anon = throttle_class(AnonRateThrottle, clock, rate="2/minute")
     view = make_view(anon, base=type("Base", (RateLimitHeadersMixin, APIView), {}))
     first = request(view)
-    assert (first["X-RateLimit-Limit"], first["X-RateLimit-Remaining"]) == ("2", "1")
+    assert policies(first["RateLimit-Policy"]) == {"anon": {"q": 2, "w": 60}}
+    assert states(first["RateLimit"]) == {"anon": {"r": 1, "t": 60}}
     request(view)
     denied = request(view)
-    assert denied["X-RateLimit-Remaining"] == "0"
+    assert states(denied["RateLimit"]) == {"anon": {"r": 0, "t": 60}}
     assert denied["Retry-After"] == "60"
 
 

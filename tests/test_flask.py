@@ -8,6 +8,7 @@ import uuid
 import pytest
 from flask import Blueprint, Flask, request
 
+from ietf_fields import policies, states
 from luathrottle import Limit, Limiter
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
@@ -51,8 +52,8 @@ def test_a_route_limit_answers_as_every_door(backend):
     client = client_of(app)
     first = client.get("/search")
     assert first.status_code == 200
-    assert first.headers["X-RateLimit-Limit"] == "2"
-    assert first.headers["X-RateLimit-Remaining"] == "1"
+    assert policies(first.headers["RateLimit-Policy"]) == {"2/60s": {"q": 2, "w": 60}}
+    assert states(first.headers["RateLimit"])["2/60s"]["r"] == 1
     assert client.get("/search").status_code == 200
     denied = client.get("/search")
     assert denied.status_code == 429
@@ -61,7 +62,7 @@ def test_a_route_limit_answers_as_every_door(backend):
         "detail": [{"msg": "Too many requests", "type": "ratelimit"}]
     }
     assert 0 < int(denied.headers["Retry-After"]) <= 60
-    assert denied.headers["X-RateLimit-Remaining"] == "0"
+    assert states(denied.headers["RateLimit"])["2/60s"]["r"] == 0
 
 
 def test_clients_count_apart_and_a_key_of_none_skips(backend):
@@ -82,7 +83,7 @@ def test_clients_count_apart_and_a_key_of_none_skips(backend):
     # No user: the request is not counted, and gets no quota headers.
     anonymous = client.get("/")
     assert anonymous.status_code == 200
-    assert "X-RateLimit-Limit" not in anonymous.headers
+    assert "RateLimit-Policy" not in anonymous.headers
 
 
 def test_defaults_from_the_config_count_each_route_on_its_own(backend):
@@ -196,7 +197,7 @@ def test_shadow_mode_counts_but_never_refuses(backend):
     client = client_of(app)
     answers = [client.get("/") for _ in range(3)]
     assert [answer.status_code for answer in answers] == [200, 200, 200]
-    assert all("X-RateLimit-Limit" not in answer.headers for answer in answers)
+    assert all("RateLimit-Policy" not in answer.headers for answer in answers)
     limiter = Limiter(Limit(2, 60), backend=backend, scope=scope)
     assert limiter.peek("shadowed").remaining == 0
 
@@ -225,7 +226,7 @@ def test_disabled_by_the_config_nothing_is_counted():
 
     answers = [client_of(app).get("/") for _ in range(3)]
     assert [answer.status_code for answer in answers] == [200] * 3
-    assert all("X-RateLimit-Limit" not in answer.headers for answer in answers)
+    assert all("RateLimit-Policy" not in answer.headers for answer in answers)
 
 
 @pytest.mark.parametrize(("policy", "status"), [("allow", 200), ("deny", 503)])

@@ -12,6 +12,7 @@ import redis.asyncio
 from django.http import HttpResponse
 from fastapi import Depends, FastAPI
 
+from ietf_fields import policies, states
 from luathrottle import Outcome, SimpleRate
 from luathrottle.asgi import RateLimitMiddleware
 from luathrottle.backends.memory import MemoryBackend
@@ -73,8 +74,8 @@ async def test_a_held_request_is_admitted_with_the_usual_headers(astore, door):
         first = await client.get("/")
         held = await client.get("/")
     assert (first.status_code, held.status_code) == (200, 200)
-    assert held.headers["x-ratelimit-limit"] == "1"
-    assert held.headers["x-ratelimit-remaining"] == "0"
+    assert policies(held.headers["ratelimit-policy"]) == {"1/1s": {"q": 1, "w": 1}}
+    assert states(held.headers["ratelimit"])["1/1s"]["r"] == 0
     # Held, not polled: one denial, then the try the store named.
     assert [event.outcome for event in events] == [
         Outcome.ADMITTED,

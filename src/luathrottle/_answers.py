@@ -5,7 +5,8 @@ Django views, concurrency throttles, DRF, dmr, the ASGI middleware and the
 FastAPI dependency all answer from here, so a denial looks the same at
 every door: 429 with the chapter's JSON body, or 503 when the store failed
 and the failure policy denied, with ``Retry-After`` and the quota headers
-of the throttles that denied.
+of the throttles that denied. Doors that offer ``problem_json`` ask for an
+RFC 9457 ``application/problem+json`` body instead.
 """
 
 import json
@@ -16,11 +17,15 @@ from luathrottle.decision import Decision, LimitDecision, Reason
 from luathrottle.headers import BaseResponseHeadersProvider, _seconds
 
 __all__ = [
+    "JSON",
+    "PROBLEM_JSON",
+    "QUOTA_EXCEEDED",
     "TOO_MANY_REQUESTS",
     "TOO_MANY_REQUESTS_BODY",
     "UNAVAILABLE",
     "UNAVAILABLE_BODY",
     "Answer",
+    "check_problem_json",
     "headers_of",
     "lease_refusal",
     "refusal",
@@ -44,6 +49,40 @@ def _body(message: str) -> bytes:
 TOO_MANY_REQUESTS_BODY = _body(TOO_MANY_REQUESTS)
 UNAVAILABLE_BODY = _body(UNAVAILABLE)
 
+JSON = "application/json"
+#: RFC 9457's media type.
+PROBLEM_JSON = "application/problem+json"
+#: The problem type of a 429 that draft-ietf-httpapi-ratelimit-headers
+#: (-09 to -11, "Quota Exceeded") defines, with its "violated-policies"
+#: member. A 503 has no type of the draft's: nothing was exceeded, the store
+#: failed; it is RFC 9457's ``about:blank``, titled by its status.
+QUOTA_EXCEEDED = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+
+def _problem(status: int, decisions: Iterable[Decision]) -> bytes:
+    if status == 503:
+        problem: dict[str, Any] = {
+            "type": "about:blank",
+            "title": "Service Unavailable",
+            "status": 503,
+            "detail": UNAVAILABLE,
+        }
+    else:
+        violated = [
+            item.limit.name
+            for decision in decisions
+            for item in decision.limits
+            if not item.allowed
+        ]
+        problem = {
+            "type": QUOTA_EXCEEDED,
+            "title": "Request cannot be satisfied as assigned quota has been exceeded",
+            "status": 429,
+            "detail": TOO_MANY_REQUESTS,
+            "violated-policies": list(dict.fromkeys(violated)),
+        }
+    return json.dumps(problem, separators=(",", ":")).encode()
+
 
 class Answer(NamedTuple):
     """A refusal, for a door to send in its framework's own way.
@@ -52,14 +91,17 @@ class Answer(NamedTuple):
         status: 429, or 503 when the store failed and the policy denied.
         headers: ``Retry-After`` and the quota headers of what denied.
         body: the JSON body, ``{"detail": [{"msg": ..., "type":
-            "ratelimit"}]}``.
+            "ratelimit"}]}``, or the RFC 9457 problem when asked for.
         message: the body's ``msg``, for doors that write their own body.
+        content_type: ``application/json``, or ``application/problem+json``
+            for a problem.
     """
 
     status: int
     headers: dict[str, str]
     body: bytes
     message: str
+    content_type: str = JSON
 
 
 def headers_of(
@@ -80,18 +122,43 @@ def headers_of(
     return headers
 
 
-def refusal(decided: Iterable[tuple[Decision, Providers]]) -> Answer | None:
+def check_problem_json(problem_json: object) -> bool:
+    """``problem_json``, a door's option, checked.
+
+    Raises:
+        TypeError: naming ``problem_json``.
+    """
+    if not isinstance(problem_json, bool):
+        raise TypeError(f"problem_json must be True or False, got {problem_json!r}")
+    return problem_json
+
+
+def refusal(
+    decided: Iterable[tuple[Decision, Providers]], problem_json: bool = False
+) -> Answer | None:
     """The answer to a request that ``decided``, each decision given with
-    the providers of its decider; None when every one admits it."""
+    the providers of its decider; None when every one admits it. With
+    ``problem_json`` its body is an RFC 9457 problem: a 429 of the draft's
+    ``quota-exceeded`` type, naming the limits that denied in
+    ``violated-policies``; a 503 of type ``about:blank``."""
     denied = [
         (decision, providers) for decision, providers in decided if not decision.allowed
     ]
     if not denied:
         return None
     headers = headers_of((providers, decision.limits) for decision, providers in denied)
-    if any(decision.reason == Reason.STORE_UNAVAILABLE for decision, _ in denied):
-        return Answer(503, headers, UNAVAILABLE_BODY, UNAVAILABLE)
-    return Answer(429, headers, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)
+    unavailable = any(
+        decision.reason == Reason.STORE_UNAVAILABLE for decision, _ in denied
+    )
+    status, body, message = (
+        (503, UNAVAILABLE_BODY, UNAVAILABLE)
+        if unavailable
+        else (429, TOO_MANY_REQUESTS_BODY, TOO_MANY_REQUESTS)
+    )
+    if problem_json:
+        problem = _problem(status, (decision for decision, _ in denied))
+        return Answer(status, headers, problem, message, PROBLEM_JSON)
+    return Answer(status, headers, body, message)
 
 
 def lease_refusal(retry_after: float | None, unavailable: bool) -> Answer:

@@ -12,7 +12,9 @@ except ImportError as exc:  # pragma: no cover - luathrottle.drf says which extr
         "luathrottle.drf needs Django REST framework: pip install 'luathrottle[drf]'"
     ) from exc
 
-from luathrottle._answers import UNAVAILABLE
+from django.http import HttpResponse
+
+from luathrottle._answers import UNAVAILABLE, refusal
 from luathrottle._checks import Verdict
 from luathrottle._counting import CountWhen, Spent, refund_unless
 from luathrottle.django._outcomes import headers_for
@@ -101,13 +103,41 @@ def _refund_uncounted(request: Any, response: Any) -> None:
         refund_unless(count_when, response, hits)
 
 
+def _problem(request: Any, response: Any) -> Any:
+    """The RFC 9457 answer to a request that a throttle class with
+    ``problem_json`` refused, with DRF's headers; None when none did."""
+    state: State | None = getattr(request, STATE_ATTRIBUTE, None)
+    if state is None:
+        return None
+    denied = [
+        verdict
+        for signature, verdict in state.verdicts.items()
+        if not verdict.decision.allowed and getattr(signature[0], "problem_json", False)
+    ]
+    answer = refusal(
+        [(v.decision, v.check.source.response_headers) for v in denied], True
+    )
+    if answer is None:
+        return None
+    problem = HttpResponse(
+        answer.body, status=answer.status, content_type=answer.content_type
+    )
+    for name, value in response.items():
+        if name.lower() != "content-type":
+            problem[name] = value
+    return problem
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Any:
     """DRF's exception handler, adding the rate-limit headers to throttled
-    responses. Set ``REST_FRAMEWORK["EXCEPTION_HANDLER"] =
-    "luathrottle.drf.exception_handler"``."""
+    responses, and answering with an RFC 9457 problem when a throttle class
+    that refused sets ``problem_json``. Set
+    ``REST_FRAMEWORK["EXCEPTION_HANDLER"] = "luathrottle.drf.exception_handler"``.
+    """
     response = _drf_views.exception_handler(exc, context)
     request = context.get("request")
     refused = isinstance(exc, Throttled | StoreUnavailable)
     if response is not None and refused and request is not None:
+        response = _problem(request, response) or response
         _add_headers(request, response)
     return response

@@ -27,7 +27,7 @@ import operator
 import time
 from collections.abc import Hashable, Iterator, Sequence
 
-from luathrottle._checks import Check, Verdict, packed
+from luathrottle._checks import Check, Verdict, joined, packed, trial_parts
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
 from luathrottle._events import REGISTRY, report
@@ -50,6 +50,7 @@ __all__ = [
     "adecide",
     "asend",
     "decide",
+    "decisions",
     "failed",
     "send",
     "words",
@@ -280,6 +281,26 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
         started = time.perf_counter()
         run.replied(send(backend, sending), started)  # type: ignore[arg-type]
     return run.verdicts()
+
+
+def decisions(checks: Sequence[Check]) -> list[Decision]:
+    """Every check's decision, in one round trip per store; a check whose
+    limits are partly on trial is decided as its two parts, joined.
+
+    Raises:
+        BackendError: a store failed and a check's policy is ``"raise"``.
+    """
+    parts: list[Check] = []
+    for check in checks:
+        parts.extend(trial_parts(check) if check.shadow is None else [check])
+    verdicts = iter(decide(parts))
+    decided = []
+    for check in checks:
+        if check.shadow is None:
+            decided.append(joined(check, [next(verdicts), next(verdicts)]))
+        else:
+            decided.append(next(verdicts).decision)
+    return decided
 
 
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:

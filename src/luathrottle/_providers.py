@@ -1,30 +1,40 @@
-"""The ``response_headers`` argument that throttles, the ASGI middleware and
-the FastAPI dependency take, checked in one place."""
+"""The ``response_headers`` argument that throttles, the ASGI middleware,
+the FastAPI dependency and the Flask extension take, checked in one place,
+and the defaults of each door."""
 
 from collections.abc import Iterable
 
-from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
-
-__all__ = ["DEFAULT_PROVIDERS", "check_providers"]
-
-#: One pair for everything that sets no providers, so that their headers
-#: group at once.
-DEFAULT_PROVIDERS: tuple[BaseResponseHeadersProvider, ...] = (
-    XRateLimit(),
-    RetryAfter(),
+from luathrottle.headers import (
+    BaseResponseHeadersProvider,
+    RateLimitIETFDraft,
+    RetryAfter,
+    XRateLimit,
 )
+
+__all__ = ["DEFAULT_PROVIDERS", "DRAFT_PROVIDERS", "check_providers"]
+
+Providers = tuple[BaseResponseHeadersProvider, ...]
+
+#: The chapter's default, the Django throttles' and dmr's: one pair for
+#: everything that sets no providers, so that their headers group at once.
+DEFAULT_PROVIDERS: Providers = (XRateLimit(), RetryAfter())
+
+#: The default of the doors the chapter does not describe (ASGI, FastAPI,
+#: Flask, DRF): the IETF draft's fields, in the drafts' own form.
+DRAFT_PROVIDERS: Providers = (RateLimitIETFDraft(current_draft=True), RetryAfter())
 
 
 def check_providers(
     response_headers: Iterable[BaseResponseHeadersProvider] | None,
-) -> tuple[BaseResponseHeadersProvider, ...]:
-    """Validate ``response_headers``; None means ``XRateLimit, RetryAfter``.
+    default: Providers = DEFAULT_PROVIDERS,
+) -> Providers:
+    """Validate ``response_headers``; None means the door's ``default``.
 
     Raises:
         TypeError: naming ``response_headers``.
     """
     if response_headers is None:
-        return DEFAULT_PROVIDERS
+        return default
     if isinstance(response_headers, str | bytes) or not isinstance(
         response_headers, Iterable
     ):

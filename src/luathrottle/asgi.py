@@ -8,8 +8,9 @@
 
 Pure ASGI, with no framework imported: every HTTP request costs one script
 call on the backend, but those of exempt clients, which cost none. A denied
-request gets a 429 with the JSON body and the headers of the Django layer,
-``Retry-After`` included; admitted responses get the headers too. Lifespan
+request gets a 429 with the JSON body of the Django layer (or an RFC 9457
+problem), ``Retry-After`` and the IETF draft's ``RateLimit`` fields;
+admitted responses get the fields too. Lifespan
 and websocket scopes pass through untouched.
 """
 
@@ -24,11 +25,11 @@ from luathrottle._addresses import (
     Network,
     check_own_key,
 )
-from luathrottle._answers import Answer, headers_of, refusal
+from luathrottle._answers import Answer, check_problem_json, headers_of, refusal
 from luathrottle._counting import CountWhen, arefund_unless, check_count_when, spent
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
-from luathrottle._providers import check_providers
+from luathrottle._providers import DRAFT_PROVIDERS, check_providers
 from luathrottle._waiting import check_max_wait
 from luathrottle.backends import AsyncBackend
 from luathrottle.headers import BaseResponseHeadersProvider
@@ -99,8 +100,13 @@ class RateLimitMiddleware:
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
         on_failure: when the store fails, ``"allow"`` (default) the request,
             ``"deny"`` it with a 503, or ``"raise"`` the ``BackendError``.
-        response_headers: header providers, ``[XRateLimit(), RetryAfter()]``
-            by default, on admitted and denied responses; ``[]`` for none.
+        response_headers: header providers, by default
+            ``[RateLimitIETFDraft(current_draft=True), RetryAfter()]`` (the
+            IETF draft's ``RateLimit-Policy`` and ``RateLimit``), on admitted
+            and denied responses; ``[]`` for none.
+        problem_json: answer a refusal with an RFC 9457
+            ``application/problem+json`` body rather than the chapter's
+            JSON; False by default.
         prefix: the start of every state key.
         clock: returns the time in seconds; by default the store's clock.
         cache_denials: True or a number of identities to answer remembered
@@ -147,6 +153,7 @@ class RateLimitMiddleware:
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
         count_when: CountWhen | None = None,
+        problem_json: bool = False,
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI app, got {app!r}")
@@ -169,7 +176,8 @@ class RateLimitMiddleware:
             shadow=shadow,
             near_limit=near_limit,
         )
-        self.response_headers = check_providers(response_headers)
+        self.response_headers = check_providers(response_headers, DRAFT_PROVIDERS)
+        self.problem_json = check_problem_json(problem_json)
         self.max_wait = check_max_wait(max_wait, type(self).__name__)
 
     def _client_address(self, scope: Scope) -> str | None:
@@ -197,7 +205,7 @@ class RateLimitMiddleware:
             decision = await self.limiter.hit(identity)
         else:
             decision = await self.limiter.wait(identity, timeout=self.max_wait)
-        answer = refusal([(decision, self.response_headers)])
+        answer = refusal([(decision, self.response_headers)], self.problem_json)
         if answer is not None:
             await _send_answer(send, answer)
             return
@@ -230,7 +238,7 @@ class RateLimitMiddleware:
 
 async def _send_answer(send: Send, answer: Answer) -> None:
     raw = [
-        (b"content-type", b"application/json"),
+        (b"content-type", answer.content_type.encode()),
         (b"content-length", str(len(answer.body)).encode()),
         *_raw(answer.headers),
     ]

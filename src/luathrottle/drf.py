@@ -18,8 +18,8 @@ override point, and ``DEFAULT_THROTTLE_CLASSES``. What changes:
 - when a view lists several of these throttles, the first
   ``allow_request()`` decides them all in one round trip, all or nothing,
   and the others read the outcome;
-- ``RateLimitHeadersMixin`` or ``exception_handler`` add the
-  ``X-RateLimit-*`` (or IETF draft) headers;
+- ``RateLimitHeadersMixin`` or ``exception_handler`` add the IETF draft's
+  ``RateLimit-Policy`` and ``RateLimit`` headers (or ``X-RateLimit-*``);
 - when the store fails and the failure policy denies, the request gets a
   503 (``StoreUnavailable``), as at every other door, not a 429.
 
@@ -47,6 +47,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
+from luathrottle._answers import check_problem_json
 from luathrottle._checks import Check, Counting, Verdict
 from luathrottle._counting import (
     CountWhen,
@@ -65,11 +66,12 @@ from luathrottle._drf_stores import backend_of
 from luathrottle._drf_time import on_time, reading
 from luathrottle._engine import decide
 from luathrottle._failures import OnFailure
+from luathrottle._providers import DRAFT_PROVIDERS
 from luathrottle.backends import SyncBackend
 from luathrottle.django._conf import get_config
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.django.throttles import SyncThrottle
-from luathrottle.headers import BaseResponseHeadersProvider, RetryAfter, XRateLimit
+from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import parse_drf_rate
 
 #: DRF's own, re-exported so that every name of ``rest_framework.throttling``
@@ -134,7 +136,8 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
         on_failure: ``"allow"``, ``"deny"`` or ``"raise"`` when the store
             fails; None (default) follows ``LUATHROTTLE["on_failure"]``.
         response_headers: the providers ``RateLimitHeadersMixin`` and
-            ``exception_handler`` use.
+            ``exception_handler`` use: ``(RateLimitIETFDraft(current_draft=
+            True), RetryAfter())`` by default, the IETF draft's fields.
         cache_denials: as for ``luathrottle.django.SyncThrottle``: True or a
             number of identities to answer remembered denials without the
             store; False (default) for none.
@@ -146,6 +149,9 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             that admits a request counts it, even when another throttle
             denies it; ``"all_or_nothing"``: a denied request costs the
             throttles it shares a script call with nothing.
+        problem_json: with ``exception_handler``, answer a request this
+            throttle refused with an RFC 9457 ``application/problem+json``
+            body rather than DRF's; False by default.
         count_when: ``count_when(response) -> bool``, set with
             ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
             admitted request whose response does not count is refunded (for
@@ -162,14 +168,13 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
     count_when: ClassVar[CountWhen | None] = None
-    response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
-        XRateLimit(),
-        RetryAfter(),
-    )
+    problem_json: ClassVar[bool] = False
+    response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = DRAFT_PROVIDERS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_count_when(cls.count_when, f"{cls.__module__}.{cls.__qualname__}")
+        check_problem_json(cls.problem_json)
 
     #: This throttle's limit's decision for the last request, or None when
     #: the throttle did not apply to it.

@@ -14,9 +14,9 @@
 ``SyncThrottle`` takes a sync backend (``SyncRedis``, a Django cache) and
 FastAPI runs it in its thread pool. Either guards ``def`` and ``async def``
 routes alike. A denied request gets a 429 (503 when the store failed and
-the policy denies) with the Django layer's body and headers; admitted
-responses get the headers too. Each route counts on its own unless
-throttles share a ``scope``.
+the policy denies) with the Django layer's body, ``Retry-After`` and the
+IETF draft's ``RateLimit`` fields; admitted responses get the fields too.
+Each route counts on its own unless throttles share a ``scope``.
 
 ``count_when=`` counts only some outcomes, such as a login route's
 failures; a dependency never sees the response it guards, so the app
@@ -61,7 +61,7 @@ from luathrottle._counting import (
 )
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
-from luathrottle._providers import check_providers
+from luathrottle._providers import DRAFT_PROVIDERS, check_providers
 from luathrottle._waiting import check_max_wait
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limits_named
@@ -200,7 +200,7 @@ class _Base(Generic[_LimiterT]):
         self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
         check_own_key(self._clients, key)
         self.key = self._client_host if key is None else key
-        self.response_headers = check_providers(response_headers)
+        self.response_headers = check_providers(response_headers, DRAFT_PROVIDERS)
         self.scope = _check_scope(scope)
         self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
         self.max_wait = check_max_wait(max_wait, type(self).__name__, self._holds)
@@ -339,7 +339,8 @@ class Throttle(_Base[AsyncLimiter]):
         backend: ``AsyncRedis(...)`` or the embedded backend (default).
         algorithm: ``SimpleRate()`` (default) or ``LeakyBucket()``.
         on_failure: ``"allow"`` (default), ``"deny"`` (503) or ``"raise"``.
-        response_headers: ``[XRateLimit(), RetryAfter()]`` by default.
+        response_headers: ``[RateLimitIETFDraft(current_draft=True),
+            RetryAfter()]`` by default: the IETF draft's fields.
         scope: routes whose throttles share a scope share their counters;
             by default each route counts on its own.
         clock: returns the time in seconds; by default the store's clock.

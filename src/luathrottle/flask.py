@@ -24,8 +24,9 @@ defaults; each route counts on its own unless its limits share a
 ``scope``. Every limit of a request is decided in one script call per
 store, all or nothing. A denied request gets the answer of every other
 door: 429 (503 when the store failed and the policy denies) with
-``Retry-After``, the quota headers and the JSON body; admitted responses
-get the quota headers. ``def`` and ``async def`` views alike.
+``Retry-After``, the IETF draft's ``RateLimit`` fields and the JSON body
+(or an RFC 9457 problem); admitted responses get the fields. ``def`` and
+``async def`` views alike.
 
 Settings come from ``app.config`` when the constructor leaves them out:
 ``LUATHROTTLE_DEFAULT_LIMITS`` (a limit string, ``"200/day;50/hour"``, or a
@@ -54,17 +55,16 @@ from luathrottle._addresses import (
     Network,
     check_own_key,
 )
-from luathrottle._answers import headers_of, refusal
-from luathrottle._checks import Check, joined, trial_parts
+from luathrottle._answers import check_problem_json, headers_of, refusal
+from luathrottle._checks import Check
 from luathrottle._counting import CountWhen, check_count_when, refund_unless, spent
-from luathrottle._engine import decide
+from luathrottle._engine import decisions as decide_all
 from luathrottle._events import Observer, check_shadow
 from luathrottle._failures import OnFailure, check_on_failure
 from luathrottle._keys import check_apart
-from luathrottle._providers import check_providers
+from luathrottle._providers import DRAFT_PROVIDERS, check_providers
 from luathrottle.backends.base import SyncBackend, check_backend_kind
 from luathrottle.backends.redis import SyncRedis
-from luathrottle.decision import Decision
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 
@@ -171,7 +171,10 @@ class Throttle:
         shadow: decide and count as ever, but admit every request and send
             no quota headers (see ``Limiter``); ``LUATHROTTLE_SHADOW`` by
             default.
-        response_headers: ``[XRateLimit(), RetryAfter()]`` by default.
+        response_headers: ``[RateLimitIETFDraft(current_draft=True),
+            RetryAfter()]`` by default: the IETF draft's fields.
+        problem_json: answer a refusal with an RFC 9457
+            ``application/problem+json`` body; False by default.
         observers: callables given a ``luathrottle.DecisionEvent`` for each
             decision, besides the process's observers.
         ipv6_prefix: the IPv6 network length that the default key counts
@@ -199,6 +202,7 @@ class Throttle:
         observers: Iterable[Observer] | None = None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
+        problem_json: bool = False,
     ) -> None:
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable of no arguments, got {key!r}")
@@ -211,7 +215,8 @@ class Throttle:
         self._defaults = None if default_limits is None else _default(default_limits)
         self._on_failure = None if on_failure is None else check_on_failure(on_failure)
         self._shadow = None if shadow is None else check_shadow(shadow)
-        self._providers = check_providers(response_headers)
+        self._providers = check_providers(response_headers, DRAFT_PROVIDERS)
+        self._problem_json = check_problem_json(problem_json)
         self._observers = observers
         #: The limits and exemptions of view functions and blueprints.
         self._routes: dict[object, list[_Limits]] = {}
@@ -338,18 +343,18 @@ class Throttle:
             limiter = self._limiter(state, limited)
             check = limiter._check(identity, "hit")._replace(request=request)
             checks.append((check, limited.providers or self._providers, limited))
-        decisions = _decisions([check for check, _, _ in checks])
+        decisions = decide_all([check for check, _, _ in checks])
         decided = [
             (decision, providers)
             for decision, (_, providers, _) in zip(decisions, checks, strict=True)
         ]
-        answer = refusal(decided)
+        answer = refusal(decided, self._problem_json)
         if answer is not None:
             return Response(
                 answer.body,
                 status=answer.status,
                 headers=answer.headers,
-                mimetype="application/json",
+                content_type=answer.content_type,
             )
         g._luathrottle_decided = decided
         g._luathrottle_spent = [
@@ -413,22 +418,6 @@ class Throttle:
                 )
                 state.limiters[(id(limited), scope)] = made
         return made
-
-
-def _decisions(checks: list[Check]) -> list[Decision]:
-    """Every check's decision, in one round trip per store; a check whose
-    limits are partly on trial is decided as its two parts."""
-    parts: list[Check] = []
-    for check in checks:
-        parts.extend(trial_parts(check) if check.shadow is None else [check])
-    verdicts = iter(decide(parts))
-    decisions = []
-    for check in checks:
-        if check.shadow is None:
-            decisions.append(joined(check, [next(verdicts), next(verdicts)]))
-        else:
-            decisions.append(next(verdicts).decision)
-    return decisions
 
 
 def _default(limits: Any) -> _Limits:

@@ -14,6 +14,10 @@ import abc
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import quote
+
+from http_sf import ItemType, ListType, ser
+from http_sf.types import BareItemType
 
 from luathrottle.decision import LimitDecision, deciding_limit
 
@@ -120,22 +124,43 @@ class RetryAfter(BaseResponseHeadersProvider):
         }
 
 
-def _quoted(name: str) -> str:
-    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+#: What an sf-String may hold (RFC 9651, 3.3.3): printable ASCII. A limit
+#: name beyond it is sent percent-encoded as UTF-8, ``%`` itself included,
+#: so that the name stays one readable String rather than failing the
+#: response.
+_STRING_SAFE = "".join(chr(code) for code in range(0x20, 0x7F) if chr(code) != "%")
+
+
+def _policy_name(name: str) -> str:
+    return quote(name, safe=_STRING_SAFE)
+
+
+def _item(value: BareItemType, params: dict[str, BareItemType]) -> ItemType:
+    """An sf-Item with parameters, as ``http_sf`` takes one."""
+    return (value, params)
 
 
 class RateLimitIETFDraft(BaseResponseHeadersProvider):
-    """``RateLimit-Policy`` and ``RateLimit`` from the IETF httpapi draft,
-    listing every limit of the request, joined by ", ".
+    """``RateLimit-Policy`` and ``RateLimit`` from the IETF httpapi draft
+    (draft-ietf-httpapi-ratelimit-headers), listing every limit of the
+    request. Both are Structured Field Lists (RFC 9651), serialised by the
+    ``http_sf`` library.
 
-    By default the policy reads ``1;w=60;name="RemoteAddr"``, as the seed
-    prints it; with ``current_draft=True`` it reads ``"RemoteAddr";q=1;w=60``
-    as in the current draft. ``RateLimit`` reads ``"RemoteAddr";r=0;t=59``
-    either way.
+    By default the policy reads ``1;w=60;name="RemoteAddr"``, as the
+    chapter prints it (an Integer quota, the name as a parameter): the
+    default of the Django throttles and dmr, kept for fidelity. With
+    ``current_draft=True`` it takes the form of drafts -08 to -11, the
+    default of the ASGI, FastAPI, Flask and DRF doors: each policy an
+    sf-String, its name, with ``q`` (the quota) and ``w`` (the window in
+    seconds), ``"RemoteAddr";q=1;w=60``. ``RateLimit`` reads
+    ``"RemoteAddr";r=0;t=59`` either way: ``r`` what is left, ``t`` the
+    seconds until the window resets.
+
+    A name outside printable ASCII, which an sf-String cannot hold, is sent
+    percent-encoded as UTF-8 (``"d%C3%A9bit"``).
 
     Args:
-        current_draft: use the current draft's policy form.
+        current_draft: use the drafts' policy form rather than the chapter's.
     """
 
     def __init__(self, *, current_draft: bool = False) -> None:
@@ -143,26 +168,27 @@ class RateLimitIETFDraft(BaseResponseHeadersProvider):
             raise TypeError(f"current_draft must be a bool, got {current_draft!r}")
         self.current_draft = current_draft
 
-    def _policy(self, decision: LimitDecision) -> str:
+    def _policy(self, decision: LimitDecision) -> ItemType:
         limit = decision.limit
+        name = _policy_name(limit.name)
         if self.current_draft:
-            return f"{_quoted(limit.name)};q={limit.max_requests};w={limit.duration}"
-        return f"{limit.max_requests};w={limit.duration};name={_quoted(limit.name)}"
+            return _item(name, {"q": limit.max_requests, "w": limit.duration})
+        return _item(limit.max_requests, {"w": limit.duration, "name": name})
 
     def provide_headers(self, decisions: Sequence[LimitDecision]) -> dict[str, str]:
         """Both headers over every decision the store made, or none."""
         decided = _decided(decisions)
         if not decided:
             return {}
-        states = (
-            f"{_quoted(item.limit.name)};r={item.remaining};"
-            f"t={_seconds(item.reset_after or 0.0)}"
+        policies: ListType = [self._policy(item) for item in decided]
+        states: ListType = [
+            _item(
+                _policy_name(item.limit.name),
+                {"r": item.remaining or 0, "t": math.ceil(item.reset_after or 0.0)},
+            )
             for item in decided
-        )
-        return {
-            "RateLimit-Policy": ", ".join(self._policy(item) for item in decided),
-            "RateLimit": ", ".join(states),
-        }
+        ]
+        return {"RateLimit-Policy": ser(policies), "RateLimit": ser(states)}
 
     def provide_headers_specs(self) -> dict[str, HeaderSpec]:
         """Specs of both headers."""
