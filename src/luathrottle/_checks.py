@@ -20,7 +20,7 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
 from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError
-from luathrottle.rates import Limit, LimitSpec, parse_limits_named
+from luathrottle.rates import Limit, LimitSpec, parse_limits_named, with_penalty
 from luathrottle.scripts import Script
 
 __all__ = [
@@ -229,10 +229,11 @@ def call_limits(
     limits: LimitSpec | Iterable[LimitSpec],
     algorithm: BaseThrottleAlgorithm,
     most: int,
+    penalty: float | None = None,
 ) -> tuple[Limit, ...]:
     """A limiter's per-call ``limits``, validated as its constructor's are,
-    naming ``limits``; remembered in ``memos`` (up to ``most``) when they
-    are hashable.
+    naming ``limits``, with the limiter's ``penalty`` where they set none;
+    remembered in ``memos`` (up to ``most``) when they are hashable.
 
     Raises:
         TypeError, ValueError: naming ``limits``.
@@ -240,7 +241,7 @@ def call_limits(
     memo = limits_memo(limits)
     if memo is not None and memo in memos:
         return memos[memo]
-    parsed = parse_limits_named(limits, "limits")
+    parsed = with_penalty(parse_limits_named(limits, "limits"), penalty)
     check_apart(parsed, "limits")
     try:
         algorithm.check_limits(parsed)

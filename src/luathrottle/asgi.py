@@ -113,6 +113,9 @@ class RateLimitMiddleware:
             ``Limiter``).
         near_limit: the fraction of a limit under which an admitted request
             is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
+        penalty: seconds for which a client a limit denies is denied every
+            request, counted from the denial (see ``Limiter``); None
+            (default) for none.
         max_wait: hold a denied request up to this many seconds, until it
             fits, rather than answer 429 (as nginx's ``delay=``); a request
             that cannot fit in time gets its 429 at once. None (default):
@@ -143,6 +146,7 @@ class RateLimitMiddleware:
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        penalty: float | None = None,
         max_wait: float | None = None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
@@ -168,6 +172,7 @@ class RateLimitMiddleware:
             observers=observers,
             shadow=shadow,
             near_limit=near_limit,
+            penalty=penalty,
         )
         self.response_headers = check_providers(response_headers)
         self.max_wait = check_max_wait(max_wait, type(self).__name__)

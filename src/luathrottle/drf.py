@@ -157,6 +157,9 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
             that admits a request counts it, even when another throttle
             denies it; ``"all_or_nothing"``: a denied request costs the
             throttles it shares a script call with nothing.
+        penalty: seconds for which a client this throttle denies is denied
+            every request, as for ``luathrottle.django.SyncThrottle``; None
+            (default) for none.
         count_when: ``count_when(response) -> bool``, set with
             ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
             admitted request whose response does not count is refunded (for
@@ -172,6 +175,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     shadow: ClassVar[bool] = False
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
+    penalty: ClassVar[float | None] = None
     count_when: ClassVar[CountWhen | None] = None
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = (
         XRateLimit(),
@@ -270,6 +274,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     shadow=cls.shadow,
                     near_limit=cls.near_limit,
                     counting=cls.counting,
+                    penalty=cls.penalty,
                 )
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfigured(

@@ -46,7 +46,13 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.memory import _default_memory
 from luathrottle.decision import Decision
-from luathrottle.rates import Limit, LimitSpec, parse_limits
+from luathrottle.rates import (
+    Limit,
+    LimitSpec,
+    check_penalty,
+    parse_limits,
+    with_penalty,
+)
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
@@ -92,8 +98,12 @@ class _BaseLimiter(Generic[_BackendT]):
         shadow: bool = False,
         near_limit: float | None = None,
         counting: Counting = "all_or_nothing",
+        penalty: float | None = None,
     ) -> None:
-        self.limits = parse_limits(max_requests, duration_in_seconds)
+        self.penalty = check_penalty(penalty)
+        self.limits = with_penalty(
+            parse_limits(max_requests, duration_in_seconds), self.penalty
+        )
         check_apart(self.limits, "max_requests")
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
@@ -179,7 +189,9 @@ class _BaseLimiter(Generic[_BackendT]):
         chosen = (
             self.limits
             if limits is None
-            else call_limits(self._call_limits, limits, self.algorithm, _REMEMBERED)
+            else call_limits(
+                self._call_limits, limits, self.algorithm, _REMEMBERED, self.penalty
+            )
         )
         frames = self._frames if limits is None else self._frames_of(chosen)
         keys = tuple([head + digest + tail for head, tail in frames])
@@ -303,6 +315,12 @@ class Limiter(_BaseLimiter[SyncBackend], Limits, Refunds):
         counting: ``"all_or_nothing"`` (default): a hit one limit denies
             counts in none; ``"each"``: it counts in every limit that admits
             it (DRF's way), and the hit is still denied.
+        penalty: seconds (an int or a float above 0) for which a key that
+            a limit denies is denied every hit, counted from the denial,
+            with ``retry_after`` the penalty left; None (default) for none.
+            It is the default of each limit, per-call ones included, that
+            sets no ``Limit(penalty=...)`` of its own. See
+            ``docs/penalty.md``.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

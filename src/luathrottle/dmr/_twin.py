@@ -157,6 +157,7 @@ class Twin:
         shadow: bool = False,
         near_limit: float | None = None,
         counting: Counting = "all_or_nothing",
+        penalty: float | None = None,
     ) -> None:
         # The inner throttle checks that the backend is of its kind.
         key = RemoteAddr() if cache_key is None else cache_key
@@ -177,6 +178,7 @@ class Twin:
             shadow=shadow,
             near_limit=near_limit,
             counting=counting,
+            penalty=penalty,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -221,6 +223,7 @@ class Twin:
             shadow=self.inner.shadow,
             near_limit=self.inner.near_limit,
             counting=self.inner.counting,
+            penalty=self.inner.penalty,
         )
 
     __replace__ = replace
