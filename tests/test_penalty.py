@@ -30,6 +30,7 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.rates import MAX_DURATION
+from states import read_state, state_ttl, write_state
 
 ALGORITHMS = {
     "simple": SimpleRate,
@@ -258,3 +259,35 @@ def test_dropping_the_penalty_lifts_a_running_one(algorithm, backend, clock):
         clock=clock,
     )
     assert lifted.hit("k").allowed
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest, clock: Any) -> Any:
+    if request.param == "memory":
+        return MemoryBackend(clock=clock)
+    return SyncRedis(request.getfixturevalue("redis_client"))
+
+
+def test_the_state_keeps_the_penalty_and_lives_as_long(algorithm, store, clock):
+    limiter = limiter_of(PENALISED, algorithm, store, clock)
+    [key] = limiter.state_keys("k")
+    limiter.hit("k", cost=2)
+    before = read_state(store, key)
+    limiter.hit("k")
+    end_us = round(clock() * 1_000_000) + 60_000_000
+    # The limit's own state, as it was, and when the penalty ends.
+    assert read_state(store, key) == f"{before}:{end_us}"
+    assert 59_000 < state_ttl(store, key) <= 60_000
+
+
+def test_a_penalty_longer_than_the_limits_is_ignored(algorithm, store, clock):
+    limiter = limiter_of(PENALISED, algorithm, store, clock)
+    [key] = limiter.state_keys("k")
+    limiter.hit("k")
+    # Five minutes' margin for clocks, and not a microsecond more.
+    now_us = round(clock() * 1_000_000)
+    margin = 60_000_000 + 300_000_000
+    write_state(store, key, f"{read_state(store, key)}:{now_us + margin + 1}")
+    assert limiter.hit("k").allowed
+    write_state(store, key, f"{read_state(store, key)}:{now_us + margin}")
+    assert limiter.hit("k").retry_after == pytest.approx(margin / 1e6)
