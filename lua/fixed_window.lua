@@ -34,9 +34,10 @@
 -- since 1970, the count, and the window's duration in seconds, apart by
 -- colons ("1800000000000:3:60": 3 hits in a minute that ends 2027-01-15
 -- 08:00 UTC), then, while the limit holds a penalty, when it ends, in
--- microseconds since 1970 (":1800000030000000"). A field outlives its window until the hash expires, which is
--- when the last window of any of its fields ends: the state says when its
--- window ended, so a stale field reads as unused.
+-- microseconds since 1970 (":1800000030000000"). A field outlives its
+-- window until the hash expires, which is when the last window or penalty
+-- of any of its fields ends: the state says when its window ended, so a
+-- stale field reads as unused.
 --
 -- The field names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now: a count above a
@@ -64,7 +65,7 @@
 -- limit's penalty plus SKEW_US from now: one written under a longer
 -- penalty, or by someone else, is ignored.
 --
--- Refunds: ARGV as for a hit, then ARGV[4 + 4n + i], limit i's anchor:
+-- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its window ends, in microseconds since
 -- 1970 (its now plus its reset_after_us), or "" for the current window. A
 -- refund takes the cost off the count of a live window that is the
@@ -147,8 +148,9 @@ local function refund(cost, now)
       if window_end > now and window_end <= now + duration + SKEW_US
           and (not anchor or math.abs(window_end - anchor) * 2 < duration) then
         -- A refund leaves a penalty as it is.
+        local kept = ends ~= '' and ':' .. ends or ''
         redis.call('HSET', KEYS[i], ARGV[FIELDS + i], string.format('%s:%d:%s',
-          window_ms, math.max(used - cost, 0), stored) .. (ends ~= '' and ':' .. ends or ''))
+          window_ms, math.max(used - cost, 0), stored) .. kept)
       end
     end
   end
@@ -259,8 +261,9 @@ end
 -- unless under "each" in the limits that admit it.
 local each = ARGV[FIELDS + n + 1] == 'each'
 if consume and (admitted or moved or each or started) then
-  -- Each run is one HSET. A hash lives until the last window of any of its
-  -- fields ends, so it only needs a longer life when a window opens.
+  -- Each run is one HSET. A hash lives until the last window or penalty of
+  -- any of its fields ends, so it only needs a longer life when a window
+  -- opens or a penalty is written.
   local format = string.format
   local writes, opened = {}, 0
   for i = 1, n do
