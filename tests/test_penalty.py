@@ -42,14 +42,17 @@ ALGORITHMS = {
 PENALISED = Limit(2, 10, penalty=60)
 
 
-@pytest.fixture(params=["memory", "redis", "django-locmem"])
+@pytest.fixture(params=["memory", "redis", "django-locmem", "django-redis"])
 def backend(request: pytest.FixtureRequest, clock: Any) -> Any:
     if request.param == "memory":
         return MemoryBackend(clock=clock)
     if request.param == "redis":
         return SyncRedis(request.getfixturevalue("redis_client"))
-    caches["default"].clear()
-    return SyncDjangoCache("default", breaker=False)
+    alias = "default" if request.param == "django-locmem" else "redis"
+    if alias == "redis":
+        request.getfixturevalue("redis_url")
+    caches[alias].clear()
+    return SyncDjangoCache(alias, breaker=False)
 
 
 @pytest.fixture(params=sorted(ALGORITHMS))
