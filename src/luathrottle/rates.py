@@ -49,8 +49,9 @@ class Limit:
             not depend on it, so dropping it enforces the limit as counted.
         penalty: seconds (an int or a float above 0, at most
             ``MAX_DURATION``) for which a key this limit denies is denied
-            every hit, counted from the denial; None (the default) for no
-            penalty. See ``docs/penalty.md``.
+            every hit, counted from the denial, with ``retry_after`` the
+            penalty left; None (the default) for no penalty. See
+            ``docs/penalty.md``.
 
     Raises:
         TypeError: an argument is not an int (bools and floats included), the
@@ -115,7 +116,7 @@ def penalty_us(penalty: float | None) -> int:
     return 0 if penalty is None else round(penalty * 1_000_000)
 
 
-def with_penalty(limits: tuple[Limit, ...], penalty: float | None) -> tuple[Limit, ...]:
+def penalised(limits: tuple[Limit, ...], penalty: float | None) -> tuple[Limit, ...]:
     """``limits``, each with ``penalty`` unless it has one of its own: a
     limiter's or a throttle's ``penalty=`` is its limits' default."""
     if penalty is None:
