@@ -294,3 +294,23 @@ def test_a_penalty_longer_than_the_limits_is_ignored(algorithm, store, clock):
     assert limiter.hit("k").allowed
     write_state(store, key, f"{read_state(store, key)}:{now_us + margin}")
     assert limiter.hit("k").retry_after == pytest.approx(margin / 1e6)
+
+
+class CountingMemory(MemoryBackend):
+    """The embedded backend, counting its script calls."""
+
+    calls = 0
+
+    def run_script(self, script, keys, args):
+        self.calls += 1
+        return super().run_script(script, keys, args)
+
+
+def test_each_decision_is_one_script_call(algorithm, clock):
+    backend = CountingMemory(clock=clock)
+    limiter = limiter_of([Limit(100, 3600), PENALISED], algorithm, backend, clock)
+    decisions = [limiter.hit("k") for _ in range(4)]
+    clock.advance(30)
+    decisions.append(limiter.hit("k"))
+    assert [d.retry_after for d in decisions] == [None, None, 60, 60, 30]
+    assert backend.calls == 5
