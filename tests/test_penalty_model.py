@@ -1,8 +1,10 @@
 """Penalties agree with a reference model under hypothesis (issue #25,
-item 2): random hits, peeks and waits on the embedded backend, limits with
-and without penalties, both ways of counting, against each algorithm's
-plain-Python model (``models.py``) with a penalty box around it."""
+item 2): random hits, peeks and waits on the embedded backend and a real
+Redis, limits with and without penalties, both ways of counting, against
+each algorithm's plain-Python model (``models.py``) with a penalty box
+around it."""
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from luathrottle import Decision, Limit, Limiter
+from luathrottle.backends.redis import SyncRedis
 from runtimes import EMBEDDED
 from test_model_agreement import ALGORITHMS
 
@@ -74,26 +77,32 @@ class PenaltyBox:
 
 
 @st.composite
-def scenarios(draw):
-    limits = draw(
-        st.lists(
-            st.tuples(
-                st.integers(1, 4),
-                st.integers(1, 6),
-                st.one_of(st.just(0), st.integers(1, 12_000_000)),
-            ),
-            min_size=1,
-            max_size=3,
-            unique_by=lambda limit: limit[:2],
-        )
+def scenarios(draw, whole_seconds=False):
+    """Limits (max_requests, duration, penalty in µs), steps in µs, costs
+    and a burst. On a real server, which expires keys on its own clock,
+    every step, penalty and TTL is a whole number of seconds (durations
+    are multiples of max_requests), so that no key expires in real time
+    before the model says so (as in ``test_model_agreement.py``)."""
+    second = 1_000_000
+    limits = []
+    for _ in range(draw(st.integers(1, 3))):
+        max_requests = draw(st.integers(1, 4))
+        if whole_seconds:
+            duration = max_requests * draw(st.integers(1, 3))
+            penalty = draw(st.integers(0, 12)) * second
+        else:
+            duration = draw(st.integers(1, 6))
+            penalty = draw(st.one_of(st.just(0), st.integers(1, 12 * second)))
+        limits.append((max_requests, duration, penalty))
+    limits = list({limit[:2]: limit for limit in limits}.values())
+    step = (
+        st.integers(0, 4).map(lambda s: s * second)
+        if whole_seconds
+        else st.integers(0, 4 * second)
     )
     ops = draw(
         st.lists(
-            st.tuples(
-                st.integers(0, 4_000_000),
-                st.sampled_from(["hit", "hit", "peek"]),
-                st.integers(1, 3),
-            ),
+            st.tuples(step, st.sampled_from(["hit", "hit", "peek"]), st.integers(1, 3)),
             min_size=1,
             max_size=30,
         )
@@ -102,17 +111,10 @@ def scenarios(draw):
     return limits, ops, burst
 
 
-@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
-@pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
-@settings(
-    max_examples=50,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
-@given(scenario=scenarios(), counting=st.sampled_from(["all_or_nothing", "each"]))
-def test_penalties_agree_with_the_model(
-    algorithm_name, runtime, scenario, counting, clock
-):
+COUNTINGS = st.sampled_from(["all_or_nothing", "each"])
+
+
+def check_agreement(backend, clock, algorithm_name, scenario, counting):
     limits, ops, burst = scenario
     algorithm, model_type = ALGORITHMS[algorithm_name]
     limiter = Limiter(
@@ -121,7 +123,8 @@ def test_penalties_agree_with_the_model(
             for i, (m, d, p) in enumerate(limits)
         ],
         algorithm=algorithm(burst),
-        backend=EMBEDDED[runtime](clock=clock),
+        backend=backend,
+        prefix=uuid.uuid4().hex[:12],
         clock=clock,
         counting=counting,
     )
@@ -139,3 +142,31 @@ def test_penalties_agree_with_the_model(
         else:
             got = limiter.peek("identity", cost)
         assert got == expected, (step, mode, cost)
+
+
+@pytest.mark.parametrize("runtime", sorted(EMBEDDED))
+@pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(scenario=scenarios(), counting=COUNTINGS)
+def test_the_embedded_backend_agrees_with_the_model(
+    algorithm_name, runtime, scenario, counting, clock
+):
+    backend = EMBEDDED[runtime](clock=clock)
+    check_agreement(backend, clock, algorithm_name, scenario, counting)
+
+
+@pytest.mark.parametrize("algorithm_name", sorted(ALGORITHMS))
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(scenario=scenarios(whole_seconds=True), counting=COUNTINGS)
+def test_redis_agrees_with_the_model(
+    algorithm_name, scenario, counting, redis_client, clock
+):
+    check_agreement(SyncRedis(redis_client), clock, algorithm_name, scenario, counting)
