@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 7
+-- version: 8
 -- state: 6
 -- layout: hash
 --
@@ -23,17 +23,21 @@
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
--- ARGV[3 + 2n + i] limit i's field in its hash
--- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 2n + i] limit i's penalty in microseconds, 0 for none (see
+--                  Penalties below)
+-- ARGV[3 + 3n + i] limit i's field in its hash
+-- ARGV[4 + 4n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit, in its field: when its window ends, in milliseconds
 -- since 1970, the count, and the window's duration in seconds, apart by
 -- colons ("1800000000000:3:60": 3 hits in a minute that ends 2027-01-15
--- 08:00 UTC). A field outlives its window until the hash expires, which is
--- when the last window of any of its fields ends: the state says when its
--- window ended, so a stale field reads as unused.
+-- 08:00 UTC), then, while the limit holds a penalty, when it ends, in
+-- microseconds since 1970 (":1800000030000000"). A field outlives its
+-- window until the hash expires, which is when the last window or penalty
+-- of any of its fields ends: the state says when its window ended, so a
+-- stale field reads as unused.
 --
 -- The field names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now: a count above a
@@ -50,7 +54,18 @@
 -- no hash. It counts as absent, so the next admitted hit overwrites it (a
 -- key of another type is deleted first), and the reply names its limit.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
+-- Penalties: a limit with a penalty that denies a hit (status 0, not a
+-- cost above max_requests, and only a hit: a peek writes nothing) writes
+-- in its state that it is penalised until now plus the penalty, and
+-- until then denies every hit, whatever its count, with retry_after and
+-- reset_after at least the penalty left and remaining 0. A denial during
+-- a penalty never lengthens it. The penalty counts nothing: the window
+-- and its count are kept as they are. A stored penalty is honoured only
+-- while the limit has a penalty, and only when it ends no later than the
+-- limit's penalty plus SKEW_US from now: one written under a longer
+-- penalty, or by someone else, is ignored.
+--
+-- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its window ends, in microseconds since
 -- 1970 (its now plus its reset_after_us), or "" for the current window. A
 -- refund takes the cost off the count of a live window that is the
@@ -73,7 +88,8 @@
 -- minutes share windows.
 local SKEW_US = 300000000
 local n = #KEYS
-local FIELDS = 3 + 2 * n
+local PENALTIES = 3 + 2 * n
+local FIELDS = 3 + 3 * n
 
 -- Limits that share a hash come in runs, and a run ends at limit i when
 -- the next limit's hash differs.
@@ -100,23 +116,41 @@ else
   now = ARGV[3] + 0
 end
 
+-- A state's window end, count and duration, and its penalty's end ('' for
+-- none), or nothing when it is not one of ours. Matched before any
+-- arithmetic, which raises an error on a string that is no number and
+-- reads "inf", "0x1f" or " 5" as numbers.
+local match = string.match
+local function parse(state)
+  local window_ms, used, stored, rest = match(state, '^(%d+):(%d+):(%d+)(.*)$')
+  if rest == '' then
+    return window_ms, used, stored, ''
+  end
+  local ends = rest and match(rest, '^:(%d+)$')
+  if ends and #ends <= 16 then
+    return window_ms, used, stored, ends
+  end
+end
+
 -- Refunds only ever lower a live window's count: kept apart from the
 -- decision below, and reading each field on its own, as they are rare.
 local function refund(cost, now)
   for i = 1, n do
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
-    local window_ms, used, stored
+    local window_ms, used, stored, ends
     if state then
-      window_ms, used, stored = string.match(state, '^(%d+):(%d+):(%d+)$')
+      window_ms, used, stored, ends = parse(state)
     end
     if window_ms and #used <= 16 and #stored <= 9 then
       local window_end, duration = window_ms * 1000, stored * 1000000
       local anchor = tonumber(ARGV[FIELDS + n + i])
       if window_end > now and window_end <= now + duration + SKEW_US
           and (not anchor or math.abs(window_end - anchor) * 2 < duration) then
+        -- A refund leaves a penalty as it is.
+        local kept = ends ~= '' and ':' .. ends or ''
         redis.call('HSET', KEYS[i], ARGV[FIELDS + i], string.format('%s:%d:%s',
-          window_ms, math.max(used - cost, 0), stored))
+          window_ms, math.max(used - cost, 0), stored) .. kept)
       end
     end
   end
@@ -160,16 +194,19 @@ end
 -- with room for one limit, as a table grown one field at a time is
 -- reallocated at every power of two. Unreadable states are rare, so their
 -- list is only made when one turns up.
-local match = string.match
+-- A limit that is penalised keeps, in penalised, when its penalty ends and
+-- its count, two numbers per limit; started says whether this hit started
+-- it. Both only exist when a limit has a penalty running.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+local penalised, started = nil, false
 for i = 1, n do
   local limit = ARGV[2 + 2 * i] + 0
   local count, reset_after = 0, 0
   local state = states[i]
+  local ends = ''
   if state then
-    -- Matched before any arithmetic, which raises an error on a string that
-    -- is no number and reads "inf", "0x1f" or " 5" as numbers.
-    local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
+    local window_ms, used, stored
+    window_ms, used, stored, ends = parse(state)
     local window_end
     if window_ms and #used <= 16 and #stored <= 9 then
       window_end, used, stored = window_ms * 1000, used + 0, stored * 1000000
@@ -187,6 +224,7 @@ for i = 1, n do
     if not window_end then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
+      ends = ''
     elseif window_end > now then
       count, reset_after = used, window_end - now
     end
@@ -202,20 +240,45 @@ for i = 1, n do
   elseif count + cost > limit then
     reply[base + 1], reply[base + 5], admitted = 0, reset_after, false
   end
+  local penalty = ARGV[PENALTIES + i] + 0
+  if penalty > 0 and reply[base + 1] ~= -1 then
+    local left = ends and ends ~= '' and ends - now or 0
+    if left <= 0 or left > penalty + SKEW_US then
+      left = 0
+      if consume and reply[base + 1] == 0 then
+        left, started = penalty, true
+      end
+    end
+    if left > 0 then
+      reply[base + 1], admitted = 0, false
+      penalised = penalised or {}
+      penalised[2 * i - 1], penalised[2 * i] = now + left, count
+    end
+  end
 end
 
 -- A denied hit still writes a window it shortened: it counts nothing,
 -- unless under "each" in the limits that admit it.
 local each = ARGV[FIELDS + n + 1] == 'each'
-if consume and (admitted or moved or each) then
-  -- Each run is one HSET. A hash lives until the last window of any of its
-  -- fields ends, so it only needs a longer life when a window opens.
+if consume and (admitted or moved or each or started) then
+  -- Each run is one HSET. A hash lives until the last window or penalty of
+  -- any of its fields ends, so it only needs a longer life when a window
+  -- opens or a penalty is written.
   local format = string.format
   local writes, opened = {}, 0
   for i = 1, n do
     local base = 5 * i - 5
     local reset_after = reply[base + 4]
     local count = moved and moved[i]
+    local ends = penalised and penalised[2 * i - 1]
+    if ends then
+      -- A penalty is kept in the state whenever it is written, and one
+      -- that starts writes it; the hash lives at least until it ends.
+      count = count or penalised[2 * i]
+      if ends - now > opened then
+        opened = ends - now
+      end
+    end
     if admitted or (each and reply[base + 1] == 1) then
       local remaining = reply[base + 3] - cost
       -- Only a live window has time left: otherwise this hit opens one.
@@ -233,8 +296,8 @@ if consume and (admitted or moved or each) then
     if count then
       local w = #writes
       writes[w + 1] = ARGV[FIELDS + i]
-      writes[w + 2] = format('%d:%d:', (now + reset_after) / 1000, count)
-        .. ARGV[3 + 2 * i]
+      writes[w + 2] = format('%d:%d:', math.floor((now + reset_after) / 1000), count)
+        .. ARGV[3 + 2 * i] .. (ends and format(':%d', ends) or '')
     end
     if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
       local key = KEYS[i]
@@ -253,6 +316,18 @@ if consume and (admitted or moved or each) then
       if i < n then
         writes, opened = {}, 0
       end
+    end
+  end
+end
+-- The penalty shows in the reply once the writes have read the windows.
+if penalised then
+  for i = 1, n do
+    local ends = penalised[2 * i - 1]
+    if ends then
+      local base, left = 5 * i - 5, ends - now
+      reply[base + 3] = 0
+      reply[base + 4] = math.max(reply[base + 4], left)
+      reply[base + 5] = math.max(reply[base + 5], left)
     end
   end
 end

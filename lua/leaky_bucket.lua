@@ -1,5 +1,5 @@
 -- luathrottle script: leaky_bucket
--- version: 4
+-- version: 5
 -- state: 3
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
@@ -21,14 +21,17 @@
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
--- ARGV[4 + 2n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 2n + i] limit i's penalty in microseconds, 0 for none (see
+--                  Penalties below)
+-- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
 -- State of a limit: the time, in microseconds, at which the bucket will
 -- have drained empty, expiring then; then the drain and the max_requests
 -- it was written with (or the requests it holds, if more), apart by colons
--- ("1800000000000000:36000000:100").
+-- ("1800000000000000:36000000:100"); then, while the limit holds a
+-- penalty, when it ends, in microseconds since 1970 (":1800000030000000").
 --
 -- The key names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now. The requests in a
@@ -47,7 +50,19 @@
 -- replaces a key of any type) with a state that expires; the reply names
 -- its limit.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 2n + i], limit i's anchor:
+-- Penalties: a limit with a penalty that denies a hit (status 0, not a
+-- cost above max_requests, and only a hit: a peek writes nothing) writes
+-- in its state that it is penalised until now plus the penalty, and
+-- until then denies every hit, whatever its bucket holds, with
+-- retry_after and reset_after at least the penalty left and remaining 0.
+-- A denial during a penalty never lengthens it. The penalty pours nothing
+-- in: the bucket is kept as it is, and lives at least as long as the
+-- penalty. A stored penalty is honoured only while the limit has a
+-- penalty, and only when it ends no later than the limit's penalty plus
+-- SKEW_US from now: one written under a longer penalty, or by someone
+-- else, is ignored.
+--
+-- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is empty, in microseconds
 -- since 1970 (its now plus its reset_after_us), or "" for none. A refund
 -- takes cost * drain out of the level, no more than the anchor is still
@@ -73,6 +88,8 @@ local SKEW_US = 300000000
 -- years): sums with it stay exact below 2^53.
 local BOUND = 4503599627370496
 
+local n = #KEYS
+local PENALTIES = 3 + 2 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
@@ -82,16 +99,31 @@ if not now then
   now = time[1] * 1000000 + time[2]
 end
 
+-- A state's time, step and size, and its penalty's end ('' for none), or
+-- nothing when it is not one of ours. Matched before any arithmetic, which
+-- raises an error on a string that is no number and reads "inf", "0x1f" or
+-- " 5" as numbers.
+local function parse(state)
+  local at, was, held, rest = string.match(state, '^(%d+):(%d+):(%d+)(.*)$')
+  if rest == '' then
+    return at, was, held, ''
+  end
+  local ends = rest and string.match(rest, '^:(%d+)$')
+  if ends and #ends <= 16 then
+    return at, was, held, ends
+  end
+end
+
 -- Refunds only ever lower a bucket's level: kept apart from the decision
 -- below, as they are rare.
 local function refund(cost, now)
   for i = 1, #KEYS do
     local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / ARGV[2 + 2 * i])
-    local anchor = tonumber(ARGV[3 + 2 * #KEYS + i])
+    local anchor = tonumber(ARGV[3 + 3 * n + i])
     local state = redis.pcall('GET', KEYS[i])
-    local empty_at, was, held
+    local empty_at, was, held, ends
     if type(state) == 'string' then
-      empty_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+      empty_at, was, held, ends = parse(state)
     end
     if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
         and was + 0 == drain and empty_at - now <= held * was + SKEW_US
@@ -101,9 +133,14 @@ local function refund(cost, now)
         give = math.min(give, math.max(anchor - now, 0))
       end
       local level = math.max(empty_at - now - give, 0)
-      if level > 0 then
-        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + level, drain, held),
-          'PX', math.ceil(level / 1000))
+      -- A refund leaves a penalty as it is, and the bucket lives as long.
+      local lives = level
+      if ends ~= '' and ends - now > lives then
+        lives = ends - now
+      end
+      if lives > 0 then
+        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + level, drain, held)
+          .. (ends ~= '' and ':' .. ends or ''), 'PX', math.ceil(lives / 1000))
       else
         redis.call('DEL', KEYS[i])
       end
@@ -122,20 +159,22 @@ end
 -- reallocated at every power of two. Divisions round with math.ceil and
 -- math.floor, exact for integers below 2^53. Unreadable states are rare,
 -- so their list is only made when one turns up.
+-- A limit that is penalised keeps, in penalised, when its penalty ends;
+-- started says whether this hit started one. Only made when a limit has a
+-- penalty running.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+local penalised, started = nil, false
 for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
   local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
-  local level = 0
+  local level, ends = 0, ''
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
   if state then
-    -- Matched before any arithmetic, which raises an error on a string that
-    -- is no number and reads "inf", "0x1f" or " 5" as numbers.
     local empty_at, was, held
     if type(state) == 'string' then
-      empty_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+      empty_at, was, held, ends = parse(state)
     end
     if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
         and empty_at - now <= held * was + SKEW_US then
@@ -148,6 +187,7 @@ for i = 1, #KEYS do
     else
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
+      ends = ''
     end
   end
   local status, retry_after = 1, 0
@@ -163,18 +203,36 @@ for i = 1, #KEYS do
   reply[base + 3] = math.max(math.floor((limit * drain - level) / drain), 0)
   reply[base + 4] = level
   reply[base + 5] = retry_after
+  local penalty = ARGV[PENALTIES + i] + 0
+  if penalty > 0 and status ~= -1 then
+    local left = ends and ends ~= '' and ends - now or 0
+    if left <= 0 or left > penalty + SKEW_US then
+      left = 0
+      if consume and status == 0 then
+        left, started = penalty, true
+      end
+    end
+    if left > 0 then
+      reply[base + 1], admitted = 0, false
+      penalised = penalised or {}
+      penalised[i] = now + left
+    end
+  end
 end
 
 -- A denied hit still writes a bucket converted to a new drain: it pours
 -- nothing in.
-local each = ARGV[4 + 2 * #KEYS] == 'each'
-if consume and (admitted or moved or each) then
+local each = ARGV[4 + 3 * n] == 'each'
+if consume and (admitted or moved or each or started) then
   for i = 1, #KEYS do
     local base = 5 * (i - 1)
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
     local spends = admitted or (each and reply[base + 1] == 1)
-    if spends or (moved and moved[i]) then
+    -- A penalty is kept in the state whenever it is written, and one that
+    -- starts writes it.
+    local ends = penalised and penalised[i]
+    if spends or (moved and moved[i]) or ends then
       local limit = reply[base + 2]
       local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
       local level = reply[base + 4]
@@ -186,8 +244,24 @@ if consume and (admitted or moved or each) then
       -- A converted bucket may hold more than max_requests: the state
       -- names what it holds, the bound its next reader checks.
       local held = math.max(limit, math.ceil(level / drain))
-      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + level, drain, held),
-        'PX', math.ceil(level / 1000))
+      local lives = level
+      if ends and ends - now > lives then
+        lives = ends - now
+      end
+      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + level, drain, held)
+        .. (ends and string.format(':%d', ends) or ''), 'PX', math.ceil(lives / 1000))
+    end
+  end
+end
+-- The penalty shows in the reply once the writes have read the buckets.
+if penalised then
+  for i = 1, n do
+    local ends = penalised[i]
+    if ends then
+      local base, left = 5 * (i - 1), ends - now
+      reply[base + 3] = 0
+      reply[base + 4] = math.max(reply[base + 4], left)
+      reply[base + 5] = math.max(reply[base + 5], left)
     end
   end
 end

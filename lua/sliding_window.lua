@@ -1,5 +1,5 @@
 -- luathrottle script: sliding_window
--- version: 3
+-- version: 4
 -- state: 2
 --
 -- SlidingWindow: for each limit, the two-window weighted counter. Windows
@@ -34,7 +34,9 @@
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
 -- ARGV[3 + 2i]     duration of limit i, in seconds
--- ARGV[4 + 2n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 2n + i] limit i's penalty in microseconds, 0 for none (see
+--                  Penalties below)
+-- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
@@ -42,8 +44,10 @@
 -- of whole durations between EPOCH_US rounded down to a window and the
 -- window's start), the previous and the current window's counts, and the
 -- duration in seconds, apart by colons ("12345:3:1:60": 1 hit in minute
--- 12345 and 3 in the one before). It expires when the current window's
--- count stops weighing: two durations after the window's start.
+-- 12345 and 3 in the one before), then, while the limit holds a penalty,
+-- when it ends, in microseconds since 1970 (":1800000030000000"). It
+-- expires when the current window's count stops weighing, two durations
+-- after the window's start, or when its penalty ends, if later.
 --
 -- The key names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now: a count above a
@@ -62,7 +66,18 @@
 -- and the next admitted hit overwrites it (SET replaces a key of any type)
 -- with a state that expires; the reply names its limit.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 2n + i], limit i's anchor:
+-- Penalties: a limit with a penalty that denies a hit (status 0, not a
+-- cost above max_requests, and only a hit: a peek writes nothing) writes
+-- in its state that it is penalised until now plus the penalty, and
+-- until then denies every hit, whatever its counts, with retry_after and
+-- reset_after at least the penalty left and remaining 0. A denial during
+-- a penalty never lengthens it. The penalty counts nothing: the counts
+-- are kept as they are. A stored penalty is honoured only while the limit
+-- has a penalty, and only when it ends no later than the limit's penalty
+-- plus SKEW_US from now: one written under a longer penalty, or by
+-- someone else, is ignored.
+--
+-- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
 -- when the hit being refunded said its count stops weighing, in
 -- microseconds since 1970 (its now plus its reset_after_us), or "" for the
 -- current window. A refund takes the cost off the current window's count
@@ -91,6 +106,8 @@ local BOUND = 4503599627370496
 -- clocks (the clock= option) disagree by up to five minutes share windows.
 local SKEW_US = 300000000
 
+local n = #KEYS
+local PENALTIES = 3 + 2 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
@@ -100,6 +117,21 @@ if not now then
   now = time[1] * 1000000 + time[2]
 end
 
+-- A state's window index, counts and duration, and its penalty's end (''
+-- for none), or nothing when it is not one of ours. Matched before any
+-- arithmetic, which reads "inf" or " 5" as numbers.
+local function parse(state)
+  local stored, first, second, was, rest = string.match(state,
+    '^(-?%d+):(%d+):(%d+):(%d+)(.*)$')
+  if rest == '' then
+    return stored, first, second, was, ''
+  end
+  local ends = rest and string.match(rest, '^:(%d+)$')
+  if ends and #ends <= 16 then
+    return stored, first, second, was, ends
+  end
+end
+
 -- Refunds only ever lower the current window's count: kept apart from the
 -- decision below, as they are rare, and replying what a peek would.
 local function refund(cost, now)
@@ -107,19 +139,25 @@ local function refund(cost, now)
     local duration = ARGV[3 + 2 * i] * 1000000
     local window = math.floor(now / duration)
     local index = window - math.floor(EPOCH_US / duration)
-    local ends = window * duration + 2 * duration
-    local anchor = tonumber(ARGV[3 + 2 * #KEYS + i])
+    local ends_at = window * duration + 2 * duration
+    local anchor = tonumber(ARGV[3 + 3 * n + i])
     local state = redis.pcall('GET', KEYS[i])
-    local stored, first, second, was
+    local stored, first, second, was, ends
     if type(state) == 'string' then
-      stored, first, second, was = string.match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
+      stored, first, second, was, ends = parse(state)
     end
     if stored and #stored <= 17 and #first <= 16 and #second <= 16 and #was <= 9
         and was * 1000000 == duration and stored + 0 == index
-        and (not anchor or math.abs(ends - anchor) * 2 < duration) then
+        and (not anchor or math.abs(ends_at - anchor) * 2 < duration) then
+      -- A refund leaves a penalty as it is, and the state lives as long.
       local current = math.max(second - cost, 0)
+      local lives = ends_at - now
+      if ends ~= '' and ends - now > lives then
+        lives = ends - now
+      end
       redis.call('SET', KEYS[i], string.format('%d:%d:%d:%s', index, first, current,
-        ARGV[3 + 2 * i]), 'PX', math.ceil((ends - now) / 1000))
+        ARGV[3 + 2 * i]) .. (ends ~= '' and ':' .. ends or ''),
+        'PX', math.ceil(lives / 1000))
     end
   end
 end
@@ -148,8 +186,11 @@ end
 -- The reply is filled in as the limits are read; counts keeps, for the
 -- writes, each limit's window index and counts, three numbers per limit.
 -- Unreadable states are rare, so their list is only made when one turns up.
+-- A limit that is penalised keeps, in penalised, when its penalty ends;
+-- started says whether this hit started one. Only made when a limit has a
+-- penalty running.
 local reply, counts, admitted, unreadable = {0, 0, 0, 0, 0}, {}, true, nil
-local moved = nil
+local moved, penalised, started = nil, nil, false
 for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
   local duration = ARGV[3 + 2 * i] * 1000000
@@ -166,11 +207,11 @@ for i = 1, #KEYS do
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
+  local ends = ''
   if state then
-    -- Matched before any arithmetic, which reads "inf" or " 5" as numbers.
     local stored, first, second, was
     if type(state) == 'string' then
-      stored, first, second, was = string.match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
+      stored, first, second, was, ends = parse(state)
     end
     local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
       and #was <= 9 and was + 0 > 0
@@ -185,6 +226,7 @@ for i = 1, #KEYS do
     if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
+      ends = ''
     elseif was ~= duration then
       -- A named limit's window changed: what the old window still counts
       -- counts in the new one's current window.
@@ -244,18 +286,36 @@ for i = 1, #KEYS do
     reply[base + 4] = 0
   end
   reply[base + 5] = retry_after
+  local penalty = ARGV[PENALTIES + i] + 0
+  if penalty > 0 and status ~= -1 then
+    local left = ends and ends ~= '' and ends - now or 0
+    if left <= 0 or left > penalty + SKEW_US then
+      left = 0
+      if consume and status == 0 then
+        left, started = penalty, true
+      end
+    end
+    if left > 0 then
+      reply[base + 1], admitted = 0, false
+      penalised = penalised or {}
+      penalised[i] = now + left
+    end
+  end
 end
 
 -- A denied hit still writes a state it moved to a new duration: it counts
 -- nothing.
-local each = ARGV[4 + 2 * #KEYS] == 'each'
-if consume and (admitted or moved or each) then
+local each = ARGV[4 + 3 * n] == 'each'
+if consume and (admitted or moved or each or started) then
   for i = 1, #KEYS do
     local base = 5 * (i - 1)
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
     local spends = admitted or (each and reply[base + 1] == 1)
-    if spends or (moved and moved[i]) then
+    -- A penalty is kept in the state whenever it is written, and one that
+    -- starts writes it.
+    local ends = penalised and penalised[i]
+    if spends or (moved and moved[i]) or ends then
       local duration = ARGV[3 + 2 * i] * 1000000
       local index, previous = counts[3 * i - 2], counts[3 * i - 1]
       local current = counts[3 * i]
@@ -265,9 +325,25 @@ if consume and (admitted or moved or each) then
         reply[base + 3] = reply[base + 3] - cost
         reply[base + 4] = reset_after
       end
+      local lives = reset_after
+      if ends and ends - now > lives then
+        lives = ends - now
+      end
       local state = string.format('%d:%d:%d:', index, previous, current)
-        .. ARGV[3 + 2 * i]
-      redis.call('SET', KEYS[i], state, 'PX', math.ceil(reset_after / 1000))
+        .. ARGV[3 + 2 * i] .. (ends and string.format(':%d', ends) or '')
+      redis.call('SET', KEYS[i], state, 'PX', math.ceil(lives / 1000))
+    end
+  end
+end
+-- The penalty shows in the reply once the writes have read it.
+if penalised then
+  for i = 1, n do
+    local ends = penalised[i]
+    if ends then
+      local base, left = 5 * (i - 1), ends - now
+      reply[base + 3] = 0
+      reply[base + 4] = math.max(reply[base + 4], left)
+      reply[base + 5] = math.max(reply[base + 5], left)
     end
   end
 end

@@ -1,5 +1,5 @@
 -- luathrottle script: token_bucket
--- version: 3
+-- version: 4
 -- state: 2
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
@@ -24,7 +24,9 @@
 -- ARGV[1 + 3i]     max_requests of limit i
 -- ARGV[2 + 3i]     duration of limit i, in seconds
 -- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
--- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 3n + i] limit i's penalty in microseconds, 0 for none (see
+--                  Penalties below)
+-- ARGV[4 + 4n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
@@ -32,7 +34,8 @@
 -- since 1970: when the bucket will be full again, expiring then; then the
 -- interval and the burst it was written with (or the tokens it owes, if
 -- more), apart by colons
--- ("1800000000000000:600000:100").
+-- ("1800000000000000:600000:100"); then, while the limit holds a penalty,
+-- when it ends, in microseconds since 1970 (":1800000030000000").
 --
 -- The key names a limit by its name or its window, not by its numbers, so
 -- the state is judged against the limit given now. The tokens a bucket
@@ -51,7 +54,18 @@
 -- peek writes nothing and the next admitted hit overwrites it (SET replaces
 -- a key of any type) with a state that expires; the reply names its limit.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
+-- Penalties: a limit with a penalty that denies a hit (status 0, not a
+-- cost above its bucket, and only a hit: a peek writes nothing) writes in
+-- its state that it is penalised until now plus the penalty, and until
+-- then denies every hit, whatever its bucket holds, with retry_after and
+-- reset_after at least the penalty left and remaining 0. A denial during
+-- a penalty never lengthens it. The penalty takes nothing: the bucket is
+-- kept as it is, and lives at least as long as the penalty. A stored
+-- penalty is honoured only while the limit has a penalty, and only when
+-- it ends no later than the limit's penalty plus SKEW_US from now: one
+-- written under a longer penalty, or by someone else, is ignored.
+--
+-- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is full again, in
 -- microseconds since 1970 (its now plus its reset_after_us), or "" for
 -- none. A refund gives back cost * interval of the debt, no more than the
@@ -77,6 +91,8 @@ local SKEW_US = 300000000
 -- 142 years): sums with it stay exact below 2^53.
 local BOUND = 4503599627370496
 
+local n = #KEYS
+local PENALTIES = 3 + 3 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
@@ -86,16 +102,31 @@ if not now then
   now = time[1] * 1000000 + time[2]
 end
 
+-- A state's time, step and size, and its penalty's end ('' for none), or
+-- nothing when it is not one of ours. Matched before any arithmetic, which
+-- raises an error on a string that is no number and reads "inf", "0x1f" or
+-- " 5" as numbers.
+local function parse(state)
+  local at, was, held, rest = string.match(state, '^(%d+):(%d+):(%d+)(.*)$')
+  if rest == '' then
+    return at, was, held, ''
+  end
+  local ends = rest and string.match(rest, '^:(%d+)$')
+  if ends and #ends <= 16 then
+    return at, was, held, ends
+  end
+end
+
 -- Refunds only ever lower a bucket's debt: kept apart from the decision
 -- below, as they are rare.
 local function refund(cost, now)
   for i = 1, #KEYS do
     local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
-    local anchor = tonumber(ARGV[3 + 3 * #KEYS + i])
+    local anchor = tonumber(ARGV[3 + 4 * n + i])
     local state = redis.pcall('GET', KEYS[i])
-    local full_at, was, held
+    local full_at, was, held, ends
     if type(state) == 'string' then
-      full_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+      full_at, was, held, ends = parse(state)
     end
     if full_at and #full_at <= 16 and #was <= 16 and #held <= 16
         and was + 0 == interval and full_at - now <= held * was + SKEW_US
@@ -105,9 +136,14 @@ local function refund(cost, now)
         give = math.min(give, math.max(anchor - now, 0))
       end
       local debt = math.max(full_at - now - give, 0)
-      if debt > 0 then
-        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + debt, interval, held),
-          'PX', math.ceil(debt / 1000))
+      -- A refund leaves a penalty as it is, and the bucket lives as long.
+      local lives = debt
+      if ends ~= '' and ends - now > lives then
+        lives = ends - now
+      end
+      if lives > 0 then
+        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + debt, interval, held)
+          .. (ends ~= '' and ':' .. ends or ''), 'PX', math.ceil(lives / 1000))
       else
         redis.call('DEL', KEYS[i])
       end
@@ -126,7 +162,11 @@ end
 -- algorithm's check_limits keeps burst * interval within 2^52, and a cost
 -- above burst is refused before it is multiplied. Unreadable states are
 -- rare, so their list is only made when one turns up.
+-- A limit that is penalised keeps, in penalised, when its penalty ends;
+-- started says whether this hit started one. Only made when a limit has a
+-- penalty running.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+local penalised, started = nil, false
 for i = 1, #KEYS do
   local limit = ARGV[1 + 3 * i] + 0
   local burst = ARGV[3 + 3 * i] + 0
@@ -134,12 +174,11 @@ for i = 1, #KEYS do
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
-  local debt = 0
+  local debt, ends = 0, ''
   if state then
-    -- Matched before any arithmetic, which reads "inf" or " 5" as numbers.
     local full_at, was, held
     if type(state) == 'string' then
-      full_at, was, held = string.match(state, '^(%d+):(%d+):(%d+)$')
+      full_at, was, held, ends = parse(state)
     end
     if full_at and #full_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
         and full_at - now <= held * was + SKEW_US then
@@ -153,6 +192,7 @@ for i = 1, #KEYS do
     else
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
+      ends = ''
     end
   end
   local status, retry_after = 1, 0
@@ -169,18 +209,36 @@ for i = 1, #KEYS do
   reply[base + 3] = math.max(math.floor((burst * interval - debt) / interval), 0)
   reply[base + 4] = debt
   reply[base + 5] = retry_after
+  local penalty = ARGV[PENALTIES + i] + 0
+  if penalty > 0 and status ~= -1 then
+    local left = ends and ends ~= '' and ends - now or 0
+    if left <= 0 or left > penalty + SKEW_US then
+      left = 0
+      if consume and status == 0 then
+        left, started = penalty, true
+      end
+    end
+    if left > 0 then
+      reply[base + 1], admitted = 0, false
+      penalised = penalised or {}
+      penalised[i] = now + left
+    end
+  end
 end
 
 -- A denied hit still writes a bucket converted to a new interval: it
 -- takes no token.
-local each = ARGV[4 + 3 * #KEYS] == 'each'
-if consume and (admitted or moved or each) then
+local each = ARGV[4 + 4 * n] == 'each'
+if consume and (admitted or moved or each or started) then
   for i = 1, #KEYS do
     local base = 5 * (i - 1)
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
     local spends = admitted or (each and reply[base + 1] == 1)
-    if spends or (moved and moved[i]) then
+    -- A penalty is kept in the state whenever it is written, and one that
+    -- starts writes it.
+    local ends = penalised and penalised[i]
+    if spends or (moved and moved[i]) or ends then
       local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
       local debt = reply[base + 4]
       if spends then
@@ -191,8 +249,24 @@ if consume and (admitted or moved or each) then
       -- A converted bucket may owe more than burst: the state names what it
       -- owes, the bound its next reader checks.
       local held = math.max(ARGV[3 + 3 * i] + 0, math.ceil(debt / interval))
-      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + debt, interval, held),
-        'PX', math.ceil(debt / 1000))
+      local lives = debt
+      if ends and ends - now > lives then
+        lives = ends - now
+      end
+      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + debt, interval, held)
+        .. (ends and string.format(':%d', ends) or ''), 'PX', math.ceil(lives / 1000))
+    end
+  end
+end
+-- The penalty shows in the reply once the writes have read the buckets.
+if penalised then
+  for i = 1, n do
+    local ends = penalised[i]
+    if ends then
+      local base, left = 5 * (i - 1), ends - now
+      reply[base + 3] = 0
+      reply[base + 4] = math.max(reply[base + 4], left)
+      reply[base + 5] = math.max(reply[base + 5], left)
     end
   end
 end

@@ -73,15 +73,15 @@ return reply
 #: The commands a SimpleRate hit runs, every limit of an identity a field of
 #: one hash: TIME, one HMGET and one HSET, whatever the number of limits (a
 #: window that opens adds a PTTL). KEYS[1] is the hash; ARGV is a SimpleRate
-#: hit's, fields included.
+#: hit's, penalties and fields included.
 HASH_FLOOR_SCRIPT = """
 local time = redis.call('TIME')
 local state = time[1] .. time[2]
-local n = (#ARGV - 3) / 3
-redis.call('HMGET', KEYS[1], unpack(ARGV, 4 + 2 * n, 3 + 3 * n))
+local n = (#ARGV - 3) / 4
+redis.call('HMGET', KEYS[1], unpack(ARGV, 4 + 3 * n, 3 + 4 * n))
 local writes, reply = {}, {}
 for i = 1, n do
-  writes[2 * i - 1], writes[2 * i] = ARGV[3 + 2 * n + i], state
+  writes[2 * i - 1], writes[2 * i] = ARGV[3 + 3 * n + i], state
   local m = #reply
   reply[m + 1], reply[m + 2], reply[m + 3], reply[m + 4], reply[m + 5] = 1, 0, 0, 0, 0
 end
@@ -96,8 +96,8 @@ return reply
 LEAST_DECISION_SCRIPT = """
 local time = redis.call('TIME')
 local now = time[1] * 1000000 + time[2]
-local n = (#ARGV - 3) / 3
-local fields = 3 + 2 * n
+local n = (#ARGV - 3) / 4
+local fields = 3 + 3 * n
 local cost = ARGV[2] + 0
 local states = redis.call('HMGET', KEYS[1], unpack(ARGV, fields + 1, fields + n))
 local reply, admitted = {}, true

@@ -373,7 +373,12 @@ def test_no_split_of_a_text_between_view_and_cache_key_name_shares_a_key(text):
 
 
 limits_lists = st.lists(
-    st.builds(Limit, st.integers(1, MAX_REQUESTS), st.integers(1, MAX_DURATION)),
+    st.builds(
+        Limit,
+        st.integers(1, MAX_REQUESTS),
+        st.integers(1, MAX_DURATION),
+        penalty=st.one_of(st.none(), st.integers(1, MAX_DURATION)),
+    ),
     min_size=1,
     max_size=4,
 )
@@ -406,16 +411,26 @@ def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limit
     sent = min(cost, most + 1)
     assert args[:3] == [mode, str(sent), "" if now_us is None else str(now_us)]
     numbers = [int(arg) for arg in args[3:]]
+    # Each limit's penalty, in microseconds, follows every limit's numbers.
+    penalties = [
+        0 if limit.penalty is None else limit.penalty * 1_000_000 for limit in limits
+    ]
     if isinstance(algorithm, TokenBucket):
-        assert numbers == [
-            n
-            for limit in limits
-            for n in (limit.max_requests, limit.duration, algorithm.burst_of(limit))
-        ]
+        assert (
+            numbers
+            == [
+                n
+                for limit in limits
+                for n in (limit.max_requests, limit.duration, algorithm.burst_of(limit))
+            ]
+            + penalties
+        )
     else:
-        assert numbers == [
-            n for limit in limits for n in (limit.max_requests, limit.duration)
-        ]
+        assert (
+            numbers
+            == [n for limit in limits for n in (limit.max_requests, limit.duration)]
+            + penalties
+        )
 
 
 reply_integers = st.integers(-(2**63), 2**63 - 1)

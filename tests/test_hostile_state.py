@@ -66,7 +66,9 @@ GARBAGE = {
     "colon": ":",
     "no-count": "1800000000000:",
     "no-window": ":3",
-    "four-colons": "1:1:1:1:1",
+    # One field more than any state holds, a penalty's end included.
+    "five-colons": "1:1:1:1:1:1",
+    "empty-penalty": "1:1:1:1:",
     "signed-count": "1800000000000:-1",
     "spaced-colon": "1800000000000: 1",
 }

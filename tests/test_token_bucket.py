@@ -183,16 +183,18 @@ def test_equality_and_repr_follow_the_burst():
     assert repr(TokenBucket(5)) == "TokenBucket(burst=5)"
 
 
-def test_pack_args_carries_each_limits_burst():
-    limits = [Limit(5, 60), Limit(100, 3600)]
+def test_pack_args_carries_each_limits_burst_then_penalties():
+    limits = [Limit(5, 60), Limit(100, 3600, penalty=1.5)]
     assert TokenBucket().pack_args("hit", 2, 7, limits) == [
         *("hit", "2", "7"),
         *("5", "60", "5"),
         *("100", "3600", "100"),
+        *("0", "1500000"),
     ]
     assert TokenBucket(3).pack_args("peek", 1, None, limits)[3:] == [
         *("5", "60", "3"),
         *("100", "3600", "3"),
+        *("0", "1500000"),
     ]
 
 

@@ -20,7 +20,7 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode
 from luathrottle.backends.base import AsyncBackend, StoreTraits, SyncBackend
 from luathrottle.decision import Decision, LimitDecision
 from luathrottle.exceptions import BackendError
-from luathrottle.rates import Limit, LimitSpec, parse_limits_named
+from luathrottle.rates import Limit, LimitSpec, parse_limits_named, penalised
 from luathrottle.scripts import Script
 
 __all__ = [
@@ -176,6 +176,10 @@ class Batching(NamedTuple):
         return (self.batch, digest) if self.single_slot else self.batch
 
 
+#: Per-call limits parsed are remembered up to this many per limiter: limits
+#: from a caller's own data cannot grow them without end.
+_REMEMBERED = 256
+
 #: One batch object per store, algorithm and clock. The algorithm itself,
 #: not its type: one script call packs one algorithm's options (a
 #: TokenBucket's burst) for all its limits. Forgotten all at once past
@@ -228,11 +232,11 @@ def call_limits(
     memos: dict[object, tuple[Limit, ...]],
     limits: LimitSpec | Iterable[LimitSpec],
     algorithm: BaseThrottleAlgorithm,
-    most: int,
+    penalty: float | None,
 ) -> tuple[Limit, ...]:
     """A limiter's per-call ``limits``, validated as its constructor's are,
-    naming ``limits``; remembered in ``memos`` (up to ``most``) when they
-    are hashable.
+    naming ``limits``, with the limiter's ``penalty`` where they set none;
+    remembered in ``memos`` (up to ``_REMEMBERED``) when they are hashable.
 
     Raises:
         TypeError, ValueError: naming ``limits``.
@@ -240,14 +244,14 @@ def call_limits(
     memo = limits_memo(limits)
     if memo is not None and memo in memos:
         return memos[memo]
-    parsed = parse_limits_named(limits, "limits")
+    parsed = penalised(parse_limits_named(limits, "limits"), penalty)
     check_apart(parsed, "limits")
     try:
         algorithm.check_limits(parsed)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"limits: {exc}") from None
     if memo is not None:
-        if len(memos) >= most:
+        if len(memos) >= _REMEMBERED:
             memos.clear()
         memos[memo] = parsed
     return parsed

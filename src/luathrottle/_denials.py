@@ -64,6 +64,11 @@ other numbers is converted to the limits a call gives, and a hit writes it
 so converted, but a peek only reads it, so the store's state does not age
 as the peek's reply would.
 
+Calls with a limit that has a penalty (``Limit(penalty=...)``) always go
+to the store, and their denials are not remembered: a reply shows a
+penalty's wait as a wait, with no way to tell it from the count's, so no
+replay could age it exactly.
+
 The cache is an LRU of at most ``size`` identities behind one lock, held
 only for dictionary operations (never across an await or a store call),
 so threads and asyncio tasks share it safely.
@@ -149,7 +154,7 @@ class DenialCache:
         """The script's reply for a call on the state ``keys`` (one per
         limit of ``limits``) of ``cost`` at ``now_us``, when the remembered
         denial proves it denied; None to ask the store."""
-        if not self._entries:
+        if not self._entries or _penalised(limits):
             return None
         with self._lock:
             entry = self._entries.get(keys)
@@ -183,6 +188,8 @@ class DenialCache:
         if self._naming and any(key in self._naming for key in keys):
             with self._lock:
                 self._drop_naming(keys)
+        if _penalised(limits):
+            return
         fields = FIELDS * len(limits)
         statuses = reply[0:fields:FIELDS]
         waits = [
@@ -227,6 +234,12 @@ class DenialCache:
         for key in keys:
             for entry_keys in list(self._naming.get(key, ())):
                 self._drop(entry_keys)
+
+
+def _penalised(limits: Sequence[Limit]) -> bool:
+    """Whether a limit has a penalty: its denials are not replayed, as a
+    reply does not tell the penalty's end from its count's."""
+    return any(limit.penalty is not None for limit in limits)
 
 
 def denial_cache(

@@ -8,7 +8,7 @@ rest, on whichever backend runs it.
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
-from luathrottle.rates import Limit, check_limit_count
+from luathrottle.rates import Limit, check_limit_count, penalty_us
 from luathrottle.scripts import Script, get_script
 
 __all__ = [
@@ -65,12 +65,15 @@ class BaseThrottleAlgorithm:
         A cost above every limit is sent as the largest limit plus one: each
         limit then decides exactly as for the real cost (it exceeds them
         all), and the script's arithmetic stays exact however large the cost.
+        Each limit's ``max_requests`` and duration come first, then each
+        limit's penalty in microseconds (0 for none).
         """
         most = max(limit.max_requests for limit in limits) + 1
         args = [mode, str(min(cost, most)), "" if now_us is None else str(now_us)]
         for limit in limits:
             args.append(str(limit.max_requests))
             args.append(str(limit.duration))
+        args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
 
     def __repr__(self) -> str:
@@ -209,15 +212,16 @@ class TokenBucket(BaseThrottleAlgorithm):
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
         """The ARGV of one call: three values per limit, ``max_requests``,
-        ``duration`` and the burst (see ``lua/token_bucket.lua``). A cost
-        above every bucket is sent as the largest plus one, as the base
-        class does with limits."""
+        ``duration`` and the burst (see ``lua/token_bucket.lua``), then each
+        limit's penalty. A cost above every bucket is sent as the largest
+        plus one, as the base class does with limits."""
         most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
         args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
         for limit in limits:
             args.append(str(limit.max_requests))
             args.append(str(limit.duration))
             args.append(str(self.burst_of(limit)))
+        args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
 
     def __repr__(self) -> str:

@@ -152,6 +152,9 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
         problem_json: with ``exception_handler``, answer a request this
             throttle refused with an RFC 9457 ``application/problem+json``
             body rather than DRF's; False by default.
+        penalty: seconds for which a client this throttle denies is denied
+            every request, as for ``luathrottle.django.SyncThrottle``; None
+            (default) for none.
         count_when: ``count_when(response) -> bool``, set with
             ``staticmethod``: on a view with ``RateLimitHeadersMixin``, an
             admitted request whose response does not count is refunded (for
@@ -167,6 +170,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
     shadow: ClassVar[bool] = False
     near_limit: ClassVar[float | None] = None
     counting: ClassVar[Counting] = "each"
+    penalty: ClassVar[float | None] = None
     count_when: ClassVar[CountWhen | None] = None
     problem_json: ClassVar[bool] = False
     response_headers: ClassVar[Sequence[BaseResponseHeadersProvider]] = DRAFT_PROVIDERS
@@ -263,6 +267,7 @@ class SimpleRateThrottle(_drf.SimpleRateThrottle):  # type: ignore[misc]
                     shadow=cls.shadow,
                     near_limit=cls.near_limit,
                     counting=cls.counting,
+                    penalty=cls.penalty,
                 )
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfigured(

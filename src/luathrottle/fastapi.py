@@ -189,6 +189,7 @@ class _Base(Generic[_LimiterT]):
         observers: Iterable[Observer] | None = None,
         shadow: bool = False,
         near_limit: float | None = None,
+        penalty: float | None = None,
         max_wait: float | None = None,
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
@@ -213,6 +214,7 @@ class _Base(Generic[_LimiterT]):
             "observers": observers,
             "shadow": shadow,
             "near_limit": near_limit,
+            "penalty": penalty,
         }
         # Built now, so that a bad argument fails here and not at the first
         # request; the limiter checks that the backend is of its kind.
@@ -354,6 +356,9 @@ class Throttle(_Base[AsyncLimiter]):
             (see ``Limiter``).
         near_limit: the fraction of a limit under which an admitted request
             is reported as ``Outcome.NEAR_LIMIT``; None (default) for never.
+        penalty: seconds for which a client a limit denies is denied every
+            request, counted from the denial (see ``Limiter``); None
+            (default) for none.
         max_wait: hold a denied request up to this many seconds, until it
             fits, rather than answer 429; a request that cannot fit in time
             gets its 429 at once. None (default): never hold.

@@ -46,15 +46,14 @@ from luathrottle.algorithms import BaseThrottleAlgorithm, Mode, SimpleRate
 from luathrottle.backends.base import AsyncBackend, SyncBackend, check_backend_kind
 from luathrottle.backends.memory import _default_memory
 from luathrottle.decision import Decision
-from luathrottle.rates import Limit, LimitSpec, parse_limits
+from luathrottle.rates import Limit, LimitSpec, check_penalty, parse_limits, penalised
 
 __all__ = ["AsyncLimiter", "Limiter"]
 
 _BackendT = TypeVar("_BackendT", SyncBackend, AsyncBackend)
 
 
-#: Per-call limits parsed, and key frames built, are remembered up to this
-#: many: limits from a caller's own data cannot grow them without end.
+#: Per-call limits' key frames kept, at most: a caller's data cannot grow them.
 _REMEMBERED = 256
 #: The usual calls of this many recent identities are remembered, each
 #: whole (its keys and arguments), per mode; forgotten all at once past it.
@@ -92,8 +91,11 @@ class _BaseLimiter(Generic[_BackendT]):
         shadow: bool = False,
         near_limit: float | None = None,
         counting: Counting = "all_or_nothing",
+        penalty: float | None = None,
     ) -> None:
-        self.limits = parse_limits(max_requests, duration_in_seconds)
+        self.penalty = check_penalty(penalty)
+        limits = parse_limits(max_requests, duration_in_seconds)
+        self.limits = penalised(limits, penalty)
         check_apart(self.limits, "max_requests")
         self.algorithm = SimpleRate() if algorithm is None else algorithm
         if not isinstance(self.algorithm, BaseThrottleAlgorithm):
@@ -179,7 +181,7 @@ class _BaseLimiter(Generic[_BackendT]):
         chosen = (
             self.limits
             if limits is None
-            else call_limits(self._call_limits, limits, self.algorithm, _REMEMBERED)
+            else call_limits(self._call_limits, limits, self.algorithm, self.penalty)
         )
         frames = self._frames if limits is None else self._frames_of(chosen)
         keys = tuple([head + digest + tail for head, tail in frames])
@@ -303,6 +305,7 @@ class Limiter(_BaseLimiter[SyncBackend], Limits, Refunds):
         counting: ``"all_or_nothing"`` (default): a hit one limit denies
             counts in none; ``"each"``: it counts in every limit that admits
             it (DRF's way), and the hit is still denied.
+        penalty: each limit's ``Limit(penalty=...)`` unless it sets one.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.

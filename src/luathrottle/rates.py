@@ -1,9 +1,10 @@
 """Rates and limits: how many requests, over how many seconds."""
 
 import enum
+import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["MAX_DURATION", "MAX_LIMITS", "MAX_NAME", "MAX_REQUESTS", "Limit", "Rate"]
 
@@ -46,18 +47,26 @@ class Limit:
             ever, but it refuses nothing and shows no quota; observers see
             its would-be denials as ``Outcome.SHADOW_DENIED``. Its counts do
             not depend on it, so dropping it enforces the limit as counted.
+        penalty: seconds (an int or a float above 0, at most
+            ``MAX_DURATION``) for which a key this limit denies is denied
+            every hit, counted from the denial, with ``retry_after`` the
+            penalty left; None (the default) for no penalty. See
+            ``docs/penalty.md``.
 
     Raises:
         TypeError: an argument is not an int (bools and floats included), the
-            name is not a str, or ``shadow`` is not a bool.
-        ValueError: an argument is below 1 or too large to stay exact, or
-            the name is too long or not printable.
+            name is not a str, ``shadow`` is not a bool, or ``penalty`` is
+            not a number or None.
+        ValueError: an argument is below 1 or too large to stay exact, the
+            name is too long or not printable, or ``penalty`` is not above
+            0 (by at least a microsecond) or longer than ``MAX_DURATION``.
     """
 
     max_requests: int
     duration: int
     name: str = ""
     shadow: bool = False
+    penalty: float | None = None
 
     def __post_init__(self) -> None:
         _check_count("max_requests", self.max_requests, MAX_REQUESTS)
@@ -71,9 +80,58 @@ class Limit:
             )
         if not isinstance(self.shadow, bool):
             raise TypeError(f"shadow must be True or False, got {self.shadow!r}")
+        check_penalty(self.penalty)
         object.__setattr__(self, "duration", int(self.duration))
         if not self.name:
             object.__setattr__(self, "name", f"{self.max_requests}/{self.duration}s")
+
+
+def check_penalty(penalty: object) -> float | None:
+    """``penalty``, validated: None, or seconds above 0 (by at least a
+    microsecond, what the scripts count in) and at most ``MAX_DURATION``.
+
+    Raises:
+        TypeError, ValueError: naming ``penalty``.
+    """
+    if penalty is None:
+        return None
+    if isinstance(penalty, bool) or not isinstance(penalty, int | float):
+        raise TypeError(
+            "penalty must be a number of seconds or None, got "
+            f"{type(penalty).__name__} {penalty!r}"
+        )
+    if not (math.isfinite(penalty) and 0 < penalty <= MAX_DURATION) or (
+        penalty_us(penalty) < 1
+    ):
+        raise ValueError(
+            "penalty must be above 0 (at least a microsecond) and at most "
+            f"{MAX_DURATION} seconds, got {penalty!r}"
+        )
+    return penalty
+
+
+def penalty_us(penalty: float | None) -> int:
+    """A penalty in whole microseconds, as the scripts take it; 0 for
+    none."""
+    return 0 if penalty is None else round(penalty * 1_000_000)
+
+
+def penalised(limits: tuple[Limit, ...], penalty: float | None) -> tuple[Limit, ...]:
+    """``limits``, each with ``penalty`` unless it has one of its own: a
+    limiter's or a throttle's ``penalty=`` is its limits' default."""
+    if penalty is None:
+        return limits
+    return tuple(
+        limit if limit.penalty is not None else replace(limit, penalty=penalty)
+        for limit in limits
+    )
+
+
+def renamed(limit: Limit, name: str, penalty: float | None) -> Limit:
+    """``limit`` called ``name``, with ``penalty`` unless it has one of its
+    own: a throttle's limit, named after its cache key."""
+    own = limit.penalty
+    return replace(limit, name=name, penalty=penalty if own is None else own)
 
 
 def _check_count(argument: str, value: object, maximum: int) -> None:

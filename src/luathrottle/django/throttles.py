@@ -42,7 +42,7 @@ from luathrottle.django._identities import check_scope, identity_of
 from luathrottle.django._outcomes import ThrottlingReport
 from luathrottle.django.cache_keys import BaseThrottleCacheKey, RemoteAddr
 from luathrottle.headers import BaseResponseHeadersProvider
-from luathrottle.rates import Limit, LimitSpec, parse_limit
+from luathrottle.rates import Limit, LimitSpec, check_penalty, parse_limit, renamed
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncThrottle", "BaseThrottle", "SyncThrottle", "ThrottlingReport"]
@@ -128,6 +128,9 @@ class BaseThrottle(Generic[_BackendT]):
             ``"each"``: this throttle counts every request it admits, even
             one another throttle denies (DRF's way). Throttles of a stage
             that count apart are decided in calls apart, in one round trip.
+        penalty: seconds for which a client this throttle denies is denied
+            every request, counted from the denial; None (default) for none.
+            A ``Limit(penalty=...)`` rate sets its own (``docs/penalty.md``).
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
@@ -156,7 +159,9 @@ class BaseThrottle(Generic[_BackendT]):
         near_limit: float | None = None,
         max_wait: float | None = None,
         counting: Counting = "all_or_nothing",
+        penalty: float | None = None,
     ) -> None:
+        self.penalty = check_penalty(penalty)
         self.cache_key = RemoteAddr() if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
             raise TypeError(
@@ -182,12 +187,7 @@ class BaseThrottle(Generic[_BackendT]):
             self.rate = max_requests
         else:
             limit = parse_limit(max_requests, duration_in_seconds)
-            self._limit = Limit(
-                limit.max_requests,
-                limit.duration,
-                name=self.cache_key.name,
-                shadow=limit.shadow,
-            )
+            self._limit = renamed(limit, self.cache_key.name, self.penalty)
             self.algorithm.check_limits((self._limit,))
         self._rate_limits: dict[str | Limit, Limit] = {}
         self.script: Script = self.algorithm.script
@@ -261,10 +261,7 @@ class BaseThrottle(Generic[_BackendT]):
                     "'5/minute', a Limit, a (max_requests, duration) pair, or "
                     f"None, got {type(value).__name__}"
                 )
-            parsed = parse_limit(value)
-            limit = Limit(
-                parsed.max_requests, parsed.duration, self.cache_key.name, parsed.shadow
-            )
+            limit = renamed(parse_limit(value), self.cache_key.name, self.penalty)
             self.algorithm.check_limits((limit,))
         except (TypeError, ValueError) as exc:
             raise type(exc)(

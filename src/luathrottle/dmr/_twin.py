@@ -159,6 +159,7 @@ class Twin:
         near_limit: float | None = None,
         counting: Counting = "all_or_nothing",
         count_when: CountWhen | None = None,
+        penalty: float | None = None,
     ) -> None:
         self.count_when = check_count_when(count_when, type(self).__name__)
         # The inner throttle checks that the backend is of its kind.
@@ -180,6 +181,7 @@ class Twin:
             shadow=shadow,
             near_limit=near_limit,
             counting=counting,
+            penalty=penalty,
         )
         self.max_requests = self.inner.limit.max_requests
         self.duration_in_seconds = self.inner.limit.duration
@@ -225,6 +227,7 @@ class Twin:
             near_limit=self.inner.near_limit,
             counting=self.inner.counting,
             count_when=self.count_when,
+            penalty=self.inner.penalty,
         )
 
     __replace__ = replace
