@@ -5,6 +5,7 @@ left, for as long as it runs."""
 import uuid
 
 import httpx
+import pytest
 from fastapi import Depends, FastAPI
 from flask import Flask
 from rest_framework.throttling import AnonRateThrottle
@@ -99,3 +100,32 @@ def test_flask_route_limit_with_a_penalty():
     answers = [client.get("/") for _ in range(3)]
     assert [answer.status_code for answer in answers] == [200, 200, 429]
     assert answers[2].headers["Retry-After"] == "3600"
+
+
+def test_flask_limit_takes_a_penalty_for_its_limits(clock):
+    app = Flask(f"test-{uuid.uuid4().hex}")
+    throttle = FlaskThrottle(app, backend=MemoryBackend(clock=clock))
+
+    @app.get("/")
+    @throttle.limit(["2/minute", Limit(100, 3600, penalty=5)], penalty=600)
+    def index():
+        return "ok"
+
+    client = app.test_client()
+    answers = [client.get("/") for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert answers[2].headers["Retry-After"] == "600"
+    # A minute on, the count of "2/minute" has room again, but its penalty
+    # runs on.
+    clock.advance(61)
+    denied = client.get("/")
+    assert denied.status_code == 429
+    assert denied.headers["Retry-After"] == "539"
+    clock.advance(540)
+    assert client.get("/").status_code == 200
+
+
+def test_flask_limit_refuses_a_bad_penalty_naming_it():
+    throttle = FlaskThrottle(backend=MemoryBackend())
+    with pytest.raises(ValueError, match="penalty"):
+        throttle.limit("2/minute", penalty=-1)

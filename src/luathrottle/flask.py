@@ -66,7 +66,13 @@ from luathrottle._providers import DRAFT_PROVIDERS, check_providers
 from luathrottle.backends.base import SyncBackend, check_backend_kind
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.headers import BaseResponseHeadersProvider
-from luathrottle.rates import Limit, LimitSpec, parse_limits_named
+from luathrottle.rates import (
+    Limit,
+    LimitSpec,
+    check_penalty,
+    parse_limits_named,
+    penalised,
+)
 
 __all__ = ["Throttle", "remote_address"]
 
@@ -101,8 +107,11 @@ class _Limits:
         shadow: bool | None,
         response_headers: Iterable[BaseResponseHeadersProvider] | None,
         count_when: CountWhen | None = None,
+        penalty: float | None = None,
     ) -> None:
-        self.limits: tuple[Limit, ...] = parse_limits_named(limits, "limits")
+        self.limits: tuple[Limit, ...] = penalised(
+            parse_limits_named(limits, "limits"), check_penalty(penalty)
+        )
         self.count_when = check_count_when(
             count_when, "luathrottle.flask.Throttle.limit"
         )
@@ -128,8 +137,7 @@ class _Limits:
 
 
 class _AppState:
-    """What a ``Throttle`` keeps per app: its settings, and the limiter of
-    each set of limits on each route, made at the route's first request."""
+    """A ``Throttle``'s settings per app, and its limiters, made lazily."""
 
     def __init__(
         self,
@@ -281,6 +289,7 @@ class Throttle:
         shadow: bool | None = None,
         response_headers: Iterable[BaseResponseHeadersProvider] | None = None,
         count_when: CountWhen | None = None,
+        penalty: float | None = None,
     ) -> Callable[[_Guarded], _Guarded]:
         """Limit a view, or every route of a blueprint: a decorator.
 
@@ -298,12 +307,15 @@ class Throttle:
                 response does not count is refunded after the view, such as
                 any but a 401 or 403 for a login view; None (default):
                 every request counts.
+            penalty: seconds for which a client one of these limits denied
+                is denied every request (``Limit(penalty=...)``); None
+                (default) for none.
 
         Raises:
             TypeError, ValueError: a bad argument, named in the message.
         """
         limited = _Limits(
-            limits, key, scope, algorithm, shadow, response_headers, count_when
+            limits, key, scope, algorithm, shadow, response_headers, count_when, penalty
         )
 
         def decorate(guarded: _Guarded) -> _Guarded:
@@ -316,8 +328,7 @@ class Throttle:
         return decorate
 
     def exempt(self, guarded: _Guarded) -> _Guarded:
-        """Exempt a view, or every route of a blueprint, from every limit:
-        a decorator."""
+        """A decorator: exempt a view, or a blueprint's routes, from limits."""
         self._exempt.add(guarded)
         return guarded
 
