@@ -29,7 +29,7 @@ nox.options.error_on_missing_interpreters = True
 #: dmr is added by the session whose Django it accepts.
 _NOT_RUNTIME = {"dev", "bench", "dmr"}
 #: Dev tools that lint or package rather than run tests.
-_NOT_TEST_TOOLS = {"ruff", "mypy", "django-stubs", "nox", "twine"}
+_NOT_TEST_TOOLS = {"ruff", "mypy", "django-stubs", "nox", "build", "hatchling", "twine"}
 #: django-modern-rest 0.16 requires Django >= 5, so the lowest session, on
 #: Django 4.2, cannot install it; tests/conftest.py leaves its files out there.
 _DMR = "django-modern-rest"
