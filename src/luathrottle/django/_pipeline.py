@@ -46,6 +46,7 @@ from luathrottle.django._outcomes import (
     recorded_verdicts,
 )
 from luathrottle.django._responses import not_authenticated, respond
+from luathrottle.django._session_user import session_user
 from luathrottle.django._validation import Bound, check_throttles, counted_apart
 from luathrottle.django.auth import BaseAsyncAuth, BaseSyncAuth
 from luathrottle.django.concurrency import BaseConcurrencyThrottle
@@ -284,10 +285,11 @@ async def arun(
     ):
         response = not_authenticated()
     if response is None and after:
-        if hasattr(request, "auser"):
-            # After-auth keys read request.user synchronously; resolve it
-            # here so they never query the database from the event loop.
-            request.user = await request.auser()
+        # After-auth keys read request.user synchronously; resolve it here
+        # so they never query the database from the event loop.
+        user = await session_user(request)
+        if user is not None:
+            request.user = user
         response = await _async_stage(request, after)
     if response is None:
         hits = _spent(endpoint, request)

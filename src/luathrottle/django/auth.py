@@ -11,6 +11,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest
 
+from luathrottle.django._session_user import session_user
+
 __all__ = [
     "BaseAsyncAuth",
     "BaseSyncAuth",
@@ -75,8 +77,7 @@ class DjangoSessionAsyncAuth(BaseAsyncAuth):
         Raises:
             ImproperlyConfigured: AuthenticationMiddleware is not installed.
         """
-        auser: Any = getattr(request, "auser", None)
-        if auser is None:
+        user = await session_user(request)
+        if user is None:
             raise _missing_middleware(self)
-        user = await auser()
         return bool(user.is_authenticated)

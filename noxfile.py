@@ -1,0 +1,142 @@
+"""The supported range, tested at both ends.
+
+``nox -s lowest`` runs the suite on Python 3.11 with every library at the
+lower bound pyproject.toml declares (constraints/lowest.txt); ``nox -s newest``
+runs it on the newest Python found here with the newest releases. Both pin the
+test tools with constraints/dev.txt. scripts/test.sh runs both.
+"""
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+DEV_CONSTRAINTS = "constraints/dev.txt"
+LOWEST_CONSTRAINTS = "constraints/lowest.txt"
+
+nox.options.sessions = ["newest", "lowest"]
+nox.options.default_venv_backend = "venv"
+nox.options.error_on_missing_interpreters = True
+
+#: Extras the sessions leave out: lint and bench tools are not under test, and
+#: dmr is added by the session whose Django it accepts.
+_NOT_RUNTIME = {"dev", "bench", "dmr"}
+#: Dev tools that lint or package rather than run tests.
+_NOT_TEST_TOOLS = {"ruff", "mypy", "django-stubs", "nox", "build", "hatchling", "twine"}
+#: django-modern-rest 0.16 requires Django >= 5, so the lowest session, on
+#: Django 4.2, cannot install it; tests/conftest.py leaves its files out there.
+_DMR = "django-modern-rest"
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
+
+
+def newest_python() -> str:
+    """The newest CPython 3 that runs here: on PATH, or built by pyenv.
+
+    pyenv's shims are on PATH for every version but run only the active ones,
+    hence each candidate is run once before it is chosen.
+    """
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    floor = _minor(PYPROJECT["project"]["requires-python"].removeprefix(">="))
+    for minor in range(30, floor - 1, -1):
+        candidates = [shutil.which(f"python3.{minor}")]
+        candidates += sorted(
+            glob.glob(str(pyenv / f"versions/3.{minor}.*/bin/python3.{minor}")),
+            reverse=True,
+        )
+        for path in filter(None, candidates):
+            ran = subprocess.run([path, "-c", ""], capture_output=True, check=False)
+            if ran.returncode == 0:
+                return path
+    return f"python3.{floor}"
+
+
+LOWEST_PYTHON = PYPROJECT["project"]["requires-python"].removeprefix(">=")
+
+
+def _test_tools(*, dmr: bool) -> list[str]:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    return [
+        requirement
+        for requirement in extras["dev"]
+        if _name(requirement) not in _NOT_TEST_TOOLS
+        and (dmr or _name(requirement) != _DMR)
+    ]
+
+
+def _runtime_extras() -> str:
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    return ",".join(sorted(set(extras) - _NOT_RUNTIME))
+
+
+#: The test modules that depend on those versions: the store clients, the
+#: Django integration and every door's framework. The rest of the suite runs
+#: on the libraries alone, in scripts/test.sh's .venv. Patterns of pytest's
+#: ``python_files``, so that tests/conftest.py's ``collect_ignore`` applies.
+VERSION_TESTS = (
+    "test_adapter_imports.py",
+    "test_asgi.py",
+    "test_backend_errors.py",
+    "test_bad_keys_and_the_breaker.py",
+    "test_django_*.py",
+    "test_dmr.py",
+    "test_drf*.py",
+    "test_every_door.py",
+    "test_flask.py",
+    "test_limiter.py",
+    "test_pipelines.py",
+    "test_valkey*.py",
+)
+
+
+def _pytest(session: nox.Session) -> None:
+    """The version-dependent tests, or the arguments given after ``--``."""
+    session.run("python", "-c", "import sys; print(sys.version)")
+    args = session.posargs or ["tests", "-o", f"python_files={' '.join(VERSION_TESTS)}"]
+    session.run("python", "-m", "pytest", *args)
+
+
+@nox.session(python=LOWEST_PYTHON)
+def lowest(session: nox.Session) -> None:
+    """Python 3.11 and each library at its declared lower bound; no dmr."""
+    session.install(
+        "-c",
+        DEV_CONSTRAINTS,
+        "-c",
+        LOWEST_CONSTRAINTS,
+        "-e",
+        f".[{_runtime_extras()}]",
+        *_test_tools(dmr=False),
+    )
+    session.run("python", "-m", "pip", "list", "--format=freeze")
+    _pytest(session)
+
+
+@nox.session(python=newest_python())
+def newest(session: nox.Session) -> None:
+    """The newest Python here and the newest release of every library.
+
+    The venv is made anew on each run, so it takes what was released last.
+    """
+    session.install(
+        "-c",
+        DEV_CONSTRAINTS,
+        "-e",
+        f".[{_runtime_extras()},dmr]",
+        *_test_tools(dmr=True),
+    )
+    session.run("python", "-m", "pip", "list", "--format=freeze")
+    _pytest(session)
