@@ -33,11 +33,14 @@ _SKIP_REASON = ""
 #: modules are not collected, and the run's header says which.
 _NEED_DMR = [
     "test_client_identity.py",
+    "test_count_when_doors.py",
     "test_denial_cache_adapters.py",
     "test_dmr.py",
     "test_every_door.py",
     "test_exemptions.py",
+    "test_ietf_headers.py",
     "test_metrics_agree.py",
+    "test_penalty_doors.py",
 ]
 collect_ignore = [] if importlib.util.find_spec("dmr") else _NEED_DMR
 
