@@ -28,8 +28,18 @@ nox.options.error_on_missing_interpreters = True
 #: Extras the sessions leave out: lint and bench tools are not under test, and
 #: dmr is added by the session whose Django it accepts.
 _NOT_RUNTIME = {"dev", "bench", "dmr"}
-#: Dev tools that lint or package rather than run tests.
-_NOT_TEST_TOOLS = {"ruff", "mypy", "django-stubs", "nox", "build", "hatchling", "twine"}
+#: Dev tools that lint, package or build the docs rather than run tests.
+_NOT_TEST_TOOLS = {
+    "ruff",
+    "mypy",
+    "django-stubs",
+    "nox",
+    "build",
+    "hatchling",
+    "twine",
+    "mkdocs-material",
+    "mkdocstrings",
+}
 #: django-modern-rest 0.16 requires Django >= 5, so the lowest session, on
 #: Django 4.2, cannot install it; tests/conftest.py leaves its files out there.
 _DMR = "django-modern-rest"
@@ -98,6 +108,8 @@ VERSION_TESTS = (
     "test_flask.py",
     "test_limiter.py",
     "test_pipelines.py",
+    # DRF's own throttling suite, vendored in tests/drf_suite.
+    "test_throttling.py",
     "test_valkey*.py",
 )
 
