@@ -103,8 +103,9 @@ class CancelAtSuspension:
 
 def script_call(key):
     script = get_script("fixed_window")
-    # SimpleRate's state: the identity's hash, and the limit's field in it.
-    args = ["hit", "1", "", "5", "60", "5/60"]
+    # SimpleRate's state: the identity's hash, no penalty, and the limit's
+    # field in the hash.
+    args = ["hit", "1", "", "5", "60", "0", "5/60"]
     return script, [f"lt:{script.key_tag}:{{{key}}}"], args
 
 

@@ -145,8 +145,8 @@ def test_a_pipelined_stage_is_sent_once(server, admin):
     limiter.hit("a")
     limiter.hit("b")
     calls = [
-        (script, ["lt:fw5:{a}"], ["hit", "1", "", "10", "60", "f"]),
-        (script, ["lt:fw5:{b}"], ["hit", "1", "", "10", "60", "f"]),
+        (script, ["lt:fw5:{a}"], ["hit", "1", "", "10", "60", "0", "f"]),
+        (script, ["lt:fw5:{b}"], ["hit", "1", "", "10", "60", "0", "f"]),
     ]
     backend.run_scripts(calls)
     with Asleep(server), pytest.raises(BackendError, match="Timeout"):
