@@ -22,7 +22,7 @@ from luathrottle import Decision, Limit
 from luathrottle.asgi import RateLimitMiddleware
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.drf import AnonRateThrottle, RateLimitHeadersMixin
-from luathrottle.fastapi import SyncThrottle, Throttle
+from luathrottle.fastapi import SyncThrottle, Throttle, add_problem_handler
 from luathrottle.flask import Throttle as FlaskThrottle
 from luathrottle.headers import RateLimitIETFDraft
 from test_every_door import dead
@@ -217,6 +217,51 @@ async def test_asgi_answers_problems_when_asked(clock):
     assert problem["title"] == "Service Unavailable"
     assert "violated-policies" not in problem
     assert "Retry-After" in unavailable.headers
+
+
+@pytest.mark.parametrize("handled", [True, False])
+async def test_fastapi_answers_problems_once_the_app_has_the_handler(clock, handled):
+    app = FastAPI()
+    if handled:
+        add_problem_handler(app)
+    limited = Throttle(
+        ["1/minute", "100/hour"],
+        backend=MemoryBackend(),
+        clock=clock,
+        problem_json=True,
+    )
+    failing = Throttle(
+        "1/minute", backend=dead("async"), on_failure="deny", problem_json=True
+    )
+
+    @app.get("/", dependencies=[Depends(limited)])
+    async def index() -> str:
+        return "ok"
+
+    @app.get("/dead", dependencies=[Depends(failing)])
+    async def dead_store() -> str:
+        return "ok"
+
+    async with asgi_client(app) as client:
+        admitted = await client.get("/")
+        denied = await client.get("/")
+        unavailable = await client.get("/dead")
+    assert admitted.status_code == 200
+    assert (denied.status_code, unavailable.status_code) == (429, 503)
+    assert denied.headers["Retry-After"] == "60"
+    assert states(denied.headers["RateLimit"])["1/60s"]["r"] == 0
+    if not handled:
+        # FastAPI's own handler: the default body.
+        assert denied.headers["content-type"] == "application/json"
+        assert denied.json()["detail"][0]["type"] == "ratelimit"
+        return
+    problem = problem_of(429, denied.headers["content-type"], denied.content)
+    assert (problem["type"], problem["violated-policies"]) == (
+        QUOTA_EXCEEDED,
+        ["1/60s"],
+    )
+    problem = problem_of(503, unavailable.headers["content-type"], unavailable.content)
+    assert problem["type"] == "about:blank"
 
 
 def test_flask_answers_problems_when_asked():

@@ -91,6 +91,7 @@ PUBLIC = {
         "CountWhenMiddleware",
         "SyncThrottle",
         "Throttle",
+        "add_problem_handler",
         "client_host",
     ],
     "luathrottle.flask": ["Throttle", "remote_address"],

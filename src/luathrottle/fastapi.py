@@ -31,10 +31,10 @@ takes ``CountWhenMiddleware``, which sees what was sent::
 """
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 try:
-    from fastapi import HTTPException, Request, Response
+    from fastapi import FastAPI, HTTPException, Request, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -50,7 +50,7 @@ from luathrottle._addresses import (
     Network,
     check_own_key,
 )
-from luathrottle._answers import headers_of, refusal
+from luathrottle._answers import Answer, check_problem_json, headers_of, refusal
 from luathrottle._counting import (
     CountWhen,
     Pending,
@@ -66,7 +66,13 @@ from luathrottle._waiting import check_max_wait
 from luathrottle.headers import BaseResponseHeadersProvider
 from luathrottle.rates import Limit, LimitSpec, parse_limits_named
 
-__all__ = ["CountWhenMiddleware", "SyncThrottle", "Throttle", "client_host"]
+__all__ = [
+    "CountWhenMiddleware",
+    "SyncThrottle",
+    "Throttle",
+    "add_problem_handler",
+    "client_host",
+]
 
 _MAX_SCOPE = 200
 #: Routes a throttle keeps a limiter for, forgotten all at once past it, so
@@ -154,6 +160,31 @@ class CountWhenMiddleware:
                 await run_in_threadpool(refund_unless, count_when, response, hits)
 
 
+class _Refused(HTTPException):
+    """A throttle's refusal: FastAPI's own handler answers it with the
+    ``detail`` body, and ``add_problem_handler``'s with the body the
+    throttle chose."""
+
+    def __init__(self, answer: Answer) -> None:
+        detail = [{"msg": answer.message, "type": "ratelimit"}]
+        super().__init__(answer.status, detail=detail, headers=answer.headers)
+        self.answer = answer
+
+
+async def _answered(request: Request, exc: Exception) -> Response:
+    answer = cast(_Refused, exc).answer
+    return Response(
+        answer.body, answer.status, answer.headers, media_type=answer.content_type
+    )
+
+
+def add_problem_handler(app: FastAPI) -> None:
+    """Let throttles made with ``problem_json=True`` answer with their RFC
+    9457 body: FastAPI writes an ``HTTPException``'s body itself, as
+    ``{"detail": ...}``, unless a handler of the exception's class does."""
+    app.add_exception_handler(_Refused, _answered)
+
+
 class _AsyncRouteLimiter(AsyncLimiter):
     _door = "fastapi"
     _owner = "luathrottle.fastapi.Throttle"
@@ -194,8 +225,10 @@ class _Base(Generic[_LimiterT]):
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         exempt: Iterable[str | Address | Network] = (),
         count_when: CountWhen | None = None,
+        problem_json: bool = False,
     ) -> None:
         self.count_when = check_count_when(count_when, type(self).__name__)
+        self.problem_json = check_problem_json(problem_json)
         if key is not None and not callable(key):
             raise TypeError(f"key must be a callable taking the request, got {key!r}")
         self._clients = Clients(ipv6_prefix=ipv6_prefix, exempt=exempt)
@@ -283,10 +316,9 @@ class _Base(Generic[_LimiterT]):
 
     def answer(self, decision: Decision, response: Response) -> Decision:
         """Put the headers on ``response``, or raise the refusal."""
-        answer = refusal([(decision, self.response_headers)])
+        answer = refusal([(decision, self.response_headers)], self.problem_json)
         if answer is not None:
-            detail = [{"msg": answer.message, "type": "ratelimit"}]
-            raise HTTPException(answer.status, detail=detail, headers=answer.headers)
+            raise _Refused(answer)
         response.headers.update(headers_of([(self.response_headers, decision.limits)]))
         return decision
 
@@ -367,6 +399,10 @@ class Throttle(_Base[AsyncLimiter]):
             response does not count is refunded once it is sent, such as
             any but a 401 or 403 for a login route; the app needs
             ``CountWhenMiddleware``. None (default): every request counts.
+        problem_json: answer a refusal with an RFC 9457
+            ``application/problem+json`` body, once the app has
+            ``add_problem_handler(app)``; without it, FastAPI's own handler
+            writes the default body. False by default.
 
     Raises:
         TypeError, ValueError: a bad argument, named in the message.
