@@ -27,9 +27,11 @@ thread queued leads the next batch, sending for all queued, and so on.
 
 import abc
 import asyncio
+import collections
 import copy
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -37,6 +39,9 @@ from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncCoalescing", "Outcome", "SyncCoalescing", "raised"]
+
+#: Every sync lane, to start afresh in a forked child.
+_LANES: "weakref.WeakSet[_SyncLane]" = weakref.WeakSet()
 
 #: A call's reply, or its own error.
 Outcome = list[int] | BackendError
@@ -204,15 +209,16 @@ class _AsyncLane:
                 )
         except BackendError as error:
             outcomes = error
-        except BaseException as error:
+        except asyncio.CancelledError:
             for _, future in batch:
-                if future.done():
-                    continue
-                if isinstance(error, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(error)
+                future.cancel()
             raise
+        except Exception as error:
+            # A bug: every caller of the batch sees it, and the lane goes on.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
         for (_, future), part in zip(batch, _sliced(batch, outcomes), strict=True):
             if future.done():
                 continue
@@ -240,9 +246,14 @@ class SyncCoalescing(SyncBackend):
     ) -> list[int]:
         lane = self._lane
         if lane is not None:
-            waiter = lane.enter([(script, keys, args)])
-            if waiter is not None:
-                return raised(lane.wait(waiter))[0]
+            # Inline, for the lone call's sake: taking the token is one call
+            # to a deque, where a lock would cost two more.
+            try:
+                lane.token.pop()
+            except IndexError:
+                waiter = lane.queued([(script, keys, args)])
+                if waiter is not None:
+                    return raised(lane.wait(waiter))[0]
             try:
                 with self._guard:
                     return self._run_script(script, keys, args)
@@ -254,9 +265,12 @@ class SyncCoalescing(SyncBackend):
     def run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         lane = self._lane
         if lane is not None:
-            waiter = lane.enter(calls)
-            if waiter is not None:
-                return raised(lane.wait(waiter))
+            try:
+                lane.token.pop()
+            except IndexError:
+                waiter = lane.queued(calls)
+                if waiter is not None:
+                    return raised(lane.wait(waiter))
             try:
                 with self._guard:
                     return self._run_scripts(calls)
@@ -282,37 +296,62 @@ class _Waiter:
 
 
 class _SyncLane:
-    """A process's traffic to one sync backend, from its threads."""
+    """A process's traffic to one sync backend, from its threads.
+
+    ``token`` holds one item while no round trip is in flight: a thread
+    that takes it sends, and puts it back when its reply is in (``returned``).
+    A thread that finds it gone queues, under ``lock``; whoever puts the
+    token back then looks at the queue, and hands the token to the first
+    thread queued, which sends for every thread queued. A thread queues
+    before it looks for the token a last time, and the token is put back
+    before the queue is looked at, so no thread is ever left queued while
+    the token lies free (deque and list operations are atomic).
+    """
 
     def __init__(self, backend: SyncCoalescing) -> None:
         self._backend = backend
-        self._lock = threading.Lock()
-        self._busy = False
-        self._queue: list[_Waiter] = []
-        self._pid = os.getpid()
+        self.token: collections.deque[bool] = collections.deque([True])
+        self.lock = threading.Lock()
+        self.queue: list[_Waiter] = []
+        _LANES.add(self)
 
-    def enter(self, calls: Sequence[ScriptCall]) -> _Waiter | None:
-        """None: nothing is in flight, so send ``calls`` now, and then call
-        ``returned``; else the queued waiter, for ``wait``."""
-        with self._lock:
-            if self._pid != os.getpid():
-                # A forked child has none of its parent's threads in flight.
-                self._pid, self._busy, self._queue = os.getpid(), False, []
-            if not self._busy:
-                self._busy = True
-                return None
+    def forked(self) -> None:
+        """In a forked child: none of the parent's threads is in flight, and
+        the lock may have been held by one of them."""
+        self.token = collections.deque([True])
+        self.lock = threading.Lock()
+        self.queue = []
+
+    def queued(self, calls: Sequence[ScriptCall]) -> _Waiter | None:
+        """Queue ``calls``, found the token gone; None when the token came
+        back meanwhile, and is this thread's: send them, then ``returned``."""
+        with self.lock:
             waiter = _Waiter(calls)
-            self._queue.append(waiter)
-            return waiter
+            self.queue.append(waiter)
+            try:
+                self.token.pop()
+            except IndexError:
+                return waiter
+            self.queue.pop()
+            return None
 
     def returned(self) -> None:
-        """The round trip in flight returned: the first thread queued leads
-        the next batch."""
-        with self._lock:
-            if not self._queue:
-                self._busy = False
+        """The round trip in flight returned: put the token back, and hand
+        it to the first thread queued, which leads the next batch."""
+        self.token.append(True)
+        if self.queue:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        with self.lock:
+            if not self.queue:
                 return
-            first = self._queue[0]
+            try:
+                self.token.pop()
+            except IndexError:
+                # Another thread took it; it hands it on when it returns.
+                return
+            first = self.queue[0]
             first.leads = True
         first.ready.release()
 
@@ -337,8 +376,8 @@ class _SyncLane:
         return outcomes
 
     def _lead(self) -> None:
-        with self._lock:
-            batch, self._queue = self._queue, []
+        with self.lock:
+            batch, self.queue = self.queue, []
         outcomes: list[Outcome] | BackendError
         try:
             try:
@@ -370,10 +409,18 @@ class _SyncLane:
         """``waiter``'s thread stopped waiting (interrupted): its calls are
         not sent if no batch took them yet, and the lead it was handed, if
         any, passes on."""
-        with self._lock:
-            if waiter not in self._queue:
+        with self.lock:
+            if waiter not in self.queue:
                 return
-            self._queue.remove(waiter)
+            self.queue.remove(waiter)
             leads = waiter.leads
         if leads:
             self.returned()
+
+
+def _forked() -> None:
+    for lane in list(_LANES):
+        lane.forked()
+
+
+os.register_at_fork(after_in_child=_forked)
