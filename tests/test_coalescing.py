@@ -3,6 +3,7 @@ flight go out together, and each caller still gets its own decision."""
 
 import asyncio
 import multiprocessing
+import os
 import threading
 from collections import Counter
 
@@ -16,6 +17,7 @@ from coalescing_worker import hit_from_tasks
 from gated_proxy import GatedProxy
 from luathrottle import AsyncLimiter, BackendError, Limiter, Reason, ScriptError
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from servers import wait_until
 from states import limiter_keys
 from tcp_proxy import TcpProxy
 from test_bad_keys_and_the_breaker import StrictLeakyBucket
@@ -256,3 +258,31 @@ def test_threads_share_round_trips(redis_url, redis_admin, coalesce, shared):
     assert admitted.count(True) == 20
     assert len(admitted) == 64
     assert (trips < 32) is shared
+
+
+def test_a_forked_child_sends_though_its_parent_had_a_call_in_flight(
+    redis_url, redis_client
+):
+    limiter = Limiter(5, 60, backend=SyncRedis.from_url(redis_url, timeout=30))
+    limiter.peek("k")
+    # The paused server holds the thread's hit in flight, but answers a
+    # peek (FCALL_RO), which writes nothing.
+    redis_client.client_pause(30_000, all=False)
+    held = threading.Thread(target=limiter.hit, args=("k",))
+    held.start()
+    try:
+        wait_until(lambda: redis_client.info("clients")["blocked_clients"] == 1)
+        child = os.fork()
+        if child == 0:
+            answered = []
+            peek = threading.Thread(
+                target=lambda: answered.append(limiter.peek("k")), daemon=True
+            )
+            peek.start()
+            peek.join(timeout=20)
+            os._exit(0 if answered and answered[0].allowed else 1)
+        _, status = os.waitpid(child, 0)
+    finally:
+        redis_client.client_unpause()
+        held.join(timeout=30)
+    assert os.waitstatus_to_exitcode(status) == 0
