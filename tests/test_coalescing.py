@@ -286,3 +286,35 @@ def test_a_forked_child_sends_though_its_parent_had_a_call_in_flight(
         redis_client.client_unpause()
         held.join(timeout=30)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_threads_on_a_cluster_each_reach_their_keys_primary(
+    redis_cluster, cluster_client
+):
+    identities = [f"t-{index}" for index in range(6)]
+    client = redis.cluster.RedisCluster.from_url(redis_cluster.url)
+    limiter = Limiter(5, 3600, backend=SyncRedis(client, coalesce=True))
+    start = threading.Barrier(len(identities) * 4)
+    admitted: list[str] = []
+
+    def worker(identity: str) -> None:
+        start.wait()
+        for _ in range(2):
+            if limiter.hit(identity).allowed:
+                admitted.append(identity)
+
+    threads = [
+        threading.Thread(target=worker, args=(identity,)) for identity in identities * 4
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    client.close()
+    assert Counter(admitted) == dict.fromkeys(identities, 5)
+
+
+@pytest.mark.parametrize("backend", [SyncRedis, AsyncRedis])
+def test_coalesce_must_be_a_bool(redis_url, backend):
+    with pytest.raises(TypeError, match="coalesce must be a bool or None, got 'no'"):
+        backend.from_url(redis_url, coalesce="no")

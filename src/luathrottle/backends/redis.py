@@ -7,7 +7,9 @@ scripts.Script.library``), or an FCALL_RO of its twin flagged ``no-writes``
 for a peek; functions persist and replicate with the data, so a restart
 with persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
 Redis Cluster client unless ``functions=True``, or with ``functions=False``,
-it is an EVALSHA.
+it is an EVALSHA. Calls that arrive while one is in flight wait for it, and
+then go out together as one pipeline, each still a call of its own
+(``backends._coalescing``; on one server unless ``coalesce=False``).
 
 A call that finds no function (FUNCTION FLUSH, a fresh server, a build
 that has not called this script yet) loads that script's library with
