@@ -162,7 +162,9 @@ def test_a_full_valkey_pool_fails_the_call_not_the_store(redis_url, redis_admin)
     # No socket timeout: the one connection stays taken by a call the paused
     # server holds, and a second call waits for it, then gives up.
     client = valkey.Valkey.from_url(redis_url, max_connections=1)
-    backend = SyncRedis(client, breaker=CircuitBreaker(failures=1))
+    # Coalescing would queue the second call behind the first, on no
+    # connection: the pool's wait is that of calls sent on their own.
+    backend = SyncRedis(client, breaker=CircuitBreaker(failures=1), coalesce=False)
     limiter = Limiter(5, 60, backend=backend, on_failure="raise")
     limiter.hit("k")
     redis_admin.client_pause(30_000, all=False)

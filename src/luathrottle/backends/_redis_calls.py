@@ -28,6 +28,7 @@ __all__ = [
     "load_failure",
     "merge",
     "missing_scripts",
+    "own_error",
     "reruns",
     "translated",
 ]
@@ -95,11 +96,11 @@ def function_trouble(error: Exception) -> Trouble | None:
 
 
 def reruns(
-    calls: Sequence[ScriptCall], replies: Sequence[object]
+    calls: Sequence[ScriptCall], replies: list[Any]
 ) -> tuple[list[int], set[Trouble]]:
     """Indexes of the pipelined calls that ran nothing because the server
-    lacked their script or function, and what the functions' trouble was;
-    any other error in the replies is raised, translated."""
+    lacked their script or function, and what the functions' trouble was.
+    Any other error reply is ``own_error``'s: in place, or raised."""
     missing: list[int] = []
     troubles: set[Trouble] = set()
     for index, reply in enumerate(replies):
@@ -108,10 +109,26 @@ def reruns(
         elif isinstance(reply, Exception):
             trouble = function_trouble(reply)
             if trouble is None:
-                raise translated(calls[index][0].name, reply) from reply
-            missing.append(index)
-            troubles.add(trouble)
+                replies[index] = own_error(calls[index], reply)
+            else:
+                missing.append(index)
+                troubles.add(trouble)
     return missing, troubles
+
+
+def own_error(call: ScriptCall, reply: Exception) -> ScriptError:
+    """The error reply of a pipelined ``call`` as that call's own
+    ``ScriptError``, to be left in place for its caller alone.
+
+    Raises:
+        BackendError: the reply speaks of the server, not of this call: the
+            whole pipeline fails.
+    """
+    error = translated(call[0].name, reply)
+    if not isinstance(error, ScriptError):
+        raise error from reply
+    error.__cause__ = reply
+    return error
 
 
 def merge(
@@ -119,14 +136,12 @@ def merge(
     replies: list[Any],
     missing: Sequence[int],
     rerun: Sequence[Any],
-) -> list[list[int]]:
+) -> list[Any]:
     """The first pipeline's replies, with the reruns in place of those that
-    ran nothing."""
-    rerun_calls = [calls[index] for index in missing]
-    for call, reply in zip(rerun_calls, rerun, strict=True):
-        if isinstance(reply, Exception):
-            raise translated(call[0].name, reply) from reply
+    ran nothing; each call's own error stays in place (``own_error``)."""
     for index, reply in zip(missing, rerun, strict=True):
+        if isinstance(reply, Exception):
+            reply = own_error(calls[index], reply)
         replies[index] = reply
     return replies
 

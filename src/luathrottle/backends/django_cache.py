@@ -189,7 +189,9 @@ class SyncDjangoCache(_DjangoCacheBase, SyncBackend):
             backend = None
             if kind != _STAGED:
                 client = _django_redis.sync_client(cache, kind)
-                backend = SyncRedis(client, breaker=False)
+                # Called inside this backend's own guard, never through
+                # the public methods that coalesce.
+                backend = SyncRedis(client, breaker=False, coalesce=False)
             _SYNC_REDIS[cache] = backend
             return backend
 
@@ -267,7 +269,7 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
 
     def _new_redis(self, cache: BaseCache, kind: _django_redis.RedisKind) -> AsyncRedis:
         client = _django_redis.async_client(cache, kind, self.cache_name)
-        return AsyncRedis(client, breaker=False)
+        return AsyncRedis(client, breaker=False, coalesce=False)
 
     async def _arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]

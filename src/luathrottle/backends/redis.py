@@ -7,7 +7,9 @@ scripts.Script.library``), or an FCALL_RO of its twin flagged ``no-writes``
 for a peek; functions persist and replicate with the data, so a restart
 with persistence, a failover or SCRIPT FLUSH costs nothing. Elsewhere, on a
 Redis Cluster client unless ``functions=True``, or with ``functions=False``,
-it is an EVALSHA.
+it is an EVALSHA. Calls that arrive while one is in flight wait for it, and
+then go out together as one pipeline, each still a call of its own
+(``backends._coalescing``; on one server unless ``coalesce=False``).
 
 A call that finds no function (FUNCTION FLUSH, a fresh server, a build
 that has not called this script yet) loads that script's library with
@@ -36,168 +38,43 @@ OOM, READONLY, LOADING, MASTERDOWN, CLUSTERDOWN, BUSY, NOPERM...).
 
 import asyncio
 from collections.abc import Awaitable, Sequence
-from typing import Any, ClassVar, Generic, Literal, Self, TypeVar, cast
+from typing import Any, cast
 
-from luathrottle._breaker import CircuitBreaker, guard_for
 from luathrottle.backends import _clients
 from luathrottle.backends._clients import (
     ERRORS,
-    NO_SCRIPT,
     RESPONSE_ERRORS,
     AsyncClient,
     SyncClient,
 )
-from luathrottle.backends._connections import (
-    AsyncConnections,
-    SyncConnections,
-    store_name,
+from luathrottle.backends._coalescing import (
+    AsyncCoalescing,
+    Outcome,
+    SyncCoalescing,
+    raised,
 )
+from luathrottle.backends._connections import AsyncConnections, SyncConnections
+from luathrottle.backends._redis_base import RedisBase
 from luathrottle.backends._redis_calls import (
     Via,
     command,
-    function_trouble,
-    load_failure,
     merge,
     missing_scripts,
     reruns,
     translated,
 )
-from luathrottle.backends.base import AsyncBackend, ScriptCall, StoreTraits, SyncBackend
-from luathrottle.exceptions import BackendError
+from luathrottle.backends.base import ScriptCall
+from luathrottle.exceptions import BackendError, ScriptError
 from luathrottle.scripts import Script
 
 __all__ = ["AsyncClient", "AsyncRedis", "SyncClient", "SyncRedis"]
 
 
-def _timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not 0 < timeout <= 60:
-        raise ValueError(f"timeout must be above 0 and at most 60, got {timeout!r}")
-    return float(timeout)
-
-
 # redis-py annotates its sync and async clients' commands with one type.
 _Reply = Awaitable[list[int]]
 
-_ClientT = TypeVar("_ClientT", SyncClient, AsyncClient)
 
-
-class _RedisBackend(Generic[_ClientT]):
-    """What both twins share: the client, its checks, the guard, traits."""
-
-    #: The clients of one server (Sentinel's primary too) and of a cluster
-    #: that the twin takes, redis-py's first; and their names, for errors.
-    _plains: ClassVar[tuple[type[Any], ...]]
-    _clusters: ClassVar[tuple[type[Any], ...]]
-    _names: ClassVar[str]
-    #: What sends calls on one server; a cluster's are routed by redis-py.
-    _connections_type: ClassVar[type[SyncConnections] | type[AsyncConnections]]
-
-    def __init__(
-        self,
-        client: _ClientT,
-        *,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        functions: bool | None = None,
-    ) -> None:
-        if not isinstance(client, self._plains + self._clusters):
-            raise _clients.wrong_client(client, self._names)
-        if functions is not None and not isinstance(functions, bool):
-            raise TypeError(f"functions must be a bool or None, got {functions!r}")
-        self.client = client
-        cluster = isinstance(client, self._clusters)
-        self._guard = guard_for(breaker, store_name(client), default=not cluster)
-        self._traits = StoreTraits(self, single_slot_calls=cluster)
-        # Whether calls go out as FCALL; turned off for good when the server
-        # or the ACL turns functions down. redis-py finds EVALSHA's slot by
-        # itself but asks a node for FCALL's keys (COMMAND GETKEYS), a round
-        # trip more per call, so clusters use EVALSHA unless told otherwise.
-        self._functions = not cluster if functions is None else functions
-        self._connections = (
-            None if cluster else self._connections_type(client.connection_pool)
-        )
-
-    @property
-    def uses_functions(self) -> bool:
-        """Whether calls go out as FCALL/FCALL_RO rather than EVALSHA: True
-        until the server shows it has no functions or forbids them."""
-        return self._functions
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        timeout: float = 0.5,
-        breaker: CircuitBreaker | Literal[False] | None = None,
-        functions: bool | None = None,
-    ) -> Self:
-        """A backend on a new client for ``url``, with bounded timeouts.
-
-        Args:
-            url: a ``redis://``, ``rediss://`` or ``unix://`` URL for a
-                redis-py client, or a ``valkey://`` or ``valkeys://`` URL
-                for a valkey-py one.
-            timeout: seconds to connect, and to wait for each reply.
-            breaker: as for the constructor.
-            functions: as for the constructor.
-
-
-        Raises:
-            TypeError, ValueError: naming ``url`` or ``timeout``.
-            ImportError: a valkey URL, and valkey-py is not installed.
-        """
-        client = _clients.plain_for(url, cls._plains).from_url(
-            url, socket_timeout=_timeout(timeout), socket_connect_timeout=timeout
-        )
-        return cls(client, breaker=breaker, functions=functions)
-
-    def _via(self) -> Via:
-        return "function" if self._functions else "sha"
-
-    def _reruns_by_source(self, error: Exception) -> bool:
-        """Whether a call that failed with ``error`` ran nothing for want of
-        its script or function, so that EVAL may run it again; a missing
-        function is to be loaded, and unusable functions turn them off."""
-        if isinstance(error, NO_SCRIPT):
-            return True
-        trouble = function_trouble(error) if self._functions else None
-        if trouble == "unusable":
-            self._functions = False
-        return trouble is not None
-
-    def _load_targets(self) -> list[Any]:
-        """Where a library goes while functions are in use: the server
-        (None), or each primary of a cluster in turn, so that one that has
-        it already does not keep it from the others."""
-        if not self._functions:
-            return []
-        if isinstance(self.client, self._clusters):
-            return list(self.client.get_primaries())
-        return [None]
-
-    def _load_failed(self, error: Exception) -> None:
-        """Go on after a failed FUNCTION LOAD where calls can: the library
-        is there already; the server is out of memory, and the call that
-        needed it runs by EVAL, which a full server runs up to its first
-        write as it does EVALSHA; the server or user cannot have functions,
-        which turns them off. Else raise ``error``."""
-        failure = load_failure(error)
-        if failure is None:
-            raise error
-        if failure == "unusable":
-            self._functions = False
-
-    def traits(self) -> StoreTraits:
-        """A store shared by every process, where each call is atomic."""
-        return self._traits
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.client!r})"
-
-
-class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
+class SyncRedis(RedisBase[SyncClient], SyncCoalescing):
     """Runs the scripts on a Redis-compatible server through redis-py or
     valkey-py.
 
@@ -220,6 +97,12 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             (default) is True for one server and False for a cluster, where
             redis-py would ask a node for each FCALL's keys (COMMAND
             GETKEYS), a round trip more than EVALSHA.
+        coalesce: True lets calls from threads that arrive while one is in
+            flight wait for it, and go out together as one pipeline; False
+            sends each call on its own connection at once. None (default)
+            is True for one server and False for a cluster, where a batch
+            would be one call per node all the same. See
+            ``docs/coalescing.md``.
     """
 
     _plains = _clients.SYNC_PLAINS
@@ -272,11 +155,19 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
                 self._load_failed(exc)
 
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
-        # One pipeline (one round trip per node), then EVAL again only the
-        # calls that ran nothing for want of their script or function. A
-        # lone call, the usual stage, skips the pipeline's bookkeeping.
+        # A lone call, the usual stage, skips the pipeline's bookkeeping.
         if len(calls) == 1:
             return [self._run_script(*calls[0])]
+        return raised(self._run_each(calls))
+
+    def _run_each(self, calls: Sequence[ScriptCall]) -> list[Outcome]:
+        # One pipeline (one round trip per node), then EVAL again only the
+        # calls that ran nothing for want of their script or function.
+        if len(calls) == 1:
+            try:
+                return [self._run_script(*calls[0])]
+            except ScriptError as error:
+                return [error]
         try:
             replies = self._pipeline(calls, self._via())
             missing, troubles = reruns(calls, replies)
@@ -325,7 +216,7 @@ class SyncRedis(_RedisBackend[SyncClient], SyncBackend):
             raise BackendError(f"loading {script.name}: {exc}") from exc
 
 
-class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
+class AsyncRedis(RedisBase[AsyncClient], AsyncCoalescing):
     """Runs the scripts on a Redis-compatible server through redis-py's
     or valkey-py's asyncio client.
 
@@ -335,6 +226,7 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
             valkey-py twins, with timeouts, as for ``SyncRedis``.
         breaker: as for ``SyncRedis``.
         functions: as for ``SyncRedis``.
+        coalesce: as for ``SyncRedis``, for the tasks of one event loop.
     """
 
     _plains = _clients.ASYNC_PLAINS
@@ -387,6 +279,14 @@ class AsyncRedis(_RedisBackend[AsyncClient], AsyncBackend):
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         if len(calls) == 1:
             return [await self._arun_script(*calls[0])]
+        return raised(await self._arun_each(calls))
+
+    async def _arun_each(self, calls: Sequence[ScriptCall]) -> list[Outcome]:
+        if len(calls) == 1:
+            try:
+                return [await self._arun_script(*calls[0])]
+            except ScriptError as error:
+                return [error]
         try:
             replies = await self._pipeline(calls, self._via())
             missing, troubles = reruns(calls, replies)
