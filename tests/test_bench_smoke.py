@@ -9,6 +9,7 @@ skipped, and its cases are then not expected.
 import importlib.util
 import json
 import math
+import re
 import subprocess
 import sys
 import urllib.parse
@@ -328,3 +329,28 @@ def test_the_least_decision_script_decides_as_simple_rate_does(redis_client):
             assert abs(reset_us - mine[start + 3]) < 1_000_000
             assert abs(retry_us - mine[start + 4]) < 1_000_000
     assert [theirs[0], theirs[2], theirs[5], theirs[7]] == [0, 0, 1, 1]
+
+
+def test_the_spike_benchmark_reports_both_ratios(redis_url):
+    ran = subprocess.run(
+        [
+            *(sys.executable, str(ROOT / "scripts" / "spike_bench.py")),
+            *("--url", bench_url(redis_url), "--rounds", "1", "--n", "720"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    verdicts = re.findall(
+        r"^shared at 256 / (.+): (\d+\.\d\d) .*goal >= ([\d.]+)\) (pass|MISS)$",
+        ran.stdout,
+        re.M,
+    )
+    assert [name for name, *_ in verdicts] == [
+        "not shared, 90 callers",
+        "raw FCALL pipelines of 90",
+    ]
+    assert all(float(ratio) > 0 for _, ratio, _, _ in verdicts)
