@@ -93,24 +93,41 @@ def _runtime_extras() -> str:
 
 
 #: The test modules that depend on those versions: the store clients, the
-#: Django integration and every door's framework. The rest of the suite runs
-#: on the libraries alone, in scripts/test.sh's .venv. Patterns of pytest's
-#: ``python_files``, so that tests/conftest.py's ``collect_ignore`` applies.
+#: embedded Lua runtimes, the Django integration, every door's framework and
+#: the metrics libraries. The rest of the suite runs in scripts/test.sh's
+#: .venv; test_spikes.py, test_store_stalls.py and test_concurrency_limiter.py
+#: reach into redis-py 6+'s pools and retry objects, and run there only.
+#: Patterns of pytest's ``python_files``, so that tests/conftest.py's
+#: ``collect_ignore`` applies.
 VERSION_TESTS = (
     "test_adapter_imports.py",
     "test_asgi.py",
     "test_backend_errors.py",
     "test_bad_keys_and_the_breaker.py",
+    "test_breaker_cancellation.py",
+    "test_coalescing.py",
+    "test_count_when*.py",
     "test_django_*.py",
     "test_dmr.py",
     "test_drf*.py",
+    "test_embedded_runtimes.py",
     "test_every_door.py",
     "test_flask.py",
+    "test_functions.py",
+    "test_ietf_headers.py",
+    "test_lease_cancellation.py",
     "test_limiter.py",
+    "test_memory_backend.py",
+    "test_otel.py",
+    "test_penalty*.py",
     "test_pipelines.py",
+    "test_prometheus.py",
+    "test_refunds.py",
     # DRF's own throttling suite, vendored in tests/drf_suite.
     "test_throttling.py",
+    "test_topologies.py",
     "test_valkey*.py",
+    "test_wait*.py",
 )
 
 
