@@ -39,6 +39,27 @@ def converted(level: int, was: int, step: int) -> int:
     return min(ceil_div(level, was), BOUND // step) * step
 
 
+def refund_owed(state, keys, limits, cost, now, anchors):
+    """Give ``cost`` steps back to buckets whose ``state`` is (when they
+    are empty or full again, in µs, the step written with), the leaky and
+    token buckets alike; an ``anchors[i]`` caps limit i's gift at what is
+    owed until then. A bucket of another step, or owing nothing, is left."""
+    for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True)):
+        step = ceil_div(duration * 1_000_000, limit)
+        if key not in state or state[key][1] != step:
+            continue
+        owed = state[key][0] - now
+        give = cost * step
+        if anchors is not None:
+            give = min(give, max(anchors[i] - now, 0))
+        if owed > 0:
+            left = max(owed - give, 0)
+            if left:
+                state[key] = (now + left, step)
+            else:
+                del state[key]
+
+
 @dataclass
 class FixedWindowModel:
     # key -> (window_end_us, count, duration); the script keeps the end in
@@ -132,20 +153,7 @@ class LeakyBucketModel:
         return reply
 
     def refund(self, keys, limits, cost, now, anchors=None):
-        for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True)):
-            step = ceil_div(duration * 1_000_000, limit)
-            if key not in self.state or self.state[key][1] != step:
-                continue
-            owed = self.state[key][0] - now
-            give = cost * step
-            if anchors is not None:
-                give = min(give, max(anchors[i] - now, 0))
-            if owed > 0:
-                level = max(owed - give, 0)
-                if level:
-                    self.state[key] = (now + level, step)
-                else:
-                    del self.state[key]
+        refund_owed(self.state, keys, limits, cost, now, anchors)
         return self.call(keys, limits, 1, now, False)
 
     def ttl_ms(self, key, limit, now):
@@ -196,20 +204,7 @@ class TokenBucketModel:
         return reply
 
     def refund(self, keys, limits, cost, now, anchors=None):
-        for i, (key, (limit, duration)) in enumerate(zip(keys, limits, strict=True)):
-            step = ceil_div(duration * 1_000_000, limit)
-            if key not in self.state or self.state[key][1] != step:
-                continue
-            owed = self.state[key][0] - now
-            give = cost * step
-            if anchors is not None:
-                give = min(give, max(anchors[i] - now, 0))
-            if owed > 0:
-                debt = max(owed - give, 0)
-                if debt:
-                    self.state[key] = (now + debt, step)
-                else:
-                    del self.state[key]
+        refund_owed(self.state, keys, limits, cost, now, anchors)
         return self.call(keys, limits, 1, now, False)
 
     def ttl_ms(self, key, limit, now):
