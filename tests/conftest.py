@@ -240,6 +240,25 @@ def clock() -> Clock:
     return Clock()
 
 
+@pytest.fixture(params=["memory", "redis", "django-locmem", "django-redis"])
+def every_sync_store(request: pytest.FixtureRequest, clock: Clock) -> Any:
+    """Each sync store in turn: the embedded one on ``clock``, Redis, and
+    Django's LocMemCache and Redis cache, emptied."""
+    if request.param == "memory":
+        return MemoryBackend(clock=clock)
+    if request.param == "redis":
+        return SyncRedis(request.getfixturevalue("redis_client"))
+    from django.core.cache import caches
+
+    from luathrottle.backends.django_cache import SyncDjangoCache
+
+    alias = "default" if request.param == "django-locmem" else "redis"
+    if alias == "redis":
+        request.getfixturevalue("redis_url")  # skips without a server
+    caches[alias].clear()
+    return SyncDjangoCache(alias, breaker=False)
+
+
 @pytest.fixture
 def server(redis_url: str, tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of the test's own, to stop, restart, pause or flush."""

@@ -30,9 +30,7 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
-from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
 from runtimes import EMBEDDED
 from test_model_agreement import ALGORITHMS as MODELS
@@ -48,17 +46,9 @@ HOUR = 3600
 UNREADABLE = "not written by luathrottle"
 
 
-@pytest.fixture(params=["memory", "redis", "django-locmem", "django-redis"])
-def backend(request: pytest.FixtureRequest, clock: Any) -> Any:
-    if request.param == "memory":
-        return MemoryBackend(clock=clock)
-    if request.param == "redis":
-        return SyncRedis(request.getfixturevalue("redis_client"))
-    alias = "default" if request.param == "django-locmem" else "redis"
-    if alias == "redis":
-        request.getfixturevalue("redis_url")  # skips without a server
-    caches[alias].clear()
-    return SyncDjangoCache(alias, breaker=False)
+@pytest.fixture
+def backend(every_sync_store: Any) -> Any:
+    return every_sync_store
 
 
 @pytest.fixture(params=sorted(ALGORITHMS))

@@ -11,7 +11,6 @@ import uuid
 from typing import Any
 
 import pytest
-from django.core.cache import caches
 from django.http import HttpResponse
 from django.test import RequestFactory
 
@@ -25,7 +24,6 @@ from luathrottle import (
     SlidingWindow,
     TokenBucket,
 )
-from luathrottle.backends.django_cache import SyncDjangoCache
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
@@ -42,17 +40,9 @@ ALGORITHMS = {
 PENALISED = Limit(2, 10, penalty=60)
 
 
-@pytest.fixture(params=["memory", "redis", "django-locmem", "django-redis"])
-def backend(request: pytest.FixtureRequest, clock: Any) -> Any:
-    if request.param == "memory":
-        return MemoryBackend(clock=clock)
-    if request.param == "redis":
-        return SyncRedis(request.getfixturevalue("redis_client"))
-    alias = "default" if request.param == "django-locmem" else "redis"
-    if alias == "redis":
-        request.getfixturevalue("redis_url")
-    caches[alias].clear()
-    return SyncDjangoCache(alias, breaker=False)
+@pytest.fixture
+def backend(every_sync_store: Any) -> Any:
+    return every_sync_store
 
 
 @pytest.fixture(params=sorted(ALGORITHMS))
