@@ -14,7 +14,14 @@ from _bench_cases import ALGORITHMS
 from _bench_e2e import E2EResult
 from _bench_measure import SCRIPT_COMMANDS, CaseResult
 
-__all__ = ["TARGETS", "Target", "TargetResult", "evaluate_targets", "write_outputs"]
+__all__ = [
+    "TARGETS",
+    "Section",
+    "Target",
+    "TargetResult",
+    "evaluate_targets",
+    "write_outputs",
+]
 
 FLOORS = {"sync": "floor.sync.ping", "async": "floor.async.ping"}
 Cases = dict[str, CaseResult]
@@ -62,6 +69,27 @@ class TargetResult:
 
     def verdict(self) -> str:
         return {True: "pass", False: "MISS", None: "not measured"}[self.passed]
+
+
+@dataclass
+class Section:
+    """A part of the run measured on its own, after the interleaved cases (a
+    spike in one process, a saturated server, instruction counts): its
+    targets, judged by its own figures, and its table.
+
+    Attributes:
+        title: the heading in results.md.
+        intro: how it was measured, one paragraph.
+        targets: its targets, listed after the interleaved cases' ones.
+        table: markdown lines.
+        data: its figures, as results.json holds them.
+    """
+
+    title: str
+    intro: str
+    targets: list[TargetResult]
+    table: list[str]
+    data: dict[str, Any]
 
 
 def ratio(result: CaseResult, results: Cases) -> float | None:
@@ -583,6 +611,7 @@ def markdown(
     results: list[CaseResult],
     e2e_results: list[E2EResult],
     targets: list[TargetResult],
+    sections: list[Section],
 ) -> str:
     """results.md: the run's settings, the targets, and both tables."""
     machine = meta["machine"]
@@ -628,6 +657,8 @@ def markdown(
             *_e2e_rows(e2e_results),
             "",
         ]
+    for section in sections:
+        lines += [f"## {section.title}", "", section.intro, "", *section.table, ""]
     lines += ["## Notes", "", *(f"- {note}" for note in meta["notes"]), ""]
     return "\n".join(lines)
 
@@ -693,11 +724,15 @@ def write_outputs(
     meta: dict[str, Any],
     results: list[CaseResult],
     e2e_results: list[E2EResult],
+    sections: list[Section],
 ) -> list[TargetResult]:
     """Write results.json, results.md and chart.png under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     targets = evaluate_targets(results, e2e_results)
-    if not _chart(out / "chart.png", results, e2e_results):
+    targets += [target for section in sections for target in section.targets]
+    if not results:
+        meta["notes"].append("chart.png not written: no interleaved case ran")
+    elif not _chart(out / "chart.png", results, e2e_results):
         meta["notes"].append("chart.png not written: matplotlib is not installed")
     by_key = {case.key: case for case in results}
     document = {
@@ -708,7 +743,10 @@ def write_outputs(
         ],
         "cases": [case_json(case, by_key) for case in results],
         "e2e": [e2e_json(result) for result in e2e_results],
+        "sections": {section.title: section.data for section in sections},
     }
     (out / "results.json").write_text(json.dumps(document, indent=2) + "\n")
-    (out / "results.md").write_text(markdown(meta, results, e2e_results, targets))
+    (out / "results.md").write_text(
+        markdown(meta, results, e2e_results, targets, sections)
+    )
     return targets

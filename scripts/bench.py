@@ -37,6 +37,7 @@ import os
 import platform
 import tempfile
 import urllib.parse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ from _bench_e2e import E2EResult, Loader, run_e2e
 from _bench_measure import Case, CaseResult, Runner
 from _bench_observers import observer_cases
 from _bench_peers import peer_cases
-from _bench_report import write_outputs
+from _bench_report import Section, write_outputs
+from _bench_spike import spike_section
 from _redis_server import redis_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,19 +168,12 @@ def _cases(url: str, client: redis.Redis, aclient: Any) -> tuple[list[Case], lis
 
 
 def _only(cases: list[Case], substrings: list[str]) -> list[Case]:
-    """The cases whose key or label contains one of ``substrings``.
-
-    Raises:
-        SystemExit: none does.
-    """
-    chosen = [
+    """The cases whose key or label contains one of ``substrings``."""
+    return [
         case
         for case in cases
         if any(part in case.key or part in case.label for part in substrings)
     ]
-    if not chosen:
-        raise SystemExit(f"bench.py: no case matches --only {' '.join(substrings)}")
-    return chosen
 
 
 def _micro(
@@ -192,12 +187,12 @@ def _micro(
         cases, skipped = _cases(url, client, aclient)
         if args.only:
             cases = _only(cases, args.only)
-            meta["notes"].append(f"only the cases matching {', '.join(args.only)}")
+            meta["notes"].append(f"only what matches {', '.join(args.only)}")
         meta["notes"].extend(skipped)
         meta["notes"].extend(
             f"{case.label}: {case.note}" for case in cases if case.note
         )
-        return runner.run(cases, args.n, args.rounds)
+        return runner.run(cases, args.n, args.rounds) if cases else []
     finally:
         loop.run_until_complete(aclient.aclose())
         loop.close()
@@ -226,6 +221,20 @@ def _e2e(
         )
 
 
+def _sections(url: str, args: argparse.Namespace) -> list[Section]:
+    """The parts measured on their own, after the interleaved cases; with
+    --only, those whose key contains one of its substrings."""
+    rounds, n = (1, 720) if args.smoke else (7, 20_000)
+    plans: dict[str, Callable[[], Section]] = {
+        "spike": lambda: spike_section(url, rounds, n),
+    }
+    return [
+        plan()
+        for key, plan in plans.items()
+        if not args.only or any(part in key for part in args.only)
+    ]
+
+
 def _print(targets: list[Any], out: Path) -> None:
     for target in targets:
         measured = "-" if target.measured is None else f"{target.measured:.2f}"
@@ -246,12 +255,15 @@ def main() -> None:
         client.close()
         results = _micro(url, args, meta)
         e2e_results = [] if args.skip_e2e else _e2e(url, args, meta, out)
+        sections = _sections(url, args)
+    if args.only and not results and not sections:
+        raise SystemExit(f"bench.py: nothing matches --only {' '.join(args.only)}")
     meta["machine"]["load_after"] = _load()
     if args.skip_e2e:
         meta["notes"].append("end to end skipped (--skip-e2e)")
     if args.smoke:
         meta["notes"].append("smoke run: tiny N, one round; the figures mean nothing")
-    targets = write_outputs(out, meta, results, e2e_results)
+    targets = write_outputs(out, meta, results, e2e_results, sections)
     _print(targets, out)
 
 

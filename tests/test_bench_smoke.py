@@ -271,7 +271,9 @@ def test_only_runs_the_matching_cases(redis_url, tmp_path):
     if importlib.util.find_spec("limits"):
         expected.add("limits.memory.fixed")
     assert keys == expected
-    assert any(note.startswith("only the cases") for note in document["meta"]["notes"])
+    assert any(
+        note.startswith("only what matches") for note in document["meta"]["notes"]
+    )
     measured = {target["name"] for target in document["targets"] if target["measured"]}
     assert measured == (
         {"MemoryBackend hit / limits memory fixed window (SimpleRate, 1 limit)"}
@@ -285,7 +287,7 @@ def test_only_refuses_a_substring_no_case_has(redis_url, tmp_path):
         redis_url, tmp_path, "--skip-e2e", "--only", "no-such-case"
     )
     assert completed.returncode != 0
-    assert "no case matches --only no-such-case" in completed.stderr
+    assert "nothing matches --only no-such-case" in completed.stderr
     assert not (tmp_path / "results.json").exists()
 
 
@@ -345,7 +347,8 @@ def test_the_spike_benchmark_reports_both_ratios(redis_url):
     )
     assert ran.returncode == 0, ran.stderr
     verdicts = re.findall(
-        r"^shared at 256 / (.+): (\d+\.\d\d) .*goal >= ([\d.]+)\) (pass|MISS)$",
+        r"^spike: shared, 256 callers / (.+) \(decisions/s\): (\d+\.\d\d) "
+        r".*goal >= ([\d.]+)\) (pass|MISS)$",
         ran.stdout,
         re.M,
     )
