@@ -330,7 +330,7 @@ TARGETS = [
         "Lua µs per call, SimpleRate 3 limits / 1 limit",
         1.3,
         "lower",
-        "issue 16 item 3: several limits near the cost of one",
+        "several limits near the cost of one",
         _several_limits,
     ),
     Target(
@@ -359,7 +359,7 @@ TARGETS = [
         "Redis bytes per identity, SimpleRate 3 limits / a key per limit",
         1.0,
         "lower",
-        "issue 16 item 3: one hash per identity may cost no more memory than "
+        "one hash per identity may cost no more memory than "
         "a key per limit, measured on the floor script's keys",
         _memory,
     ),
@@ -367,29 +367,28 @@ TARGETS = [
         "MemoryBackend hit / limits memory fixed window (SimpleRate, 1 limit)",
         1.5,
         "lower",
-        "issue 16 item 5: the embedded Lua crossing may cost half again "
-        "a plain dictionary",
+        "the embedded Lua crossing may cost half again a plain dictionary",
         _round_ratio("lt.memory.simple.1", "limits.memory.fixed"),
     ),
     Target(
         "SyncRedis hit, Prometheus on / metrics off (SimpleRate, 1 limit)",
         1.03,
         "lower",
-        "issue 24: counting every decision may add 3% to a hit on Redis",
+        "counting every decision may add 3% to a hit on Redis",
         _round_ratio("lt.sync_redis_prometheus.simple.1", "lt.sync_redis.simple.1"),
     ),
     Target(
         "MemoryBackend hit, Prometheus on / metrics off (SimpleRate, 1 limit)",
         1.15,
         "lower",
-        "issue 24: counting every decision may add 15% to an embedded hit",
+        "counting every decision may add 15% to an embedded hit",
         _round_ratio("lt.memory_prometheus.simple.1", "lt.memory_alone.simple.1"),
     ),
     Target(
         "MemoryBackend hit, nobody listening / without the observer hook",
         1.01,
         "lower",
-        "issue 24: with nobody listening, the observer hook adds nothing measurable",
+        "with nobody listening, the observer hook adds nothing measurable",
         _round_ratio("lt.memory_alone.simple.1", "lt.memory_hookless.simple.1"),
     ),
     Target(
@@ -403,7 +402,7 @@ TARGETS = [
         "3 throttles + headers on LocMemCache: overhead / dmr's on the same cache",
         1.0,
         "lower",
-        "issue 16 item 4: Django's default cache takes the staged path, which "
+        "Django's default cache takes the staged path, which "
         "may cost no more over a plain view than dmr's own throttles over its",
         _overhead_ratio(
             ("lt_django.locmem.3", "django.plain"), ("dmr.locmem.3", "dmr.plain")
@@ -415,7 +414,7 @@ TARGETS = [
             "request, denial cache on",
             0.05,
             "lower",
-            "issue 16 item 2: a spent identity is answered in process until its "
+            "a spent identity is answered in process until its "
             "retry_after, whatever the algorithm; 20 admitted hits and one "
             "learned denial per 1,000",
             _hot_key(name),
