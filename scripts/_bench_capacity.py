@@ -23,6 +23,11 @@ command on its own, so the keys of a 3-limit call would name three
 identities, and SimpleRate would read and write three hashes where a hit
 reads and writes one.
 
+Beside them, the same ``return 1`` from redis-benchmark's 50 connections,
+each sending its next call once it has its reply (``-c 50 -P 1``): what a
+call costs Redis when clients do not pipeline, read, parsed and answered
+alone (skipped when redis-benchmark is not installed).
+
 Memory: on a FLUSHALLed server, INFO ``used_memory`` before and after one
 hit for each of ``identities`` new identities, per identity: keys, values,
 expiry and the keyspace's own tables. Scaled to a million identities it
@@ -37,6 +42,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +65,10 @@ TITLE = "Capacity of one Redis core"
 #: identity gets are never denied.
 _LIMITS = {1: ["1000/day"], 3: ["1000/day", "5000/7d", "20000/30d"]}
 _RETURN_1 = "return 1"
+_ROUND_TRIPS = "return 1, one call per round trip"
+#: redis-benchmark's default: as many connections as a few app servers'
+#: pools, each waiting for its reply before it sends again.
+_CONNECTIONS = 50
 _FLOOR_LIBRARY = (
     "#!lua name=capacity_floor\n"
     "redis.register_function('capacity_return_1', function() return 1 end)"
@@ -78,16 +88,19 @@ class _Scale:
         calls: calls per timed run of a case, one per identity.
         floor_calls: calls per timed run of ``return 1``, many more, as it
             is about ten times as fast.
+        round_trip_calls: calls per timed run of ``return 1`` sent one per
+            round trip.
     """
 
     rounds: int
     identities: int
     calls: int
     floor_calls: int
+    round_trip_calls: int
 
 
-_SMOKE = _Scale(1, 1_000, 1_000, 10_000)
-_FULL = _Scale(3, 100_000, 50_000, 500_000)
+_SMOKE = _Scale(1, 1_000, 1_000, 10_000, 2_000)
+_FULL = _Scale(3, 100_000, 50_000, 500_000, 100_000)
 
 
 @dataclass
@@ -158,15 +171,33 @@ def _pipe(url: str, stream: Path, calls: int) -> None:
         raise RuntimeError(f"redis-cli --pipe: {done.stdout}{done.stderr}")
 
 
+def _round_trips(url: str, calls: int) -> None:
+    """``return 1`` from ``_CONNECTIONS`` connections of redis-benchmark,
+    each sending a call only once it has the last one's reply."""
+    done = subprocess.run(
+        [
+            *("redis-benchmark", "-u", url, "-c", str(_CONNECTIONS), "-P", "1"),
+            *("-n", str(calls), "-q", *_FLOOR_WORDS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=_PIPE_TIMEOUT,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    if done.returncode or "requests per second" not in output or "rror" in output:
+        raise RuntimeError(f"redis-benchmark: {output}")
+
+
 def _cpu(client: redis.Redis) -> float:
     """Seconds of CPU the server's main thread has used."""
     info = client.info("cpu")
     return float(info["used_cpu_sys_main_thread"] + info["used_cpu_user_main_thread"])
 
 
-def _timed(client: redis.Redis, url: str, stream: Path, figures: _Figures) -> None:
+def _timed(client: redis.Redis, send: Callable[[], None], figures: _Figures) -> None:
     cpu, started = _cpu(client), time.perf_counter()
-    _pipe(url, stream, figures.calls)
+    send()
     figures.walls.append(time.perf_counter() - started)
     figures.cpus.append(_cpu(client) - cpu)
 
@@ -203,6 +234,32 @@ def _streams(
     return cases
 
 
+def _senders(
+    url: str,
+    floor: Path,
+    cases: dict[str, tuple[Path, Path, _Figures]],
+    scale: _Scale,
+) -> dict[str, tuple[Callable[[], None], _Figures]]:
+    """What each timed run sends, and the figures it adds to: ``return 1``
+    first, then, when redis-benchmark is installed, ``return 1`` one call
+    per round trip, then every case."""
+
+    def pipe(stream: Path, calls: int) -> Callable[[], None]:
+        return lambda: _pipe(url, stream, calls)
+
+    calls = scale.floor_calls
+    timed = {_RETURN_1: (pipe(floor, calls), _Figures(_RETURN_1, calls=calls))}
+    if shutil.which("redis-benchmark"):
+        single = scale.round_trip_calls
+        timed[_ROUND_TRIPS] = (
+            lambda: _round_trips(url, single),
+            _Figures(f"{_ROUND_TRIPS}, {_CONNECTIONS} connections", calls=single),
+        )
+    for case, (_, run, figures) in cases.items():
+        timed[case] = (pipe(run, figures.calls), figures)
+    return timed
+
+
 def _measure(url: str, scale: _Scale) -> tuple[dict[str, _Figures], str]:
     """Every case's figures and ``return 1``'s (under ``_RETURN_1``), and
     the server's version."""
@@ -219,11 +276,10 @@ def _measure(url: str, scale: _Scale) -> tuple[dict[str, _Figures], str]:
             client.flushall(asynchronous=False)
             for _, run, figures in cases.values():
                 _pipe(url, run, figures.calls)
-            timed = {_RETURN_1: (floor, _Figures(_RETURN_1, calls=scale.floor_calls))}
-            timed |= {case: (run, figures) for case, (_, run, figures) in cases.items()}
+            timed = _senders(url, floor, cases, scale)
             for _ in range(scale.rounds):
-                for stream, figures in timed.values():
-                    _timed(client, url, stream, figures)
+                for send, figures in timed.values():
+                    _timed(client, send, figures)
         version = str(client.info("server")["redis_version"])
         return {case: figures for case, (_, figures) in timed.items()}, version
     finally:
@@ -290,6 +346,18 @@ def _missing() -> str | None:
     return None
 
 
+def _round_trip_note(figures: dict[str, _Figures], scale: _Scale) -> str:
+    if _ROUND_TRIPS not in figures:
+        return (
+            "One call per round trip: not measured, redis-benchmark is not installed."
+        )
+    return (
+        f"One call per round trip: the same return 1 from redis-benchmark "
+        f"(`-c {_CONNECTIONS} -P 1`, {scale.round_trip_calls:,} calls), each "
+        "connection waiting for its reply, as un-pipelined clients do."
+    )
+
+
 def capacity_section(smoke: bool) -> Section:
     """Decisions per second and memory per identity of each algorithm at
     1 and 3 limits, on a redis-server of the section's own."""
@@ -318,7 +386,8 @@ def capacity_section(smoke: bool) -> Section:
         "ratios are medians of per-round ratios to return 1. Redis busy is "
         "the main thread's CPU seconds per wall second: below 1, Redis "
         "waited for a CPU or for the client, and decisions per Redis "
-        "CPU-second say what one core sustains. Memory: INFO used_memory "
+        "CPU-second say what one core sustains. "
+        f"{_round_trip_note(figures, scale)} Memory: INFO used_memory "
         f"after {scale.identities:,} identities' first hits on a FLUSHALLed "
         f"server, less before, per identity. {seconds:.0f} s in all."
     )
