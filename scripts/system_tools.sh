@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The system tools the test suite runs, installed with apt when one is
 # missing: redis-server and redis-cli (every real-Redis test, the local
-# cluster, Sentinel), openssl (the TLS test's certificate) and wrk (the
-# benchmark's preferred loader, which tests/test_bench_loaders.py holds
-# against the h11 client). Everything else comes from PyPI into the venv.
+# cluster, Sentinel, the benchmark's capacity section), openssl (the TLS
+# test's certificate) and wrk (the benchmark's preferred loader, which
+# tests/test_bench_loaders.py holds against the h11 client). Everything
+# else comes from PyPI into the venv.
 set -euo pipefail
 
 declare -A package_of=(
