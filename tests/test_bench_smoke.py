@@ -203,7 +203,10 @@ def test_smoke_without_e2e(redis_url, tmp_path):
         assert f"least decision script, {size} in one hash: " in lua["detail"]
     # The interleaved cases' 17, then each section's.
     assert len(targets) == len(document["targets"]) == 17 + 2
-    assert list(document["sections"]) == ["Under a spike, in one process"]
+    assert list(document["sections"]) == [
+        "Under a spike, in one process",
+        "Capacity of one Redis core",
+    ]
     for name, target in targets.items():
         assert target["reason"], name
         assert target["better"] in ("lower", "higher"), name
