@@ -28,5 +28,5 @@ if [ "$#" -gt 0 ]; then
   echo "==> [7/7] left out, as arguments were given: run .venv/bin/nox for the supported range"
   exit 0
 fi
-step 7 "the supported range: nox -s newest lowest, the version-dependent tests at the newest end and the whole suite at the lowest (about 20 minutes)"
+step 7 "the supported range: nox -s newest lowest, the version-dependent tests at the newest end and the whole suite at the lowest (about 15 minutes)"
 .venv/bin/nox -s newest lowest
