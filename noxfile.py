@@ -1,9 +1,10 @@
 """The supported range, tested at both ends.
 
-``nox -s lowest`` runs the suite on Python 3.11 with every library at the
-lower bound pyproject.toml declares (constraints/lowest.txt); ``nox -s newest``
-runs it on the newest Python found here with the newest releases. Both pin the
-test tools with constraints/dev.txt. scripts/test.sh runs both.
+``nox -s lowest`` runs the whole suite on Python 3.11 with every library at
+the lower bound pyproject.toml declares (constraints/lowest.txt); ``nox -s
+newest`` runs the version-dependent tests on the newest Python found here with
+the newest releases. Both pin the test tools with constraints/dev.txt.
+scripts/test.sh runs both.
 """
 
 import glob
@@ -25,14 +26,16 @@ nox.options.sessions = ["newest", "lowest"]
 nox.options.default_venv_backend = "venv"
 nox.options.error_on_missing_interpreters = True
 
-#: Extras the sessions leave out: lint and bench tools are not under test, and
-#: dmr is added by the session whose Django it accepts.
+#: Extras the sessions leave out of luathrottle's own install: the dev and
+#: bench tools are installed as tools, and dmr is added by the session whose
+#: Django it accepts.
 _NOT_RUNTIME = {"dev", "bench", "dmr"}
-#: Dev tools that lint, package or build the docs rather than run tests.
-_NOT_TEST_TOOLS = {
-    "ruff",
-    "mypy",
-    "django-stubs",
+#: The linters: they check the source against the newest libraries, in
+#: scripts/test.sh's .venv, and no test runs them.
+_LINTERS = {"ruff", "mypy", "django-stubs"}
+#: Dev tools that package or build the docs: the whole suite's release, docs
+#: and range tests need them, the version-dependent tests do not.
+_NOT_VERSION_TOOLS = _LINTERS | {
     "nox",
     "build",
     "hatchling",
@@ -77,13 +80,14 @@ def newest_python() -> str:
 LOWEST_PYTHON = PYPROJECT["project"]["requires-python"].removeprefix(">=")
 
 
-def _test_tools(*, dmr: bool) -> list[str]:
-    extras = PYPROJECT["project"]["optional-dependencies"]
+def _tools(extras: tuple[str, ...], leave_out: set[str]) -> list[str]:
+    """The requirements of ``extras`` whose names are not in ``leave_out``."""
+    declared = PYPROJECT["project"]["optional-dependencies"]
     return [
         requirement
-        for requirement in extras["dev"]
-        if _name(requirement) not in _NOT_TEST_TOOLS
-        and (dmr or _name(requirement) != _DMR)
+        for extra in extras
+        for requirement in declared[extra]
+        if _name(requirement) not in leave_out
     ]
 
 
@@ -92,20 +96,21 @@ def _runtime_extras() -> str:
     return ",".join(sorted(set(extras) - _NOT_RUNTIME))
 
 
-#: The test modules that depend on those versions: the store clients, the
-#: embedded Lua runtimes, the Django integration, every door's framework and
-#: the metrics libraries. The rest of the suite runs in scripts/test.sh's
-#: .venv; test_spikes.py, test_store_stalls.py and test_concurrency_limiter.py
-#: reach into redis-py 6+'s pools and retry objects, and run there only.
-#: Patterns of pytest's ``python_files``, so that tests/conftest.py's
-#: ``collect_ignore`` applies.
+#: The test modules that depend on those versions: the store clients and
+#: their pools and retry policies, the embedded Lua runtimes, the Django
+#: integration, every door's framework and the metrics libraries. The newest
+#: session runs these; the lowest runs the whole suite, as scripts/test.sh's
+#: .venv does. Patterns of pytest's ``python_files``, so that
+#: tests/conftest.py's ``collect_ignore`` applies.
 VERSION_TESTS = (
     "test_adapter_imports.py",
     "test_asgi.py",
     "test_backend_errors.py",
     "test_bad_keys_and_the_breaker.py",
     "test_breaker_cancellation.py",
+    "test_cluster.py",
     "test_coalescing.py",
+    "test_concurrency_limiter.py",
     "test_count_when*.py",
     "test_django_*.py",
     "test_dmr.py",
@@ -123,6 +128,8 @@ VERSION_TESTS = (
     "test_pipelines.py",
     "test_prometheus.py",
     "test_refunds.py",
+    "test_spikes.py",
+    "test_store_stalls.py",
     # DRF's own throttling suite, vendored in tests/drf_suite.
     "test_throttling.py",
     "test_topologies.py",
@@ -131,16 +138,17 @@ VERSION_TESTS = (
 )
 
 
-def _pytest(session: nox.Session) -> None:
-    """The version-dependent tests, or the arguments given after ``--``."""
+def _pytest(session: nox.Session, default: list[str]) -> None:
+    """pytest with the arguments given after ``--``, else with ``default``."""
     session.run("python", "-c", "import sys; print(sys.version)")
-    args = session.posargs or ["tests", "-o", f"python_files={' '.join(VERSION_TESTS)}"]
-    session.run("python", "-m", "pytest", *args)
+    session.run("python", "-m", "pytest", *(session.posargs or default))
 
 
 @nox.session(python=LOWEST_PYTHON)
 def lowest(session: nox.Session) -> None:
-    """Python 3.11 and each library at its declared lower bound; no dmr."""
+    """The whole suite on Python 3.11 and each library at its declared lower
+    bound; no dmr. The bench peers are installed too, for the bench smoke
+    tests, and the packaging and docs tools, for the release and docs tests."""
     session.install(
         "-c",
         DEV_CONSTRAINTS,
@@ -148,10 +156,11 @@ def lowest(session: nox.Session) -> None:
         LOWEST_CONSTRAINTS,
         "-e",
         f".[{_runtime_extras()}]",
-        *_test_tools(dmr=False),
+        *_tools(("dev", "bench"), leave_out=_LINTERS | {_DMR}),
     )
     session.run("python", "-m", "pip", "list", "--format=freeze")
-    _pytest(session)
+    # The pytest scripts/test.sh runs in .venv: the repository's settings.
+    _pytest(session, default=[])
 
 
 @nox.session(python=newest_python())
@@ -165,7 +174,7 @@ def newest(session: nox.Session) -> None:
         DEV_CONSTRAINTS,
         "-e",
         f".[{_runtime_extras()},dmr]",
-        *_test_tools(dmr=True),
+        *_tools(("dev",), leave_out=_NOT_VERSION_TOOLS),
     )
     session.run("python", "-m", "pip", "list", "--format=freeze")
-    _pytest(session)
+    _pytest(session, default=["tests", "-o", f"python_files={' '.join(VERSION_TESTS)}"])

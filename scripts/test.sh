@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included: the system tools, a venv with the
 # dev and bench extras (their tools pinned by constraints/dev.txt), then
-# lint, types and tests, then the tests that depend on the versions of
-# Python, redis-py, Django, DRF and dmr at both ends of the supported range
-# (noxfile.py). The tests start their own redis-server on a free loopback
+# lint, types and tests, then both ends of the supported range
+# (noxfile.py): the tests that depend on the versions of Python, redis-py,
+# Django, DRF and dmr at the newest end, the whole suite at the lowest. The tests start their own redis-server on a free loopback
 # port unless LUATHROTTLE_REDIS_URL names one. Arguments go to pytest; with
 # arguments, the last step is left out.
 set -euo pipefail
@@ -28,5 +28,5 @@ if [ "$#" -gt 0 ]; then
   echo "==> [7/7] left out, as arguments were given: run .venv/bin/nox for the supported range"
   exit 0
 fi
-step 7 "the supported range: nox -s newest lowest, the version-dependent tests (about 6 minutes)"
+step 7 "the supported range: nox -s newest lowest, the version-dependent tests at the newest end and the whole suite at the lowest (about 15 minutes)"
 .venv/bin/nox -s newest lowest

@@ -28,14 +28,16 @@ _SERVER: RedisServer | None = None
 _SKIP_REASON = ""
 
 #: The test modules that import django-modern-rest (``dmr``) when loaded, or
-#: import one that does. dmr 0.16 requires Django 5, so the lowest supported
-#: combination (``nox -s lowest``, on Django 4.2) runs without it: there these
-#: modules are not collected, and the run's header says which.
+#: import one that does, or serve the dmr seed project (examples/seed_dmr).
+#: dmr 0.16 requires Django 5, so the lowest supported combination (``nox -s
+#: lowest``, on Django 4.2) runs without it: there these modules are not
+#: collected, and the run's header says which.
 _NEED_DMR = [
     "test_client_identity.py",
     "test_count_when_doors.py",
     "test_denial_cache_adapters.py",
     "test_dmr.py",
+    "test_e2e_dmr.py",
     "test_every_door.py",
     "test_exemptions.py",
     "test_ietf_headers.py",

@@ -29,6 +29,7 @@ from luathrottle.cli import main
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.django.cache_keys import BaseThrottleCacheKey
 from luathrottle.scripts import all_scripts, get_script
+from redis_py import replica_reads
 from states import limiter_keys, read_state, script_call, store_keys
 
 pytestmark = pytest.mark.redis
@@ -141,10 +142,7 @@ async def test_async_cluster_client(redis_cluster, cluster_client):
 
 
 def test_decisions_never_read_from_replicas(redis_cluster, cluster_client):
-    client = redis.cluster.RedisCluster.from_url(
-        redis_cluster.url,
-        load_balancing_strategy=redis.cluster.LoadBalancingStrategy.ROUND_ROBIN_REPLICAS,
-    )
+    client = redis.cluster.RedisCluster.from_url(redis_cluster.url, **replica_reads())
     limiter = Limiter(3, 60, backend=SyncRedis(client))
     replicas = [node for node in client.get_replicas()]
     assert len(replicas) == 3

@@ -24,6 +24,7 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.scripts import get_script
 from models import ConcurrencyModel
+from redis_py import get_connection
 from servers import free_port
 from store_time import AsyncOnClock, OnClock
 
@@ -508,7 +509,7 @@ def resp2_connection(redis_url, redis_client):
     default, where ZRANGE ... WITHSCORES answers pairs with double scores,
     and its client reshapes some replies by command."""
     client = redis.Redis.from_url(redis_url, protocol=2)
-    connection = client.connection_pool.get_connection()
+    connection = get_connection(client.connection_pool)
     yield connection
     client.connection_pool.release(connection)
     client.close()

@@ -1,7 +1,13 @@
 """A spike of traffic on a healthy store: more callers than the client's pool
 has connections wait their turn. No caller fails, counts stay exact, and
 the circuit breaker never opens, since a full pool says nothing of the
-store."""
+store.
+
+The same on every redis-py of the supported range: no asyncio pool of
+redis-py waits for a connection (each raises at once when full, and redis-py
+5 with a plain ConnectionError), so the backends wait themselves
+(tests/redis_py.py has what differs).
+"""
 
 import asyncio
 import threading
@@ -12,12 +18,14 @@ import redis
 import redis.asyncio
 
 from luathrottle import (
+    AsyncConcurrencyLimiter,
     AsyncLimiter,
     CircuitBreaker,
     Limiter,
     PoolExhaustedError,
 )
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from redis_py import ASYNC_DEFAULT_MAX_CONNECTIONS, get_connection
 from servers import wait_until
 
 KEYS = [f"user{index}" for index in range(20)]
@@ -29,12 +37,16 @@ def url(redis_url, redis_client):
     return redis_url
 
 
-async def test_1000_async_callers_share_the_default_pool(url):
-    # redis-py 8's asyncio pool allows 100 connections; this spike asks for
-    # ten times as many at once.
+@pytest.mark.parametrize("coalesce", [True, False])
+async def test_1000_async_callers_share_the_default_pool(url, redis_client, coalesce):
+    # redis-py 8's asyncio pool allows 100 connections, and this spike asks
+    # for ten times as many at once; before 8 it allows 2**31, and callers
+    # that share no round trip may open one each. Either way no caller
+    # fails, and the pool's bound holds.
     client = redis.asyncio.Redis.from_url(url)
-    assert client.connection_pool.max_connections == 100
-    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
+    assert client.connection_pool.max_connections == ASYNC_DEFAULT_MAX_CONNECTIONS
+    accepted = redis_client.info("stats")["total_connections_received"]
+    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1), coalesce=coalesce)
     limiter = AsyncLimiter(30, 60, backend=backend)
     decisions = await asyncio.gather(
         *(limiter.hit(KEYS[index % len(KEYS)]) for index in range(1000))
@@ -44,6 +56,8 @@ async def test_1000_async_callers_share_the_default_pool(url):
     assert admitted == dict.fromkeys(KEYS, 30)
     assert all(d.reason in (None, "limit_exceeded") for d in decisions)
     assert backend.breaker.state == "closed"
+    opened = redis_client.info("stats")["total_connections_received"] - accepted
+    assert 0 < opened <= min(ASYNC_DEFAULT_MAX_CONNECTIONS, 1000)
     await client.aclose()
 
 
@@ -79,7 +93,7 @@ def test_200_threads_share_a_pool_of_50(url):
 async def test_a_pool_full_of_the_users_own_connections_is_waited_for(url):
     client = redis.asyncio.Redis.from_url(url, max_connections=2, socket_timeout=5)
     pool = client.connection_pool
-    held = [await pool.get_connection(), await pool.get_connection()]
+    held = [await get_connection(pool), await get_connection(pool)]
     backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
     limiter = AsyncLimiter(5, 60, backend=backend)
     hit = asyncio.create_task(limiter.hit("waiting"))
@@ -95,7 +109,7 @@ async def test_a_pool_full_of_the_users_own_connections_is_waited_for(url):
 async def test_a_wait_that_runs_out_fails_the_call_not_the_store(url):
     client = redis.asyncio.Redis.from_url(url, max_connections=1, socket_timeout=0.2)
     pool = client.connection_pool
-    held = await pool.get_connection()
+    held = await get_connection(pool)
     backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
     limiter = AsyncLimiter(5, 60, backend=backend)
     with pytest.raises(PoolExhaustedError, match="every connection"):
@@ -105,7 +119,24 @@ async def test_a_wait_that_runs_out_fails_the_call_not_the_store(url):
     denying = AsyncLimiter(5, 60, backend=backend, on_failure="deny")
     assert (await denying.hit("waiting")).reason == "store_unavailable"
     await pool.release(held)
-    assert (await limiter.hit("waiting")).allowed
+    # Neither call that found no connection counted a hit.
+    assert (await limiter.hit("waiting")).remaining == 4
+    await client.aclose()
+
+
+async def test_a_lease_refused_by_a_full_pool_holds_no_slot(url):
+    client = redis.asyncio.Redis.from_url(url, max_connections=1, socket_timeout=0.2)
+    pool = client.connection_pool
+    held = await get_connection(pool)
+    backend = AsyncRedis(client, breaker=CircuitBreaker(failures=1))
+    limiter = AsyncConcurrencyLimiter(1, lease=60, backend=backend)
+    with pytest.raises(PoolExhaustedError, match="every connection"):
+        await limiter.acquire("job")
+    assert backend.breaker.state == "closed"
+    await pool.release(held)
+    # The one slot is free: the refused call took no lease.
+    assert (await limiter.acquire("job")).allowed
+    assert not (await limiter.acquire("job")).allowed
     await client.aclose()
 
 

@@ -1,9 +1,11 @@
 """A store that stalls: a hit is sent once and counted at most once, and a
 call lasts one attempt, whatever retry policy the user's client carries.
 
-The clients here are built as the docs show, so they carry redis-py's
-default retry policy (three retries with backoff since redis-py 6). The
-server is slowed with DEBUG SLEEP, which holds every reply while commands
+The clients here retry as the user's would: built as the docs show, they
+carry redis-py's default retry policy, three retries or more with backoff
+since redis-py 6. Before 6 a client retries nothing unless told to, so there
+they are told to, with the policy that redis-py 6 made the default. The server
+is slowed with DEBUG SLEEP, which holds every reply while commands
 already sent wait in their sockets, and paused with CLIENT PAUSE, which
 holds every command. Attempts are counted on the server: the connections
 it accepted, and the script calls it ran.
@@ -15,6 +17,9 @@ import threading
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.backoff
+import redis.retry
 
 from luathrottle import (
     AsyncLimiter,
@@ -24,6 +29,7 @@ from luathrottle import (
     Limiter,
 )
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from redis_py import RETRIES_BY_DEFAULT, get_connection, retries
 from servers import RedisServer
 
 #: Each call waits this long for a reply; the stalls last far longer.
@@ -52,19 +58,40 @@ def admin(server):
     client.close()
 
 
+def retry_settings(retry_class):
+    """What a client is built with to retry three times: nothing where that
+    is redis-py's default, else redis-py 6's default policy, on the errors
+    it retries by default (without the jitter, which 5.0 lacks)."""
+    if RETRIES_BY_DEFAULT:
+        return {}
+    backoff = redis.backoff.ExponentialBackoff(cap=10, base=1)
+    return {
+        "retry": retry_class(backoff, 3),
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
+    }
+
+
 def retrying_client(server):
-    """A client built as the docs show, with redis-py's default retries
-    (from_url gives none)."""
-    client = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=TIMEOUT)
-    assert client.get_retry().get_retries() >= 3
+    """A client built as the docs show (from_url gives no retries), and
+    told to retry where redis-py's defaults do not."""
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=server.port,
+        socket_timeout=TIMEOUT,
+        **retry_settings(redis.retry.Retry),
+    )
+    assert retries(client.get_retry()) >= 3
     return client
 
 
 def retrying_async_client(server):
     client = redis.asyncio.Redis(
-        host="127.0.0.1", port=server.port, socket_timeout=TIMEOUT
+        host="127.0.0.1",
+        port=server.port,
+        socket_timeout=TIMEOUT,
+        **retry_settings(redis.asyncio.retry.Retry),
     )
-    assert client.get_retry().get_retries() >= 3
+    assert retries(client.get_retry()) >= 3
     return client
 
 
@@ -200,21 +227,21 @@ async def test_a_paused_store_costs_one_async_attempt_per_call(server, admin):
 
 def test_the_users_client_keeps_its_retry_policy(server, admin):
     client = retrying_client(server)
-    retries = client.get_retry().get_retries()
+    policy = retries(client.get_retry())
     limiter = Limiter(10, 60, backend=SyncRedis(client), on_failure="allow")
     admin.client_pause(STALL * 1000, all=False)
     assert limiter.hit("k").reason == "store_unavailable"
     admin.client_unpause()
     # The user's own commands still go out with the user's policy.
-    connection = client.connection_pool.get_connection()
-    assert connection.retry.get_retries() == retries
+    connection = get_connection(client.connection_pool)
+    assert retries(connection.retry) == policy
     client.connection_pool.release(connection)
     client.close()
 
 
 async def test_the_users_async_client_keeps_its_retry_policy(server, admin):
     client = retrying_async_client(server)
-    retries = client.get_retry().get_retries()
+    policy = retries(client.get_retry())
     limiter = AsyncLimiter(10, 60, backend=AsyncRedis(client), on_failure="allow")
     admin.client_pause(STALL * 1000, all=False)
     assert (await limiter.hit("k")).reason == "store_unavailable"
@@ -222,7 +249,7 @@ async def test_the_users_async_client_keeps_its_retry_policy(server, admin):
     await limiter.hit("k")
     # The connection the limiter used went back as it was lent.
     pool = client.connection_pool
-    connection = await pool.get_connection()
-    assert connection.retry.get_retries() == retries
+    connection = await get_connection(pool)
+    assert retries(connection.retry) == policy
     await pool.release(connection)
     await client.aclose()

@@ -1,10 +1,13 @@
 """The supported range is what the nox sessions test.
 
 ``nox -s lowest`` installs constraints/lowest.txt, whose pins must be the lower
-bounds pyproject.toml declares; constraints/dev.txt pins the tools inside the
-dev extra's ranges; scripts/test.sh runs both sessions.
+bounds pyproject.toml declares, and runs the whole suite; ``nox -s newest``
+runs the version tests; constraints/dev.txt pins the tools inside the dev
+extra's ranges; scripts/test.sh runs both sessions.
 """
 
+import ast
+import fnmatch
 import json
 import re
 import subprocess
@@ -126,19 +129,55 @@ def test_the_test_command_pins_the_tools_and_runs_both_sessions():
     assert nox_line.split("-s", 1)[1].split() == ["newest", "lowest"]
 
 
+def version_tests() -> tuple[str, ...]:
+    """noxfile.py's ``VERSION_TESTS``, which the newest session runs."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    (value,) = [
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and [getattr(target, "id", None) for target in node.targets]
+        == ["VERSION_TESTS"]
+    ]
+    return tuple(ast.literal_eval(value))
+
+
+def test_each_version_test_pattern_names_a_module():
+    # DRF's own suite, vendored, lies deeper in tests/.
+    modules = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert all(fnmatch.filter(modules, pattern) for pattern in version_tests())
+
+
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name
 )
-def test_the_modules_left_out_without_dmr_are_those_that_import_it(path):
-    # A module importing dmr when loaded fails to collect without it, so it
-    # must be on conftest's list; one that does not must stay collected.
+def test_the_modules_that_depend_on_redis_py_releases_run_at_the_newest(path):
+    # The lowest session runs every module; the newest, the version tests:
+    # a module that states what differs between redis-py's releases
+    # (tests/redis_py.py) must be one.
+    imports_redis_py = re.search(
+        r"^(from redis_py import|import redis_py\b)", path.read_text(), re.MULTILINE
+    )
+    listed = any(fnmatch.fnmatch(path.name, pattern) for pattern in version_tests())
+    assert listed or not imports_redis_py
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name
+)
+def test_the_modules_left_out_without_dmr_are_those_that_need_it(path):
+    # A module importing dmr when loaded fails to collect without it, and
+    # one serving the dmr seed project has no server to test, so it must be
+    # on conftest's list; one that does neither must stay collected.
+    text = path.read_text()
     imports_dmr = re.search(
         r"^(from dmr\b|import dmr\b|from luathrottle import dmr\b"
         r"|from luathrottle\.dmr\b|from test_every_door\b)",
-        path.read_text(),
+        text,
         re.MULTILINE,
     )
+    serves_dmr = re.search(r"[\"']seed_dmr\.(asgi|settings)\b", text)
     conftest = (ROOT / "tests" / "conftest.py").read_text()
     listed = re.search(r"_NEED_DMR = \[(.*?)\]", conftest, re.DOTALL)
     assert listed is not None
-    assert (f'"{path.name}"' in listed.group(1)) == bool(imports_dmr)
+    assert (f'"{path.name}"' in listed.group(1)) == bool(imports_dmr or serves_dmr)

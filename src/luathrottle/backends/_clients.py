@@ -128,8 +128,10 @@ SERVER_ERRORS = (
     + _classes(_redis.ReadOnlyError, "exceptions.ReadOnlyError")
     + _classes(_redis.TryAgainError, "exceptions.TryAgainError")
 )
-# A pool with no connection free. valkey-py 6's own pools (not its asyncio
-# cluster's) say so with a plain ConnectionError of this text instead.
+# A pool with no connection free. redis-py's asyncio pool before 8, its
+# sync pool before 7, and valkey-py 6's own pools (not its asyncio
+# cluster's) say so with a plain ConnectionError of this text instead: on
+# redis-py 5 a full pool is told from a failing store by this text alone.
 _POOL_FULL = _classes(_redis.MaxConnectionsError, "exceptions.MaxConnectionsError")
 _POOL_FULL_TEXT = "Too many connections"
 
