@@ -48,6 +48,7 @@ from _bench_adapters import adapter_cases
 from _bench_cases import floor_cases, hot_key_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
+from _bench_luafloor import luafloor_section
 from _bench_measure import Case, CaseResult, Runner
 from _bench_observers import observer_cases
 from _bench_peers import peer_cases
@@ -227,6 +228,7 @@ def _sections(url: str, args: argparse.Namespace) -> list[Section]:
     rounds, n = (1, 720) if args.smoke else (7, 20_000)
     plans: dict[str, Callable[[], Section]] = {
         "spike": lambda: spike_section(url, rounds, n),
+        "luafloor": lambda: luafloor_section(args.smoke),
     }
     return [
         plan()
