@@ -28,7 +28,8 @@ def _wait_for(url: str, process: "subprocess.Popen[bytes]") -> None:
             try:
                 client.ping()
                 return
-            except redis.ConnectionError as exc:
+            # A server under valgrind may accept before it answers in time.
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise SystemExit(f"redis-server did not start on {url}") from exc
                 time.sleep(0.05)
