@@ -276,8 +276,11 @@ if consume and (admitted or moved or each or started) then
       else
         state = string.format('%d:%d:%d', now + level, drain, held)
       end
+      -- Milliseconds rounded up, sent as a string: Redis turns a number
+      -- into one with a costly %.17g.
       local ms = lives % 1000
-      redis.call('SET', KEYS[i], state, 'PX', (lives - ms) / 1000 + (ms > 0 and 1 or 0))
+      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
+      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
     end
   end
 end
