@@ -330,7 +330,7 @@ def luafloor_section(smoke: bool) -> Section:
     Args:
         smoke: batches of a few calls, which still count every case.
     """
-    n = _PERIOD - 1 if smoke else 10 * _PERIOD - 1
+    n = _PERIOD - 1 if smoke else 20 * _PERIOD - 1
     title = "Lua per hit, in instructions"
     missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
     if missing:
