@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 8
+-- version: 9
 -- state: 6
 -- layout: hash
 --
@@ -122,19 +122,21 @@ end
 -- reads "inf", "0x1f" or " 5" as numbers.
 local match = string.match
 local function parse(state)
-  local window_ms, used, stored, rest = match(state, '^(%d+):(%d+):(%d+)(.*)$')
-  if rest == '' then
+  local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
+  if window_ms then
     return window_ms, used, stored, ''
   end
-  local ends = rest and match(rest, '^:(%d+)$')
+  local ends
+  window_ms, used, stored, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
   if ends and #ends <= 16 then
     return window_ms, used, stored, ends
   end
 end
 
 -- Refunds only ever lower a live window's count: kept apart from the
--- decision below, and reading each field on its own, as they are rare.
-local function refund(cost, now)
+-- decision below, and reading each field on its own, as they are rare; in
+-- a block rather than a function, so that a hit makes no closure for them.
+if ARGV[1] == 'refund' then
   for i = 1, n do
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
@@ -154,10 +156,7 @@ local function refund(cost, now)
       end
     end
   end
-end
-if ARGV[1] == 'refund' then
   -- The decision below then reads as a peek of cost 1: consume is false.
-  refund(cost, now)
   cost = 1
 end
 
@@ -205,12 +204,18 @@ for i = 1, n do
   local state = states[i]
   local ends = ''
   if state then
-    local window_ms, used, stored
-    window_ms, used, stored, ends = parse(state)
+    -- Most states hold no penalty: one match reads them.
+    local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
+    if not window_ms then
+      window_ms, used, stored, ends = parse(state)
+    end
     local window_end
     if window_ms and #used <= 16 and #stored <= 9 then
-      window_end, used, stored = window_ms * 1000, used + 0, stored * 1000000
+      -- A state mostly holds the duration as the limit gives it: one
+      -- conversion then serves both.
       local duration = ARGV[3 + 2 * i] * 1000000
+      window_end, used = window_ms * 1000, used + 0
+      stored = stored == ARGV[3 + 2 * i] and duration or stored * 1000000
       if window_end > now + stored + SKEW_US then
         window_end = nil
       elseif stored ~= duration and window_end > now + duration then
@@ -232,7 +237,8 @@ for i = 1, n do
   local base = 5 * i - 5
   reply[base + 1] = 1
   reply[base + 2] = limit
-  reply[base + 3] = math.max(limit - count, 0)
+  -- A comparison rather than math.max: a call costs more than the rest.
+  reply[base + 3] = limit > count and limit - count or 0
   reply[base + 4] = reset_after
   reply[base + 5] = 0
   if cost > limit then
@@ -240,7 +246,9 @@ for i = 1, n do
   elseif count + cost > limit then
     reply[base + 1], reply[base + 5], admitted = 0, reset_after, false
   end
-  local penalty = ARGV[PENALTIES + i] + 0
+  -- Most limits have no penalty, sent as "0": no conversion then.
+  local penalty = ARGV[PENALTIES + i]
+  penalty = penalty ~= '0' and penalty + 0 or 0
   if penalty > 0 and reply[base + 1] ~= -1 then
     local left = ends and ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
@@ -296,8 +304,14 @@ if consume and (admitted or moved or each or started) then
     if count then
       local w = #writes
       writes[w + 1] = ARGV[FIELDS + i]
-      writes[w + 2] = format('%d:%d:', math.floor((now + reset_after) / 1000), count)
-        .. ARGV[3 + 2 * i] .. (ends and format(':%d', ends) or '')
+      -- Whole milliseconds, without the cost of a call to math.floor.
+      local window_end = now + reset_after
+      local window_ms = (window_end - window_end % 1000) / 1000
+      if ends then
+        writes[w + 2] = format('%d:%d:%s:%d', window_ms, count, ARGV[3 + 2 * i], ends)
+      else
+        writes[w + 2] = format('%d:%d:%s', window_ms, count, ARGV[3 + 2 * i])
+      end
     end
     if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
       local key = KEYS[i]

@@ -1,5 +1,5 @@
 -- luathrottle script: leaky_bucket
--- version: 5
+-- version: 6
 -- state: 3
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
@@ -93,7 +93,7 @@ local PENALTIES = 3 + 2 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = tonumber(ARGV[3])
+local now = ARGV[3] ~= '' and tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
@@ -103,20 +103,23 @@ end
 -- nothing when it is not one of ours. Matched before any arithmetic, which
 -- raises an error on a string that is no number and reads "inf", "0x1f" or
 -- " 5" as numbers.
+local match = string.match
 local function parse(state)
-  local at, was, held, rest = string.match(state, '^(%d+):(%d+):(%d+)(.*)$')
-  if rest == '' then
+  local at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+  if at then
     return at, was, held, ''
   end
-  local ends = rest and string.match(rest, '^:(%d+)$')
+  local ends
+  at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
   if ends and #ends <= 16 then
     return at, was, held, ends
   end
 end
 
 -- Refunds only ever lower a bucket's level: kept apart from the decision
--- below, as they are rare.
-local function refund(cost, now)
+-- below, as they are rare; in a block rather than a function, so that a
+-- hit makes no closure for them.
+if ARGV[1] == 'refund' then
   for i = 1, #KEYS do
     local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / ARGV[2 + 2 * i])
     local anchor = tonumber(ARGV[3 + 3 * n + i])
@@ -146,27 +149,30 @@ local function refund(cost, now)
       end
     end
   end
-end
-if ARGV[1] == 'refund' then
   -- The decision below then reads as a peek of cost 1: consume is false.
-  refund(cost, now)
   cost = 1
 end
 
 -- The reply is filled in as the limits are read, and the writes read back
 -- what they need from it, so that no table is built per limit. It starts
 -- with room for one limit, as a table grown one field at a time is
--- reallocated at every power of two. Divisions round with math.ceil and
--- math.floor, exact for integers below 2^53. Unreadable states are rare,
+-- reallocated at every power of two. Divisions round exactly for integers
+-- below 2^53, by math.ceil and math.floor or by %. Unreadable states are rare,
 -- so their list is only made when one turns up.
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says whether this hit started one. Only made when a limit has a
--- penalty running.
+-- penalty running. drains keeps each limit's drain for the writes, so that
+-- each string is read as a number once. The hot path rounds with % rather
+-- than math.floor and math.ceil, and compares rather than call math.max:
+-- a call costs more than the arithmetic.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
-local penalised, started = nil, false
+local penalised, started, drains = nil, false, {}
 for i = 1, #KEYS do
   local limit = ARGV[2 + 2 * i] + 0
-  local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
+  local duration = ARGV[3 + 2 * i] * 1000000
+  local drain = duration % limit
+  drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+  drains[i] = drain
   local level, ends = 0, ''
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
@@ -174,12 +180,21 @@ for i = 1, #KEYS do
   if state then
     local empty_at, was, held
     if type(state) == 'string' then
-      empty_at, was, held, ends = parse(state)
+      -- Most states hold no penalty: one match reads them.
+      empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+      if not empty_at then
+        empty_at, was, held, ends = parse(state)
+      end
     end
-    if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
-        and empty_at - now <= held * was + SKEW_US then
-      level = math.max(empty_at - now, 0)
-      if was + 0 ~= drain and level > 0 then
+    -- Each part is read as a number once, after its digits are counted.
+    local readable = empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
+    if readable then
+      empty_at, was, held = empty_at + 0, was + 0, held + 0
+      readable = was > 0 and empty_at - now <= held * was + SKEW_US
+    end
+    if readable then
+      level = empty_at > now and empty_at - now or 0
+      if was ~= drain and level > 0 then
         level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
         moved = moved or {}
         moved[i] = true
@@ -200,10 +215,13 @@ for i = 1, #KEYS do
   local base = 5 * (i - 1)
   reply[base + 1] = status
   reply[base + 2] = limit
-  reply[base + 3] = math.max(math.floor((limit * drain - level) / drain), 0)
+  local room = limit * drain - level
+  reply[base + 3] = room > 0 and (room - room % drain) / drain or 0
   reply[base + 4] = level
   reply[base + 5] = retry_after
-  local penalty = ARGV[PENALTIES + i] + 0
+  -- Most limits have no penalty, sent as "0": no conversion then.
+  local penalty = ARGV[PENALTIES + i]
+  penalty = penalty ~= '0' and penalty + 0 or 0
   if penalty > 0 and status ~= -1 then
     local left = ends and ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
@@ -234,22 +252,35 @@ if consume and (admitted or moved or each or started) then
     local ends = penalised and penalised[i]
     if spends or (moved and moved[i]) or ends then
       local limit = reply[base + 2]
-      local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / limit)
+      local drain = drains[i]
       local level = reply[base + 4]
       if spends then
         level = level + cost * drain
-        reply[base + 3] = math.floor((limit * drain - level) / drain)
+        local room = limit * drain - level
+        reply[base + 3] = (room - room % drain) / drain
         reply[base + 4] = level
       end
       -- A converted bucket may hold more than max_requests: the state
       -- names what it holds, the bound its next reader checks.
-      local held = math.max(limit, math.ceil(level / drain))
+      local held = limit
+      if level > limit * drain then
+        held = math.ceil(level / drain)
+      end
       local lives = level
       if ends and ends - now > lives then
         lives = ends - now
       end
-      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + level, drain, held)
-        .. (ends and string.format(':%d', ends) or ''), 'PX', math.ceil(lives / 1000))
+      local state
+      if ends then
+        state = string.format('%d:%d:%d:%d', now + level, drain, held, ends)
+      else
+        state = string.format('%d:%d:%d', now + level, drain, held)
+      end
+      -- Milliseconds rounded up, sent as a string: Redis turns a number
+      -- into one with a costly %.17g.
+      local ms = lives % 1000
+      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
+      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
     end
   end
 end

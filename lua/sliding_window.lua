@@ -1,5 +1,5 @@
 -- luathrottle script: sliding_window
--- version: 4
+-- version: 5
 -- state: 2
 --
 -- SlidingWindow: for each limit, the two-window weighted counter. Windows
@@ -111,7 +111,7 @@ local PENALTIES = 3 + 2 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = tonumber(ARGV[3])
+local now = ARGV[3] ~= '' and tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
@@ -120,21 +120,24 @@ end
 -- A state's window index, counts and duration, and its penalty's end (''
 -- for none), or nothing when it is not one of ours. Matched before any
 -- arithmetic, which reads "inf" or " 5" as numbers.
+local match = string.match
 local function parse(state)
-  local stored, first, second, was, rest = string.match(state,
-    '^(-?%d+):(%d+):(%d+):(%d+)(.*)$')
-  if rest == '' then
+  local stored, first, second, was = match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
+  if stored then
     return stored, first, second, was, ''
   end
-  local ends = rest and string.match(rest, '^:(%d+)$')
+  local ends
+  stored, first, second, was, ends = match(state,
+    '^(-?%d+):(%d+):(%d+):(%d+):(%d+)$')
   if ends and #ends <= 16 then
     return stored, first, second, was, ends
   end
 end
 
 -- Refunds only ever lower the current window's count: kept apart from the
--- decision below, as they are rare, and replying what a peek would.
-local function refund(cost, now)
+-- decision below, as they are rare, and replying what a peek would; in a
+-- block rather than a function, so that a hit makes no closure for them.
+if ARGV[1] == 'refund' then
   for i = 1, #KEYS do
     local duration = ARGV[3 + 2 * i] * 1000000
     local window = math.floor(now / duration)
@@ -160,10 +163,7 @@ local function refund(cost, now)
         'PX', math.ceil(lives / 1000))
     end
   end
-end
-if ARGV[1] == 'refund' then
   -- The decision below then reads as a peek of cost 1: consume is false.
-  refund(cost, now)
   cost = 1
 end
 
@@ -184,7 +184,12 @@ local function first_step(weight, room, steps)
 end
 
 -- The reply is filled in as the limits are read; counts keeps, for the
--- writes, each limit's window index and counts, three numbers per limit.
+-- writes, each limit's window index, counts and time until its current
+-- window stops weighing, four numbers per limit, so that each string is
+-- read as a number once. The hot path rounds with % rather than
+-- math.floor and math.ceil, and compares rather than call math.min or
+-- math.max: a call costs more than the arithmetic, and both are exact on
+-- integers below 2^53.
 -- Unreadable states are rare, so their list is only made when one turns up.
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says whether this hit started one. Only made when a limit has a
@@ -199,10 +204,11 @@ for i = 1, #KEYS do
     unit = unit * 10
   end
   local steps = duration / unit
-  local window = math.floor(now / duration)
-  local start = window * duration
-  local elapsed = math.floor((now - start) / unit)
-  local index = window - math.floor(EPOCH_US / duration)
+  local offset = now % duration
+  local start = now - offset
+  local window = start / duration
+  local elapsed = (offset - offset % unit) / unit
+  local index = window - (EPOCH_US - EPOCH_US % duration) / duration
   local previous, current = 0, 0
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
@@ -211,17 +217,28 @@ for i = 1, #KEYS do
   if state then
     local stored, first, second, was
     if type(state) == 'string' then
-      stored, first, second, was, ends = parse(state)
+      -- Most states hold no penalty: one match reads them.
+      stored, first, second, was = match(state, '^(-?%d+):(%d+):(%d+):(%d+)$')
+      if not stored then
+        stored, first, second, was, ends = parse(state)
+      end
     end
     local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
-      and #was <= 9 and was + 0 > 0
+      and #was <= 9
     local at
     if readable then
-      stored, first, second, was = stored + 0, first + 0, second + 0, was * 1000000
-      -- The index of now's window in the state's own duration.
-      local window_was = math.floor(now / was)
-      at = window_was - math.floor(EPOCH_US / was)
-      readable = (stored - at) * was <= now - window_was * was + SKEW_US
+      stored, first, second = stored + 0, first + 0, second + 0
+      -- The index of now's window in the state's own duration: the
+      -- limit's, read above, when the state holds it as the limit gives it.
+      local window_was
+      if was == ARGV[3 + 2 * i] then
+        was, window_was, at = duration, window, index
+      else
+        was = was * 1000000
+        window_was = math.floor(now / was)
+        at = window_was - math.floor(EPOCH_US / was)
+      end
+      readable = was > 0 and (stored - at) * was <= now - window_was * was + SKEW_US
     end
     if not readable then
       unreadable = unreadable or {}
@@ -247,8 +264,11 @@ for i = 1, #KEYS do
   end
   -- A hit writes the counts as read; the arithmetic weighs no more than a
   -- full window, which keeps every product within BOUND.
-  counts[3 * i - 2], counts[3 * i - 1], counts[3 * i] = index, previous, current
-  previous, current = math.min(previous, limit), math.min(current, limit)
+  local c = 4 * i
+  counts[c - 3], counts[c - 2], counts[c - 1] = index, previous, current
+  counts[c] = start + 2 * duration - now
+  previous = previous < limit and previous or limit
+  current = current < limit and current or limit
   local weighted = previous * (steps - elapsed)
   local status, retry_after = 1, 0
   if cost > limit then
@@ -277,7 +297,9 @@ for i = 1, #KEYS do
   local base = 5 * (i - 1)
   reply[base + 1] = status
   reply[base + 2] = limit
-  reply[base + 3] = math.max(limit - current - math.ceil(weighted / steps), 0)
+  local part = weighted % steps
+  local left = limit - current - (weighted - part) / steps - (part > 0 and 1 or 0)
+  reply[base + 3] = left > 0 and left or 0
   if current > 0 then
     reply[base + 4] = start + 2 * duration - now
   elseif previous > 0 then
@@ -286,7 +308,9 @@ for i = 1, #KEYS do
     reply[base + 4] = 0
   end
   reply[base + 5] = retry_after
-  local penalty = ARGV[PENALTIES + i] + 0
+  -- Most limits have no penalty, sent as "0": no conversion then.
+  local penalty = ARGV[PENALTIES + i]
+  penalty = penalty ~= '0' and penalty + 0 or 0
   if penalty > 0 and status ~= -1 then
     local left = ends and ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
@@ -316,10 +340,9 @@ if consume and (admitted or moved or each or started) then
     -- starts writes it.
     local ends = penalised and penalised[i]
     if spends or (moved and moved[i]) or ends then
-      local duration = ARGV[3 + 2 * i] * 1000000
-      local index, previous = counts[3 * i - 2], counts[3 * i - 1]
-      local current = counts[3 * i]
-      local reset_after = math.floor(now / duration) * duration + 2 * duration - now
+      local c = 4 * i
+      local index, previous, current = counts[c - 3], counts[c - 2], counts[c - 1]
+      local reset_after = counts[c]
       if spends then
         current = current + cost
         reply[base + 3] = reply[base + 3] - cost
@@ -329,9 +352,18 @@ if consume and (admitted or moved or each or started) then
       if ends and ends - now > lives then
         lives = ends - now
       end
-      local state = string.format('%d:%d:%d:', index, previous, current)
-        .. ARGV[3 + 2 * i] .. (ends and string.format(':%d', ends) or '')
-      redis.call('SET', KEYS[i], state, 'PX', math.ceil(lives / 1000))
+      local state
+      if ends then
+        state = string.format('%d:%d:%d:%s:%d', index, previous, current,
+          ARGV[3 + 2 * i], ends)
+      else
+        state = string.format('%d:%d:%d:%s', index, previous, current, ARGV[3 + 2 * i])
+      end
+      -- Milliseconds rounded up, sent as a string: Redis turns a number
+      -- into one with a costly %.17g.
+      local ms = lives % 1000
+      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
+      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
     end
   end
 end

@@ -1,5 +1,5 @@
 -- luathrottle script: token_bucket
--- version: 4
+-- version: 5
 -- state: 2
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
@@ -96,7 +96,7 @@ local PENALTIES = 3 + 3 * n
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = tonumber(ARGV[3])
+local now = ARGV[3] ~= '' and tonumber(ARGV[3])
 if not now then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
@@ -106,20 +106,23 @@ end
 -- nothing when it is not one of ours. Matched before any arithmetic, which
 -- raises an error on a string that is no number and reads "inf", "0x1f" or
 -- " 5" as numbers.
+local match = string.match
 local function parse(state)
-  local at, was, held, rest = string.match(state, '^(%d+):(%d+):(%d+)(.*)$')
-  if rest == '' then
+  local at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+  if at then
     return at, was, held, ''
   end
-  local ends = rest and string.match(rest, '^:(%d+)$')
+  local ends
+  at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
   if ends and #ends <= 16 then
     return at, was, held, ends
   end
 end
 
 -- Refunds only ever lower a bucket's debt: kept apart from the decision
--- below, as they are rare.
-local function refund(cost, now)
+-- below, as they are rare; in a block rather than a function, so that a
+-- hit makes no closure for them.
+if ARGV[1] == 'refund' then
   for i = 1, #KEYS do
     local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
     local anchor = tonumber(ARGV[3 + 4 * n + i])
@@ -149,28 +152,32 @@ local function refund(cost, now)
       end
     end
   end
-end
-if ARGV[1] == 'refund' then
   -- The decision below then reads as a peek of cost 1: consume is false.
-  refund(cost, now)
   cost = 1
 end
 
 -- The reply is filled in as the limits are read, and the writes read back
 -- what they need from it, so that no table is built per limit. Divisions
--- round with math.ceil and math.floor, exact for integers below 2^53; the
+-- round exactly for integers below 2^53, by math.ceil and math.floor or by %; the
 -- algorithm's check_limits keeps burst * interval within 2^52, and a cost
 -- above burst is refused before it is multiplied. Unreadable states are
 -- rare, so their list is only made when one turns up.
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says whether this hit started one. Only made when a limit has a
--- penalty running.
+-- penalty running. sizes keeps each limit's interval and burst for the
+-- writes, two numbers per limit, so that each string is read as a number
+-- once. The hot path rounds with % rather than math.floor and math.ceil,
+-- and compares rather than call math.max: a call costs more than the
+-- arithmetic.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
-local penalised, started = nil, false
+local penalised, started, sizes = nil, false, {}
 for i = 1, #KEYS do
   local limit = ARGV[1 + 3 * i] + 0
   local burst = ARGV[3 + 3 * i] + 0
-  local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / limit)
+  local duration = ARGV[2 + 3 * i] * 1000000
+  local interval = duration % limit
+  interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+  sizes[2 * i - 1], sizes[2 * i] = interval, burst
   -- A key of another type fails GET: pcall gives its error as a table,
   -- which no limit reads, rather than failing the call.
   local state = redis.pcall('GET', KEYS[i])
@@ -178,12 +185,21 @@ for i = 1, #KEYS do
   if state then
     local full_at, was, held
     if type(state) == 'string' then
-      full_at, was, held, ends = parse(state)
+      -- Most states hold no penalty: one match reads them.
+      full_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+      if not full_at then
+        full_at, was, held, ends = parse(state)
+      end
     end
-    if full_at and #full_at <= 16 and #was <= 16 and #held <= 16 and was + 0 > 0
-        and full_at - now <= held * was + SKEW_US then
-      debt = math.max(full_at - now, 0)
-      if was + 0 ~= interval and debt > 0 then
+    -- Each part is read as a number once, after its digits are counted.
+    local readable = full_at and #full_at <= 16 and #was <= 16 and #held <= 16
+    if readable then
+      full_at, was, held = full_at + 0, was + 0, held + 0
+      readable = was > 0 and full_at - now <= held * was + SKEW_US
+    end
+    if readable then
+      debt = full_at > now and full_at - now or 0
+      if was ~= interval and debt > 0 then
         debt = math.min(math.ceil(debt / was), math.floor(BOUND / interval))
           * interval
         moved = moved or {}
@@ -206,10 +222,13 @@ for i = 1, #KEYS do
   reply[base + 1] = status
   reply[base + 2] = limit
   -- A bucket whose burst was lowered may owe more than it now holds.
-  reply[base + 3] = math.max(math.floor((burst * interval - debt) / interval), 0)
+  local room = burst * interval - debt
+  reply[base + 3] = room > 0 and (room - room % interval) / interval or 0
   reply[base + 4] = debt
   reply[base + 5] = retry_after
-  local penalty = ARGV[PENALTIES + i] + 0
+  -- Most limits have no penalty, sent as "0": no conversion then.
+  local penalty = ARGV[PENALTIES + i]
+  penalty = penalty ~= '0' and penalty + 0 or 0
   if penalty > 0 and status ~= -1 then
     local left = ends and ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
@@ -239,7 +258,7 @@ if consume and (admitted or moved or each or started) then
     -- starts writes it.
     local ends = penalised and penalised[i]
     if spends or (moved and moved[i]) or ends then
-      local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / reply[base + 2])
+      local interval, burst = sizes[2 * i - 1], sizes[2 * i]
       local debt = reply[base + 4]
       if spends then
         debt = debt + cost * interval
@@ -248,13 +267,25 @@ if consume and (admitted or moved or each or started) then
       end
       -- A converted bucket may owe more than burst: the state names what it
       -- owes, the bound its next reader checks.
-      local held = math.max(ARGV[3 + 3 * i] + 0, math.ceil(debt / interval))
+      local held = burst
+      if debt > burst * interval then
+        held = math.ceil(debt / interval)
+      end
       local lives = debt
       if ends and ends - now > lives then
         lives = ends - now
       end
-      redis.call('SET', KEYS[i], string.format('%d:%d:%d', now + debt, interval, held)
-        .. (ends and string.format(':%d', ends) or ''), 'PX', math.ceil(lives / 1000))
+      local state
+      if ends then
+        state = string.format('%d:%d:%d:%d', now + debt, interval, held, ends)
+      else
+        state = string.format('%d:%d:%d', now + debt, interval, held)
+      end
+      -- Milliseconds rounded up, sent as a string: Redis turns a number
+      -- into one with a costly %.17g.
+      local ms = lives % 1000
+      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
+      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
     end
   end
 end

@@ -49,6 +49,7 @@ from _bench_capacity import capacity_section
 from _bench_cases import floor_cases, hot_key_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
+from _bench_luafloor import luafloor_section
 from _bench_measure import Case, CaseResult, Runner
 from _bench_observers import observer_cases
 from _bench_peers import peer_cases
@@ -229,6 +230,7 @@ def _sections(url: str, args: argparse.Namespace) -> list[Section]:
     plans: dict[str, Callable[[], Section]] = {
         "spike": lambda: spike_section(url, rounds, n),
         "capacity": lambda: capacity_section(args.smoke),
+        "luafloor": lambda: luafloor_section(args.smoke),
     }
     return [
         plan()

@@ -201,11 +201,12 @@ def test_smoke_without_e2e(redis_url, tmp_path):
     for size in ("1 limit", "3 limits"):
         lua = targets[f"Lua µs per call, SimpleRate {size} / its floor script"]
         assert f"least decision script, {size} in one hash: " in lua["detail"]
-    # The interleaved cases' 17, then each section's.
-    assert len(targets) == len(document["targets"]) == 17 + 2
+    # 17 of the interleaved cases, 2 of the spike, 12 of the Lua per hit.
+    assert len(targets) == len(document["targets"]) == 31
     assert list(document["sections"]) == [
         "Under a spike, in one process",
         "Capacity of one Redis core",
+        "Lua per hit, in instructions",
     ]
     for name, target in targets.items():
         assert target["reason"], name

@@ -36,7 +36,7 @@ def test_demo_script_runs_the_demo_and_says_what_it_does():
 
 def test_ci_and_the_test_command_install_every_system_tool():
     tools = (ROOT / "scripts" / "system_tools.sh").read_text()
-    for tool in ("redis-server", "redis-cli", "openssl", "wrk"):
+    for tool in ("redis-server", "redis-cli", "openssl", "wrk", "valgrind"):
         assert f"[{tool}]=" in tools, tool
     assert "bash scripts/system_tools.sh" in (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/system_tools.sh" in (ROOT / "scripts" / "test.sh").read_text()
