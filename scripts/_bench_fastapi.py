@@ -36,9 +36,12 @@ import tempfile
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
+from typing import NamedTuple
+
+import redis
 
 from _bench_e2e import SCRIPTS, Load, Loader, serve
-from _bench_measure import progress
+from _bench_measure import RedisStats, progress, redis_delta, snapshot
 from _bench_report import Section, TargetResult
 from bench_fastapi._common import EXACT, HEADER
 
@@ -108,14 +111,30 @@ def _installed() -> tuple[list[str], list[str]]:
     return ready, notes
 
 
+class _Measured(NamedTuple):
+    """A library's loads by round, what Redis did for them, and the statuses
+    of its burst."""
+
+    loads: list[Load]
+    stats: RedisStats
+    burst: dict[int, int]
+
+
+def _load(
+    client: redis.Redis, loader: Loader, port: int, seconds: float, stats: RedisStats
+) -> Load:
+    before = snapshot(client)
+    load = loader.load(port, "throughput/", seconds)
+    stats.add(redis_delta(before, snapshot(client)))
+    return load
+
+
 def _measure(
     url: str, names: list[str], loader: Loader, seconds: float, rounds: int, warm: bool
-) -> tuple[dict[str, list[Load]], dict[str, dict[int, int]]]:
-    """Every library's loads by round, and its burst's statuses, with the
-    servers up at once."""
+) -> dict[str, _Measured]:
+    """Every library's figures, with the servers up at once."""
     loads: dict[str, list[Load]] = {name: [] for name in names}
-    if not names:
-        return loads, {}
+    stats = {name: RedisStats() for name in names}
     with tempfile.TemporaryDirectory() as directory, ExitStack() as stack:
         ports = {
             name: stack.enter_context(
@@ -128,16 +147,18 @@ def _measure(
             )
             for name in names
         }
+        client: redis.Redis = stack.enter_context(redis.Redis.from_url(url))
         for name in names if warm else ():
             progress(f"fastapi: warming {name}")
             loader.load(ports[name], "throughput/", min(seconds, 1.0))
         bursts = {name: asyncio.run(_burst(ports[name])) for name in names}
-        for number in range(rounds):
+        for number in range(rounds if names else 0):
             progress(f"fastapi round {number + 1}/{rounds}")
             turn = number % len(names)
             for name in names[turn:] + names[:turn]:
-                loads[name].append(loader.load(ports[name], "throughput/", seconds))
-    return loads, bursts
+                load = _load(client, loader, ports[name], seconds, stats[name])
+                loads[name].append(load)
+    return {name: _Measured(loads[name], stats[name], bursts[name]) for name in names}
 
 
 def _speed_target(rps: dict[str, list[float]]) -> TargetResult:
@@ -181,18 +202,29 @@ def _exact_target(bursts: dict[str, dict[int, int]]) -> TargetResult:
     )
 
 
-def _row(name: str, loads: list[Load], statuses: dict[int, int]) -> str:
-    rps = [load.rps for load in loads]
+def _per_request(measured: _Measured) -> dict[str, float]:
+    """Redis commands and round trips per request under load."""
+    requests = sum(load.requests for load in measured.loads) or 1
+    return {
+        "commands": sum(measured.stats.calls.values()) / requests,
+        "round_trips": measured.stats.reads / requests,
+    }
+
+
+def _row(name: str, measured: _Measured) -> str:
+    rps = [load.rps for load in measured.loads]
+    per = _per_request(measured)
     others = ", ".join(
         f"{status or 'broken'}: {count}"
-        for status, count in sorted(statuses.items())
+        for status, count in sorted(measured.burst.items())
         if status != 200
     )
     return (
         f"| {name} | {_version(LIBRARIES[name][0])} | "
         f"{statistics.median(rps):,.0f} ({min(rps):,.0f}-{max(rps):,.0f}) | "
-        f"{sum(load.errors for load in loads)} | "
-        f"{statuses.get(200, 0)}/{EXACT} | {others or '-'} |"
+        f"{sum(load.errors for load in measured.loads)} | "
+        f"{per['commands']:.2f} | {per['round_trips']:.2f} | "
+        f"{measured.burst.get(200, 0)}/{EXACT} | {others or '-'} |"
     )
 
 
@@ -203,14 +235,16 @@ def fastapi_section(
     ``rounds`` rounds of ``seconds`` per library, then one burst each;
     ``smoke`` leaves out the warm-up."""
     names, notes = _installed()
-    loads, bursts = _measure(url, names, loader, seconds, rounds, not smoke)
-    rps = {name: [load.rps for load in done] for name, done in loads.items()}
+    measured = _measure(url, names, loader, seconds, rounds, not smoke)
+    rps = {name: [load.rps for load in done.loads] for name, done in measured.items()}
+    bursts = {name: done.burst for name, done in measured.items()}
     table = [
         "| library | version | requests/s median (min-max) | errors under load "
+        "| Redis cmds/request | round trips/request "
         f"| admitted / limit ({BURST} at once) | other answers |",
-        "|---|---|---|---|---|---|",
-        *(_row(name, loads[name], bursts[name]) for name in names),
-        *(f"| {note} | | | | | |" for note in notes),
+        "|---|---|---|---|---|---|---|---|",
+        *(_row(name, done) for name, done in measured.items()),
+        *(f"| {note} | | | | | | | |" for note in notes),
     ]
     return Section(
         "FastAPI under uvicorn: luathrottle, slowapi, fastapi-limiter",
@@ -231,7 +265,11 @@ def fastapi_section(
             "versions": {name: _version(LIBRARIES[name][0]) for name in names},
             "requests_per_second": rps,
             "errors_under_load": {
-                name: sum(load.errors for load in done) for name, done in loads.items()
+                name: sum(load.errors for load in done.loads)
+                for name, done in measured.items()
+            },
+            "redis_per_request": {
+                name: _per_request(done) for name, done in measured.items()
             },
             "burst_statuses": {
                 name: {str(status): count for status, count in statuses.items()}

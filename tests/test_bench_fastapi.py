@@ -56,8 +56,14 @@ def test_the_fastapi_section_reports_every_library(redis_url, tmp_path):
         assert rps > 0, name
         # The throughput route's limit is never reached: every answer is a 200.
         assert data["errors_under_load"][name] == 0, name
+        per_request = data["redis_per_request"][name]
+        assert per_request["commands"] > 0, name
+        assert 0 < per_request["round_trips"] <= per_request["commands"], name
         statuses = data["burst_statuses"][name]
         assert sum(statuses.values()) == data["burst"] == 200, name
+    # One FCALL per request, which runs TIME, HMGET and HSET; the peers'
+    # servers may send a command or two of their own meanwhile.
+    assert 4 <= data["redis_per_request"]["luathrottle"]["commands"] < 4.1
     # luathrottle lets exactly the limit through; every other request of
     # its burst is refused with a 429, none breaks.
     assert data["burst_statuses"]["luathrottle"] == {"200": 10, "429": 190}
