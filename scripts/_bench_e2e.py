@@ -30,7 +30,7 @@ import redis
 
 from _bench_measure import RedisStats, progress, redis_delta, snapshot
 
-__all__ = ["PATHS", "E2EResult", "Loader", "run_e2e"]
+__all__ = ["PATHS", "SCRIPTS", "E2EResult", "Load", "Loader", "run_e2e", "serve"]
 
 SCRIPTS = Path(__file__).resolve().parent
 STARTUP_SECONDS = 60

@@ -49,6 +49,7 @@ from _bench_capacity import capacity_section
 from _bench_cases import floor_cases, hot_key_cases, luathrottle_cases
 from _bench_django import configure, django_cases
 from _bench_e2e import E2EResult, Loader, run_e2e
+from _bench_fastapi import fastapi_section
 from _bench_luafloor import luafloor_section
 from _bench_measure import Case, CaseResult, Runner
 from _bench_observers import observer_cases
@@ -231,6 +232,9 @@ def _sections(url: str, args: argparse.Namespace) -> list[Section]:
         "spike": lambda: spike_section(url, rounds, n),
         "capacity": lambda: capacity_section(args.smoke),
         "luafloor": lambda: luafloor_section(args.smoke),
+        "fastapi": lambda: fastapi_section(
+            url, Loader(args.loader), args.e2e_seconds, args.e2e_rounds, args.smoke
+        ),
     }
     return [
         plan()

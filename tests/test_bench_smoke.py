@@ -201,12 +201,14 @@ def test_smoke_without_e2e(redis_url, tmp_path):
     for size in ("1 limit", "3 limits"):
         lua = targets[f"Lua µs per call, SimpleRate {size} / its floor script"]
         assert f"least decision script, {size} in one hash: " in lua["detail"]
-    # 17 of the interleaved cases, 2 of the spike, 12 of the Lua per hit.
-    assert len(targets) == len(document["targets"]) == 31
+    # 17 of the interleaved cases, 2 of the spike, 12 of the Lua per hit, 2 of
+    # FastAPI under uvicorn.
+    assert len(targets) == len(document["targets"]) == 33
     assert list(document["sections"]) == [
         "Under a spike, in one process",
         "Capacity of one Redis core",
         "Lua per hit, in instructions",
+        "FastAPI under uvicorn: luathrottle, slowapi, fastapi-limiter",
     ]
     for name, target in targets.items():
         assert target["reason"], name

@@ -11,15 +11,17 @@ nothing was counted. A fail-closed one still says when to retry.
 """
 
 import abc
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from http_sf import ItemType, ListType, ser
+from http_sf import ItemType, ser
 from http_sf.types import BareItemType
 
 from luathrottle.decision import LimitDecision, deciding_limit
+from luathrottle.rates import Limit
 
 __all__ = [
     "BaseResponseHeadersProvider",
@@ -140,6 +142,38 @@ def _item(value: BareItemType, params: dict[str, BareItemType]) -> ItemType:
     return (value, params)
 
 
+#: The largest sf-Integer (RFC 9651, 3.3.1); ``http_sf`` refuses one beyond.
+_MAX_INTEGER = 999_999_999_999_999
+#: Limits and names whose serialised members are kept: a process has few,
+#: and serialising them again for every response cost most of a throttled
+#: request's own time.
+_KEPT = 1024
+
+
+@functools.lru_cache(maxsize=_KEPT)
+def _policy_member(limit: Limit, current_draft: bool) -> str:
+    """A limit's member of ``RateLimit-Policy``: a list of one member
+    serialises as that member, and a list joins its members with ", "."""
+    name = _policy_name(limit.name)
+    if current_draft:
+        return ser([_item(name, {"q": limit.max_requests, "w": limit.duration})])
+    return ser([_item(limit.max_requests, {"w": limit.duration, "name": name})])
+
+
+@functools.lru_cache(maxsize=_KEPT)
+def _state_name(name: str) -> str:
+    """The sf-String that starts a limit's member of ``RateLimit``."""
+    return ser([_policy_name(name)])
+
+
+def _state_member(name: str, remaining: int, reset: int) -> str:
+    """A limit's member of ``RateLimit``: an sf-Integer in range serialises
+    as its decimal digits, and ``http_sf`` refuses one out of range as ever."""
+    if abs(remaining) <= _MAX_INTEGER and abs(reset) <= _MAX_INTEGER:
+        return f"{_state_name(name)};r={remaining};t={reset}"
+    return ser([_item(_policy_name(name), {"r": remaining, "t": reset})])
+
+
 class RateLimitIETFDraft(BaseResponseHeadersProvider):
     """``RateLimit-Policy`` and ``RateLimit`` from the IETF httpapi draft
     (draft-ietf-httpapi-ratelimit-headers), listing every limit of the
@@ -168,27 +202,21 @@ class RateLimitIETFDraft(BaseResponseHeadersProvider):
             raise TypeError(f"current_draft must be a bool, got {current_draft!r}")
         self.current_draft = current_draft
 
-    def _policy(self, decision: LimitDecision) -> ItemType:
-        limit = decision.limit
-        name = _policy_name(limit.name)
-        if self.current_draft:
-            return _item(name, {"q": limit.max_requests, "w": limit.duration})
-        return _item(limit.max_requests, {"w": limit.duration, "name": name})
-
     def provide_headers(self, decisions: Sequence[LimitDecision]) -> dict[str, str]:
         """Both headers over every decision the store made, or none."""
         decided = _decided(decisions)
         if not decided:
             return {}
-        policies: ListType = [self._policy(item) for item in decided]
-        states: ListType = [
-            _item(
-                _policy_name(item.limit.name),
-                {"r": item.remaining or 0, "t": math.ceil(item.reset_after or 0.0)},
+        policies = [_policy_member(item.limit, self.current_draft) for item in decided]
+        states = [
+            _state_member(
+                item.limit.name,
+                item.remaining or 0,
+                math.ceil(item.reset_after or 0.0),
             )
             for item in decided
         ]
-        return {"RateLimit-Policy": ser(policies), "RateLimit": ser(states)}
+        return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}
 
     def provide_headers_specs(self) -> dict[str, HeaderSpec]:
         """Specs of both headers."""
