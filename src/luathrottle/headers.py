@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from http_sf import ItemType, ser
+from http_sf import ItemType, ListType, ser
 from http_sf.types import BareItemType
 
 from luathrottle.decision import LimitDecision, deciding_limit
@@ -142,36 +142,31 @@ def _item(value: BareItemType, params: dict[str, BareItemType]) -> ItemType:
     return (value, params)
 
 
-#: The largest sf-Integer (RFC 9651, 3.3.1); ``http_sf`` refuses one beyond.
+#: The largest sf-Integer (RFC 9651, 3.3.1). A quota or a count beyond it (a
+#: limit of 10**15, a TokenBucket's larger burst) is sent as it, which says
+#: as much to a client, rather than failing the response.
 _MAX_INTEGER = 999_999_999_999_999
-#: Limits and names whose serialised members are kept: a process has few,
-#: and serialising them again for every response cost most of a throttled
+#: The policy fields kept, one per tuple of limits: a process has few, and
+#: serialising them again for every response cost most of a throttled
 #: request's own time.
 _KEPT = 1024
 
 
-@functools.lru_cache(maxsize=_KEPT)
-def _policy_member(limit: Limit, current_draft: bool) -> str:
-    """A limit's member of ``RateLimit-Policy``: a list of one member
-    serialises as that member, and a list joins its members with ", "."""
-    name = _policy_name(limit.name)
-    if current_draft:
-        return ser([_item(name, {"q": limit.max_requests, "w": limit.duration})])
-    return ser([_item(limit.max_requests, {"w": limit.duration, "name": name})])
+def _integer(value: int) -> int:
+    return min(value, _MAX_INTEGER)
 
 
 @functools.lru_cache(maxsize=_KEPT)
-def _state_name(name: str) -> str:
-    """The sf-String that starts a limit's member of ``RateLimit``."""
-    return ser([_policy_name(name)])
-
-
-def _state_member(name: str, remaining: int, reset: int) -> str:
-    """A limit's member of ``RateLimit``: an sf-Integer in range serialises
-    as its decimal digits, and ``http_sf`` refuses one out of range as ever."""
-    if abs(remaining) <= _MAX_INTEGER and abs(reset) <= _MAX_INTEGER:
-        return f"{_state_name(name)};r={remaining};t={reset}"
-    return ser([_item(_policy_name(name), {"r": remaining, "t": reset})])
+def _policies(limits: tuple[Limit, ...], current_draft: bool) -> str:
+    """``RateLimit-Policy`` for ``limits``: the same whatever was decided."""
+    items: ListType = []
+    for limit in limits:
+        name, quota = _policy_name(limit.name), _integer(limit.max_requests)
+        if current_draft:
+            items.append(_item(name, {"q": quota, "w": limit.duration}))
+        else:
+            items.append(_item(quota, {"w": limit.duration, "name": name}))
+    return ser(items)
 
 
 class RateLimitIETFDraft(BaseResponseHeadersProvider):
@@ -207,16 +202,21 @@ class RateLimitIETFDraft(BaseResponseHeadersProvider):
         decided = _decided(decisions)
         if not decided:
             return {}
-        policies = [_policy_member(item.limit, self.current_draft) for item in decided]
-        states = [
-            _state_member(
-                item.limit.name,
-                item.remaining or 0,
-                math.ceil(item.reset_after or 0.0),
+        limits = tuple(item.limit for item in decided)
+        states: ListType = [
+            _item(
+                _policy_name(item.limit.name),
+                {
+                    "r": _integer(item.remaining or 0),
+                    "t": math.ceil(item.reset_after or 0.0),
+                },
             )
             for item in decided
         ]
-        return {"RateLimit-Policy": ", ".join(policies), "RateLimit": ", ".join(states)}
+        return {
+            "RateLimit-Policy": _policies(limits, self.current_draft),
+            "RateLimit": ser(states),
+        }
 
     def provide_headers_specs(self) -> dict[str, HeaderSpec]:
         """Specs of both headers."""
