@@ -54,6 +54,7 @@ from _bench_luafloor import luafloor_section
 from _bench_measure import Case, CaseResult, Runner
 from _bench_observers import observer_cases
 from _bench_peers import peer_cases
+from _bench_pyfloor import pyfloor_section
 from _bench_report import Section, write_outputs
 from _bench_spike import spike_section
 from _redis_server import redis_url
@@ -235,6 +236,7 @@ def _sections(url: str, args: argparse.Namespace) -> list[Section]:
         "fastapi": lambda: fastapi_section(
             url, Loader(args.loader), args.e2e_seconds, args.e2e_rounds, args.smoke
         ),
+        "pyfloor": lambda: pyfloor_section(url, args.smoke),
     }
     return [
         plan()

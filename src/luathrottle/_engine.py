@@ -64,6 +64,14 @@ NOT_SENT = (CircuitOpenError, PoolExhaustedError)
 _new_verdict = functools.partial(tuple.__new__, Verdict)
 
 
+#: The ARGV of calls on the store's clock, by algorithm, mode, cost and
+#: limits: a Django stage's throttles send the same one at every request.
+#: Forgotten all at once past ``_MOST_ARGS``, so that limits chosen per
+#: request cannot grow it without end.
+_ARGS: dict[tuple[object, ...], tuple[str, ...]] = {}
+_MOST_ARGS = 1024
+
+
 def words(
     check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
 ) -> tuple[Sequence[str], Sequence[str]]:
@@ -73,7 +81,17 @@ def words(
     packed now."""
     words = check.words
     if words is None or keys is not check.keys or now_us is not None:
-        args = check.algorithm.pack_args(check.mode, check.cost, now_us, limits)
+        algorithm = check.algorithm
+        if now_us is None:
+            memo = (algorithm, check.mode, check.cost, limits)
+            args = _ARGS.get(memo)
+            if args is None:
+                if len(_ARGS) >= _MOST_ARGS:
+                    _ARGS.clear()
+                args = tuple(algorithm.pack_args(check.mode, check.cost, None, limits))
+                _ARGS[memo] = args
+        else:
+            args = tuple(algorithm.pack_args(check.mode, check.cost, now_us, limits))
         words = packed(check.script, keys, args, check.each)
     return words
 

@@ -56,6 +56,8 @@ from luathrottle.rates import MAX_LIMITS
 __all__ = ["AnyAuth", "Endpoint", "arun", "run"]
 
 AnyAuth = BaseSyncAuth | BaseAsyncAuth
+#: How a throttle reads a request's identity unless its class says otherwise.
+_READ = BaseThrottle.identity
 
 
 class Endpoint:
@@ -151,11 +153,17 @@ def _keyed(
     comes first: a request it skips never reaches the rate callable, which
     may read what only its users have (a plan)."""
     keyed = []
+    cache_key: object = None
+    identity: str | None = None
     for item in stage:
         # Stages hold rate throttles only; stages() keeps the others apart.
         # The type is quoted: BaseThrottle[Any] would be built at each call.
         throttle = cast("BaseThrottle[Any]", item.throttle)
-        identity = throttle.identity(request)
+        # Throttles that share a cache key (the default one) read it once,
+        # unless a throttle reads identities its own way.
+        if throttle.cache_key is not cache_key or type(throttle).identity is not _READ:
+            cache_key = throttle.cache_key
+            identity = throttle.identity(request)
         if identity is not None:
             keyed.append((throttle, item.view_scope, identity))
     return keyed

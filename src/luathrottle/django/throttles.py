@@ -69,6 +69,10 @@ _MAX_BACKEND_REPR = 60
 _new_check = functools.partial(tuple.__new__, Check)
 
 
+#: The default cache key, shared: a stage reads it once per request.
+_REMOTE_ADDR = RemoteAddr()
+
+
 @functools.cache
 def _default_sync_backend() -> SyncDjangoCache:
     return SyncDjangoCache()
@@ -162,7 +166,7 @@ class BaseThrottle(Generic[_BackendT]):
         penalty: float | None = None,
     ) -> None:
         self.penalty = check_penalty(penalty)
-        self.cache_key = RemoteAddr() if cache_key is None else cache_key
+        self.cache_key = _REMOTE_ADDR if cache_key is None else cache_key
         if not isinstance(self.cache_key, BaseThrottleCacheKey):
             raise TypeError(
                 "cache_key must be a BaseThrottleCacheKey such as RemoteAddr(), "
@@ -207,8 +211,8 @@ class BaseThrottle(Generic[_BackendT]):
         self.near_limit = check_near_limit(near_limit)
         self.counting = check_counting(counting)
         self.max_wait = check_max_wait(max_wait, type(self).__name__, self._holds)
-        # The state key's frame on each view and limit the throttle counts for.
-        self._frames: dict[tuple[str, Limit], tuple[str, str]] = {}
+        # The state key's frame per view (and limit, under a rate callable).
+        self._frames: dict[str | tuple[str, Limit], tuple[str, str]] = {}
         self._batching: Batching | None = None
 
     def _check_rate(self, rate: RateCallable) -> None:
@@ -340,13 +344,15 @@ class BaseThrottle(Generic[_BackendT]):
         one hit, under this throttle's policy, else the ``settings``' one; in
         shadow mode when the throttle, its limit or the ``settings`` say so;
         near its limit at its own ``near_limit``, else at the settings'."""
-        frame = self._frames.get((view_scope, limit))
+        # A fixed limit's frame goes by the view alone: a Limit hashes slowly.
+        memo = view_scope if limit is self._limit else (view_scope, limit)
+        frame = self._frames.get(memo)
         if frame is None:
             scope = f"{self.scope or view_scope}\x00{self.cache_key.name}"
             frame = key_frame(KEY_PREFIX, self.script, scope, window_counter(limit))
             if len(self._frames) >= _REMEMBERED:
                 self._frames.clear()
-            self._frames[(view_scope, limit)] = frame
+            self._frames[memo] = frame
         found = self._batching
         if found is None:
             # Found on the first request, when settings are ready: they
