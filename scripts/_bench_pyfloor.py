@@ -25,8 +25,17 @@ The targets, each a ratio of counts taken in the same child:
   encodes and writes a state per throttle. Neither side adds the headers
   of every response, which would hide the throttles' own cost behind the
   report's.
+- a ``MemoryBackend`` hit with Prometheus on (a ``PrometheusObserver``
+  added to the process, as its docs do) / the same hit with metrics off:
+  at most 1.15, counting every decision where the store answers in
+  microseconds;
+- the same hit with nobody listening / a copy of the engine's lone path
+  without the observer hook (``_bench_observers``): at most 1.01, the hook
+  costing nothing measurable. These two are in-process work alone, which
+  instructions measure and a shared machine's times do not.
 """
 
+import functools
 import importlib.util
 import os
 import re
@@ -44,6 +53,9 @@ __all__ = ["pyfloor_section"]
 HIT, RAW = "Limiter.hit, SyncRedis", "raw client.fcall, redis-py"
 DJANGO, LT_DJANGO = "Django view", "Django view, 3 luathrottle throttles"
 DMR, LT_DMR = "dmr controller", "dmr controller, 3 dmr throttles"
+MEMORY = "MemoryBackend hit, metrics off"
+HOOKLESS = "MemoryBackend hit without the observer hook"
+METERED = "MemoryBackend hit, Prometheus on"
 #: A limit no hit reaches: every decision is a full admitted hit.
 _HUGE = 10**12
 _WARM = 50
@@ -53,7 +65,37 @@ _TIMEOUT = 1800
 def _cases() -> tuple[str, ...]:
     """The cases, in the order the child runs them; dmr's need its package."""
     dmr = importlib.util.find_spec("dmr") is not None
-    return (HIT, RAW, DJANGO, LT_DJANGO, *((DMR, LT_DMR) if dmr else ()))
+    # Prometheus last: its observer, once added, hears every later hit.
+    return (
+        *(HIT, RAW, DJANGO, LT_DJANGO),
+        *((DMR, LT_DMR) if dmr else ()),
+        *(MEMORY, HOOKLESS, METERED),
+    )
+
+
+def _memory_ops() -> dict[str, Callable[[], object]]:
+    from _bench_cases import LIMITS
+    from _bench_observers import _hookless
+    from luathrottle import Limiter
+    from luathrottle.backends.memory import MemoryBackend
+
+    limiter = Limiter(LIMITS[1], backend=MemoryBackend())
+    hit = functools.partial(limiter.hit, "pyfloor")
+    return {
+        MEMORY: hit,
+        HOOKLESS: functools.partial(_hookless, limiter, "pyfloor"),
+        METERED: hit,
+    }
+
+
+def _listen() -> None:
+    """Add a ``PrometheusObserver`` to the process, on a registry of its own."""
+    from prometheus_client import CollectorRegistry
+
+    import luathrottle
+    from luathrottle.prometheus import PrometheusObserver
+
+    luathrottle.add_observer(PrometheusObserver(registry=CollectorRegistry()))
 
 
 def _redis_ops(url: str) -> dict[str, Callable[[], object]]:
@@ -107,8 +149,10 @@ def _django_ops(url: str) -> dict[str, Callable[[], object]]:
 def _child(url: str, n: int, warm: int) -> None:
     """Run every case: ``warm`` times, then ``n``, then ``2n``, a mark after
     each (see the module docstring)."""
-    ops = {**_redis_ops(url), **_django_ops(url)}
+    ops = {**_redis_ops(url), **_django_ops(url), **_memory_ops()}
     for name in _cases():
+        if name == METERED:
+            _listen()
         op = ops[name]
         for repeat in (warm, n, 2 * n):
             for _ in range(repeat):
@@ -181,6 +225,8 @@ def pyfloor_section(url: str, smoke: bool) -> Section:
     counts, note = count(url, n, warm)
     hit, hit_detail = _ratio(counts, (HIT, None), (RAW, None))
     django, django_detail = _ratio(counts, (LT_DJANGO, DJANGO), (LT_DMR, DMR))
+    metered, metered_detail = _ratio(counts, (METERED, None), (MEMORY, None))
+    hooked, hooked_detail = _ratio(counts, (MEMORY, None), (HOOKLESS, None))
     targets = [
         TargetResult(
             "pyfloor: Limiter.hit / the same FCALL raw through redis-py (instructions)",
@@ -199,6 +245,23 @@ def pyfloor_section(url: str, smoke: bool) -> Section:
             "one script call decides three throttles where dmr reads and "
             "writes a state per throttle",
             django_detail if django is not None else note or django_detail,
+        ),
+        TargetResult(
+            "pyfloor: MemoryBackend hit, Prometheus on / metrics off (instructions)",
+            metered,
+            1.15,
+            "lower",
+            "counting every decision may add 15% to an embedded hit",
+            metered_detail if metered is not None else note or metered_detail,
+        ),
+        TargetResult(
+            "pyfloor: MemoryBackend hit, nobody listening / without the observer "
+            "hook (instructions)",
+            hooked,
+            1.01,
+            "lower",
+            "with nobody listening, the observer hook adds nothing measurable",
+            hooked_detail if hooked is not None else note or hooked_detail,
         ),
     ]
     table = [

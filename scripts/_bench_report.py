@@ -378,20 +378,6 @@ TARGETS = [
         _round_ratio("lt.sync_redis_prometheus.simple.1", "lt.sync_redis.simple.1"),
     ),
     Target(
-        "MemoryBackend hit, Prometheus on / metrics off (SimpleRate, 1 limit)",
-        1.15,
-        "lower",
-        "counting every decision may add 15% to an embedded hit",
-        _round_ratio("lt.memory_prometheus.simple.1", "lt.memory_alone.simple.1"),
-    ),
-    Target(
-        "MemoryBackend hit, nobody listening / without the observer hook",
-        1.01,
-        "lower",
-        "with nobody listening, the observer hook adds nothing measurable",
-        _round_ratio("lt.memory_alone.simple.1", "lt.memory_hookless.simple.1"),
-    ),
-    Target(
         "view with 3 MemoryBackend throttles / same view without throttles (rps)",
         0.9,
         "higher",

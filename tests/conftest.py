@@ -276,3 +276,16 @@ def redis_cluster(redis_url: str) -> Iterator[LocalCluster]:
     cluster = LocalCluster(primaries=3, replicas_per_primary=1).start()
     yield cluster
     cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def bench_smoke(redis_url, tmp_path_factory):
+    """One smoke run of the whole benchmark without the end-to-end load, as
+    ``results.json`` and ``results.md`` hold it: the instruction-counting
+    sections take a minute under valgrind, so their tests read this run
+    rather than each making its own."""
+    from test_bench_smoke import run_bench
+
+    out = tmp_path_factory.mktemp("bench-smoke")
+    document = run_bench(redis_url, out, "--skip-e2e")
+    return document, (out / "results.md").read_text()

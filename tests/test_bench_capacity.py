@@ -7,12 +7,11 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from luathrottle import Limiter
-from test_bench_smoke import BENCH, ROOT, bench_url, is_number, run_bench
+from test_bench_smoke import BENCH, ROOT, bench_url, is_number
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from _bench_capacity import (
@@ -29,15 +28,14 @@ CASES = {f"{name}.{size}" for name in ALGORITHMS for size in (1, 3)}
 
 
 @pytest.mark.redis
-def test_the_section_measures_every_algorithm_beside_return_1(redis_url, tmp_path):
-    document = run_bench(redis_url, tmp_path, "--skip-e2e", "--only", "capacity")
+def test_the_section_measures_every_algorithm_beside_return_1(bench_smoke):
+    document, results_md = bench_smoke
     data = document["sections"][TITLE]
     cases = data["cases"]
     # The one-call-per-round-trip row needs redis-benchmark.
     extra = {_ROUND_TRIPS} if shutil.which("redis-benchmark") else set()
     assert set(cases) == CASES | {_RETURN_1} | extra
     floor = cases[_RETURN_1]
-    results_md = (tmp_path / "results.md").read_text()
     for key, case in cases.items():
         for figure in ("decisions_per_second", "per_cpu_second", "busy"):
             assert len(case[figure]) == data["rounds"] == 1, key
@@ -99,4 +97,4 @@ def test_without_its_tools_the_section_is_not_measured(redis_url, tmp_path):
     )
     assert ran.returncode == 0, ran.stdout + ran.stderr
     note = "not measured: redis-server and redis-cli not installed"
-    assert Path(tmp_path / "results.md").read_text().count(note) == 1
+    assert (tmp_path / "results.md").read_text().count(note) == 1

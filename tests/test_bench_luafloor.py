@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from test_bench_smoke import is_number, run_bench
+from test_bench_smoke import is_number
 
 pytestmark = pytest.mark.redis
 
@@ -32,8 +32,8 @@ def per_limit(algorithm: str) -> str:
     )
 
 
-def test_every_algorithm_is_counted_beside_the_least_decision(redis_url, tmp_path):
-    document = run_bench(redis_url, tmp_path, "--skip-e2e", "--only", "luafloor")
+def test_every_algorithm_is_counted_beside_the_least_decision(bench_smoke):
+    document, results_md = bench_smoke
     targets = {target["name"]: target for target in document["targets"]}
     names = [by_size(a, size) for size in (1, 3) for a in ALGORITHMS]
     names += [per_limit(algorithm) for algorithm in ALGORITHMS]
@@ -69,7 +69,6 @@ def test_every_algorithm_is_counted_beside_the_least_decision(redis_url, tmp_pat
         parts = data["parts_per_call"][f"{key}.3"]
         assert parts["Redis commands"] > 0, algorithm
         assert sum(parts.values()) < counts[f"{key}.3"][0], algorithm
-    results_md = (tmp_path / "results.md").read_text()
     assert f"## {TITLE}" in results_md
     for name in names:
         assert f"| {name} |" in results_md, name
