@@ -1,10 +1,12 @@
 """The supported range, tested at both ends.
 
-``nox -s lowest`` runs the whole suite on Python 3.11 with every library at
-the lower bound pyproject.toml declares (constraints/lowest.txt); ``nox -s
-newest`` runs the version-dependent tests on the newest Python found here with
-the newest releases. Both pin the test tools with constraints/dev.txt.
-scripts/test.sh runs both.
+``nox -s lowest`` runs the tests on Python 3.11 with every library at the
+lower bound pyproject.toml declares (constraints/lowest.txt); ``nox -s
+newest`` runs them on the newest Python found here with the newest releases.
+Both pin the test tools with constraints/dev.txt. By default each runs the
+version-dependent tests (``VERSION_TESTS``), which scripts/test.sh's run in
+.venv leaves to them: a whole suite at each end would take CI past its 20
+minutes. ``nox -s lowest -- tests`` runs the whole suite at the lowest end.
 """
 
 import glob
@@ -98,10 +100,9 @@ def _runtime_extras() -> str:
 
 #: The test modules that depend on those versions: the store clients and
 #: their pools and retry policies, the embedded Lua runtimes, the Django
-#: integration, every door's framework and the metrics libraries. The newest
-#: session runs these; the lowest runs the whole suite, as scripts/test.sh's
-#: .venv does. Patterns of pytest's ``python_files``, so that
-#: tests/conftest.py's ``collect_ignore`` applies.
+#: integration, every door's framework and the metrics libraries. Both
+#: sessions run these by default. Patterns of pytest's ``python_files``, so
+#: that tests/conftest.py's ``collect_ignore`` applies.
 VERSION_TESTS = (
     "test_adapter_imports.py",
     "test_asgi.py",
@@ -138,17 +139,19 @@ VERSION_TESTS = (
 )
 
 
-def _pytest(session: nox.Session, default: list[str]) -> None:
-    """pytest with the arguments given after ``--``, else with ``default``."""
+def _pytest(session: nox.Session) -> None:
+    """pytest with the arguments given after ``--``, else on the
+    version-dependent tests."""
     session.run("python", "-c", "import sys; print(sys.version)")
+    default = ["tests", "-o", f"python_files={' '.join(VERSION_TESTS)}"]
     session.run("python", "-m", "pytest", *(session.posargs or default))
 
 
 @nox.session(python=LOWEST_PYTHON)
 def lowest(session: nox.Session) -> None:
-    """The whole suite on Python 3.11 and each library at its declared lower
-    bound; no dmr. The bench peers are installed too, for the bench smoke
-    tests, and the packaging and docs tools, for the release and docs tests."""
+    """Python 3.11 and each library at its declared lower bound; no dmr.
+    The bench peers are installed too, and the packaging and docs tools, so
+    that ``-- tests`` runs the whole suite here."""
     session.install(
         "-c",
         DEV_CONSTRAINTS,
@@ -159,8 +162,7 @@ def lowest(session: nox.Session) -> None:
         *_tools(("dev", "bench"), leave_out=_LINTERS | {_DMR}),
     )
     session.run("python", "-m", "pip", "list", "--format=freeze")
-    # The pytest scripts/test.sh runs in .venv: the repository's settings.
-    _pytest(session, default=[])
+    _pytest(session)
 
 
 @nox.session(python=newest_python())
@@ -177,4 +179,4 @@ def newest(session: nox.Session) -> None:
         *_tools(("dev",), leave_out=_NOT_VERSION_TOOLS),
     )
     session.run("python", "-m", "pip", "list", "--format=freeze")
-    _pytest(session, default=["tests", "-o", f"python_files={' '.join(VERSION_TESTS)}"])
+    _pytest(session)

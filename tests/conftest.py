@@ -23,6 +23,7 @@ from cluster_harness import LocalCluster
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from servers import RedisServer
+from version_tests import is_version_test
 
 _SERVER: RedisServer | None = None
 _SKIP_REASON = ""
@@ -45,6 +46,23 @@ _NEED_DMR = [
     "test_penalty_doors.py",
 ]
 collect_ignore = [] if importlib.util.find_spec("dmr") else _NEED_DMR
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--leave-out-version-tests",
+        action="store_true",
+        help="leave out noxfile.py's VERSION_TESTS, which scripts/test.sh has "
+        "nox run at both ends of the supported range",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if config.getoption("leave_out_version_tests") and is_version_test(
+        collection_path.name
+    ):
+        return True
+    return None
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

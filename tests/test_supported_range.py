@@ -1,12 +1,11 @@
 """The supported range is what the nox sessions test.
 
 ``nox -s lowest`` installs constraints/lowest.txt, whose pins must be the lower
-bounds pyproject.toml declares, and runs the whole suite; ``nox -s newest``
-runs the version tests; constraints/dev.txt pins the tools inside the dev
+bounds pyproject.toml declares; both sessions run the version tests unless
+given pytest arguments; constraints/dev.txt pins the tools inside the dev
 extra's ranges; scripts/test.sh runs both sessions.
 """
 
-import ast
 import fnmatch
 import json
 import re
@@ -19,6 +18,8 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from version_tests import is_version_test, version_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
@@ -129,19 +130,6 @@ def test_the_test_command_pins_the_tools_and_runs_both_sessions():
     assert nox_line.split("-s", 1)[1].split() == ["newest", "lowest"]
 
 
-def version_tests() -> tuple[str, ...]:
-    """noxfile.py's ``VERSION_TESTS``, which the newest session runs."""
-    tree = ast.parse((ROOT / "noxfile.py").read_text())
-    (value,) = [
-        node.value
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and [getattr(target, "id", None) for target in node.targets]
-        == ["VERSION_TESTS"]
-    ]
-    return tuple(ast.literal_eval(value))
-
-
 def test_each_version_test_pattern_names_a_module():
     # DRF's own suite, vendored, lies deeper in tests/.
     modules = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
@@ -151,15 +139,13 @@ def test_each_version_test_pattern_names_a_module():
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name
 )
-def test_the_modules_that_depend_on_redis_py_releases_run_at_the_newest(path):
-    # The lowest session runs every module; the newest, the version tests:
-    # a module that states what differs between redis-py's releases
-    # (tests/redis_py.py) must be one.
+def test_the_modules_that_depend_on_redis_py_releases_run_at_both_ends(path):
+    # The sessions run the version tests: a module that states what differs
+    # between redis-py's releases (tests/redis_py.py) must be one.
     imports_redis_py = re.search(
         r"^(from redis_py import|import redis_py\b)", path.read_text(), re.MULTILINE
     )
-    listed = any(fnmatch.fnmatch(path.name, pattern) for pattern in version_tests())
-    assert listed or not imports_redis_py
+    assert is_version_test(path.name) or not imports_redis_py
 
 
 @pytest.mark.parametrize(
@@ -181,3 +167,43 @@ def test_the_modules_left_out_without_dmr_are_those_that_need_it(path):
     listed = re.search(r"_NEED_DMR = \[(.*?)\]", conftest, re.DOTALL)
     assert listed is not None
     assert (f'"{path.name}"' in listed.group(1)) == bool(imports_dmr or serves_dmr)
+
+
+def test_the_venv_run_leaves_the_version_tests_to_nox():
+    # scripts/test.sh's pytest in .venv leaves out what the sessions run at
+    # both ends, and nothing else: together they run every module.
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert ".venv/bin/python -m pytest --leave-out-version-tests\n" in script
+    listed = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    left = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "--leave-out-version-tests",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+    def modules(collected: str) -> set[str]:
+        return {
+            Path(line.split("::", 1)[0]).name
+            for line in collected.splitlines()
+            if "::" in line
+        }
+
+    everything, kept = modules(listed), modules(left)
+    assert kept == {name for name in everything if not is_version_test(name)}
+    assert everything - kept
+    assert kept
