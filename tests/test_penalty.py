@@ -16,26 +16,18 @@ from django.test import RequestFactory
 
 from luathrottle import (
     AsyncLimiter,
-    LeakyBucket,
     Limit,
     Limiter,
     Reason,
     SimpleRate,
-    SlidingWindow,
-    TokenBucket,
 )
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.rates import MAX_DURATION
 from states import read_state, state_ttl, write_state
+from test_limit_changes import ALGORITHMS
 
-ALGORITHMS = {
-    "simple": SimpleRate,
-    "sliding": SlidingWindow,
-    "token": TokenBucket,
-    "leaky": LeakyBucket,
-}
 #: Two hits every 10 seconds; a key that asks for a third sits out a minute.
 PENALISED = Limit(2, 10, penalty=60)
 
