@@ -48,7 +48,7 @@ from typing import Any
 
 import redis
 
-from _bench_cases import ALGORITHMS
+from _bench_cases import ALGORITHMS, hit_call
 from _bench_report import Section
 from _redis_server import redis_url
 from luathrottle import Limiter
@@ -142,9 +142,8 @@ def _calls(limiter: Limiter, case: str, count: int) -> list[bytes]:
     protocol's lengths still hold.
     """
     template = f"capacity:{case}:template"
-    check = limiter._check(template, "hit")
-    keys, args = check.words or ((), ())
-    words = _resp(["FCALL", check.script.function, str(len(keys)), *keys, *args])
+    script, keys, args = hit_call(limiter, template)
+    words = _resp(["FCALL", script.function, str(len(keys)), *keys, *args])
     digest = identity_digest(template).encode()
     parts = words.split(digest)
     if len(parts) != len(keys) + 1:

@@ -32,11 +32,13 @@ from luathrottle import (
 from luathrottle.algorithms import BaseThrottleAlgorithm
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
+from luathrottle.scripts import Script
 
 __all__ = [
     "ALGORITHMS",
     "HOT_KEY_LIMIT",
     "floor_cases",
+    "hit_call",
     "hot_key_cases",
     "luathrottle_cases",
 ]
@@ -144,6 +146,16 @@ _RUN = secrets.token_hex(4)
 
 def _fresh(prefix: str) -> str:
     return f"probe:{_RUN}:{prefix}:{next(_probes)}"
+
+
+def hit_call(
+    limiter: Limiter | AsyncLimiter, key: str
+) -> tuple[Script, tuple[str, ...], tuple[str, ...]]:
+    """The script a hit of ``key`` calls, with its KEYS and ARGV: what the
+    limiter sends, to send raw beside it."""
+    check = limiter._check(key, "hit")
+    keys, args = check.words or ((), ())
+    return check.script, tuple(keys), tuple(args)
 
 
 def _floor_words(size: int, identity: str) -> tuple[list[str], list[str]]:

@@ -54,6 +54,7 @@ from _bench_cases import (
     FLOOR_SCRIPT,
     HASH_FLOOR_SCRIPT,
     LEAST_DECISION_SCRIPT,
+    hit_call,
 )
 from _bench_report import Section, TargetResult
 from _redis_server import redis_url
@@ -110,9 +111,9 @@ def _calls() -> dict[str, tuple[Script, int, list[str]]]:
     calls = {}
     for size, limits in _LIMITS.items():
         for name, algorithm in ALGORITHMS.items():
-            check = Limiter(limits, algorithm=algorithm())._check("luafloor", "hit")
-            keys, args = check.words or ((), ())
-            calls[f"{name}.{size}"] = (check.script, len(keys), [*keys, *args])
+            limiter = Limiter(limits, algorithm=algorithm())
+            script, hit_keys, hit_args = hit_call(limiter, "luafloor")
+            calls[f"{name}.{size}"] = (script, len(hit_keys), [*hit_keys, *hit_args])
         limiter = Limiter(limits)
         args = limiter.algorithm.pack_args("hit", 1, None, limiter.limits)
         # An identity of its own: its state is no fixed-window state.

@@ -101,14 +101,14 @@ def _listen() -> None:
 def _redis_ops(url: str) -> dict[str, Callable[[], object]]:
     import redis
 
+    from _bench_cases import hit_call
     from luathrottle import Limiter
     from luathrottle.backends.redis import SyncRedis
 
     client = redis.Redis.from_url(url)
     limiter = Limiter(_HUGE, 3600, backend=SyncRedis(client))
-    check = limiter._check("pyfloor", "hit")
-    keys, args = check.words or ((), ())
-    function = check.script.function
+    script, keys, args = hit_call(limiter, "pyfloor")
+    function = script.function
     return {
         HIT: lambda: limiter.hit("pyfloor"),
         RAW: lambda: client.fcall(function, len(keys), *keys, *args),

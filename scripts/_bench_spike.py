@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import redis.asyncio
 
+from _bench_cases import hit_call
 from _bench_report import Section, TargetResult
 from luathrottle import AsyncLimiter
 from luathrottle.backends.redis import AsyncRedis
@@ -49,9 +50,8 @@ async def _callers(limiter: AsyncLimiter, callers: int, n: int) -> float:
 async def _raw(client: "redis.asyncio.Redis", limiter: AsyncLimiter, n: int) -> float:
     """Decisions per second of a hit's own script call, sent raw in
     pipelines of ``_PIPELINED`` on one connection."""
-    check = limiter._check("spike:raw", "hit")
-    keys, args = check.words or ((), ())
-    function = check.script.function
+    script, keys, args = hit_call(limiter, "spike:raw")
+    function = script.function
     batches = n // _PIPELINED
     started = time.perf_counter()
     for _ in range(batches):
