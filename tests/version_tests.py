@@ -4,11 +4,14 @@ that scripts/test.sh's run in .venv leaves to them."""
 
 import ast
 import fnmatch
+import functools
 from pathlib import Path
 
 NOXFILE = Path(__file__).resolve().parent.parent / "noxfile.py"
 
 
+# Once: collection asks of every file and folder.
+@functools.cache
 def version_tests() -> tuple[str, ...]:
     """The patterns of pytest's ``python_files`` that ``VERSION_TESTS`` holds."""
     tree = ast.parse(NOXFILE.read_text())
