@@ -54,6 +54,15 @@ def by_outcome(registry, limit, door="limiter", algorithm="fixed_window"):
     return {outcome: value for outcome, value in counted.items() if value}
 
 
+def hand(observer, latency, limit="5/60s", outcome=luathrottle.Outcome.ADMITTED):
+    """Hand an admitted hit to the observer's tally as the engine does
+    (``_events.Tally``): append its time, and fold once the tally is full."""
+    tally = observer.tally_for("limiter", limit, "fixed_window", outcome)
+    tally.pending.append(latency)
+    if len(tally.pending) >= tally.most:
+        tally.fold()
+
+
 def dead_store(breaker=False):
     return SyncRedis.from_url(
         f"redis://127.0.0.1:{free_port()}/0", timeout=0.2, breaker=breaker
@@ -153,11 +162,19 @@ def test_timings_land_in_their_buckets_across_many_folds():
     # 0.00001 is a bucket's bound: a timing on it falls in that bucket.
     timings = [0.00001, 0.00002, 0.0003, 0.0007, 2.0] * 1001
     for latency in timings:
-        observer.tally(
-            "limiter", "5/60s", "fixed_window", luathrottle.Outcome.ADMITTED, latency
+        hand(observer, latency)
+    # A hit that made no store call is told as an event.
+    observer(
+        luathrottle.DecisionEvent(
+            "limiter",
+            "5/60s",
+            "fixed_window",
+            luathrottle.Outcome.ADMITTED,
+            4,
+            None,
+            None,
+            "k",
         )
-    observer.tally(
-        "limiter", "5/60s", "fixed_window", luathrottle.Outcome.ADMITTED, None
     )
     timed = {"algorithm": "fixed_window", "door": "limiter"}
     buckets = {
@@ -193,13 +210,12 @@ def switching():
 def test_threads_lose_no_timing_while_scraped(switching):
     registry = CollectorRegistry()
     observer = PrometheusObserver(registry)
-    admitted = luathrottle.Outcome.ADMITTED
     started = threading.Barrier(5)
 
     def tally_many():
         started.wait()
         for _ in range(5000):
-            observer.tally("limiter", "x", "fixed_window", admitted, 0.0001)
+            hand(observer, 0.0001, limit="x")
 
     threads = [threading.Thread(target=tally_many) for _ in range(4)]
     for thread in threads:

@@ -1,7 +1,7 @@
-"""Tallies: an admitted hit is told to observers that only count as a tally,
-without an event, when every observer listening has one; everything else,
-and every hit when one listener has no tally, is told as an event. Both
-tell the same counts."""
+"""Tallies: an admitted hit is told to observers that only count by their
+tallies, without an event, when every observer listening has a
+``tally_for``; everything else, and every hit when one listener has none,
+is told as an event. Both tell the same counts."""
 
 import logging
 
@@ -18,21 +18,39 @@ from luathrottle.django.signals import request_throttled
 from test_prometheus import dead_store
 
 
-class Counting:
-    """An observer that counts: what it was told, as a tally or an event."""
+class Tally:
+    """One tuple of labels' hits, as the engine hands them over."""
 
-    def __init__(self, fail=False):
+    def __init__(self, counting, labels, most):
+        self.counting, self.labels, self.most = counting, labels, most
+        self.pending = []
+
+    def fold(self):
+        if self.counting.fail:
+            raise RuntimeError("tally broke")
+        taken = self.pending[:]
+        del self.pending[: len(taken)]
+        self.counting.tallied.extend((*self.labels, latency) for latency in taken)
+
+
+class Counting:
+    """An observer that counts: what it was told, by its tallies or as an
+    event. Its tallies fold every ``most`` hits."""
+
+    def __init__(self, fail=False, most=1):
         self.tallied = []
         self.events = []
+        self.tallies = {}
         self.fail = fail
+        self.most = most
 
     def __call__(self, event):
         self.events.append(event)
 
-    def tally(self, door, limit, algorithm, outcome, latency):
-        if self.fail:
-            raise RuntimeError("tally broke")
-        self.tallied.append((door, limit, algorithm, outcome, latency))
+    def tally_for(self, *labels):
+        if labels not in self.tallies:
+            self.tallies[labels] = Tally(self, labels, self.most)
+        return self.tallies[labels]
 
     def outcomes(self):
         told = [labels[3] for labels in self.tallied]
@@ -156,3 +174,59 @@ def test_a_django_door_tallies_too_while_signals_are_connected(counting):
     ] * 2
     assert [event.outcome for event in counting.events] == ["denied"]
     assert received == ["denied"]
+
+
+def test_a_tally_is_folded_once_it_holds_its_most():
+    own = Counting(most=3)
+    limiter = Limiter(100, 60, backend=MemoryBackend(), observers=[own])
+    for _ in range(7):
+        limiter.hit("k")
+    # Two folds of three; the seventh hit waits in the tally.
+    assert len(own.tallied) == 6
+    (tally,) = own.tallies.values()
+    assert len(tally.pending) == 1
+    assert tally.labels == ("limiter", "100/60s", "fixed_window", Outcome.ADMITTED)
+
+
+def test_an_observer_added_later_gets_its_own_tallies(counting):
+    limiter = Limiter(100, 60, backend=MemoryBackend())
+    limiter.hit("k")
+    later = Counting()
+    luathrottle.add_observer(later)
+    try:
+        limiter.hit("k")
+    finally:
+        luathrottle.remove_observer(later)
+    limiter.hit("k")
+    assert len(counting.tallied) == 3
+    assert len(later.tallied) == 1
+
+
+def test_a_tally_for_that_raises_is_logged_and_the_others_still_count(caplog):
+    class Broken(Counting):
+        def tally_for(self, *labels):
+            raise RuntimeError("no tally here")
+
+    counting = Counting()
+    limiter = Limiter(5, 60, backend=MemoryBackend(), observers=[Broken(), counting])
+    with caplog.at_level(logging.ERROR, logger="luathrottle"):
+        assert limiter.hit("k").allowed
+        assert limiter.hit("k").allowed
+    assert len(counting.tallied) == 2
+    assert "no tally here" in caplog.text
+
+
+def test_each_hit_is_tallied_by_the_limit_that_decided_it(counting):
+    limiter = Limiter(100, 60, backend=MemoryBackend())
+    limiter.hit("k")
+    limiter.hit("k", limits="7/minute")
+    limiter.hit("k")
+    limiter.hit("k", limits=["7/minute", "1000/hour"])
+    limiter.hit("k")
+    assert [labels[1] for labels in counting.tallied] == [
+        "100/60s",
+        "7/60s",
+        "100/60s",
+        "7/60s",
+        "100/60s",
+    ]

@@ -8,9 +8,11 @@ decider's own, after the decision is made and before the door answers.
 
 Reporting is cheap when nobody listens: no event is built, and the store
 call is not timed. An observer that only counts decisions, such as
-``PrometheusObserver``, may also have a ``tally`` (``Tally``): when every
-observer listening has one, an admitted hit is told to each as a tally,
-without an event, which would cost more to build than the count.
+``PrometheusObserver``, may also have a ``tally_for`` (``TallyFor``): when
+every observer listening has one, an admitted hit is told to each as its
+store call's time, appended to the observer's ``Tally`` of the hit's
+labels, without an event or a call into the observer: an event would cost
+more to build than the count.
 
 An observer that raises is logged on the ``luathrottle`` logger and
 skipped; it never fails the request. Every denial is also logged, once, on
@@ -33,10 +35,13 @@ __all__ = [
     "DENIALS",
     "REGISTRY",
     "DecisionEvent",
+    "Labels",
     "Observer",
     "Observers",
     "Outcome",
     "Tally",
+    "TallyFor",
+    "add",
     "add_observer",
     "check_near_limit",
     "check_observers",
@@ -77,6 +82,9 @@ class Outcome(enum.StrEnum):
     #: shadow mode: the door admitted it.
     SHADOW_DENIED = "shadow_denied"
 
+
+#: What metrics count decisions by: an event's first four fields.
+Labels = tuple[str, str, str, Outcome]
 
 #: The outcomes that refused, or would have refused in shadow mode: each is
 #: logged once (``luathrottle._denial_log``).
@@ -140,9 +148,30 @@ Observer = Callable[[DecisionEvent], object]
 
 
 class Tally(Protocol):
-    """An observer's ``tally``: it counts an admitted hit by the event's
-    first four fields and its latency, as the observer would count the
-    hit's event."""
+    """What an observer that only counts keeps for one tuple of labels (an
+    event's first four fields), to which the engine hands admitted hits
+    without calling the observer.
+
+    Attributes:
+        pending: the store call seconds of the hits not counted yet. The
+            engine appends to it from any thread, without a lock; a hit
+            that made no store call is told as an event.
+        most: how many hits ``pending`` may hold: once it holds that many,
+            the engine calls ``fold``. 1 has each hit counted as it comes.
+    """
+
+    pending: list[float]
+    most: int
+
+    def fold(self) -> object:
+        """Count the hits in ``pending`` and take them out of it (a copy
+        first, then a deletion of what was copied: an append may come
+        between the two)."""
+
+
+class TallyFor(Protocol):
+    """An observer's ``tally_for``: its ``Tally`` of the hits labelled by
+    an event's first four fields, the same one for the same labels."""
 
     def __call__(
         self,
@@ -150,26 +179,51 @@ class Tally(Protocol):
         limit: str,
         algorithm: str,
         outcome: Outcome,
-        latency: float | None,
         /,
-    ) -> object: ...
+    ) -> Tally: ...
 
 
-def _tallies(observers: Iterable[Observer]) -> tuple[Tally, ...] | None:
-    """The ``tally`` of each of ``observers``; None when one has none."""
+def add(tally: Tally, latency: float) -> None:
+    """Hand one hit of ``latency`` to ``tally``, as the engine does."""
+    pending = tally.pending
+    pending.append(latency)
+    if len(pending) >= tally.most:
+        tally.fold()
+
+
+def _tallies(observers: Iterable[Observer]) -> tuple[TallyFor, ...] | None:
+    """The ``tally_for`` of each of ``observers``; None when one has none."""
     found = []
     for observer in observers:
-        tally = getattr(observer, "tally", None)
-        if not callable(tally):
+        tally_for = getattr(observer, "tally_for", None)
+        if not callable(tally_for):
             return None
-        found.append(tally)
+        found.append(tally_for)
     return tuple(found)
 
 
-class Observers(tuple[Observer, ...]):
-    """A limiter's or throttle's own observers, and their ``tallies``."""
+#: The tallies of one tuple of labels, each as the engine hands it a hit:
+#: its ``pending`` list, its ``most`` and its ``fold``.
+Tallied = tuple[tuple[list[float], int, Callable[[], object]], ...]
 
-    tallies: tuple[Tally, ...] | None
+
+class Observers(tuple[Observer, ...]):
+    """A limiter's or throttle's own observers, and their ``tallies``.
+
+    Attributes:
+        tallies: each observer's ``tally_for``, or None when one has none.
+        tallied: the tallies of the process's observers and then of these,
+            by labels, found for the process's ``tallies`` of the first
+            item (``luathrottle._outcomes``).
+        alone: the tallies of the usual hit's labels, when the decider
+            has one limit and no near-limit fraction: the process's
+            ``tallies``, the check's limits and door they were found for,
+            and the tallies.
+    """
+
+    tallies: tuple[TallyFor, ...] | None
+    tallied: dict[Labels, tuple[tuple[TallyFor, ...], Tallied]]
+    alone: tuple[tuple[TallyFor, ...] | None, object, str | None, Tallied]
 
 
 class _Registry:
@@ -181,7 +235,7 @@ class _Registry:
 
     def __init__(self) -> None:
         self.observers: tuple[tuple[Observer, bool], ...] = ()
-        self.tallies: tuple[Tally, ...] | None = ()
+        self.tallies: tuple[TallyFor, ...] | None = ()
 
     def set(self, observers: tuple[tuple[Observer, bool], ...]) -> None:
         self.tallies = _tallies(observer for observer, _ in observers)
@@ -240,6 +294,8 @@ def check_observers(observers: object) -> Observers:
             )
     own = Observers(checked)
     own.tallies = _tallies(own)
+    own.tallied = {}
+    own.alone = (None, None, None, ())
     return own
 
 
@@ -301,9 +357,9 @@ def _failed(observer: Observer, event: DecisionEvent) -> None:
     )
 
 
-def tally_failed(tally: Tally, outcome: Outcome) -> None:
-    """Log that ``tally`` raised on a hit of ``outcome``, as a failed
-    observer is; the hit goes on."""
+def tally_failed(tally: Callable[..., object], outcome: Outcome) -> None:
+    """Log that an observer's ``tally_for``, or a tally's ``fold``, raised
+    on a hit of ``outcome``, as a failed observer is; the hit goes on."""
     logger.exception(
         "luathrottle observer's tally %r failed on a %s hit; skipped",
         tally,

@@ -44,7 +44,9 @@ from luathrottle._breaker import CircuitBreaker, unwatch, watch
 from luathrottle._events import (
     DENIALS,
     DecisionEvent,
+    Labels,
     Outcome,
+    add,
     remove_observer,
 )
 
@@ -75,11 +77,28 @@ _Attributes = dict[str, str]
 
 class _Counts:
     """What one label tuple (``event[:4]``) was counted, and the attribute
-    dicts its measurements take, built once."""
+    dicts its measurements take, built once: ``OtelObserver``'s tally of
+    those labels, which records each hit the engine hands it at once."""
 
-    __slots__ = ("answered", "attributes", "count", "denial", "stored")
+    __slots__ = (
+        "_durations",
+        "_lock",
+        "answered",
+        "attributes",
+        "count",
+        "denial",
+        "pending",
+        "stored",
+    )
 
-    def __init__(self, labels: tuple[str, str, str, Outcome]) -> None:
+    most = 1
+
+    def __init__(
+        self,
+        labels: Labels,
+        lock: threading.Lock,
+        durations: metrics.Histogram,
+    ) -> None:
         door, limit, algorithm, outcome = (str(label) for label in labels)
         counted = {"limit": limit, "algorithm": algorithm, "door": door}
         self.attributes = {**counted, "outcome": outcome}
@@ -87,6 +106,17 @@ class _Counts:
         self.answered = counted if outcome == Outcome.DENIED_FROM_CACHE else None
         self.denial = outcome in DENIALS
         self.count = 0
+        self.pending: list[float] = []
+        self._lock, self._durations = lock, durations
+
+    def fold(self) -> None:
+        """Count the pending hits, and record their store call seconds."""
+        taken = self.pending[:]
+        del self.pending[: len(taken)]
+        with self._lock:
+            self.count += len(taken)
+        for latency in taken:
+            self._durations.record(latency, self.stored)
 
 
 class _Failures:
@@ -169,36 +199,39 @@ class OtelObserver:
 
     def __call__(self, event: DecisionEvent) -> None:
         """Record ``event``."""
-        counts = self._count(event[:4], event.latency)
+        counts = self._count(event[0], event[1], event[2], event[3], event[6])
         if event.error is not None:
             self._failed(event)
         if counts.denial:
             _add_span_event(event, counts.attributes)
 
-    def tally(
+    def tally_for(
+        self, door: str, limit: str, algorithm: str, outcome: Outcome
+    ) -> _Counts:
+        """The counts of the decisions of these labels, to which the engine
+        hands admitted hits (``luathrottle._events.Tally``)."""
+        labels = (door, limit, algorithm, outcome)
+        counts = self._counts.get(labels)
+        if counts is None:
+            with self._lock:
+                found = _Counts(labels, self._lock, self._durations)
+                counts = self._counts.setdefault(labels, found)
+        return counts
+
+    def _count(
         self,
         door: str,
         limit: str,
         algorithm: str,
         outcome: Outcome,
         latency: float | None,
-    ) -> None:
-        """Record a decision by its labels and store call's ``latency``:
-        what the engine tells of an admitted hit, without building its
-        event."""
-        self._count((door, limit, algorithm, outcome), latency)
-
-    def _count(
-        self, labels: tuple[str, str, str, Outcome], latency: float | None
-    ) -> "_Counts":
-        counts = self._counts.get(labels)
-        if counts is None:
+    ) -> _Counts:
+        counts = self.tally_for(door, limit, algorithm, outcome)
+        if latency is None:
             with self._lock:
-                counts = self._counts.setdefault(labels, _Counts(labels))
-        with self._lock:
-            counts.count += 1
-        if latency is not None:
-            self._durations.record(latency, counts.stored)
+                counts.count += 1
+        else:
+            add(counts, latency)
         return counts
 
     def close(self) -> None:

@@ -24,15 +24,16 @@ or, in Django, ``LUATHROTTLE = {"observers":
 No label holds an identity or a key. One registry takes one observer: a
 second raises ``ValueError``.
 
-In one process a decision's store call time is appended to a list, which
-threads share without a lock, and a thousand of them at a time are sorted
-and bucketed under one; the registry reads the counts when scraped. That
-takes a seventh of the instructions that updating prometheus-client's
-counter and histogram at each decision does (callgrind: 2,200 against
-16,700). In prometheus-client's multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``) the observer updates prometheus-client's own
-metrics instead, which write the files that
-``prometheus_client.multiprocess.MultiProcessCollector`` reads.
+In one process the engine appends an admitted hit's store call time to the
+list of its labels (the observer's tally, ``tally_for``), which threads
+share without a lock, and a thousand of them at a time are sorted and
+bucketed under one; the registry reads the counts when scraped, folding
+what is pending first. Updating prometheus-client's counter and histogram
+at each decision would cost a third of the embedded store's whole hit
+(callgrind: 16,700 instructions against 43,000). In prometheus-client's
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``) the observer updates
+prometheus-client's own metrics instead, at each hit, which write the
+files that ``prometheus_client.multiprocess.MultiProcessCollector`` reads.
 """
 
 import os
@@ -57,12 +58,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle._breaker import CircuitBreaker, State, watch
-from luathrottle._events import DecisionEvent, Outcome
+from luathrottle._events import DecisionEvent, Labels, Outcome, add
 
 __all__ = ["PrometheusObserver"]
-
-#: What decisions are counted by: an event's first four fields.
-_Labels = tuple[str, str, str, Outcome]
 
 _DECISIONS = "luathrottle_decisions_total"
 _DECISIONS_HELP = "Decisions of luathrottle's limiters and throttles."
@@ -103,10 +101,6 @@ _BOUNDS = (
     1.0,
     float("inf"),
 )
-#: How many timings of one label tuple wait to be bucketed at most: their
-#: list takes 8 KiB at most.
-_FOLDED = 1024
-
 _LE = tuple(floatToGoString(bound) for bound in _BOUNDS)  # type: ignore[no-untyped-call]
 
 
@@ -172,71 +166,31 @@ class PrometheusObserver(Collector):
         _watching.add(self)
 
     def _start_counting(self) -> None:
-        self._rows: dict[_Labels, list[float]] = {}
-        self._timings: dict[_Labels, list[float]] = {}
+        self._series: dict[Labels, _Series] = {}
         self._failures: dict[tuple[str, str, str], int] = {}
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
-        self.tally(event[0], event[1], event[2], event[3], event[6])
+        series = self.tally_for(event[0], event[1], event[2], event[3])
+        if event[6] is None:
+            with self._lock:
+                series.row[0] += 1
+        else:
+            add(series, event[6])
         if event[9] is not None:
             self._failed(event)
 
-    def tally(
-        self,
-        door: str,
-        limit: str,
-        algorithm: str,
-        outcome: Outcome,
-        latency: float | None,
-    ) -> None:
-        """Count a decision by its labels and store call's ``latency``: what
-        the engine tells of an admitted hit, without building its event."""
-        # Hot: a timed decision is one append, which threads may make to one
-        # list without a lock. Bucketing a thousand sorted timings at once
-        # costs a sixth of bucketing each alone.
+    def tally_for(
+        self, door: str, limit: str, algorithm: str, outcome: Outcome
+    ) -> "_Series":
+        """The counts of the decisions of these labels, to which the
+        engine hands admitted hits (``luathrottle._events.Tally``)."""
         labels = (door, limit, algorithm, outcome)
-        if latency is None:
-            self._untimed(labels)
-            return
-        timings = self._timings.get(labels)
-        if timings is None:
-            timings = self._timings_of(labels)
-        timings.append(latency)
-        if len(timings) >= _FOLDED:
-            self._fold(labels, timings)
-
-    def _timings_of(self, labels: _Labels) -> list[float]:
-        with self._lock:
-            self._row(labels)
-            return self._timings.setdefault(labels, [])
-
-    def _row(self, labels: _Labels) -> list[float]:
-        """The counts of the decisions labelled ``labels``, under the lock:
-        how many made no store call, the sum of the others' latencies, and
-        how many of those fell in each bucket."""
-        return self._rows.setdefault(labels, [0, 0.0, *[0] * len(_BOUNDS)])
-
-    def _untimed(self, labels: _Labels) -> None:
-        with self._lock:
-            self._row(labels)[0] += 1
-
-    def _fold(self, labels: _Labels, timings: list[float]) -> None:
-        """Count the ``timings`` of ``labels`` appended so far in its row, and
-        forget them."""
-        with self._lock:
-            # Copying and deleting are each one step that no append splits:
-            # one made between them stays, to be folded next time.
-            taken = timings[:]
-            del timings[: len(taken)]
-            taken.sort()
-            row = self._row(labels)
-            row[1] += sum(taken)
-            below = 0
-            for index, bound in enumerate(_BOUNDS, 2):
-                upto = bisect_right(taken, bound)
-                row[index] += upto - below
-                below = upto
+        series = self._series.get(labels)
+        if series is None:
+            with self._lock:
+                series = self._series.setdefault(labels, _Series(self._lock))
+        return series
 
     def _failed(self, event: DecisionEvent) -> None:
         key = (event.algorithm, event.door, type(event.error).__name__)
@@ -260,11 +214,11 @@ class PrometheusObserver(Collector):
     def collect(self) -> Iterable[Metric]:
         """The metrics and their samples, as counted so far."""
         with self._lock:
-            pending = list(self._timings.items())
-        for counted_by, timings in pending:
-            self._fold(counted_by, timings)
+            series = list(self._series.items())
+        for _, tally in series:
+            tally.fold()
         with self._lock:
-            rows = [(key, row.copy()) for key, row in self._rows.items()]
+            rows = [(labels, tally.row.copy()) for labels, tally in series]
             failures = list(self._failures.items())
         decisions, seconds, answers, failed = _families()
         by_store_call: dict[tuple[str, str], list[float]] = {}
@@ -287,6 +241,40 @@ class PrometheusObserver(Collector):
         for failure, count in failures:
             failed.add_metric(list(failure), count)
         return [decisions, seconds, answers, failed, *self._breakers.collect()]
+
+
+class _Series:
+    """The decisions of one tuple of labels: ``PrometheusObserver``'s tally
+    of them. ``row`` holds how many made no store call, the sum of the
+    others' seconds, and how many of those fell in each bucket."""
+
+    __slots__ = ("_lock", "pending", "row")
+
+    #: Timings wait to be bucketed until this many: a list of 8 KiB at
+    #: most. Bucketing a thousand sorted timings at once costs a sixth of
+    #: bucketing each alone.
+    most = 1024
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.pending: list[float] = []
+        self.row: list[float] = [0, 0.0, *[0] * len(_BOUNDS)]
+
+    def fold(self) -> None:
+        """Count the pending timings in ``row``, and forget them."""
+        with self._lock:
+            # Copying and deleting are each one step that no append splits:
+            # one made between them stays, to be folded next time.
+            taken = self.pending[:]
+            del self.pending[: len(taken)]
+            taken.sort()
+            row = self.row
+            row[1] += sum(taken)
+            below = 0
+            for index, bound in enumerate(_BOUNDS, 2):
+                upto = bisect_right(taken, bound)
+                row[index] += upto - below
+                below = upto
 
 
 def _families() -> tuple[
@@ -317,52 +305,41 @@ class _SharedObserver(PrometheusObserver):
         self._errors = Counter(
             _FAILURES, _FAILURES_HELP, _FAILURE_LABELS, registry=None
         )
-        #: Each label tuple's children: decisions, store seconds, and denial
-        #: cache answers when the outcome is one.
-        self._children: dict[_Labels, tuple[Counter, Histogram, Counter | None]] = {}
+        #: Each label tuple's tally, which updates its children.
+        self._shared: dict[Labels, _SharedSeries] = {}
 
     def __call__(self, event: DecisionEvent) -> None:
         """Count ``event``."""
-        self.tally(event[0], event[1], event[2], event[3], event[6])
+        series = self.tally_for(event[0], event[1], event[2], event[3])
+        series.decisions.inc()
+        if event[6] is not None:
+            series.seconds.observe(event[6])
+        if series.answers is not None:
+            series.answers.inc()
         if event.error is not None:
             error = type(event.error).__name__
             self._errors.labels(event.algorithm, event.door, error).inc()
 
-    def tally(
-        self,
-        door: str,
-        limit: str,
-        algorithm: str,
-        outcome: Outcome,
-        latency: float | None,
-    ) -> None:
-        """Count a decision by its labels and store call's ``latency``."""
+    def tally_for(  # type: ignore[override]
+        self, door: str, limit: str, algorithm: str, outcome: Outcome
+    ) -> "_SharedSeries":
+        """The children of these labels, which count each hit the engine
+        hands them at once: the files are what other processes read."""
         labels = (door, limit, algorithm, outcome)
-        children = self._children.get(labels)
-        if children is None:
-            children = self._children_of(labels)
-        decisions, seconds, answers = children
-        decisions.inc()
-        if latency is not None:
-            seconds.observe(latency)
-        if answers is not None:
-            answers.inc()
-
-    def _children_of(
-        self, labels: _Labels
-    ) -> tuple[Counter, Histogram, Counter | None]:
-        door, limit, algorithm, outcome = labels
-        answers = None
-        if outcome == Outcome.DENIED_FROM_CACHE:
-            answers = self._answers.labels(limit, algorithm, door)
-        children = (
-            self._decisions.labels(limit, algorithm, door, str(outcome)),
-            self._seconds.labels(algorithm, door),
-            answers,
-        )
-        # Racing threads find the same children: labels() makes each once.
-        self._children[labels] = children
-        return children
+        series = self._shared.get(labels)
+        if series is None:
+            answers = None
+            if outcome == Outcome.DENIED_FROM_CACHE:
+                answers = self._answers.labels(limit, algorithm, door)
+            series = _SharedSeries(
+                self._decisions.labels(limit, algorithm, door, str(outcome)),
+                self._seconds.labels(algorithm, door),
+                answers,
+            )
+            # Racing threads find the same children: labels() makes each
+            # once.
+            series = self._shared.setdefault(labels, series)
+        return series
 
     def describe(self) -> Iterable[Metric]:
         """The metrics, without samples."""
@@ -384,6 +361,30 @@ class _SharedObserver(PrometheusObserver):
             *self._errors.collect(),
             *self._breakers.collect(),
         ]
+
+
+class _SharedSeries:
+    """``_SharedObserver``'s tally of one tuple of labels: its children."""
+
+    __slots__ = ("answers", "decisions", "pending", "seconds")
+
+    most = 1
+
+    def __init__(
+        self, decisions: Counter, seconds: Histogram, answers: Counter | None
+    ) -> None:
+        self.decisions, self.seconds, self.answers = decisions, seconds, answers
+        self.pending: list[float] = []
+
+    def fold(self) -> None:
+        """Count the pending hits in the children."""
+        taken = self.pending[:]
+        del self.pending[: len(taken)]
+        self.decisions.inc(len(taken))
+        if self.answers is not None:
+            self.answers.inc(len(taken))
+        for latency in taken:
+            self.seconds.observe(latency)
 
 
 #: The observers that hear of the breakers' changes, forgotten with them.

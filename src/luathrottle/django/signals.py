@@ -63,8 +63,26 @@ class _Sender:
             **extra,
         )
 
-    def tally(self, *labels: object) -> None:
-        """Ignore an admitted hit, told as a tally: it sends no signal."""
+    def tally_for(self, *labels: object) -> "_Ignored":
+        """What the engine hands admitted hits to: they send no signal."""
+        return _IGNORED
+
+
+class _Ignored:
+    """A tally that forgets what it is handed."""
+
+    __slots__ = ("pending",)
+
+    most = 1024
+
+    def __init__(self) -> None:
+        self.pending: list[float] = []
+
+    def fold(self) -> None:
+        del self.pending[:]
+
+
+_IGNORED = _Ignored()
 
 
 _send = _Sender()
