@@ -5,6 +5,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 from importlib import metadata
 
 import pytest
@@ -446,3 +447,30 @@ def test_no_raw_identity_reaches_metrics_or_spans(recorded, spans):
     outcomes = {v for v in values if v in {"denied", "lease_refused", "failed_open"}}
     assert outcomes == {"denied", "lease_refused", "failed_open"}
     assert not [value for value in values if "alice" in value]
+
+
+def test_threads_count_each_hit_once(recorded):
+    # Each admitted hit is folded as it comes, from whichever thread: two
+    # folds at once must not both take one hit.
+    observer = OtelObserver(meter_provider=recorded.provider)
+    limiter = Limiter(100_000, 60, backend=MemoryBackend(), observers=[observer])
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+
+        def hit_many():
+            for _ in range(1000):
+                limiter.hit("k")
+
+        threads = [threading.Thread(target=hit_many) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        sys.setswitchinterval(interval)
+        observer.close()
+    admitted = labels(limit="100000/60s", outcome="admitted", **LIMITER)
+    assert recorded.values("luathrottle.decisions")[admitted] == 4000
+    stored = recorded.points("luathrottle.store.duration")[labels(**LIMITER)]
+    assert stored.count == 4000

@@ -111,9 +111,10 @@ class _Counts:
 
     def fold(self) -> None:
         """Count the pending hits, and record their store call seconds."""
-        taken = self.pending[:]
-        del self.pending[: len(taken)]
+        # Under the lock: two threads' folds must not both take one hit.
         with self._lock:
+            taken = self.pending[:]
+            del self.pending[: len(taken)]
             self.count += len(taken)
         for latency in taken:
             self._durations.record(latency, self.stored)

@@ -366,7 +366,7 @@ class _SharedObserver(PrometheusObserver):
 class _SharedSeries:
     """``_SharedObserver``'s tally of one tuple of labels: its children."""
 
-    __slots__ = ("answers", "decisions", "pending", "seconds")
+    __slots__ = ("_lock", "answers", "decisions", "pending", "seconds")
 
     most = 1
 
@@ -375,11 +375,14 @@ class _SharedSeries:
     ) -> None:
         self.decisions, self.seconds, self.answers = decisions, seconds, answers
         self.pending: list[float] = []
+        self._lock = threading.Lock()
 
     def fold(self) -> None:
         """Count the pending hits in the children."""
-        taken = self.pending[:]
-        del self.pending[: len(taken)]
+        # Under the lock: two threads' folds must not both take one hit.
+        with self._lock:
+            taken = self.pending[:]
+            del self.pending[: len(taken)]
         self.decisions.inc(len(taken))
         if self.answers is not None:
             self.answers.inc(len(taken))
