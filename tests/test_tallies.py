@@ -4,6 +4,10 @@ tallies, without an event, when every observer listening has a
 is told as an event. Both tell the same counts."""
 
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.http import HttpResponse
@@ -230,3 +234,49 @@ def test_each_hit_is_tallied_by_the_limit_that_decided_it(counting):
         "7/60s",
         "100/60s",
     ]
+
+
+# In a fresh process: deciders made before any observer, a decider with
+# observers of its own made later, and process observers added and taken
+# away. Who listens must be heard at each step, whatever the engine
+# remembers of the process being quiet.
+QUIET_SCENARIO = """
+import luathrottle
+from luathrottle import Limiter
+from luathrottle.backends.memory import MemoryBackend
+
+heard = []
+plain = Limiter(100, 60, backend=MemoryBackend())
+plain.hit("k")
+luathrottle.add_observer(heard.append)
+plain.hit("k")
+luathrottle.remove_observer(heard.append)
+plain.hit("k")
+own = []
+watched = Limiter(100, 60, backend=MemoryBackend(), observers=[own.append])
+watched.hit("k")
+plain.hit("k")
+luathrottle.add_observer(heard.append)
+plain.hit("k")
+print(len(heard), len(own))
+"""
+
+
+def test_observers_are_heard_however_quiet_the_process_was():
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", QUIET_SCENARIO],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    # The process's observer heard the two hits made while it was in; the
+    # limiter's own heard its one hit.
+    assert result.stdout.split() == ["2", "1"]

@@ -229,17 +229,35 @@ class Observers(tuple[Observer, ...]):
 class _Registry:
     """The process's observers, each with whether it sees raw identities,
     and their ``tallies``: new tuples at every change, so that reporting
-    reads them without a lock, and deciders test them without a call."""
+    reads them without a lock, and deciders test them without a call.
 
-    __slots__ = ("observers", "tallies")
+    ``quiet`` holds while nobody can listen to any decision: the process
+    has no observers, and no decider was made with observers of its own.
+    Then one read tells a decider so, where asking a check for its own
+    observers costs a field of a named tuple (``luathrottle._lone``)."""
+
+    __slots__ = ("observers", "owned", "quiet", "tallies")
 
     def __init__(self) -> None:
         self.observers: tuple[tuple[Observer, bool], ...] = ()
         self.tallies: tuple[TallyFor, ...] | None = ()
+        self.owned = False
+        self.quiet = True
 
     def set(self, observers: tuple[tuple[Observer, bool], ...]) -> None:
+        # Never quiet for a moment while an observer is in: a decider that
+        # read it so would not report its decision.
+        if observers:
+            self.quiet = False
         self.tallies = _tallies(observer for observer, _ in observers)
         self.observers = observers
+        self.quiet = not observers and not self.owned
+
+    def own(self) -> None:
+        """A decider has observers of its own: the process is quiet no
+        more, for good."""
+        self.owned = True
+        self.quiet = False
 
 
 #: The process's observers.
@@ -293,6 +311,8 @@ def check_observers(observers: object) -> Observers:
                 f"observers must be a list of callables, got {observer!r} in it"
             )
     own = Observers(checked)
+    if own:
+        REGISTRY.own()
     own.tallies = _tallies(own)
     own.tallied = {}
     own.alone = (None, None, None, ())

@@ -36,7 +36,7 @@ def decide_one(check: Check) -> Decision:
         if check.shadow is None:
             return joined(check, decide(trial_parts(check)))
         return decide([check])[0].decision
-    if not (REGISTRY.observers or check.observers):
+    if REGISTRY.quiet or not (REGISTRY.observers or check.observers):
         try:
             reply = check.backend.run_script(check.script, *packed)  # type: ignore[union-attr]
         except BackendError as error:
@@ -66,7 +66,7 @@ async def adecide_one(check: Check) -> Decision:
         if check.shadow is None:
             return joined(check, await adecide(trial_parts(check)))
         return (await adecide([check]))[0].decision
-    if not (REGISTRY.observers or check.observers):
+    if REGISTRY.quiet or not (REGISTRY.observers or check.observers):
         try:
             reply = await check.backend.arun_script(check.script, *packed)  # type: ignore[union-attr]
         except BackendError as error:
