@@ -24,6 +24,7 @@ observer was added with ``identities=True``.
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol
 
@@ -236,28 +237,34 @@ class _Registry:
     Then one read tells a decider so, where asking a check for its own
     observers costs a field of a named tuple (``luathrottle._lone``)."""
 
-    __slots__ = ("observers", "owned", "quiet", "tallies")
+    __slots__ = ("_changing", "observers", "owned", "quiet", "tallies")
 
     def __init__(self) -> None:
         self.observers: tuple[tuple[Observer, bool], ...] = ()
         self.tallies: tuple[TallyFor, ...] | None = ()
         self.owned = False
         self.quiet = True
+        # Changes are rare; one at a time, so that a decider made with
+        # observers of its own while the process's change never leaves the
+        # process quiet.
+        self._changing = threading.Lock()
 
     def set(self, observers: tuple[tuple[Observer, bool], ...]) -> None:
-        # Never quiet for a moment while an observer is in: a decider that
-        # read it so would not report its decision.
-        if observers:
-            self.quiet = False
-        self.tallies = _tallies(observer for observer, _ in observers)
-        self.observers = observers
-        self.quiet = not observers and not self.owned
+        with self._changing:
+            # Never quiet for a moment while an observer is in: a decider
+            # that read it so would not report its decision.
+            if observers:
+                self.quiet = False
+            self.tallies = _tallies(observer for observer, _ in observers)
+            self.observers = observers
+            self.quiet = not observers and not self.owned
 
     def own(self) -> None:
         """A decider has observers of its own: the process is quiet no
         more, for good."""
-        self.owned = True
-        self.quiet = False
+        with self._changing:
+            self.owned = True
+            self.quiet = False
 
 
 #: The process's observers.
