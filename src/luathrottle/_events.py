@@ -50,6 +50,7 @@ __all__ = [
     "observed",
     "remove_observer",
     "report",
+    "taken",
     "tally_failed",
 ]
 
@@ -190,6 +191,16 @@ def add(tally: Tally, latency: float) -> None:
     pending.append(latency)
     if len(pending) >= tally.most:
         tally.fold()
+
+
+def taken(pending: list[float]) -> list[float]:
+    """A tally's ``pending`` hits, taken out of it for its ``fold``, which
+    holds a lock of its own over the call: two threads' folds must not both
+    take one hit. Copying and deleting are each one step that no append
+    splits: an append made between them stays, to be folded next time."""
+    hits = pending[:]
+    del pending[: len(hits)]
+    return hits
 
 
 def _tallies(observers: Iterable[Observer]) -> tuple[TallyFor, ...] | None:

@@ -48,6 +48,7 @@ from luathrottle._events import (
     Outcome,
     add,
     remove_observer,
+    taken,
 )
 
 __all__ = ["OtelObserver"]
@@ -111,12 +112,10 @@ class _Counts:
 
     def fold(self) -> None:
         """Count the pending hits, and record their store call seconds."""
-        # Under the lock: two threads' folds must not both take one hit.
         with self._lock:
-            taken = self.pending[:]
-            del self.pending[: len(taken)]
-            self.count += len(taken)
-        for latency in taken:
+            hits = taken(self.pending)
+            self.count += len(hits)
+        for latency in hits:
             self._durations.record(latency, self.stored)
 
 

@@ -58,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from luathrottle._breaker import CircuitBreaker, State, watch
-from luathrottle._events import DecisionEvent, Labels, Outcome, add
+from luathrottle._events import DecisionEvent, Labels, Outcome, add, taken
 
 __all__ = ["PrometheusObserver"]
 
@@ -263,16 +263,13 @@ class _Series:
     def fold(self) -> None:
         """Count the pending timings in ``row``, and forget them."""
         with self._lock:
-            # Copying and deleting are each one step that no append splits:
-            # one made between them stays, to be folded next time.
-            taken = self.pending[:]
-            del self.pending[: len(taken)]
-            taken.sort()
+            hits = taken(self.pending)
+            hits.sort()
             row = self.row
-            row[1] += sum(taken)
+            row[1] += sum(hits)
             below = 0
             for index, bound in enumerate(_BOUNDS, 2):
-                upto = bisect_right(taken, bound)
+                upto = bisect_right(hits, bound)
                 row[index] += upto - below
                 below = upto
 
@@ -379,14 +376,12 @@ class _SharedSeries:
 
     def fold(self) -> None:
         """Count the pending hits in the children."""
-        # Under the lock: two threads' folds must not both take one hit.
         with self._lock:
-            taken = self.pending[:]
-            del self.pending[: len(taken)]
-        self.decisions.inc(len(taken))
+            hits = taken(self.pending)
+        self.decisions.inc(len(hits))
         if self.answers is not None:
-            self.answers.inc(len(taken))
-        for latency in taken:
+            self.answers.inc(len(hits))
+        for latency in hits:
             self.seconds.observe(latency)
 
 
