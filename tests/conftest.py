@@ -9,6 +9,7 @@ but fail under CI, so they never skip silently there.
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -307,3 +308,13 @@ def bench_smoke(redis_url, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench-smoke")
     document = run_bench(redis_url, out, "--skip-e2e")
     return document, (out / "results.md").read_text()
+
+
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Threads switched every microsecond: a race between two steps of one
+    thread shows within a test's run."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(interval)

@@ -5,7 +5,6 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from importlib import metadata
 
 import pytest
@@ -28,6 +27,7 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
 from luathrottle.otel import OtelObserver
 from servers import free_port
+from threads import hit_from_threads
 
 IDENTITY = "alice@example.com"
 LIMITER = {"algorithm": "fixed_window", "door": "limiter"}
@@ -449,26 +449,15 @@ def test_no_raw_identity_reaches_metrics_or_spans(recorded, spans):
     assert not [value for value in values if "alice" in value]
 
 
+@pytest.mark.usefixtures("switching")
 def test_threads_count_each_hit_once(recorded):
     # Each admitted hit is folded as it comes, from whichever thread: two
     # folds at once must not both take one hit.
     observer = OtelObserver(meter_provider=recorded.provider)
     limiter = Limiter(100_000, 60, backend=MemoryBackend(), observers=[observer])
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
     try:
-
-        def hit_many():
-            for _ in range(1000):
-                limiter.hit("k")
-
-        threads = [threading.Thread(target=hit_many) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
+        hit_from_threads(limiter, threads=4, hits=1000)
     finally:
-        sys.setswitchinterval(interval)
         observer.close()
     admitted = labels(limit="100000/60s", outcome="admitted", **LIMITER)
     assert recorded.values("luathrottle.decisions")[admitted] == 4000

@@ -22,6 +22,7 @@ from luathrottle.backends.redis import SyncRedis
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.prometheus import PrometheusObserver
 from servers import free_port
+from threads import hit_from_threads
 
 TESTS = Path(__file__).resolve().parent
 DECISIONS = "luathrottle_decisions_total"
@@ -197,16 +198,6 @@ def test_timings_land_in_their_buckets_across_many_folds():
     assert decisions(registry, "5/60s", "admitted") == 5006
 
 
-@pytest.fixture
-def switching():
-    """Threads switched every microsecond: a race between two steps of one
-    thread shows within a test's run."""
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(interval)
-
-
 def test_threads_lose_no_timing_while_scraped(switching):
     registry = CollectorRegistry()
     observer = PrometheusObserver(registry)
@@ -234,16 +225,7 @@ def test_threads_lose_no_timing_while_scraped(switching):
 
 def test_threads_lose_no_count(registry):
     limiter = Limiter(100_000, 60, backend=MemoryBackend())
-
-    def hit_many():
-        for _ in range(500):
-            limiter.hit("k")
-
-    threads = [threading.Thread(target=hit_many) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    hit_from_threads(limiter, threads=4, hits=500)
     assert by_outcome(registry, "100000/60s") == {"admitted": 2000}
     timed = {"algorithm": "fixed_window", "door": "limiter"}
     assert registry.get_sample_value(f"{SECONDS}_count", timed) == 2000
