@@ -1,6 +1,8 @@
 """A key of another type where a state key belongs (a hash, a list, a sorted
-set) holds no state of ours, and LeakyBucket, TokenBucket and SlidingWindow
-read it as SimpleRate reads anything but its hash: as absent state. A peek
+set) holds no state of ours, and the scripts that keep a key per limit
+(TokenBucket's, SlidingWindow's) read it as the hashed scripts read
+anything but their hash: as absent state. (A hashed script's hash of
+another type: test_hostile_state.py and test_hash_layout.py.) A peek
 writes nothing, a hit that every limit admits overwrites it with a state
 that expires, a hit that another limit denies leaves it as it is, and a
 reset deletes it; the ``luathrottle`` logger names the hashed key at every
@@ -17,7 +19,15 @@ from luathrottle import LeakyBucket, Limit, Limiter, SlidingWindow, TokenBucket
 from states import limiter_keys
 from test_hostile_state import LIMIT, Store, warnings_about
 
-ALGORITHMS = {"leaky": LeakyBucket, "token": TokenBucket, "sliding": SlidingWindow}
+ALGORITHMS = {
+    name: algorithm
+    for name, algorithm in (
+        ("leaky", LeakyBucket),
+        ("token", TokenBucket),
+        ("sliding", SlidingWindow),
+    )
+    if not algorithm().script.hashed
+}
 #: Each foreign type, made by a command the embedded keyspace knows too.
 KINDS = {
     "hash": ("HSET", "field", "1"),
