@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from conftest import Clock
 from luathrottle import AsyncLimiter, LeakyBucket, Limit, Limiter, Reason, TokenBucket
 from luathrottle.backends.memory import MemoryBackend
-from states import limiter_keys
+from states import limiter_keys, read_state
 
 
 def raw_state(backend, key):
@@ -221,16 +221,24 @@ def test_pack_args_carries_each_limits_burst_then_penalties():
     ),
 )
 def test_leaky_bucket_is_token_bucket_with_burst_max_requests(limits, ops):
-    """Decision for decision, and stored value for stored value."""
+    """Decision for decision, and stored value for stored value while a
+    bucket is not empty: an empty one's state may outlive it, in a
+    LeakyBucket hash, or not, as a TokenBucket key expires at its time."""
     clock = Clock()
     backend = MemoryBackend(clock=clock)
     leaky = Limiter(limits, algorithm=LeakyBucket(), backend=backend, clock=clock)
     token = Limiter(limits, algorithm=TokenBucket(), backend=backend, clock=clock)
+
+    def live(state):
+        ahead = state is not None and int(state.partition(":")[0]) > now_us
+        return state if ahead else None
+
     for step, mode, cost in ops:
         clock.advance(step / 1_000_000)
+        now_us = round(clock() * 1_000_000)
         assert getattr(leaky, mode)("k", cost) == getattr(token, mode)("k", cost)
         states = [
-            [raw_state(backend, key) for key in limiter_keys(limiter, "k")]
+            [live(read_state(backend, key)) for key in limiter_keys(limiter, "k")]
             for limiter in (leaky, token)
         ]
         assert states[0] == states[1]
