@@ -192,8 +192,9 @@ end
 
 -- Each run is one HMGET. A key holding no hash reads as '' for each of its
 -- limits, a state no limit can read, and is remembered so that a hit
--- deletes it before writing.
-local states, foreign = nil, nil
+-- deletes it before writing. single: every limit is in one hash, as when
+-- they are all one identity's.
+local states, foreign, single = nil, nil, false
 local first = 1
 for i = 1, n do
   if i == n or KEYS[i + 1] ~= KEYS[i] then
@@ -207,7 +208,7 @@ for i = 1, n do
       end
     end
     if first == 1 and i == n then
-      states = read
+      states, single = read, true
     else
       states = states or {}
       for j = first, i do
@@ -218,29 +219,37 @@ for i = 1, n do
   end
 end
 
--- The reply is filled in as the limits are read, and the writes read back
--- what they need from it, so that no table is built per limit. It starts
--- with room for one limit, as a table grown one field at a time is
+-- One pass reads, decides and, for a hit, makes each admitting limit's
+-- write as if the hit counts, as it mostly does: then the writes are
+-- ready, and nothing is read twice. A limit whose hit does not count after
+-- all is set back below. The reply is filled in as the limits are read. It
+-- starts with room for one limit, as a table grown one field at a time is
 -- reallocated at every power of two. Divisions round exactly for integers
--- below 2^53, by % or by math.ceil and math.floor off the hot path.
--- Unreadable states are rare, so their list is only made when one turns
--- up. A limit that is penalised keeps, in penalised, when its penalty
--- ends; started says whether this hit started one. Only made when a limit
--- has a penalty running. kept holds two numbers per limit for the writes:
--- its drain, so that each string is read as a number once, and the end of
--- the block of full microseconds its state's T fell in (0 when the state
--- gives no such promise: see Expiry above). The hot path compares rather
--- than call math.max: a call costs more than the arithmetic.
+-- below 2^53, by % or by math.ceil and math.floor off the hot path, which
+-- compares rather than call math.max: a call costs more than the
+-- arithmetic. Unreadable states are rare, so their list is only made when
+-- one turns up. A limit that is penalised keeps, in penalised, when its
+-- penalty ends; started says whether this hit started one. Only made when
+-- a limit has a penalty running.
+--
+-- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit that
+-- counts writes; needs[i], made only then, the milliseconds its hash must
+-- live when that write reaches a later block (see Expiry above), and
+-- longest the most of them.
 local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
-local penalised, started, kept = nil, false, {}
+local penalised, started = nil, false
+local writes, needs, longest = {}, nil, 0
 for i = 1, n do
-  local limit = ARGV[2 + 2 * i] + 0
+  local limit_s = ARGV[2 + 2 * i]
+  local limit = limit_s + 0
   local duration = ARGV[3 + 2 * i] * 1000000
   local drain = duration % limit
   drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+  local full = limit * drain
   local level, ends, block_end = 0, '', 0
   local state = states[i]
   if state then
+    -- Most states hold no penalty: one match reads them.
     local empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
     if not empty_at then
       empty_at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
@@ -248,20 +257,29 @@ for i = 1, n do
         empty_at = nil
       end
     end
-    -- Each part is read as a number once, after its digits are counted.
-    local readable = empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
-    if readable then
-      empty_at, was, held = empty_at + 0, was + 0, held + 0
-      readable = was > 0 and empty_at - now <= held * was + SKEW_US
+    -- The full bucket the state was written with, when it is readable.
+    -- Each part is read as a number once, after its digits are counted;
+    -- held mostly names the limit's max_requests, the very ARGV string,
+    -- and was its drain: no product then.
+    local written
+    if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16 then
+      empty_at, was = empty_at + 0, was + 0
+      if was == drain and held == limit_s then
+        written = full
+      elseif was > 0 then
+        written = held * was
+      end
+      if written and empty_at - now > written + SKEW_US then
+        written = nil
+      end
     end
-    if readable then
+    if written then
       if empty_at > now then
         level = empty_at - now
       end
-      local full = held * was
-      if full == limit * drain then
-        -- The state was written under this bucket's numbers: the hash
-        -- lives until its T's block ends, and one more.
+      if written == full then
+        -- Written under this bucket's numbers: its hash lives until the
+        -- block after its T's ends.
         local last = empty_at
         if ends ~= '' and ends + 0 > last then
           last = ends + 0
@@ -279,25 +297,18 @@ for i = 1, n do
       ends = ''
     end
   end
-  kept[2 * i - 1], kept[2 * i] = drain, block_end
-  local status, retry_after = 1, 0
-  local room = limit * drain - level
+  local status, retry_after, spend = 1, 0, cost * drain
+  local room = full - level
   if cost > limit then
     status, admitted = -1, false
-  elseif cost * drain > room then
+  elseif spend > room then
     status, admitted = 0, false
-    retry_after = cost * drain - room
+    retry_after = spend - room
   end
-  local base = 5 * i - 5
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  reply[base + 3] = room > 0 and (room - room % drain) / drain or 0
-  reply[base + 4] = level
-  reply[base + 5] = retry_after
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
-  penalty = penalty ~= '0' and penalty + 0 or 0
-  if penalty > 0 and status ~= -1 then
+  if penalty ~= '0' and status ~= -1 and penalty + 0 > 0 then
+    penalty = penalty + 0
     local left = ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
@@ -306,84 +317,121 @@ for i = 1, n do
       end
     end
     if left > 0 then
-      reply[base + 1], admitted = 0, false
+      status, admitted = 0, false
       penalised = penalised or {}
       penalised[i] = now + left
     end
   end
+  if consume and status == 1 then
+    -- A hit that fits leaves at most a full bucket: held is the limit.
+    level, room = level + spend, room - spend
+    local last = now + level
+    writes[2 * i - 1] = ARGV[FIELDS + i]
+    writes[2 * i] = format('%d:%d:%s', last, drain, limit_s)
+    if last >= block_end then
+      -- Milliseconds rounded up, to the end of the block after T's.
+      local us = last - last % full + 2 * full - now
+      local ms = us % 1000
+      ms = (us - ms) / 1000 + (ms > 0 and 1 or 0)
+      needs = needs or {}
+      needs[i] = ms
+      if ms > longest then
+        longest = ms
+      end
+    end
+  end
+  local base = 5 * i - 5
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = room > 0 and (room - room % drain) / drain or 0
+  reply[base + 4] = level
+  reply[base + 5] = retry_after
 end
 
--- A denied hit still writes a bucket converted to a new drain: it pours
--- nothing in.
 local each = ARGV[FIELDS + n + 1] == 'each'
-if consume and (admitted or moved or each or started) then
-  -- Each run is one HSET, and at most one PTTL and PEXPIRE: longest is
-  -- how long, in milliseconds, the run's hash must live at least, 0 when
-  -- every field it writes is covered already.
-  local writes, longest = {}, 0
+if consume and admitted and single then
+  -- The common case: every limit counts the hit, in one hash.
+  local key = KEYS[1]
+  if foreign then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, unpack(writes))
+  -- Compared with <=, as PTTL rounds a last partial millisecond up; a
+  -- hash without an expiry (-1) is given one.
+  if longest > 0 and redis.call('PTTL', key) <= longest then
+    redis.call('PEXPIRE', key, longest)
+  end
+elseif consume then
+  -- Each run is one HSET, and at most one PTTL and PEXPIRE, for the
+  -- longest life it needs. A denied hit still writes a bucket converted to
+  -- a new drain, and a penalty that starts: neither pours anything in, and
+  -- both extend the hash to the block rule without asking how it was
+  -- written, as they are rare. Otherwise a hit that counts nowhere writes
+  -- nothing.
+  local writing = admitted or moved or each or started
+  local run, w, most = {}, 0, 0
   for i = 1, n do
     local base = 5 * i - 5
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
-    local spends = admitted or (each and reply[base + 1] == 1)
-    -- A penalty is kept in the state whenever it is written, and one that
-    -- starts writes it.
-    local ends = penalised and penalised[i]
-    if spends or (moved and moved[i]) or ends then
-      local limit = reply[base + 2]
-      local drain = kept[2 * i - 1]
-      local level = reply[base + 4]
+    if admitted or (each and reply[base + 1] == 1) then
+      run[w + 1], run[w + 2] = writes[2 * i - 1], writes[2 * i]
+      w = w + 2
+      local ms = needs and needs[i]
+      if ms and ms > most then
+        most = ms
+      end
+    else
+      local ends = penalised and penalised[i]
+      local limit, duration = reply[base + 2], ARGV[3 + 2 * i] * 1000000
+      local drain = duration % limit
+      drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
       local full = limit * drain
-      if spends then
-        level = level + cost * drain
+      if reply[base + 1] == 1 then
+        -- It admitted the hit, which counts nowhere: as it was.
+        local level = reply[base + 4] - cost * drain
         local room = full - level
         reply[base + 3] = (room - room % drain) / drain
         reply[base + 4] = level
       end
-      -- A converted bucket may hold more than max_requests: the state
-      -- names what it holds, the bound its next reader checks.
-      local held = limit
-      if level > full then
-        held = math.ceil(level / drain)
-        full = held * drain
-      end
-      local last = now + level
-      local w = #writes
-      writes[w + 1] = ARGV[FIELDS + i]
-      if ends then
-        writes[w + 2] = format('%d:%d:%d:%d', last, drain, held, ends)
-        if ends > last then
-          last = ends
+      -- A penalty is kept in the state whenever it is written, and one
+      -- that starts writes it.
+      if writing and ((moved and moved[i]) or ends) then
+        local level = reply[base + 4]
+        -- A converted bucket may hold more than max_requests: the state
+        -- names what it holds, the bound its next reader checks.
+        local held = limit
+        if level > full then
+          held = math.ceil(level / drain)
+          full = held * drain
         end
-      else
-        writes[w + 2] = format('%d:%d:%d', last, drain, held)
-      end
-      if held ~= limit or last >= kept[2 * i] then
-        -- Milliseconds rounded up, to the end of the block after T's.
-        local us = last - last % full + 2 * full - now
-        local ms = us % 1000
-        ms = (us - ms) / 1000 + (ms > 0 and 1 or 0)
-        if ms > longest then
-          longest = ms
+        local last = now + level
+        run[w + 1] = ARGV[FIELDS + i]
+        if ends then
+          run[w + 2] = format('%d:%d:%d:%d', last, drain, held, ends)
+          last = math.max(last, ends)
+        else
+          run[w + 2] = format('%d:%d:%d', last, drain, held)
+        end
+        w = w + 2
+        local ms = math.ceil((last - last % full + 2 * full - now) / 1000)
+        if ms > most then
+          most = ms
         end
       end
     end
-    if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
+    if (i == n or KEYS[i + 1] ~= KEYS[i]) and w > 0 then
       local key = KEYS[i]
       if foreign and foreign[key] then
         redis.call('DEL', key)
         foreign[key] = nil
       end
-      redis.call('HSET', key, unpack(writes))
-      if longest > 0 then
-        -- Compared with <=, as PTTL rounds a last partial millisecond up;
-        -- a hash without an expiry (-1) is given one.
-        if redis.call('PTTL', key) <= longest then
-          redis.call('PEXPIRE', key, longest)
-        end
+      redis.call('HSET', key, unpack(run))
+      if most > 0 and redis.call('PTTL', key) <= most then
+        redis.call('PEXPIRE', key, most)
       end
       if i < n then
-        writes, longest = {}, 0
+        run, w, most = {}, 0, 0
       end
     end
   end
