@@ -222,9 +222,10 @@ end
 -- One pass reads, decides and, for a hit, makes each admitting limit's
 -- write as if the hit counts, as it mostly does: then the writes are
 -- ready, and nothing is read twice. A limit whose hit does not count after
--- all is set back below. The reply is filled in as the limits are read. It
--- starts with room for one limit, as a table grown one field at a time is
--- reallocated at every power of two. Divisions round exactly for integers
+-- all is set back below. The reply is filled in as the limits are read,
+-- and both it and the writes are made whole with the first limit's, as a
+-- table grown one field at a time is reallocated at every power of two.
+-- Divisions round exactly for integers
 -- below 2^53, by % or by math.ceil and math.floor off the hot path, which
 -- compares rather than call math.max: a call costs more than the
 -- arithmetic. Unreadable states are rare, so their list is only made when
@@ -233,12 +234,12 @@ end
 -- a limit has a penalty running.
 --
 -- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit that
--- counts writes; needs[i], made only then, the milliseconds its hash must
+-- counts writes (made by the first limit that admits); needs[i], made only then, the milliseconds its hash must
 -- live when that write reaches a later block (see Expiry above), and
 -- longest the most of them.
-local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
-local writes, needs, longest = {}, nil, 0
+local writes, needs, longest = nil, nil, 0
 for i = 1, n do
   local limit_s = ARGV[2 + 2 * i]
   local limit = limit_s + 0
@@ -258,16 +259,22 @@ for i = 1, n do
       end
     end
     -- The full bucket the state was written with, when it is readable.
-    -- Each part is read as a number once, after its digits are counted;
-    -- held mostly names the limit's max_requests, the very ARGV string,
-    -- and was its drain: no product then.
+    -- Each part is read as a number once. held mostly names the limit's
+    -- max_requests, the very ARGV string, and was its drain: then no
+    -- product, and no digits to count, as both are exact. Otherwise each
+    -- has at most 16 digits, so that the product is exact. empty_at needs
+    -- no count: more digits than 16 make a time far beyond the bound below
+    -- (or one with zeros in front, as exact as without).
     local written
-    if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16 then
-      empty_at, was = empty_at + 0, was + 0
-      if was == drain and held == limit_s then
-        written = full
-      elseif was > 0 then
-        written = held * was
+    if empty_at then
+      empty_at = empty_at + 0
+      if held == limit_s and was + 0 == drain then
+        written, was = full, drain
+      elseif #was <= 16 and #held <= 16 then
+        was = was + 0
+        if was > 0 then
+          written = held * was
+        end
       end
       if written and empty_at - now > written + SKEW_US then
         written = nil
@@ -326,8 +333,13 @@ for i = 1, n do
     -- A hit that fits leaves at most a full bucket: held is the limit.
     level, room = level + spend, room - spend
     local last = now + level
-    writes[2 * i - 1] = ARGV[FIELDS + i]
-    writes[2 * i] = format('%d:%d:%s', last, drain, limit_s)
+    local write = format('%d:%d:%s', last, drain, limit_s)
+    if i == 1 then
+      writes = {ARGV[FIELDS + 1], write}
+    else
+      writes = writes or {}
+      writes[2 * i - 1], writes[2 * i] = ARGV[FIELDS + i], write
+    end
     if last >= block_end then
       -- Milliseconds rounded up, to the end of the block after T's.
       local us = last - last % full + 2 * full - now
@@ -340,15 +352,17 @@ for i = 1, n do
       end
     end
   end
-  local base = 5 * i - 5
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  reply[base + 3] = room > 0 and (room - room % drain) / drain or 0
-  reply[base + 4] = level
-  reply[base + 5] = retry_after
+  local remaining = room > 0 and (room - room % drain) / drain or 0
+  if i == 1 then
+    -- Made whole at once, the first limit costs no growing table.
+    reply = {status, limit, remaining, level, retry_after}
+  else
+    local base = 5 * i - 5
+    reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
+    reply[base + 4], reply[base + 5] = level, retry_after
+  end
 end
 
-local each = ARGV[FIELDS + n + 1] == 'each'
 if consume and admitted and single then
   -- The common case: every limit counts the hit, in one hash.
   local key = KEYS[1]
@@ -368,6 +382,7 @@ elseif consume then
   -- both extend the hash to the block rule without asking how it was
   -- written, as they are rare. Otherwise a hit that counts nowhere writes
   -- nothing.
+  local each = ARGV[FIELDS + n + 1] == 'each'
   local writing = admitted or moved or each or started
   local run, w, most = {}, 0, 0
   for i = 1, n do
