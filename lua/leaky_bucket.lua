@@ -247,61 +247,69 @@ for i = 1, n do
   local drain = duration % limit
   drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
   local full = limit * drain
-  local level, ends, block_end = 0, '', 0
+  -- ends: the stored penalty's end, nil for none.
+  local level, ends, block_end = 0, nil, 0
   local state = states[i]
   if state then
     -- Most states hold no penalty: one match reads them.
     local empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
     if not empty_at then
       empty_at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
-      if not ends or #ends > 16 then
-        empty_at = nil
+      if ends and #ends > 16 then
+        empty_at, ends = nil, nil
       end
     end
-    -- The full bucket the state was written with, when it is readable.
-    -- Each part is read as a number once. held mostly names the limit's
-    -- max_requests, the very ARGV string, and was its drain: then no
-    -- product, and no digits to count, as both are exact. Otherwise each
-    -- has at most 16 digits, so that the product is exact. empty_at needs
-    -- no count: more digits than 16 make a time far beyond the bound below
+    -- Each part is read as a number once. empty_at needs no count of its
+    -- digits: more than 16 make a time far beyond the bound it is held to
     -- (or one with zeros in front, as exact as without).
-    local written
-    if empty_at then
+    local readable = false
+    if not empty_at then
+      -- Neither format: nobody's state of ours.
+      readable = false
+    elseif held == limit_s and was + 0 == drain then
+      -- Mostly a state names the limit's max_requests, the very ARGV
+      -- string, and its drain: exact, and the bucket's own numbers. Its
+      -- hash then lives until the block after its T's ends.
       empty_at = empty_at + 0
-      if held == limit_s and was + 0 == drain then
-        written, was = full, drain
-      elseif #was <= 16 and #held <= 16 then
-        was = was + 0
-        if was > 0 then
-          written = held * was
+      if empty_at - now <= full + SKEW_US then
+        readable = true
+        if empty_at > now then
+          level = empty_at - now
         end
-      end
-      if written and empty_at - now > written + SKEW_US then
-        written = nil
-      end
-    end
-    if written then
-      if empty_at > now then
-        level = empty_at - now
-      end
-      if written == full then
-        -- Written under this bucket's numbers: its hash lives until the
-        -- block after its T's ends.
         local last = empty_at
-        if ends ~= '' and ends + 0 > last then
+        if ends and ends + 0 > last then
           last = ends + 0
         end
         block_end = last - last % full + full
       end
-      if was ~= drain and level > 0 then
-        level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
-        moved = moved or {}
-        moved[i] = true
+    elseif #was <= 16 and #held <= 16 and was + 0 > 0 then
+      -- Other numbers, of at most 16 digits each, so that the product is
+      -- exact.
+      empty_at, was = empty_at + 0, was + 0
+      local written = held * was
+      if empty_at - now <= written + SKEW_US then
+        readable = true
+        if empty_at > now then
+          level = empty_at - now
+        end
+        if written == full then
+          local last = empty_at
+          if ends and ends + 0 > last then
+            last = ends + 0
+          end
+          block_end = last - last % full + full
+        end
+        if was ~= drain and level > 0 then
+          level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
+          moved = moved or {}
+          moved[i] = true
+        end
       end
-    else
+    end
+    if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-      ends = ''
+      ends = nil
     end
   end
   local status, retry_after, spend = 1, 0, cost * drain
@@ -316,7 +324,7 @@ for i = 1, n do
   local penalty = ARGV[PENALTIES + i]
   if penalty ~= '0' and status ~= -1 and penalty + 0 > 0 then
     penalty = penalty + 0
-    local left = ends ~= '' and ends - now or 0
+    local left = ends and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
       if consume and status == 0 then
@@ -334,11 +342,12 @@ for i = 1, n do
     level, room = level + spend, room - spend
     local last = now + level
     local write = format('%d:%d:%s', last, drain, limit_s)
-    if i == 1 then
+    if writes then
+      writes[2 * i - 1], writes[2 * i] = ARGV[FIELDS + i], write
+    elseif i == 1 then
       writes = {ARGV[FIELDS + 1], write}
     else
-      writes = writes or {}
-      writes[2 * i - 1], writes[2 * i] = ARGV[FIELDS + i], write
+      writes = {[2 * i - 1] = ARGV[FIELDS + i], [2 * i] = write}
     end
     if last >= block_end then
       -- Milliseconds rounded up, to the end of the block after T's.
@@ -353,13 +362,13 @@ for i = 1, n do
     end
   end
   local remaining = room > 0 and (room - room % drain) / drain or 0
-  if i == 1 then
-    -- Made whole at once, the first limit costs no growing table.
-    reply = {status, limit, remaining, level, retry_after}
-  else
+  if reply then
     local base = 5 * i - 5
     reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
     reply[base + 4], reply[base + 5] = level, retry_after
+  else
+    -- Made whole at once, the first limit costs no growing table.
+    reply = {status, limit, remaining, level, retry_after}
   end
 end
 
