@@ -225,18 +225,18 @@ end
 -- all is set back below. The reply is filled in as the limits are read,
 -- and both it and the writes are made whole with the first limit's, as a
 -- table grown one field at a time is reallocated at every power of two.
--- Divisions round exactly for integers
--- below 2^53, by % or by math.ceil and math.floor off the hot path, which
--- compares rather than call math.max: a call costs more than the
--- arithmetic. Unreadable states are rare, so their list is only made when
--- one turns up. A limit that is penalised keeps, in penalised, when its
--- penalty ends; started says whether this hit started one. Only made when
--- a limit has a penalty running.
+-- Divisions round exactly for integers below 2^53, by % or by math.ceil
+-- and math.floor off the hot path, which compares rather than call
+-- math.max: a call costs more than the arithmetic. Unreadable states are
+-- rare, so their list is only made when one turns up. A limit that is
+-- penalised keeps, in penalised, when its penalty ends; started says
+-- whether this hit started one. Only made when a limit has a penalty
+-- running.
 --
--- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit that
--- counts writes (made by the first limit that admits); needs[i], made only then, the milliseconds its hash must
--- live when that write reaches a later block (see Expiry above), and
--- longest the most of them.
+-- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit
+-- that counts writes (made by the first limit that admits); needs[i],
+-- made only then, the milliseconds its hash must live when that write
+-- reaches a later block (see Expiry above), and longest the most of them.
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
 local writes, needs, longest = nil, nil, 0
