@@ -218,6 +218,7 @@ def test_reset_leaves_a_key_of_another_type_and_a_hit_replaces_it(redis_client):
     limiter.reset("k")
     assert redis_client.type(key) == b"list"
     decision = limiter.hit("k")
-    assert decision.allowed and decision.remaining == 3
+    assert decision.allowed
+    assert decision.remaining == 3
     assert redis_client.type(key) == b"hash"
     assert redis_client.pttl(key) > 0
