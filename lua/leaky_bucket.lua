@@ -56,7 +56,12 @@
 -- never shortens it (PTTL first) and a DEL takes every field with it. Only
 -- a field that had no readable state, or one of another drain or size, or
 -- a T in a later block (a penalty's end counts) costs a PTTL, and a
--- PEXPIRE if that is longer: one per run of limits, for the longest.
+-- PEXPIRE if that is longer: one per run of limits, for the longest. A T
+-- in an earlier block (a penalty dropped) needs nothing either. The rare
+-- writes of a hit that counts nowhere (a bucket converted to a new drain,
+-- a penalty that starts or is kept) always ask, without reading how the
+-- state was written. A refund only brings T nearer, under the numbers it
+-- read, and never asks.
 --
 -- The field names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now. The requests in a
