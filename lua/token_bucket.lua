@@ -236,18 +236,22 @@ end
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says whether this hit started one. Only made when a limit has a
 -- penalty running.
--- A hit writes, while it may still be admitted (or under "each"), each
--- admitting limit's new state into writes as it decides it, the field then
--- the state, and keeps the tokens it takes in the limit's retry_after, 0
--- for a limit that admits: when every limit admits, the writes are ready
--- and the reply only takes the tokens; otherwise the tokens are given back
--- to the reply, or taken under "each". opened is the life, in
--- milliseconds, that the run being read needs for its hash, 0 for none;
--- lives keeps it at the run's last limit, only made when one needs it.
-local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+-- A hit takes the tokens of each limit that admits it while every limit
+-- so far has (or under "each"), in the reply and in its new state, kept in
+-- writes as the field then the state: when every limit admits, the writes
+-- are ready; otherwise the limits before the first that denied
+-- (denied_at) give their tokens back, but under "each". opened is the
+-- life, in milliseconds, that the run being read needs for its hash, 0
+-- for none; lives keeps it at the run's last limit, only made when one
+-- needs it. Both tables start with room for a few limits, as a table grown
+-- one field at a time is reallocated at every power of two; the reply's
+-- nils are no values, and it ends at its last.
+local reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+local writes = {false, false, false, false, false, false}
+local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
 local penalised, started = nil, false
 local each = ARGV[FIELDS + n + 1] == 'each'
-local writes, lives, opened = {}, nil, 0
+local lives, opened = nil, 0
 for i = 1, n do
   local limit = ARGV[1 + 3 * i] + 0
   -- The burst as it is sent: mostly the one the state holds.
@@ -306,31 +310,26 @@ for i = 1, n do
       ends, was = '', nil
     end
   end
-  local base = 5 * i - 5
+  -- A bucket whose burst was lowered may owe more than it now holds.
+  local remaining = full - debt
+  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
   local status, retry_after = 1, 0
   if cost > burst then
-    status, admitted = -1, false
+    status = -1
   else
     retry_after = debt + cost * interval - full
     if retry_after > 0 then
-      status, admitted = 0, false
+      status = 0
     else
       retry_after = 0
     end
   end
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  -- A bucket whose burst was lowered may owe more than it now holds.
-  local room = full - debt
-  reply[base + 3] = room > 0 and (room - room % interval) / interval or 0
-  reply[base + 4] = debt
-  reply[base + 5] = retry_after
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
   if penalty ~= '0' then
     penalty = penalty + 0
     if penalty > 0 and status ~= -1 then
-      local left = ends and ends ~= '' and ends - now or 0
+      local left = ends ~= '' and ends - now or 0
       if left <= 0 or left > penalty + SKEW_US then
         left = 0
         if consume and status == 0 then
@@ -338,17 +337,21 @@ for i = 1, n do
         end
       end
       if left > 0 then
-        status, reply[base + 1], admitted = 0, 0, false
+        status = 0
         penalised = penalised or {}
         penalised[i] = now + left
       end
     end
   end
-  if consume and status == 1 and (admitted or each) then
-    local taken = cost * interval
-    reply[base + 5] = taken
+  if status ~= 1 then
+    if admitted then
+      admitted, denied_at = false, i
+    end
+  elseif consume and (admitted or each) then
+    debt = debt + cost * interval
+    remaining = remaining - cost
     -- Admitted, the bucket owes no more than it holds: held is burst.
-    local at = now + debt + taken
+    local at = now + debt
     local ends_at = at - at % full
     if ends_at ~= block then
       -- Milliseconds rounded up.
@@ -366,21 +369,24 @@ for i = 1, n do
       writes[2 * i] = format('%d:%d:%s', at, interval, burst_word)
     end
   end
+  local base = 5 * i - 5
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = remaining
+  reply[base + 4] = debt
+  reply[base + 5] = retry_after
   if opened > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
     lives = lives or {}
     lives[i], opened = opened, 0
   end
 end
 
--- Writes a run's fields, words from..to of writes, to KEYS[last], deleting
--- a key of another type first, and gives the hash at least ms of life.
 if consume and admitted then
+  -- Each run is one HSET, deleting a key of another type first; a hash
+  -- that needs a longer life gets PTTL, and PEXPIRE if it would expire
+  -- sooner.
   first = 1
   for i = 1, n do
-    local base = 5 * i - 5
-    reply[base + 3] = reply[base + 3] - cost
-    reply[base + 4] = reply[base + 4] + reply[base + 5]
-    reply[base + 5] = 0
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local key = KEYS[i]
       if foreign and foreign[key] then
@@ -397,48 +403,51 @@ if consume and admitted then
     end
   end
 elseif consume then
-  -- Denied somewhere: a limit that took tokens gives them back, unless it
-  -- counts the hit under "each". A denied hit still writes a bucket
-  -- converted to a new interval (it takes no token), and a penalty that
-  -- starts or runs, whose hash always gets the life it needs.
+  -- Denied somewhere: a limit before the first that denied gives its
+  -- tokens back, unless it counts the hit under "each". A denied hit still
+  -- writes a bucket converted to a new interval (it takes no token), and a
+  -- penalty that starts or runs; such a write always gives its hash the
+  -- life it needs.
   local words, opened = {}, 0
   for i = 1, n do
     local base = 5 * i - 5
-    local taken = reply[base + 1] == 1 and reply[base + 5] or 0
-    reply[base + 5] = reply[base + 1] == 1 and 0 or reply[base + 5]
     local ends = penalised and penalised[i]
-    if each and taken > 0 then
-      reply[base + 3] = reply[base + 3] - cost
-      reply[base + 4] = reply[base + 4] + taken
+    local limit, burst = ARGV[1 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
+    local duration = ARGV[2 + 3 * i] * 1000000
+    local interval = duration % limit
+    interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+    if each and reply[base + 1] == 1 then
       words[#words + 1] = writes[2 * i - 1]
       words[#words + 1] = writes[2 * i]
-    elseif (moved and moved[i]) or ends then
-      local limit, burst = ARGV[1 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
-      local duration = ARGV[2 + 3 * i] * 1000000
-      local interval = duration % limit
-      interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
-      local debt = reply[base + 4]
-      -- A converted bucket may owe more than burst: the state names what it
-      -- owes, the bound its next reader checks.
-      local held = burst
-      if debt > burst * interval then
-        held = math.ceil(debt / interval)
+    else
+      if i < denied_at then
+        reply[base + 3] = reply[base + 3] + cost
+        reply[base + 4] = reply[base + 4] - cost * interval
       end
-      local at = now + debt
-      local state = format('%d:%d:%d', at, interval, held)
-      if ends then
-        state = state .. format(':%d', ends)
-        if ends > at then
-          at = ends
+      if (moved and moved[i]) or ends then
+        local debt = reply[base + 4]
+        -- A converted bucket may owe more than burst: the state names what
+        -- it owes, the bound its next reader checks.
+        local held = burst
+        if debt > burst * interval then
+          held = math.ceil(debt / interval)
         end
+        local at = now + debt
+        local state = format('%d:%d:%d', at, interval, held)
+        if ends then
+          state = state .. format(':%d', ends)
+          if ends > at then
+            at = ends
+          end
+        end
+        local full = held * interval
+        local ms = math.ceil((at - at % full + 2 * full - now) / 1000)
+        if ms > opened then
+          opened = ms
+        end
+        words[#words + 1] = ARGV[FIELDS + i]
+        words[#words + 1] = state
       end
-      local full = held * interval
-      local ms = math.ceil((at - at % full + 2 * full - now) / 1000)
-      if ms > opened then
-        opened = ms
-      end
-      words[#words + 1] = ARGV[FIELDS + i]
-      words[#words + 1] = state
     end
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local ms = lives and lives[i] or 0
