@@ -246,8 +246,13 @@ end
 -- needs it. Both tables start with room for a few limits, as a table grown
 -- one field at a time is reallocated at every power of two; the reply's
 -- nils are no values, and it ends at its last.
-local reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-local writes = {false, false, false, false, false, false}
+local reply, writes
+if n == 1 then
+  reply, writes = {0, 0, 0, 0, 0}, {false, false}
+else
+  reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+  writes = {false, false, false, false, false, false}
+end
 local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
 local penalised, started = nil, false
 local each = ARGV[FIELDS + n + 1] == 'each'
