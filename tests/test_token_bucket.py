@@ -236,7 +236,10 @@ def test_leaky_bucket_is_token_bucket_with_burst_max_requests(limits, ops):
         assert getattr(leaky, mode)("k", cost) == getattr(token, mode)("k", cost)
         now_us = round(clock() * 1_000_000)
         states = [
-            [live(raw_state(backend, key), now_us) for key in limiter_keys(limiter, "k")]
+            [
+                live(raw_state(backend, key), now_us)
+                for key in limiter_keys(limiter, "k")
+            ]
             for limiter in (leaky, token)
         ]
         assert states[0] == states[1]
