@@ -171,8 +171,8 @@ def test_reset_forgets_the_key(sync_backend, clock, algorithm):
         (LeakyBucket(), [500, 15_000]),
         # So are TokenBucket's: the hash lives to the end of the block after
         # the next of the latest full bucket (F = 1 s and 60 s, full in 0.5 s
-        # and 15 s; the clock starts on a multiple of both): 120 s.
-        (TokenBucket(), [120_000, 120_000]),
+        # and 15 s; the clock starts 20 s into a block of 60 s): 100 s.
+        (TokenBucket(), [100_000, 100_000]),
     ],
     ids=repr,
 )
