@@ -73,7 +73,7 @@ KEY_TAGS = {
     "fixed_window": (6, "fw6"),
     "leaky_bucket": (3, "lb3"),
     "sliding_window": (2, "sw2"),
-    "token_bucket": (2, "tb2"),
+    "token_bucket": (3, "tb3"),
 }
 
 
