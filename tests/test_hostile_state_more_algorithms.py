@@ -1,7 +1,8 @@
 """TokenBucket and SlidingWindow follow the rule test_hostile_state.py holds
 the first two algorithms to: a state someone else wrote counts as absent,
-the next admitted hit overwrites it with one that expires, and the
-``luathrottle`` logger names the hashed key; nothing raises."""
+the next admitted hit overwrites it with one that expires (SlidingWindow's
+hash with it), and the ``luathrottle`` logger names the hashed key; nothing
+raises."""
 
 import logging
 import re
@@ -13,7 +14,7 @@ import pytest
 from luathrottle import Limit, Limiter, SlidingWindow, TokenBucket
 from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import SyncRedis
-from states import limiter_keys
+from states import limiter_keys, read_state, state_ttl, write_state
 from test_hostile_state import GARBAGE, WARNING
 
 LIMIT = Limit(5, 60)
@@ -56,20 +57,17 @@ ALGORITHMS = {"token": TokenBucket, "sliding": SlidingWindow}
 
 @pytest.fixture(params=["memory", "redis"])
 def store(request, clock):
+    """A backend, and the state named by a key, its writing and the life of
+    the key that holds it (SlidingWindow's hash), whatever the layout."""
     if request.param == "memory":
         backend = MemoryBackend(clock=clock)
-        return (
-            backend,
-            lambda key, value: backend.command("SET", key, value),
-            (lambda key: backend.command("GET", key) or None),
-            (lambda key: int(backend.command("PTTL", key))),
-        )
-    client = request.getfixturevalue("redis_client")
+    else:
+        backend = SyncRedis(request.getfixturevalue("redis_client"))
     return (
-        SyncRedis(client),
-        client.set,
-        lambda key: None if client.get(key) is None else client.get(key).decode(),
-        lambda key: int(client.pttl(key)),
+        backend,
+        lambda key, value: write_state(backend, key, value),
+        lambda key: read_state(backend, key),
+        lambda key: state_ttl(backend, key),
     )
 
 
