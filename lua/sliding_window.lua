@@ -131,8 +131,6 @@ local BOUND = 4503599627370496
 -- A window may start this much after now: the margin lets clients whose
 -- clocks (the clock= option) disagree by up to five minutes share windows.
 local SKEW_US = 300000000
--- Lua writes a number with %.14g: integers below this come out whole.
-local DIGITS = 100000000000000
 
 local n = #KEYS
 local PENALTIES = 3 + 2 * n
@@ -234,36 +232,48 @@ for i = 1, n do
 end
 
 -- The reply is filled in as the limits are read; counts keeps, for the
--- writes, five values per limit: whether the state read is of this window
--- and duration (then the window's index and previous count are kept as
--- the strings read, and the write needs no longer life), the index, the
--- previous and the current count, and the time until the current window
--- stops weighing, so that each string is read as a number once. The hot
--- path rounds with % rather than math.floor and math.ceil, and compares
--- rather than call math.min or math.max: a call costs more than the
--- arithmetic, and both are exact on integers below 2^53.
+-- writes, four values per limit, so that each string is read as a number
+-- once: the window's index and previous count, the current count, and the
+-- time until the current window stops weighing, negative when a write
+-- needs the hash to live that long (see Expiry above). A state read that
+-- is of this window and duration needs no longer life, and keeps its
+-- index and previous count as the strings read, to be written back as
+-- they are. counts starts with room for three limits, as a table grown
+-- one field at a time is rebuilt at every power of two.
+-- The hot path rounds with % rather than math.floor and math.ceil, and
+-- compares rather than call math.min or math.max: a call costs more than
+-- the arithmetic, and both are exact on integers below 2^53.
 -- Unreadable states are rare, so their list is only made when one turns up.
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says which limits this hit penalised. Only made when a limit has
 -- a penalty running.
-local reply, counts, admitted, unreadable = {0, 0, 0, 0, 0}, {false, 0, 0, 0, 0}, true, nil
+local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
+local counts = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 local moved, penalised, started = nil, nil, nil
 for i = 1, n do
   local limit = ARGV[2 + 2 * i] + 0
   local seconds = ARGV[3 + 2 * i]
   local duration = seconds * 1000000
-  local unit = 1
-  while limit * duration > BOUND * unit and unit < 1000000 do
-    unit = unit * 10
-  end
-  local steps = duration / unit
   local offset = now % duration
   local start = now - offset
   local window = start / duration
-  local elapsed = (offset - offset % unit) / unit
   local index = window - (EPOCH_US - EPOCH_US % duration) / duration
-  local c = 5 * i
-  counts[c - 4], counts[c - 3] = false, index
+  local lives = start + 2 * duration - now
+  -- limit * duration / BOUND, exact as BOUND is a power of two, passes 1
+  -- only for limits of more than 2^52 units of weight per window.
+  local unit, steps, elapsed = 1, duration, offset
+  local over = limit * duration / BOUND
+  if over > 1 then
+    unit = 10
+    while over > unit and unit < 1000000 do
+      unit = unit * 10
+    end
+    steps, elapsed = duration / unit, (offset - offset % unit) / unit
+  end
+  -- What the writes need (see counts above): unless the state read is of
+  -- this window, the index and previous count as numbers, and a life the
+  -- hash must be given.
+  local kept_index, kept_previous, kept_lives = index, 0, -lives
   local previous, current = 0, 0
   local state = states[i]
   local ends = ''
@@ -277,47 +287,62 @@ for i = 1, n do
     end
     local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
       and #was <= 9
-    local at, read_index
     if readable then
-      read_index = stored + 0
-      -- The index of now's window in the state's own duration: the
-      -- limit's, read above, when the state holds it as the limit gives it.
-      local window_was
-      if was == seconds then
-        was, window_was, at = duration, window, index
+      local read_index = stored + 0
+      if read_index == index and was == seconds then
+        -- The state of this window, which starts before now: most hits
+        -- read one. A previous count of 0, as in every state of an
+        -- identity seen only in this window, needs no conversion.
+        previous, current = first == '0' and 0 or first + 0, second + 0
+        kept_index, kept_previous, kept_lives = stored, first, lives
       else
-        was = was * 1000000
-        window_was = math.floor(now / was)
-        at = window_was - math.floor(EPOCH_US / was)
+        -- The index of now's window in the state's own duration: the
+        -- limit's, read above, when the state holds it as the limit
+        -- gives it.
+        local at, window_was = index, window
+        if was == seconds then
+          was = duration
+        else
+          was = was * 1000000
+          window_was = math.floor(now / was)
+          at = window_was - math.floor(EPOCH_US / was)
+        end
+        readable = was > 0 and (read_index - at) * was <= now - window_was * was + SKEW_US
+        if not readable then
+          ends = ''
+        elseif was ~= duration then
+          -- A named limit's window changed: what the old window still
+          -- counts counts in the new one's current window.
+          if read_index == at then
+            current = first + second
+          elseif read_index == at - 1 then
+            current = second + 0
+          end
+          if current > 0 then
+            moved = moved or {}
+            moved[i] = true
+          end
+        elseif read_index == index then
+          -- Of this window, the duration written otherwise ("060").
+          previous, current = first + 0, second + 0
+          kept_previous = previous
+        elseif read_index == index - 1 then
+          previous = second + 0
+          kept_previous = previous
+        end
       end
-      readable = was > 0 and (read_index - at) * was <= now - window_was * was + SKEW_US
     end
     if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
       ends = ''
-    elseif was ~= duration then
-      -- A named limit's window changed: what the old window still counts
-      -- counts in the new one's current window.
-      if read_index == at then
-        current = first + second
-      elseif read_index == at - 1 then
-        current = second + 0
-      end
-      if current > 0 then
-        moved = moved or {}
-        moved[i] = true
-      end
-    elseif read_index == index then
-      previous, current = first + 0, second + 0
-      counts[c - 4], counts[c - 3] = first, stored
-    elseif read_index == index - 1 then
-      previous = second + 0
     end
   end
   -- A hit writes the counts as read; the arithmetic weighs no more than a
   -- full window, which keeps every product within BOUND.
-  counts[c - 2], counts[c - 1], counts[c] = previous, current, start + 2 * duration - now
+  local c = 4 * i
+  counts[c - 3], counts[c - 2], counts[c - 1], counts[c] = kept_index, kept_previous,
+    current, kept_lives
   previous = previous < limit and previous or limit
   current = current < limit and current or limit
   local weighted = previous * (steps - elapsed)
@@ -362,28 +387,31 @@ for i = 1, n do
       if step then
         retry_after = start + duration + step * unit - now
       else
-        retry_after = start + 2 * duration - now
+        retry_after = lives
       end
     end
   end
-  local base = c - 5
+  local base = 5 * i - 5
   reply[base + 1] = status
   reply[base + 2] = limit
-  local part = weighted % steps
-  local left = limit - current - (weighted - part) / steps - (part > 0 and 1 or 0)
+  local left = limit - current
+  if weighted > 0 then
+    local part = weighted % steps
+    left = left - (weighted - part) / steps - (part > 0 and 1 or 0)
+  end
   reply[base + 3] = left > 0 and left or 0
   if current > 0 then
-    reply[base + 4] = start + 2 * duration - now
+    reply[base + 4] = lives
   elseif previous > 0 then
-    reply[base + 4] = start + duration - now
+    reply[base + 4] = lives - duration
   else
     reply[base + 4] = 0
   end
   reply[base + 5] = retry_after
-  -- Most limits have no penalty, sent as "0": no conversion then.
+  -- Most limits have no penalty, sent as "0": nothing to read then.
   local penalty = ARGV[PENALTIES + i]
-  penalty = penalty ~= '0' and penalty + 0 or 0
-  if penalty > 0 and status ~= -1 then
+  if penalty ~= '0' and status ~= -1 then
+    penalty = penalty + 0
     local left = ends and ends ~= '' and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
@@ -406,9 +434,11 @@ end
 local each = ARGV[FIELDS + n + 1] == 'each'
 if consume and (admitted or moved or each or started) then
   -- Each run is one HSET, and at most one PTTL and PEXPIRE (see Expiry
-  -- above): opened is the longest life a write of the run needs.
+  -- above): opened is the longest life a write of the run needs. The
+  -- words of the HSET take the places of counts already read: the w-th
+  -- write of a run, at limit i >= w, fills 2w - 1 and 2w, before 4i - 3.
   local format = string.format
-  local writes, opened = {}, 0
+  local w, opened = 0, 0
   for i = 1, n do
     local base = 5 * i - 5
     -- Under "each", a limit that admits the hit counts it, whatever the
@@ -418,44 +448,50 @@ if consume and (admitted or moved or each or started) then
     -- starts writes it.
     local ends = penalised and penalised[i]
     if spends or (moved and moved[i]) or ends then
-      local c = base + 5
-      local kept, index, previous = counts[c - 4], counts[c - 3], counts[c - 2]
-      local current, lives = counts[c - 1], counts[c]
+      local c = 4 * i
+      local index, previous, current, lives = counts[c - 3], counts[c - 2],
+        counts[c - 1], counts[c]
+      local kept = lives > 0
+      if not kept then
+        lives = -lives
+        if lives > opened then
+          opened = lives
+        end
+      end
       if spends then
         current = current + cost
         reply[base + 3] = reply[base + 3] - cost
         reply[base + 4] = lives
       end
       local state
-      if kept then
-        -- The state read is of this window: its index and previous count
-        -- are written back as read.
-        previous = kept
-      elseif lives > opened then
-        opened = lives
-      end
       if ends then
         state = format('%d:%d:%d:%s:%d', index, previous, current, ARGV[3 + 2 * i], ends)
         if started and started[i] and ends - now > opened then
           opened = ends - now
         end
-      elseif current < DIGITS and (kept or previous < DIGITS) then
-        -- Concatenation writes integers below DIGITS whole, for less than
-        -- string.format costs (the index is always below).
-        state = index .. ':' .. previous .. ':' .. current .. ':' .. ARGV[3 + 2 * i]
+      elseif kept then
+        -- Concatenated, as the strings read, with the count alone
+        -- formatted: for less than string.format costs with more to do,
+        -- and less than %.14g, with which Lua writes a number, costs.
+        state = index .. ':' .. previous .. ':' .. format('%d', current) .. ':'
+          .. ARGV[3 + 2 * i]
       else
         state = format('%d:%d:%d:%s', index, previous, current, ARGV[3 + 2 * i])
       end
-      local w = #writes
-      writes[w + 1], writes[w + 2] = ARGV[FIELDS + i], state
+      w = w + 1
+      counts[2 * w - 1], counts[2 * w] = ARGV[FIELDS + i], state
     end
-    if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
+    if (i == n or KEYS[i + 1] ~= KEYS[i]) and w > 0 then
       local key = KEYS[i]
       if foreign and foreign[key] then
         redis.call('DEL', key)
         foreign[key] = nil
       end
-      redis.call('HSET', key, unpack(writes))
+      if w == 1 then
+        redis.call('HSET', key, counts[1], counts[2])
+      else
+        redis.call('HSET', key, unpack(counts, 1, 2 * w))
+      end
       if opened > 0 then
         -- Milliseconds rounded up; compared with <=, as PTTL rounds a last
         -- partial millisecond up.
@@ -465,9 +501,7 @@ if consume and (admitted or moved or each or started) then
           redis.call('PEXPIRE', key, ms)
         end
       end
-      if i < n then
-        writes, opened = {}, 0
-      end
+      w, opened = 0, 0
     end
   end
 end
