@@ -231,15 +231,19 @@ for i = 1, n do
   end
 end
 
--- The reply is filled in as the limits are read; counts keeps, for the
--- writes, four values per limit, so that each string is read as a number
--- once: the window's index and previous count, the current count, and the
--- time until the current window stops weighing, negative when a write
--- needs the hash to live that long (see Expiry above). A state read that
--- is of this window and duration needs no longer life, and keeps its
--- index and previous count as the strings read, to be written back as
--- they are. counts starts with room for three limits, as a table grown
--- one field at a time is rebuilt at every power of two.
+-- The reply is filled in as the limits are read, and what the writes need
+-- is kept as it is found, with no table per call on the hot path: tables
+-- cost more than anything else a hit does. Most hits read a state of this
+-- window and duration with a count in it, which one that admits the hit
+-- writes back with the cost added: that state is made at once, in the
+-- place of the one read in states (a hit another limit denies makes it in
+-- vain). The writes of the others need, in rare, four values per limit,
+-- so that each string is read as a number once: the window's index and
+-- previous count, the current count, and the time until the current
+-- window stops weighing, negative when a write needs the hash to live
+-- that long (see Expiry above). A state read that is of this window and
+-- duration needs no longer life, and keeps its index and previous count
+-- as the strings read, to be written back as they are.
 -- The hot path rounds with % rather than math.floor and math.ceil, and
 -- compares rather than call math.min or math.max: a call costs more than
 -- the arithmetic, and both are exact on integers below 2^53.
@@ -248,8 +252,8 @@ end
 -- started says which limits this hit penalised. Only made when a limit has
 -- a penalty running.
 local reply, admitted, unreadable = {0, 0, 0, 0, 0}, true, nil
-local counts = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
-local moved, penalised, started = nil, nil, nil
+local moved, penalised, started, rare = nil, nil, nil, nil
+local format = string.format
 for i = 1, n do
   local limit = ARGV[2 + 2 * i] + 0
   local seconds = ARGV[3 + 2 * i]
@@ -340,9 +344,7 @@ for i = 1, n do
   end
   -- A hit writes the counts as read; the arithmetic weighs no more than a
   -- full window, which keeps every product within BOUND.
-  local c = 4 * i
-  counts[c - 3], counts[c - 2], counts[c - 1], counts[c] = kept_index, kept_previous,
-    current, kept_lives
+  local counted = current
   previous = previous < limit and previous or limit
   current = current < limit and current or limit
   local weighted = previous * (steps - elapsed)
@@ -427,6 +429,20 @@ for i = 1, n do
       penalised[i] = now + left
     end
   end
+  if consume then
+    if kept_lives > 0 and counted > 0 and reply[base + 1] == 1 then
+      -- Concatenated, as the strings read, with the count alone
+      -- formatted: for less than string.format costs with more to do,
+      -- and less than %.14g, with which Lua writes a number, costs.
+      states[i] = kept_index .. ':' .. kept_previous .. ':' .. format('%d', counted + cost)
+        .. ':' .. seconds
+    else
+      rare = rare or {}
+      local c = 4 * i
+      rare[c - 3], rare[c - 2], rare[c - 1], rare[c] = kept_index, kept_previous, counted,
+        kept_lives
+    end
+  end
 end
 
 -- A denied hit still writes a state it moved to a new duration: it counts
@@ -435,10 +451,10 @@ local each = ARGV[FIELDS + n + 1] == 'each'
 if consume and (admitted or moved or each or started) then
   -- Each run is one HSET, and at most one PTTL and PEXPIRE (see Expiry
   -- above): opened is the longest life a write of the run needs. The
-  -- words of the HSET take the places of counts already read: the w-th
-  -- write of a run, at limit i >= w, fills 2w - 1 and 2w, before 4i - 3.
-  local format = string.format
-  local w, opened = 0, 0
+  -- HSET's words wait in locals, for up to three writes, and in a table
+  -- beyond.
+  local w, opened, words = 0, 0, nil
+  local field1, state1, field2, state2, field3, state3
   for i = 1, n do
     local base = 5 * i - 5
     -- Under "each", a limit that admits the hit counts it, whatever the
@@ -447,10 +463,18 @@ if consume and (admitted or moved or each or started) then
     -- A penalty is kept in the state whenever it is written, and one that
     -- starts writes it.
     local ends = penalised and penalised[i]
-    if spends or (moved and moved[i]) or ends then
-      local c = 4 * i
-      local index, previous, current, lives = counts[c - 3], counts[c - 2],
-        counts[c - 1], counts[c]
+    local c = 4 * i
+    local lives = rare and rare[c]
+    local state = nil
+    if not lives then
+      -- Made above, with the cost counted; the time until the count
+      -- stops weighing is in the reply already.
+      if spends then
+        state = states[i]
+        reply[base + 3] = reply[base + 3] - cost
+      end
+    elseif spends or (moved and moved[i]) or ends then
+      local index, previous, current = rare[c - 3], rare[c - 2], rare[c - 1]
       local kept = lives > 0
       if not kept then
         lives = -lives
@@ -463,23 +487,32 @@ if consume and (admitted or moved or each or started) then
         reply[base + 3] = reply[base + 3] - cost
         reply[base + 4] = lives
       end
-      local state
       if ends then
         state = format('%d:%d:%d:%s:%d', index, previous, current, ARGV[3 + 2 * i], ends)
         if started and started[i] and ends - now > opened then
           opened = ends - now
         end
       elseif kept then
-        -- Concatenated, as the strings read, with the count alone
-        -- formatted: for less than string.format costs with more to do,
-        -- and less than %.14g, with which Lua writes a number, costs.
         state = index .. ':' .. previous .. ':' .. format('%d', current) .. ':'
           .. ARGV[3 + 2 * i]
       else
         state = format('%d:%d:%d:%s', index, previous, current, ARGV[3 + 2 * i])
       end
+    end
+    if state then
       w = w + 1
-      counts[2 * w - 1], counts[2 * w] = ARGV[FIELDS + i], state
+      if w == 1 then
+        field1, state1 = ARGV[FIELDS + i], state
+      elseif w == 2 then
+        field2, state2 = ARGV[FIELDS + i], state
+      elseif w == 3 then
+        field3, state3 = ARGV[FIELDS + i], state
+      else
+        if w == 4 then
+          words = {field1, state1, field2, state2, field3, state3}
+        end
+        words[2 * w - 1], words[2 * w] = ARGV[FIELDS + i], state
+      end
     end
     if (i == n or KEYS[i + 1] ~= KEYS[i]) and w > 0 then
       local key = KEYS[i]
@@ -488,9 +521,13 @@ if consume and (admitted or moved or each or started) then
         foreign[key] = nil
       end
       if w == 1 then
-        redis.call('HSET', key, counts[1], counts[2])
+        redis.call('HSET', key, field1, state1)
+      elseif w == 2 then
+        redis.call('HSET', key, field1, state1, field2, state2)
+      elseif w == 3 then
+        redis.call('HSET', key, field1, state1, field2, state2, field3, state3)
       else
-        redis.call('HSET', key, unpack(counts, 1, 2 * w))
+        redis.call('HSET', key, unpack(words, 1, 2 * w))
       end
       if opened > 0 then
         -- Milliseconds rounded up; compared with <=, as PTTL rounds a last
