@@ -1,6 +1,6 @@
 """TokenBucket and SlidingWindow follow the rule test_hostile_state.py holds
 the first two algorithms to: a state someone else wrote counts as absent,
-the next admitted hit overwrites it with one that expires, and the
+the next admitted hit overwrites it with one whose hash expires, and the
 ``luathrottle`` logger names the hashed key; nothing raises."""
 
 import logging

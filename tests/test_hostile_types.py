@@ -1,24 +1,25 @@
 """A key of another type where a state key belongs (a hash, a list, a sorted
-set) holds no state of ours, and LeakyBucket, TokenBucket and SlidingWindow,
-while they keep a key per limit, read it as SimpleRate reads anything but
-its hash: as absent state. A peek
+set) holds no state of ours, and LeakyBucket, while it keeps a key per
+limit, reads it as the other algorithms read anything but their hash: as
+absent state. A peek
 writes nothing, a hit that every limit admits overwrites it with a state
 that expires, a hit that another limit denies leaves it as it is, and a
 reset deletes it; the ``luathrottle`` logger names the hashed key at every
 call that met it. So no identity stays denied (under ``on_failure="deny"``)
 until someone deletes the key. On the real Redis, fakeredis and the
-embedded backend alike."""
+embedded backend alike. (SlidingWindow keeps an identity's limits in one
+hash: test_sliding_window_hash.py holds it to the same rule there.)"""
 
 import logging
 import re
 
 import pytest
 
-from luathrottle import LeakyBucket, Limit, Limiter, SlidingWindow, TokenBucket
+from luathrottle import LeakyBucket, Limit, Limiter, TokenBucket
 from states import limiter_keys
 from test_hostile_state import LIMIT, Store, warnings_about
 
-ALGORITHMS = {"leaky": LeakyBucket, "token": TokenBucket, "sliding": SlidingWindow}
+ALGORITHMS = {"leaky": LeakyBucket, "token": TokenBucket}
 #: Each foreign type, made by a command the embedded keyspace knows too.
 KINDS = {
     "hash": ("HSET", "field", "1"),

@@ -129,7 +129,9 @@ def check_agreement(
                 needed, most = model.hash_ttl_ms(keys, limits, now)
                 assert_hash_ttl(backend, keys[0], needed, limits, most)
             elif limiter.script.hashed:
-                assert_hash_ttl(backend, keys[0], max(expected), limits)
+                lives = WINDOWS_A_STATE_MATTERS.get(algorithm_name, 1)
+                most = lives * max(duration for _, duration in limits) * 1000
+                assert_hash_ttl(backend, keys[0], max(expected), limits, most)
             else:
                 for key, most in zip(keys, expected, strict=True):
                     ttl = state_ttl(backend, key)
@@ -181,12 +183,19 @@ def seconds_for(us):
     return seconds
 
 
+#: How many durations a hashed script's state matters once its window
+#: opens: SimpleRate's window one, SlidingWindow's count two (it weighs as
+#: the previous window's in the next).
+WINDOWS_A_STATE_MATTERS = {"sliding_window": 2}
+
+
 def assert_hash_ttl(backend, key, needed_ms, limits, most_ms=None):
-    """One hash holds every limit: it lives until the last window ends (or
-    as long as the model's ``hash_ttl_ms`` says), and less than a
-    millisecond more, as its expiry is set in whole ones. A Redis server
-    expires keys on its own clock, not the limiter's, so there it only
-    lives, no longer than the longest limit (or ``most_ms``)."""
+    """One hash holds every limit: it lives until the last state stops
+    mattering (or as long as the model's ``hash_ttl_ms`` says), and less
+    than a millisecond more, as its expiry is set in whole ones. A Redis
+    server expires keys on its own clock, not the limiter's, so there it
+    only lives, no longer than ``most_ms``: the longest limit's duration
+    unless given."""
     ttl = state_ttl(backend, key)
     if isinstance(backend, MemoryBackend):
         assert needed_ms <= ttl <= needed_ms + 1

@@ -72,7 +72,7 @@ KEY_TAGS = {
     "concurrency": (1, "c1"),
     "fixed_window": (6, "fw6"),
     "leaky_bucket": (3, "lb3"),
-    "sliding_window": (2, "sw2"),
+    "sliding_window": (3, "sw3"),
     "token_bucket": (3, "tb3"),
 }
 
