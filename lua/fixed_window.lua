@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 9
+-- version: 10
 -- state: 6
 -- layout: hash
 --
@@ -116,41 +116,33 @@ else
   now = ARGV[3] + 0
 end
 
--- A state's window end, count and duration, and its penalty's end ('' for
--- none), or nothing when it is not one of ours. Matched before any
--- arithmetic, which raises an error on a string that is no number and
--- reads "inf", "0x1f" or " 5" as numbers.
+-- A state is three runs of digits apart by colons, or four while it holds
+-- a penalty; no arithmetic before the match, which raises an error on a
+-- string that is no number and reads "inf", "0x1f" or " 5" as numbers.
 local match = string.match
-local function parse(state)
-  local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
-  if window_ms then
-    return window_ms, used, stored, ''
-  end
-  local ends
-  window_ms, used, stored, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
-  if ends and #ends <= 16 then
-    return window_ms, used, stored, ends
-  end
-end
+local PLAIN = '^(%d+):(%d+):(%d+)$'
+local PENALISED = '^(%d+):(%d+):(%d+):(%d+)$'
 
 -- Refunds only ever lower a live window's count: kept apart from the
--- decision below, and reading each field on its own, as they are rare; in
--- a block rather than a function, so that a hit makes no closure for them.
+-- decision below, and reading each field on its own, as they are rare.
 if ARGV[1] == 'refund' then
   for i = 1, n do
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
     local window_ms, used, stored, ends
     if state then
-      window_ms, used, stored, ends = parse(state)
+      window_ms, used, stored = match(state, PLAIN)
+      if not window_ms then
+        window_ms, used, stored, ends = match(state, PENALISED)
+      end
     end
-    if window_ms and #used <= 16 and #stored <= 9 then
+    if window_ms and #used <= 16 and #stored <= 9 and (not ends or #ends <= 16) then
       local window_end, duration = window_ms * 1000, stored * 1000000
       local anchor = tonumber(ARGV[FIELDS + n + i])
       if window_end > now and window_end <= now + duration + SKEW_US
           and (not anchor or math.abs(window_end - anchor) * 2 < duration) then
         -- A refund leaves a penalty as it is.
-        local kept = ends ~= '' and ':' .. ends or ''
+        local kept = ends and ':' .. ends or ''
         redis.call('HSET', KEYS[i], ARGV[FIELDS + i], string.format('%s:%d:%s',
           window_ms, math.max(used - cost, 0), stored) .. kept)
       end
@@ -160,9 +152,9 @@ if ARGV[1] == 'refund' then
   cost = 1
 end
 
--- Each run is one HMGET. A key holding no hash reads as '' for each of its
--- limits, a state no limit can read, and is remembered so that a hit
--- deletes it before writing.
+-- Each run is one HMGET. A key holding no hash reads as '' for each of its limits, a state
+-- no limit can read, and is remembered so that a hit deletes it before
+-- writing.
 local states, foreign = nil, nil
 local first = 1
 for i = 1, n do
@@ -202,34 +194,42 @@ for i = 1, n do
   local limit = ARGV[2 + 2 * i] + 0
   local count, reset_after = 0, 0
   local state = states[i]
-  local ends = ''
+  local ends
   if state then
     -- Most states hold no penalty: one match reads them.
-    local window_ms, used, stored = match(state, '^(%d+):(%d+):(%d+)$')
+    local window_ms, used, stored = match(state, PLAIN)
     if not window_ms then
-      window_ms, used, stored, ends = parse(state)
+      window_ms, used, stored, ends = match(state, PENALISED)
     end
     local window_end
-    if window_ms and #used <= 16 and #stored <= 9 then
+    if window_ms and #used <= 16 and #stored <= 9 and (not ends or #ends <= 16) then
       -- A state mostly holds the duration as the limit gives it: one
       -- conversion then serves both.
-      local duration = ARGV[3 + 2 * i] * 1000000
+      local given = ARGV[3 + 2 * i]
+      local duration = given * 1000000
       window_end, used = window_ms * 1000, used + 0
-      stored = stored == ARGV[3 + 2 * i] and duration or stored * 1000000
-      if window_end > now + stored + SKEW_US then
-        window_end = nil
-      elseif stored ~= duration and window_end > now + duration then
-        -- A named limit's window changed: its count stays, for no longer
-        -- than a window of the new duration opened now would last.
-        window_end = math.floor((now + duration) / 1000) * 1000
-        moved = moved or {}
-        moved[i] = used
+      if stored == given then
+        if window_end > now + duration + SKEW_US then
+          window_end = nil
+        end
+      else
+        stored = stored * 1000000
+        if window_end > now + stored + SKEW_US then
+          window_end = nil
+        elseif stored ~= duration and window_end > now + duration then
+          -- A named limit's window changed: its count stays, for no
+          -- longer than a window of the new duration opened now would
+          -- last.
+          window_end = math.floor((now + duration) / 1000) * 1000
+          moved = moved or {}
+          moved[i] = used
+        end
       end
     end
     if not window_end then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-      ends = ''
+      ends = nil
     elseif window_end > now then
       count, reset_after = used, window_end - now
     end
@@ -248,9 +248,9 @@ for i = 1, n do
   end
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
-  penalty = penalty ~= '0' and penalty + 0 or 0
-  if penalty > 0 and reply[base + 1] ~= -1 then
-    local left = ends and ends ~= '' and ends - now or 0
+  if penalty ~= '0' and reply[base + 1] ~= -1 then
+    penalty = penalty + 0
+    local left = ends and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
       if consume and reply[base + 1] == 0 then
@@ -266,17 +266,17 @@ for i = 1, n do
 end
 
 -- A denied hit still writes a window it shortened: it counts nothing,
--- unless under "each" in the limits that admit it.
-local each = ARGV[FIELDS + n + 1] == 'each'
+-- unless under "each" in the limits that admit it. An admitted hit counts
+-- in every limit whatever it says.
+local each = not admitted and ARGV[FIELDS + n + 1] == 'each'
 if consume and (admitted or moved or each or started) then
   -- Each run is one HSET. A hash lives until the last window or penalty of
   -- any of its fields ends, so it only needs a longer life when a window
   -- opens or a penalty is written.
   local format = string.format
-  local writes, opened = {}, 0
+  local writes, w, opened = {}, 0, 0
   for i = 1, n do
     local base = 5 * i - 5
-    local reset_after = reply[base + 4]
     local count = moved and moved[i]
     local ends = penalised and penalised[2 * i - 1]
     if ends then
@@ -290,9 +290,9 @@ if consume and (admitted or moved or each or started) then
     if admitted or (each and reply[base + 1] == 1) then
       local remaining = reply[base + 3] - cost
       -- Only a live window has time left: otherwise this hit opens one.
-      if reset_after == 0 then
+      if reply[base + 4] == 0 then
         local duration_us = ARGV[3 + 2 * i] * 1000000
-        reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
+        local reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
         if reset_after > opened then
           opened = reset_after
         end
@@ -302,24 +302,24 @@ if consume and (admitted or moved or each or started) then
       count = reply[base + 2] - remaining
     end
     if count then
-      local w = #writes
       writes[w + 1] = ARGV[FIELDS + i]
-      -- Whole milliseconds, without the cost of a call to math.floor.
-      local window_end = now + reset_after
-      local window_ms = (window_end - window_end % 1000) / 1000
+      -- Whole milliseconds: %d drops the fraction of a positive number
+      -- below 2^53, so that no call to math.floor is needed.
+      local window_ms = (now + reply[base + 4]) / 1000
       if ends then
         writes[w + 2] = format('%d:%d:%s:%d', window_ms, count, ARGV[3 + 2 * i], ends)
       else
         writes[w + 2] = format('%d:%d:%s', window_ms, count, ARGV[3 + 2 * i])
       end
+      w = w + 2
     end
-    if (i == n or KEYS[i + 1] ~= KEYS[i]) and #writes > 0 then
+    if w > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
       local key = KEYS[i]
       if foreign and foreign[key] then
         redis.call('DEL', key)
         foreign[key] = nil
       end
-      redis.call('HSET', key, unpack(writes))
+      redis.call('HSET', key, unpack(writes, 1, w))
       if opened > 0 then
         local ms = math.ceil(opened / 1000)
         -- Compared with <=, as PTTL rounds a last partial millisecond up.
@@ -327,9 +327,7 @@ if consume and (admitted or moved or each or started) then
           redis.call('PEXPIRE', key, ms)
         end
       end
-      if i < n then
-        writes, opened = {}, 0
-      end
+      w, opened = 0, 0
     end
   end
 end

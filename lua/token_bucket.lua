@@ -1,6 +1,7 @@
 -- luathrottle script: token_bucket
--- version: 5
--- state: 2
+-- version: 6
+-- state: 3
+-- layout: hash
 --
 -- TokenBucket: for each limit, the generic cell rate algorithm (GCRA). A
 -- bucket holds up to burst tokens and gains one back every emission
@@ -16,9 +17,16 @@
 -- interval. With burst = max_requests this is LeakyBucket, decision for
 -- decision.
 --
--- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads, "refund"
---                  gives the cost back (see Refunds below)
+-- n = #KEYS limits. Every limit of one identity is a field of one hash, so
+-- that several limits cost one HMGET and one HSET rather than a GET and a
+-- SET each.
+--
+-- KEYS[i]          the hash of limit i's identity; all keys share a hash
+--                  tag, and each run of limits sharing a hash is read and
+--                  written at once, so a caller puts them next to each other
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "reset"
+--                  deletes every limit's field and replies nothing,
+--                  "refund" gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[1 + 3i]     max_requests of limit i
@@ -26,19 +34,37 @@
 -- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
 -- ARGV[3 + 3n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
--- ARGV[4 + 4n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 4n + i] limit i's field in its hash
+-- ARGV[4 + 5n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
--- State of a limit: the theoretical arrival time (TAT), in microseconds
--- since 1970: when the bucket will be full again, expiring then; then the
+-- State of a limit, in its field: the theoretical arrival time (TAT), in
+-- microseconds since 1970: when the bucket will be full again; then the
 -- interval and the burst it was written with (or the tokens it owes, if
--- more), apart by colons
--- ("1800000000000000:600000:100"); then, while the limit holds a penalty,
--- when it ends, in microseconds since 1970 (":1800000030000000").
+-- more), apart by colons ("1800000000000000:600000:100"); then, while the
+-- limit holds a penalty, when it ends, in microseconds since 1970
+-- (":1800000030000000"). A field outlives its bucket until the hash
+-- expires: the state says when its bucket is full, so a stale field reads
+-- as a full bucket.
 --
--- The key names a limit by its name or its window, not by its numbers, so
--- the state is judged against the limit given now. The tokens a bucket
+-- Expiry. Redis 7.0 keeps no time to live per field, and a PEXPIRE on every
+-- hit would add a command or two to each call; so the hash's life is
+-- extended by blocks. A state stops mattering at T, its TAT or its
+-- penalty's end if later; F is its full bucket, held * interval as the
+-- state stores them (burst * interval, unless the bucket owes more). After
+-- a write of a state ending at T, the hash expires no earlier than
+-- (floor(T / F) + 2) * F, more than F after T. A write needs a longer life
+-- only when its field held no readable state, or one of another interval
+-- or held, or one whose T lies in another block floor(T / F), or when a
+-- hit writes without taking tokens (a converted bucket, a penalty): a hit
+-- on a live bucket within its block sends no PTTL nor PEXPIRE. Otherwise
+-- the run's hash gets PTTL, and PEXPIRE to the longest life its writes
+-- need when it would expire sooner. PEXPIRE never shortens, and a DEL
+-- removes every field, so the rule holds for every field of the hash.
+--
+-- The field names a limit by its name or its window, not by its numbers,
+-- so the state is judged against the limit given now. The tokens a bucket
 -- owes carry over a change of interval (of max_requests or, for a named
 -- limit, of duration), a part of a token rounded up: debt / old interval
 -- tokens, each coming back at the new interval; a hit, admitted or not,
@@ -49,10 +75,11 @@
 --
 -- A state the script cannot read as its own was written by someone else:
 -- another format, a bucket full later than its stored burst and interval
--- allow plus SKEW_US from now, or a key of another type (a hash, a list:
--- GET answers it with an error). It counts as absent (a full bucket), so a
--- peek writes nothing and the next admitted hit overwrites it (SET replaces
--- a key of any type) with a state that expires; the reply names its limit.
+-- allow plus SKEW_US from now. So is every field of a key that holds no
+-- hash (HMGET answers it with an error). It counts as absent (a full
+-- bucket), so a peek writes nothing and the next admitted hit overwrites
+-- it (a key of another type is deleted first) with a state whose hash
+-- expires; the reply names its limit.
 --
 -- Penalties: a limit with a penalty that denies a hit (status 0, not a
 -- cost above its bucket, and only a hit: a peek writes nothing) writes in
@@ -60,10 +87,10 @@
 -- then denies every hit, whatever its bucket holds, with retry_after and
 -- reset_after at least the penalty left and remaining 0. A denial during
 -- a penalty never lengthens it. The penalty takes nothing: the bucket is
--- kept as it is, and lives at least as long as the penalty. A stored
--- penalty is honoured only while the limit has a penalty, and only when
--- it ends no later than the limit's penalty plus SKEW_US from now: one
--- written under a longer penalty, or by someone else, is ignored.
+-- kept as it is, and its hash lives at least as long as the penalty. A
+-- stored penalty is honoured only while the limit has a penalty, and only
+-- when it ends no later than the limit's penalty plus SKEW_US from now:
+-- one written under a longer penalty, or by someone else, is ignored.
 --
 -- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is full again, in
@@ -71,8 +98,11 @@
 -- none. A refund gives back cost * interval of the debt, no more than the
 -- anchor is still ahead of now (what is left of the hit's own tokens, the
 -- last the bucket owes), and never past full; a bucket of another
--- interval, or a state the script cannot read, is left alone. It replies
--- as a peek of cost 1 after the refund.
+-- interval, or a state the script cannot read, is left alone. A bucket
+-- the refund leaves full, with no penalty to keep, loses its field (HDEL):
+-- an absent field is a full bucket. A refund never needs a longer life for
+-- the hash: it only brings T sooner. It replies as a peek of cost 1 after
+-- the refund.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above burst
@@ -93,43 +123,59 @@ local BOUND = 4503599627370496
 
 local n = #KEYS
 local PENALTIES = 3 + 3 * n
-local consume = ARGV[1] == 'hit'
+local FIELDS = 3 + 4 * n
+local mode = ARGV[1]
+
+-- Limits that share a hash come in runs, and a run ends at limit i when
+-- the next limit's hash differs.
+if mode == 'reset' then
+  local first = 1
+  for i = 1, n do
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      -- A key of another type holds none of our state: nothing to forget.
+      redis.pcall('HDEL', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+      first = i + 1
+    end
+  end
+  return {}
+end
+
+local consume = mode == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = ARGV[3] ~= '' and tonumber(ARGV[3])
-if not now then
+local now
+if ARGV[3] == '' then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+else
+  now = ARGV[3] + 0
 end
 
--- A state's time, step and size, and its penalty's end ('' for none), or
--- nothing when it is not one of ours. Matched before any arithmetic, which
--- raises an error on a string that is no number and reads "inf", "0x1f" or
--- " 5" as numbers.
-local match = string.match
-local function parse(state)
-  local at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
-  if at then
-    return at, was, held, ''
-  end
-  local ends
-  at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
-  if ends and #ends <= 16 then
-    return at, was, held, ends
-  end
-end
+-- A state's parts are matched before any arithmetic, which raises an error
+-- on a string that is no number and reads "inf", "0x1f" or " 5" as
+-- numbers. Most states hold no penalty: one match reads them.
+local match, format = string.match, string.format
+local PLAIN, PENALISED = '^(%d+):(%d+):(%d+)$', '^(%d+):(%d+):(%d+):(%d+)$'
 
 -- Refunds only ever lower a bucket's debt: kept apart from the decision
--- below, as they are rare; in a block rather than a function, so that a
--- hit makes no closure for them.
-if ARGV[1] == 'refund' then
-  for i = 1, #KEYS do
+-- below, and reading each field on its own, as they are rare; in a block
+-- rather than a function, so that a hit makes no closure for them.
+if mode == 'refund' then
+  for i = 1, n do
     local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
-    local anchor = tonumber(ARGV[3 + 4 * n + i])
-    local state = redis.pcall('GET', KEYS[i])
+    local anchor = tonumber(ARGV[FIELDS + n + i])
+    local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
+    local state = not read.err and read[1]
     local full_at, was, held, ends
-    if type(state) == 'string' then
-      full_at, was, held, ends = parse(state)
+    if state then
+      full_at, was, held = match(state, PLAIN)
+      ends = ''
+      if not full_at then
+        full_at, was, held, ends = match(state, PENALISED)
+        if ends and #ends > 16 then
+          full_at = nil
+        end
+      end
     end
     if full_at and #full_at <= 16 and #was <= 16 and #held <= 16
         and was + 0 == interval and full_at - now <= held * was + SKEW_US
@@ -139,16 +185,13 @@ if ARGV[1] == 'refund' then
         give = math.min(give, math.max(anchor - now, 0))
       end
       local debt = math.max(full_at - now - give, 0)
-      -- A refund leaves a penalty as it is, and the bucket lives as long.
-      local lives = debt
-      if ends ~= '' and ends - now > lives then
-        lives = ends - now
-      end
-      if lives > 0 then
-        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + debt, interval, held)
-          .. (ends ~= '' and ':' .. ends or ''), 'PX', math.ceil(lives / 1000))
+      -- A refund leaves a penalty as it is, and the hash lives as long.
+      if debt > 0 or (ends ~= '' and ends - now > 0) then
+        redis.call('HSET', KEYS[i], ARGV[FIELDS + i],
+          format('%d:%d:%s', now + debt, interval, held)
+          .. (ends ~= '' and ':' .. ends or ''))
       else
-        redis.call('DEL', KEYS[i])
+        redis.call('HDEL', KEYS[i], ARGV[FIELDS + i])
       end
     end
   end
@@ -156,136 +199,279 @@ if ARGV[1] == 'refund' then
   cost = 1
 end
 
--- The reply is filled in as the limits are read, and the writes read back
--- what they need from it, so that no table is built per limit. Divisions
--- round exactly for integers below 2^53, by math.ceil and math.floor or by %; the
--- algorithm's check_limits keeps burst * interval within 2^52, and a cost
--- above burst is refused before it is multiplied. Unreadable states are
--- rare, so their list is only made when one turns up.
+-- Each run is one HMGET. A key holding no hash reads as '' for each of its
+-- limits, a state no limit can read, and is remembered so that a hit
+-- deletes it before writing.
+local states, foreign = nil, nil
+local first = 1
+for i = 1, n do
+  if i == n or KEYS[i + 1] ~= KEYS[i] then
+    local read = redis.pcall('HMGET', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+    if read.err then
+      foreign = foreign or {}
+      foreign[KEYS[i]] = true
+      read = {}
+      for j = first, i do
+        read[j - first + 1] = ''
+      end
+    end
+    if first == 1 and i == n then
+      states = read
+    else
+      states = states or {}
+      for j = first, i do
+        states[j] = read[j - first + 1]
+      end
+    end
+    first = i + 1
+  end
+end
+
+-- The reply is filled in as the limits are read, so that no table is built
+-- per limit. Divisions round exactly for integers below 2^53, by % (or
+-- math.ceil and math.floor off the hot path); the algorithm's check_limits
+-- keeps burst * interval within 2^52, and a cost above burst is refused
+-- before it is multiplied. Unreadable states are rare, so their list is
+-- only made when one turns up.
 -- A limit that is penalised keeps, in penalised, when its penalty ends;
 -- started says whether this hit started one. Only made when a limit has a
--- penalty running. sizes keeps each limit's interval and burst for the
--- writes, two numbers per limit, so that each string is read as a number
--- once. The hot path rounds with % rather than math.floor and math.ceil,
--- and compares rather than call math.max: a call costs more than the
--- arithmetic.
-local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
-local penalised, started, sizes = nil, false, {}
-for i = 1, #KEYS do
+-- penalty running.
+-- A hit takes the tokens of each limit that admits it while every limit
+-- so far has (or under "each"), in the reply and in its new state, kept in
+-- writes as the field then the state: when every limit admits, the writes
+-- are ready; otherwise the limits before the first that denied
+-- (denied_at) give their tokens back, but under "each". opened is the
+-- life, in milliseconds, that the run being read needs for its hash, 0
+-- for none; lives keeps it at the run's last limit, only made when one
+-- needs it. Both tables start with room for a few limits, as a table grown
+-- one field at a time is reallocated at every power of two; the reply's
+-- nils are no values, and it ends at its last.
+local reply, writes
+if n == 1 then
+  reply, writes = {0, 0, 0, 0, 0}, {false, false}
+else
+  reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+  writes = {false, false, false, false, false, false}
+end
+local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
+local penalised, started = nil, false
+local each = ARGV[FIELDS + n + 1] == 'each'
+local lives, opened = nil, 0
+for i = 1, n do
   local limit = ARGV[1 + 3 * i] + 0
-  local burst = ARGV[3 + 3 * i] + 0
+  -- The burst as it is sent: mostly the one the state holds.
+  local burst_word = ARGV[3 + 3 * i]
+  local burst = burst_word + 0
   local duration = ARGV[2 + 3 * i] * 1000000
   local interval = duration % limit
   interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
-  sizes[2 * i - 1], sizes[2 * i] = interval, burst
-  -- A key of another type fails GET: pcall gives its error as a table,
-  -- which no limit reads, rather than failing the call.
-  local state = redis.pcall('GET', KEYS[i])
-  local debt, ends = 0, ''
+  local full = burst * interval
+  local state = states[i]
+  -- was keeps the state's interval as written when the new state can
+  -- repeat it, and block where the state's T lies, when its F is full.
+  local debt, ends, was, block = 0, '', nil, nil
   if state then
-    local full_at, was, held
-    if type(state) == 'string' then
-      -- Most states hold no penalty: one match reads them.
-      full_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
-      if not full_at then
-        full_at, was, held, ends = parse(state)
+    local full_at, held
+    full_at, was, held = match(state, PLAIN)
+    if not full_at then
+      full_at, was, held, ends = match(state, PENALISED)
+      if ends and #ends > 16 then
+        full_at = nil
       end
     end
     -- Each part is read as a number once, after its digits are counted.
     local readable = full_at and #full_at <= 16 and #was <= 16 and #held <= 16
     if readable then
-      full_at, was, held = full_at + 0, was + 0, held + 0
-      readable = was > 0 and full_at - now <= held * was + SKEW_US
-    end
-    if readable then
-      debt = full_at > now and full_at - now or 0
-      if was ~= interval and debt > 0 then
-        debt = math.min(math.ceil(debt / was), math.floor(BOUND / interval))
-          * interval
-        moved = moved or {}
-        moved[i] = true
+      local step
+      full_at, step = full_at + 0, was + 0
+      if held == burst_word then
+        held = burst
+      else
+        held = held + 0
       end
-    else
+      readable = step > 0 and full_at - now <= held * step + SKEW_US
+      if readable then
+        debt = full_at > now and full_at - now or 0
+        if step == interval and held == burst then
+          local ends_at = full_at
+          if ends ~= '' and ends + 0 > ends_at then
+            ends_at = ends + 0
+          end
+          block = ends_at - ends_at % full
+        else
+          was = nil
+          if step ~= interval and debt > 0 then
+            debt = math.min(math.ceil(debt / step), math.floor(BOUND / interval))
+              * interval
+            moved = moved or {}
+            moved[i] = true
+          end
+        end
+      end
+    end
+    if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-      ends = ''
+      ends, was = '', nil
     end
   end
+  -- A bucket whose burst was lowered may owe more than it now holds.
+  local remaining = full - debt
+  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
   local status, retry_after = 1, 0
   if cost > burst then
-    status, admitted = -1, false
-  elseif debt + cost * interval > burst * interval then
-    status, admitted = 0, false
-    retry_after = debt + cost * interval - burst * interval
+    status = -1
+  else
+    retry_after = debt + cost * interval - full
+    if retry_after > 0 then
+      status = 0
+    else
+      retry_after = 0
+    end
   end
-  local base = 5 * (i - 1)
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  -- A bucket whose burst was lowered may owe more than it now holds.
-  local room = burst * interval - debt
-  reply[base + 3] = room > 0 and (room - room % interval) / interval or 0
-  reply[base + 4] = debt
-  reply[base + 5] = retry_after
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
-  penalty = penalty ~= '0' and penalty + 0 or 0
-  if penalty > 0 and status ~= -1 then
-    local left = ends and ends ~= '' and ends - now or 0
-    if left <= 0 or left > penalty + SKEW_US then
-      left = 0
-      if consume and status == 0 then
-        left, started = penalty, true
+  if penalty ~= '0' then
+    penalty = penalty + 0
+    if penalty > 0 and status ~= -1 then
+      local left = ends ~= '' and ends - now or 0
+      if left <= 0 or left > penalty + SKEW_US then
+        left = 0
+        if consume and status == 0 then
+          left, started = penalty, true
+        end
+      end
+      if left > 0 then
+        status = 0
+        penalised = penalised or {}
+        penalised[i] = now + left
       end
     end
-    if left > 0 then
-      reply[base + 1], admitted = 0, false
-      penalised = penalised or {}
-      penalised[i] = now + left
+  end
+  if status ~= 1 then
+    if admitted then
+      admitted, denied_at = false, i
     end
+  elseif consume and (admitted or each) then
+    debt = debt + cost * interval
+    remaining = remaining - cost
+    -- Admitted, the bucket owes no more than it holds: held is burst.
+    local at = now + debt
+    local ends_at = at - at % full
+    if ends_at ~= block then
+      -- Milliseconds rounded up.
+      ends_at = ends_at + 2 * full - now
+      local ms = ends_at % 1000
+      ms = (ends_at - ms) / 1000 + (ms > 0 and 1 or 0)
+      if ms > opened then
+        opened = ms
+      end
+    end
+    writes[2 * i - 1] = ARGV[FIELDS + i]
+    if was then
+      writes[2 * i] = format('%d', at) .. ':' .. was .. ':' .. burst_word
+    else
+      writes[2 * i] = format('%d:%d:%s', at, interval, burst_word)
+    end
+  end
+  local base = 5 * i - 5
+  reply[base + 1] = status
+  reply[base + 2] = limit
+  reply[base + 3] = remaining
+  reply[base + 4] = debt
+  reply[base + 5] = retry_after
+  if opened > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
+    lives = lives or {}
+    lives[i], opened = opened, 0
   end
 end
 
--- A denied hit still writes a bucket converted to a new interval: it
--- takes no token.
-local each = ARGV[4 + 4 * n] == 'each'
-if consume and (admitted or moved or each or started) then
-  for i = 1, #KEYS do
-    local base = 5 * (i - 1)
-    -- Under "each", a limit that admits the hit counts it, whatever the
-    -- others say.
-    local spends = admitted or (each and reply[base + 1] == 1)
-    -- A penalty is kept in the state whenever it is written, and one that
-    -- starts writes it.
+if consume and admitted then
+  -- Each run is one HSET, deleting a key of another type first; a hash
+  -- that needs a longer life gets PTTL, and PEXPIRE if it would expire
+  -- sooner.
+  first = 1
+  for i = 1, n do
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      local key = KEYS[i]
+      if foreign and foreign[key] then
+        redis.call('DEL', key)
+        foreign[key] = nil
+      end
+      redis.call('HSET', key, unpack(writes, 2 * first - 1, 2 * i))
+      local ms = lives and lives[i]
+      -- Compared with <=, as PTTL rounds a last partial millisecond up.
+      if ms and redis.call('PTTL', key) <= ms then
+        redis.call('PEXPIRE', key, ms)
+      end
+      first = i + 1
+    end
+  end
+elseif consume then
+  -- Denied somewhere: a limit before the first that denied gives its
+  -- tokens back, unless it counts the hit under "each". A denied hit still
+  -- writes a bucket converted to a new interval (it takes no token), and a
+  -- penalty that starts or runs; such a write always gives its hash the
+  -- life it needs.
+  local words, opened = {}, 0
+  for i = 1, n do
+    local base = 5 * i - 5
     local ends = penalised and penalised[i]
-    if spends or (moved and moved[i]) or ends then
-      local interval, burst = sizes[2 * i - 1], sizes[2 * i]
-      local debt = reply[base + 4]
-      if spends then
-        debt = debt + cost * interval
-        reply[base + 3] = reply[base + 3] - cost
-        reply[base + 4] = debt
+    local limit, burst = ARGV[1 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
+    local duration = ARGV[2 + 3 * i] * 1000000
+    local interval = duration % limit
+    interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+    if each and reply[base + 1] == 1 then
+      words[#words + 1] = writes[2 * i - 1]
+      words[#words + 1] = writes[2 * i]
+    else
+      if i < denied_at then
+        reply[base + 3] = reply[base + 3] + cost
+        reply[base + 4] = reply[base + 4] - cost * interval
       end
-      -- A converted bucket may owe more than burst: the state names what it
-      -- owes, the bound its next reader checks.
-      local held = burst
-      if debt > burst * interval then
-        held = math.ceil(debt / interval)
+      if (moved and moved[i]) or ends then
+        local debt = reply[base + 4]
+        -- A converted bucket may owe more than burst: the state names what
+        -- it owes, the bound its next reader checks.
+        local held = burst
+        if debt > burst * interval then
+          held = math.ceil(debt / interval)
+        end
+        local at = now + debt
+        local state = format('%d:%d:%d', at, interval, held)
+        if ends then
+          state = state .. format(':%d', ends)
+          if ends > at then
+            at = ends
+          end
+        end
+        local full = held * interval
+        local ms = math.ceil((at - at % full + 2 * full - now) / 1000)
+        if ms > opened then
+          opened = ms
+        end
+        words[#words + 1] = ARGV[FIELDS + i]
+        words[#words + 1] = state
       end
-      local lives = debt
-      if ends and ends - now > lives then
-        lives = ends - now
+    end
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      local ms = lives and lives[i] or 0
+      if opened > ms then
+        ms = opened
       end
-      local state
-      if ends then
-        state = string.format('%d:%d:%d:%d', now + debt, interval, held, ends)
-      else
-        state = string.format('%d:%d:%d', now + debt, interval, held)
+      if #words > 0 then
+        local key = KEYS[i]
+        if foreign and foreign[key] then
+          redis.call('DEL', key)
+          foreign[key] = nil
+        end
+        redis.call('HSET', key, unpack(words))
+        if ms > 0 and redis.call('PTTL', key) <= ms then
+          redis.call('PEXPIRE', key, ms)
+        end
+        words = {}
       end
-      -- Milliseconds rounded up, sent as a string: Redis turns a number
-      -- into one with a costly %.17g.
-      local ms = lives % 1000
-      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
-      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
+      opened = 0
     end
   end
 end

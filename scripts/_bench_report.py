@@ -294,18 +294,16 @@ def _overhead_ratio(mine: tuple[str, str], theirs: tuple[str, str]) -> Measure:
     return measure
 
 
-#: The floor script each other algorithm's layout is listed against: one
-#: hash (LeakyBucket's), or a key per limit.
-_LAYOUT_FLOORS = {"leaky": "hash", "token": "script", "sliding": "script"}
 #: Listed beside SimpleRate's Lua targets: the least decision script
 #: against the same floor, which no script that decides can beat by much;
-#: and the other algorithms against their layout's floor script.
+#: and the other algorithms, which keep an identity's limits in one hash
+#: too, against the same floor.
 _BESIDE_LUA = {
     size: (
         (f"floor.sync.decision.{size}", f"floor.sync.hash.{size}"),
         *(
-            (f"lt.sync_redis.{name}.{size}", f"floor.sync.{floor}.{size}")
-            for name, floor in _LAYOUT_FLOORS.items()
+            (f"lt.sync_redis.{name}.{size}", f"floor.sync.hash.{size}")
+            for name in ("leaky", "token", "sliding")
         ),
     )
     for size in (1, 3)

@@ -6,9 +6,10 @@ that ends too far ahead for the duration or capacity it names), the script
 treats it as absent: the next admitted hit is
 judged as on a fresh key and overwrites it with a state that expires; the
 ``luathrottle`` logger warns once per call that met it, naming the hashed
-key. A key of another type (a hash, a list; in a staged cache, a value that
-is no str or int) holds no state of ours either: it counts as absent too,
-and the next admitted hit replaces it (``test_hostile_types.py``). The rule
+key. A key of another type where an identity's hash belongs (a string, a
+list; in a staged cache, a value that is no hash of ours) holds no state of
+ours either: it counts as absent too, and the next admitted hit replaces it
+(also ``test_hash_layout.py`` and each algorithm's hash tests). The rule
 holds on the real Redis, fakeredis, the embedded backend and Django's
 caches, staged (LocMem) or on Redis.
 """

@@ -72,8 +72,8 @@ KEY_TAGS = {
     "concurrency": (1, "c1"),
     "fixed_window": (6, "fw6"),
     "leaky_bucket": (4, "lb4"),
-    "sliding_window": (2, "sw2"),
-    "token_bucket": (2, "tb2"),
+    "sliding_window": (3, "sw3"),
+    "token_bucket": (3, "tb3"),
 }
 
 
