@@ -1,6 +1,7 @@
 -- luathrottle script: leaky_bucket
--- version: 6
--- state: 3
+-- version: 7
+-- state: 4
+-- layout: hash
 --
 -- LeakyBucket: for each limit, a bucket that holds up to max_requests units
 -- and drains continuously at max_requests units per duration. A hit pours
@@ -13,9 +14,16 @@
 -- Rounding drain up to a whole microsecond slows the leak by less than one
 -- microsecond per request, never faster than the configured rate.
 --
--- KEYS[i]          state key of limit i; all keys share one hash tag
--- ARGV[1]          "hit" consumes the cost, "peek" only reads, "refund"
---                  takes the cost back out (see Refunds below)
+-- n = #KEYS limits. Every limit of one identity is a field of one hash, so
+-- that several limits cost one HMGET and one HSET rather than a GET and a
+-- SET each.
+--
+-- KEYS[i]          the hash of limit i's identity; all keys share a hash
+--                  tag, and each run of limits sharing a hash is read and
+--                  written at once, so a caller puts them next to each other
+-- ARGV[1]          "hit" consumes the cost, "peek" only reads, "reset"
+--                  deletes every limit's field and replies nothing,
+--                  "refund" takes the cost back out (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer from 1 to the largest
 --                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
@@ -23,17 +31,39 @@
 -- ARGV[3 + 2i]     duration of limit i, in seconds
 -- ARGV[3 + 2n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
--- ARGV[4 + 3n]     optional: "each" counts a hit in every limit that
+-- ARGV[3 + 3n + i] limit i's field in its hash
+-- ARGV[4 + 4n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
--- State of a limit: the time, in microseconds, at which the bucket will
--- have drained empty, expiring then; then the drain and the max_requests
--- it was written with (or the requests it holds, if more), apart by colons
+-- State of a limit, in its field: the time, in microseconds, at which the
+-- bucket will have drained empty; then the drain and the max_requests it
+-- was written with (or the requests it holds, if more), apart by colons
 -- ("1800000000000000:36000000:100"); then, while the limit holds a
 -- penalty, when it ends, in microseconds since 1970 (":1800000030000000").
+-- A field outlives its bucket until the hash expires: the state says when
+-- the bucket drained, so a stale field reads as an empty bucket.
 --
--- The key names a limit by its name or its window, not by max_requests,
+-- Expiry: Redis 7.0 has no time to live per field, so the hash must live
+-- as long as the latest state of any of its fields matters: until T, when
+-- the bucket is empty or, if later, the penalty ends. Moving the expiry at
+-- every hit would cost a command per hit; instead, with full = the bucket
+-- of the state written (its drain times the requests it names), a write
+-- keeps the hash alive until at least (floor(T / full) + 2) * full, later
+-- than T. A hit that leaves T in the same block of full microseconds as the
+-- state it read did, written under the same numbers, needs nothing more:
+-- the write that put T there made the hash live that long, our PEXPIRE
+-- never shortens it (PTTL first) and a DEL takes every field with it. Only
+-- a field that had no readable state, or one of another drain or size, or
+-- a T in a later block (a penalty's end counts) costs a PTTL, and a
+-- PEXPIRE if that is longer: one per run of limits, for the longest. A T
+-- in an earlier block (a penalty dropped) needs nothing either. The rare
+-- writes of a hit that counts nowhere (a bucket converted to a new drain,
+-- a penalty that starts or is kept) always ask, without reading how the
+-- state was written. A refund only brings T nearer, under the numbers it
+-- read, and never asks.
+--
+-- The field names a limit by its name or its window, not by max_requests,
 -- so the state is judged against the limit given now. The requests in a
 -- bucket carry over a change of drain (of max_requests or, for a named
 -- limit, of duration), a part of one rounded up: level / old drain
@@ -44,11 +74,10 @@
 --
 -- A state the script cannot read as its own was written by someone else:
 -- another format, a bucket that would take longer to drain than a full
--- one of its stored drain and max_requests plus SKEW_US, or a key of
--- another type (a hash, a list: GET answers it with an error). It counts as absent (an empty bucket), so
--- a peek writes nothing and the next admitted hit overwrites it (SET
--- replaces a key of any type) with a state that expires; the reply names
--- its limit.
+-- one of its stored drain and max_requests plus SKEW_US. So is every field
+-- of a key that holds no hash. It counts as absent (an empty bucket), so a
+-- peek writes nothing and the next admitted hit overwrites it (a key of
+-- another type is deleted first); the reply names its limit.
 --
 -- Penalties: a limit with a penalty that denies a hit (status 0, not a
 -- cost above max_requests, and only a hit: a peek writes nothing) writes
@@ -56,20 +85,22 @@
 -- until then denies every hit, whatever its bucket holds, with
 -- retry_after and reset_after at least the penalty left and remaining 0.
 -- A denial during a penalty never lengthens it. The penalty pours nothing
--- in: the bucket is kept as it is, and lives at least as long as the
--- penalty. A stored penalty is honoured only while the limit has a
+-- in: the bucket is kept as it is, and the hash lives at least as long as
+-- the penalty. A stored penalty is honoured only while the limit has a
 -- penalty, and only when it ends no later than the limit's penalty plus
 -- SKEW_US from now: one written under a longer penalty, or by someone
 -- else, is ignored.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 3n + i], limit i's anchor:
+-- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is empty, in microseconds
 -- since 1970 (its now plus its reset_after_us), or "" for none. A refund
 -- takes cost * drain out of the level, no more than the anchor is still
 -- ahead of now (what is left of the hit's own cost, the last in), and
 -- never below empty; a bucket of another drain, or a state the script
--- cannot read, is left alone. It replies as a peek of cost 1 after the
--- refund.
+-- cannot read, is left alone. A bucket so emptied is written as empty
+-- (drained at now) rather than deleted, keeping its penalty; a refund only
+-- brings the state's end nearer, so it never needs a longer expiry. It
+-- replies as a peek of cost 1 after the refund.
 --
 -- Reply: five integers per limit, in KEYS order:
 --   status          1 admits, 0 over the limit, -1 cost above max_requests
@@ -90,43 +121,61 @@ local BOUND = 4503599627370496
 
 local n = #KEYS
 local PENALTIES = 3 + 2 * n
+local FIELDS = 3 + 3 * n
+
+-- Limits that share a hash come in runs, and a run ends at limit i when
+-- the next limit's hash differs.
+if ARGV[1] == 'reset' then
+  local first = 1
+  for i = 1, n do
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      -- A key of another type holds none of our state: nothing to forget.
+      redis.pcall('HDEL', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+      first = i + 1
+    end
+  end
+  return {}
+end
+
 local consume = ARGV[1] == 'hit'
 -- Arithmetic reads a numeric string as tonumber does, without a call.
 local cost = ARGV[2] + 0
-local now = ARGV[3] ~= '' and tonumber(ARGV[3])
-if not now then
+local now
+if ARGV[3] == '' then
   local time = redis.call('TIME')
   now = time[1] * 1000000 + time[2]
+else
+  now = ARGV[3] + 0
 end
 
--- A state's time, step and size, and its penalty's end ('' for none), or
--- nothing when it is not one of ours. Matched before any arithmetic, which
--- raises an error on a string that is no number and reads "inf", "0x1f" or
--- " 5" as numbers.
+-- A state is matched before any arithmetic, which raises an error on a
+-- string that is no number and reads "inf", "0x1f" or " 5" as numbers.
+-- Most states hold no penalty: one match reads them, and only one that
+-- fails it is matched again with a penalty's end. Inline rather than a
+-- function, so that a call makes no closure.
 local match = string.match
-local function parse(state)
-  local at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
-  if at then
-    return at, was, held, ''
-  end
-  local ends
-  at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
-  if ends and #ends <= 16 then
-    return at, was, held, ends
-  end
-end
+local format = string.format
 
 -- Refunds only ever lower a bucket's level: kept apart from the decision
--- below, as they are rare; in a block rather than a function, so that a
--- hit makes no closure for them.
+-- below, and reading each field on its own, as they are rare.
 if ARGV[1] == 'refund' then
-  for i = 1, #KEYS do
-    local drain = math.ceil(ARGV[3 + 2 * i] * 1000000 / ARGV[2 + 2 * i])
-    local anchor = tonumber(ARGV[3 + 3 * n + i])
-    local state = redis.pcall('GET', KEYS[i])
+  for i = 1, n do
+    local limit, duration = ARGV[2 + 2 * i] + 0, ARGV[3 + 2 * i] * 1000000
+    local drain = duration % limit
+    drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+    local anchor = tonumber(ARGV[FIELDS + n + i])
+    local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
+    local state = not read.err and read[1]
     local empty_at, was, held, ends
-    if type(state) == 'string' then
-      empty_at, was, held, ends = parse(state)
+    if state then
+      empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+      ends = ''
+      if not empty_at then
+        empty_at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
+        if not ends or #ends > 16 then
+          empty_at = nil
+        end
+      end
     end
     if empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
         and was + 0 == drain and empty_at - now <= held * was + SKEW_US
@@ -136,94 +185,151 @@ if ARGV[1] == 'refund' then
         give = math.min(give, math.max(anchor - now, 0))
       end
       local level = math.max(empty_at - now - give, 0)
-      -- A refund leaves a penalty as it is, and the bucket lives as long.
-      local lives = level
-      if ends ~= '' and ends - now > lives then
-        lives = ends - now
-      end
-      if lives > 0 then
-        redis.call('SET', KEYS[i], string.format('%d:%d:%s', now + level, drain, held)
-          .. (ends ~= '' and ':' .. ends or ''), 'PX', math.ceil(lives / 1000))
-      else
-        redis.call('DEL', KEYS[i])
-      end
+      -- A refund leaves a penalty as it is.
+      local kept = ends ~= '' and ':' .. ends or ''
+      redis.call('HSET', KEYS[i], ARGV[FIELDS + i],
+        format('%d:%d:%s', now + level, drain, held) .. kept)
     end
   end
   -- The decision below then reads as a peek of cost 1: consume is false.
   cost = 1
 end
 
--- The reply is filled in as the limits are read, and the writes read back
--- what they need from it, so that no table is built per limit. It starts
--- with room for one limit, as a table grown one field at a time is
--- reallocated at every power of two. Divisions round exactly for integers
--- below 2^53, by math.ceil and math.floor or by %. Unreadable states are rare,
--- so their list is only made when one turns up.
--- A limit that is penalised keeps, in penalised, when its penalty ends;
--- started says whether this hit started one. Only made when a limit has a
--- penalty running. drains keeps each limit's drain for the writes, so that
--- each string is read as a number once. The hot path rounds with % rather
--- than math.floor and math.ceil, and compares rather than call math.max:
--- a call costs more than the arithmetic.
-local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
-local penalised, started, drains = nil, false, {}
-for i = 1, #KEYS do
-  local limit = ARGV[2 + 2 * i] + 0
+-- Each run is one HMGET. A key holding no hash reads as '' for each of its
+-- limits, a state no limit can read, and is remembered so that a hit
+-- deletes it before writing. single: every limit is in one hash, as when
+-- they are all one identity's.
+local states, foreign, single = nil, nil, false
+local first = 1
+for i = 1, n do
+  if i == n or KEYS[i + 1] ~= KEYS[i] then
+    local read = redis.pcall('HMGET', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
+    if read.err then
+      foreign = foreign or {}
+      foreign[KEYS[i]] = true
+      read = {}
+      for j = first, i do
+        read[j - first + 1] = ''
+      end
+    end
+    if first == 1 and i == n then
+      states, single = read, true
+    else
+      states = states or {}
+      for j = first, i do
+        states[j] = read[j - first + 1]
+      end
+    end
+    first = i + 1
+  end
+end
+
+-- One pass reads, decides and, for a hit, makes each admitting limit's
+-- write as if the hit counts, as it mostly does: then the writes are
+-- ready, and nothing is read twice. A limit whose hit does not count after
+-- all is set back below. The reply is filled in as the limits are read,
+-- and both it and the writes are made whole with the first limit's, as a
+-- table grown one field at a time is reallocated at every power of two.
+-- Divisions round exactly for integers below 2^53, by % or by math.ceil
+-- and math.floor off the hot path, which compares rather than call
+-- math.max: a call costs more than the arithmetic. Unreadable states are
+-- rare, so their list is only made when one turns up. A limit that is
+-- penalised keeps, in penalised, when its penalty ends; started says
+-- whether this hit started one. Only made when a limit has a penalty
+-- running.
+--
+-- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit
+-- that counts writes (made by the first limit that admits); needs[i],
+-- made only then, the milliseconds its hash must live when that write
+-- reaches a later block (see Expiry above), and longest the most of them.
+local reply, admitted, unreadable, moved = nil, true, nil, nil
+local penalised, started = nil, false
+local writes, needs, longest = nil, nil, 0
+for i = 1, n do
+  local limit_s = ARGV[2 + 2 * i]
+  local limit = limit_s + 0
   local duration = ARGV[3 + 2 * i] * 1000000
   local drain = duration % limit
   drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
-  drains[i] = drain
-  local level, ends = 0, ''
-  -- A key of another type fails GET: pcall gives its error as a table,
-  -- which no limit reads, rather than failing the call.
-  local state = redis.pcall('GET', KEYS[i])
+  local full = limit * drain
+  -- ends: the stored penalty's end, nil for none.
+  local level, ends, block_end = 0, nil, 0
+  local state = states[i]
   if state then
-    local empty_at, was, held
-    if type(state) == 'string' then
-      -- Most states hold no penalty: one match reads them.
-      empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
-      if not empty_at then
-        empty_at, was, held, ends = parse(state)
+    -- Most states hold no penalty: one match reads them.
+    local empty_at, was, held = match(state, '^(%d+):(%d+):(%d+)$')
+    if not empty_at then
+      empty_at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
+      if ends and #ends > 16 then
+        empty_at, ends = nil, nil
       end
     end
-    -- Each part is read as a number once, after its digits are counted.
-    local readable = empty_at and #empty_at <= 16 and #was <= 16 and #held <= 16
-    if readable then
-      empty_at, was, held = empty_at + 0, was + 0, held + 0
-      readable = was > 0 and empty_at - now <= held * was + SKEW_US
-    end
-    if readable then
-      level = empty_at > now and empty_at - now or 0
-      if was ~= drain and level > 0 then
-        level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
-        moved = moved or {}
-        moved[i] = true
+    -- Each part is read as a number once. empty_at needs no count of its
+    -- digits: more than 16 make a time far beyond the bound it is held to
+    -- (or one with zeros in front, as exact as without).
+    local readable = false
+    if not empty_at then
+      -- Neither format: nobody's state of ours.
+      readable = false
+    elseif held == limit_s and was + 0 == drain then
+      -- Mostly a state names the limit's max_requests, the very ARGV
+      -- string, and its drain: exact, and the bucket's own numbers. Its
+      -- hash then lives until the block after its T's ends.
+      empty_at = empty_at + 0
+      if empty_at - now <= full + SKEW_US then
+        readable = true
+        if empty_at > now then
+          level = empty_at - now
+        end
+        local last = empty_at
+        if ends and ends + 0 > last then
+          last = ends + 0
+        end
+        block_end = last - last % full + full
       end
-    else
+    elseif #was <= 16 and #held <= 16 and was + 0 > 0 then
+      -- Other numbers, of at most 16 digits each, so that the product is
+      -- exact.
+      empty_at, was = empty_at + 0, was + 0
+      local written = held * was
+      if empty_at - now <= written + SKEW_US then
+        readable = true
+        if empty_at > now then
+          level = empty_at - now
+        end
+        if written == full then
+          local last = empty_at
+          if ends and ends + 0 > last then
+            last = ends + 0
+          end
+          block_end = last - last % full + full
+        end
+        if was ~= drain and level > 0 then
+          level = math.min(math.ceil(level / was), math.floor(BOUND / drain)) * drain
+          moved = moved or {}
+          moved[i] = true
+        end
+      end
+    end
+    if not readable then
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
-      ends = ''
+      ends = nil
     end
   end
-  local status, retry_after = 1, 0
+  local status, retry_after, spend = 1, 0, cost * drain
+  local room = full - level
   if cost > limit then
     status, admitted = -1, false
-  elseif level + cost * drain > limit * drain then
+  elseif spend > room then
     status, admitted = 0, false
-    retry_after = level + cost * drain - limit * drain
+    retry_after = spend - room
   end
-  local base = 5 * (i - 1)
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  local room = limit * drain - level
-  reply[base + 3] = room > 0 and (room - room % drain) / drain or 0
-  reply[base + 4] = level
-  reply[base + 5] = retry_after
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
-  penalty = penalty ~= '0' and penalty + 0 or 0
-  if penalty > 0 and status ~= -1 then
-    local left = ends and ends ~= '' and ends - now or 0
+  if penalty ~= '0' and status ~= -1 and penalty + 0 > 0 then
+    penalty = penalty + 0
+    local left = ends and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
       if consume and status == 0 then
@@ -231,56 +337,131 @@ for i = 1, #KEYS do
       end
     end
     if left > 0 then
-      reply[base + 1], admitted = 0, false
+      status, admitted = 0, false
       penalised = penalised or {}
       penalised[i] = now + left
     end
   end
+  if consume and status == 1 then
+    -- A hit that fits leaves at most a full bucket: held is the limit.
+    level, room = level + spend, room - spend
+    local last = now + level
+    local write = format('%d:%d:%s', last, drain, limit_s)
+    if writes then
+      writes[2 * i - 1], writes[2 * i] = ARGV[FIELDS + i], write
+    elseif i == 1 then
+      writes = {ARGV[FIELDS + 1], write}
+    else
+      writes = {[2 * i - 1] = ARGV[FIELDS + i], [2 * i] = write}
+    end
+    if last >= block_end then
+      -- Milliseconds rounded up, to the end of the block after T's.
+      local us = last - last % full + 2 * full - now
+      local ms = us % 1000
+      ms = (us - ms) / 1000 + (ms > 0 and 1 or 0)
+      needs = needs or {}
+      needs[i] = ms
+      if ms > longest then
+        longest = ms
+      end
+    end
+  end
+  local remaining = room > 0 and (room - room % drain) / drain or 0
+  if reply then
+    local base = 5 * i - 5
+    reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
+    reply[base + 4], reply[base + 5] = level, retry_after
+  else
+    -- Made whole at once, the first limit costs no growing table.
+    reply = {status, limit, remaining, level, retry_after}
+  end
 end
 
--- A denied hit still writes a bucket converted to a new drain: it pours
--- nothing in.
-local each = ARGV[4 + 3 * n] == 'each'
-if consume and (admitted or moved or each or started) then
-  for i = 1, #KEYS do
-    local base = 5 * (i - 1)
+if consume and admitted and single then
+  -- The common case: every limit counts the hit, in one hash.
+  local key = KEYS[1]
+  if foreign then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, unpack(writes))
+  -- Compared with <=, as PTTL rounds a last partial millisecond up; a
+  -- hash without an expiry (-1) is given one.
+  if longest > 0 and redis.call('PTTL', key) <= longest then
+    redis.call('PEXPIRE', key, longest)
+  end
+elseif consume then
+  -- Each run is one HSET, and at most one PTTL and PEXPIRE, for the
+  -- longest life it needs. A denied hit still writes a bucket converted to
+  -- a new drain, and a penalty that starts: neither pours anything in, and
+  -- both extend the hash to the block rule without asking how it was
+  -- written, as they are rare. Otherwise a hit that counts nowhere writes
+  -- nothing.
+  local each = ARGV[FIELDS + n + 1] == 'each'
+  local writing = admitted or moved or each or started
+  local run, w, most = {}, 0, 0
+  for i = 1, n do
+    local base = 5 * i - 5
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
-    local spends = admitted or (each and reply[base + 1] == 1)
-    -- A penalty is kept in the state whenever it is written, and one that
-    -- starts writes it.
-    local ends = penalised and penalised[i]
-    if spends or (moved and moved[i]) or ends then
-      local limit = reply[base + 2]
-      local drain = drains[i]
-      local level = reply[base + 4]
-      if spends then
-        level = level + cost * drain
-        local room = limit * drain - level
+    if admitted or (each and reply[base + 1] == 1) then
+      run[w + 1], run[w + 2] = writes[2 * i - 1], writes[2 * i]
+      w = w + 2
+      local ms = needs and needs[i]
+      if ms and ms > most then
+        most = ms
+      end
+    else
+      local ends = penalised and penalised[i]
+      local limit, duration = reply[base + 2], ARGV[3 + 2 * i] * 1000000
+      local drain = duration % limit
+      drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+      local full = limit * drain
+      if reply[base + 1] == 1 then
+        -- It admitted the hit, which counts nowhere: as it was.
+        local level = reply[base + 4] - cost * drain
+        local room = full - level
         reply[base + 3] = (room - room % drain) / drain
         reply[base + 4] = level
       end
-      -- A converted bucket may hold more than max_requests: the state
-      -- names what it holds, the bound its next reader checks.
-      local held = limit
-      if level > limit * drain then
-        held = math.ceil(level / drain)
+      -- A penalty is kept in the state whenever it is written, and one
+      -- that starts writes it.
+      if writing and ((moved and moved[i]) or ends) then
+        local level = reply[base + 4]
+        -- A converted bucket may hold more than max_requests: the state
+        -- names what it holds, the bound its next reader checks.
+        local held = limit
+        if level > full then
+          held = math.ceil(level / drain)
+          full = held * drain
+        end
+        local last = now + level
+        run[w + 1] = ARGV[FIELDS + i]
+        if ends then
+          run[w + 2] = format('%d:%d:%d:%d', last, drain, held, ends)
+          last = math.max(last, ends)
+        else
+          run[w + 2] = format('%d:%d:%d', last, drain, held)
+        end
+        w = w + 2
+        local ms = math.ceil((last - last % full + 2 * full - now) / 1000)
+        if ms > most then
+          most = ms
+        end
       end
-      local lives = level
-      if ends and ends - now > lives then
-        lives = ends - now
+    end
+    if (i == n or KEYS[i + 1] ~= KEYS[i]) and w > 0 then
+      local key = KEYS[i]
+      if foreign and foreign[key] then
+        redis.call('DEL', key)
+        foreign[key] = nil
       end
-      local state
-      if ends then
-        state = string.format('%d:%d:%d:%d', now + level, drain, held, ends)
-      else
-        state = string.format('%d:%d:%d', now + level, drain, held)
+      redis.call('HSET', key, unpack(run))
+      if most > 0 and redis.call('PTTL', key) <= most then
+        redis.call('PEXPIRE', key, most)
       end
-      -- Milliseconds rounded up, sent as a string: Redis turns a number
-      -- into one with a costly %.17g.
-      local ms = lives % 1000
-      ms = (lives - ms) / 1000 + (ms > 0 and 1 or 0)
-      redis.call('SET', KEYS[i], state, 'PX', string.format('%d', ms))
+      if i < n then
+        run, w, most = {}, 0, 0
+      end
     end
   end
 end
@@ -289,7 +470,7 @@ if penalised then
   for i = 1, n do
     local ends = penalised[i]
     if ends then
-      local base, left = 5 * (i - 1), ends - now
+      local base, left = 5 * i - 5, ends - now
       reply[base + 3] = 0
       reply[base + 4] = math.max(reply[base + 4], left)
       reply[base + 5] = math.max(reply[base + 5], left)

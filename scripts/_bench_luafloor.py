@@ -33,9 +33,9 @@ same words (what the call costs with no script), and the floor scripts of
 ``_bench_cases``, a hit's commands with none of its logic, with a key per
 limit and with one hash. Their difference is what keeping a key per limit
 costs (a GET and a SET PX per limit against one HMGET and one HSET), which
-LeakyBucket, TokenBucket and SlidingWindow pay and the least decision does
-not: their targets' details also give them over the least decision plus
-that difference.
+the algorithms whose scripts keep a key per limit pay and the least
+decision does not: their targets' details also give them over the least
+decision plus that difference.
 """
 
 import re
@@ -75,9 +75,6 @@ _LABELS = {
     _KEYS_FLOOR: "floor script, a key per limit",
     _HASH_FLOOR: "floor script, one hash",
 }
-#: The algorithms that keep a key per limit, read by GET and written by SET
-#: PX, where SimpleRate and the least decision keep one hash.
-_KEY_PER_LIMIT = ("leaky", "token", "sliding")
 _GOAL = 1.05
 _TOOLS = ("valgrind", "callgrind_control", "callgrind_annotate", "redis-server")
 #: A full Lua collection: every batch starts from the same heap.
@@ -258,7 +255,10 @@ def _targets(figures: dict[str, float] | None, note: str) -> list[TargetResult]:
             plural = "s" if size > 1 else ""
             measured = ratio(f"{name}.{size}", f"{_LEAST}.{size}")
             detail = note if figures is None else "callgrind, inside FCALL"
-            if figures is not None and name in _KEY_PER_LIMIT:
+            # A script that keeps a key per limit, read by GET and written
+            # by SET PX, where a hashed one and the least decision keep one
+            # hash.
+            if figures is not None and not ALGORITHMS[name]().script.hashed:
                 layout = (
                     figures[f"{_KEYS_FLOOR}.{size}"] - figures[f"{_HASH_FLOOR}.{size}"]
                 )

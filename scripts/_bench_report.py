@@ -296,13 +296,13 @@ def _overhead_ratio(mine: tuple[str, str], theirs: tuple[str, str]) -> Measure:
 
 #: Listed beside SimpleRate's Lua targets: the least decision script
 #: against the same floor, which no script that decides can beat by much;
-#: and the other algorithms, which keep a key per limit, against that
-#: layout's floor script.
+#: and the other algorithms, which keep an identity's limits in one hash
+#: too, against the same floor.
 _BESIDE_LUA = {
     size: (
         (f"floor.sync.decision.{size}", f"floor.sync.hash.{size}"),
         *(
-            (f"lt.sync_redis.{name}.{size}", f"floor.sync.script.{size}")
+            (f"lt.sync_redis.{name}.{size}", f"floor.sync.hash.{size}")
             for name in ("leaky", "token", "sliding")
         ),
     )

@@ -159,6 +159,25 @@ class LeakyBucketModel:
     def ttl_ms(self, key, limit, now):
         return ceil_div(self.state[key][0] - now, 1000)
 
+    def hash_ttl_ms(self, keys, limits, now):
+        """The life left to the hash that holds ``keys``
+        (lua/leaky_bucket.lua, "Expiry"): for each state written, to the end
+        of the block of F after the one its bucket is empty in, F its full
+        bucket, max_requests * drain (these scenarios change no limit, so
+        no bucket holds more); and the most that may be left when a Redis
+        server counts on its own clock, three full buckets of the longest
+        limit."""
+        needed, most = 0, 0
+        for key, (limit, duration) in zip(keys, limits, strict=True):
+            drain = ceil_div(duration * 1_000_000, limit)
+            most = max(most, ceil_div(3 * limit * drain, 1000) + 1)
+            if key in self.state:
+                empty_at, was = self.state[key]
+                full = limit * was
+                block_end = empty_at - empty_at % full + 2 * full
+                needed = max(needed, ceil_div(block_end - now, 1000))
+        return needed, most
+
 
 @dataclass
 class TokenBucketModel:

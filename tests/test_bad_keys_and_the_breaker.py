@@ -1,13 +1,14 @@
 """One bad key is that key's problem: errors that the store answered for one
-call's keys (a hash where the state belongs: WRONGTYPE) are a
+call's keys (a string where a hash belongs: WRONGTYPE) are a
 ``ScriptError``, which no circuit breaker counts, so every other identity
 keeps being decided by the store. Failures of the store itself (a dead
 server, OOM) still open the breaker.
 
-Every script of ours reads a key of another type as absent state
-(``test_hostile_types``), so the bad keys here are those of a strict
-LeakyBucket, whose GET still fails on them: a script that fails on one
-call's keys stands for any error the store answers for them."""
+Every script of ours reads a key of another type where an identity's hash
+belongs as absent state (``test_hostile_state``), so the bad keys here are
+those of a strict LeakyBucket, whose HMGET still fails on them: a script
+that fails on one call's keys stands for any error the store answers for
+them."""
 
 import functools
 import uuid
@@ -38,14 +39,22 @@ BAD_HITS = 12
 
 @functools.cache
 def strict_script() -> Script:
-    """LeakyBucket's script with a GET that fails on a key of another type."""
+    """LeakyBucket's script with an HMGET that fails on a key of another
+    type where the identity's hash belongs."""
     source = get_script("leaky_bucket").source
-    strict = source.replace("redis.pcall('GET'", "redis.call('GET'").replace(
+    strict = source.replace("redis.pcall('HMGET'", "redis.call('HMGET'").replace(
         "script: leaky_bucket", "script: strict_leaky_bucket"
     )
-    # The decision's GET and the refund's.
-    assert strict.count("redis.call('GET'") == 2
+    # The decision's HMGET and the refund's.
+    assert strict.count("redis.call('HMGET'") == 2
     return Script.from_source(strict, filename="strict_leaky_bucket.lua")
+
+
+def hash_of(limiter, identity: str) -> str:
+    """The key of ``identity``'s hash, where a key of another type makes
+    the strict script fail."""
+    [key] = limiter_keys(limiter, identity)
+    return str(limiter.script.words([key], [])[0][0])
 
 
 class StrictLeakyBucket(LeakyBucket):
@@ -74,8 +83,7 @@ def test_a_wrongtype_key_never_opens_the_breaker_on_redis(redis_client):
         prefix=uuid.uuid4().hex[:8],
         on_failure="allow",
     )
-    [bad_key] = limiter_keys(limiter, "bad")
-    redis_client.hset(bad_key, "field", "1")
+    redis_client.set(hash_of(limiter, "bad"), "not a hash")
     for _ in range(BAD_HITS):
         assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
     assert breaker.state == "closed"
@@ -89,8 +97,7 @@ def test_the_bad_call_itself_raises_a_script_error(redis_client):
     limiter = Limiter(
         5, 60, algorithm=StrictLeakyBucket(), backend=backend, prefix="wrongtype"
     )
-    [bad_key] = limiter_keys(limiter, "bad")
-    redis_client.hset(bad_key, "field", "1")
+    redis_client.set(hash_of(limiter, "bad"), "not a hash")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         limiter.hit("bad")
     assert limiter.hit("good").allowed
@@ -106,8 +113,7 @@ async def test_async_wrongtype_never_opens_the_breaker(async_redis_client):
         prefix=uuid.uuid4().hex[:8],
         on_failure="deny",
     )
-    [bad_key] = limiter_keys(limiter, "bad")
-    await async_redis_client.hset(bad_key, "field", "1")
+    await async_redis_client.set(hash_of(limiter, "bad"), "not a hash")
     for _ in range(BAD_HITS):
         decision = await limiter.hit("bad")
         assert (decision.allowed, decision.reason) == (False, "store_unavailable")
@@ -131,8 +137,7 @@ def test_a_script_error_in_the_half_open_trial_closes_the_breaker(server):
         limiter.hit("good")
     assert breaker.state == "open"
     server.start()
-    [bad_key] = limiter_keys(limiter, "bad")
-    redis.Redis.from_url(server.url).hset(bad_key, "field", "1")
+    redis.Redis.from_url(server.url).set(hash_of(limiter, "bad"), "not a hash")
     ticks.now += 10
     assert limiter.hit("bad").reason == Reason.STORE_UNAVAILABLE
     assert breaker.state == "closed"
@@ -163,8 +168,7 @@ def test_out_of_memory_is_the_stores_failure_and_counts(server):
 def test_the_embedded_backend_raises_a_script_error_for_a_wrong_type():
     backend = MemoryBackend()
     limiter = Limiter(5, 60, algorithm=StrictLeakyBucket(), backend=backend)
-    [bad_key] = limiter_keys(limiter, "bad")
-    backend.command("HSET", bad_key, "field", "1")
+    backend.command("SET", hash_of(limiter, "bad"), "not a hash")
     with pytest.raises(ScriptError, match="WRONGTYPE"):
         limiter.hit("bad")
     assert limiter.hit("good").allowed
@@ -190,11 +194,13 @@ def test_a_bad_cache_value_is_that_keys_problem_in_a_view(rf, alias):
 
     bad = item.state_key(rf.get("/", REMOTE_ADDR="192.0.2.1"), "unused")
     assert bad is not None
+    # Where the identity's hash belongs: the state key up to its hash tag.
+    bad = bad.partition("}:")[0] + "}"
     if alias == "default":
-        caches[alias].set(bad, {"not": "a state"})
+        caches[alias].set(bad, {"not": "a hash"})
     else:
         cache = caches[alias]
-        cache._cache.get_client(write=True).hset(cache.make_key(bad), "f", "1")
+        cache._cache.get_client(write=True).set(cache.make_key(bad), "not a hash")
     for _ in range(BAD_HITS):
         response = view(rf.get("/", REMOTE_ADDR="192.0.2.1"))
         assert response.status_code == 503

@@ -18,9 +18,8 @@ from gated_proxy import GatedProxy
 from luathrottle import AsyncLimiter, BackendError, Limiter, Reason, ScriptError
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from servers import wait_until
-from states import limiter_keys
 from tcp_proxy import TcpProxy
-from test_bad_keys_and_the_breaker import StrictLeakyBucket
+from test_bad_keys_and_the_breaker import StrictLeakyBucket, hash_of
 
 pytestmark = pytest.mark.redis
 
@@ -182,8 +181,7 @@ async def test_one_callers_bad_key_fails_that_caller_alone(proxy, parked, redis_
     ours = AsyncLimiter(
         100, 3600, algorithm=StrictLeakyBucket(), backend=limiter.backend
     )
-    [bad_key] = limiter_keys(ours, "wrong")
-    redis_client.hset(bad_key, "field", "1")
+    redis_client.set(hash_of(ours, "wrong"), "not a hash")
     first = await park()
     queued = [asyncio.create_task(limiter.hit("shared")) for _ in range(3)]
     bad = asyncio.create_task(ours.hit("wrong"))

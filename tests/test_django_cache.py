@@ -40,7 +40,7 @@ from luathrottle.backends.django_cache import (
 )
 from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
-from states import limiter_keys, store_keys
+from states import limiter_keys, locate, store_keys
 
 ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket(burst=3), SlidingWindow()]
 REDIS_DBS = {"redis": 1, "django_redis": 2, "django_valkey": 3}
@@ -416,16 +416,19 @@ def test_async_staged_keyspace_writes_back(request, alias):
 
 def test_a_foreign_value_counts_as_absent(clock):
     """A value of another type holds no state of ours: the hit is judged as
-    on a fresh key and writes its state over it."""
+    on a fresh key and writes its state over it (at the key, or in its field
+    of a hashed script's hash)."""
     backend = SyncDjangoCache()
     limiter = Limiter(3, 60, algorithm=LeakyBucket(), backend=backend, clock=clock)
     [key] = Limiter(3, 60, algorithm=LeakyBucket(), prefix="lt").state_keys("k")
-    caches["default"].set(key, {"count": 5})
+    store_key, field = locate(key)
+    caches["default"].set(store_key, {"count": 5})
     try:
         assert limiter.hit("k").remaining == 2
-        assert isinstance(caches["default"].get(key), str)
+        stored = caches["default"].get(store_key)
+        assert isinstance(stored if field is None else stored["fields"][field], str)
     finally:
-        caches["default"].delete(key)
+        caches["default"].delete(store_key)
 
 
 def test_a_script_error_is_a_backend_error():

@@ -207,7 +207,7 @@ SESSIONS = (
     Session(
         "Algorithms: LeakyBucket",
         (Step("/api/leaky-bucket/sync/", 200, INSIDE),),
-        stored={"*:lb3:*": 1},
+        stored={"*:lb4:*": 1},
     ),
     Session(
         "Algorithms: LeakyBucket on a login endpoint",

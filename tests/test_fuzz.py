@@ -272,7 +272,7 @@ def test_limiters_key_every_identity_as_the_readme_lays_keys_out(
     identity, prefix, algorithm
 ):
     limiter = Limiter(key_limits, algorithm=algorithm, prefix=prefix)
-    # `lt:lb3:{<identity hash>}:60s`: the prefix, the script's key tag, the
+    # `lt:lb4:{<identity hash>}:60s`: the prefix, the script's key tag, the
     # identity's hash tag and the limit's window.
     head = f"{prefix}:{algorithm.script.key_tag}:{{{tag_of(identity)}}}"
     expected = [f"{head}:{limit.duration}s" for limit in key_limits]

@@ -168,11 +168,12 @@ def test_reset_forgets_the_key(sync_backend, clock, algorithm):
     [
         # Both of SimpleRate's limits are fields of one hash.
         (SimpleRate(), [60_000, 60_000]),
-        (LeakyBucket(), [500, 15_000]),
-        # So are TokenBucket's: the hash lives to the end of the block after
-        # the next of the latest full bucket (F = 1 s and 60 s, full in 0.5 s
-        # and 15 s; the clock starts 20 s into a block of 60 s): 100 s.
+        # So are TokenBucket's and LeakyBucket's: the hash lives to the end
+        # of the block after the next of the latest full (or empty) bucket
+        # (F = 1 s and 60 s, full or empty in 0.5 s and 15 s; the clock
+        # starts 20 s into a block of 60 s): 100 s.
         (TokenBucket(), [100_000, 100_000]),
+        (LeakyBucket(), [100_000, 100_000]),
     ],
     ids=repr,
 )
@@ -180,7 +181,7 @@ def test_keys_expire_when_their_state_is_spent(
     sync_backend, clock, algorithm, expected_ms
 ):
     """A window lives until it ends, and SimpleRate's hash until the last of
-    its windows does; one request in a leaky bucket until it drains."""
+    its windows does; a bucket's hash a little past its last bucket."""
     limiter = Limiter(
         ["2/second", "4/minute"], algorithm=algorithm, backend=sync_backend, clock=clock
     )

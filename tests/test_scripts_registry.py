@@ -71,7 +71,7 @@ def test_header_must_name_the_file():
 KEY_TAGS = {
     "concurrency": (1, "c1"),
     "fixed_window": (6, "fw6"),
-    "leaky_bucket": (3, "lb3"),
+    "leaky_bucket": (4, "lb4"),
     "sliding_window": (3, "sw3"),
     "token_bucket": (3, "tb3"),
 }

@@ -38,14 +38,22 @@ pytestmark = pytest.mark.redis
 
 @functools.cache
 def strict_script() -> Script:
-    """LeakyBucket's script with a GET that fails on a key of another type."""
+    """LeakyBucket's script with an HMGET that fails on a key of another
+    type where the identity's hash belongs."""
     source = get_script("leaky_bucket").source
-    strict = source.replace("redis.pcall('GET'", "redis.call('GET'").replace(
+    strict = source.replace("redis.pcall('HMGET'", "redis.call('HMGET'").replace(
         "script: leaky_bucket", "script: strict_leaky_bucket"
     )
-    # The decision's GET and the refund's.
-    assert strict.count("redis.call('GET'") == 2
+    # The decision's HMGET and the refund's.
+    assert strict.count("redis.call('HMGET'") == 2
     return Script.from_source(strict, filename="strict_leaky_bucket.lua")
+
+
+def hash_of(limiter, identity: str) -> str:
+    """The key of ``identity``'s hash, where a key of another type makes
+    the strict script fail."""
+    [key] = limiter_keys(limiter, identity)
+    return str(limiter.script.words([key], [])[0][0])
 
 
 class StrictLeakyBucket(LeakyBucket):
@@ -65,8 +73,7 @@ def test_a_wrongtype_key_is_a_script_error_the_breaker_ignores(
     limiter = Limiter(
         5, 60, algorithm=StrictLeakyBucket(), backend=backend, prefix="wrongtype"
     )
-    [bad_key] = limiter_keys(limiter, "bad")
-    redis_admin.hset(bad_key, "field", "1")
+    redis_admin.set(hash_of(limiter, "bad"), "not a hash")
     for _ in range(5):
         with pytest.raises(ScriptError, match="WRONGTYPE") as caught:
             limiter.hit("bad")
@@ -87,8 +94,7 @@ async def test_an_asyncio_wrongtype_key_is_a_script_error(
         prefix=uuid.uuid4().hex[:8],
         on_failure="deny",
     )
-    [bad_key] = limiter_keys(limiter, "bad")
-    redis_admin.hset(bad_key, "field", "1")
+    redis_admin.set(hash_of(limiter, "bad"), "not a hash")
     for _ in range(5):
         decision = await limiter.hit("bad")
         assert (decision.allowed, decision.reason) == (False, "store_unavailable")
