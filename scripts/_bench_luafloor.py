@@ -32,10 +32,9 @@ Beside them, and no target's: a function that returns 1, called with the
 same words (what the call costs with no script), and the floor scripts of
 ``_bench_cases``, a hit's commands with none of its logic, with a key per
 limit and with one hash. Their difference is what keeping a key per limit
-costs (a GET and a SET PX per limit against one HMGET and one HSET), which
-the algorithms whose scripts keep a key per limit pay and the least
-decision does not: their targets' details also give them over the least
-decision plus that difference.
+would cost (a GET and a SET PX per limit against one HMGET and one HSET):
+every algorithm keeps an identity's limits in one hash, as the least
+decision does.
 """
 
 import re
@@ -255,21 +254,6 @@ def _targets(figures: dict[str, float] | None, note: str) -> list[TargetResult]:
             plural = "s" if size > 1 else ""
             measured = ratio(f"{name}.{size}", f"{_LEAST}.{size}")
             detail = note if figures is None else "callgrind, inside FCALL"
-            # A script that keeps a key per limit, read by GET and written
-            # by SET PX, where a hashed one and the least decision keep one
-            # hash.
-            if figures is not None and not ALGORITHMS[name]().script.hashed:
-                layout = (
-                    figures[f"{_KEYS_FLOOR}.{size}"] - figures[f"{_HASH_FLOOR}.{size}"]
-                )
-                beside = figures[f"{name}.{size}"] / (
-                    figures[f"{_LEAST}.{size}"] + layout
-                )
-                detail += (
-                    f"; {beside:.2f} over the least decision plus what a key "
-                    f"per limit adds ({layout:,.0f}: floor script, a key per "
-                    "limit, less one hash)"
-                )
             targets.append(
                 TargetResult(
                     f"Lua instructions per hit, {algorithm.__name__} {size} "
