@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 10
+-- version: 11
 -- state: 6
 -- layout: hash
 --
@@ -87,6 +87,9 @@
 -- clients whose clocks (the clock= option) disagree by up to five
 -- minutes share windows.
 local SKEW_US = 300000000
+-- KEYS and ARGV are read several times per limit: as locals they are
+-- registers, where each read of a global looks its name up in a table.
+local KEYS, ARGV = KEYS, ARGV
 local n = #KEYS
 local PENALTIES = 3 + 2 * n
 local FIELDS = 3 + 3 * n
@@ -152,10 +155,11 @@ if ARGV[1] == 'refund' then
   cost = 1
 end
 
--- Each run is one HMGET. A key holding no hash reads as '' for each of its limits, a state
--- no limit can read, and is remembered so that a hit deletes it before
--- writing.
-local states, foreign = nil, nil
+-- Each run is one HMGET. A key holding no hash reads as '' for each of its
+-- limits, a state no limit can read, and is remembered so that a hit
+-- deletes it before writing. single: every limit is in one hash, as when
+-- they are all one identity's.
+local states, foreign, single = nil, nil, false
 local first = 1
 for i = 1, n do
   if i == n or KEYS[i + 1] ~= KEYS[i] then
@@ -169,7 +173,7 @@ for i = 1, n do
       end
     end
     if first == 1 and i == n then
-      states = read
+      states, single = read, true
     else
       states = states or {}
       for j = first, i do
@@ -180,32 +184,47 @@ for i = 1, n do
   end
 end
 
--- The reply is filled in as the limits are read, and the writes read back
--- what they need from it, so that no table is built per limit. It starts
--- with room for one limit, as a table grown one field at a time is
--- reallocated at every power of two. Unreadable states are rare, so their
--- list is only made when one turns up.
--- A limit that is penalised keeps, in penalised, when its penalty ends and
--- its count, two numbers per limit; started says whether this hit started
--- it. Both only exist when a limit has a penalty running.
-local reply, admitted, unreadable, moved = {0, 0, 0, 0, 0}, true, nil, nil
+-- One pass reads, decides and, for a hit, makes each admitting limit's
+-- write as if the hit counts, as it mostly does: then the writes are
+-- ready, and nothing is read twice. A limit whose hit does not count after
+-- all is set back below. The reply is filled in as the limits are read,
+-- and both it and the writes are made whole with the first limit's, as a
+-- table grown one field at a time is reallocated at every power of two.
+-- Comparisons stand in for math.max: a call costs more than the rest.
+-- Unreadable states are rare, so their list is only made when one turns
+-- up. A limit that is penalised keeps, in penalised, when its penalty ends
+-- and its count, two numbers per limit; started says whether this hit
+-- started one. Both only exist when a limit has a penalty running.
+--
+-- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit
+-- that counts writes (made by the first limit that admits); opens[i],
+-- made only then, the microseconds until the window this hit opens in
+-- limit i ends, and longest the most of them.
+local format = string.format
+local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
+local writes, opens, longest = nil, nil, 0
 for i = 1, n do
-  local limit = ARGV[2 + 2 * i] + 0
+  -- at: where limit i's numbers are, in ARGV and (less one) in writes.
+  local at = 2 * i
+  local limit = ARGV[at + 2] + 0
+  -- A state mostly holds the duration as the limit gives it: one
+  -- conversion then serves both.
+  local given = ARGV[at + 3]
   local count, reset_after = 0, 0
   local state = states[i]
   local ends
   if state then
-    -- Most states hold no penalty: one match reads them.
-    local window_ms, used, stored = match(state, PLAIN)
+    -- Most states hold no penalty: one match reads them. window_end
+    -- stays nil (the match has three captures) unless the state is read.
+    local window_ms, used, stored, window_end = match(state, PLAIN)
     if not window_ms then
       window_ms, used, stored, ends = match(state, PENALISED)
+      if ends and #ends > 16 then
+        window_ms = nil
+      end
     end
-    local window_end
-    if window_ms and #used <= 16 and #stored <= 9 and (not ends or #ends <= 16) then
-      -- A state mostly holds the duration as the limit gives it: one
-      -- conversion then serves both.
-      local given = ARGV[3 + 2 * i]
+    if window_ms and #used <= 16 and #stored <= 9 then
       local duration = given * 1000000
       window_end, used = window_ms * 1000, used + 0
       if stored == given then
@@ -234,100 +253,153 @@ for i = 1, n do
       count, reset_after = used, window_end - now
     end
   end
-  local base = 5 * i - 5
-  reply[base + 1] = 1
-  reply[base + 2] = limit
-  -- A comparison rather than math.max: a call costs more than the rest.
-  reply[base + 3] = limit > count and limit - count or 0
-  reply[base + 4] = reset_after
-  reply[base + 5] = 0
+  local status, retry_after = 1, 0
   if cost > limit then
-    reply[base + 1], admitted = -1, false
+    status, admitted = -1, false
   elseif count + cost > limit then
-    reply[base + 1], reply[base + 5], admitted = 0, reset_after, false
+    status, retry_after, admitted = 0, reset_after, false
   end
   -- Most limits have no penalty, sent as "0": no conversion then.
   local penalty = ARGV[PENALTIES + i]
-  if penalty ~= '0' and reply[base + 1] ~= -1 then
+  if penalty ~= '0' and status ~= -1 then
     penalty = penalty + 0
     local left = ends and ends - now or 0
     if left <= 0 or left > penalty + SKEW_US then
       left = 0
-      if consume and reply[base + 1] == 0 then
+      if consume and status == 0 then
         left, started = penalty, true
       end
     end
     if left > 0 then
-      reply[base + 1], admitted = 0, false
+      status, admitted = 0, false
       penalised = penalised or {}
-      penalised[2 * i - 1], penalised[2 * i] = now + left, count
+      penalised[at - 1], penalised[at] = now + left, count
     end
+  end
+  local remaining
+  if consume and status == 1 then
+    -- A hit that fits leaves count + cost, at most the limit.
+    count = count + cost
+    remaining = limit - count
+    -- Only a live window has time left: otherwise this hit opens one.
+    if reset_after == 0 then
+      reset_after = math.floor((now + given * 1000000) / 1000) * 1000 - now
+      opens = opens or {}
+      opens[i] = reset_after
+      if reset_after > longest then
+        longest = reset_after
+      end
+    end
+    -- Whole milliseconds: %d drops the fraction of a positive number
+    -- below 2^53, so that no call to math.floor is needed. The duration
+    -- goes into the pattern, copied as it is, which costs less than a %s:
+    -- it has been read as a number by now (for the window above or the
+    -- one this hit opens), so it holds no %.
+    local write = format('%d:%d:' .. given, (now + reset_after) / 1000, count)
+    if writes then
+      writes[at - 1], writes[at] = ARGV[FIELDS + i], write
+    elseif i == 1 then
+      writes = {ARGV[FIELDS + 1], write}
+    else
+      writes = {[at - 1] = ARGV[FIELDS + i], [at] = write}
+    end
+  else
+    -- A comparison rather than math.max: a call costs more than the rest.
+    remaining = limit > count and limit - count or 0
+  end
+  if reply then
+    local base = 5 * i - 5
+    reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
+    reply[base + 4], reply[base + 5] = reset_after, retry_after
+  else
+    -- Made whole at once, the first limit costs no growing table.
+    reply = {status, limit, remaining, reset_after, retry_after}
   end
 end
 
--- A denied hit still writes a window it shortened: it counts nothing,
--- unless under "each" in the limits that admit it. An admitted hit counts
--- in every limit whatever it says.
-local each = not admitted and ARGV[FIELDS + n + 1] == 'each'
-if consume and (admitted or moved or each or started) then
-  -- Each run is one HSET. A hash lives until the last window or penalty of
-  -- any of its fields ends, so it only needs a longer life when a window
-  -- opens or a penalty is written.
-  local format = string.format
-  local writes, w, opened = {}, 0, 0
+-- A hash lives until the last window or penalty of any of its fields
+-- ends, so it only needs a longer life when a window opens or a penalty
+-- is written: then a PTTL, and a PEXPIRE if that is longer.
+if consume and admitted and single then
+  -- The common case: every limit counts the hit, in one hash.
+  local key = KEYS[1]
+  if foreign then
+    redis.call('DEL', key)
+  end
+  redis.call('HSET', key, unpack(writes))
+  if longest > 0 then
+    local ms = math.ceil(longest / 1000)
+    -- Compared with <=, as PTTL rounds a last partial millisecond up; a
+    -- hash without an expiry (-1) is given one.
+    if redis.call('PTTL', key) <= ms then
+      redis.call('PEXPIRE', key, ms)
+    end
+  end
+elseif consume then
+  -- Each run is one HSET, and at most one PTTL and PEXPIRE, for the
+  -- longest life it needs. A denied hit still writes a window it
+  -- shortened, and a penalty that starts or is kept: neither counts
+  -- anything. Otherwise a hit that counts nowhere writes nothing.
+  local each = ARGV[FIELDS + n + 1] == 'each'
+  local writing = admitted or moved or each or started
+  local run, w, most = {}, 0, 0
   for i = 1, n do
     local base = 5 * i - 5
-    local count = moved and moved[i]
-    local ends = penalised and penalised[2 * i - 1]
-    if ends then
-      -- A penalty is kept in the state whenever it is written, and one
-      -- that starts writes it; the hash lives at least until it ends.
-      count = count or penalised[2 * i]
-      if ends - now > opened then
-        opened = ends - now
-      end
-    end
+    -- Under "each", a limit that admits the hit counts it, whatever the
+    -- others say.
     if admitted or (each and reply[base + 1] == 1) then
-      local remaining = reply[base + 3] - cost
-      -- Only a live window has time left: otherwise this hit opens one.
-      if reply[base + 4] == 0 then
-        local duration_us = ARGV[3 + 2 * i] * 1000000
-        local reset_after = math.floor((now + duration_us) / 1000) * 1000 - now
-        if reset_after > opened then
-          opened = reset_after
-        end
-        reply[base + 4] = reset_after
-      end
-      reply[base + 3] = remaining
-      count = reply[base + 2] - remaining
-    end
-    if count then
-      writes[w + 1] = ARGV[FIELDS + i]
-      -- Whole milliseconds: %d drops the fraction of a positive number
-      -- below 2^53, so that no call to math.floor is needed.
-      local window_ms = (now + reply[base + 4]) / 1000
-      if ends then
-        writes[w + 2] = format('%d:%d:%s:%d', window_ms, count, ARGV[3 + 2 * i], ends)
-      else
-        writes[w + 2] = format('%d:%d:%s', window_ms, count, ARGV[3 + 2 * i])
-      end
+      run[w + 1], run[w + 2] = writes[2 * i - 1], writes[2 * i]
       w = w + 2
-    end
-    if w > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
-      local key = KEYS[i]
-      if foreign and foreign[key] then
-        redis.call('DEL', key)
-        foreign[key] = nil
+      local us = opens and opens[i]
+      if us and us > most then
+        most = us
       end
-      redis.call('HSET', key, unpack(writes, 1, w))
-      if opened > 0 then
-        local ms = math.ceil(opened / 1000)
-        -- Compared with <=, as PTTL rounds a last partial millisecond up.
-        if redis.call('PTTL', key) <= ms then
-          redis.call('PEXPIRE', key, ms)
+    else
+      if reply[base + 1] == 1 then
+        -- It admitted the hit, which counts nowhere: as it was, and a
+        -- window it would have opened stays unused.
+        reply[base + 3] = reply[base + 3] + cost
+        if opens and opens[i] then
+          reply[base + 4] = 0
         end
       end
-      w, opened = 0, 0
+      local count = moved and moved[i]
+      local ends = penalised and penalised[2 * i - 1]
+      if ends then
+        -- A penalty is kept in the state whenever it is written, and one
+        -- that starts writes it; the hash lives at least until it ends.
+        count = count or penalised[2 * i]
+        if ends - now > most then
+          most = ends - now
+        end
+      end
+      if writing and count then
+        run[w + 1] = ARGV[FIELDS + i]
+        local window_ms = (now + reply[base + 4]) / 1000
+        if ends then
+          run[w + 2] = format('%d:%d:%s:%d', window_ms, count, ARGV[3 + 2 * i], ends)
+        else
+          run[w + 2] = format('%d:%d:%s', window_ms, count, ARGV[3 + 2 * i])
+        end
+        w = w + 2
+      end
+    end
+    if i == n or KEYS[i + 1] ~= KEYS[i] then
+      if w > 0 then
+        local key = KEYS[i]
+        if foreign and foreign[key] then
+          redis.call('DEL', key)
+          foreign[key] = nil
+        end
+        redis.call('HSET', key, unpack(run, 1, w))
+        if most > 0 then
+          local ms = math.ceil(most / 1000)
+          if redis.call('PTTL', key) <= ms then
+            redis.call('PEXPIRE', key, ms)
+          end
+        end
+      end
+      w, most = 0, 0
     end
   end
 end
