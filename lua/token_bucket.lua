@@ -92,7 +92,7 @@
 -- when it ends no later than the limit's penalty plus SKEW_US from now:
 -- one written under a longer penalty, or by someone else, is ignored.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 4n + i], limit i's anchor:
+-- Refunds: ARGV as for a hit, then ARGV[3 + 5n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is full again, in
 -- microseconds since 1970 (its now plus its reset_after_us), or "" for
 -- none. A refund gives back cost * interval of the debt, no more than the
