@@ -56,10 +56,10 @@ ALGORITHMS: dict[str, type[BaseThrottleAlgorithm]] = {
 }
 _TRIVIAL = "return 1"
 #: The Redis commands a server-clock hit runs with a key per limit (TIME,
-#: then a GET and a SET PX per limit, as TokenBucket and SlidingWindow do)
-#: and a reply of the same shape, five integers per limit, with none of the
-#: decision: what such a hit cannot cost less than. It takes the keys and
-#: arguments of a hit, and reads only the keys.
+#: then a GET and a SET PX per limit, as the buckets and SlidingWindow did
+#: before they kept one hash) and a reply of the same shape, five integers
+#: per limit, with none of the decision: what such a hit cannot cost less
+#: than. It takes the keys and arguments of a hit, and reads only the keys.
 FLOOR_SCRIPT = """
 local time = redis.call('TIME')
 local state = time[1] .. time[2]

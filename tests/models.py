@@ -111,6 +111,14 @@ class FixedWindowModel:
         return ceil_div(end - now, 1000)
 
 
+def block_ttl_ms(ends_at: int, full: int, now: int) -> int:
+    """The life, in ms, a bucket's hash has left at ``now`` after a write of
+    a state that ends at ``ends_at``: to the end of the block of ``full``
+    (a full bucket) after the one ``ends_at`` falls in (the scripts'
+    "Expiry")."""
+    return ceil_div(ends_at - ends_at % full + 2 * full - now, 1000)
+
+
 @dataclass
 class LeakyBucketModel:
     # key -> (empty_at_us, drain_us): when the bucket will have drained
@@ -173,9 +181,7 @@ class LeakyBucketModel:
             most = max(most, ceil_div(3 * limit * drain, 1000) + 1)
             if key in self.state:
                 empty_at, was = self.state[key]
-                full = limit * was
-                block_end = empty_at - empty_at % full + 2 * full
-                needed = max(needed, ceil_div(block_end - now, 1000))
+                needed = max(needed, block_ttl_ms(empty_at, limit * was, now))
         return needed, most
 
 
@@ -237,14 +243,13 @@ class TokenBucketModel:
         most that may be left when a Redis server counts on its own clock,
         three full buckets of the longest limit."""
         needed, most = 0, 0
-        for key, (limit, _duration) in zip(keys, limits, strict=True):
+        for key, (limit, duration) in zip(keys, limits, strict=True):
             burst = limit if self.burst is None else self.burst
-            interval = ceil_div(_duration * 1_000_000, limit)
+            interval = ceil_div(duration * 1_000_000, limit)
             most = max(most, ceil_div(3 * burst * interval, 1000) + 1)
             if key in self.state:
                 tat, was = self.state[key]
-                full = burst * was
-                needed = max(needed, ceil_div(tat - tat % full + 2 * full - now, 1000))
+                needed = max(needed, block_ttl_ms(tat, burst * was, now))
         return needed, most
 
 
