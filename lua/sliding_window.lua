@@ -275,10 +275,11 @@ for i = 1, n do
   if state then
     local stored, first, second, was = match(state, PLAIN)
     -- Most hits read the state of this window, which starts before now.
-    -- Its duration is the limit's, 9 digits at most, and a state of 22
-    -- characters has no count of more than 16: no length to check one by
-    -- one. A previous count of 0, as in every state of an identity seen
-    -- only in this window, needs no conversion.
+    -- Its duration is the limit's, of 9 digits at most (a limit lasts 10
+    -- years at most), and a state of at most 22 characters has no count
+    -- of more than 16 digits: no field's length to check. A previous
+    -- count of 0, as in every state of an identity seen only in this
+    -- window, needs no conversion.
     if was == seconds and #state <= 22 and stored + 0 == index then
       previous, current = first == '0' and 0 or first + 0, second + 0
       kept_index, kept_previous, kept_lives = stored, first, lives
