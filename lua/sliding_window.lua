@@ -132,6 +132,8 @@ local BOUND = 4503599627370496
 -- clocks (the clock= option) disagree by up to five minutes share windows.
 local SKEW_US = 300000000
 
+-- Locals, as each global read is a lookup by name.
+local KEYS, ARGV = KEYS, ARGV
 local n = #KEYS
 local PENALTIES = 3 + 2 * n
 local FIELDS = 3 + 3 * n
@@ -205,8 +207,8 @@ end
 
 -- Each run is one HMGET. A key holding no hash reads as '' for each of its
 -- limits, a state no limit can read, and is remembered so that a hit
--- deletes it before writing.
-local states, foreign = nil, nil
+-- deletes it before writing. whole says that one HMGET read them all.
+local states, foreign, whole = nil, nil, false
 local first = 1
 for i = 1, n do
   if i == n or KEYS[i + 1] ~= KEYS[i] then
@@ -220,7 +222,7 @@ for i = 1, n do
       end
     end
     if first == 1 and i == n then
-      states = read
+      states, whole = read, true
     else
       states = states or {}
       for j = first, i do
@@ -259,21 +261,10 @@ for i = 1, n do
   local seconds = ARGV[3 + 2 * i]
   local duration = seconds * 1000000
   local offset = now % duration
-  local start = now - offset
-  local window = start / duration
-  local index = window - (EPOCH_US - EPOCH_US % duration) / duration
-  local lives = start + 2 * duration - now
-  -- limit * duration / BOUND, exact as BOUND is a power of two, passes 1
-  -- only for limits of more than 2^52 units of weight per window.
-  local unit, steps, elapsed = 1, duration, offset
-  local over = limit * duration / BOUND
-  if over > 1 then
-    unit = 10
-    while over > unit and unit < 1000000 do
-      unit = unit * 10
-    end
-    steps, elapsed = duration / unit, (offset - offset % unit) / unit
-  end
+  -- Now's window counted from EPOCH_US's: the difference of two multiples
+  -- of duration, divided at once.
+  local index = (now - offset - EPOCH_US + EPOCH_US % duration) / duration
+  local lives = duration + duration - offset
   -- What the writes need (see counts above): unless the state read is of
   -- this window, the index and previous count as numbers, and a life the
   -- hash must be given.
@@ -283,113 +274,138 @@ for i = 1, n do
   local ends = ''
   if state then
     local stored, first, second, was = match(state, PLAIN)
-    if not stored then
-      stored, first, second, was, ends = match(state, PENALISED)
-      if ends and #ends > 16 then
-        stored = nil
+    -- Most hits read the state of this window, which starts before now.
+    -- Its duration is the limit's, of 9 digits at most (a limit lasts 10
+    -- years at most), and a state of at most 22 characters has no count
+    -- of more than 16 digits: no field's length to check. A previous
+    -- count of 0, as in every state of an identity seen only in this
+    -- window, needs no conversion.
+    if was == seconds and #state <= 22 and stored + 0 == index then
+      previous, current = first == '0' and 0 or first + 0, second + 0
+      kept_index, kept_previous, kept_lives = stored, first, lives
+    else
+      if not stored then
+        stored, first, second, was, ends = match(state, PENALISED)
+        if ends and #ends > 16 then
+          stored = nil
+        end
       end
-    end
-    local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
-      and #was <= 9
-    if readable then
-      local read_index = stored + 0
-      if read_index == index and was == seconds then
-        -- The state of this window, which starts before now: most hits
-        -- read one. A previous count of 0, as in every state of an
-        -- identity seen only in this window, needs no conversion.
-        previous, current = first == '0' and 0 or first + 0, second + 0
-        kept_index, kept_previous, kept_lives = stored, first, lives
-      else
-        -- The index of now's window in the state's own duration: the
-        -- limit's, read above, when the state holds it as the limit
-        -- gives it.
-        local at, window_was = index, window
-        if was == seconds then
-          was = duration
+      local readable = stored and #stored <= 17 and #first <= 16 and #second <= 16
+        and #was <= 9
+      if readable then
+        local read_index = stored + 0
+        if read_index == index and was == seconds then
+          -- As above, for a state longer than 22 characters.
+          previous, current = first == '0' and 0 or first + 0, second + 0
+          kept_index, kept_previous, kept_lives = stored, first, lives
         else
-          was = was * 1000000
-          window_was = math.floor(now / was)
-          at = window_was - math.floor(EPOCH_US / was)
-        end
-        readable = was > 0 and (read_index - at) * was <= now - window_was * was + SKEW_US
-        if not readable then
-          ends = ''
-        elseif was ~= duration then
-          -- A named limit's window changed: what the old window still
-          -- counts counts in the new one's current window.
-          if read_index == at then
-            current = first + second
-          elseif read_index == at - 1 then
-            current = second + 0
+          -- The index of now's window in the state's own duration: the
+          -- limit's, read above, when the state holds it as the limit
+          -- gives it.
+          local at, window_was = index, (now - offset) / duration
+          if was == seconds then
+            was = duration
+          else
+            was = was * 1000000
+            window_was = math.floor(now / was)
+            at = window_was - math.floor(EPOCH_US / was)
           end
-          if current > 0 then
-            moved = moved or {}
-            moved[i] = true
+          readable = was > 0 and (read_index - at) * was <= now - window_was * was + SKEW_US
+          if not readable then
+            ends = ''
+          elseif was ~= duration then
+            -- A named limit's window changed: what the old window still
+            -- counts counts in the new one's current window.
+            if read_index == at then
+              current = first + second
+            elseif read_index == at - 1 then
+              current = second + 0
+            end
+            if current > 0 then
+              moved = moved or {}
+              moved[i] = true
+            end
+          elseif read_index == index then
+            -- Of this window, the duration written otherwise ("060").
+            previous, current = first + 0, second + 0
+            kept_previous = previous
+          elseif read_index == index - 1 then
+            previous = second + 0
+            kept_previous = previous
           end
-        elseif read_index == index then
-          -- Of this window, the duration written otherwise ("060").
-          previous, current = first + 0, second + 0
-          kept_previous = previous
-        elseif read_index == index - 1 then
-          previous = second + 0
-          kept_previous = previous
         end
       end
-    end
-    if not readable then
-      unreadable = unreadable or {}
-      unreadable[#unreadable + 1] = i
-      ends = ''
+      if not readable then
+        unreadable = unreadable or {}
+        unreadable[#unreadable + 1] = i
+        ends = ''
+      end
     end
   end
-  -- A hit writes the counts as read; the arithmetic weighs no more than a
-  -- full window, which keeps every product within BOUND.
+  -- A hit writes the counts as read. Without a previous count, a cost that
+  -- fits in the current window's is admitted, and there is nothing to
+  -- weigh (cost > limit is a case of current + cost > limit).
   local counted = current
-  previous = previous < limit and previous or limit
-  current = current < limit and current or limit
-  local weighted = previous * (steps - elapsed)
-  local status, retry_after = 1, 0
-  if cost > limit then
-    status, admitted = -1, false
-  elseif current + cost > limit
-      or weighted + (current + cost) * steps > limit * steps then
-    status, admitted = 0, false
-    -- The estimate only falls as time passes: the hit fits from the first
-    -- step of this window at which previous, decaying, leaves room for
-    -- the cost, or else of the next (where current weighs as previous
-    -- did), or, failing both, from the start of the one after. A count of
-    -- weight leaves room for room units from the step steps - free, free
-    -- = floor(room * steps / weight), when free >= 1.
-    local step = nil
-    if current + cost <= limit then
-      if previous == 0 then
-        step = 0
-      else
-        local free = math.floor((limit - current - cost) * steps / previous)
-        if free >= steps then
-          step = 0
-        elseif free >= 1 then
-          step = steps - free
-        end
+  local status, retry_after, steps, weighted = 1, 0, duration, 0
+  if current + cost > limit or previous > 0 then
+    -- The arithmetic weighs no more than a full window, which keeps every
+    -- product within BOUND. limit * duration / BOUND, exact as BOUND is a
+    -- power of two, passes 1 only for limits of more than 2^52 units of
+    -- weight per window.
+    previous = previous < limit and previous or limit
+    current = current < limit and current or limit
+    local unit, elapsed = 1, offset
+    local over = limit * duration / BOUND
+    if over > 1 then
+      unit = 10
+      while over > unit and unit < 1000000 do
+        unit = unit * 10
       end
+      steps, elapsed = duration / unit, (offset - offset % unit) / unit
     end
-    if step then
-      retry_after = start + step * unit - now
-    else
-      if current == 0 then
-        step = 0
-      else
-        local free = math.floor((limit - cost) * steps / current)
-        if free >= steps then
+    weighted = previous * (steps - elapsed)
+    if cost > limit then
+      status, admitted = -1, false
+    elseif current + cost > limit
+        or weighted + (current + cost) * steps > limit * steps then
+      status, admitted = 0, false
+      -- The estimate only falls as time passes: the hit fits from the first
+      -- step of this window at which previous, decaying, leaves room for
+      -- the cost, or else of the next (where current weighs as previous
+      -- did), or, failing both, from the start of the one after. A count of
+      -- weight leaves room for room units from the step steps - free, free
+      -- = floor(room * steps / weight), when free >= 1.
+      local step = nil
+      if current + cost <= limit then
+        if previous == 0 then
           step = 0
-        elseif free >= 1 then
-          step = steps - free
+        else
+          local free = math.floor((limit - current - cost) * steps / previous)
+          if free >= steps then
+            step = 0
+          elseif free >= 1 then
+            step = steps - free
+          end
         end
       end
       if step then
-        retry_after = start + duration + step * unit - now
+        retry_after = step * unit - offset
       else
-        retry_after = lives
+        if current == 0 then
+          step = 0
+        else
+          local free = math.floor((limit - cost) * steps / current)
+          if free >= steps then
+            step = 0
+          elseif free >= 1 then
+            step = steps - free
+          end
+        end
+        if step then
+          retry_after = duration + step * unit - offset
+        else
+          retry_after = lives
+        end
       end
     end
   end
@@ -445,6 +461,24 @@ for i = 1, n do
   end
 end
 
+-- Most hits are admitted by every limit, each of which made its state
+-- above, in up to three limits of one hash: they spend the cost, and one
+-- HSET writes them with no loop over the limits. The hash lives long
+-- enough, and no penalty is running.
+if consume and admitted and not rare and whole and n <= 3 then
+  reply[3] = reply[3] - cost
+  if n == 1 then
+    redis.call('HSET', KEYS[1], ARGV[FIELDS + 1], states[1])
+  elseif n == 2 then
+    reply[8] = reply[8] - cost
+    redis.call('HSET', KEYS[1], ARGV[FIELDS + 1], states[1], ARGV[FIELDS + 2], states[2])
+  else
+    reply[8], reply[13] = reply[8] - cost, reply[13] - cost
+    redis.call('HSET', KEYS[1], ARGV[FIELDS + 1], states[1], ARGV[FIELDS + 2], states[2],
+      ARGV[FIELDS + 3], states[3])
+  end
+  return reply
+end
 -- A denied hit still writes a state it moved to a new duration: it counts
 -- nothing.
 local each = ARGV[FIELDS + n + 1] == 'each'

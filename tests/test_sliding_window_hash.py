@@ -117,6 +117,29 @@ def test_a_hit_of_the_window_written_sends_no_expiry(sync_backend, clock):
     assert 89_000 < state_ttl(sync_backend, key) <= 90_000
 
 
+@pytest.mark.parametrize("length", [20, 21, 22, 23])
+def test_a_state_of_this_window_reads_alike_at_any_length(sync_backend, clock, length):
+    """The script reads a state of at most 22 characters without checking
+    each field's length; a longer one, here its previous count padded with
+    zeros across that bound (to 16 digits, the most the script reads), reads
+    as the same counts, and a hit writes back the strings it read with the
+    current count added to."""
+    limiter = Limiter(
+        10, 60, algorithm=SlidingWindow(), backend=sync_backend, clock=clock
+    )
+    [key] = limiter_keys(limiter, "k")
+    to_window_start(clock, 60)
+    clock.advance(30)
+    index = int(clock.now) // 60 - EPOCH_US // 60_000_000
+    head = f"{index}:{'0' * (length - len(f'{index}:4:3:60'))}4"
+    assert len(f"{head}:3:60") == length
+    write_state(sync_backend, key, f"{head}:3:60")
+    decision = limiter.hit("k")
+    assert decision.allowed
+    assert decision.remaining == 4  # 10 - 3 - 1, less half of 4
+    assert read_state(sync_backend, key) == f"{head}:4:60"
+
+
 def test_a_shorter_limits_window_never_shortens_the_hashs_life(sync_backend, clock):
     """A 10-second window opening under an hour's count extends nothing:
     the hash lives as long as the hour's count weighs."""
