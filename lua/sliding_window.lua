@@ -1,5 +1,5 @@
 -- luathrottle script: sliding_window
--- version: 6
+-- version: 7
 -- state: 3
 -- layout: hash
 --
