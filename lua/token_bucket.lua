@@ -1,5 +1,5 @@
 -- luathrottle script: token_bucket
--- version: 6
+-- version: 7
 -- state: 3
 -- layout: hash
 --
@@ -10,9 +10,9 @@
 -- with "each", every limit that admits it counts it.
 --
 -- Time is kept in whole microseconds so that all arithmetic stays integral:
--- interval = ceil(duration_us / max_requests), rounded up so that tokens
--- never come back faster than the rate, and a full bucket is burst *
--- interval of time. The bucket's shortfall is the debt, the time until it
+-- the caller sends interval = ceil(duration_us / max_requests), rounded up
+-- so that tokens never come back faster than the rate, and a full bucket is
+-- burst * interval of time. The bucket's shortfall is the debt, the time until it
 -- is full again: a hit of cost n fits when debt + n * interval <= burst *
 -- interval. With burst = max_requests this is LeakyBucket, decision for
 -- decision.
@@ -30,7 +30,9 @@
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[1 + 3i]     max_requests of limit i
--- ARGV[2 + 3i]     duration of limit i, in seconds
+-- ARGV[2 + 3i]     emission interval of limit i, in microseconds: a
+--                  constant of the limit, sent rather than derived from
+--                  its duration on every hit
 -- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
 -- ARGV[3 + 3n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
@@ -141,8 +143,14 @@ if mode == 'reset' then
 end
 
 local consume = mode == 'hit'
--- Arithmetic reads a numeric string as tonumber does, without a call.
-local cost = ARGV[2] + 0
+-- Arithmetic reads a numeric string as tonumber does, without a call;
+-- most hits cost 1, which needs no conversion.
+local cost = ARGV[2]
+if cost == '1' then
+  cost = 1
+else
+  cost = cost + 0
+end
 local now
 if ARGV[3] == '' then
   local time = redis.call('TIME')
@@ -162,7 +170,7 @@ local PLAIN, PENALISED = '^(%d+):(%d+):(%d+)$', '^(%d+):(%d+):(%d+):(%d+)$'
 -- rather than a function, so that a hit makes no closure for them.
 if mode == 'refund' then
   for i = 1, n do
-    local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
+    local interval = ARGV[2 + 3 * i] + 0
     local anchor = tonumber(ARGV[FIELDS + n + i])
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
@@ -258,20 +266,22 @@ local penalised, started = nil, false
 local each = ARGV[FIELDS + n + 1] == 'each'
 local lives, opened = nil, 0
 for i = 1, n do
-  local limit = ARGV[1 + 3 * i] + 0
-  -- The burst as it is sent: mostly the one the state holds.
-  local burst_word = ARGV[3 + 3 * i]
-  local burst = burst_word + 0
-  local duration = ARGV[2 + 3 * i] * 1000000
-  local interval = duration % limit
-  interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+  -- Each word is read as a number once; the interval and burst as they are
+  -- sent are mostly the ones the state holds, compared as strings.
+  local limit_word, interval_word, burst_word = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
+  local limit, interval = limit_word + 0, interval_word + 0
+  -- Mostly burst is max_requests, sent as the same word.
+  local burst = limit
+  if burst_word ~= limit_word then
+    burst = burst_word + 0
+  end
   local full = burst * interval
   local state = states[i]
   -- was keeps the state's interval as written when the new state can
   -- repeat it, and block where the state's T lies, when its F is full.
   local debt, ends, was, block = 0, '', nil, nil
   if state then
-    local full_at, held
+    local full_at, held, step
     full_at, was, held = match(state, PLAIN)
     if not full_at then
       full_at, was, held, ends = match(state, PENALISED)
@@ -279,45 +289,36 @@ for i = 1, n do
         full_at = nil
       end
     end
-    -- Each part is read as a number once, after its digits are counted.
-    local readable = full_at and #full_at <= 16 and #was <= 16 and #held <= 16
-    if readable then
-      local step
-      full_at, step = full_at + 0, was + 0
-      if held == burst_word then
-        held = burst
-      else
-        held = held + 0
-      end
-      readable = step > 0 and full_at - now <= held * step + SKEW_US
-      if readable then
-        debt = full_at > now and full_at - now or 0
-        if step == interval and held == burst then
-          local ends_at = full_at
-          if ends ~= '' and ends + 0 > ends_at then
-            ends_at = ends + 0
-          end
-          block = ends_at - ends_at % full
-        else
-          was = nil
-          if step ~= interval and debt > 0 then
-            debt = math.min(math.ceil(debt / step), math.floor(BOUND / interval))
-              * interval
-            moved = moved or {}
-            moved[i] = true
-          end
-        end
+    if full_at and #full_at <= 16 then
+      if was == interval_word and held == burst_word then
+        step, held = interval, burst
+      elseif #was <= 16 and #held <= 16 then
+        step, held = was + 0, held + 0
       end
     end
-    if not readable then
+    full_at = step and full_at + 0
+    if step and step > 0 and full_at - now <= held * step + SKEW_US then
+      debt = full_at > now and full_at - now or 0
+      if step == interval and held == burst then
+        if ends ~= '' and ends + 0 > full_at then
+          full_at = ends + 0
+        end
+        block = full_at - full_at % full
+      else
+        was = nil
+        if step ~= interval and debt > 0 then
+          debt = math.min(math.ceil(debt / step), math.floor(BOUND / interval))
+            * interval
+          moved = moved or {}
+          moved[i] = true
+        end
+      end
+    else
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
       ends, was = '', nil
     end
   end
-  -- A bucket whose burst was lowered may owe more than it now holds.
-  local remaining = full - debt
-  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
   local status, retry_after = 1, 0
   if cost > burst then
     status = -1
@@ -354,7 +355,6 @@ for i = 1, n do
     end
   elseif consume and (admitted or each) then
     debt = debt + cost * interval
-    remaining = remaining - cost
     -- Admitted, the bucket owes no more than it holds: held is burst.
     local at = now + debt
     local ends_at = at - at % full
@@ -368,16 +368,15 @@ for i = 1, n do
       end
     end
     writes[2 * i - 1] = ARGV[FIELDS + i]
-    if was then
-      writes[2 * i] = format('%d', at) .. ':' .. was .. ':' .. burst_word
-    else
-      writes[2 * i] = format('%d:%d:%s', at, interval, burst_word)
-    end
+    writes[2 * i] = format('%d', at) .. ':' .. (was or interval_word) .. ':' .. burst_word
   end
+  -- Whole hits of cost 1 that fit after this call: none when a lowered
+  -- burst leaves the bucket owing more than it holds.
+  local remaining = full - debt
   local base = 5 * i - 5
   reply[base + 1] = status
   reply[base + 2] = limit
-  reply[base + 3] = remaining
+  reply[base + 3] = remaining > 0 and (remaining - remaining % interval) / interval or 0
   reply[base + 4] = debt
   reply[base + 5] = retry_after
   if opened > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
@@ -417,10 +416,7 @@ elseif consume then
   for i = 1, n do
     local base = 5 * i - 5
     local ends = penalised and penalised[i]
-    local limit, burst = ARGV[1 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
-    local duration = ARGV[2 + 3 * i] * 1000000
-    local interval = duration % limit
-    interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+    local interval, burst = ARGV[2 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
     if each and reply[base + 1] == 1 then
       words[#words + 1] = writes[2 * i - 1]
       words[#words + 1] = writes[2 * i]

@@ -421,7 +421,11 @@ def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limit
             == [
                 n
                 for limit in limits
-                for n in (limit.max_requests, limit.duration, algorithm.burst_of(limit))
+                for n in (
+                    limit.max_requests,
+                    -(-limit.duration * 1_000_000 // limit.max_requests),
+                    algorithm.burst_of(limit),
+                )
             ]
             + penalties
         )

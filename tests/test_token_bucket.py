@@ -188,18 +188,21 @@ def test_equality_and_repr_follow_the_burst():
     assert repr(TokenBucket(5)) == "TokenBucket(burst=5)"
 
 
-def test_pack_args_carries_each_limits_burst_then_penalties():
-    limits = [Limit(5, 60), Limit(100, 3600, penalty=1.5)]
+def test_pack_args_carries_each_limits_interval_and_burst_then_penalties():
+    # The interval in microseconds, rounded up: 7 a second is 142,858 µs.
+    limits = [Limit(5, 60), Limit(100, 3600, penalty=1.5), Limit(7, 1)]
     assert TokenBucket().pack_args("hit", 2, 7, limits) == [
         *("hit", "2", "7"),
-        *("5", "60", "5"),
-        *("100", "3600", "100"),
-        *("0", "1500000"),
+        *("5", "12000000", "5"),
+        *("100", "36000000", "100"),
+        *("7", "142858", "7"),
+        *("0", "1500000", "0"),
     ]
     assert TokenBucket(3).pack_args("peek", 1, None, limits)[3:] == [
-        *("5", "60", "3"),
-        *("100", "3600", "3"),
-        *("0", "1500000"),
+        *("5", "12000000", "3"),
+        *("100", "36000000", "3"),
+        *("7", "142858", "3"),
+        *("0", "1500000", "0"),
     ]
 
 

@@ -145,6 +145,12 @@ def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
             )
 
 
+def _interval(limit: Limit) -> int:
+    """The microseconds in which one of ``limit``'s tokens comes back,
+    rounded up: never faster than the rate."""
+    return -(-limit.duration * _MICROSECONDS // limit.max_requests)
+
+
 class TokenBucket(BaseThrottleAlgorithm):
     """A token bucket, run as GCRA: it holds ``burst`` tokens and gains one
     back every ``duration / max_requests`` seconds; a hit of cost ``n`` takes
@@ -199,7 +205,7 @@ class TokenBucket(BaseThrottleAlgorithm):
         super().check_limits(limits)
         _check_rate(limits, "TokenBucket", "each token must come back")
         for limit in limits:
-            interval = -(-limit.duration * _MICROSECONDS // limit.max_requests)
+            interval = _interval(limit)
             if self.burst_of(limit) * interval > _HALF_EXACT:
                 raise ValueError(
                     f"burst {self.burst_of(limit)} of limit {limit.name} fills "
@@ -212,14 +218,15 @@ class TokenBucket(BaseThrottleAlgorithm):
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
         """The ARGV of one call: three values per limit, ``max_requests``,
-        ``duration`` and the burst (see ``lua/token_bucket.lua``), then each
-        limit's penalty. A cost above every bucket is sent as the largest
-        plus one, as the base class does with limits."""
+        the emission interval in microseconds and the burst (see
+        ``lua/token_bucket.lua``), then each limit's penalty. A cost above
+        every bucket is sent as the largest plus one, as the base class does
+        with limits."""
         most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
         args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
         for limit in limits:
             args.append(str(limit.max_requests))
-            args.append(str(limit.duration))
+            args.append(str(_interval(limit)))
             args.append(str(self.burst_of(limit)))
         args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
