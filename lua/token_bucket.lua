@@ -209,10 +209,21 @@ end
 
 -- Each run is one HMGET. A key holding no hash reads as '' for each of its
 -- limits, a state no limit can read, and is remembered so that a hit
--- deletes it before writing.
+-- deletes it before writing. Mostly every limit is in one hash: the loops
+-- over runs then start at the last limit, which ends the one run.
+local start = 1
+if n > 1 then
+  start = n
+  for i = 2, n do
+    if KEYS[i] ~= KEYS[1] then
+      start = 1
+      break
+    end
+  end
+end
 local states, foreign = nil, nil
 local first = 1
-for i = 1, n do
+for i = start, n do
   if i == n or KEYS[i + 1] ~= KEYS[i] then
     local read = redis.pcall('HMGET', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
     if read.err then
@@ -252,23 +263,27 @@ end
 -- life, in milliseconds, that the run being read needs for its hash, 0
 -- for none; lives keeps it at the run's last limit, only made when one
 -- needs it. Both tables start with room for a few limits, as a table grown
--- one field at a time is reallocated at every power of two; the reply's
--- nils are no values, and it ends at its last.
+-- one field at a time is reallocated at every power of two: a constructor
+-- of nils sizes a table without filling it, and the reply ends at its
+-- last value.
 local reply, writes
 if n == 1 then
-  reply, writes = {0, 0, 0, 0, 0}, {false, false}
+  reply, writes = {nil, nil, nil, nil, nil}, {nil, nil}
 else
-  reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-  writes = {false, false, false, false, false, false}
+  reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+  writes = {nil, nil, nil, nil, nil, nil}
 end
 local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
 local penalised, started = nil, false
-local each = ARGV[FIELDS + n + 1] == 'each'
+-- taking: this hit takes the tokens of the limit being decided; each is
+-- only read once a limit denies.
+local taking, each = consume, false
 local lives, opened = nil, 0
 for i = 1, n do
   -- Each word is read as a number once; the interval and burst as they are
   -- sent are mostly the ones the state holds, compared as strings.
-  local limit_word, interval_word, burst_word = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
+  local k = 3 * i
+  local limit_word, interval_word, burst_word = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
   local limit, interval = limit_word + 0, interval_word + 0
   -- Mostly burst is max_requests, sent as the same word.
   local burst = limit
@@ -281,53 +296,61 @@ for i = 1, n do
   -- repeat it, and block where the state's T lies, when its F is full.
   local debt, ends, was, block = 0, '', nil, nil
   if state then
-    local full_at, held, step
-    full_at, was, held = match(state, PLAIN)
-    if not full_at then
-      full_at, was, held, ends = match(state, PENALISED)
-      if ends and #ends > 16 then
+    local full_at, step, held = match(state, PLAIN)
+    -- Mostly the state is as this limit writes it, with no penalty: its
+    -- interval and burst are the words sent, and only its T is read as a
+    -- number, into how far it lies ahead of now.
+    local ahead = step == interval_word and held == burst_word and #full_at <= 16
+      and full_at - now
+    if ahead and ahead <= full + SKEW_US then
+      if ahead > 0 then
+        debt = ahead
+      end
+      ahead = now + ahead
+      block = ahead - ahead % full
+    else
+      if not full_at then
+        full_at, step, held, ends = match(state, PENALISED)
+        if ends and #ends > 16 then
+          full_at = nil
+        end
+      end
+      if full_at and #full_at <= 16 and #step <= 16 and #held <= 16 then
+        was, full_at, step, held = step, full_at + 0, step + 0, held + 0
+      else
         full_at = nil
       end
-    end
-    if full_at and #full_at <= 16 then
-      if was == interval_word and held == burst_word then
-        step, held = interval, burst
-      elseif #was <= 16 and #held <= 16 then
-        step, held = was + 0, held + 0
-      end
-    end
-    full_at = step and full_at + 0
-    if step and step > 0 and full_at - now <= held * step + SKEW_US then
-      debt = full_at > now and full_at - now or 0
-      if step == interval and held == burst then
-        if ends ~= '' and ends + 0 > full_at then
-          full_at = ends + 0
+      if full_at and step > 0 and full_at - now <= held * step + SKEW_US then
+        debt = full_at > now and full_at - now or 0
+        if step == interval and held == burst then
+          if ends ~= '' and ends + 0 > full_at then
+            full_at = ends + 0
+          end
+          block = full_at - full_at % full
+        else
+          was = nil
+          if step ~= interval and debt > 0 then
+            debt = math.min(math.ceil(debt / step), math.floor(BOUND / interval))
+              * interval
+            moved = moved or {}
+            moved[i] = true
+          end
         end
-        block = full_at - full_at % full
       else
-        was = nil
-        if step ~= interval and debt > 0 then
-          debt = math.min(math.ceil(debt / step), math.floor(BOUND / interval))
-            * interval
-          moved = moved or {}
-          moved[i] = true
-        end
+        unreadable = unreadable or {}
+        unreadable[#unreadable + 1] = i
+        ends, was = '', nil
       end
-    else
-      unreadable = unreadable or {}
-      unreadable[#unreadable + 1] = i
-      ends, was = '', nil
     end
   end
-  local status, retry_after = 1, 0
+  -- after: what the bucket owes once it takes the hit.
+  local status, retry_after, after = 1, 0, nil
   if cost > burst then
     status = -1
   else
-    retry_after = debt + cost * interval - full
-    if retry_after > 0 then
-      status = 0
-    else
-      retry_after = 0
+    after = debt + cost * interval
+    if after > full then
+      status, retry_after = 0, after - full
     end
   end
   -- Most limits have no penalty, sent as "0": no conversion then.
@@ -352,9 +375,11 @@ for i = 1, n do
   if status ~= 1 then
     if admitted then
       admitted, denied_at = false, i
+      each = ARGV[FIELDS + n + 1] == 'each'
+      taking = consume and each
     end
-  elseif consume and (admitted or each) then
-    debt = debt + cost * interval
+  elseif taking then
+    debt = after
     -- Admitted, the bucket owes no more than it holds: held is burst.
     local at = now + debt
     local ends_at = at - at % full
@@ -367,8 +392,9 @@ for i = 1, n do
         opened = ms
       end
     end
-    writes[2 * i - 1] = ARGV[FIELDS + i]
-    writes[2 * i] = format('%d', at) .. ':' .. (was or interval_word) .. ':' .. burst_word
+    local w = 2 * i
+    writes[w - 1] = ARGV[FIELDS + i]
+    writes[w] = format('%d', at) .. ':' .. (was or interval_word) .. ':' .. burst_word
   end
   -- Whole hits of cost 1 that fit after this call: none when a lowered
   -- burst leaves the bucket owing more than it holds.
@@ -390,7 +416,7 @@ if consume and admitted then
   -- that needs a longer life gets PTTL, and PEXPIRE if it would expire
   -- sooner.
   first = 1
-  for i = 1, n do
+  for i = start, n do
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local key = KEYS[i]
       if foreign and foreign[key] then

@@ -206,6 +206,13 @@ def test_pack_args_carries_each_limits_interval_and_burst_then_penalties():
     ]
 
 
+def test_pack_args_gives_each_limit_its_interval_past_the_remembered_ones():
+    # More limits than the remembered intervals: each still gets its own.
+    for max_requests in range(1, 5000):
+        args = TokenBucket().pack_args("hit", 1, None, [Limit(max_requests, 3600)])
+        assert args[4] == str(-(-3600 * 10**6 // max_requests))
+
+
 @settings(
     max_examples=60,
     deadline=None,

@@ -151,6 +151,21 @@ def _interval(limit: Limit) -> int:
     return -(-limit.duration * _MICROSECONDS // limit.max_requests)
 
 
+#: ``_interval`` as ``TokenBucket.pack_args`` sends it, by ``max_requests``
+#: and duration: looked up for less than it costs to work out on every call.
+#: Emptied when full, as limits given per call may be many.
+_INTERVAL_WORDS: dict[tuple[int, int], str] = {}
+_INTERVAL_WORDS_MAX = 4096
+
+
+def _interval_word(limit: Limit) -> str:
+    """``_interval(limit)`` as a word, remembered in ``_INTERVAL_WORDS``."""
+    if len(_INTERVAL_WORDS) >= _INTERVAL_WORDS_MAX:
+        _INTERVAL_WORDS.clear()
+    word = _INTERVAL_WORDS[limit.max_requests, limit.duration] = str(_interval(limit))
+    return word
+
+
 class TokenBucket(BaseThrottleAlgorithm):
     """A token bucket, run as GCRA: it holds ``burst`` tokens and gains one
     back every ``duration / max_requests`` seconds; a hit of cost ``n`` takes
@@ -224,9 +239,11 @@ class TokenBucket(BaseThrottleAlgorithm):
         with limits."""
         most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
         args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
+        words = _INTERVAL_WORDS
         for limit in limits:
             args.append(str(limit.max_requests))
-            args.append(str(_interval(limit)))
+            interval = words.get((limit.max_requests, limit.duration))
+            args.append(interval or _interval_word(limit))
             args.append(str(self.burst_of(limit)))
         args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
