@@ -12,10 +12,10 @@
 -- Time is kept in whole microseconds so that all arithmetic stays integral:
 -- the caller sends interval = ceil(duration_us / max_requests), rounded up
 -- so that tokens never come back faster than the rate, and a full bucket is
--- burst * interval of time. The bucket's shortfall is the debt, the time until it
--- is full again: a hit of cost n fits when debt + n * interval <= burst *
--- interval. With burst = max_requests this is LeakyBucket, decision for
--- decision.
+-- burst * interval of time. The bucket's shortfall is the debt, the time
+-- until it is full again: a hit of cost n fits when debt + n * interval <=
+-- burst * interval. With burst = max_requests this is LeakyBucket, decision
+-- for decision.
 --
 -- n = #KEYS limits. Every limit of one identity is a field of one hash, so
 -- that several limits cost one HMGET and one HSET rather than a GET and a
@@ -29,15 +29,16 @@
 --                  "refund" gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
--- ARGV[1 + 3i]     max_requests of limit i
--- ARGV[2 + 3i]     emission interval of limit i, in microseconds: a
+-- ARGV[4]          burst of every limit: the tokens a full bucket holds,
+--                  >= 1; or "" for each limit's max_requests
+-- ARGV[3 + 2i]     max_requests of limit i
+-- ARGV[4 + 2i]     emission interval of limit i, in microseconds: a
 --                  constant of the limit, sent rather than derived from
 --                  its duration on every hit
--- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
--- ARGV[3 + 3n + i] limit i's penalty in microseconds, 0 for none (see
+-- ARGV[4 + 2n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
--- ARGV[3 + 4n + i] limit i's field in its hash
--- ARGV[4 + 5n]     optional: "each" counts a hit in every limit that
+-- ARGV[4 + 3n + i] limit i's field in its hash
+-- ARGV[5 + 4n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
@@ -94,7 +95,7 @@
 -- when it ends no later than the limit's penalty plus SKEW_US from now:
 -- one written under a longer penalty, or by someone else, is ignored.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 5n + i], limit i's anchor:
+-- Refunds: ARGV as for a hit, then ARGV[4 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is full again, in
 -- microseconds since 1970 (its now plus its reset_after_us), or "" for
 -- none. A refund gives back cost * interval of the debt, no more than the
@@ -124,8 +125,8 @@ local SKEW_US = 300000000
 local BOUND = 4503599627370496
 
 local n = #KEYS
-local PENALTIES = 3 + 3 * n
-local FIELDS = 3 + 4 * n
+local PENALTIES = 4 + 2 * n
+local FIELDS = 4 + 3 * n
 local mode = ARGV[1]
 
 -- Limits that share a hash come in runs, and a run ends at limit i when
@@ -143,6 +144,11 @@ if mode == 'reset' then
 end
 
 local consume = mode == 'hit'
+-- The burst every limit shares, read once; mostly none.
+local shared_word, shared = ARGV[4], nil
+if shared_word ~= '' then
+  shared = shared_word + 0
+end
 -- Arithmetic reads a numeric string as tonumber does, without a call;
 -- most hits cost 1, which needs no conversion.
 local cost = ARGV[2]
@@ -170,7 +176,7 @@ local PLAIN, PENALISED = '^(%d+):(%d+):(%d+)$', '^(%d+):(%d+):(%d+):(%d+)$'
 -- rather than a function, so that a hit makes no closure for them.
 if mode == 'refund' then
   for i = 1, n do
-    local interval = ARGV[2 + 3 * i] + 0
+    local interval = ARGV[4 + 2 * i] + 0
     local anchor = tonumber(ARGV[FIELDS + n + i])
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
@@ -270,7 +276,8 @@ local reply, writes
 if n == 1 then
   reply, writes = {nil, nil, nil, nil, nil}, {nil, nil}
 else
-  reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
+  reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil}
   writes = {nil, nil, nil, nil, nil, nil}
 end
 local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
@@ -282,13 +289,12 @@ local lives, opened = nil, 0
 for i = 1, n do
   -- Each word is read as a number once; the interval and burst as they are
   -- sent are mostly the ones the state holds, compared as strings.
-  local k = 3 * i
-  local limit_word, interval_word, burst_word = ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
+  local k = 2 * i
+  local limit_word, interval_word = ARGV[k + 3], ARGV[k + 4]
   local limit, interval = limit_word + 0, interval_word + 0
-  -- Mostly burst is max_requests, sent as the same word.
-  local burst = limit
-  if burst_word ~= limit_word then
-    burst = burst_word + 0
+  local burst, burst_word = limit, limit_word
+  if shared then
+    burst, burst_word = shared, shared_word
   end
   local full = burst * interval
   local state = states[i]
@@ -300,8 +306,8 @@ for i = 1, n do
     -- Mostly the state is as this limit writes it, with no penalty: its
     -- interval and burst are the words sent, and only its T is read as a
     -- number, into how far it lies ahead of now.
-    local ahead = step == interval_word and held == burst_word and #full_at <= 16
-      and full_at - now
+    local ahead = step == interval_word and held == burst_word
+      and #full_at <= 16 and full_at - now
     if ahead and ahead <= full + SKEW_US then
       if ahead > 0 then
         debt = ahead
@@ -394,17 +400,19 @@ for i = 1, n do
     end
     local w = 2 * i
     writes[w - 1] = ARGV[FIELDS + i]
-    writes[w] = format('%d', at) .. ':' .. (was or interval_word) .. ':' .. burst_word
+    writes[w] = format('%d', at) .. ':' .. (was or interval_word) .. ':'
+      .. burst_word
   end
   -- Whole hits of cost 1 that fit after this call: none when a lowered
   -- burst leaves the bucket owing more than it holds.
   local remaining = full - debt
-  local base = 5 * i - 5
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  reply[base + 3] = remaining > 0 and (remaining - remaining % interval) / interval or 0
-  reply[base + 4] = debt
-  reply[base + 5] = retry_after
+  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
+  local last = 5 * i
+  reply[last - 4] = status
+  reply[last - 3] = limit
+  reply[last - 2] = remaining
+  reply[last - 1] = debt
+  reply[last] = retry_after
   if opened > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
     lives = lives or {}
     lives[i], opened = opened, 0
@@ -442,7 +450,7 @@ elseif consume then
   for i = 1, n do
     local base = 5 * i - 5
     local ends = penalised and penalised[i]
-    local interval, burst = ARGV[2 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
+    local interval, burst = ARGV[4 + 2 * i] + 0, shared or ARGV[3 + 2 * i] + 0
     if each and reply[base + 1] == 1 then
       words[#words + 1] = writes[2 * i - 1]
       words[#words + 1] = writes[2 * i]

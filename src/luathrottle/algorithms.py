@@ -232,19 +232,24 @@ class TokenBucket(BaseThrottleAlgorithm):
     def pack_args(
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
-        """The ARGV of one call: three values per limit, ``max_requests``,
-        the emission interval in microseconds and the burst (see
-        ``lua/token_bucket.lua``), then each limit's penalty. A cost above
-        every bucket is sent as the largest plus one, as the base class does
-        with limits."""
+        """The ARGV of one call (see ``lua/token_bucket.lua``): after the
+        base class's first three, the burst of every limit ("" for each
+        limit's ``max_requests``); two values per limit, ``max_requests``
+        and the emission interval in microseconds; then each limit's
+        penalty. A cost above every bucket is sent as the largest plus one,
+        as the base class does with limits."""
         most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
-        args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
+        args = [
+            mode,
+            str(min(cost, most + 1)),
+            "" if now_us is None else str(now_us),
+            "" if self.burst is None else str(self.burst),
+        ]
         words = _INTERVAL_WORDS
         for limit in limits:
             args.append(str(limit.max_requests))
             interval = words.get((limit.max_requests, limit.duration))
             args.append(interval or _interval_word(limit))
-            args.append(str(self.burst_of(limit)))
         args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
 
