@@ -1,5 +1,5 @@
 -- luathrottle script: token_bucket
--- version: 6
+-- version: 7
 -- state: 3
 -- layout: hash
 --
@@ -10,12 +10,12 @@
 -- with "each", every limit that admits it counts it.
 --
 -- Time is kept in whole microseconds so that all arithmetic stays integral:
--- interval = ceil(duration_us / max_requests), rounded up so that tokens
--- never come back faster than the rate, and a full bucket is burst *
--- interval of time. The bucket's shortfall is the debt, the time until it
--- is full again: a hit of cost n fits when debt + n * interval <= burst *
--- interval. With burst = max_requests this is LeakyBucket, decision for
--- decision.
+-- the caller sends interval = ceil(duration_us / max_requests), rounded up
+-- so that tokens never come back faster than the rate, and a full bucket is
+-- burst * interval of time. The bucket's shortfall is the debt, the time
+-- until it is full again: a hit of cost n fits when debt + n * interval <=
+-- burst * interval. With burst = max_requests this is LeakyBucket, decision
+-- for decision.
 --
 -- n = #KEYS limits. Every limit of one identity is a field of one hash, so
 -- that several limits cost one HMGET and one HSET rather than a GET and a
@@ -29,13 +29,16 @@
 --                  "refund" gives the cost back (see Refunds below)
 -- ARGV[2]          cost of the hit, an integer >= 1
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
--- ARGV[1 + 3i]     max_requests of limit i
--- ARGV[2 + 3i]     duration of limit i, in seconds
--- ARGV[3 + 3i]     burst of limit i: the tokens a full bucket holds, >= 1
--- ARGV[3 + 3n + i] limit i's penalty in microseconds, 0 for none (see
+-- ARGV[4]          burst of every limit: the tokens a full bucket holds,
+--                  >= 1; or "" for each limit's max_requests
+-- ARGV[3 + 2i]     max_requests of limit i
+-- ARGV[4 + 2i]     emission interval of limit i, in microseconds: a
+--                  constant of the limit, sent rather than derived from
+--                  its duration on every hit
+-- ARGV[4 + 2n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
--- ARGV[3 + 4n + i] limit i's field in its hash
--- ARGV[4 + 5n]     optional: "each" counts a hit in every limit that
+-- ARGV[4 + 3n + i] limit i's field in its hash
+-- ARGV[5 + 4n]     optional: "each" counts a hit in every limit that
 --                  admits it, even when another denies it; absent, a hit
 --                  any limit denies counts in none (all or nothing)
 --
@@ -92,7 +95,7 @@
 -- when it ends no later than the limit's penalty plus SKEW_US from now:
 -- one written under a longer penalty, or by someone else, is ignored.
 --
--- Refunds: ARGV as for a hit, then ARGV[3 + 5n + i], limit i's anchor:
+-- Refunds: ARGV as for a hit, then ARGV[4 + 4n + i], limit i's anchor:
 -- when the hit being refunded said its bucket is full again, in
 -- microseconds since 1970 (its now plus its reset_after_us), or "" for
 -- none. A refund gives back cost * interval of the debt, no more than the
@@ -122,8 +125,8 @@ local SKEW_US = 300000000
 local BOUND = 4503599627370496
 
 local n = #KEYS
-local PENALTIES = 3 + 3 * n
-local FIELDS = 3 + 4 * n
+local PENALTIES = 4 + 2 * n
+local FIELDS = 4 + 3 * n
 local mode = ARGV[1]
 
 -- Limits that share a hash come in runs, and a run ends at limit i when
@@ -141,8 +144,19 @@ if mode == 'reset' then
 end
 
 local consume = mode == 'hit'
--- Arithmetic reads a numeric string as tonumber does, without a call.
-local cost = ARGV[2] + 0
+-- The burst every limit shares, read once; mostly none.
+local shared_word, shared = ARGV[4], nil
+if shared_word ~= '' then
+  shared = shared_word + 0
+end
+-- Arithmetic reads a numeric string as tonumber does, without a call;
+-- most hits cost 1, which needs no conversion.
+local cost = ARGV[2]
+if cost == '1' then
+  cost = 1
+else
+  cost = cost + 0
+end
 local now
 if ARGV[3] == '' then
   local time = redis.call('TIME')
@@ -162,7 +176,7 @@ local PLAIN, PENALISED = '^(%d+):(%d+):(%d+)$', '^(%d+):(%d+):(%d+):(%d+)$'
 -- rather than a function, so that a hit makes no closure for them.
 if mode == 'refund' then
   for i = 1, n do
-    local interval = math.ceil(ARGV[2 + 3 * i] * 1000000 / ARGV[1 + 3 * i])
+    local interval = ARGV[4 + 2 * i] + 0
     local anchor = tonumber(ARGV[FIELDS + n + i])
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
@@ -201,10 +215,21 @@ end
 
 -- Each run is one HMGET. A key holding no hash reads as '' for each of its
 -- limits, a state no limit can read, and is remembered so that a hit
--- deletes it before writing.
+-- deletes it before writing. Mostly every limit is in one hash: the loops
+-- over runs then start at the last limit, which ends the one run.
+local start = 1
+if n > 1 then
+  start = n
+  for i = 2, n do
+    if KEYS[i] ~= KEYS[1] then
+      start = 1
+      break
+    end
+  end
+end
 local states, foreign = nil, nil
 local first = 1
-for i = 1, n do
+for i = start, n do
   if i == n or KEYS[i + 1] ~= KEYS[i] then
     local read = redis.pcall('HMGET', KEYS[i], unpack(ARGV, FIELDS + first, FIELDS + i))
     if read.err then
@@ -244,60 +269,70 @@ end
 -- life, in milliseconds, that the run being read needs for its hash, 0
 -- for none; lives keeps it at the run's last limit, only made when one
 -- needs it. Both tables start with room for a few limits, as a table grown
--- one field at a time is reallocated at every power of two; the reply's
--- nils are no values, and it ends at its last.
+-- one field at a time is reallocated at every power of two: a constructor
+-- of nils sizes a table without filling it, and the reply ends at its
+-- last value.
 local reply, writes
 if n == 1 then
-  reply, writes = {0, 0, 0, 0, 0}, {false, false}
+  reply, writes = {nil, nil, nil, nil, nil}, {nil, nil}
 else
-  reply = {0, 0, 0, 0, 0, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-  writes = {false, false, false, false, false, false}
+  reply = {nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil}
+  writes = {nil, nil, nil, nil, nil, nil}
 end
 local admitted, denied_at, unreadable, moved = true, n + 1, nil, nil
 local penalised, started = nil, false
-local each = ARGV[FIELDS + n + 1] == 'each'
+-- taking: this hit takes the tokens of the limit being decided; each is
+-- only read once a limit denies.
+local taking, each = consume, false
 local lives, opened = nil, 0
 for i = 1, n do
-  local limit = ARGV[1 + 3 * i] + 0
-  -- The burst as it is sent: mostly the one the state holds.
-  local burst_word = ARGV[3 + 3 * i]
-  local burst = burst_word + 0
-  local duration = ARGV[2 + 3 * i] * 1000000
-  local interval = duration % limit
-  interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+  -- Each word is read as a number once; the interval and burst as they are
+  -- sent are mostly the ones the state holds, compared as strings.
+  local k = 2 * i
+  local limit_word, interval_word = ARGV[k + 3], ARGV[k + 4]
+  local limit, interval = limit_word + 0, interval_word + 0
+  local burst, burst_word = limit, limit_word
+  if shared then
+    burst, burst_word = shared, shared_word
+  end
   local full = burst * interval
   local state = states[i]
   -- was keeps the state's interval as written when the new state can
   -- repeat it, and block where the state's T lies, when its F is full.
   local debt, ends, was, block = 0, '', nil, nil
   if state then
-    local full_at, held
-    full_at, was, held = match(state, PLAIN)
-    if not full_at then
-      full_at, was, held, ends = match(state, PENALISED)
-      if ends and #ends > 16 then
+    local full_at, step, held = match(state, PLAIN)
+    -- Mostly the state is as this limit writes it, with no penalty: its
+    -- interval and burst are the words sent, and only its T is read as a
+    -- number, into how far it lies ahead of now.
+    local ahead = step == interval_word and held == burst_word
+      and #full_at <= 16 and full_at - now
+    if ahead and ahead <= full + SKEW_US then
+      if ahead > 0 then
+        debt = ahead
+      end
+      ahead = now + ahead
+      block = ahead - ahead % full
+    else
+      if not full_at then
+        full_at, step, held, ends = match(state, PENALISED)
+        if ends and #ends > 16 then
+          full_at = nil
+        end
+      end
+      if full_at and #full_at <= 16 and #step <= 16 and #held <= 16 then
+        was, full_at, step, held = step, full_at + 0, step + 0, held + 0
+      else
         full_at = nil
       end
-    end
-    -- Each part is read as a number once, after its digits are counted.
-    local readable = full_at and #full_at <= 16 and #was <= 16 and #held <= 16
-    if readable then
-      local step
-      full_at, step = full_at + 0, was + 0
-      if held == burst_word then
-        held = burst
-      else
-        held = held + 0
-      end
-      readable = step > 0 and full_at - now <= held * step + SKEW_US
-      if readable then
+      if full_at and step > 0 and full_at - now <= held * step + SKEW_US then
         debt = full_at > now and full_at - now or 0
         if step == interval and held == burst then
-          local ends_at = full_at
-          if ends ~= '' and ends + 0 > ends_at then
-            ends_at = ends + 0
+          if ends ~= '' and ends + 0 > full_at then
+            full_at = ends + 0
           end
-          block = ends_at - ends_at % full
+          block = full_at - full_at % full
         else
           was = nil
           if step ~= interval and debt > 0 then
@@ -307,26 +342,21 @@ for i = 1, n do
             moved[i] = true
           end
         end
+      else
+        unreadable = unreadable or {}
+        unreadable[#unreadable + 1] = i
+        ends, was = '', nil
       end
     end
-    if not readable then
-      unreadable = unreadable or {}
-      unreadable[#unreadable + 1] = i
-      ends, was = '', nil
-    end
   end
-  -- A bucket whose burst was lowered may owe more than it now holds.
-  local remaining = full - debt
-  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
-  local status, retry_after = 1, 0
+  -- after: what the bucket owes once it takes the hit.
+  local status, retry_after, after = 1, 0, nil
   if cost > burst then
     status = -1
   else
-    retry_after = debt + cost * interval - full
-    if retry_after > 0 then
-      status = 0
-    else
-      retry_after = 0
+    after = debt + cost * interval
+    if after > full then
+      status, retry_after = 0, after - full
     end
   end
   -- Most limits have no penalty, sent as "0": no conversion then.
@@ -351,10 +381,11 @@ for i = 1, n do
   if status ~= 1 then
     if admitted then
       admitted, denied_at = false, i
+      each = ARGV[FIELDS + n + 1] == 'each'
+      taking = consume and each
     end
-  elseif consume and (admitted or each) then
-    debt = debt + cost * interval
-    remaining = remaining - cost
+  elseif taking then
+    debt = after
     -- Admitted, the bucket owes no more than it holds: held is burst.
     local at = now + debt
     local ends_at = at - at % full
@@ -367,19 +398,21 @@ for i = 1, n do
         opened = ms
       end
     end
-    writes[2 * i - 1] = ARGV[FIELDS + i]
-    if was then
-      writes[2 * i] = format('%d', at) .. ':' .. was .. ':' .. burst_word
-    else
-      writes[2 * i] = format('%d:%d:%s', at, interval, burst_word)
-    end
+    local w = 2 * i
+    writes[w - 1] = ARGV[FIELDS + i]
+    writes[w] = format('%d', at) .. ':' .. (was or interval_word) .. ':'
+      .. burst_word
   end
-  local base = 5 * i - 5
-  reply[base + 1] = status
-  reply[base + 2] = limit
-  reply[base + 3] = remaining
-  reply[base + 4] = debt
-  reply[base + 5] = retry_after
+  -- Whole hits of cost 1 that fit after this call: none when a lowered
+  -- burst leaves the bucket owing more than it holds.
+  local remaining = full - debt
+  remaining = remaining > 0 and (remaining - remaining % interval) / interval or 0
+  local last = 5 * i
+  reply[last - 4] = status
+  reply[last - 3] = limit
+  reply[last - 2] = remaining
+  reply[last - 1] = debt
+  reply[last] = retry_after
   if opened > 0 and (i == n or KEYS[i + 1] ~= KEYS[i]) then
     lives = lives or {}
     lives[i], opened = opened, 0
@@ -391,7 +424,7 @@ if consume and admitted then
   -- that needs a longer life gets PTTL, and PEXPIRE if it would expire
   -- sooner.
   first = 1
-  for i = 1, n do
+  for i = start, n do
     if i == n or KEYS[i + 1] ~= KEYS[i] then
       local key = KEYS[i]
       if foreign and foreign[key] then
@@ -417,10 +450,7 @@ elseif consume then
   for i = 1, n do
     local base = 5 * i - 5
     local ends = penalised and penalised[i]
-    local limit, burst = ARGV[1 + 3 * i] + 0, ARGV[3 + 3 * i] + 0
-    local duration = ARGV[2 + 3 * i] * 1000000
-    local interval = duration % limit
-    interval = (duration - interval) / limit + (interval > 0 and 1 or 0)
+    local interval, burst = ARGV[4 + 2 * i] + 0, shared or ARGV[3 + 2 * i] + 0
     if each and reply[base + 1] == 1 then
       words[#words + 1] = writes[2 * i - 1]
       words[#words + 1] = writes[2 * i]

@@ -410,22 +410,23 @@ def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limit
     most = max(max(capacity(algorithm, item), item.max_requests) for item in limits)
     sent = min(cost, most + 1)
     assert args[:3] == [mode, str(sent), "" if now_us is None else str(now_us)]
-    numbers = [int(arg) for arg in args[3:]]
     # Each limit's penalty, in microseconds, follows every limit's numbers.
     penalties = [
         0 if limit.penalty is None else limit.penalty * 1_000_000 for limit in limits
     ]
     if isinstance(algorithm, TokenBucket):
-        assert (
-            numbers
-            == [
-                n
-                for limit in limits
-                for n in (limit.max_requests, limit.duration, algorithm.burst_of(limit))
-            ]
-            + penalties
-        )
+        # The burst every limit shares comes first, "" for none.
+        assert args[3] == ("" if algorithm.burst is None else str(algorithm.burst))
+        assert [int(arg) for arg in args[4:]] == [
+            n
+            for limit in limits
+            for n in (
+                limit.max_requests,
+                -(-limit.duration * 1_000_000 // limit.max_requests),
+            )
+        ] + penalties
     else:
+        numbers = [int(arg) for arg in args[3:]]
         assert (
             numbers
             == [n for limit in limits for n in (limit.max_requests, limit.duration)]

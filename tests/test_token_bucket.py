@@ -188,19 +188,30 @@ def test_equality_and_repr_follow_the_burst():
     assert repr(TokenBucket(5)) == "TokenBucket(burst=5)"
 
 
-def test_pack_args_carries_each_limits_burst_then_penalties():
-    limits = [Limit(5, 60), Limit(100, 3600, penalty=1.5)]
+def test_pack_args_carries_the_burst_each_limits_interval_then_penalties():
+    # The interval in microseconds, rounded up: 7 a second is 142,858 µs.
+    limits = [Limit(5, 60), Limit(100, 3600, penalty=1.5), Limit(7, 1)]
     assert TokenBucket().pack_args("hit", 2, 7, limits) == [
-        *("hit", "2", "7"),
-        *("5", "60", "5"),
-        *("100", "3600", "100"),
-        *("0", "1500000"),
+        *("hit", "2", "7", ""),
+        *("5", "12000000"),
+        *("100", "36000000"),
+        *("7", "142858"),
+        *("0", "1500000", "0"),
     ]
     assert TokenBucket(3).pack_args("peek", 1, None, limits)[3:] == [
-        *("5", "60", "3"),
-        *("100", "3600", "3"),
-        *("0", "1500000"),
+        "3",
+        *("5", "12000000"),
+        *("100", "36000000"),
+        *("7", "142858"),
+        *("0", "1500000", "0"),
     ]
+
+
+def test_pack_args_gives_each_limit_its_interval_past_the_remembered_ones():
+    # More limits than the remembered intervals: each still gets its own.
+    for max_requests in range(1, 5000):
+        args = TokenBucket().pack_args("hit", 1, None, [Limit(max_requests, 3600)])
+        assert args[5] == str(-(-3600 * 10**6 // max_requests))
 
 
 @settings(

@@ -145,6 +145,27 @@ def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
             )
 
 
+def _interval(limit: Limit) -> int:
+    """The microseconds in which one of ``limit``'s tokens comes back,
+    rounded up: never faster than the rate."""
+    return -(-limit.duration * _MICROSECONDS // limit.max_requests)
+
+
+#: ``_interval`` as ``TokenBucket.pack_args`` sends it, by ``max_requests``
+#: and duration: looked up for less than it costs to work out on every call.
+#: Emptied when full, as limits given per call may be many.
+_INTERVAL_WORDS: dict[tuple[int, int], str] = {}
+_INTERVAL_WORDS_MAX = 4096
+
+
+def _interval_word(limit: Limit) -> str:
+    """``_interval(limit)`` as a word, remembered in ``_INTERVAL_WORDS``."""
+    if len(_INTERVAL_WORDS) >= _INTERVAL_WORDS_MAX:
+        _INTERVAL_WORDS.clear()
+    word = _INTERVAL_WORDS[limit.max_requests, limit.duration] = str(_interval(limit))
+    return word
+
+
 class TokenBucket(BaseThrottleAlgorithm):
     """A token bucket, run as GCRA: it holds ``burst`` tokens and gains one
     back every ``duration / max_requests`` seconds; a hit of cost ``n`` takes
@@ -199,7 +220,7 @@ class TokenBucket(BaseThrottleAlgorithm):
         super().check_limits(limits)
         _check_rate(limits, "TokenBucket", "each token must come back")
         for limit in limits:
-            interval = -(-limit.duration * _MICROSECONDS // limit.max_requests)
+            interval = _interval(limit)
             if self.burst_of(limit) * interval > _HALF_EXACT:
                 raise ValueError(
                     f"burst {self.burst_of(limit)} of limit {limit.name} fills "
@@ -211,16 +232,24 @@ class TokenBucket(BaseThrottleAlgorithm):
     def pack_args(
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
-        """The ARGV of one call: three values per limit, ``max_requests``,
-        ``duration`` and the burst (see ``lua/token_bucket.lua``), then each
-        limit's penalty. A cost above every bucket is sent as the largest
-        plus one, as the base class does with limits."""
+        """The ARGV of one call (see ``lua/token_bucket.lua``): after the
+        base class's first three, the burst of every limit ("" for each
+        limit's ``max_requests``); two values per limit, ``max_requests``
+        and the emission interval in microseconds; then each limit's
+        penalty. A cost above every bucket is sent as the largest plus one,
+        as the base class does with limits."""
         most = max(max(self.burst_of(limit), limit.max_requests) for limit in limits)
-        args = [mode, str(min(cost, most + 1)), "" if now_us is None else str(now_us)]
+        args = [
+            mode,
+            str(min(cost, most + 1)),
+            "" if now_us is None else str(now_us),
+            "" if self.burst is None else str(self.burst),
+        ]
+        words = _INTERVAL_WORDS
         for limit in limits:
             args.append(str(limit.max_requests))
-            args.append(str(limit.duration))
-            args.append(str(self.burst_of(limit)))
+            interval = words.get((limit.max_requests, limit.duration))
+            args.append(interval or _interval_word(limit))
         args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
 
