@@ -5,6 +5,7 @@ limits it is given, and packs one call's arguments; the script does the
 rest, on whichever backend runs it.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -122,6 +123,29 @@ class LeakyBucket(BaseThrottleAlgorithm):
         """
         super().check_limits(limits)
         _check_rate(limits, "LeakyBucket", "each request must drain")
+
+    def pack_args(
+        self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
+    ) -> list[str]:
+        """The ARGV of one call: each limit's ``max_requests`` and drain, the
+        microseconds one request takes to leak out (see
+        ``lua/leaky_bucket.lua``), then each limit's penalty. A cost above
+        every limit is sent as the largest plus one, as the base class does.
+        """
+        most = max(limit.max_requests for limit in limits) + 1
+        args = [mode, str(min(cost, most)), "" if now_us is None else str(now_us)]
+        for limit in limits:
+            args.append(str(limit.max_requests))
+            args.append(_drain_word(limit.duration, limit.max_requests))
+        args.extend([str(penalty_us(limit.penalty)) for limit in limits])
+        return args
+
+
+@functools.lru_cache(maxsize=1024)
+def _drain_word(duration: int, max_requests: int) -> str:
+    """The microseconds one request of a limit takes to drain, rounded up,
+    in decimal: worked out once per limit rather than at every call."""
+    return str(-(-duration * _MICROSECONDS // max_requests))
 
 
 def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
