@@ -250,7 +250,7 @@ local penalised, started = nil, false
 local writes, needs, longest = nil, nil, 0
 -- A state of the limit's own numbers is readable when its bucket drains
 -- empty no later than a full one after horizon: one subtraction per limit,
--- exact for every time near enough to be readable, below 2^53.
+-- and exact, as a time near enough to be readable is below 2^53.
 local horizon = now + SKEW_US
 for i = 1, n do
   -- The words as they are sent, which a state of this limit holds.
@@ -269,9 +269,9 @@ for i = 1, n do
         empty_at, was, ends = nil, nil, nil
       end
     end
-    -- Each part is read as a number once. empty_at needs no count of its
-    -- digits: more than 16 make a time far beyond the bound it is held to
-    -- (or one with zeros in front, as exact as without).
+    -- Each part is read as a number at most once. empty_at needs no count
+    -- of its digits: more than 16 make a time far beyond the bound it is
+    -- held to (or one with zeros in front, as exact as without).
     local readable = false
     if was == drain_s and held == limit_s then
       -- Mostly a state holds the limit's own drain and max_requests, the
