@@ -1,5 +1,5 @@
 -- luathrottle script: leaky_bucket
--- version: 7
+-- version: 8
 -- state: 4
 -- layout: hash
 --
@@ -12,7 +12,10 @@
 -- arithmetic stays integral: one request takes drain = ceil(duration_us /
 -- max_requests) to leak out, and the bucket holds max_requests * drain.
 -- Rounding drain up to a whole microsecond slows the leak by less than one
--- microsecond per request, never faster than the configured rate.
+-- microsecond per request, never faster than the configured rate. The
+-- caller sends the drain, worked out once per limit: the script then
+-- neither divides for it nor reads a stored drain as a number, as the
+-- state holds the very word it was sent.
 --
 -- n = #KEYS limits. Every limit of one identity is a field of one hash, so
 -- that several limits cost one HMGET and one HSET rather than a GET and a
@@ -28,7 +31,8 @@
 --                  max_requests plus one (larger costs exceed all limits)
 -- ARGV[3]          now in microseconds, or "" to use the server's TIME
 -- ARGV[2 + 2i]     max_requests of limit i
--- ARGV[3 + 2i]     duration of limit i, in seconds
+-- ARGV[3 + 2i]     drain of limit i, in microseconds, in decimal digits
+--                  with no zero in front: ceil(duration_us / max_requests)
 -- ARGV[3 + 2n + i] limit i's penalty in microseconds, 0 for none (see
 --                  Penalties below)
 -- ARGV[3 + 3n + i] limit i's field in its hash
@@ -160,9 +164,7 @@ local format = string.format
 -- below, and reading each field on its own, as they are rare.
 if ARGV[1] == 'refund' then
   for i = 1, n do
-    local limit, duration = ARGV[2 + 2 * i] + 0, ARGV[3 + 2 * i] * 1000000
-    local drain = duration % limit
-    drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+    local drain = ARGV[3 + 2 * i] + 0
     local anchor = tonumber(ARGV[FIELDS + n + i])
     local read = redis.pcall('HMGET', KEYS[i], ARGV[FIELDS + i])
     local state = not read.err and read[1]
@@ -227,16 +229,17 @@ end
 -- One pass reads, decides and, for a hit, makes each admitting limit's
 -- write as if the hit counts, as it mostly does: then the writes are
 -- ready, and nothing is read twice. A limit whose hit does not count after
--- all is set back below. The reply is filled in as the limits are read,
--- and both it and the writes are made whole with the first limit's, as a
--- table grown one field at a time is reallocated at every power of two.
--- Divisions round exactly for integers below 2^53, by % or by math.ceil
--- and math.floor off the hot path, which compares rather than call
--- math.max: a call costs more than the arithmetic. Unreadable states are
--- rare, so their list is only made when one turns up. A limit that is
--- penalised keeps, in penalised, when its penalty ends; started says
--- whether this hit started one. Only made when a limit has a penalty
--- running.
+-- all is set back below. The reply is filled in as the limits are read.
+-- Both it and the writes are made whole with the first limit's, with room
+-- for three limits when there are more than one, as a table grown one
+-- field at a time is reallocated at every power of two; the nils hold no
+-- value, so each ends at its last. Divisions round exactly for integers
+-- below 2^53, by % or by math.ceil and math.floor off the hot path, which
+-- compares rather than call math.max: a call costs more than the
+-- arithmetic. Unreadable states are rare, so their list is only made when
+-- one turns up. A limit that is penalised keeps, in penalised, when its
+-- penalty ends; started says whether this hit started one. Only made when
+-- a limit has a penalty running.
 --
 -- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit
 -- that counts writes (made by the first limit that admits); needs[i],
@@ -245,12 +248,14 @@ end
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
 local writes, needs, longest = nil, nil, 0
+-- A state of the limit's own numbers is readable when its bucket drains
+-- empty no later than a full one after horizon: one subtraction per limit,
+-- and exact, as a time near enough to be readable is below 2^53.
+local horizon = now + SKEW_US
 for i = 1, n do
-  local limit_s = ARGV[2 + 2 * i]
-  local limit = limit_s + 0
-  local duration = ARGV[3 + 2 * i] * 1000000
-  local drain = duration % limit
-  drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+  -- The words as they are sent, which a state of this limit holds.
+  local limit_s, drain_s = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local limit, drain = limit_s + 0, drain_s + 0
   local full = limit * drain
   -- ends: the stored penalty's end, nil for none.
   local level, ends, block_end = 0, nil, 0
@@ -261,22 +266,19 @@ for i = 1, n do
     if not empty_at then
       empty_at, was, held, ends = match(state, '^(%d+):(%d+):(%d+):(%d+)$')
       if ends and #ends > 16 then
-        empty_at, ends = nil, nil
+        empty_at, was, ends = nil, nil, nil
       end
     end
-    -- Each part is read as a number once. empty_at needs no count of its
-    -- digits: more than 16 make a time far beyond the bound it is held to
-    -- (or one with zeros in front, as exact as without).
+    -- Each part is read as a number at most once. empty_at needs no count
+    -- of its digits: more than 16 make a time far beyond the bound it is
+    -- held to (or one with zeros in front, as exact as without).
     local readable = false
-    if not empty_at then
-      -- Neither format: nobody's state of ours.
-      readable = false
-    elseif held == limit_s and was + 0 == drain then
-      -- Mostly a state names the limit's max_requests, the very ARGV
-      -- string, and its drain: exact, and the bucket's own numbers. Its
-      -- hash then lives until the block after its T's ends.
+    if was == drain_s and held == limit_s then
+      -- Mostly a state holds the limit's own drain and max_requests, the
+      -- very ARGV words: compared as strings, with no conversion. Its hash
+      -- then lives until the block after its T's ends.
       empty_at = empty_at + 0
-      if empty_at - now <= full + SKEW_US then
+      if empty_at - full <= horizon then
         readable = true
         if empty_at > now then
           level = empty_at - now
@@ -287,7 +289,7 @@ for i = 1, n do
         end
         block_end = last - last % full + full
       end
-    elseif #was <= 16 and #held <= 16 and was + 0 > 0 then
+    elseif empty_at and #was <= 16 and #held <= 16 and was + 0 > 0 then
       -- Other numbers, of at most 16 digits each, so that the product is
       -- exact.
       empty_at, was = empty_at + 0, was + 0
@@ -343,16 +345,19 @@ for i = 1, n do
     end
   end
   if consume and status == 1 then
-    -- A hit that fits leaves at most a full bucket: held is the limit.
+    -- A hit that fits leaves at most a full bucket: held is the limit. Only
+    -- the time is printed; the rest are the ARGV words.
     level, room = level + spend, room - spend
     local last = now + level
-    local write = format('%d:%d:%s', last, drain, limit_s)
+    local write = format('%d:', last) .. drain_s .. ':' .. limit_s
     if writes then
       writes[2 * i - 1], writes[2 * i] = ARGV[FIELDS + i], write
-    elseif i == 1 then
+    elseif i > 1 then
+      writes = {[2 * i - 1] = ARGV[FIELDS + i], [2 * i] = write}
+    elseif n == 1 then
       writes = {ARGV[FIELDS + 1], write}
     else
-      writes = {[2 * i - 1] = ARGV[FIELDS + i], [2 * i] = write}
+      writes = {ARGV[FIELDS + 1], write, nil, nil, nil, nil}
     end
     if last >= block_end then
       -- Milliseconds rounded up, to the end of the block after T's.
@@ -371,9 +376,11 @@ for i = 1, n do
     local base = 5 * i - 5
     reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
     reply[base + 4], reply[base + 5] = level, retry_after
-  else
-    -- Made whole at once, the first limit costs no growing table.
+  elseif n == 1 then
     reply = {status, limit, remaining, level, retry_after}
+  else
+    reply = {status, limit, remaining, level, retry_after,
+      nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
   end
 end
 
@@ -412,9 +419,7 @@ elseif consume then
       end
     else
       local ends = penalised and penalised[i]
-      local limit, duration = reply[base + 2], ARGV[3 + 2 * i] * 1000000
-      local drain = duration % limit
-      drain = (duration - drain) / limit + (drain > 0 and 1 or 0)
+      local limit, drain = reply[base + 2], ARGV[3 + 2 * i] + 0
       local full = limit * drain
       if reply[base + 1] == 1 then
         -- It admitted the hit, which counts nowhere: as it was.

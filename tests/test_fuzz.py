@@ -425,6 +425,16 @@ def test_pack_args_gives_the_script_strings(algorithm, mode, cost, now_us, limit
                 -(-limit.duration * 1_000_000 // limit.max_requests),
             )
         ] + penalties
+    elif isinstance(algorithm, LeakyBucket):
+        # Each limit's drain: the microseconds a request takes, rounded up.
+        assert [int(arg) for arg in args[3:]] == [
+            n
+            for limit in limits
+            for n in (
+                limit.max_requests,
+                -(-limit.duration * 1_000_000 // limit.max_requests),
+            )
+        ] + penalties
     else:
         numbers = [int(arg) for arg in args[3:]]
         assert (

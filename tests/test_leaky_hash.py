@@ -145,6 +145,28 @@ def test_a_foreign_state_a_new_field_or_other_numbers_extend_the_hash(clock):
     assert backend.command("PTTL", key) > 60_000
 
 
+def test_a_hit_sends_the_drain_and_a_state_holds_the_words_it_was_sent(clock):
+    """The caller sends each limit's drain, rounded up to a whole
+    microsecond, and a hit writes the drain and max_requests as sent; a
+    state whose numbers are written otherwise (a zero in front) is still
+    this bucket, read by value."""
+    # Three requests a second: each drains in 333,333.3 µs, rounded up.
+    limit = Limit(3, 1)
+    args = LeakyBucket().pack_args("hit", 1, None, [limit, LIMIT])
+    assert args[3:7] == ["3", "333334", "4", "5000000"]
+    backend = MemoryBackend(clock=clock)
+    limiter = limiter_on(backend, clock, [limit])
+    assert limiter.hit("k").allowed
+    [name] = limiter.state_keys("k")
+    assert read_state(backend, name) == f"{now_us(clock) + 333_334}:333334:3"
+    # Two requests in it: the hit fits, and leaves no room.
+    write_state(backend, name, f"{now_us(clock) + 666_668}:0333334:03")
+    decision = limiter.hit("k")
+    assert decision.allowed
+    assert decision.remaining == 0
+    assert read_state(backend, name) == f"{now_us(clock) + 1_000_002}:333334:3"
+
+
 @settings(
     max_examples=80,
     deadline=None,

@@ -5,6 +5,7 @@ limits it is given, and packs one call's arguments; the script does the
 rest, on whichever backend runs it.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import ClassVar, Literal
 
@@ -96,6 +97,20 @@ class SimpleRate(BaseThrottleAlgorithm):
     script_name = "fixed_window"
 
 
+def _step_us(duration: int, max_requests: int) -> int:
+    """The microseconds one request of a limit takes: a LeakyBucket's drain,
+    a TokenBucket's emission interval; rounded up, so that neither runs
+    faster than the rate."""
+    return -(-duration * _MICROSECONDS // max_requests)
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_word(duration: int, max_requests: int) -> str:
+    """``_step_us`` in decimal, as the bucket scripts are sent it: worked
+    out once per limit rather than at every call."""
+    return str(_step_us(duration, max_requests))
+
+
 class LeakyBucket(BaseThrottleAlgorithm):
     """A bucket of ``max_requests`` that drains continuously over the
     duration, so traffic is smoothed and windows have no boundary burst.
@@ -123,6 +138,22 @@ class LeakyBucket(BaseThrottleAlgorithm):
         super().check_limits(limits)
         _check_rate(limits, "LeakyBucket", "each request must drain")
 
+    def pack_args(
+        self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
+    ) -> list[str]:
+        """The ARGV of one call: each limit's ``max_requests`` and drain, the
+        microseconds one request takes to leak out (see
+        ``lua/leaky_bucket.lua``), then each limit's penalty. A cost above
+        every limit is sent as the largest plus one, as the base class does.
+        """
+        most = max(limit.max_requests for limit in limits) + 1
+        args = [mode, str(min(cost, most)), "" if now_us is None else str(now_us)]
+        for limit in limits:
+            args.append(str(limit.max_requests))
+            args.append(_step_word(limit.duration, limit.max_requests))
+        args.extend([str(penalty_us(limit.penalty)) for limit in limits])
+        return args
+
 
 def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
     """Refuse a rate whose step (a request's drain, a token's return) would
@@ -143,27 +174,6 @@ def _check_rate(limits: Sequence[Limit], algorithm: str, step: str) -> None:
                 "that rounding it up to a whole microsecond slows the rate "
                 "by less than 1%"
             )
-
-
-def _interval(limit: Limit) -> int:
-    """The microseconds in which one of ``limit``'s tokens comes back,
-    rounded up: never faster than the rate."""
-    return -(-limit.duration * _MICROSECONDS // limit.max_requests)
-
-
-#: ``_interval`` as ``TokenBucket.pack_args`` sends it, by ``max_requests``
-#: and duration: looked up for less than it costs to work out on every call.
-#: Emptied when full, as limits given per call may be many.
-_INTERVAL_WORDS: dict[tuple[int, int], str] = {}
-_INTERVAL_WORDS_MAX = 4096
-
-
-def _interval_word(limit: Limit) -> str:
-    """``_interval(limit)`` as a word, remembered in ``_INTERVAL_WORDS``."""
-    if len(_INTERVAL_WORDS) >= _INTERVAL_WORDS_MAX:
-        _INTERVAL_WORDS.clear()
-    word = _INTERVAL_WORDS[limit.max_requests, limit.duration] = str(_interval(limit))
-    return word
 
 
 class TokenBucket(BaseThrottleAlgorithm):
@@ -220,7 +230,7 @@ class TokenBucket(BaseThrottleAlgorithm):
         super().check_limits(limits)
         _check_rate(limits, "TokenBucket", "each token must come back")
         for limit in limits:
-            interval = _interval(limit)
+            interval = _step_us(limit.duration, limit.max_requests)
             if self.burst_of(limit) * interval > _HALF_EXACT:
                 raise ValueError(
                     f"burst {self.burst_of(limit)} of limit {limit.name} fills "
@@ -245,11 +255,9 @@ class TokenBucket(BaseThrottleAlgorithm):
             "" if now_us is None else str(now_us),
             "" if self.burst is None else str(self.burst),
         ]
-        words = _INTERVAL_WORDS
         for limit in limits:
             args.append(str(limit.max_requests))
-            interval = words.get((limit.max_requests, limit.duration))
-            args.append(interval or _interval_word(limit))
+            args.append(_step_word(limit.duration, limit.max_requests))
         args.extend([str(penalty_us(limit.penalty)) for limit in limits])
         return args
 
