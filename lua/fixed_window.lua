@@ -191,8 +191,8 @@ end
 -- write as if the hit counts, as it mostly does: then the writes are
 -- ready, and nothing is read twice. A limit whose hit does not count after
 -- all is set back below. The reply is filled in as the limits are read,
--- and made whole with the first limit's, as a table grown one field at a
--- time is reallocated at every power of two. Unreadable states are rare,
+-- and made with the first limit's, with room for up to three limits, as a
+-- table grown one field at a time is reallocated at every power of two. Unreadable states are rare,
 -- so their list is only made when one turns up. A limit that is penalised
 -- keeps, in penalised, when its penalty ends and its count, two numbers
 -- per limit; started says whether this hit started one. Both only exist
@@ -322,9 +322,14 @@ for i = 1, n do
     local base = 5 * i - 5
     reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
     reply[base + 4], reply[base + 5] = reset_after, retry_after
-  else
-    -- Made whole at once, the first limit costs no growing table.
+  elseif n == 1 then
     reply = {status, limit, remaining, reset_after, retry_after}
+  elseif n == 2 then
+    reply = {status, limit, remaining, reset_after, retry_after, 0, 0, 0, 0, 0}
+  else
+    -- The next two limits overwrite the zeros.
+    reply = {status, limit, remaining, reset_after, retry_after, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0}
   end
 end
 
