@@ -109,8 +109,9 @@ if ARGV[1] == 'reset' then
 end
 
 local consume = ARGV[1] == 'hit'
--- Arithmetic reads a numeric string as tonumber does, without a call.
-local cost = ARGV[2] + 0
+-- Arithmetic reads a numeric string as tonumber does, without a call;
+-- most hits cost 1, which needs no conversion.
+local cost = ARGV[2] == '1' and 1 or ARGV[2] + 0
 local now
 if ARGV[3] == '' then
   local time = redis.call('TIME')
@@ -125,8 +126,8 @@ end
 local match = string.match
 local PLAIN = '^(%d+):(%d+):(%d+)$'
 local PENALISED = '^(%d+):(%d+):(%d+):(%d+)$'
--- Most states: as a hit writes them, with no leading zero, so that a hit
--- may write back the end of a window it read as it reads.
+-- Most states are as a hit writes them, with no leading zero: a hit may
+-- then write a live window's end back as it read it, as a hit would.
 local WRITTEN = '^([1-9]%d*):(%d+):(%d+)$'
 
 -- Refunds only ever lower a live window's count: kept apart from the
@@ -192,11 +193,11 @@ end
 -- ready, and nothing is read twice. A limit whose hit does not count after
 -- all is set back below. The reply is filled in as the limits are read,
 -- and made with the first limit's, with room for up to three limits, as a
--- table grown one field at a time is reallocated at every power of two. Unreadable states are rare,
--- so their list is only made when one turns up. A limit that is penalised
--- keeps, in penalised, when its penalty ends and its count, two numbers
--- per limit; started says whether this hit started one. Both only exist
--- when a limit has a penalty running.
+-- table grown one field at a time is reallocated at every power of two.
+-- Unreadable states are rare, so their list is only made when one turns
+-- up. A limit that is penalised keeps, in penalised, when its penalty ends
+-- and its count, two numbers per limit; started says whether this hit
+-- started one. Both only exist when a limit has a penalty running.
 --
 -- The state a hit that counts writes takes the place of the state read in
 -- states[i], which is read no more; opens[i], made only then, holds the
