@@ -295,18 +295,20 @@ for i = 1, n do
     -- A hit that fits leaves count + cost, at most the limit.
     count = count + cost
     remaining = limit - count
-    -- The duration goes into the state copied as it is: it has been read
-    -- as a number by now (for the window read or the one this hit opens),
-    -- so it holds no %. %d writes a count exactly below 2^53, and whole
-    -- milliseconds, as it drops the fraction of a positive number, so
-    -- that no call to math.floor is needed.
+    -- The state ends in the duration as the limit gives it. %d writes a
+    -- count exactly below 2^53, and whole milliseconds, as it drops the
+    -- fraction of a positive number, so that no call to math.floor is
+    -- needed.
     if kept then
       -- Fewer numbers to write: the window ends when it did.
       states[i] = kept .. format(':%d:', count) .. given
     else
-      -- Only a live window has time left: otherwise this hit opens one.
+      -- Only a live window has time left: otherwise this hit opens one,
+      -- ending on a whole millisecond (the remainder, exact for integers,
+      -- costs no call to math.floor).
       if reset_after == 0 then
-        reset_after = math.floor((now + given * 1000000) / 1000) * 1000 - now
+        local until_us = now + given * 1000000
+        reset_after = until_us - until_us % 1000 - now
         opens = opens or {}
         opens[i] = reset_after
         if reset_after > longest then
