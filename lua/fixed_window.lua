@@ -340,8 +340,8 @@ end
 -- ends, so it only needs a longer life when a window opens or a penalty
 -- is written: then a PTTL, and a PEXPIRE if that is longer.
 if consume and admitted and single and n <= 3 and not foreign then
-  -- The common case: every limit counts the hit, in one hash that holds
-  -- one, written with no table of the writes.
+  -- The common case: every limit, of at most three, counts the hit, in
+  -- one key that holds a hash; one HSET writes them with no table made.
   local key = KEYS[1]
   if n == 1 then
     redis.call('HSET', key, ARGV[FIELDS + 1], states[1])
