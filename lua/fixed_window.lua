@@ -204,6 +204,10 @@ end
 -- microseconds until the window this hit opens in limit i ends, and
 -- longest the most of them.
 local format = string.format
+-- A limit lasts a second at least: a window that ends by then, as every
+-- live one of a limit of up to five minutes does, ends within its limit's
+-- bound, which then needs no conversion of the duration.
+local near = now + 1000000 + SKEW_US
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
 local opens, longest = nil, 0
@@ -222,7 +226,7 @@ for i = 1, n do
       -- most (a limit lasts 10 years at most), and no penalty. A count is
       -- only read from a live window.
       window_end = window_ms * 1000
-      if window_end > now + given * 1000000 + SKEW_US then
+      if window_end > near and window_end > now + given * 1000000 + SKEW_US then
         window_end = nil
       elseif window_end > now then
         count, reset_after, kept = used + 0, window_end - now, window_ms
