@@ -204,9 +204,10 @@ end
 -- microseconds until the window this hit opens in limit i ends, and
 -- longest the most of them.
 local format = string.format
--- A limit lasts a second at least: a window that ends by then, as every
--- live one of a limit of up to five minutes does, ends within its limit's
--- bound, which then needs no conversion of the duration.
+-- A window that ends by near is within any limit's bound (its duration
+-- plus SKEW_US from now, as a limit lasts a second at least), with no
+-- duration to convert: every live window of a limit of up to five minutes
+-- ends by then.
 local near = now + 1000000 + SKEW_US
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
