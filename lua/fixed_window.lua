@@ -206,8 +206,8 @@ end
 local format = string.format
 -- A window that ends by near is within any limit's bound (its duration
 -- plus SKEW_US from now, as a limit lasts a second at least), with no
--- duration to convert: every live window of a limit of up to five minutes
--- ends by then.
+-- duration to convert: a live window of a limit of up to five minutes
+-- does, unless a clock ahead of this one's by more than a second opened it.
 local near = now + 1000000 + SKEW_US
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
