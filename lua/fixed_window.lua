@@ -1,5 +1,5 @@
 -- luathrottle script: fixed_window
--- version: 11
+-- version: 12
 -- state: 6
 -- layout: hash
 --
@@ -109,8 +109,9 @@ if ARGV[1] == 'reset' then
 end
 
 local consume = ARGV[1] == 'hit'
--- Arithmetic reads a numeric string as tonumber does, without a call.
-local cost = ARGV[2] + 0
+-- Arithmetic reads a numeric string as tonumber does, without a call;
+-- most hits cost 1, which needs no conversion.
+local cost = ARGV[2] == '1' and 1 or ARGV[2] + 0
 local now
 if ARGV[3] == '' then
   local time = redis.call('TIME')
@@ -125,6 +126,9 @@ end
 local match = string.match
 local PLAIN = '^(%d+):(%d+):(%d+)$'
 local PENALISED = '^(%d+):(%d+):(%d+):(%d+)$'
+-- Most states are as a hit writes them, with no leading zero: a hit may
+-- then write a live window's end back as it read it, as a hit would.
+local WRITTEN = '^([1-9]%d*):(%d+):(%d+)$'
 
 -- Refunds only ever lower a live window's count: kept apart from the
 -- decision below, and reading each field on its own, as they are rare.
@@ -188,60 +192,77 @@ end
 -- write as if the hit counts, as it mostly does: then the writes are
 -- ready, and nothing is read twice. A limit whose hit does not count after
 -- all is set back below. The reply is filled in as the limits are read,
--- and both it and the writes are made whole with the first limit's, as a
+-- and made with the first limit's, with room for up to three limits, as a
 -- table grown one field at a time is reallocated at every power of two.
--- Comparisons stand in for math.max: a call costs more than the rest.
 -- Unreadable states are rare, so their list is only made when one turns
 -- up. A limit that is penalised keeps, in penalised, when its penalty ends
 -- and its count, two numbers per limit; started says whether this hit
 -- started one. Both only exist when a limit has a penalty running.
 --
--- writes holds, at 2i - 1 and 2i, limit i's field and the state a hit
--- that counts writes (made by the first limit that admits); opens[i],
--- made only then, the microseconds until the window this hit opens in
--- limit i ends, and longest the most of them.
+-- The state a hit that counts writes takes the place of the state read in
+-- states[i], which is read no more; opens[i], made only then, holds the
+-- microseconds until the window this hit opens in limit i ends, and
+-- longest the most of them.
 local format = string.format
+-- A window that ends by near is within any limit's bound (its duration
+-- plus SKEW_US from now, as a limit lasts a second at least), with no
+-- duration to convert: a live window of a limit of up to five minutes
+-- does, unless a clock ahead of this one's by more than a second opened it.
+local near = now + 1000000 + SKEW_US
 local reply, admitted, unreadable, moved = nil, true, nil, nil
 local penalised, started = nil, false
-local writes, opens, longest = nil, nil, 0
+local opens, longest = nil, 0
 for i = 1, n do
-  -- at: where limit i's numbers are, in ARGV and (less one) in writes.
-  local at = 2 * i
-  local limit = ARGV[at + 2] + 0
-  -- A state mostly holds the duration as the limit gives it: one
-  -- conversion then serves both.
-  local given = ARGV[at + 3]
-  local count, reset_after = 0, 0
+  local limit = ARGV[2 * i + 2] + 0
+  local given = ARGV[2 * i + 3]
+  -- kept: the end of the live window read, in milliseconds, as written.
+  local count, reset_after, kept = 0, 0, nil
   local state = states[i]
   local ends
   if state then
-    -- Most states hold no penalty: one match reads them. window_end
-    -- stays nil (the match has three captures) unless the state is read.
-    local window_ms, used, stored, window_end = match(state, PLAIN)
-    if not window_ms then
-      window_ms, used, stored, ends = match(state, PENALISED)
-      if ends and #ends > 16 then
-        window_ms = nil
+    local window_ms, used, stored = match(state, WRITTEN)
+    local window_end
+    if stored == given and #used <= 16 then
+      -- Most states: of the limit's own duration, which is of 9 digits at
+      -- most (a limit lasts 10 years at most), and no penalty. A count is
+      -- only read from a live window.
+      window_end = window_ms * 1000
+      if window_end > near and window_end > now + given * 1000000 + SKEW_US then
+        window_end = nil
+      elseif window_end > now then
+        count, reset_after, kept = used + 0, window_end - now, window_ms
       end
-    end
-    if window_ms and #used <= 16 and #stored <= 9 then
-      local duration = given * 1000000
-      window_end, used = window_ms * 1000, used + 0
-      if stored == given then
-        if window_end > now + duration + SKEW_US then
-          window_end = nil
+    else
+      if not window_ms then
+        window_ms, used, stored, ends = match(state, PENALISED)
+        if not window_ms then
+          window_ms, used, stored = match(state, PLAIN)
+        elseif #ends > 16 then
+          window_ms = nil
         end
-      else
-        stored = stored * 1000000
-        if window_end > now + stored + SKEW_US then
-          window_end = nil
-        elseif stored ~= duration and window_end > now + duration then
-          -- A named limit's window changed: its count stays, for no
-          -- longer than a window of the new duration opened now would
-          -- last.
-          window_end = math.floor((now + duration) / 1000) * 1000
-          moved = moved or {}
-          moved[i] = used
+      end
+      if window_ms and #used <= 16 and #stored <= 9 then
+        local duration = given * 1000000
+        window_end, used = window_ms * 1000, used + 0
+        if stored == given then
+          if window_end > now + duration + SKEW_US then
+            window_end = nil
+          end
+        else
+          stored = stored * 1000000
+          if window_end > now + stored + SKEW_US then
+            window_end = nil
+          elseif stored ~= duration and window_end > now + duration then
+            -- A named limit's window changed: its count stays, for no
+            -- longer than a window of the new duration opened now would
+            -- last.
+            window_end = math.floor((now + duration) / 1000) * 1000
+            moved = moved or {}
+            moved[i] = used
+          end
+        end
+        if window_end and window_end > now then
+          count, reset_after = used, window_end - now
         end
       end
     end
@@ -249,8 +270,6 @@ for i = 1, n do
       unreadable = unreadable or {}
       unreadable[#unreadable + 1] = i
       ends = nil
-    elseif window_end > now then
-      count, reset_after = used, window_end - now
     end
   end
   local status, retry_after = 1, 0
@@ -273,7 +292,7 @@ for i = 1, n do
     if left > 0 then
       status, admitted = 0, false
       penalised = penalised or {}
-      penalised[at - 1], penalised[at] = now + left, count
+      penalised[2 * i - 1], penalised[2 * i] = now + left, count
     end
   end
   local remaining
@@ -281,27 +300,27 @@ for i = 1, n do
     -- A hit that fits leaves count + cost, at most the limit.
     count = count + cost
     remaining = limit - count
-    -- Only a live window has time left: otherwise this hit opens one.
-    if reset_after == 0 then
-      reset_after = math.floor((now + given * 1000000) / 1000) * 1000 - now
-      opens = opens or {}
-      opens[i] = reset_after
-      if reset_after > longest then
-        longest = reset_after
-      end
-    end
-    -- Whole milliseconds: %d drops the fraction of a positive number
-    -- below 2^53, so that no call to math.floor is needed. The duration
-    -- goes into the pattern, copied as it is, which costs less than a %s:
-    -- it has been read as a number by now (for the window above or the
-    -- one this hit opens), so it holds no %.
-    local write = format('%d:%d:' .. given, (now + reset_after) / 1000, count)
-    if writes then
-      writes[at - 1], writes[at] = ARGV[FIELDS + i], write
-    elseif i == 1 then
-      writes = {ARGV[FIELDS + 1], write}
+    -- The state ends in the duration as the limit gives it. %d writes a
+    -- count exactly below 2^53, and whole milliseconds, as it drops the
+    -- fraction of a positive number, so that no call to math.floor is
+    -- needed.
+    if kept then
+      -- Fewer numbers to write: the window ends when it did.
+      states[i] = kept .. format(':%d:', count) .. given
     else
-      writes = {[at - 1] = ARGV[FIELDS + i], [at] = write}
+      -- Only a live window has time left: otherwise this hit opens one,
+      -- ending on a whole millisecond (the remainder, exact for integers,
+      -- costs no call to math.floor).
+      if reset_after == 0 then
+        local until_us = now + given * 1000000
+        reset_after = until_us - until_us % 1000 - now
+        opens = opens or {}
+        opens[i] = reset_after
+        if reset_after > longest then
+          longest = reset_after
+        end
+      end
+      states[i] = format('%d:%d:', (now + reset_after) / 1000, count) .. given
     end
   else
     -- A comparison rather than math.max: a call costs more than the rest.
@@ -311,22 +330,32 @@ for i = 1, n do
     local base = 5 * i - 5
     reply[base + 1], reply[base + 2], reply[base + 3] = status, limit, remaining
     reply[base + 4], reply[base + 5] = reset_after, retry_after
-  else
-    -- Made whole at once, the first limit costs no growing table.
+  elseif n == 1 then
     reply = {status, limit, remaining, reset_after, retry_after}
+  elseif n == 2 then
+    reply = {status, limit, remaining, reset_after, retry_after, 0, 0, 0, 0, 0}
+  else
+    -- The next two limits overwrite the zeros.
+    reply = {status, limit, remaining, reset_after, retry_after, 0, 0, 0, 0, 0,
+      0, 0, 0, 0, 0}
   end
 end
 
 -- A hash lives until the last window or penalty of any of its fields
 -- ends, so it only needs a longer life when a window opens or a penalty
 -- is written: then a PTTL, and a PEXPIRE if that is longer.
-if consume and admitted and single then
-  -- The common case: every limit counts the hit, in one hash.
+if consume and admitted and single and n <= 3 and not foreign then
+  -- The common case: every limit, of at most three, counts the hit, in
+  -- one key that holds a hash; one HSET writes them with no table made.
   local key = KEYS[1]
-  if foreign then
-    redis.call('DEL', key)
+  if n == 1 then
+    redis.call('HSET', key, ARGV[FIELDS + 1], states[1])
+  elseif n == 2 then
+    redis.call('HSET', key, ARGV[FIELDS + 1], states[1], ARGV[FIELDS + 2], states[2])
+  else
+    redis.call('HSET', key, ARGV[FIELDS + 1], states[1], ARGV[FIELDS + 2], states[2],
+      ARGV[FIELDS + 3], states[3])
   end
-  redis.call('HSET', key, unpack(writes))
   if longest > 0 then
     local ms = math.ceil(longest / 1000)
     -- Compared with <=, as PTTL rounds a last partial millisecond up; a
@@ -339,7 +368,8 @@ elseif consume then
   -- Each run is one HSET, and at most one PTTL and PEXPIRE, for the
   -- longest life it needs. A denied hit still writes a window it
   -- shortened, and a penalty that starts or is kept: neither counts
-  -- anything. Otherwise a hit that counts nowhere writes nothing.
+  -- anything. Otherwise a hit that counts nowhere writes nothing. A key
+  -- of another type is deleted before its run is written.
   local each = ARGV[FIELDS + n + 1] == 'each'
   local writing = admitted or moved or each or started
   local run, w, most = {}, 0, 0
@@ -348,7 +378,7 @@ elseif consume then
     -- Under "each", a limit that admits the hit counts it, whatever the
     -- others say.
     if admitted or (each and reply[base + 1] == 1) then
-      run[w + 1], run[w + 2] = writes[2 * i - 1], writes[2 * i]
+      run[w + 1], run[w + 2] = ARGV[FIELDS + i], states[i]
       w = w + 2
       local us = opens and opens[i]
       if us and us > most then

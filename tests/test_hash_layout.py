@@ -22,7 +22,7 @@ from luathrottle.backends.redis import SyncRedis
 from luathrottle.decision import Decision
 from luathrottle.django import SyncThrottle, throttle
 from luathrottle.django.cache_keys import RemoteAddr
-from states import limiter_keys, locate, read_state, store_keys
+from states import limiter_keys, locate, read_state, store_keys, write_state
 
 SCRIPT = SimpleRate().script
 LIMITS = [Limit(2, 60), Limit(5, 3600)]
@@ -153,6 +153,23 @@ def test_the_staged_hash_keeps_its_expiry_and_extends_it(clock):
     # The keyspace reads the time a moment after now_us.
     assert 3_599_000 < expires_ms - now_us // 1000 <= 3_601_000
     assert len(stored["fields"]) == 2
+
+
+@pytest.mark.parametrize("zeros", ["", "0", "000"])
+def test_a_live_window_reads_alike_with_leading_zeros(sync_backend, clock, zeros):
+    """A hit on a live window as a hit writes it writes the window's end
+    back as it read it; one that ends the same with leading zeros (no hit
+    writes those) reads as the same window and count, and the hit writes
+    its end as a hit would."""
+    limiter = Limiter(10, 60, algorithm=SimpleRate(), backend=sync_backend, clock=clock)
+    [key] = limiter_keys(limiter, "k")
+    ends_ms = int(clock.now * 1000) + 30_000
+    write_state(sync_backend, key, f"{zeros}{ends_ms}:3:60")
+    decision = limiter.hit("k")
+    assert decision.allowed
+    assert decision.remaining == 6
+    assert decision.reset_after == pytest.approx(30)
+    assert read_state(sync_backend, key) == f"{ends_ms}:4:60"
 
 
 def test_a_views_throttles_on_one_identity_share_its_hash(rf, redis_client):
