@@ -290,8 +290,9 @@ for i = 1, n do
         block_end = last - last % full + full
       end
     elseif empty_at and #was <= 16 and #held <= 16 and was + 0 > 0 then
-      -- Other numbers, of at most 16 digits each, so that the product is
-      -- exact.
+      -- Other numbers, of at most 16 digits each, so that each reads
+      -- exactly. Their product rounds only above 2^53 microseconds (285
+      -- years), where the bound it makes admits every time near now alike.
       empty_at, was = empty_at + 0, was + 0
       local written = held * was
       if empty_at - now <= written + SKEW_US then
