@@ -141,17 +141,13 @@ class LeakyBucket(BaseThrottleAlgorithm):
     def pack_args(
         self, mode: Mode, cost: int, now_us: int | None, limits: Sequence[Limit]
     ) -> list[str]:
-        """The ARGV of one call: each limit's ``max_requests`` and drain, the
-        microseconds one request takes to leak out (see
-        ``lua/leaky_bucket.lua``), then each limit's penalty. A cost above
-        every limit is sent as the largest plus one, as the base class does.
-        """
-        most = max(limit.max_requests for limit in limits) + 1
-        args = [mode, str(min(cost, most)), "" if now_us is None else str(now_us)]
-        for limit in limits:
-            args.append(str(limit.max_requests))
-            args.append(_step_word(limit.duration, limit.max_requests))
-        args.extend([str(penalty_us(limit.penalty)) for limit in limits])
+        """The base class's ARGV, with each limit's drain, the microseconds
+        one request takes to leak out (see ``lua/leaky_bucket.lua``), where
+        it sends the duration."""
+        args = super().pack_args(mode, cost, now_us, limits)
+        args[4 : 4 + 2 * len(limits) : 2] = [
+            _step_word(limit.duration, limit.max_requests) for limit in limits
+        ]
         return args
 
 
