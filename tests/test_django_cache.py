@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -40,7 +41,7 @@ from luathrottle.backends.django_cache import (
 )
 from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
-from states import limiter_keys, locate, store_keys
+from states import limiter_keys, locate, staged_hash, store_keys
 
 ALGORITHMS = [SimpleRate(), LeakyBucket(), TokenBucket(burst=3), SlidingWindow()]
 REDIS_DBS = {"redis": 1, "django_redis": 2, "django_valkey": 3}
@@ -426,7 +427,9 @@ def test_a_foreign_value_counts_as_absent(clock):
     try:
         assert limiter.hit("k").remaining == 2
         stored = caches["default"].get(store_key)
-        assert isinstance(stored if field is None else stored["fields"][field], str)
+        assert isinstance(
+            stored if field is None else staged_hash(stored)[0][field], str
+        )
     finally:
         caches["default"].delete(store_key)
 
@@ -531,6 +534,42 @@ def test_a_hash_named_by_three_limits_is_read_once_from_a_locmem_cache(clock):
         assert cache.asked == [[keys[0]], [keys[0]]]
 
 
+def test_each_thread_uses_the_cache_object_django_gives_it(clock):
+    """Django gives each thread its own cache object; the backend, which
+    remembers them, uses each thread's own."""
+    asked = {"BACKEND": f"{__name__}.AskedLocMemCache", "LOCATION": "threads"}
+    with override_settings(CACHES={**settings.CACHES, "asked": asked}):
+        backend = SyncDjangoCache("asked", breaker=False)
+        limiter = Limiter(100, 60, backend=backend, clock=clock)
+
+        def hit_twice():
+            limiter.hit("k")
+            limiter.hit("k")
+            return caches["asked"]
+
+        mine = hit_twice()
+        with ThreadPoolExecutor(1) as pool:
+            theirs = pool.submit(hit_twice).result()
+        assert theirs is not mine
+        assert len(mine.asked) == len(theirs.asked) == 2
+        assert limiter.peek("k").remaining == 96
+
+
+def test_a_backend_follows_caches_when_the_setting_changes(clock):
+    backend = SyncDjangoCache("asked", breaker=False)
+    limiter = Limiter(100, 60, backend=backend, clock=clock)
+    used = []
+    for location in ("first", "second"):
+        asked = {"BACKEND": f"{__name__}.AskedLocMemCache", "LOCATION": location}
+        with override_settings(CACHES={**settings.CACHES, "asked": asked}):
+            caches["asked"].clear()
+            limiter.hit("k")
+            assert limiter.hit("k").remaining == 98
+            used.append(caches["asked"])
+    assert used[0] is not used[1]
+    assert [len(cache.asked) for cache in used] == [2, 2]
+
+
 def test_dummy_cache_admits_every_hit(clock):
     """DummyCache stores nothing, so every hit sees a fresh window."""
     limiter = Limiter(3, 60, backend=SyncDjangoCache("dummy"), clock=clock)
@@ -545,8 +584,6 @@ async def test_async_dummy_cache_admits_every_hit(clock, async_backends):
 
 
 def test_threads_of_one_process_admit_exactly_the_limit():
-    from concurrent.futures import ThreadPoolExecutor
-
     caches["default"].clear()
     limiter = Limiter(40, 3600, backend=SyncDjangoCache())
     with ThreadPoolExecutor(8) as pool:
