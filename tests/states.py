@@ -100,3 +100,20 @@ def state_ttl(where: Any, key: str) -> int:
 def store_keys(keys: Any) -> set[str]:
     """The keys of the store that hold the states named ``keys``."""
     return {locate(key)[0] for key in keys}
+
+
+def staged_hash(value: bytes) -> tuple[dict[str, str], int | None]:
+    """The fields of a hash as a staged Django cache keeps it (``expiry NUL
+    field NUL value NUL ...``), and its expiry in ms since 1970 or None."""
+    head, *words = value.decode().split("\0")
+    assert words.pop() == "", value
+    assert len(words) % 2 == 0, value
+    return dict(zip(words[::2], words[1::2], strict=True)), int(head) if head else None
+
+
+def staged_bytes(fields: dict[str, str], expires_ms: int | None = None) -> bytes:
+    """A hash of ``fields`` as a staged Django cache keeps it."""
+    words = ["" if expires_ms is None else str(expires_ms)]
+    for field, text in fields.items():
+        words += [field, text]
+    return "\0".join([*words, ""]).encode()

@@ -40,7 +40,15 @@ from luathrottle.backends.memory import MemoryBackend
 from luathrottle.backends.redis import AsyncRedis, SyncRedis
 from luathrottle.decision import Decision
 from luathrottle.django import AsyncThrottle, SyncThrottle, throttle
-from states import limiter_keys, locate, read_state, state_ttl, write_state
+from states import (
+    limiter_keys,
+    locate,
+    read_state,
+    staged_bytes,
+    staged_hash,
+    state_ttl,
+    write_state,
+)
 
 LIMIT = Limit(5, 60)
 WARNING = "not written by luathrottle"
@@ -343,7 +351,7 @@ class DjangoStore:
 
     def set(self, key: str, value: object) -> None:
         """Write ``value`` as the state named ``key``; a hashed script's in
-        its field (the staged path caches a hash as a dict)."""
+        its field (the staged path caches a hash as bytes)."""
         store_key, field = locate(key)
         if self.client is not None:
             made = self.cache.make_key(store_key)
@@ -354,8 +362,7 @@ class DjangoStore:
         elif field is None:
             self.cache.set(key, value, None)
         else:
-            hashed = {"fields": {field: value}, "expires_at_ms": None}
-            self.cache.set(store_key, hashed, None)
+            self.cache.set(store_key, staged_bytes({field: value}), None)
 
     def get_with_ttl(self, key: str) -> tuple[str | None, int]:
         store_key, field = locate(key)
@@ -366,7 +373,7 @@ class DjangoStore:
             ttl = -1 if expiry is None else round((expiry - time.time()) * 1000)
             value = self.cache.get(store_key)
             if field is not None and value is not None:
-                value = value["fields"].get(field)
+                value = staged_hash(value)[0].get(field)
             return value, ttl
         raw = self.client.get(made) if field is None else self.client.hget(made, field)
         return None if raw is None else raw.decode(), self.client.pttl(made)
@@ -516,11 +523,17 @@ def test_staged_cache_values_that_are_no_string(value, caplog):
     [
         -5,
         1.5,
-        {"fields": {"1/60": 5}, "expires_at_ms": None},
-        {"fields": {}, "expires_at_ms": "soon"},
-        {"fields": {}, "expires_at_ms": 10**30},
-        {"fields": {}, "expires_at_ms": -1},
-        {"fields": {}},
+        {"fields": {"1/60": "5"}, "expires_at_ms": None},
+        b"",
+        b"no field",
+        b"\0field without a value\0",
+        b"\0field\0value",
+        b"soon\0",
+        b"-1\0",
+        b"1e3\0",
+        b" 12\0",
+        b"10000000000000\0",
+        b"\xff\xfe\0",
     ],
 )
 def test_staged_hash_values_that_are_no_hash_of_ours(value, caplog):

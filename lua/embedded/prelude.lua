@@ -1,9 +1,9 @@
 -- luathrottle embedded: prelude
--- version: 3
+-- version: 4
 --
 -- What every in-process keyspace shares: Redis's redis.call and redis.pcall
--- dispatch, TIME, the SET ... PX ms option, and splitting a call into KEYS
--- and ARGV. Not an algorithm: it never goes to a Redis server.
+-- dispatch, TIME and the SET ... PX ms option. Not an algorithm: it never
+-- goes to a Redis server.
 --
 -- Chunk arguments:
 --   ...             the backend's name, as error messages show it
@@ -12,7 +12,6 @@
 --   commands        a table to fill with GET, SET, DEL...; TIME is there
 --   clock           a table; set clock.now in microseconds before a call
 --   px_ms           px_ms(option, ttl): a SET's PX option, in milliseconds
---   call_script     call_script(script, nkeys, ...): runs script(KEYS, ARGV)
 -- and, for Python:
 --   compile         compile(source, name): a script as a function of
 --                   (KEYS, ARGV), as Redis runs it; raises on a syntax error
@@ -51,15 +50,6 @@ local function px_ms(option, ttl)
   return tonumber(ttl)
 end
 
-local function call_script(script, nkeys, ...)
-  local keys, args = {...}, {}
-  for i = nkeys + 1, #keys do
-    args[i - nkeys] = keys[i]
-    keys[i] = nil
-  end
-  return script(keys, args)
-end
-
 -- A script becomes the body of a function of KEYS and ARGV, as in the
 -- function library Redis runs, so a script sees no other script's; the
 -- function starts on the script's first line, so errors name the lines of
@@ -74,4 +64,4 @@ local function compile(source, name)
   return chunk()
 end
 
-return commands, clock, px_ms, call_script, compile
+return commands, clock, px_ms, compile

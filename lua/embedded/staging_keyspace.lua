@@ -1,38 +1,83 @@
 -- luathrottle embedded: staging_keyspace
--- version: 5
+-- version: 6
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
 -- written to the cache. Not an algorithm: it never goes to Redis.
 --
--- A snapshot maps a key to a string, to a hash, {fields = {field = value},
--- expires = microseconds or false}, or to {foreign = what the cache holds},
--- a value of another type, which GET and HMGET meet as WRONGTYPE. GET, SET
--- with PX and DEL work on strings; HSET, HMGET, HDEL, PTTL and PEXPIRE on
--- hashes, whose expiry the cache keeps in the hash itself, since a cache
--- cannot tell a key's time to live.
+-- The cache keeps a hash as one string, so that it crosses into Lua and
+-- back as one value and the cache pickles a few bytes:
+--   expiry NUL field NUL value NUL field NUL value NUL ...
+-- where expiry is the hash's end in milliseconds since 1970, or empty when
+-- it has none: a cache cannot tell a key's time to live, and a script
+-- extends a hash's life only when it needs to. No script writes a NUL in a
+-- field or a value.
 --
--- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
--- call_script).
+-- A snapshot maps a key to such a string (a hash), to {string = value}, or
+-- to {foreign = what the cache holds}, a value of another type, which GET
+-- and HMGET meet as WRONGTYPE; so does a string that is no hash of this
+-- form. GET, SET with PX and DEL work on strings; HSET, HMGET, HDEL, PTTL
+-- and PEXPIRE on hashes.
+--
+-- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
+-- rest is not needed here).
 --
 -- Returns one entry point:
---   run_staged(script, clock_us, nkeys, VALUES..., KEYS..., ARGV...)
---                   VALUES is the snapshot: each key's value (a string or
---                   a table, as above), or nil when the cache has none or
---                   when an earlier KEYS entry names the same key.
+--   run_staged(script, clock_us, argv, nkeys, VALUES..., KEYS...)
+--                   argv is a table of the ARGV strings, which Python keeps
+--                   from call to call and the script gets as its ARGV (a
+--                   script must not change it). VALUES is the snapshot:
+--                   each key's value (as above), or nil when the cache has
+--                   none or when an earlier KEYS entry names the same key.
 --                   Returns one flat list, so that Python reads it in one
 --                   crossing: n, the reply's n elements; m, then for each
---                   of the m keys it set: key, px_ms or false, and either
---                   the string it holds or, for a hash, its expiry
---                   (microseconds or false), its number of fields f and f
---                   pairs of field and value; then the keys it deleted.
+--                   of the m keys it set: key, px_ms or false, true for a
+--                   hash or false for a string, and the value as the cache
+--                   keeps it; then the keys it deleted.
 
-local commands, clock, px_ms, call_script = ...
+local commands, clock, px_ms = ...
+local find, sub, format = string.find, string.sub, string.format
 local state
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
+-- The latest expiry whose microseconds stay exact as a Lua number.
+local MOST_EXPIRES_MS = 9007199254740
 
 local function wrongtype(value)
   error('WRONGTYPE the cache holds a ' .. value.foreign .. ' there', 0)
+end
+
+-- The hash a cached string holds (see the header), or nil when it holds no
+-- hash of that form.
+local function decoded(text)
+  local at = find(text, '\0', 1, true)
+  if not at then return nil end
+  local expires = false
+  if at > 1 then
+    local head = sub(text, 1, at - 1)
+    if find(head, '^%d+$') == nil or at > 14 or tonumber(head) > MOST_EXPIRES_MS then
+      return nil
+    end
+    expires = tonumber(head) * 1000
+  end
+  local fields, size = {}, #text
+  while at < size do
+    local field_end = find(text, '\0', at + 1, true)
+    local value_end = field_end and find(text, '\0', field_end + 1, true)
+    if not value_end then return nil end
+    fields[sub(text, at + 1, field_end - 1)] = sub(text, field_end + 1, value_end - 1)
+    at = value_end
+  end
+  return {fields = fields, expires = expires}
+end
+
+local function encoded(hash)
+  local words, n = {''}, 1
+  if hash.expires then words[1] = format('%d', math.ceil(hash.expires / 1000)) end
+  for field, value in pairs(hash.fields) do
+    words[n + 1], words[n + 2], n = field, value, n + 2
+  end
+  words[n + 1] = ''
+  return table.concat(words, '\0')
 end
 
 -- What a hash's expiry leaves of its life, in milliseconds, or false.
@@ -50,15 +95,15 @@ function commands.GET(key)
   local value = state.data[key]
   if value == nil then return false end
   if type(value) == 'table' then
+    if value.string then return value.string end
     if value.foreign then wrongtype(value) end
-    error(WRONGTYPE, 0)
   end
-  return value
+  error(WRONGTYPE, 0)
 end
 function commands.SET(key, value, option, ttl)
   local ms = false
   if option ~= nil then ms = px_ms(option, ttl) end
-  state.data[key] = tostring(value)
+  state.data[key] = {string = tostring(value)}
   state.sets[key], state.dels[key] = {tostring(value), ms}, nil
   return {ok = 'OK'}
 end
@@ -75,10 +120,14 @@ end
 local function hash_of(key)
   local value = state.data[key]
   if value == nil then return nil end
-  if type(value) ~= 'table' then
-    error(WRONGTYPE, 0)
+  if type(value) == 'string' then
+    local hash = decoded(value)
+    if hash == nil then error(WRONGTYPE, 0) end
+    state.data[key] = hash
+    return hash
   end
   if value.foreign then wrongtype(value) end
+  if value.string then error(WRONGTYPE, 0) end
   return value
 end
 function commands.HMGET(key, ...)
@@ -131,16 +180,18 @@ function commands.PEXPIRE(key, ms)
   return 1
 end
 
-local function run_staged(script, clock_us, nkeys, ...)
+local function run_staged(script, clock_us, argv, nkeys, ...)
   clock.now = clock_us
   -- A table of the varargs keeps the positions of nil values.
-  local given, data = {...}, {}
+  local given, data, keys = {...}, {}, {}
   for i = 1, nkeys do
+    local key = given[nkeys + i]
+    keys[i] = key
     -- A key named more than once has its value with the first name only.
-    if given[i] ~= nil then data[given[nkeys + i]] = given[i] end
+    if given[i] ~= nil then data[key] = given[i] end
   end
   state = {data = data, sets = {}, dels = {}}
-  local reply = call_script(script, nkeys, select(nkeys + 1, ...))
+  local reply = script(keys, argv)
   local count = #reply
   local out = {count, unpack(reply, 1, count)}
   local at = count + 2
@@ -148,20 +199,10 @@ local function run_staged(script, clock_us, nkeys, ...)
   out[nsets] = 0
   for key, entry in pairs(state.sets) do
     local value = entry[1]
-    out[at + 1], out[at + 2] = key, entry[2]
-    if type(value) == 'string' then
-      out[at + 3] = value
-      at = at + 3
-    else
-      local size = at + 4
-      out[at + 3], out[size] = value.expires, 0
-      at = size
-      for field, text in pairs(value.fields) do
-        out[at + 1], out[at + 2] = field, text
-        at = at + 2
-        out[size] = out[size] + 1
-      end
-    end
+    local hashed = type(value) == 'table'
+    if hashed then value = encoded(value) end
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = key, entry[2], hashed, value
+    at = at + 4
     out[nsets] = out[nsets] + 1
   end
   for key in pairs(state.dels) do

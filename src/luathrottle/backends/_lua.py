@@ -2,12 +2,12 @@
 
 ``EmbeddedLua`` owns one runtime and gives each keyspace the pieces that do
 not depend on where keys live: Redis's ``redis.call`` dispatch, ``TIME``,
-the ``SET ... PX ms`` option, splitting a call into KEYS and ARGV, compiling
-scripts once per SHA1, and turning replies into integers as Redis does.
+the ``SET ... PX ms`` option, compiling scripts once per SHA1, keeping ARGV
+tables, and turning replies into integers as Redis does.
 
 Both chunks are files in ``lua/embedded/`` that the script registry reads:
 ``prelude.lua``, and a keyspace chunk that receives what the prelude returns
-(``commands`` to fill in, ``clock``, ``px_ms`` and ``call_script``) and
+(``commands`` to fill in, ``clock`` and ``px_ms``) and
 returns the entry points Python calls.
 """
 
@@ -23,7 +23,10 @@ from typing import Any
 from luathrottle.exceptions import BackendError
 from luathrottle.scripts import Script, embedded_source
 
-__all__ = ["EmbeddedLua", "LazyLua", "fastest_runtime"]
+__all__ = ["EmbeddedLua", "KeptArgv", "LazyLua", "fastest_runtime"]
+
+#: ARGV tables kept, by their arguments (see ``KeptArgv``).
+_KEPT_ARGV = 256
 
 
 @functools.cache
@@ -103,6 +106,30 @@ class EmbeddedLua:
         Redis turns Lua numbers into integers by truncation; so do we.
         """
         return list(map(int, values))
+
+
+class KeptArgv:
+    """ARGV tables kept by their arguments: a limiter's usual call, or a
+    throttle's on the store's clock, sends the same arguments every time,
+    and a kept table saves converting its strings into Lua at every call.
+    Dropped all at once past 256 (arguments with a client's time in them
+    are new at every call). A script gets the kept table as its ARGV, so it
+    must not change it (no script in ``lua/`` does; tests check).
+    """
+
+    def __init__(self) -> None:
+        #: The kept tables; hot paths look one up here themselves.
+        self.tables: dict[tuple[str, ...], Any] = {}
+
+    def table(self, runtime: Any, args: tuple[str, ...]) -> Any:
+        """``args`` as a Lua table of ``runtime``, kept."""
+        table = self.tables.get(args)
+        if table is None:
+            table = runtime.table_from(args)
+            if len(self.tables) >= _KEPT_ARGV:
+                self.tables.clear()
+            self.tables[args] = table
+        return table
 
 
 class LazyLua:

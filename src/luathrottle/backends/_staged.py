@@ -5,13 +5,15 @@ changed.
 Each call reads a snapshot of its keys, runs the script over it in embedded
 Lua (``lua/embedded/staging_keyspace.lua``), then writes what it set with
 ``set_many`` (timeouts rounded up to whole seconds) and deletes what it
-deleted with ``delete_many``. A hashed script's hash is cached as a dict,
-``{"fields": {field: value}, "expires_at_ms": ms since 1970 or None}``:
-the cache's own timeout cannot be read back, and a script extends a hash's
-life only when it needs to. This read-modify-write is atomic only within
-one process: every backend on one alias shares one lock per process (sync)
-or per event loop (async), but the sync and async twins do not wait for each
-other, and other processes are not held off at all.
+deleted with ``delete_many``. A hashed script's hash is cached as bytes,
+``expiry NUL field NUL value NUL ...``, its expiry in ms since 1970 or
+empty: the cache's own timeout cannot be read back, and a script extends a
+hash's life only when it needs to. The keyspace reads and writes that form
+itself, so a hash crosses into Lua and back as one value. This
+read-modify-write is atomic only within one process: every backend on one
+alias shares one lock per process (sync) or per event loop (async), but the
+sync and async twins do not wait for each other, and other processes are
+not held off at all.
 """
 
 import asyncio
@@ -24,7 +26,7 @@ from typing import Any, NamedTuple, cast
 
 from django.core.cache.backends.base import BaseCache
 
-from luathrottle.backends._lua import LazyLua
+from luathrottle.backends._lua import KeptArgv, LazyLua
 from luathrottle.backends._per_loop import PerLoop
 from luathrottle.backends.base import ScriptCall
 from luathrottle.exceptions import BackendError, ScriptError
@@ -49,53 +51,24 @@ class _Staged(NamedTuple):
 
 #: Ints this wide or wider are no state of ours.
 _MAX_INT = 2**64
-#: A hash's expiry, in ms since 1970, below which its microseconds stay
-#: exact as a Lua number; any later one is no hash of ours.
-_MAX_EXPIRY_MS = 2**53 // 1000
 
 
 def _as_state(runtime: Any, value: object) -> object:
     """A cached value as the keyspace reads it (see
-    ``staging_keyspace.lua``), as a Redis-backed cache would hold it: a str
-    as it is, an int as its digits (the script decides whether it can read
-    them), a hash as a table, and anything else as a key of another type.
+    ``staging_keyspace.lua``), as a Redis-backed cache would hold it: bytes
+    as a hash (the keyspace decides whether they are one), a str as a
+    string, an int as its digits (the script decides whether it can read
+    them), and anything else as a key of another type.
     """
-    if isinstance(value, str):
+    if type(value) is bytes:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         # Python refuses to write ints of thousands of digits; "" is a state
         # no script reads.
-        return str(value) if -_MAX_INT < value < _MAX_INT else ""
-    fields = _hash_fields(value)
-    if fields is None:
-        return runtime.table_from({"foreign": type(value).__name__})
-    expires = cast(dict[str, Any], value)["expires_at_ms"]
-    return runtime.table_from(
-        {
-            "fields": runtime.table_from(fields),
-            "expires": False if expires is None else expires * 1000,
-        }
-    )
-
-
-def _hash_fields(value: object) -> dict[str, str] | None:
-    """The fields of a hash as ``_read_sets`` caches one, or None for any
-    other value."""
-    if not isinstance(value, dict) or value.keys() != {"fields", "expires_at_ms"}:
-        return None
-    fields, expires = value["fields"], value["expires_at_ms"]
-    if not isinstance(fields, dict) or not (
-        expires is None
-        or (
-            isinstance(expires, int)
-            and not isinstance(expires, bool)
-            and 0 <= expires < _MAX_EXPIRY_MS
-        )
-    ):
-        return None
-    if not all(isinstance(f, str) and isinstance(v, str) for f, v in fields.items()):
-        return None
-    return fields
+        value = str(value) if -_MAX_INT < value < _MAX_INT else ""
+    if isinstance(value, str):
+        return runtime.table_from({"string": value})
+    return runtime.table_from({"foreign": type(value).__name__})
 
 
 def _read_sets(
@@ -103,22 +76,15 @@ def _read_sets(
 ) -> tuple[dict[int | None, dict[str, object]], int]:
     """The ``count`` keys a script set, from ``out[at]`` on (see
     ``run_staged`` in ``staging_keyspace.lua``), grouped by cache timeout,
-    each as the cache keeps it: a string as it is, a hash as a dict; and
+    each as the cache keeps it: a string as it is, a hash as its bytes; and
     where they end in ``out``."""
     by_timeout: dict[int | None, dict[str, object]] = {}
     for _ in range(count):
-        key, ms, value = out[at : at + 3]
-        at += 3
-        if type(value) is not str:
-            # A hash: value is its expiry, then come its number of fields
-            # and each field with its value.
-            pairs = out[at + 1 : at + 1 + 2 * out[at]]
-            value = {
-                "fields": dict(zip(pairs[::2], pairs[1::2], strict=True)),
-                "expires_at_ms": None if value is False else math.ceil(value / 1000),
-            }
-            at += 1 + len(pairs)
-        by_timeout.setdefault(_timeout(ms), {})[key] = value
+        key, ms, hashed, value = out[at : at + 4]
+        at += 4
+        by_timeout.setdefault(_timeout(ms), {})[key] = (
+            value.encode() if hashed else value
+        )
     return by_timeout, at
 
 
@@ -140,6 +106,7 @@ class Staging:
     def __init__(self, cache_name: str) -> None:
         self.cache_name = cache_name
         self._lua = LazyLua("django cache", "staging_keyspace")
+        self._argv = KeptArgv()
         self._process_lock = _PROCESS_LOCKS.setdefault(cache_name, threading.Lock())
 
     def compile(self, script: Script) -> None:
@@ -159,11 +126,12 @@ class Staging:
         states = {key: _as_state(runtime, value) for key, value in snapshot.items()}
         values = [states.pop(key, None) for key in keys]
         now_us = time.time_ns() // 1000
+        argv = self._argv.table(runtime, args if type(args) is tuple else tuple(args))
         try:
             # One crossing each way: the snapshot goes in as arguments, and
             # the reply and the writes come back as one flat tuple.
             out = lua.entry_points[0](
-                lua.function(script), now_us, len(keys), *values, *keys, *args
+                lua.function(script), now_us, argv, len(keys), *values, *keys
             )
         except lua.error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc

@@ -40,7 +40,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from luathrottle._clock import check_clock, microseconds
-from luathrottle.backends._lua import LazyLua
+from luathrottle.backends._lua import KeptArgv, LazyLua
 from luathrottle.backends.base import (
     AsyncBackend,
     ScriptCall,
@@ -52,13 +52,6 @@ from luathrottle.scripts import Script
 
 __all__ = ["MemoryBackend"]
 
-
-#: ARGV tables kept, by their arguments: a limiter's usual call, or a
-#: throttle's on the server's clock, sends the same arguments every time,
-#: and a kept table saves converting its strings into Lua at every call.
-#: Dropped all at once past this many (arguments with a client's time in
-#: them are new at every call).
-_KEPT_ARGV = 256
 
 _UNSAFE = (
     "MemoryBackend keeps its state in each process: N processes admit up to "
@@ -96,7 +89,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         # script has run.
         self._error: type[Exception] = Exception
         self._functions: dict[str, Any] = {}
-        self._argv: dict[tuple[str, ...], Any] = {}
+        self._argv = KeptArgv()
 
     def _now_us(self) -> int:
         if self._clock is None:
@@ -118,7 +111,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         now = time.time_ns() // 1000 if clock is None else microseconds(clock)
         function = self._functions.get(script.sha)
         argv_key = args if type(args) is tuple else tuple(args)
-        argv = self._argv.get(argv_key)
+        argv = self._argv.tables.get(argv_key)
         if function is None or argv is None:
             function, argv = self._prepare(script, argv_key)
         try:
@@ -147,11 +140,7 @@ class MemoryBackend(SyncBackend, AsyncBackend):
         except lua.error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
         self._functions[script.sha] = function
-        argv = lua.runtime.table_from(args)
-        if len(self._argv) >= _KEPT_ARGV:
-            self._argv.clear()
-        self._argv[args] = argv
-        return function, argv
+        return function, self._argv.table(lua.runtime, args)
 
     def command(self, *args: str | int) -> Any:
         """Run one keyspace command (GET, SET, DEL, PTTL, PEXPIRE, TYPE,
