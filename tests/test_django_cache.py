@@ -39,6 +39,7 @@ from luathrottle.backends.django_cache import (
     SyncDjangoCache,
     UnsafeCacheBackendWarning,
 )
+from luathrottle.backends.memory import MemoryBackend
 from luathrottle.exceptions import ScriptError
 from luathrottle.scripts import Script
 from states import limiter_keys, locate, staged_hash, store_keys
@@ -453,6 +454,25 @@ def test_a_reply_that_is_no_array_is_a_script_error():
     )
     with pytest.raises(ScriptError, match=r"^scalar: "):
         SyncDjangoCache().run_script(scalar, ["x"], [])
+
+
+def test_reply_numbers_are_made_integers_as_redis_makes_them(every_sync_store):
+    """Every store truncates a reply's numbers towards zero, Redis's way."""
+    fractions = Script.from_source(
+        "-- luathrottle script: fractions\n-- version: 1\nreturn {2.7, -2.7, 5, 0.5}\n",
+        filename="fractions.lua",
+    )
+    assert every_sync_store.run_script(fractions, ["x"], ["hit"]) == [2, -2, 5, 0]
+
+
+@pytest.mark.parametrize("in_process", [MemoryBackend, SyncDjangoCache])
+def test_a_reply_field_that_is_no_number_is_a_script_error(in_process):
+    word = Script.from_source(
+        "-- luathrottle script: word\n-- version: 1\nreturn {1, 'many'}\n",
+        filename="word.lua",
+    )
+    with pytest.raises(ScriptError, match=r"^word: .*reply field 2 is no integer"):
+        in_process().run_script(word, ["x"], [])
 
 
 PAIRS = Script.from_source(

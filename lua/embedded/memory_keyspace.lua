@@ -1,5 +1,5 @@
 -- luathrottle embedded: memory_keyspace
--- version: 6
+-- version: 7
 --
 -- MemoryBackend's keyspace: GET, SET with PX, DEL, PTTL, PEXPIRE, TYPE and
 -- DBSIZE, the hash commands the hashed scripts use (HSET, HMGET, HDEL, and
@@ -21,8 +21,8 @@
 -- unless many keys came due at once (the clock jumped past every TTL);
 -- then it takes two of them for each key calls name, as calls add one.
 --
--- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
--- rest is not needed here).
+-- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
+-- integers; the rest is not needed here).
 --
 -- Returns two entry points:
 --   run_script(script, clock_us, argv, KEYS...)
@@ -36,7 +36,7 @@
 --   run_command(clock_us, name, args...)
 --                   one keyspace command's reply, as redis.call gives it
 
-local commands, clock, px_ms = ...
+local commands, clock, px_ms, integers = ...
 local data, expires = {}, {}
 -- Keys of another type than string, by name: only their type is kept.
 -- Looked up only when data misses, so string keys pay nothing for them.
@@ -397,26 +397,6 @@ function commands.DBSIZE()
   for _ in pairs(data) do size = size + 1 end
   for _ in pairs(types) do size = size + 1 end
   return size
-end
-
-local INT64 = 2 ^ 63
--- Redis truncates each number of a script's reply into an integer. Doing it
--- here lets Python take the reply as it comes: lupa gives an integral
--- number as a Python int.
-local function integers(reply)
-  for i = 1, #reply do
-    local value = tonumber(reply[i])
-    if value == nil or not (value > -INT64 and value < INT64) then
-      error('ERR script reply field ' .. i .. ' is no integer: ' ..
-        tostring(reply[i]), 0)
-    end
-    if value >= 0 then
-      reply[i] = math.floor(value)
-    else
-      reply[i] = math.ceil(value)
-    end
-  end
-  return reply
 end
 
 -- Calls run one at a time, but each reads its time before it waits for

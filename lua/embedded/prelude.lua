@@ -1,9 +1,9 @@
 -- luathrottle embedded: prelude
--- version: 4
+-- version: 5
 --
 -- What every in-process keyspace shares: Redis's redis.call and redis.pcall
--- dispatch, TIME and the SET ... PX ms option. Not an algorithm: it never
--- goes to a Redis server.
+-- dispatch, TIME, the SET ... PX ms option and a reply's integers. Not an
+-- algorithm: it never goes to a Redis server.
 --
 -- Chunk arguments:
 --   ...             the backend's name, as error messages show it
@@ -12,6 +12,8 @@
 --   commands        a table to fill with GET, SET, DEL...; TIME is there
 --   clock           a table; set clock.now in microseconds before a call
 --   px_ms           px_ms(option, ttl): a SET's PX option, in milliseconds
+--   integers        integers(reply): a script's reply, each number made an
+--                   integer as Redis makes it; raises on any other value
 -- and, for Python:
 --   compile         compile(source, name): a script as a function of
 --                   (KEYS, ARGV), as Redis runs it; raises on a syntax error
@@ -50,6 +52,26 @@ local function px_ms(option, ttl)
   return tonumber(ttl)
 end
 
+local INT64 = 2 ^ 63
+-- Redis truncates each number of a script's reply into an integer. Doing it
+-- here lets Python take the reply as it comes: lupa gives an integral
+-- number as a Python int.
+local function integers(reply)
+  for i = 1, #reply do
+    local value = tonumber(reply[i])
+    if value == nil or not (value > -INT64 and value < INT64) then
+      error('ERR script reply field ' .. i .. ' is no integer: ' ..
+        tostring(reply[i]), 0)
+    end
+    if value >= 0 then
+      reply[i] = math.floor(value)
+    else
+      reply[i] = math.ceil(value)
+    end
+  end
+  return reply
+end
+
 -- A script becomes the body of a function of KEYS and ARGV, as in the
 -- function library Redis runs, so a script sees no other script's; the
 -- function starts on the script's first line, so errors name the lines of
@@ -64,4 +86,4 @@ local function compile(source, name)
   return chunk()
 end
 
-return commands, clock, px_ms, compile
+return commands, clock, px_ms, integers, compile

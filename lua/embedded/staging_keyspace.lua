@@ -1,5 +1,5 @@
 -- luathrottle embedded: staging_keyspace
--- version: 6
+-- version: 7
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
@@ -19,23 +19,22 @@
 -- form. GET, SET with PX and DEL work on strings; HSET, HMGET, HDEL, PTTL
 -- and PEXPIRE on hashes.
 --
--- Chunk arguments: what prelude.lua returns (commands, clock, px_ms; the
--- rest is not needed here).
+-- Chunk arguments: what prelude.lua returns (commands, clock, px_ms,
+-- integers; the rest is not needed here).
 --
 -- Returns one entry point:
---   run_staged(script, clock_us, argv, nkeys, VALUES..., KEYS...)
+--   run_staged(script, clock_us, argv, nkeys, KEYS..., SNAPSHOT...)
 --                   argv is a table of the ARGV strings, which Python keeps
 --                   from call to call and the script gets as its ARGV (a
---                   script must not change it). VALUES is the snapshot:
---                   each key's value (as above), or nil when the cache has
---                   none or when an earlier KEYS entry names the same key.
+--                   script must not change it). SNAPSHOT is each key the
+--                   cache holds, once, then its value (as above).
 --                   Returns one flat list, so that Python reads it in one
---                   crossing: n, the reply's n elements; m, then for each
+--                   crossing: n, the reply's n integers; m, then for each
 --                   of the m keys it set: key, px_ms or false, true for a
 --                   hash or false for a string, and the value as the cache
 --                   keeps it; then the keys it deleted.
 
-local commands, clock, px_ms = ...
+local commands, clock, px_ms, integers = ...
 local find, sub, format = string.find, string.sub, string.format
 local state
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
@@ -182,16 +181,12 @@ end
 
 local function run_staged(script, clock_us, argv, nkeys, ...)
   clock.now = clock_us
-  -- A table of the varargs keeps the positions of nil values.
-  local given, data, keys = {...}, {}, {}
-  for i = 1, nkeys do
-    local key = given[nkeys + i]
-    keys[i] = key
-    -- A key named more than once has its value with the first name only.
-    if given[i] ~= nil then data[key] = given[i] end
+  local keys, data = {...}, {}
+  for i = nkeys + 1, #keys, 2 do
+    data[keys[i]], keys[i], keys[i + 1] = keys[i + 1], nil, nil
   end
   state = {data = data, sets = {}, dels = {}}
-  local reply = script(keys, argv)
+  local reply = integers(script(keys, argv))
   local count = #reply
   local out = {count, unpack(reply, 1, count)}
   local at = count + 2

@@ -2,12 +2,12 @@
 
 ``EmbeddedLua`` owns one runtime and gives each keyspace the pieces that do
 not depend on where keys live: Redis's ``redis.call`` dispatch, ``TIME``,
-the ``SET ... PX ms`` option, compiling scripts once per SHA1, keeping ARGV
-tables, and turning replies into integers as Redis does.
+the ``SET ... PX ms`` option, turning replies into integers as Redis does,
+compiling scripts once per SHA1, and keeping ARGV tables.
 
 Both chunks are files in ``lua/embedded/`` that the script registry reads:
 ``prelude.lua``, and a keyspace chunk that receives what the prelude returns
-(``commands`` to fill in, ``clock`` and ``px_ms``) and
+(``commands`` to fill in, ``clock``, ``px_ms`` and ``integers``) and
 returns the entry points Python calls.
 """
 
@@ -16,7 +16,6 @@ import importlib
 import os
 import sys
 import threading
-from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
@@ -98,14 +97,6 @@ class EmbeddedLua:
             function = self._compile(script.source, script.name)
             self._compiled[script.sha] = function
         return function
-
-    @staticmethod
-    def integers(values: Iterable[Any]) -> list[int]:
-        """A script's reply as integers.
-
-        Redis turns Lua numbers into integers by truncation; so do we.
-        """
-        return list(map(int, values))
 
 
 class KeptArgv:

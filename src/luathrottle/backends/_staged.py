@@ -37,16 +37,14 @@ __all__ = ["Staging"]
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _LOOP_LOCKS: PerLoop[dict[str, asyncio.Lock]] = PerLoop()
 
-#: A write back: the cache method's name (``set_many`` or ``delete_many``;
-#: the async twin prefixes ``a``) and its arguments.
-_Write = tuple[str, tuple[Any, ...]]
-
 
 class _Staged(NamedTuple):
-    """What one in-process script call answered, and what to write back."""
+    """What one in-process script call answered, and what to write back:
+    the keys it set, by cache timeout, and the keys it deleted."""
 
     reply: list[int]
-    writes: list[_Write]
+    sets: dict[int | None, dict[str, object]]
+    deletes: list[str]
 
 
 #: Ints this wide or wider are no state of ours.
@@ -121,28 +119,27 @@ class Staging:
         script, keys, args = call
         lua = self._lua.get()
         runtime = lua.runtime
-        # The limits of one hash name it once each: its value goes with the
-        # first, and None (nil in Lua, as for a missing key) with the rest.
-        states = {key: _as_state(runtime, value) for key, value in snapshot.items()}
-        values = [states.pop(key, None) for key in keys]
-        now_us = time.time_ns() // 1000
+        given: list[object] = []
+        for key, value in snapshot.items():
+            given += (key, _as_state(runtime, value))
         argv = self._argv.table(runtime, args if type(args) is tuple else tuple(args))
         try:
-            # One crossing each way: the snapshot goes in as arguments, and
-            # the reply and the writes come back as one flat tuple.
+            # One crossing each way: the keys and the snapshot go in as
+            # arguments, and the reply and the writes come back as one flat
+            # tuple.
             out = lua.entry_points[0](
-                lua.function(script), now_us, argv, len(keys), *values, *keys
+                lua.function(script),
+                time.time_ns() // 1000,
+                argv,
+                len(keys),
+                *keys,
+                *given,
             )
         except lua.error as exc:
             raise ScriptError(f"{script.name}: {exc}") from exc
         count = out[0]
-        by_timeout, end = _read_sets(out, count + 2, out[count + 1])
-        writes: list[_Write] = [
-            ("set_many", (items, timeout)) for timeout, items in by_timeout.items()
-        ]
-        if end < len(out):
-            writes.append(("delete_many", (list(out[end:]),)))
-        return _Staged(lua.integers(out[1 : count + 1]), writes)
+        sets, end = _read_sets(out, count + 2, out[count + 1])
+        return _Staged(list(out[1 : count + 1]), sets, list(out[end:]))
 
     def _failed(self, operation: str, exc: Exception) -> BackendError:
         return BackendError(f"cache {self.cache_name!r} {operation}: {exc}")
@@ -157,11 +154,11 @@ class Staging:
         except Exception as exc:
             raise self._failed(operation, exc) from exc
 
-    def _wrote(self, method: str, result: object) -> None:
+    def _stored(self, failed: object) -> None:
         # set_many answers the keys it failed to store.
-        if method == "set_many" and result:
-            failed = list(cast(Iterable[str], result))
-            raise BackendError(f"cache {self.cache_name!r} did not store keys {failed}")
+        if failed:
+            keys = list(cast(Iterable[str], failed))
+            raise BackendError(f"cache {self.cache_name!r} did not store keys {keys}")
 
     def run(self, cache: BaseCache, calls: Sequence[ScriptCall]) -> list[list[int]]:
         """Run ``calls`` in turn, under this process's lock on the alias.
@@ -179,8 +176,10 @@ class Staging:
         try:
             staged = self._stage(call, cache.get_many(dict.fromkeys(call[1])))
             operation = "write back"
-            for method, arguments in staged.writes:
-                self._wrote(method, getattr(cache, method)(*arguments))
+            for timeout, items in staged.sets.items():
+                self._stored(cache.set_many(items, timeout))
+            if staged.deletes:
+                cache.delete_many(staged.deletes)
         except BackendError:
             raise
         except Exception as exc:
@@ -200,8 +199,10 @@ class Staging:
         try:
             staged = self._stage(call, await cache.aget_many(dict.fromkeys(call[1])))
             operation = "write back"
-            for method, arguments in staged.writes:
-                self._wrote(method, await getattr(cache, f"a{method}")(*arguments))
+            for timeout, items in staged.sets.items():
+                self._stored(await cache.aset_many(items, timeout))
+            if staged.deletes:
+                await cache.adelete_many(staged.deletes)
         except BackendError:
             raise
         except Exception as exc:
