@@ -26,11 +26,12 @@
 --   run_staged(script, clock_us, argv, nkeys, KEYS..., SNAPSHOT...)
 --                   argv is a table of the ARGV strings, which Python keeps
 --                   from call to call and the script gets as its ARGV (a
---                   script must not change it). SNAPSHOT is each key the
---                   cache holds, once, then its value (as above).
+--                   script must not change it). SNAPSHOT is, for each key
+--                   the cache holds, the key and its value (as above).
 --                   Returns one flat list, so that Python reads it in one
 --                   crossing: n, the reply's n integers; m, then for each
---                   of the m keys it set: key, px_ms or false, true for a
+--                   of the m keys it set: key, its cache timeout in whole
+--                   seconds (its PX rounded up) or nil for none, true for a
 --                   hash or false for a string, and the value as the cache
 --                   keeps it; then the keys it deleted.
 
@@ -196,7 +197,8 @@ local function run_staged(script, clock_us, argv, nkeys, ...)
     local value = entry[1]
     local hashed = type(value) == 'table'
     if hashed then value = encoded(value) end
-    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = key, entry[2], hashed, value
+    local timeout = entry[2] and math.max(1, math.ceil(entry[2] / 1000)) or nil
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = key, timeout, hashed, value
     at = at + 4
     out[nsets] = out[nsets] + 1
   end

@@ -18,11 +18,10 @@ not held off at all.
 
 import asyncio
 import contextlib
-import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 from django.core.cache.backends.base import BaseCache
 
@@ -38,13 +37,10 @@ _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _LOOP_LOCKS: PerLoop[dict[str, asyncio.Lock]] = PerLoop()
 
 
-class _Staged(NamedTuple):
-    """What one in-process script call answered, and what to write back:
-    the keys it set, by cache timeout, and the keys it deleted."""
-
-    reply: list[int]
-    sets: dict[int | None, dict[str, object]]
-    deletes: list[str]
+#: What one in-process script call answered, and what to write back: the
+#: keys it set, by cache timeout, and the keys it deleted. A plain tuple:
+#: a NamedTuple's constructor is a Python function, and this is every hit.
+_Staged = tuple[list[int], dict[int | None, dict[str, object]], list[str]]
 
 
 #: Ints this wide or wider are no state of ours.
@@ -78,17 +74,10 @@ def _read_sets(
     where they end in ``out``."""
     by_timeout: dict[int | None, dict[str, object]] = {}
     for _ in range(count):
-        key, ms, hashed, value = out[at : at + 4]
+        key, timeout, hashed, value = out[at : at + 4]
         at += 4
-        by_timeout.setdefault(_timeout(ms), {})[key] = (
-            value.encode() if hashed else value
-        )
+        by_timeout.setdefault(timeout, {})[key] = value.encode() if hashed else value
     return by_timeout, at
-
-
-def _timeout(ms: Any) -> int | None:
-    """A SET's PX as a cache timeout: whole seconds, rounded up."""
-    return None if ms is False else max(1, math.ceil(ms / 1000))
 
 
 class Staging:
@@ -139,7 +128,7 @@ class Staging:
             raise ScriptError(f"{script.name}: {exc}") from exc
         count = out[0]
         sets, end = _read_sets(out, count + 2, out[count + 1])
-        return _Staged(list(out[1 : count + 1]), sets, list(out[end:]))
+        return list(out[1 : count + 1]), sets, list(out[end:])
 
     def _failed(self, operation: str, exc: Exception) -> BackendError:
         return BackendError(f"cache {self.cache_name!r} {operation}: {exc}")
@@ -174,17 +163,19 @@ class Staging:
         # fails, and this runs for every request.
         operation = "get_many"
         try:
-            staged = self._stage(call, cache.get_many(dict.fromkeys(call[1])))
+            reply, sets, deletes = self._stage(
+                call, cache.get_many(dict.fromkeys(call[1]))
+            )
             operation = "write back"
-            for timeout, items in staged.sets.items():
+            for timeout, items in sets.items():
                 self._stored(cache.set_many(items, timeout))
-            if staged.deletes:
-                cache.delete_many(staged.deletes)
+            if deletes:
+                cache.delete_many(deletes)
         except BackendError:
             raise
         except Exception as exc:
             raise self._failed(operation, exc) from exc
-        return staged.reply
+        return reply
 
     async def arun(
         self, cache: BaseCache, calls: Sequence[ScriptCall]
@@ -197,14 +188,16 @@ class Staging:
     async def _arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
         operation = "aget_many"
         try:
-            staged = self._stage(call, await cache.aget_many(dict.fromkeys(call[1])))
+            reply, sets, deletes = self._stage(
+                call, await cache.aget_many(dict.fromkeys(call[1]))
+            )
             operation = "write back"
-            for timeout, items in staged.sets.items():
+            for timeout, items in sets.items():
                 self._stored(await cache.aset_many(items, timeout))
-            if staged.deletes:
-                await cache.adelete_many(staged.deletes)
+            if deletes:
+                await cache.adelete_many(deletes)
         except BackendError:
             raise
         except Exception as exc:
             raise self._failed(operation, exc) from exc
-        return staged.reply
+        return reply
