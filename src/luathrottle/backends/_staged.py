@@ -158,6 +158,16 @@ class Staging:
         with self._process_lock:
             return [self._run_one(cache, call) for call in calls]
 
+    def run_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
+        """``run`` of one call.
+
+        Raises:
+            BackendError: the cache or the script failed; the cause is
+                chained.
+        """
+        with self._process_lock:
+            return self._run_one(cache, call)
+
     def _run_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
         # try blocks rather than errors(): they cost nothing when nothing
         # fails, and this runs for every request.
@@ -184,6 +194,12 @@ class Staging:
         locks = _LOOP_LOCKS.get(dict)
         async with locks.setdefault(self.cache_name, asyncio.Lock()):
             return [await self._arun_one(cache, call) for call in calls]
+
+    async def arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
+        """``arun`` of one call."""
+        locks = _LOOP_LOCKS.get(dict)
+        async with locks.setdefault(self.cache_name, asyncio.Lock()):
+            return await self._arun_one(cache, call)
 
     async def _arun_one(self, cache: BaseCache, call: ScriptCall) -> list[int]:
         operation = "aget_many"

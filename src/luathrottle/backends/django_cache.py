@@ -224,7 +224,12 @@ class SyncDjangoCache(_DjangoCacheBase, SyncBackend):
     def _run_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        return self._run_scripts([(script, keys, args)])[0]
+        cache = self._cache()
+        redis = self._redis(cache)
+        if redis is None:
+            return self._staging.run_one(cache, (script, keys, args))
+        made = _django_redis.made_keys(cache, keys)
+        return redis._run_script(script, made, args)
 
     def _run_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         cache = self._cache()
@@ -300,7 +305,12 @@ class AsyncDjangoCache(_DjangoCacheBase, AsyncBackend):
     async def _arun_script(
         self, script: Script, keys: Sequence[str], args: Sequence[str]
     ) -> list[int]:
-        return (await self._arun_scripts([(script, keys, args)]))[0]
+        cache = self._cache()
+        redis = self._redis(cache)
+        if redis is None:
+            return await self._staging.arun_one(cache, (script, keys, args))
+        made = _django_redis.made_keys(cache, keys)
+        return await redis._arun_script(script, made, args)
 
     async def _arun_scripts(self, calls: Sequence[ScriptCall]) -> list[list[int]]:
         cache = self._cache()
