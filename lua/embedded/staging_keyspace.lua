@@ -1,5 +1,5 @@
 -- luathrottle embedded: staging_keyspace
--- version: 8
+-- version: 9
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
@@ -37,7 +37,8 @@
 
 local commands, clock, px_ms, integers = ...
 local find, sub, format = string.find, string.sub, string.format
-local state
+-- The call's snapshot, and the keys it set ({value, px_ms}) and deleted.
+local data, sets, dels
 local WRONGTYPE = 'WRONGTYPE Operation against a key holding the wrong kind of value'
 -- The latest expiry whose microseconds stay exact as a Lua number.
 local MOST_EXPIRES_MS = 9007199254740
@@ -87,12 +88,12 @@ local function left_ms(hash)
 end
 
 local function set_hash(key, hash)
-  state.data[key] = hash
-  state.sets[key], state.dels[key] = {hash, left_ms(hash)}, nil
+  data[key] = hash
+  sets[key], dels[key] = {hash, left_ms(hash)}, nil
 end
 
 function commands.GET(key)
-  local value = state.data[key]
+  local value = data[key]
   if value == nil then return false end
   if type(value) == 'table' then
     if value.string then return value.string end
@@ -103,27 +104,27 @@ end
 function commands.SET(key, value, option, ttl)
   local ms = false
   if option ~= nil then ms = px_ms(option, ttl) end
-  state.data[key] = {string = tostring(value)}
-  state.sets[key], state.dels[key] = {tostring(value), ms}, nil
+  data[key] = {string = tostring(value)}
+  sets[key], dels[key] = {tostring(value), ms}, nil
   return {ok = 'OK'}
 end
 function commands.DEL(...)
   local deleted = 0
   for _, key in ipairs({...}) do
-    if state.data[key] ~= nil then deleted = deleted + 1 end
-    state.data[key], state.sets[key], state.dels[key] = nil, nil, true
+    if data[key] ~= nil then deleted = deleted + 1 end
+    data[key], sets[key], dels[key] = nil, nil, true
   end
   return deleted
 end
 
 -- The hash at key, or nil; WRONGTYPE when the key holds something else.
 local function hash_of(key)
-  local value = state.data[key]
+  local value = data[key]
   if value == nil then return nil end
   if type(value) == 'string' then
     local hash = decoded(value)
     if hash == nil then error(WRONGTYPE, 0) end
-    state.data[key] = hash
+    data[key] = hash
     return hash
   end
   if value.foreign then wrongtype(value) end
@@ -187,18 +188,18 @@ end
 
 local function run_staged(script, clock_us, argv, nkeys, ...)
   clock.now = clock_us
-  local keys, data = {...}, {}
+  local keys = {...}
+  data, sets, dels = {}, {}, {}
   for i = nkeys + 1, #keys, 2 do
     data[keys[i]], keys[i], keys[i + 1] = keys[i + 1], nil, nil
   end
-  state = {data = data, sets = {}, dels = {}}
   local reply = integers(script(keys, argv))
   local count = #reply
   local out = {count, unpack(reply, 1, count)}
   local at = count + 2
   local nsets = at
   out[nsets] = 0
-  for key, entry in pairs(state.sets) do
+  for key, entry in pairs(sets) do
     local value = entry[1]
     local hashed = type(value) == 'table'
     if hashed then value = encoded(value) end
@@ -207,7 +208,7 @@ local function run_staged(script, clock_us, argv, nkeys, ...)
     at = at + 4
     out[nsets] = out[nsets] + 1
   end
-  for key in pairs(state.dels) do
+  for key in pairs(dels) do
     at = at + 1
     out[at] = key
   end
