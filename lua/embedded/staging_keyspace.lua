@@ -1,5 +1,5 @@
 -- luathrottle embedded: staging_keyspace
--- version: 9
+-- version: 10
 --
 -- The Django-cache staging keyspace: a script runs over a snapshot of its
 -- keys (read with get_many), and what it set or deleted is handed back to be
@@ -193,9 +193,10 @@ local function run_staged(script, clock_us, argv, nkeys, ...)
   for i = nkeys + 1, #keys, 2 do
     data[keys[i]], keys[i], keys[i + 1] = keys[i + 1], nil, nil
   end
-  local reply = integers(script(keys, argv))
-  local count = #reply
-  local out = {count, unpack(reply, 1, count)}
+  -- The reply becomes the flat list: its count goes in front.
+  local out = integers(script(keys, argv))
+  local count = #out
+  table.insert(out, 1, count)
   local at = count + 2
   local nsets = at
   out[nsets] = 0
