@@ -41,6 +41,7 @@ from luathrottle.decision import (
     LimitDecision,
     Reason,
     decode_reply,
+    lone_decision,
 )
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
 from luathrottle.rates import Limit
@@ -208,9 +209,25 @@ class _Flight:
             decision = Decision.from_reply(self.limits, reply, self.keys)
             verdicts[self.indexes[0]] = _judged(first, decision, cached)
             return
-        decisions = decode_reply(self.limits, reply, self.keys)
         # One flight is all in shadow mode or none of it (``_plan``).
         shadow = first.shadow
+        count = len(self.limits)
+        if len(self.checks) == count and len(reply) == FIELDS * count:
+            # Checks of one limit each, as a Django stage's throttles are,
+            # and no unreadable state listed: each limit's fields are its
+            # check's decision, with nothing to combine.
+            starts = range(0, len(reply), FIELDS)
+            for check, index, start in zip(
+                self.checks, self.indexes, starts, strict=True
+            ):
+                decision = lone_decision(check.limits[0], reply[start : start + FIELDS])
+                verdicts[index] = (
+                    _judged(check, decision, cached)
+                    if shadow
+                    else _new_verdict((check, decision, None, cached, None))
+                )
+            return
+        decisions = decode_reply(self.limits, reply, self.keys)
         start = 0
         for check, index in zip(self.checks, self.indexes, strict=True):
             end = start + len(check.limits)
