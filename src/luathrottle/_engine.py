@@ -410,6 +410,8 @@ _OBSERVERS = operator.attrgetter("observers")
 
 
 def _listening(checks: Sequence[Check]) -> bool:
+    if REGISTRY.quiet:
+        return False
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
 
 
