@@ -65,11 +65,14 @@ NOT_SENT = (CircuitOpenError, PoolExhaustedError)
 _new_verdict = functools.partial(tuple.__new__, Verdict)
 
 
-#: The ARGV of calls on the store's clock, by algorithm, mode, cost and
-#: limits: a Django stage's throttles send the same one at every request.
-#: Forgotten all at once past ``_MOST_ARGS``, so that limits chosen per
-#: request cannot grow it without end.
-_ARGS: dict[tuple[object, ...], tuple[str, ...]] = {}
+#: The ARGV of calls on the store's clock, by the ids of their algorithm
+#: and limits, mode and cost: a Django stage's throttles send the same one
+#: at every request. Ids, since a Limit hashes in Python, field by field;
+#: each entry holds the objects its ids name, so that none of them is
+#: freed, and its id taken by another, while it is remembered. Forgotten
+#: all at once past ``_MOST_ARGS``, so that limits chosen per request
+#: cannot grow it without end.
+_ARGS: dict[tuple[object, ...], tuple[object, tuple[Limit, ...], tuple[str, ...]]] = {}
 _MOST_ARGS = 1024
 
 
@@ -84,13 +87,15 @@ def words(
     if words is None or keys is not check.keys or now_us is not None:
         algorithm = check.algorithm
         if now_us is None:
-            memo = (algorithm, check.mode, check.cost, limits)
-            args = _ARGS.get(memo)
-            if args is None:
+            memo = (id(algorithm), check.mode, check.cost, *map(id, limits))
+            found = _ARGS.get(memo)
+            if found is None:
                 if len(_ARGS) >= _MOST_ARGS:
                     _ARGS.clear()
                 args = tuple(algorithm.pack_args(check.mode, check.cost, None, limits))
-                _ARGS[memo] = args
+                _ARGS[memo] = (algorithm, limits, args)
+            else:
+                args = found[2]
         else:
             args = tuple(algorithm.pack_args(check.mode, check.cost, now_us, limits))
         words = packed(check.script, keys, args, check.each)
