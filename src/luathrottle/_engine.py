@@ -156,7 +156,17 @@ def _lone_verdicts(
         BackendError: the store failed and a check's policy is ``"raise"``.
     """
     verdicts: list[Verdict] = [None] * len(flight.checks)  # type: ignore[list-item]
-    settle([flight], [call], replies, verdicts)
+    # ``settle`` for the one flight, without its loop over flights, which
+    # costs about 6,000 instructions.
+    reply: list[int] | BackendError
+    if call is None:
+        assert flight.known is not None
+        reply = flight.known
+    elif isinstance(replies, BackendError):
+        reply = replies
+    else:
+        reply = replies[0]
+    flight.settle(reply, verdicts)
     if _denied(verdicts):
         _report(verdicts, {})
     return verdicts
