@@ -237,6 +237,9 @@ def plan(checks: Sequence[Check]) -> list[list[Flight]]:
             flights[together] = Flight(check, index)
         else:
             found.add(check, index)
+    if len(flights) == 1:
+        # One call, as a stage's throttles on one store usually make.
+        return [list(flights.values())]
     stores: dict[Hashable, list[Flight]] = {}
     for flight in flights.values():
         stores.setdefault(flight.checks[0].store, []).append(flight)
