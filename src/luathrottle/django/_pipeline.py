@@ -28,7 +28,7 @@ from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from luathrottle._answers import refusal
-from luathrottle._checks import Check, Verdict
+from luathrottle._checks import Check, Verdict, weak_request
 from luathrottle._counting import (
     CountWhen,
     arefund_unless,
@@ -180,26 +180,29 @@ def _keyed(
 
 
 def _checks(request: HttpRequest, stage: Rated, config: Config) -> list[Check]:
+    # The verdicts stay on the request (``record_verdicts``).
+    seen = weak_request(request)
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = throttle.limit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, settings=config
+                    identity, view_scope, limit, request=seen, settings=config
                 )
             )
     return checks
 
 
 async def _achecks(request: HttpRequest, stage: Rated, config: Config) -> list[Check]:
+    seen = weak_request(request)
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = await throttle.alimit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, settings=config
+                    identity, view_scope, limit, request=seen, settings=config
                 )
             )
     return checks
