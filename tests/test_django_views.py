@@ -4,6 +4,8 @@ Each test builds its views inside the test, so each gets the backend under
 test; time moves only through the throttles' clock.
 """
 
+import gc
+import weakref
 from collections.abc import AsyncIterator
 
 import fakeredis
@@ -616,3 +618,29 @@ def test_token_bucket_throttles_keep_their_own_bursts(rf, clock):
         codes.append(view(rf.get("/")).status_code)
         clock.advance(1)
     assert codes == [200, 200, 200, 429]
+
+
+def test_a_request_is_freed_with_its_last_reference(rf, clock):
+    """The verdicts a request keeps for its report name it only weakly, so
+    that no cycle waits for the garbage collector; observers still hear of
+    the request itself."""
+    heard = []
+    guard = SyncThrottle(
+        5, Rate.minute, backend=MemoryBackend(), clock=clock, observers=[heard.append]
+    )
+
+    @throttle(guard, allow_unsafe_cache=None)
+    def view(request):
+        return HttpResponse("inside", headers=ThrottlingReport(request).report())
+
+    request = rf.get("/", REMOTE_ADDR="192.0.2.7")
+    assert view(request)["X-RateLimit-Remaining"] == "4"
+    assert [event.request for event in heard] == [request]
+    heard.clear()
+    gone = weakref.ref(request)
+    gc.disable()
+    try:
+        del request
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -9,6 +9,7 @@ once per identity where they can (``Limiter`` keeps its usual ones).
 """
 
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, Literal, NamedTuple, Protocol, get_args
 
@@ -38,6 +39,7 @@ __all__ = [
     "packed",
     "trial_of",
     "trial_parts",
+    "weak_request",
 ]
 
 #: How a hit counts when some limits admit it and others deny it:
@@ -72,7 +74,9 @@ class Check(NamedTuple):
         door: the front door, as events name it.
         observers: the decider's own observers.
         source: the limiter or throttle that decides, for events.
-        request: the door's request, for events.
+        request: the door's request, for events; a weak reference to it
+            (``weak_request``) where the door keeps the check's verdict on
+            the request.
         identity: the raw identity, for observers that ask for it.
         shadow: the check is in shadow mode: the store decides and counts
             as ever, and the door admits what it denies. None when some of
@@ -109,6 +113,17 @@ class Check(NamedTuple):
     near_limit: float | None
     words: tuple[Sequence[str], Sequence[str]] | None
     each: bool
+
+
+def weak_request(request: object) -> object:
+    """``request`` as the checks of a door that keeps their verdicts on it
+    name it: by a weak reference, where it takes one, so that the two make
+    no cycle, which only the garbage collector would free, about 15,000
+    instructions later (``_outcomes.event`` follows the reference)."""
+    try:
+        return weakref.ref(request)
+    except TypeError:  # None, or an object that takes no weak reference
+        return request
 
 
 class Defaults(Protocol):

@@ -14,36 +14,29 @@ once, for all of them:
 - **the off switch** (``luathrottle._switch``) admits everything without
   the store.
 
-Planning and settling do no I/O (``_Flight``); ``decide`` and ``adecide``
-are the twins around the one store call per store, and ``send`` and
-``asend`` are that call alone, which the concurrency leases use with
-their own decoder. A door with one check at a time (``Limiter``) goes
+Planning and settling do no I/O (``luathrottle._flights``); ``decide``
+and ``adecide`` are the twins around the one store call per store: a
+decide of one script call that nobody listens to makes it alone, with
+nothing to time, and any other goes store by store (``_Run``). ``send``
+and ``asend`` are the store call alone, which the concurrency leases use
+with their own decoder. A door with one check at a time (``Limiter``) goes
 through ``luathrottle._lone``, which comes here for all but its plainest
 calls.
 """
 
-import functools
 import operator
 import time
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
-from luathrottle._checks import Check, Verdict, joined, packed, trial_parts
-from luathrottle._clock import microseconds
+from luathrottle._checks import Check, Verdict, joined, trial_parts
 from luathrottle._denial_log import logging_denials
 from luathrottle._events import REGISTRY, report
-from luathrottle._failures import failure_decision
+from luathrottle._flights import Flight, Replies, disabled, plan, settle
 from luathrottle._outcomes import counted, event
-from luathrottle._replays import ALLOWED, FIELDS
 from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
-from luathrottle.decision import (
-    Decision,
-    LimitDecision,
-    Reason,
-    decode_reply,
-)
+from luathrottle.decision import Decision
 from luathrottle.exceptions import BackendError, CircuitOpenError, PoolExhaustedError
-from luathrottle.rates import Limit
 
 __all__ = [
     "NOT_SENT",
@@ -51,200 +44,15 @@ __all__ = [
     "asend",
     "decide",
     "decisions",
-    "failed",
     "send",
-    "words",
 ]
 
-_Replies = list[list[int]] | BackendError
 #: Failures of calls that never reached the store: the breaker kept them
 #: back, or no connection came free. They have no latency.
 NOT_SENT = (CircuitOpenError, PoolExhaustedError)
-#: Builds a verdict in C: NamedTuple's own __new__ is a Python function.
-_new_verdict = functools.partial(tuple.__new__, Verdict)
 
 
-#: The ARGV of calls on the store's clock, by algorithm, mode, cost and
-#: limits: a Django stage's throttles send the same one at every request.
-#: Forgotten all at once past ``_MOST_ARGS``, so that limits chosen per
-#: request cannot grow it without end.
-_ARGS: dict[tuple[object, ...], tuple[str, ...]] = {}
-_MOST_ARGS = 1024
-
-
-def words(
-    check: Check, keys: tuple[str, ...], limits: tuple[Limit, ...], now_us: int | None
-) -> tuple[Sequence[str], Sequence[str]]:
-    """The KEYS and ARGV of the script call of ``check``'s flight: the
-    words its door packed ahead when they fit (the flight is ``check`` alone,
-    its keys the very tuple, and the store reads its own clock), else
-    packed now."""
-    words = check.words
-    if words is None or keys is not check.keys or now_us is not None:
-        algorithm = check.algorithm
-        if now_us is None:
-            memo = (algorithm, check.mode, check.cost, limits)
-            args = _ARGS.get(memo)
-            if args is None:
-                if len(_ARGS) >= _MOST_ARGS:
-                    _ARGS.clear()
-                args = tuple(algorithm.pack_args(check.mode, check.cost, None, limits))
-                _ARGS[memo] = args
-        else:
-            args = tuple(algorithm.pack_args(check.mode, check.cost, now_us, limits))
-        words = packed(check.script, keys, args, check.each)
-    return words
-
-
-def failed(check: Check, error: BackendError) -> Verdict:
-    """The failure policy's verdict on ``check``, whose store failed; a
-    check in shadow mode refuses nothing, so it fails open.
-
-    Raises:
-        BackendError: ``error`` itself, when the policy is ``"raise"``.
-    """
-    where = f"{check.script.name} {check.keys[0]}"
-    policy = "allow" if check.shadow else check.on_failure
-    decision = failure_decision(policy, check.limits, error, where)
-    return _new_verdict((check, decision, error, False, None))
-
-
-def _unseen(limits: Sequence[Limit], reasons: Sequence[Reason | None]) -> Decision:
-    """An admission that shows no quota: a check in shadow mode, whatever
-    the store said of it (each limit's ``reason`` from ``reasons``), or
-    limiting switched off. With ``remaining`` None, header providers send
-    no quota headers for it, so clients never see such a limit."""
-    return Decision.combine(
-        [
-            _new_limit_decision((limit, True, None, None, None, reason))
-            for limit, reason in zip(limits, reasons, strict=True)
-        ]
-    )
-
-
-#: Builds a limit's decision in C, as verdicts are.
-_new_limit_decision = functools.partial(tuple.__new__, LimitDecision)
-
-
-def _judged(check: Check, decision: Decision, cached: bool) -> Verdict:
-    """``check``'s verdict on the store's ``decision`` (or the denial
-    cache's): in shadow mode the door admits it, showing no quota, and the
-    store's decision stays on the verdict for the observers."""
-    if not check.shadow:
-        return _new_verdict((check, decision, None, cached, None))
-    reasons = [
-        None if item.allowed else Reason.SHADOW_DENIED for item in decision.limits
-    ]
-    shown = _unseen(check.limits, reasons)
-    return _new_verdict((check, shown, None, cached, decision))
-
-
-def _disabled(check: Check) -> Verdict:
-    """``check``'s verdict while limiting is switched off: admitted."""
-    decision = _unseen(check.limits, [Reason.DISABLED] * len(check.limits))
-    return _new_verdict((check, decision, None, False, None))
-
-
-class _Flight:
-    """Checks that one script call decides, and what the denial cache
-    said of it."""
-
-    __slots__ = ("checks", "epoch", "indexes", "keys", "known", "limits", "sent_us")
-
-    def __init__(self, check: Check, index: int) -> None:
-        self.checks = [check]
-        self.indexes = [index]
-        self.keys = check.keys
-        self.limits = check.limits
-        # The denial cache's answer, or when and in which epoch the call
-        # was sent, to learn the store's reply.
-        self.known: list[int] | None = None
-        self.sent_us = self.epoch = 0
-
-    def add(self, check: Check, index: int) -> None:
-        self.checks.append(check)
-        self.indexes.append(index)
-        self.keys += check.keys
-        self.limits += check.limits
-
-    def call(self) -> ScriptCall | None:
-        """The script call to send; None when the denial cache answered."""
-        first = self.checks[0]
-        clock = first.clock
-        now_us = None if clock is None else microseconds(clock)
-        denials = first.denials
-        if denials is not None and all(c.denials is not None for c in self.checks):
-            self.epoch = denials.epoch
-            self.sent_us = denials.now() if now_us is None else now_us
-            known = denials.answer(self.keys, self.limits, first.cost, self.sent_us)
-            # Under "each" the store would count the hit in a limit that
-            # admits it: only a call that every limit denies is the cache's.
-            statuses = known[0 : FIELDS * len(self.limits) : FIELDS] if known else ()
-            if known is not None and not (first.each and ALLOWED in statuses):
-                self.known = known
-                return None
-        return (first.script, *words(first, self.keys, self.limits, now_us))
-
-    def settle(self, reply: list[int] | BackendError, verdicts: list[Verdict]) -> None:
-        """Each check's verdict, from the store's reply, the denial cache's,
-        or the failure policy.
-
-        Raises:
-            BackendError: the store failed and a check's policy is
-                ``"raise"``.
-        """
-        if isinstance(reply, BackendError):
-            for check, index in zip(self.checks, self.indexes, strict=True):
-                verdicts[index] = failed(check, reply)
-            return
-        cached = self.known is not None
-        first = self.checks[0]
-        # Only a hit's denial is remembered (see ``_denials``).
-        if not cached and first.denials is not None and first.mode == "hit":
-            first.denials.learn(
-                self.keys, self.limits, first.cost, reply, self.sent_us, self.epoch
-            )
-        if len(self.checks) == 1:
-            decision = Decision.from_reply(self.limits, reply, self.keys)
-            verdicts[self.indexes[0]] = _judged(first, decision, cached)
-            return
-        decisions = decode_reply(self.limits, reply, self.keys)
-        # One flight is all in shadow mode or none of it (``_plan``).
-        shadow = first.shadow
-        start = 0
-        for check, index in zip(self.checks, self.indexes, strict=True):
-            end = start + len(check.limits)
-            decision = Decision.combine(decisions[start:end])
-            verdicts[index] = (
-                _judged(check, decision, cached)
-                if shadow
-                else _new_verdict((check, decision, None, cached, None))
-            )
-            start = end
-
-
-def _plan(checks: Sequence[Check]) -> list[list[_Flight]]:
-    """The checks as script calls, grouped by store: one round trip each."""
-    if len(checks) == 1:
-        return [[_Flight(checks[0], 0)]]
-    flights: dict[Hashable, _Flight] = {}
-    for index, check in enumerate(checks):
-        # One script call counts one way: an all-or-nothing check's denial
-        # must not stop another's limits counting under "each", nor the
-        # other way round.
-        together = (check.batch, check.mode, check.cost, check.shadow, check.each)
-        found = flights.get(together)
-        if found is None:
-            flights[together] = _Flight(check, index)
-        else:
-            found.add(check, index)
-    stores: dict[Hashable, list[_Flight]] = {}
-    for flight in flights.values():
-        stores.setdefault(flight.checks[0].store, []).append(flight)
-    return list(stores.values())
-
-
-def send(backend: SyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+def send(backend: SyncBackend, calls: Sequence[ScriptCall]) -> Replies:
     """Run ``calls`` on ``backend`` in one round trip; a failure is returned."""
     try:
         if len(calls) == 1:
@@ -254,7 +62,7 @@ def send(backend: SyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
         return error
 
 
-async def asend(backend: AsyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
+async def asend(backend: AsyncBackend, calls: Sequence[ScriptCall]) -> Replies:
     """``send`` on an async backend."""
     try:
         if len(calls) == 1:
@@ -262,25 +70,6 @@ async def asend(backend: AsyncBackend, calls: Sequence[ScriptCall]) -> _Replies:
         return await backend.arun_scripts(calls)
     except BackendError as error:
         return error
-
-
-def _settle(
-    flights: list[_Flight],
-    calls: list[ScriptCall | None],
-    replies: _Replies,
-    verdicts: list[Verdict],
-) -> None:
-    sent = iter(() if isinstance(replies, BackendError) else replies)
-    for flight, call in zip(flights, calls, strict=True):
-        reply: list[int] | BackendError
-        if call is None:
-            assert flight.known is not None
-            reply = flight.known
-        elif isinstance(replies, BackendError):
-            reply = replies
-        else:
-            reply = next(sent)
-        flight.settle(reply, verdicts)
 
 
 def decide(checks: Sequence[Check]) -> list[Verdict]:
@@ -293,8 +82,15 @@ def decide(checks: Sequence[Check]) -> list[Verdict]:
         BackendError: a store failed and a check's policy is ``"raise"``.
     """
     if not SWITCH.on:
-        return [_disabled(check) for check in checks]
-    run = _Run(checks)
+        return [disabled(check) for check in checks]
+    stores = plan(checks)
+    lone = _lone(stores, checks)
+    if lone is not None:
+        call = lone.call()
+        backend = lone.checks[0].backend
+        replies = [] if call is None else send(backend, [call])  # type: ignore[arg-type]
+        return _lone_verdicts(lone, call, replies)
+    run = _Run(checks, stores)
     for backend, sending in run.stores():
         started = time.perf_counter()
         run.replied(send(backend, sending), started)  # type: ignore[arg-type]
@@ -324,39 +120,83 @@ def decisions(checks: Sequence[Check]) -> list[Decision]:
 async def adecide(checks: Sequence[Check]) -> list[Verdict]:
     """``decide`` on async backends."""
     if not SWITCH.on:
-        return [_disabled(check) for check in checks]
-    run = _Run(checks)
+        return [disabled(check) for check in checks]
+    stores = plan(checks)
+    lone = _lone(stores, checks)
+    if lone is not None:
+        call = lone.call()
+        backend = lone.checks[0].backend
+        replies = [] if call is None else await asend(backend, [call])  # type: ignore[arg-type]
+        return _lone_verdicts(lone, call, replies)
+    run = _Run(checks, stores)
     for backend, sending in run.stores():
         started = time.perf_counter()
         run.replied(await asend(backend, sending), started)  # type: ignore[arg-type]
     return run.verdicts()
 
 
+def _lone(stores: list[list[Flight]], checks: Sequence[Check]) -> Flight | None:
+    """The flight of a decide that makes one script call at most, as a
+    stage's throttles on one store do, while nobody listens: then there is
+    no store call to time, and nothing to report but denials to their log,
+    and the call goes without a ``_Run`` around it."""
+    if len(stores) == 1 and len(stores[0]) == 1 and not _listening(checks):
+        return stores[0][0]
+    return None
+
+
+def _lone_verdicts(
+    flight: Flight, call: ScriptCall | None, replies: Replies
+) -> list[Verdict]:
+    """Every verdict of a decide whose checks are all the ``_lone``
+    ``flight``'s, from the store's ``replies`` to its ``call``, or from the
+    denial cache's answer when it made none.
+
+    Raises:
+        BackendError: the store failed and a check's policy is ``"raise"``.
+    """
+    verdicts: list[Verdict] = [None] * len(flight.checks)  # type: ignore[list-item]
+    # ``settle`` for the one flight, without its loop over flights, which
+    # costs about 6,000 instructions.
+    reply: list[int] | BackendError
+    if call is None:
+        assert flight.known is not None
+        reply = flight.known
+    elif isinstance(replies, BackendError):
+        reply = replies
+    else:
+        reply = replies[0]
+    flight.settle(reply, verdicts)
+    if _denied(verdicts):
+        _report(verdicts, {})
+    return verdicts
+
+
 class _Run:
     """One ``decide``: the calls each store gets, then every verdict."""
 
-    def __init__(self, checks: Sequence[Check]) -> None:
-        self._checks = checks
+    def __init__(self, checks: Sequence[Check], stores: list[list[Flight]]) -> None:
+        self._stores = stores
         self._verdicts: list[Verdict] = [None] * len(checks)  # type: ignore[list-item]
         self._latencies: dict[int, float] = {}
         self._listen = _listening(checks)
-        self._flights: list[_Flight] = []
+        self._flights: list[Flight] = []
         self._calls: list[ScriptCall | None] = []
 
     def stores(self) -> Iterator[tuple[SyncBackend | AsyncBackend, list[ScriptCall]]]:
         """Each store and the calls it gets; ``replied`` takes its replies
         before the next store comes. A store whose every call the denial
         cache answered is settled here and not given."""
-        for flights in _plan(self._checks):
+        for flights in self._stores:
             calls = [flight.call() for flight in flights]
             sending = [call for call in calls if call is not None]
             self._flights, self._calls = flights, calls
             if sending:
                 yield flights[0].checks[0].backend, sending
             else:
-                _settle(flights, calls, [], self._verdicts)
+                settle(flights, calls, [], self._verdicts)
 
-    def replied(self, replies: _Replies, started: float) -> None:
+    def replied(self, replies: Replies, started: float) -> None:
         """The store's ``replies`` to the calls sent at ``started``.
 
         Raises:
@@ -366,26 +206,32 @@ class _Run:
         if self._listen and not isinstance(replies, NOT_SENT):
             latency = time.perf_counter() - started
             _timed(self._flights, self._calls, latency, self._latencies)
-        _settle(self._flights, self._calls, replies, self._verdicts)
+        settle(self._flights, self._calls, replies, self._verdicts)
 
     def verdicts(self) -> list[Verdict]:
         """Every check's verdict, in their order, once each hit's is
         reported; peeks decide nothing."""
         if self._listen or _denied(self._verdicts):
-            for index, verdict in enumerate(self._verdicts):
-                check = verdict.check
-                if check.mode == "hit":
-                    latency = self._latencies.get(index)
-                    # A tally tells only the store's own decision.
-                    if (
-                        verdict.error is not None
-                        or verdict.cached
-                        or verdict.stored is not None
-                        or not counted(check, verdict.decision, latency)
-                    ):
-                        happened = event(*verdict, latency)
-                        report(happened, check.identity, check.observers)
+            _report(self._verdicts, self._latencies)
         return self._verdicts
+
+
+def _report(verdicts: list[Verdict], latencies: dict[int, float]) -> None:
+    """Report each hit's verdict, with the latency of its store call if it
+    was timed; peeks decide nothing."""
+    for index, verdict in enumerate(verdicts):
+        check = verdict.check
+        if check.mode == "hit":
+            latency = latencies.get(index)
+            # A tally tells only the store's own decision.
+            if (
+                verdict.error is not None
+                or verdict.cached
+                or verdict.stored is not None
+                or not counted(check, verdict.decision, latency)
+            ):
+                happened = event(*verdict, latency)
+                report(happened, check.identity, check.observers)
 
 
 #: A check's own observers, read in C: every request asks it of each check.
@@ -393,6 +239,8 @@ _OBSERVERS = operator.attrgetter("observers")
 
 
 def _listening(checks: Sequence[Check]) -> bool:
+    if REGISTRY.quiet:
+        return False
     return bool(REGISTRY.observers) or any(map(_OBSERVERS, checks))
 
 
@@ -414,7 +262,7 @@ def _denied(verdicts: list[Verdict]) -> bool:
 
 
 def _timed(
-    flights: list[_Flight],
+    flights: list[Flight],
     calls: list[ScriptCall | None],
     latency: float,
     latencies: dict[int, float],

@@ -14,8 +14,9 @@ from time import perf_counter
 from luathrottle._checks import Check, joined, trial_parts
 from luathrottle._clock import microseconds
 from luathrottle._denial_log import logging_denials
-from luathrottle._engine import NOT_SENT, adecide, decide, failed, words
+from luathrottle._engine import NOT_SENT, adecide, decide
 from luathrottle._events import REGISTRY, report
+from luathrottle._flights import failed, words
 from luathrottle._outcomes import counted, event
 from luathrottle._switch import SWITCH
 from luathrottle.decision import Decision

@@ -8,6 +8,7 @@ appended to each observer's tally of what metrics count decisions by.
 """
 
 import functools
+import weakref
 
 from luathrottle._checks import Check
 from luathrottle._events import (
@@ -45,6 +46,8 @@ def event(
         :17
     ]
     shadow = check[17]
+    if type(request) is weakref.ref:  # see _checks.weak_request
+        request = request()
     limits = (stored or decision)[6]
     if len(limits) == 1:
         main, key = limits[0], keys[0]

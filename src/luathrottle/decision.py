@@ -122,25 +122,10 @@ class Decision(NamedTuple):
                 has a status no script gives.
         """
         if len(reply) == _FIELDS_PER_LIMIT and len(limits) == 1:
-            # A lone limit speaks for itself: nothing to combine, and no
-            # unreadable state to log. Every hit of a one-limit limiter
-            # comes here, so the reply goes whole rather than sliced, and
-            # the decision is unpacked rather than read field by field:
-            # decoding costs about as much as redis-py's whole EVALSHA.
-            item = _limit_decision(limits[0], reply)
-            _, allowed, left, reset_after, retry_after, reason = item
-            return _new_tuple(
-                cls,
-                (
-                    allowed,
-                    limits[0].max_requests,
-                    left,
-                    reset_after,
-                    retry_after,
-                    reason,
-                    (item,),
-                ),
-            )
+            # Every hit of a one-limit limiter comes here, so the reply goes
+            # whole rather than sliced: decoding costs about as much as
+            # redis-py's whole EVALSHA.
+            return lone_decision(limits[0], reply)
         return cls.combine(decode_reply(limits, reply, keys))
 
     @classmethod
@@ -164,6 +149,23 @@ class Decision(NamedTuple):
                 tuple(decisions),
             ),
         )
+
+
+def lone_decision(limit: Limit, fields: Sequence[int]) -> Decision:
+    """The decision over ``limit`` alone, from its five fields of a
+    script's reply: a lone limit speaks for itself, with nothing to combine
+    and no unreadable state to log.
+
+    Raises:
+        ValueError: the fields have a status no script gives.
+    """
+    # Unpacked rather than read field by field, which costs a lookup each.
+    item = _limit_decision(limit, fields)
+    _, allowed, left, reset_after, retry_after, reason = item
+    return _new_tuple(
+        Decision,
+        (allowed, limit.max_requests, left, reset_after, retry_after, reason, (item,)),
+    )
 
 
 def decode_reply(

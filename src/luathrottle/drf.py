@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from luathrottle import BaseThrottleAlgorithm, LimitDecision
 from luathrottle._answers import check_problem_json
-from luathrottle._checks import Check, Counting, Verdict
+from luathrottle._checks import Check, Counting, Verdict, weak_request
 from luathrottle._counting import (
     CountWhen,
     check_count_when,
@@ -338,6 +338,8 @@ def _decide(
     request one throttle denies costs the others of its script call
     nothing."""
     config = get_config()
+    # The verdicts stay on the request (``state``).
+    seen = weak_request(request)
     checks: dict[tuple[object, ...], Check] = {}
     clocks: dict[float, Any] = {}
     times: list[tuple[str, float | None]] = []
@@ -347,7 +349,7 @@ def _decide(
         if inner.counting == "all_or_nothing":
             times.append((type(throttle).__name__, now))
         check = inner.keyed(
-            key, _SCOPE, inner.limit, request=request, settings=config, door="drf"
+            key, _SCOPE, inner.limit, request=seen, settings=config, door="drf"
         )
         checks[signature] = on_time(check, now, clocks)
     if len({now for _, now in times}) > 1:

@@ -6,7 +6,7 @@ content is exhausted or closed."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from asgiref.sync import async_to_sync
@@ -73,7 +73,9 @@ async def _arelease_all(leases: list[AsyncLease]) -> None:
         raise cancelled
 
 
-def _targets(held: list[tuple[Any, str]], request: Any) -> list[tuple[Any, Any, str]]:
+def _targets(
+    held: Sequence[tuple[Any, str]], request: Any
+) -> list[tuple[Any, Any, str]]:
     """Each throttle with its view's limiter and the request's identity, for
     the throttles whose cache key does not skip the request."""
     targets = []
@@ -85,7 +87,7 @@ def _targets(held: list[tuple[Any, str]], request: Any) -> list[tuple[Any, Any, 
 
 
 def acquire_all(
-    held: list[tuple[ConcurrencyThrottle, str]],
+    held: Sequence[tuple[ConcurrencyThrottle, str]],
     request: Any,
     default: OnFailure,
     shadow: bool,
@@ -111,7 +113,7 @@ def acquire_all(
 
 
 async def aacquire_all(
-    held: list[tuple[AsyncConcurrencyThrottle, str]],
+    held: Sequence[tuple[AsyncConcurrencyThrottle, str]],
     request: Any,
     default: OnFailure,
     shadow: bool,
@@ -240,7 +242,7 @@ async def ahold_until_done(
 
 
 def run_held(
-    held: list[tuple[ConcurrencyThrottle, str]],
+    held: Sequence[tuple[ConcurrencyThrottle, str]],
     request: Any,
     view: Callable[[], HttpResponseBase],
     default: OnFailure,
@@ -259,7 +261,7 @@ def run_held(
 
 
 async def arun_held(
-    held: list[tuple[AsyncConcurrencyThrottle, str]],
+    held: Sequence[tuple[AsyncConcurrencyThrottle, str]],
     request: Any,
     view: Callable[[], Awaitable[HttpResponseBase]],
     default: OnFailure,

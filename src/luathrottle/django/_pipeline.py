@@ -19,25 +19,25 @@ request for ``ThrottlingReport``. An async stage denied only by throttles
 with a ``max_wait`` is held until it fits (``luathrottle._waiting``).
 """
 
+import operator
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 
 from luathrottle._answers import refusal
-from luathrottle._checks import Check, Verdict
+from luathrottle._checks import Check, Verdict, weak_request
 from luathrottle._counting import (
     CountWhen,
-    Spent,
     arefund_unless,
     refund_unless,
     spent_by,
 )
 from luathrottle._engine import adecide, decide
 from luathrottle._waiting import ahold
-from luathrottle.django._conf import get_config
+from luathrottle.django._conf import Config, get_config
 from luathrottle.django._holding import arun_held, run_held
 from luathrottle.django._outcomes import (
     ThrottlingReport,
@@ -53,11 +53,26 @@ from luathrottle.django.concurrency import BaseConcurrencyThrottle
 from luathrottle.django.throttles import BaseThrottle
 from luathrottle.rates import MAX_LIMITS
 
-__all__ = ["AnyAuth", "Endpoint", "arun", "run"]
+__all__ = ["AnyAuth", "Endpoint", "Stages", "arun", "run"]
 
 AnyAuth = BaseSyncAuth | BaseAsyncAuth
 #: How a throttle reads a request's identity unless its class says otherwise.
 _READ = BaseThrottle.identity
+
+
+#: A stage's rate throttles, each with its view scope.
+Rated = tuple[tuple[BaseThrottle[Any], str], ...]
+
+
+class Stages(NamedTuple):
+    """What a request of one handler goes through, under one ``config``:
+    the before-auth and after-auth rate throttles, settings-level first,
+    and the concurrency throttles, each with its view scope."""
+
+    config: Config
+    before: Rated
+    after: Rated
+    held: tuple[tuple[Any, str], ...]
 
 
 class Endpoint:
@@ -81,52 +96,50 @@ class Endpoint:
         self.auth = auth
         self.use_settings = use_settings
         self.headers_on_every_response = headers_on_every_response
-        self._stages: (
-            tuple[object, tuple[Bound, ...], tuple[Bound, ...], tuple[Bound, ...]]
-            | None
-        ) = None
+        self._stages: Stages | None = None
         self.stages()
 
-    def stages(self) -> tuple[tuple[Bound, ...], tuple[Bound, ...]]:
-        """The before-auth and after-auth throttles, settings-level first.
+    def stages(self) -> Stages:
+        """The stages under the settings as they are now, found once per
+        settings.
 
         Raises:
             ImproperlyConfigured: the settings do not fit this view.
         """
         config = get_config()
-        if self._stages is None or self._stages[0] is not config:
+        stages = self._stages
+        if stages is None or stages.config is not config:
             bound = counted_apart(self.label, self._settings_bound() + self.bound)
             held = tuple(
-                b for b in bound if isinstance(b.throttle, BaseConcurrencyThrottle)
+                (b.throttle, b.view_scope)
+                for b in bound
+                if isinstance(b.throttle, BaseConcurrencyThrottle)
             )
-            rated = tuple(b for b in bound if b not in held)
-            before = tuple(b for b in rated if b.throttle.cache_key.runs_before_auth)
-            after = tuple(b for b in rated if not b.throttle.cache_key.runs_before_auth)
+            rated = tuple(
+                (b.throttle, b.view_scope)
+                for b in bound
+                if isinstance(b.throttle, BaseThrottle)
+            )
+            before = tuple(b for b in rated if b[0].cache_key.runs_before_auth)
+            after = tuple(b for b in rated if not b[0].cache_key.runs_before_auth)
             if max(len(before), len(after)) > MAX_LIMITS:
                 raise ImproperlyConfigured(
                     f"{self.label}: throttling holds more than {MAX_LIMITS} "
                     "throttles for one stage, more than one script call decides"
                 )
-            self._stages = (config, before, after, held)
-        return self._stages[1], self._stages[2]
+            stages = self._stages = Stages(config, before, after, held)
+        return stages
 
-    def stages_for(
-        self, request: HttpRequest
-    ) -> tuple[tuple[Bound, ...], tuple[Bound, ...]]:
-        """``stages()``, or none for a client the settings exempt."""
-        if get_config().exempts(request):
-            return (), ()
-        return self.stages()
+    def stages_for(self, request: HttpRequest) -> Stages:
+        """``stages()``, or none for a client the settings exempt.
 
-    def held(self, request: HttpRequest) -> list[tuple[Any, str]]:
-        """The concurrency throttles, which hold a slot around the handler
-        once every stage has passed, each with its view scope; none for a
-        client the settings exempt."""
-        self.stages()
-        assert self._stages is not None
-        if get_config().exempts(request):
-            return []
-        return [(item.throttle, item.view_scope) for item in self._stages[3]]
+        Raises:
+            ImproperlyConfigured: the settings do not fit this view.
+        """
+        stages = self.stages()
+        if stages.config.exempts(request):
+            return Stages(stages.config, (), (), ())
+        return stages
 
     def _settings_bound(self) -> tuple[Bound, ...]:
         if not self.use_settings:
@@ -146,7 +159,7 @@ class Endpoint:
 
 
 def _keyed(
-    request: HttpRequest, stage: Sequence[Bound]
+    request: HttpRequest, stage: Rated
 ) -> list[tuple[BaseThrottle[Any], str, str]]:
     """Each throttle of ``stage`` with its view scope and the request's
     identity, for those whose cache key does not skip the request. The key
@@ -155,51 +168,55 @@ def _keyed(
     keyed = []
     cache_key: object = None
     identity: str | None = None
-    for item in stage:
-        # Stages hold rate throttles only; stages() keeps the others apart.
-        # The type is quoted: BaseThrottle[Any] would be built at each call.
-        throttle = cast("BaseThrottle[Any]", item.throttle)
+    for throttle, view_scope in stage:
         # Throttles that share a cache key (the default one) read it once,
         # unless a throttle reads identities its own way.
         if throttle.cache_key is not cache_key or type(throttle).identity is not _READ:
             cache_key = throttle.cache_key
             identity = throttle.identity(request)
         if identity is not None:
-            keyed.append((throttle, item.view_scope, identity))
+            keyed.append((throttle, view_scope, identity))
     return keyed
 
 
-def _checks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
-    config = get_config()
+def _checks(request: HttpRequest, stage: Rated, config: Config) -> list[Check]:
+    # The verdicts stay on the request (``record_verdicts``).
+    seen = weak_request(request)
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = throttle.limit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, settings=config
+                    identity, view_scope, limit, request=seen, settings=config
                 )
             )
     return checks
 
 
-async def _achecks(request: HttpRequest, stage: Sequence[Bound]) -> list[Check]:
-    config = get_config()
+async def _achecks(request: HttpRequest, stage: Rated, config: Config) -> list[Check]:
+    seen = weak_request(request)
     checks = []
     for throttle, view_scope, identity in _keyed(request, stage):
         limit = await throttle.alimit_for(request)
         if limit is not None:
             checks.append(
                 throttle.keyed(
-                    identity, view_scope, limit, request=request, settings=config
+                    identity, view_scope, limit, request=seen, settings=config
                 )
             )
     return checks
 
 
+#: Whether a verdict admits, read in C: asked of every verdict of a stage.
+_ADMITS = operator.attrgetter("decision.allowed")
+
+
 def _answered(request: HttpRequest, verdicts: list[Verdict]) -> HttpResponse | None:
     """Keep the stage's verdicts on the request; the refusal, if any."""
     record_verdicts(request, verdicts)
+    if all(map(_ADMITS, verdicts)):
+        return None
     answer = refusal(
         [
             (verdict.decision, verdict.check.source.response_headers)
@@ -209,17 +226,19 @@ def _answered(request: HttpRequest, verdicts: list[Verdict]) -> HttpResponse | N
     return None if answer is None else respond(answer)
 
 
-def _sync_stage(request: HttpRequest, stage: Sequence[Bound]) -> HttpResponse | None:
-    checks = _checks(request, stage)
+def _sync_stage(
+    request: HttpRequest, stage: Rated, config: Config
+) -> HttpResponse | None:
+    checks = _checks(request, stage, config)
     if not checks:
         return None
     return _answered(request, decide(checks))
 
 
 async def _async_stage(
-    request: HttpRequest, stage: Sequence[Bound]
+    request: HttpRequest, stage: Rated, config: Config
 ) -> HttpResponse | None:
-    checks = await _achecks(request, stage)
+    checks = await _achecks(request, stage, config)
     if not checks:
         return None
     verdicts = await ahold(await adecide(checks), _max_wait)
@@ -235,29 +254,33 @@ def run(
     endpoint: Endpoint, request: HttpRequest, view: Callable[[], HttpResponseBase]
 ) -> HttpResponseBase:
     forget_verdicts(request)
-    before, after = endpoint.stages_for(request)
-    response: HttpResponseBase | None = _sync_stage(request, before)
-    if response is None and not _sync_authenticated(request, endpoint.auth):
+    stages = endpoint.stages_for(request)
+    config = stages.config
+    # A stage, hook or refund with nothing to do is skipped, as each costs
+    # calls at every request.
+    response: HttpResponseBase | None = None
+    if stages.before:
+        response = _sync_stage(request, stages.before, config)
+    if (
+        response is None
+        and endpoint.auth
+        and not _sync_authenticated(request, endpoint.auth)
+    ):
         response = not_authenticated()
+    if response is None and stages.after:
+        response = _sync_stage(request, stages.after, config)
     if response is None:
-        response = _sync_stage(request, after)
-    if response is None:
-        hits = _spent(endpoint, request)
-        held = endpoint.held(request)
-        if held:
-            config = get_config()
-            response = run_held(held, request, view, config.on_failure, config.shadow)
+        count_when = endpoint.count_when
+        hits = [] if count_when is None else spent_by(recorded_verdicts(request))
+        if stages.held:
+            response = run_held(
+                stages.held, request, view, config.on_failure, config.shadow
+            )
         else:
             response = view()
-        refund_unless(endpoint.count_when, response, hits)
+        if count_when is not None:
+            refund_unless(count_when, response, hits)
     return endpoint.finish(request, response)
-
-
-def _spent(endpoint: Endpoint, request: HttpRequest) -> list[Spent]:
-    """What the request's stages spent, that its response may give back."""
-    if endpoint.count_when is None:
-        return []
-    return spent_by(recorded_verdicts(request))
 
 
 def _sync_authenticated(request: HttpRequest, hooks: Sequence[AnyAuth]) -> bool:
@@ -280,34 +303,35 @@ async def arun(
     view: Callable[[], Awaitable[HttpResponseBase]],
 ) -> HttpResponseBase:
     forget_verdicts(request)
-    before, after = endpoint.stages_for(request)
+    stages = endpoint.stages_for(request)
+    config = stages.config
     # Each stage and hook is a coroutine to create and await, so the ones
     # with nothing to do are skipped.
     response: HttpResponseBase | None = None
-    if before:
-        response = await _async_stage(request, before)
+    if stages.before:
+        response = await _async_stage(request, stages.before, config)
     if (
         response is None
         and endpoint.auth
         and not await _authenticated(request, endpoint.auth)
     ):
         response = not_authenticated()
-    if response is None and after:
+    if response is None and stages.after:
         # After-auth keys read request.user synchronously; resolve it here
         # so they never query the database from the event loop.
         user = await session_user(request)
         if user is not None:
             request.user = user
-        response = await _async_stage(request, after)
+        response = await _async_stage(request, stages.after, config)
     if response is None:
-        hits = _spent(endpoint, request)
-        held = endpoint.held(request)
-        if held:
-            config = get_config()
+        count_when = endpoint.count_when
+        hits = [] if count_when is None else spent_by(recorded_verdicts(request))
+        if stages.held:
             response = await arun_held(
-                held, request, view, config.on_failure, config.shadow
+                stages.held, request, view, config.on_failure, config.shadow
             )
         else:
             response = await view()
-        await arefund_unless(endpoint.count_when, response, hits)
+        if count_when is not None:
+            await arefund_unless(count_when, response, hits)
     return endpoint.finish(request, response)

@@ -14,7 +14,7 @@ from dmr.throttling.cache_keys import BaseThrottleCacheKey, RemoteAddr
 
 from luathrottle import BaseThrottleAlgorithm
 from luathrottle import headers as _headers
-from luathrottle._checks import Check, Counting, Verdict
+from luathrottle._checks import Check, Counting, Verdict, weak_request
 from luathrottle._counting import CountWhen, check_count_when
 from luathrottle._events import Observer
 from luathrottle._failures import OnFailure
@@ -311,7 +311,8 @@ class Twin:
             identity,
             f"{endpoint_scope(endpoint, controller)}{place}",
             self.inner.limit,
-            request=controller.request,
+            # The verdicts stay on the request (``request_state``).
+            request=weak_request(controller.request),
             settings=get_config(),
             door="dmr",
         )
