@@ -1,9 +1,12 @@
 """Django cache backends: the same Lua scripts, on whatever ``CACHES`` holds.
 
 ``SyncDjangoCache`` and ``AsyncDjangoCache`` look the cache up by alias
-(``caches[cache_name]``) at each call, never at construction, because Django
-hands every thread its own cache object and settings may not be ready when a
-throttle is declared. Each cache object then resolves once to what it is:
+(``caches[cache_name]``) at a thread's first call, never at construction,
+because Django hands every thread its own cache object and settings may not
+be ready when a throttle is declared; each thread keeps its object until
+``CACHES`` changes (``override_settings``). Under ASGI, where Django gives
+each request's context its own object, the tasks of one event loop share
+their thread's. Each cache object then resolves once to what it is:
 
 Redis-backed caches (``django.core.cache.backends.redis.RedisCache``,
 django-redis's ``RedisCache`` and django-valkey's ``ValkeyCache``,
@@ -198,7 +201,8 @@ class SyncDjangoCache(_DjangoCacheBase, SyncBackend):
     no state per algorithm: one object serves every limiter.
 
     Args:
-        cache_name: an alias of ``settings.CACHES``, looked up at each call.
+        cache_name: an alias of ``settings.CACHES``, looked up at each
+            thread's first call.
         breaker: trips after repeated failures; a new ``CircuitBreaker()``
             by default, ``False`` for none.
 
