@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from luathrottle._checks import Check, Verdict, joined, trial_parts
 from luathrottle._denial_log import logging_denials
 from luathrottle._events import REGISTRY, report
-from luathrottle._flights import Flight, Replies, disabled, plan, settle
+from luathrottle._flights import Flight, Replies, disabled, plan, reply_for, settle
 from luathrottle._outcomes import counted, event
 from luathrottle._switch import SWITCH
 from luathrottle.backends.base import AsyncBackend, ScriptCall, SyncBackend
@@ -158,15 +158,8 @@ def _lone_verdicts(
     verdicts: list[Verdict] = [None] * len(flight.checks)  # type: ignore[list-item]
     # ``settle`` for the one flight, without its loop over flights, which
     # costs about 6,000 instructions.
-    reply: list[int] | BackendError
-    if call is None:
-        assert flight.known is not None
-        reply = flight.known
-    elif isinstance(replies, BackendError):
-        reply = replies
-    else:
-        reply = replies[0]
-    flight.settle(reply, verdicts)
+    sent = iter(() if isinstance(replies, BackendError) else replies)
+    flight.settle(reply_for(flight, call, replies, sent), verdicts)
     if _denied(verdicts):
         _report(verdicts, {})
     return verdicts

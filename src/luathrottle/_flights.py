@@ -9,7 +9,7 @@ the engine (``luathrottle._engine``) makes the store calls around it.
 """
 
 import functools
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 from luathrottle._checks import Check, Verdict, packed
 from luathrottle._clock import microseconds
@@ -32,6 +32,7 @@ __all__ = [
     "disabled",
     "failed",
     "plan",
+    "reply_for",
     "settle",
     "words",
 ]
@@ -262,12 +263,20 @@ def settle(
     """
     sent = iter(() if isinstance(replies, BackendError) else replies)
     for flight, call in zip(flights, calls, strict=True):
-        reply: list[int] | BackendError
-        if call is None:
-            assert flight.known is not None
-            reply = flight.known
-        elif isinstance(replies, BackendError):
-            reply = replies
-        else:
-            reply = next(sent)
-        flight.settle(reply, verdicts)
+        flight.settle(reply_for(flight, call, replies, sent), verdicts)
+
+
+def reply_for(
+    flight: Flight,
+    call: ScriptCall | None,
+    replies: Replies,
+    sent: Iterator[list[int]],
+) -> list[int] | BackendError:
+    """What settles ``flight``: the denial cache's answer when it made no
+    ``call``, the store's failure, or its reply, the next of ``sent``."""
+    if call is None:
+        assert flight.known is not None
+        return flight.known
+    if isinstance(replies, BackendError):
+        return replies
+    return next(sent)
